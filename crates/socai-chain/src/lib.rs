@@ -1,0 +1,27 @@
+//! socai-chain: everything an auditor needs to check the Sổ Cái ledger, and nothing else.
+//!
+//! No I/O, no tokio, no sled, no HTTP: an auditor embeds this crate alone.
+//!
+//! - [`hash`]: RFC 6962 leaf/node hashing and the 32-byte [`Hash`] type.
+//! - [`entry`]: the ledger record, its RFC 8785 (JCS) canonical bytes, personal-data commitments.
+//! - [`merkle`]: stored-hash indexing (sumdb/tlog layout), roots, inclusion and consistency proofs,
+//!   and [`merkle::CompactRange`] for streaming roots.
+//! - [`checkpoint`]: C2SP tlog-checkpoint signed notes with Ed25519 (signed-note key ids).
+//! - [`proof`]: the proof JSON objects of the auditors' contract, each able to verify itself.
+//! - [`verify`]: a streaming chain verifier (entry → leaf, `prev` links, seq, root).
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod entry;
+pub mod hash;
+pub mod merkle;
+pub mod proof;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, SignedCheckpoint};
+pub use entry::{Entry, canonical_json};
+pub use hash::{Hash, leaf_hash, node_hash};
+pub use merkle::{CompactRange, HashReader};
+pub use proof::{ConsistencyProof, InclusionProof};
+pub use verify::{ChainError, ChainVerifier};
+pub use verify::{Chunk, verify_chunk};

@@ -1,0 +1,13 @@
+//! socai-model: what an event is. The envelope, the catalogue of event types, validation against
+//! the JSON Schemas in the repository's `schemas/` (embedded at build time: the schema files are the
+//! single source of truth, no rule is written twice), and the error codes a rejection carries.
+//!
+//! Knows nothing of storage or transport.
+
+pub mod code;
+pub mod event;
+pub mod validate;
+
+pub use code::ErrorCode;
+pub use event::{EVENT_TYPES, Event, REDACTION_TYPE};
+pub use validate::{Limits, Rejection, Validator};

@@ -1,0 +1,1 @@
+//! socai-store
