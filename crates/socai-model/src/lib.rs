@@ -6,8 +6,9 @@
 
 pub mod code;
 pub mod event;
+pub mod schema;
 pub mod validate;
 
 pub use code::ErrorCode;
-pub use event::{EVENT_TYPES, Event, REDACTION_TYPE};
+pub use event::{EVENT_TYPES, Event, REDACTION_ID_PREFIX, REDACTION_TYPE, SCHEMA_VERSION};
 pub use validate::{Limits, Rejection, Validator};
