@@ -3,12 +3,38 @@
 //! Entry `n` is the RFC 8785 (JCS) canonical JSON of
 //! `{"v":1,"seq":n,"prev":"<hex>","recorded_at":"<RFC 3339 UTC>","event":{...},"personal_commitment":"<hex>"}`
 //! (`personal_commitment` only when the event carried `personal`).
+//!
+//! Decoding follows one rule set along three paths. [`Entry::decode_header`], the verification hot
+//! path, first tries a byte scanner that accepts only the exact layout [`Entry::to_canonical`]
+//! writes (everything the ledger stores) and gives up on anything else. The serde path then
+//! decides, with structs that borrow from the input, reject unknown and repeated keys and check
+//! every type without building a `Value`; [`Entry::decode`] uses the same structs to build the
+//! whole entry. Only when they reject does [`Entry::from_value`] re-read the input, to name the
+//! offending field. Canonical bytes come from a small RFC 8785 writer, checked against the
+//! `serde_json_canonicalizer` crate in tests.
 
 use crate::hash::Hash;
-use serde_json::Value;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
+use std::fmt;
 
 /// Format version of entries written by this code.
 pub const ENTRY_VERSION: u64 = 1;
+
+/// The keys of `event`, all required: six strings, the integer `schema` and the object `data`.
+const EVENT_KEYS: [&str; 8] = [
+    "id",
+    "type",
+    "agency",
+    "procedure",
+    "dossier",
+    "occurred_at",
+    "schema",
+    "data",
+];
 
 /// A decoded ledger entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +45,14 @@ pub struct Entry {
     pub recorded_at: String,
     /// `{id,type,agency,procedure,dossier,occurred_at,schema,data}`; exactly these keys.
     pub event: Value,
+    pub personal_commitment: Option<Hash>,
+}
+
+/// What chain verification needs from an entry, decoded with every check of [`Entry::decode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHeader {
+    pub seq: u64,
+    pub prev: Hash,
     pub personal_commitment: Option<Hash>,
 }
 
@@ -38,52 +72,905 @@ pub enum EntryError {
 impl Entry {
     /// The canonical (JCS) bytes: the exact bytes that are stored and hashed.
     pub fn to_canonical(&self) -> Vec<u8> {
-        todo!()
+        // The keys in RFC 8785 order (UTF-16 code units): event, personal_commitment, prev,
+        // recorded_at, seq, v.
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"event\":");
+        write_jcs(&mut out, &self.event);
+        if let Some(commitment) = &self.personal_commitment {
+            out.extend_from_slice(b",\"personal_commitment\":");
+            write_hash(&mut out, commitment);
+        }
+        out.extend_from_slice(b",\"prev\":");
+        write_hash(&mut out, &self.prev);
+        out.extend_from_slice(b",\"recorded_at\":");
+        write_string(&mut out, &self.recorded_at);
+        out.extend_from_slice(b",\"seq\":");
+        write_number(&mut out, self.seq as f64);
+        out.extend_from_slice(b",\"v\":");
+        write_number(&mut out, ENTRY_VERSION as f64);
+        out.push(b'}');
+        out
     }
 
     /// Parses and checks structure: valid JSON object with exactly the keys v, seq, prev,
     /// recorded_at, event, optional personal_commitment; v == 1; hashes are 64 hex; event is an
     /// object with string id/type/agency/procedure/dossier/occurred_at, integer schema, object data.
     /// Does not check canonical form (see [`Entry::decode_canonical`]).
+    ///
+    /// Hashes must be lowercase hex, and no object outside `data` may repeat a key.
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
-        todo!()
+        let wire = parse::<String, Map<String, Value>>(bytes)?;
+        let event = wire.event;
+        let mut map = Map::new();
+        for (key, value) in EVENT_KEYS.iter().zip([
+            event.id,
+            event.kind,
+            event.agency,
+            event.procedure,
+            event.dossier,
+            event.occurred_at,
+        ]) {
+            map.insert((*key).to_owned(), Value::String(value));
+        }
+        map.insert("schema".to_owned(), Value::Number(event.schema.0));
+        map.insert("data".to_owned(), Value::Object(event.data));
+        Ok(Entry {
+            seq: wire.seq,
+            prev: wire.prev.0,
+            recorded_at: wire.recorded_at,
+            event: Value::Object(map),
+            personal_commitment: wire.personal_commitment.map(|h| h.0),
+        })
+    }
+
+    /// The verification hot path: every check of [`Entry::decode`], without building the event.
+    /// Canonical entries (all the ledger writes) take a byte scanner; anything else the serde path.
+    pub fn decode_header(bytes: &[u8]) -> Result<EntryHeader, EntryError> {
+        scan_canonical(bytes).map_or_else(|| decode_header_serde(bytes), Ok)
     }
 
     /// [`Entry::decode`] plus: re-encoding gives back exactly `bytes`.
     pub fn decode_canonical(bytes: &[u8]) -> Result<Entry, EntryError> {
-        todo!()
+        let entry = Entry::decode(bytes)?;
+        if entry.to_canonical() != bytes {
+            return Err(EntryError::NotCanonical);
+        }
+        Ok(entry)
+    }
+
+    /// Checks an already parsed entry with the rules of [`Entry::decode`] (except repeated keys,
+    /// which a `Value` cannot hold) and names the first offending field.
+    pub fn from_value(value: Value) -> Result<Entry, EntryError> {
+        let Value::Object(mut top) = value else {
+            return Err(expected("", "an object", &value));
+        };
+        match top.get("v") {
+            None => return Err(field("/v", "missing")),
+            Some(v) => match v.as_u64() {
+                Some(ENTRY_VERSION) => {}
+                Some(other) => return Err(EntryError::Version(other)),
+                None => return Err(expected("/v", "an unsigned integer", v)),
+            },
+        }
+        let keys = ["v", "seq", "prev", "recorded_at", "event"];
+        check_keys(&top, "", &keys, &["personal_commitment"])?;
+        let seq = (top["seq"].as_u64())
+            .ok_or_else(|| expected("/seq", "an unsigned integer", &top["seq"]))?;
+        let prev = hash_value(&top["prev"], "/prev")?;
+        let personal_commitment = top
+            .get("personal_commitment")
+            .map(|v| hash_value(v, "/personal_commitment"))
+            .transpose()?;
+        let fields = top["event"]
+            .as_object()
+            .ok_or_else(|| expected("/event", "an object", &top["event"]))?;
+        check_keys(fields, "/event", &EVENT_KEYS, &[])?;
+        for key in &EVENT_KEYS[..6] {
+            if !fields[*key].is_string() {
+                return Err(expected(
+                    &format!("/event/{key}"),
+                    "a string",
+                    &fields[*key],
+                ));
+            }
+        }
+        if !(fields["schema"].is_i64() || fields["schema"].is_u64()) {
+            return Err(expected("/event/schema", "an integer", &fields["schema"]));
+        }
+        if !fields["data"].is_object() {
+            return Err(expected("/event/data", "an object", &fields["data"]));
+        }
+        if !top["recorded_at"].is_string() {
+            return Err(expected("/recorded_at", "a string", &top["recorded_at"]));
+        }
+        let (Some(Value::String(recorded_at)), Some(event)) =
+            (top.remove("recorded_at"), top.remove("event"))
+        else {
+            unreachable!("recorded_at and event were checked above");
+        };
+        Ok(Entry {
+            seq,
+            prev,
+            recorded_at,
+            event,
+            personal_commitment,
+        })
     }
 
     /// The event id (`event.id`). Panics never: returns "" if absent (decode guarantees presence).
     pub fn event_id(&self) -> &str {
-        todo!()
+        self.event_str("id")
     }
 
     /// `event.type`, `event.dossier`: same conventions as [`Entry::event_id`].
     pub fn event_type(&self) -> &str {
-        todo!()
+        self.event_str("type")
     }
     pub fn dossier(&self) -> &str {
-        todo!()
+        self.event_str("dossier")
+    }
+
+    fn event_str(&self, key: &str) -> &str {
+        self.event.get(key).and_then(Value::as_str).unwrap_or("")
     }
 }
 
 /// RFC 8785 canonical JSON of any value.
 pub fn canonical_json(value: &Value) -> Vec<u8> {
-    todo!()
+    let mut out = Vec::with_capacity(256);
+    write_jcs(&mut out, value);
+    out
 }
 
 /// The per-event salt: the first 16 bytes of HMAC-SHA-256(salt_key, event_id).
 pub fn personal_salt(salt_key: &[u8], event_id: &str) -> [u8; 16] {
-    todo!()
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(salt_key).expect("hmac accepts keys of any length");
+    mac.update(event_id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&tag[..16]);
+    salt
 }
 
 /// `SHA-256(salt ‖ JCS(personal))`.
 pub fn personal_commitment(salt: &[u8; 16], personal: &Value) -> Hash {
-    todo!()
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(canonical_json(personal));
+    Hash(h.finalize().into())
 }
 
 /// Checks disclosed personal data against an entry's commitment.
 pub fn check_personal(commitment: &Hash, salt: &[u8; 16], personal: &Value) -> bool {
-    todo!()
+    personal_commitment(salt, personal) == *commitment
+}
+
+/// [`Entry::decode_header`] without the canonical fast path.
+fn decode_header_serde(bytes: &[u8]) -> Result<EntryHeader, EntryError> {
+    let wire = parse::<AnyString, AnyObject>(bytes)?;
+    Ok(EntryHeader {
+        seq: wire.seq,
+        prev: wire.prev.0,
+        personal_commitment: wire.personal_commitment.map(|h| h.0),
+    })
+}
+
+// ---- RFC 8785 (JCS) writer ----
+//
+// Direct, allocation-light, and checked in tests against `serde_json_canonicalizer` (over ten
+// times slower: it re-parses every key). Strings use serde_json's escaping, which is exactly
+// JCS's (§3.2.2.2: `\"`, `\\`, `\b \f \n \r \t`, other controls as lowercase `\u00xx`, all else
+// literal); numbers are IEEE doubles in ECMAScript form (§3.2.2.3) via `ryu-js`.
+
+fn write_jcs(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        // Every JSON number is a double in JCS: integers beyond 2^53 round, as in JavaScript.
+        // (`as_f64` is never None for a parsed number.)
+        Value::Number(n) => write_number(out, n.as_f64().unwrap_or_default()),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_jcs(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // Map iterates in code point order; JCS sorts by UTF-16 code units, which differs
+            // only between U+E000..U+FFFF and supplementary characters.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, key);
+                out.push(b':');
+                write_jcs(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// ECMAScript `Number.prototype.toString` of a (always finite) JSON number.
+fn write_number(out: &mut Vec<u8>, n: f64) {
+    out.extend_from_slice(ryu_js::Buffer::new().format(n).as_bytes());
+}
+
+fn write_hash(out: &mut Vec<u8>, hash: &Hash) {
+    let mut hex = [0u8; 66];
+    hex[0] = b'"';
+    hex[65] = b'"';
+    // Exactly twice the input length: cannot fail.
+    let _ = hex::encode_to_slice(hash.0, &mut hex[1..65]);
+    out.extend_from_slice(&hex);
+}
+
+// ---- the wire structs: one rule set, two instantiations ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire<S, D> {
+    v: u64,
+    seq: u64,
+    prev: LowerHex,
+    recorded_at: S,
+    event: WireEvent<S, D>,
+    #[serde(default, deserialize_with = "present")]
+    personal_commitment: Option<LowerHex>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent<S, D> {
+    id: S,
+    #[serde(rename = "type")]
+    kind: S,
+    agency: S,
+    procedure: S,
+    dossier: S,
+    occurred_at: S,
+    schema: Integer,
+    data: D,
+}
+
+/// Parses with the strict wire structs; on failure, finds the offending field for the error.
+fn parse<'de, S, D>(bytes: &'de [u8]) -> Result<Wire<S, D>, EntryError>
+where
+    Wire<S, D>: Deserialize<'de>,
+{
+    // Validating UTF-8 once up front is cheaper than per string, and covers the strings inside
+    // `data` that the fast path skips without reading.
+    let text = std::str::from_utf8(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
+    match serde_json::from_str::<Wire<S, D>>(text) {
+        Ok(wire) if wire.v == ENTRY_VERSION => Ok(wire),
+        Ok(wire) => Err(EntryError::Version(wire.v)),
+        Err(err) => Err(explain(bytes, &err)),
+    }
+}
+
+/// The error path: re-read as a `Value` to name the field. Only repeated keys, which a `Value`
+/// silently merges, fall through to serde's own message.
+fn explain(bytes: &[u8], err: &serde_json::Error) -> EntryError {
+    if err.is_syntax() || err.is_eof() {
+        return EntryError::Json(err.to_string());
+    }
+    match serde_json::from_slice::<Value>(bytes).map(Entry::from_value) {
+        Err(e) => EntryError::Json(e.to_string()),
+        Ok(Err(e)) => e,
+        Ok(Ok(_)) => field("", err.to_string()),
+    }
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LowerHex>, D::Error> {
+    LowerHex::deserialize(d).map(Some)
+}
+
+/// A hash written as exactly 64 lowercase hex digits.
+struct LowerHex(Hash);
+
+impl<'de> Deserialize<'de> for LowerHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LowerHex;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("64 lowercase hex digits")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LowerHex, E> {
+                parse_lower_hex(s.as_bytes())
+                    .map(LowerHex)
+                    .ok_or_else(|| E::custom(bad_hash(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A JSON integer (no fraction, no exponent), kept as a `Number`.
+struct Integer(Number);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Integer;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Integer, E> {
+                Ok(Integer(n.into()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Integer, E> {
+                Ok(Integer(n.into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any JSON string, not kept.
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Any JSON object, not kept. Its values are read as a `Value` would read them (numbers are
+/// parsed, so `1e400` fails here as it does there), without allocating.
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyObject, A::Error> {
+                while map.next_entry::<AnyString, AnyValue>()?.is_some() {}
+                Ok(AnyObject)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Any JSON value, not kept.
+struct AnyValue;
+
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AnyValue, E> {
+                Ok(AnyValue)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+                while seq.next_element::<AnyValue>()?.is_some() {}
+                Ok(AnyValue)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+                while map.next_entry::<AnyString, AnyValue>()?.is_some() {}
+                Ok(AnyValue)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- the canonical fast path ----
+
+/// Reads an entry laid out exactly as [`Entry::to_canonical`] writes it, or gives up (`None`) at
+/// the first byte it is not sure of: it only ever accepts what the serde path accepts, and leaves
+/// every rejection (and every unusual but valid entry) to it.
+fn scan_canonical(bytes: &[u8]) -> Option<EntryHeader> {
+    let mut c = Scanner { b: bytes, i: 0 };
+    c.lit(b"{\"event\":{\"agency\":")?;
+    c.string()?;
+    c.lit(b",\"data\":")?;
+    c.object(0)?;
+    for key in ["dossier", "id", "occurred_at", "procedure"] {
+        c.lit(b",\"")?;
+        c.lit(key.as_bytes())?;
+        c.lit(b"\":")?;
+        c.string()?;
+    }
+    c.lit(b",\"schema\":")?;
+    c.integer()?;
+    c.lit(b",\"type\":")?;
+    c.string()?;
+    c.lit(b"},")?;
+    let personal_commitment = if c.lit(b"\"personal_commitment\":").is_some() {
+        let hash = c.hash()?;
+        c.lit(b",")?;
+        Some(hash)
+    } else {
+        None
+    };
+    c.lit(b"\"prev\":")?;
+    let prev = c.hash()?;
+    c.lit(b",\"recorded_at\":")?;
+    c.string()?;
+    c.lit(b",\"seq\":")?;
+    let (false, seq) = c.integer()? else {
+        return None;
+    };
+    c.lit(b",\"v\":1}")?;
+    (c.i == bytes.len()).then_some(EntryHeader {
+        seq,
+        prev,
+        personal_commitment,
+    })
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    /// Deeper `data` than this goes to the serde path (which has its own recursion limit).
+    const MAX_DEPTH: u32 = 16;
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn lit(&mut self, s: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(s.len())?;
+        (self.b.get(self.i..end)? == s).then(|| self.i = end)
+    }
+
+    /// A string without `\u` escapes (valid, but left to serde); returns its raw content.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.lit(b"\"")?;
+        let start = self.i;
+        let mut ascii = true;
+        loop {
+            let rest = self.b.get(self.i..)?;
+            let run = plain_run(rest);
+            self.i += run + 1;
+            match *rest.get(run)? {
+                b'"' => break,
+                b'\\' => {
+                    if !matches!(
+                        self.peek()?,
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
+                    ) {
+                        return None;
+                    }
+                    self.i += 1;
+                }
+                0x80.. => ascii = false,
+                _ => return None,
+            }
+        }
+        let content = &self.b[start..self.i - 1];
+        if !ascii {
+            std::str::from_utf8(content).ok()?;
+        }
+        Some(content)
+    }
+
+    fn hash(&mut self) -> Option<Hash> {
+        self.lit(b"\"")?;
+        let hash = parse_lower_hex(self.b.get(self.i..self.i + 64)?)?;
+        self.i += 64;
+        self.lit(b"\"")?;
+        Some(hash)
+    }
+
+    /// `-?(0|[1-9][0-9]*)` of at most 18 digits (so it fits an i64), as (negative, magnitude).
+    fn integer(&mut self) -> Option<(bool, u64)> {
+        let negative = self.lit(b"-").is_some();
+        let digits = self.digits()?;
+        let text = &self.b[self.i - digits..self.i];
+        if digits > 18 || (digits > 1 && text[0] == b'0') {
+            return None;
+        }
+        Some((
+            negative,
+            text.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')),
+        ))
+    }
+
+    fn digits(&mut self) -> Option<usize> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        (self.i > start).then_some(self.i - start)
+    }
+
+    /// A number that is certainly finite as an f64: an integer, optionally with a short fraction.
+    fn number(&mut self) -> Option<()> {
+        self.integer()?;
+        if self.lit(b".").is_some() && self.digits()? > 17 {
+            return None;
+        }
+        // Exponents are valid JSON but left to serde, which knows when they overflow.
+        (!matches!(self.peek(), Some(b'e' | b'E'))).then_some(())
+    }
+
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => self.object(depth + 1),
+            b'[' => {
+                if depth >= Self::MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                if self.lit(b"]").is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    if self.lit(b"]").is_some() {
+                        return Some(());
+                    }
+                    self.lit(b",")?;
+                }
+            }
+            b't' => self.lit(b"true"),
+            b'f' => self.lit(b"false"),
+            b'n' => self.lit(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    fn object(&mut self, depth: u32) -> Option<()> {
+        if depth >= Self::MAX_DEPTH {
+            return None;
+        }
+        self.lit(b"{")?;
+        if self.lit(b"}").is_some() {
+            return Some(());
+        }
+        loop {
+            self.string()?;
+            self.lit(b":")?;
+            self.value(depth)?;
+            if self.lit(b"}").is_some() {
+                return Some(());
+            }
+            self.lit(b",")?;
+        }
+    }
+}
+
+/// The length of the leading run of bytes that need no attention inside a JSON string: anything
+/// but `"`, `\\`, control characters (< 0x20) and non-ASCII (≥ 0x80, checked as UTF-8 apart).
+/// Eight bytes at a time: in each flag word the lowest set bit marks the first such byte exactly
+/// (borrows only run towards higher bytes, past a true match).
+fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = b.chunks_exact(8);
+    let mut done = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let flags = zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | (w & HIGH);
+        if flags != 0 {
+            return done + (flags.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = words.remainder();
+    done + tail
+        .iter()
+        .position(|&c| !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\')
+        .unwrap_or(tail.len())
+}
+
+// ---- helpers for the error path ----
+
+fn parse_lower_hex(s: &[u8]) -> Option<Hash> {
+    /// Nibble value of each byte, 0xff for anything but `0-9a-f`.
+    const NIBBLE: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut c = 0;
+        while c < 16 {
+            table[b"0123456789abcdef"[c] as usize] = c as u8;
+            c += 1;
+        }
+        table
+    };
+    let bytes: &[u8; 64] = s.try_into().ok()?;
+    let mut out = [0u8; 32];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = hi << 4 | lo;
+    }
+    // Valid nibbles are < 16, so any 0xff sets the high bits.
+    (bad < 16).then_some(Hash(out))
+}
+
+fn bad_hash(s: &str) -> String {
+    format!("expected 64 lowercase hex digits, found {:?}", truncate(s))
+}
+
+fn hash_value(v: &Value, path: &str) -> Result<Hash, EntryError> {
+    match v {
+        Value::String(s) => parse_lower_hex(s.as_bytes()).ok_or_else(|| field(path, bad_hash(s))),
+        other => Err(expected(path, "a string", other)),
+    }
+}
+
+fn check_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    required: &[&str],
+    optional: &[&str],
+) -> Result<(), EntryError> {
+    let known = |k: &str| required.contains(&k) || optional.contains(&k);
+    if let Some(extra) = obj.keys().find(|k| !known(k)) {
+        return Err(field(
+            &format!("{path}/{}", pointer_token(extra)),
+            "unknown field",
+        ));
+    }
+    match required.iter().find(|k| !obj.contains_key(**k)) {
+        Some(missing) => Err(field(&format!("{path}/{missing}"), "missing")),
+        None => Ok(()),
+    }
+}
+
+fn expected(path: &str, what: &str, found: &Value) -> EntryError {
+    field(path, format!("expected {what}, found {}", describe(found)))
+}
+
+fn field(path: &str, reason: impl Into<String>) -> EntryError {
+    EntryError::Field {
+        field: if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        },
+        reason: reason.into(),
+    }
+}
+
+/// A short rendering of an offending value for error messages.
+fn describe(v: &Value) -> String {
+    truncate(&v.to_string())
+}
+
+fn truncate(s: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    if s.chars().count() <= MAX_CHARS {
+        s.to_owned()
+    } else {
+        s.chars().take(MAX_CHARS).collect::<String>() + "…"
+    }
+}
+
+/// RFC 6901 escaping of one path token.
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn any_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9_.:+-]{0,12}",
+            prop::collection::vec(any::<char>(), 0..12).prop_map(String::from_iter),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any_string().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(any_string(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    prop_compose! {
+        fn any_entry()(
+            seq in 0u64..1 << 53, prev in any::<[u8; 32]>(), commitment in any::<Option<[u8; 32]>>(),
+            strings in prop::collection::vec(any_string(), 7), schema in any::<i32>(),
+            data in prop::collection::btree_map(any_string(), any_json(), 0..6),
+        ) -> Entry {
+            Entry {
+                seq,
+                prev: Hash(prev),
+                recorded_at: strings[6].clone(),
+                event: json!({"id": strings[0], "type": strings[1], "agency": strings[2], "procedure": strings[3],
+                    "dossier": strings[4], "occurred_at": strings[5], "schema": schema,
+                    "data": Value::Object(data.into_iter().collect())}),
+                personal_commitment: commitment.map(Hash),
+            }
+        }
+    }
+
+    /// Ways to damage canonical bytes: flip a bit, drop a byte, or insert a JSON-ish byte.
+    fn mutate(mut bytes: Vec<u8>, kind: u8, at: prop::sample::Index, byte: u8) -> Vec<u8> {
+        let i = at.index(bytes.len());
+        match kind % 3 {
+            0 => bytes[i] ^= 1 << (byte % 8),
+            1 => drop(bytes.remove(i)),
+            _ => bytes.insert(
+                i,
+                b"\"\\{}[],:-.e0123456789 tfn\x01\x7f\xc3"[usize::from(byte) % 22],
+            ),
+        }
+        bytes
+    }
+
+    /// The fast path accepts only what the serde path accepts, with the same header; and
+    /// `decode_header` and `decode` agree on every input.
+    fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let serde = decode_header_serde(bytes);
+        if let Some(fast) = scan_canonical(bytes) {
+            prop_assert_eq!(
+                Ok(fast),
+                serde.clone(),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let full = Entry::decode(bytes).map(|e| EntryHeader {
+            seq: e.seq,
+            prev: e.prev,
+            personal_commitment: e.personal_commitment,
+        });
+        prop_assert_eq!(
+            full,
+            Entry::decode_header(bytes),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn fast_path_agrees_on_canonical_entries(entry in any_entry()) {
+            let bytes = entry.to_canonical();
+            agree(&bytes)?;
+            // JCS writes numbers as IEEE doubles: integers beyond 2^53 round, so compare bytes.
+            prop_assert_eq!(Entry::decode_canonical(&bytes).map(|e| e.to_canonical()), Ok(bytes));
+        }
+
+        #[test]
+        fn fast_path_agrees_on_damaged_entries(
+            entry in any_entry(), kinds in prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        ) {
+            let mut bytes = entry.to_canonical();
+            for (kind, at, byte) in kinds {
+                bytes = mutate(bytes, kind, at, byte);
+            }
+            agree(&bytes)?;
+        }
+
+        #[test]
+        fn jcs_matches_the_reference_implementation(value in any_json()) {
+            prop_assert_eq!(canonical_json(&value), serde_json_canonicalizer::to_vec(&value).unwrap());
+        }
+
+        #[test]
+        fn to_canonical_matches_the_reference_implementation(entry in any_entry()) {
+            let mut value = json!({"v": ENTRY_VERSION, "seq": entry.seq, "prev": entry.prev,
+                "recorded_at": entry.recorded_at, "event": entry.event});
+            if let Some(c) = entry.personal_commitment {
+                value["personal_commitment"] = json!(c);
+            }
+            prop_assert_eq!(entry.to_canonical(), serde_json_canonicalizer::to_vec(&value).unwrap());
+        }
+
+        #[test]
+        fn plain_run_finds_the_first_special_byte(bytes in prop::collection::vec(prop_oneof![32u8..127, any::<u8>()], 0..40)) {
+            let naive = bytes.iter().position(|&c| !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\').unwrap_or(bytes.len());
+            prop_assert_eq!(plain_run(&bytes), naive);
+        }
+    }
+
+    #[test]
+    fn scanner_reads_typical_entries() {
+        let entry = Entry {
+            seq: 12,
+            prev: Hash([7; 32]),
+            recorded_at: "2026-06-09T01:00:00.123456Z".into(),
+            event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
+                "occurred_at": "o", "schema": 1, "data": {"x": [1, -2.5, "é\n\"", {"y": null}], "z": true}}),
+            personal_commitment: Some(Hash([9; 32])),
+        };
+        let bytes = entry.to_canonical();
+        assert_eq!(
+            scan_canonical(&bytes),
+            Some(decode_header_serde(&bytes).unwrap())
+        );
+        // Exponents, \u escapes and deep nesting are valid but left to serde.
+        let deep = (0..20).fold(json!(1), |v, _| json!([v]));
+        for data in [
+            json!({"x": 1e300}),
+            json!({"x": "\u{1}"}),
+            json!({ "x": deep }),
+        ] {
+            let bytes = Entry { event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
+                "occurred_at": "o", "schema": 1, "data": data}), ..entry.clone() }.to_canonical();
+            assert_eq!(
+                scan_canonical(&bytes),
+                None,
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+            assert!(Entry::decode_header(&bytes).is_ok());
+        }
+    }
 }

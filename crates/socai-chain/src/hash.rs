@@ -17,7 +17,10 @@ impl Hash {
 
     /// Parses 64 hex digits (either case).
     pub fn from_hex(s: &str) -> Result<Hash, HashParseError> {
-        let err = |reason| HashParseError { value: s.chars().take(80).collect(), reason };
+        let err = |reason| HashParseError {
+            value: s.chars().take(80).collect(),
+            reason,
+        };
         if s.len() != 64 {
             return Err(err("expected 64 hex digits"));
         }

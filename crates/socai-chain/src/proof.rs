@@ -5,8 +5,8 @@
 
 use crate::checkpoint::{CheckpointError, CheckpointVerifier, SignedCheckpoint};
 use crate::entry::{Entry, EntryError};
-use crate::hash::Hash;
-use crate::merkle::MerkleError;
+use crate::hash::{Hash, leaf_hash};
+use crate::merkle::{MerkleError, verify_consistency, verify_inclusion};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,10 @@ pub enum ProofError {
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] CheckpointError),
     #[error("checkpoint is for tree size {checkpoint_size}, proof for {tree_size}")]
-    SizeMismatch { checkpoint_size: u64, tree_size: u64 },
+    SizeMismatch {
+        checkpoint_size: u64,
+        tree_size: u64,
+    },
     #[error("merkle path: {0}")]
     Merkle(#[from] MerkleError),
 }
@@ -43,8 +46,42 @@ pub struct InclusionProof {
 impl InclusionProof {
     /// Checks: entry decodes, SHA-256(0x00‖entry) == leaf_hash, entry.seq == leaf_index, the
     /// checkpoint is signed by `verifier`, its size == tree_size, path leads to its root.
-    pub fn verify(&self, verifier: &CheckpointVerifier) -> Result<(Entry, SignedCheckpoint), ProofError> {
-        todo!()
+    ///
+    /// The entry must also be in canonical form (the only form the ledger writes), so every JSON
+    /// reader sees the same entry.
+    pub fn verify(
+        &self,
+        verifier: &CheckpointVerifier,
+    ) -> Result<(Entry, SignedCheckpoint), ProofError> {
+        let entry = Entry::decode_canonical(&self.entry)?;
+        let computed = leaf_hash(&self.entry);
+        if computed != self.leaf_hash {
+            return Err(ProofError::LeafHash {
+                claimed: self.leaf_hash,
+                computed,
+            });
+        }
+        if entry.seq != self.leaf_index {
+            return Err(ProofError::SeqMismatch {
+                seq: entry.seq,
+                leaf_index: self.leaf_index,
+            });
+        }
+        let signed = verifier.verify(&self.checkpoint)?;
+        if signed.checkpoint.size != self.tree_size {
+            return Err(ProofError::SizeMismatch {
+                checkpoint_size: signed.checkpoint.size,
+                tree_size: self.tree_size,
+            });
+        }
+        verify_inclusion(
+            &computed,
+            self.leaf_index,
+            self.tree_size,
+            &self.path,
+            &signed.checkpoint.root,
+        )?;
+        Ok((entry, signed))
     }
 }
 
@@ -58,17 +95,39 @@ pub struct ConsistencyProof {
 }
 
 impl ConsistencyProof {
+    /// Checks that `path` proves the tree `old_root` of `old_size` leaves a prefix of `new_root`.
+    /// The caller decides whether it trusts the roots (e.g. from two signed checkpoints).
     pub fn verify(&self) -> Result<(), ProofError> {
-        todo!()
+        verify_consistency(
+            self.old_size,
+            self.new_size,
+            &self.old_root,
+            &self.new_root,
+            &self.path,
+        )?;
+        Ok(())
     }
 }
 
 /// serde helper: `Vec<u8>` as standard padded base64.
 pub mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        todo!()
+        s.serialize_str(&STANDARD.encode(bytes))
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        todo!()
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        decode(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// Standard padded base64, with the offending text in the error.
+    pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
+        STANDARD.decode(text).map_err(|e| {
+            let shown: String = text.chars().take(40).collect();
+            format!("invalid base64 {shown:?}: {e}")
+        })
     }
 }

@@ -4,14 +4,17 @@
 //! hashes a run of consecutive entries; [`ChainVerifier::push_chunk`] (sequential, cheap) joins
 //! chunks, checks the links between them and grows the Merkle root.
 
-use crate::entry::EntryError;
-use crate::hash::Hash;
+use crate::entry::{Entry, EntryError, EntryHeader};
+use crate::hash::{Hash, leaf_hash};
 use crate::merkle::CompactRange;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("seq {seq}: {kind}")]
 pub struct ChainError {
-    /// The first bad position.
+    /// The first position where a check fails. A modified entry `n` shows at `n` when it no
+    /// longer decodes, at `n + 1` (`PrevMismatch`) when it still does, and at the tree size
+    /// (`RootMismatch`) when it is the last entry. A missing, moved or reordered entry shows at
+    /// its position (`SeqMismatch`).
     pub seq: u64,
     pub kind: ChainErrorKind,
 }
@@ -25,7 +28,11 @@ pub enum ChainErrorKind {
     #[error("prev is {found}, expected the leaf hash of the previous entry {expected}")]
     PrevMismatch { expected: Hash, found: Hash },
     #[error("root of the first {size} entries is {computed}, checkpoint says {expected}")]
-    RootMismatch { size: u64, expected: Hash, computed: Hash },
+    RootMismatch {
+        size: u64,
+        expected: Hash,
+        computed: Hash,
+    },
     #[error("personal data does not match personal_commitment")]
     PersonalMismatch,
 }
@@ -39,12 +46,77 @@ pub struct Chunk {
     pub leaves: Vec<Hash>,
     /// Seqs (and commitments) of entries carrying a personal_commitment, for optional checking.
     pub commitments: Vec<(u64, Hash)>,
+    /// The first failure after the first entry, if any; `leaves` and `commitments` stop before it.
+    /// [`ChainVerifier::push_chunk`] raises it once the link into the chunk has been checked, so
+    /// the first bad position wins however the log was cut into chunks.
+    pub error: Option<ChainError>,
+}
+
+impl Chunk {
+    /// Whether every entry of the chunk passed (the link into it is checked by `push_chunk`).
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 /// Decodes each entry (structure checked, see `Entry::decode`), checks `seq == first_seq + i`
 /// and that each entry's `prev` equals the leaf hash of the entry before it within the chunk.
+///
+/// A bad first entry is an `Err`. A later failure cannot be reported yet (the first entry's `prev`
+/// may be the real first fault, which only the previous chunk can tell), so it is kept in
+/// [`Chunk::error`] and raised by [`ChainVerifier::push_chunk`]: a chunk is verified only once pushed.
 pub fn verify_chunk(first_seq: u64, entries: &[&[u8]]) -> Result<Chunk, ChainError> {
-    todo!()
+    let mut chunk = Chunk {
+        first_seq,
+        first_prev: Hash::ZERO,
+        leaves: Vec::with_capacity(entries.len()),
+        commitments: Vec::new(),
+        error: None,
+    };
+    for (seq, bytes) in (first_seq..).zip(entries) {
+        match check_entry(seq, bytes, chunk.leaves.last()) {
+            Ok((header, leaf)) => {
+                if seq == first_seq {
+                    chunk.first_prev = header.prev;
+                }
+                chunk.leaves.push(leaf);
+                if let Some(commitment) = header.personal_commitment {
+                    chunk.commitments.push((seq, commitment));
+                }
+            }
+            Err(e) if seq == first_seq => return Err(e),
+            Err(e) => {
+                chunk.error = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(chunk)
+}
+
+/// One entry at position `seq`: decodes, checks its seq and (within a chunk) its link.
+fn check_entry(
+    seq: u64,
+    bytes: &[u8],
+    prev_leaf: Option<&Hash>,
+) -> Result<(EntryHeader, Hash), ChainError> {
+    let fail = |kind| ChainError { seq, kind };
+    let header = Entry::decode_header(bytes).map_err(|e| fail(ChainErrorKind::Entry(e)))?;
+    if header.seq != seq {
+        return Err(fail(ChainErrorKind::SeqMismatch {
+            expected: seq,
+            found: header.seq,
+        }));
+    }
+    if let Some(&expected) = prev_leaf
+        && header.prev != expected
+    {
+        return Err(fail(ChainErrorKind::PrevMismatch {
+            expected,
+            found: header.prev,
+        }));
+    }
+    Ok((header, leaf_hash(bytes)))
 }
 
 /// The sequential half: links chunks and accumulates the root.
@@ -65,12 +137,38 @@ impl ChainVerifier {
         Self { range, head }
     }
     /// Checks the chunk starts at `size()` and its first prev equals `head()`, then appends.
+    /// An empty chunk is accepted and changes nothing. A chunk carrying an [`Chunk::error`] appends
+    /// its good entries, then returns that error (so `size()` is then the bad seq).
     pub fn push_chunk(&mut self, chunk: &Chunk) -> Result<(), ChainError> {
-        todo!()
+        let Some(&last) = chunk.leaves.last() else {
+            return chunk.error.clone().map_or(Ok(()), Err);
+        };
+        let size = self.size();
+        if chunk.first_seq != size {
+            let kind = ChainErrorKind::SeqMismatch {
+                expected: size,
+                found: chunk.first_seq,
+            };
+            return Err(ChainError { seq: size, kind });
+        }
+        if chunk.first_prev != self.head {
+            let kind = ChainErrorKind::PrevMismatch {
+                expected: self.head,
+                found: chunk.first_prev,
+            };
+            return Err(ChainError { seq: size, kind });
+        }
+        for leaf in &chunk.leaves {
+            self.range.push(*leaf);
+        }
+        self.head = last;
+        chunk.error.clone().map_or(Ok(()), Err)
     }
     /// Convenience: verify_chunk + push_chunk for one entry. Returns its leaf hash.
     pub fn push(&mut self, entry: &[u8]) -> Result<Hash, ChainError> {
-        todo!()
+        let chunk = verify_chunk(self.size(), &[entry])?;
+        self.push_chunk(&chunk)?;
+        Ok(self.head)
     }
     pub fn size(&self) -> u64 {
         self.range.size()
@@ -83,6 +181,18 @@ impl ChainVerifier {
     }
     /// Errors with RootMismatch (seq = size) unless `root()` equals `expected`.
     pub fn check_root(&self, expected: &Hash) -> Result<(), ChainError> {
-        todo!()
+        let computed = self.root();
+        if computed != *expected {
+            let size = self.size();
+            return Err(ChainError {
+                seq: size,
+                kind: ChainErrorKind::RootMismatch {
+                    size,
+                    expected: *expected,
+                    computed,
+                },
+            });
+        }
+        Ok(())
     }
 }
