@@ -1,1 +1,20 @@
-//! socai-store
+//! socai-store: the ledger on sled 0.34.
+//!
+//! - [`storage`]: the engine boundary ([`Storage`]) and its sled implementation: one tree, every
+//!   commit a single atomic `apply_batch` followed by one blocking `flush` (fsync).
+//! - [`ledger`]: the single writer (append with group commit, dedup by id forever, Merkle state,
+//!   checkpoints, redaction) and the readers (entries, history, proofs, export).
+//! - [`verify`]: full parallel verification of a stored ledger.
+//! - [`datadir`]: the on-disk layout of a data directory (store, keys) and `init`.
+//!
+//! Knows nothing of NATS or HTTP.
+
+pub mod datadir;
+pub mod ledger;
+pub mod storage;
+pub mod verify;
+
+pub use datadir::DataDir;
+pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError};
+pub use storage::{Head, SledStorage, Storage, StorageError};
+pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_ledger};

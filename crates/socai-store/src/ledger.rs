@@ -1,0 +1,566 @@
+//! The ledger: one writer owns the chain head and appends batches of validated events as single
+//! atomic, fsynced commits; readers look entries up, build proofs, export bundles and verify.
+
+use crate::storage::{
+    CommitBatch, Head, IdRecord, PersonalRecord, Storage, StorageError, StoredHashes,
+};
+use socai_chain::bundle::{BUNDLE_FORMAT, Bundle, PersonalDisclosure};
+use socai_chain::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint,
+};
+use socai_chain::entry::{Entry, canonical_json, personal_commitment, personal_salt};
+use socai_chain::merkle::{self, CompactRange, MerkleError};
+use socai_chain::{ConsistencyProof, Hash, InclusionProof, leaf_hash};
+use socai_model::Event;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("merkle: {0}")]
+    Merkle(#[from] MerkleError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("no event with id {0:?} in the ledger")]
+    UnknownId(String),
+    #[error("seq {seq} is beyond the ledger's {size} entries")]
+    UnknownSeq { seq: u64, size: u64 },
+    #[error("no signed checkpoint yet; run `socai checkpoint` first")]
+    NoCheckpoint,
+    #[error(
+        "seq {seq} is not covered by a signed checkpoint (the latest covers {checkpoint_size} entries); run `socai checkpoint` first"
+    )]
+    NotCovered { seq: u64, checkpoint_size: u64 },
+    #[error(
+        "no signed checkpoint at tree size {0}; sizes with checkpoints are listed by `socai checkpoint --list`"
+    )]
+    NoCheckpointAt(u64),
+    #[error("invalid range: {0}")]
+    Range(String),
+    #[error("event {id:?} (seq {seq}) has no personal data to redact{}", if *already { " (it was already redacted)" } else { "" })]
+    NothingToRedact { id: String, seq: u64, already: bool },
+    #[error("ledger invariant violated: {0}; stop writing and run `socai verify`")]
+    Invariant(String),
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// What happened to one event of an appended batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AppendOutcome {
+    Committed {
+        seq: u64,
+    },
+    /// Same id and same content as an already committed event: nothing written.
+    Duplicate {
+        seq: u64,
+    },
+    /// Same id, different content: rejected, nothing written for this event.
+    Conflict {
+        existing_seq: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Sign a checkpoint inside the commit that takes the log this many entries past the last one.
+    pub checkpoint_every_events: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            checkpoint_every_events: 100_000,
+        }
+    }
+}
+
+/// The ledger over a storage engine. Appending needs `&mut self`: there is one writer.
+pub struct Ledger<S: Storage> {
+    storage: S,
+    signer: CheckpointSigner,
+    verifier: CheckpointVerifier,
+    salt_key: Vec<u8>,
+    config: LedgerConfig,
+    head: Head,
+    range: CompactRange,
+    last_checkpoint_size: u64,
+}
+
+/// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
+fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
+    let mut bytes = public_canonical.to_vec();
+    if let Some(c) = commitment {
+        bytes.extend_from_slice(&c.0);
+    }
+    socai_chain::hash::sha256(&bytes)
+}
+
+// TEMP until CompactRange::push_stored lands in socai-chain.
+fn push_stored(range: &mut CompactRange, leaf: Hash, out: &mut Vec<Hash>) {
+    let merges = (range.size() + 1).trailing_zeros() as usize;
+    out.push(leaf);
+    let f = range.frontier();
+    let mut h = leaf;
+    for i in 0..merges {
+        h = socai_chain::node_hash(&f[f.len() - 1 - i], &h);
+        out.push(h);
+    }
+    range.push(leaf);
+}
+
+impl<S: Storage> Ledger<S> {
+    /// Opens the ledger and checks the stored head against the stored entries and Merkle state.
+    pub fn open(
+        storage: S,
+        signer: CheckpointSigner,
+        salt_key: Vec<u8>,
+        config: LedgerConfig,
+    ) -> Result<Self> {
+        let verifier = CheckpointVerifier::from_vkey(&signer.vkey())?;
+        let head = storage.head()?;
+        // Invariant: the head names the last entry, and nothing follows it.
+        if head.size > 0 {
+            let last = storage.entry(head.size - 1)?.ok_or_else(|| {
+                LedgerError::Invariant(format!(
+                    "head says {} entries but the last is missing",
+                    head.size
+                ))
+            })?;
+            if leaf_hash(&last) != head.leaf {
+                return Err(LedgerError::Invariant(format!(
+                    "head leaf hash differs from entry {}",
+                    head.size - 1
+                )));
+            }
+        }
+        if storage.entry(head.size)?.is_some() {
+            return Err(LedgerError::Invariant(format!(
+                "an entry exists past the head at seq {}",
+                head.size
+            )));
+        }
+        let frontier = storage.read_hashes(&merkle::frontier_indexes(head.size))?;
+        let range = CompactRange::from_frontier(head.size, frontier)?;
+        let last_checkpoint_size = match storage.latest_checkpoint()? {
+            Some((size, note)) => {
+                let signed = verifier.verify(&note)?;
+                let root = merkle::tree_root(size, &StoredHashes(&storage))?;
+                if signed.checkpoint.root != root
+                    || signed.checkpoint.size != size
+                    || size > head.size
+                {
+                    return Err(LedgerError::Invariant(format!(
+                        "latest signed checkpoint (size {size}) does not match the stored tree"
+                    )));
+                }
+                size
+            }
+            None => 0,
+        };
+        Ok(Ledger {
+            storage,
+            signer,
+            verifier,
+            salt_key,
+            config,
+            head,
+            range,
+            last_checkpoint_size,
+        })
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+    pub fn head(&self) -> Head {
+        self.head
+    }
+    pub fn root(&self) -> Hash {
+        self.range.root()
+    }
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+    pub fn verifier(&self) -> &CheckpointVerifier {
+        &self.verifier
+    }
+    /// The verifier key text auditors need (C2SP signed-note).
+    pub fn verifier_vkey(&self) -> String {
+        self.signer.vkey()
+    }
+
+    /// The salt and commitment of an event's personal data (if any), and its content digest.
+    fn digest(&self, event: &Event) -> (Option<([u8; 16], Hash)>, Hash) {
+        let public = canonical_json(&event.public_json());
+        let salted = event.personal.as_ref().map(|p| {
+            let salt = personal_salt(&self.salt_key, &event.id);
+            (salt, personal_commitment(&salt, p))
+        });
+        let digest = content_digest(&public, salted.as_ref().map(|(_, c)| c));
+        (salted, digest)
+    }
+
+    /// What appending `event` now would do, if it is already known: Duplicate or Conflict.
+    /// `None` means it would be committed as new.
+    pub fn classify(&self, event: &Event) -> Result<Option<AppendOutcome>> {
+        let Some(rec) = self.storage.id(&event.id)? else {
+            return Ok(None);
+        };
+        let (_, digest) = self.digest(event);
+        Ok(Some(if rec.digest == digest {
+            AppendOutcome::Duplicate { seq: rec.seq }
+        } else {
+            AppendOutcome::Conflict {
+                existing_seq: rec.seq,
+            }
+        }))
+    }
+
+    /// Appends a batch of validated events as one atomic, fsynced commit. `recorded_at` is the
+    /// RFC 3339 UTC time the batch is recorded with (passed in: the writer never reads a clock).
+    /// Duplicates and conflicts (also within the batch) write nothing.
+    pub fn append_batch(
+        &mut self,
+        events: &[Event],
+        recorded_at: &str,
+    ) -> Result<Vec<AppendOutcome>> {
+        self.append_inner(events, recorded_at, Vec::new())
+    }
+
+    fn append_inner(
+        &mut self,
+        events: &[Event],
+        recorded_at: &str,
+        erase_personal: Vec<u64>,
+    ) -> Result<Vec<AppendOutcome>> {
+        let mut batch = CommitBatch {
+            hashes_from: merkle::stored_hash_count(self.head.size),
+            ..CommitBatch::default()
+        };
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut in_batch: HashMap<&str, IdRecord> = HashMap::new();
+        let mut range = self.range.clone();
+        let mut head = self.head;
+        for event in events {
+            let (salted, digest) = self.digest(event);
+            let existing = match in_batch.get(event.id.as_str()) {
+                Some(rec) => Some(*rec),
+                None => self.storage.id(&event.id)?,
+            };
+            if let Some(rec) = existing {
+                outcomes.push(if rec.digest == digest {
+                    AppendOutcome::Duplicate { seq: rec.seq }
+                } else {
+                    AppendOutcome::Conflict {
+                        existing_seq: rec.seq,
+                    }
+                });
+                continue;
+            }
+            let seq = head.size;
+            let entry = Entry {
+                seq,
+                prev: head.leaf,
+                recorded_at: recorded_at.to_string(),
+                event: event.public_json(),
+                personal_commitment: salted.map(|(_, c)| c),
+            }
+            .to_canonical();
+            let leaf = leaf_hash(&entry);
+            push_stored(&mut range, leaf, &mut batch.hashes);
+            let rec = IdRecord { seq, digest };
+            in_batch.insert(&event.id, rec);
+            batch.ids.push((event.id.clone(), rec));
+            batch.dossiers.push((event.dossier.clone(), seq));
+            if let (Some((salt, _)), Some(personal)) = (salted, &event.personal) {
+                batch.personal.push((
+                    seq,
+                    PersonalRecord {
+                        salt: hex::encode(salt),
+                        personal: personal.clone(),
+                    },
+                ));
+            }
+            batch.entries.push(entry);
+            head = Head {
+                size: seq + 1,
+                leaf,
+            };
+            outcomes.push(AppendOutcome::Committed { seq });
+        }
+        if batch.entries.is_empty() && erase_personal.is_empty() {
+            return Ok(outcomes);
+        }
+        // Invariant, checked before the write: the hashes continue the stored array exactly.
+        if batch.hashes_from + batch.hashes.len() as u64 != merkle::stored_hash_count(head.size) {
+            return Err(LedgerError::Invariant(
+                "stored hash count does not match the new head".into(),
+            ));
+        }
+        let signed = if head.size - self.last_checkpoint_size >= self.config.checkpoint_every_events
+        {
+            let signed = self.signer.sign(&Checkpoint {
+                origin: self.origin().to_string(),
+                size: head.size,
+                root: range.root(),
+            })?;
+            batch.checkpoints.push((head.size, signed.note.clone()));
+            Some(signed)
+        } else {
+            None
+        };
+        batch.erase_personal = erase_personal;
+        batch.new_head = head;
+        self.storage.commit(batch)?;
+        self.head = head;
+        self.range = range;
+        if let Some(signed) = signed {
+            self.last_checkpoint_size = signed.checkpoint.size;
+        }
+        Ok(outcomes)
+    }
+
+    /// Signs a checkpoint for the current head unless the latest already covers it; returns the
+    /// latest signed checkpoint. Errors on an empty ledger.
+    pub fn checkpoint(&mut self) -> Result<SignedCheckpoint> {
+        if self.head.size == 0 {
+            return Err(LedgerError::Range(
+                "the ledger is empty: nothing to checkpoint".into(),
+            ));
+        }
+        if self.last_checkpoint_size == self.head.size
+            && let Some(latest) = self.latest_checkpoint()?
+        {
+            return Ok(latest);
+        }
+        let signed = self.signer.sign(&Checkpoint {
+            origin: self.origin().to_string(),
+            size: self.head.size,
+            root: self.range.root(),
+        })?;
+        let batch = CommitBatch {
+            hashes_from: merkle::stored_hash_count(self.head.size),
+            checkpoints: vec![(self.head.size, signed.note.clone())],
+            new_head: self.head,
+            ..CommitBatch::default()
+        };
+        self.storage.commit(batch)?;
+        self.last_checkpoint_size = self.head.size;
+        Ok(signed)
+    }
+
+    /// Whether the head has moved past the latest signed checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.head.size > self.last_checkpoint_size
+    }
+
+    pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>> {
+        match self.storage.latest_checkpoint()? {
+            None => Ok(None),
+            Some((_, note)) => Ok(Some(self.verifier.verify(&note)?)),
+        }
+    }
+
+    pub fn checkpoint_at(&self, size: u64) -> Result<SignedCheckpoint> {
+        let note = self
+            .storage
+            .checkpoints()?
+            .into_iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, n)| n)
+            .ok_or(LedgerError::NoCheckpointAt(size))?;
+        Ok(self.verifier.verify(&note)?)
+    }
+
+    pub fn entry(&self, seq: u64) -> Result<Entry> {
+        let bytes = self.entry_bytes(seq)?;
+        Entry::decode(&bytes)
+            .map_err(|e| LedgerError::Invariant(format!("stored entry {seq} does not decode: {e}")))
+    }
+
+    pub fn entry_bytes(&self, seq: u64) -> Result<Vec<u8>> {
+        self.storage.entry(seq)?.ok_or(LedgerError::UnknownSeq {
+            seq,
+            size: self.head.size,
+        })
+    }
+
+    pub fn seq_of(&self, id: &str) -> Result<u64> {
+        Ok(self
+            .storage
+            .id(id)?
+            .ok_or_else(|| LedgerError::UnknownId(id.to_string()))?
+            .seq)
+    }
+
+    /// Seqs of a dossier's entries in ledger order.
+    pub fn history(&self, dossier: &str) -> Result<Vec<u64>> {
+        Ok(self.storage.dossier(dossier)?)
+    }
+
+    pub fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>> {
+        Ok(self.storage.personal(seq)?)
+    }
+
+    pub fn tree_root(&self, size: u64) -> Result<Hash> {
+        if size > self.head.size {
+            return Err(LedgerError::Range(format!(
+                "tree size {size} is beyond the ledger's {} entries",
+                self.head.size
+            )));
+        }
+        Ok(merkle::tree_root(size, &StoredHashes(&self.storage))?)
+    }
+
+    /// Inclusion proof of `seq` against the signed checkpoint at `tree_size` (default: the latest).
+    pub fn inclusion_proof(&self, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
+        let signed = match tree_size {
+            Some(size) => self.checkpoint_at(size)?,
+            None => self.latest_checkpoint()?.ok_or(LedgerError::NoCheckpoint)?,
+        };
+        let size = signed.checkpoint.size;
+        if seq >= size {
+            return Err(LedgerError::NotCovered {
+                seq,
+                checkpoint_size: size,
+            });
+        }
+        let entry = self.entry_bytes(seq)?;
+        let path = merkle::prove_inclusion(size, seq, &StoredHashes(&self.storage))?;
+        Ok(InclusionProof {
+            leaf_index: seq,
+            tree_size: size,
+            leaf_hash: leaf_hash(&entry),
+            entry,
+            path,
+            checkpoint: signed.note,
+        })
+    }
+
+    /// Consistency proof between two tree sizes (new default: the latest signed checkpoint).
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: Option<u64>,
+    ) -> Result<ConsistencyProof> {
+        let new_size = match new_size {
+            Some(n) => n,
+            None => {
+                self.latest_checkpoint()?
+                    .ok_or(LedgerError::NoCheckpoint)?
+                    .checkpoint
+                    .size
+            }
+        };
+        if old_size == 0 || old_size > new_size || new_size > self.head.size {
+            return Err(LedgerError::Range(format!(
+                "need 1 <= from <= to <= {} (the ledger size), got from {old_size} to {new_size}",
+                self.head.size
+            )));
+        }
+        let reader = StoredHashes(&self.storage);
+        Ok(ConsistencyProof {
+            old_size,
+            new_size,
+            old_root: merkle::tree_root(old_size, &reader)?,
+            new_root: merkle::tree_root(new_size, &reader)?,
+            path: merkle::prove_consistency(old_size, new_size, &reader)?,
+        })
+    }
+
+    /// A self-contained bundle of entries `[from, to)` bound to the latest signed checkpoint.
+    /// Personal data is included only when `with_personal` (authorised auditors).
+    pub fn export(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        with_personal: bool,
+        progress: &dyn Fn(u64),
+    ) -> Result<Bundle> {
+        let signed = self.latest_checkpoint()?.ok_or(LedgerError::NoCheckpoint)?;
+        let tree_size = signed.checkpoint.size;
+        let to = to.unwrap_or(tree_size);
+        if from > to || to > tree_size {
+            return Err(LedgerError::Range(format!(
+                "need from <= to <= {tree_size} (the latest signed checkpoint), got from {from} to {to}"
+            )));
+        }
+        let reader = StoredHashes(&self.storage);
+        let frontier = reader.0.read_hashes(&merkle::frontier_indexes(from))?;
+        let mut entries = Vec::with_capacity((to - from) as usize);
+        let mut personal = Vec::new();
+        for item in self.storage.entries(from, to) {
+            let (seq, bytes) = item?;
+            if with_personal && let Some(rec) = self.storage.personal(seq)? {
+                personal.push(PersonalDisclosure {
+                    seq,
+                    salt: rec.salt,
+                    personal: rec.personal,
+                });
+            }
+            entries.push(bytes);
+            if entries.len() % 4096 == 0 {
+                progress(entries.len() as u64);
+            }
+        }
+        if entries.len() as u64 != to - from {
+            return Err(LedgerError::Invariant(format!(
+                "entries {from}..{to} are not all present"
+            )));
+        }
+        let consistency = if to == tree_size || to == 0 {
+            Vec::new()
+        } else {
+            merkle::prove_consistency(to, tree_size, &reader)?
+        };
+        Ok(Bundle {
+            format: BUNDLE_FORMAT.to_string(),
+            vkey: self.signer.vkey(),
+            checkpoint: signed.note,
+            tree_size,
+            from,
+            to,
+            frontier,
+            entries,
+            consistency,
+            personal,
+        })
+    }
+
+    /// Erases an event's personal data and salt, and appends a `ledger.redacted` entry, in one
+    /// atomic commit. Every hash, proof and metric stays valid: entries hold only the commitment.
+    /// Returns (target seq, redaction entry seq).
+    pub fn redact(
+        &mut self,
+        id: &str,
+        reason: &str,
+        redacted_by: &str,
+        at: &str,
+    ) -> Result<(u64, u64)> {
+        let seq = self.seq_of(id)?;
+        let already = self.storage.id(&format!("redaction:{id}"))?.is_some();
+        if self.storage.personal(seq)?.is_none() {
+            return Err(LedgerError::NothingToRedact {
+                id: id.to_string(),
+                seq,
+                already,
+            });
+        }
+        let entry = self.entry(seq)?;
+        let target: Event = serde_json::from_value(entry.event.clone()).map_err(|e| {
+            LedgerError::Invariant(format!("stored event {seq} does not parse: {e}"))
+        })?;
+        let redaction = Event::redaction(&target, seq, reason, redacted_by, at);
+        let outcome = self.append_inner(std::slice::from_ref(&redaction), at, vec![seq])?;
+        match outcome.first() {
+            Some(AppendOutcome::Committed { seq: r })
+            | Some(AppendOutcome::Duplicate { seq: r }) => Ok((seq, *r)),
+            other => Err(LedgerError::Invariant(format!(
+                "redaction entry not written: {other:?}"
+            ))),
+        }
+    }
+}

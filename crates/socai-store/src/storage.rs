@@ -1,0 +1,386 @@
+//! The storage engine boundary. [`Storage`] is everything the ledger needs from a key-value engine;
+//! the layout of keys is the engine's business. [`SledStorage`] is the sled 0.34 implementation.
+//!
+//! Invariants the implementation guarantees:
+//! - [`Storage::commit`] is atomic (all of a batch or none of it, also across a crash) and durable
+//!   (fsynced) before it returns. It is called from one thread only: the ledger's single writer.
+//! - `flush` is called from exactly one place ([`SledStorage::commit`]); sled's background flusher
+//!   is disabled, so no concurrent `flush_async` can deadlock (sled #1308, #1412).
+
+use socai_chain::Hash;
+use socai_chain::merkle::MerkleError;
+use std::path::{Path, PathBuf};
+
+/// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
+pub const HASH_CHUNK: u64 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "ledger store {path} is locked by another process; stop the other socai process using this data dir and retry"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "ledger store {path}: {source}; check the disk and permissions, then restore from a backup if the error persists"
+    )]
+    Engine { path: PathBuf, source: sled::Error },
+    #[error("ledger store is corrupt: {0}; run `socai verify` and restore from a backup")]
+    Corrupt(String),
+}
+
+impl StorageError {
+    fn engine(path: &Path, source: sled::Error) -> StorageError {
+        if let sled::Error::Io(io) = &source
+            && io.to_string().contains("could not acquire lock")
+        {
+            return StorageError::Locked {
+                path: path.to_path_buf(),
+            };
+        }
+        StorageError::Engine {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The chain head: number of entries and the leaf hash of the last one (zeros when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    pub size: u64,
+    pub leaf: Hash,
+}
+
+/// What the id index knows about a committed event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRecord {
+    pub seq: u64,
+    /// SHA-256 over the event's public canonical JSON and its personal commitment: "same content".
+    pub digest: Hash,
+}
+
+/// Personal data kept beside (never inside) an entry, with the salt of its commitment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PersonalRecord {
+    /// 16-byte salt, hex.
+    pub salt: String,
+    pub personal: serde_json::Value,
+}
+
+/// One atomic, durable write.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    /// Canonical entries for seqs `head.size ..`, in order.
+    pub entries: Vec<Vec<u8>>,
+    pub ids: Vec<(String, IdRecord)>,
+    pub dossiers: Vec<(String, u64)>,
+    /// New stored Merkle hashes, starting at stored-hash index `hashes_from`.
+    pub hashes_from: u64,
+    pub hashes: Vec<Hash>,
+    pub personal: Vec<(u64, PersonalRecord)>,
+    /// Personal records to erase (redaction).
+    pub erase_personal: Vec<u64>,
+    /// Signed checkpoint notes to store, by tree size.
+    pub checkpoints: Vec<(u64, String)>,
+    pub new_head: Head,
+}
+
+/// Everything the ledger needs from a storage engine.
+pub trait Storage: Send + Sync {
+    fn head(&self) -> Result<Head>;
+    /// Atomically and durably applies `batch` (see the module invariants).
+    fn commit(&self, batch: CommitBatch) -> Result<()>;
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>>;
+    /// Entries `from..to` in seq order (stops early at the first missing seq).
+    fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>;
+    fn id(&self, id: &str) -> Result<Option<IdRecord>>;
+    /// Seqs of a dossier's entries, ascending.
+    fn dossier(&self, dossier: &str) -> Result<Vec<u64>>;
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>>;
+    fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>>;
+    /// Signed checkpoint notes by tree size, ascending.
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>>;
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>>;
+    /// Bytes the engine uses on disk.
+    fn size_on_disk(&self) -> Result<u64>;
+}
+
+/// sled layout: one tree, keys prefixed by kind, numbers big-endian so they sort.
+/// `e`+seq → entry; `i`+id → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
+/// [`HASH_CHUNK`] hashes; `p`+seq → personal JSON; `c`+size → checkpoint note; `m`+name → meta.
+/// One tree makes every commit a single `apply_batch`, which sled recovers atomically.
+pub struct SledStorage {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+}
+
+const HEAD_KEY: &[u8] = b"mhead";
+
+fn key(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn dossier_prefix(dossier: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(dossier.len() + 2);
+    k.push(b'd');
+    k.extend_from_slice(dossier.as_bytes());
+    k.push(0);
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+fn hash_at(bytes: &[u8], i: usize) -> Option<Hash> {
+    Some(Hash(bytes.get(i * 32..i * 32 + 32)?.try_into().ok()?))
+}
+
+impl SledStorage {
+    pub fn open(path: &Path) -> Result<SledStorage> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|e| StorageError::engine(path, e))?;
+        let tree = db
+            .open_tree("ledger")
+            .map_err(|e| StorageError::engine(path, e))?;
+        Ok(SledStorage {
+            db,
+            tree,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: sled::Error) -> StorageError {
+        StorageError::engine(&self.path, e)
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>> {
+        self.tree.get(k).map_err(|e| self.err(e))
+    }
+
+    /// Low-level access for tamper tests and the storage benchmark baseline.
+    pub fn raw_tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub fn raw_db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub fn entry_key(seq: u64) -> [u8; 9] {
+        key(b'e', seq)
+    }
+
+    pub fn id_key(id: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(id.len() + 1);
+        k.push(b'i');
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    pub fn dossier_key(dossier: &str, seq: u64) -> Vec<u8> {
+        let mut k = dossier_prefix(dossier);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+}
+
+impl Storage for SledStorage {
+    fn head(&self) -> Result<Head> {
+        match self.get(HEAD_KEY)? {
+            None => Ok(Head::default()),
+            Some(v) => {
+                let size = be_u64(&v)
+                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
+                let leaf = hash_at(&v[8..], 0)
+                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
+                Ok(Head { size, leaf })
+            }
+        }
+    }
+
+    fn commit(&self, batch: CommitBatch) -> Result<()> {
+        let mut b = sled::Batch::default();
+        let first_seq = batch.new_head.size - batch.entries.len() as u64;
+        for (i, entry) in batch.entries.into_iter().enumerate() {
+            b.insert(&key(b'e', first_seq + i as u64), entry);
+        }
+        for (id, rec) in &batch.ids {
+            let mut v = [0u8; 40];
+            v[..8].copy_from_slice(&rec.seq.to_be_bytes());
+            v[8..].copy_from_slice(&rec.digest.0);
+            b.insert(Self::id_key(id), &v[..]);
+        }
+        for (dossier, seq) in &batch.dossiers {
+            b.insert(Self::dossier_key(dossier, *seq), &[][..]);
+        }
+        // Stored hashes: rewrite the partial first chunk, then whole chunks.
+        let mut idx = batch.hashes_from;
+        let mut rest = &batch.hashes[..];
+        while !rest.is_empty() {
+            let chunk = idx / HASH_CHUNK;
+            let offset = (idx % HASH_CHUNK) as usize;
+            let mut value = if offset == 0 {
+                Vec::with_capacity(HASH_CHUNK as usize * 32)
+            } else {
+                let existing = self
+                    .get(&key(b'h', chunk))?
+                    .map(|v| v.to_vec())
+                    .unwrap_or_default();
+                if existing.len() != offset * 32 {
+                    return Err(StorageError::Corrupt(format!(
+                        "hash chunk {chunk} holds {} hashes, expected {offset}",
+                        existing.len() / 32
+                    )));
+                }
+                existing
+            };
+            let take = rest.len().min(HASH_CHUNK as usize - offset);
+            for h in &rest[..take] {
+                value.extend_from_slice(&h.0);
+            }
+            b.insert(&key(b'h', chunk), value);
+            rest = &rest[take..];
+            idx += take as u64;
+        }
+        for (seq, rec) in &batch.personal {
+            let v = serde_json::to_vec(rec)
+                .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
+            b.insert(&key(b'p', *seq), v);
+        }
+        for seq in &batch.erase_personal {
+            b.remove(&key(b'p', *seq));
+        }
+        for (size, note) in &batch.checkpoints {
+            b.insert(&key(b'c', *size), note.as_bytes());
+        }
+        let mut head = [0u8; 40];
+        head[..8].copy_from_slice(&batch.new_head.size.to_be_bytes());
+        head[8..].copy_from_slice(&batch.new_head.leaf.0);
+        b.insert(HEAD_KEY, &head[..]);
+        self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(&key(b'e', seq))?.map(|v| v.to_vec()))
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_> {
+        let iter = self.tree.range(key(b'e', from)..key(b'e', to));
+        Box::new(iter.map(move |r| {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let seq = be_u64(&k[1..])
+                .ok_or_else(|| StorageError::Corrupt("entry key is truncated".into()))?;
+            Ok((seq, v.to_vec()))
+        }))
+    }
+
+    fn id(&self, id: &str) -> Result<Option<IdRecord>> {
+        let Some(v) = self.get(&Self::id_key(id))? else {
+            return Ok(None);
+        };
+        let seq = be_u64(&v);
+        let digest = hash_at(v.get(8..).unwrap_or_default(), 0);
+        match (seq, digest) {
+            (Some(seq), Some(digest)) => Ok(Some(IdRecord { seq, digest })),
+            _ => Err(StorageError::Corrupt(format!(
+                "id index record for {id:?} is truncated"
+            ))),
+        }
+    }
+
+    fn dossier(&self, dossier: &str) -> Result<Vec<u64>> {
+        let prefix = dossier_prefix(dossier);
+        let mut seqs = Vec::new();
+        for r in self.tree.scan_prefix(&prefix) {
+            let (k, _) = r.map_err(|e| self.err(e))?;
+            seqs.push(
+                be_u64(&k[prefix.len()..])
+                    .ok_or_else(|| StorageError::Corrupt("dossier key is truncated".into()))?,
+            );
+        }
+        Ok(seqs)
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>> {
+        let mut out = Vec::with_capacity(indexes.len());
+        let mut cached: Option<(u64, sled::IVec)> = None;
+        for &i in indexes {
+            let chunk = i / HASH_CHUNK;
+            if cached.as_ref().map(|(c, _)| *c) != Some(chunk) {
+                let v = self.get(&key(b'h', chunk))?.ok_or_else(|| {
+                    StorageError::Corrupt(format!("merkle hash chunk {chunk} is missing"))
+                })?;
+                cached = Some((chunk, v));
+            }
+            let (_, v) = cached.as_ref().expect("chunk cached above");
+            out.push(hash_at(v, (i % HASH_CHUNK) as usize).ok_or_else(|| {
+                StorageError::Corrupt(format!("merkle stored hash {i} is missing"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>> {
+        let Some(v) = self.get(&key(b'p', seq))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| StorageError::Corrupt(format!("personal record for seq {seq}: {e}")))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
+        let mut out = Vec::new();
+        for r in self.tree.range(key(b'c', 0)..=key(b'c', u64::MAX)) {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let size = be_u64(&k[1..])
+                .ok_or_else(|| StorageError::Corrupt("checkpoint key is truncated".into()))?;
+            out.push((size, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        let last = self
+            .tree
+            .range(key(b'c', 0)..=key(b'c', u64::MAX))
+            .next_back();
+        match last {
+            None => Ok(None),
+            Some(r) => {
+                let (k, v) = r.map_err(|e| self.err(e))?;
+                let size = be_u64(&k[1..])
+                    .ok_or_else(|| StorageError::Corrupt("checkpoint key is truncated".into()))?;
+                Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
+            }
+        }
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(|e| self.err(e))
+    }
+}
+
+/// Adapts a [`Storage`] to the Merkle code's hash reader.
+pub struct StoredHashes<'a, S: Storage + ?Sized>(pub &'a S);
+
+impl<S: Storage + ?Sized> socai_chain::HashReader for StoredHashes<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, MerkleError> {
+        self.0
+            .read_hashes(indexes)
+            .map_err(|e| MerkleError::Read(e.to_string()))
+    }
+}

@@ -1,0 +1,233 @@
+//! Full verification of a stored ledger on every core: each entry's structure and leaf hash, seqs
+//! without gaps, `prev` links, every stored signed checkpoint (signature by the trusted key and root
+//! at its size), the head record, and personal data against commitments where present.
+//!
+//! Pipeline: a reader thread cuts the entry stream into chunks (also at checkpoint sizes), worker
+//! threads run [`socai_chain::verify_chunk`], and the calling thread joins chunks in order, so the
+//! first bad seq is always the one reported.
+
+use crate::storage::{Storage, StorageError};
+use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
+use socai_chain::entry::check_personal;
+use socai_chain::verify::{ChainErrorKind, Chunk};
+use socai_chain::{ChainError, ChainVerifier, Hash, verify_chunk};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    #[error("seq {size}: checkpoint for tree size {size}: {source}")]
+    Checkpoint { size: u64, source: CheckpointError },
+    #[error("seq {seq}: head record says {head_size} entries, found {found}")]
+    Head {
+        seq: u64,
+        head_size: u64,
+        found: u64,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl VerifyError {
+    /// The first bad seq, when the failure is tied to one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            VerifyError::Chain(e) => Some(e.seq),
+            VerifyError::Checkpoint { size, .. } => Some(*size),
+            VerifyError::Head { seq, .. } => Some(*seq),
+            VerifyError::Storage(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub threads: usize,
+    pub chunk_entries: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        VerifyOptions {
+            threads,
+            chunk_entries: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub entry_bytes: u64,
+    pub root: Hash,
+    pub checkpoints_checked: usize,
+    /// Size of the latest signed checkpoint (0 if none): entries beyond it are not yet attested.
+    pub latest_checkpoint_size: u64,
+    pub personal_checked: u64,
+}
+
+type Work = (u64, Vec<Vec<u8>>);
+type Done = (u64, Result<Chunk, ChainError>, u64);
+
+/// Verifies the whole ledger against `trusted` (the auditor's verifier key). `progress` is called
+/// with the number of entries verified so far.
+pub fn verify_ledger<S: Storage>(
+    storage: &S,
+    trusted: &CheckpointVerifier,
+    options: &VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifyReport, VerifyError> {
+    let head = storage.head()?;
+    let checkpoints = storage.checkpoints()?;
+    let mut signed_roots = BTreeMap::new();
+    for (size, note) in &checkpoints {
+        let signed = trusted
+            .verify(note)
+            .map_err(|source| VerifyError::Checkpoint {
+                size: *size,
+                source,
+            })?;
+        if signed.checkpoint.size != *size {
+            return Err(VerifyError::Checkpoint {
+                size: *size,
+                source: CheckpointError::Malformed(format!(
+                    "stored under size {size} but signs size {}",
+                    signed.checkpoint.size
+                )),
+            });
+        }
+        signed_roots.insert(*size, signed.checkpoint.root);
+    }
+    let cuts: BTreeSet<u64> = signed_roots.keys().copied().collect();
+    let threads = options.threads.max(1);
+    let chunk_entries = options.chunk_entries.max(1);
+
+    std::thread::scope(|scope| {
+        let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
+        let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
+        let (err_tx, err_rx) = sync_channel::<StorageError>(1);
+        // Reader: the whole key range, not just up to the head, so entries past the head are found.
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(chunk_entries);
+            let mut first = 0u64;
+            let mut next = 0u64;
+            for item in storage.entries(0, u64::MAX) {
+                let (seq, bytes) = match item {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = err_tx.send(e);
+                        return;
+                    }
+                };
+                let _ = seq; // order problems are found by the chain check from the entry's own seq
+                chunk.push(bytes);
+                next += 1;
+                if chunk.len() == chunk_entries || cuts.contains(&next) {
+                    if work_tx.send((first, std::mem::take(&mut chunk))).is_err() {
+                        return;
+                    }
+                    first = next;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = work_tx.send((first, chunk));
+            }
+        });
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        for _ in 0..threads {
+            let work_rx: Arc<Mutex<Receiver<Work>>> = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    let item = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((first, entries))) = item else {
+                        return;
+                    };
+                    let bytes: u64 = entries.iter().map(|e| e.len() as u64).sum();
+                    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+                    if done_tx
+                        .send((first, verify_chunk(first, &refs), bytes))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(work_rx);
+        drop(done_tx);
+
+        let mut chain = ChainVerifier::new();
+        let mut pending: BTreeMap<u64, (Result<Chunk, ChainError>, u64)> = BTreeMap::new();
+        let mut entry_bytes = 0u64;
+        let mut personal_checked = 0u64;
+        let mut checkpoints_checked = 0usize;
+        let result = (|| -> Result<(), VerifyError> {
+            for (first, chunk, bytes) in done_rx.iter() {
+                pending.insert(first, (chunk, bytes));
+                while let Some((chunk, bytes)) = pending.remove(&chain.size()) {
+                    let chunk = chunk?;
+                    chain.push_chunk(&chunk)?;
+                    entry_bytes += bytes;
+                    for (seq, commitment) in &chunk.commitments {
+                        if let Some(rec) = storage.personal(*seq)? {
+                            let salt = hex::decode(&rec.salt)
+                                .ok()
+                                .and_then(|s| <[u8; 16]>::try_from(s).ok());
+                            if !salt.is_some_and(|salt| {
+                                check_personal(commitment, &salt, &rec.personal)
+                            }) {
+                                return Err(ChainError {
+                                    seq: *seq,
+                                    kind: ChainErrorKind::PersonalMismatch,
+                                }
+                                .into());
+                            }
+                            personal_checked += 1;
+                        }
+                    }
+                    if let Some(root) = signed_roots.get(&chain.size()) {
+                        chain.check_root(root)?;
+                        checkpoints_checked += 1;
+                    }
+                    progress(chain.size());
+                }
+            }
+            if let Ok(e) = err_rx.try_recv() {
+                return Err(e.into());
+            }
+            Ok(())
+        })();
+        drop(done_rx);
+        result?;
+        // Checkpoints beyond the entries found: their entries are missing.
+        if let Some((&size, _)) = signed_roots.range(chain.size() + 1..).next() {
+            return Err(VerifyError::Head {
+                seq: chain.size(),
+                head_size: size,
+                found: chain.size(),
+            });
+        }
+        if head.size != chain.size() || head.leaf != chain.head() {
+            return Err(VerifyError::Head {
+                seq: chain.size().min(head.size),
+                head_size: head.size,
+                found: chain.size(),
+            });
+        }
+        Ok(VerifyReport {
+            entries: chain.size(),
+            entry_bytes,
+            root: chain.root(),
+            checkpoints_checked,
+            latest_checkpoint_size: signed_roots.keys().next_back().copied().unwrap_or(0),
+            personal_checked,
+        })
+    })
+}

@@ -1,0 +1,387 @@
+//! The ledger over real sled stores in temp dirs.
+
+use proptest::prelude::*;
+use socai_chain::checkpoint::CheckpointSigner;
+use socai_chain::merkle::{MemoryHashes, tree_root};
+use socai_chain::{CheckpointVerifier, leaf_hash};
+use socai_model::Event;
+use socai_store::storage::StoredHashes;
+use socai_store::{
+    AppendOutcome, Ledger, LedgerConfig, LedgerError, SledStorage, Storage, VerifyOptions,
+    verify_ledger,
+};
+
+const AT: &str = "2026-11-22T03:00:00.000Z";
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    path: std::path::PathBuf,
+    skey: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("ledger");
+        let (_, skey, _) = CheckpointSigner::generate("test.socai/ledger").unwrap();
+        Fixture {
+            _tmp: tmp,
+            path,
+            skey,
+        }
+    }
+    fn open(&self, config: LedgerConfig) -> Ledger<SledStorage> {
+        let storage = SledStorage::open(&self.path).unwrap();
+        Ledger::open(
+            storage,
+            CheckpointSigner::from_skey(&self.skey).unwrap(),
+            vec![9; 32],
+            config,
+        )
+        .unwrap()
+    }
+}
+
+fn events(n: usize, seed: u64) -> Vec<Event> {
+    socai_sim::Generator::new(socai_sim::SimConfig {
+        seed,
+        provinces: 2,
+        procedures_per_agency: 3,
+        ..Default::default()
+    })
+    .take(n)
+    .collect()
+}
+
+fn verify(l: &Ledger<SledStorage>) -> socai_store::VerifyReport {
+    verify_ledger(
+        l.storage(),
+        l.verifier(),
+        &VerifyOptions::default(),
+        &|_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn appends_without_gaps_and_survives_reopen() {
+    let f = Fixture::new();
+    let evs = events(1000, 1);
+    {
+        let mut l = f.open(LedgerConfig::default());
+        let out = l.append_batch(&evs[..600], AT).unwrap();
+        assert_eq!(
+            out,
+            (0..600)
+                .map(|seq| AppendOutcome::Committed { seq })
+                .collect::<Vec<_>>()
+        );
+    }
+    let mut l = f.open(LedgerConfig::default());
+    assert_eq!(l.head().size, 600);
+    let out = l.append_batch(&evs[600..], AT).unwrap();
+    assert_eq!(out.first(), Some(&AppendOutcome::Committed { seq: 600 }));
+    l.checkpoint().unwrap();
+    let report = verify(&l);
+    assert_eq!(report.entries, 1000);
+    assert_eq!(report.root, l.root());
+    // Each entry links to the previous one and sits at its own seq.
+    let mut prev = socai_chain::Hash::ZERO;
+    for seq in 0..1000 {
+        let e = l.entry(seq).unwrap();
+        assert_eq!((e.seq, e.prev), (seq, prev));
+        prev = leaf_hash(&l.entry_bytes(seq).unwrap());
+    }
+}
+
+#[test]
+fn duplicates_return_the_existing_seq_and_conflicts_write_nothing() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let evs = events(50, 2);
+    l.append_batch(&evs, AT).unwrap();
+    let root = l.root();
+    // Same id, same content: duplicate, even with a different recorded_at.
+    let again = l
+        .append_batch(&evs[10..12], "2027-01-01T00:00:00.000Z")
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![
+            AppendOutcome::Duplicate { seq: 10 },
+            AppendOutcome::Duplicate { seq: 11 }
+        ]
+    );
+    // Same id, other content: conflict.
+    let mut changed = evs[20].clone();
+    changed.occurred_at = "2026-02-01T10:00:00+07:00".into();
+    assert_eq!(
+        l.append_batch(&[changed.clone()], AT).unwrap(),
+        vec![AppendOutcome::Conflict { existing_seq: 20 }]
+    );
+    assert_eq!(
+        l.classify(&changed).unwrap(),
+        Some(AppendOutcome::Conflict { existing_seq: 20 })
+    );
+    assert_eq!(
+        l.classify(&evs[20]).unwrap(),
+        Some(AppendOutcome::Duplicate { seq: 20 })
+    );
+    // Personal data is content too.
+    if let Some(p) = evs.iter().find(|e| e.personal.is_some()) {
+        let mut other = p.clone();
+        other.personal = Some(serde_json::json!({"full_name": "Nguyễn Văn B"}));
+        assert!(matches!(
+            l.classify(&other).unwrap(),
+            Some(AppendOutcome::Conflict { .. })
+        ));
+    }
+    assert_eq!((l.head().size, l.root()), (50, root));
+    // Within one batch: a new event, its duplicate and a conflicting copy.
+    let new = events(51, 2).pop().unwrap();
+    let mut clash = new.clone();
+    clash.dossier = "other-dossier".into();
+    let out = l.append_batch(&[new.clone(), new, clash], AT).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            AppendOutcome::Committed { seq: 50 },
+            AppendOutcome::Duplicate { seq: 50 },
+            AppendOutcome::Conflict { existing_seq: 50 }
+        ]
+    );
+    assert_eq!(l.head().size, 51);
+    l.checkpoint().unwrap();
+    assert_eq!(verify(&l).entries, 51);
+}
+
+#[test]
+fn stored_merkle_state_matches_an_independent_tree() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let evs = events(700, 3);
+    let mut mem = MemoryHashes::new();
+    let mut start = 0;
+    for size in [
+        1usize, 2, 3, 7, 8, 9, 255, 256, 257, 300, 511, 512, 513, 700,
+    ] {
+        l.append_batch(&evs[start..size], AT).unwrap();
+        for seq in start..size {
+            mem.push_leaf(leaf_hash(&l.entry_bytes(seq as u64).unwrap()));
+        }
+        start = size;
+        assert_eq!(l.root(), mem.root(), "size {size}");
+        assert_eq!(
+            tree_root(size as u64, &StoredHashes(l.storage())).unwrap(),
+            mem.root(),
+            "size {size}"
+        );
+        assert_eq!(
+            &mem.hashes[..],
+            &l.storage()
+                .read_hashes(&(0..mem.hashes.len() as u64).collect::<Vec<_>>())
+                .unwrap()[..]
+        );
+    }
+}
+
+#[test]
+fn every_proof_verifies_against_signed_checkpoints() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let evs = events(300, 4);
+    l.append_batch(&evs[..100], AT).unwrap();
+    let c100 = l.checkpoint().unwrap();
+    l.append_batch(&evs[100..], AT).unwrap();
+    assert!(matches!(
+        l.inclusion_proof(150, None),
+        Err(LedgerError::NotCovered {
+            seq: 150,
+            checkpoint_size: 100
+        })
+    ));
+    l.checkpoint().unwrap();
+    let verifier = CheckpointVerifier::from_vkey(&l.verifier_vkey()).unwrap();
+    for seq in 0..300 {
+        let p = l.inclusion_proof(seq, None).unwrap();
+        let (entry, cp) = p.verify(&verifier).unwrap();
+        assert_eq!((entry.seq, cp.checkpoint.size), (seq, 300));
+        if seq < 100 {
+            l.inclusion_proof(seq, Some(100))
+                .unwrap()
+                .verify(&verifier)
+                .unwrap();
+        }
+    }
+    for old in 1..=300 {
+        let p = l.consistency_proof(old, None).unwrap();
+        p.verify().unwrap();
+    }
+    assert_eq!(
+        l.consistency_proof(100, Some(300)).unwrap().old_root,
+        c100.checkpoint.root
+    );
+    assert!(l.consistency_proof(0, None).is_err());
+    assert!(l.consistency_proof(301, Some(400)).is_err());
+}
+
+#[test]
+fn checkpoints_are_signed_every_n_events_inside_the_commit() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig {
+        checkpoint_every_events: 100,
+    });
+    let evs = events(350, 5);
+    for chunk in evs.chunks(30) {
+        l.append_batch(chunk, AT).unwrap();
+    }
+    let sizes: Vec<u64> = l
+        .storage()
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(sizes, vec![120, 240, 350]);
+    assert!(!l.checkpoint_due());
+    assert_eq!(verify(&l).checkpoints_checked, 3);
+}
+
+#[test]
+fn redaction_erases_personal_data_and_keeps_hashes() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let evs = events(200, 6);
+    l.append_batch(&evs, AT).unwrap();
+    l.checkpoint().unwrap();
+    let target = evs
+        .iter()
+        .find(|e| e.personal.is_some())
+        .expect("the generator puts personal data on submissions");
+    let seq = l.seq_of(&target.id).unwrap();
+    let before = l.entry_bytes(seq).unwrap();
+    assert_eq!(
+        l.personal(seq).unwrap().unwrap().personal,
+        target.personal.clone().unwrap()
+    );
+    assert!(verify(&l).personal_checked > 0);
+
+    let (t, r) = l
+        .redact(
+            &target.id,
+            "citizen request",
+            "inspector",
+            "2026-11-22T04:00:00.000Z",
+        )
+        .unwrap();
+    assert_eq!((t, r), (seq, 200));
+    assert_eq!(l.personal(seq).unwrap(), None);
+    assert_eq!(l.entry_bytes(seq).unwrap(), before);
+    let redaction = l.entry(200).unwrap();
+    assert_eq!(redaction.event["type"], "ledger.redacted");
+    assert_eq!(redaction.event["data"]["target_seq"], seq);
+    assert_eq!(l.history(&target.dossier).unwrap().last(), Some(&200));
+    l.checkpoint().unwrap();
+    assert_eq!(verify(&l).entries, 201);
+    assert!(matches!(
+        l.redact(&target.id, "again", "inspector", AT),
+        Err(LedgerError::NothingToRedact { already: true, .. })
+    ));
+    // Re-sending the original event after redaction is still a duplicate, not a conflict.
+    assert_eq!(
+        l.append_batch(std::slice::from_ref(target), AT).unwrap(),
+        vec![AppendOutcome::Duplicate { seq }]
+    );
+}
+
+#[test]
+fn export_bundles_verify_with_and_without_personal_data() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(&events(500, 7), AT).unwrap();
+    l.checkpoint().unwrap();
+    let vkey = CheckpointVerifier::from_vkey(&l.verifier_vkey()).unwrap();
+    for (from, to) in [
+        (0, Some(500)),
+        (0, Some(1)),
+        (123, Some(377)),
+        (499, None),
+        (256, Some(256)),
+    ] {
+        let b = l.export(from, to, true, &|_| {}).unwrap();
+        let report = b.verify(Some(&vkey)).unwrap();
+        assert_eq!(
+            (report.from, report.to, report.tree_size),
+            (from, to.unwrap_or(500), 500)
+        );
+        assert!(report.key_trusted);
+    }
+    let b = l.export(0, Some(500), true, &|_| {}).unwrap();
+    assert!(b.verify(Some(&vkey)).unwrap().personal_checked > 0);
+    assert!(
+        l.export(0, Some(500), false, &|_| {})
+            .unwrap()
+            .personal
+            .is_empty()
+    );
+    assert!(l.export(10, Some(501), false, &|_| {}).is_err());
+}
+
+#[test]
+fn open_refuses_a_store_whose_head_disagrees_with_its_entries() {
+    let f = Fixture::new();
+    {
+        let mut l = f.open(LedgerConfig::default());
+        l.append_batch(&events(10, 8), AT).unwrap();
+        let tree = l.storage().raw_tree();
+        tree.insert(SledStorage::entry_key(10), b"{}".to_vec())
+            .unwrap();
+        l.storage().raw_db().flush().unwrap();
+    }
+    let storage = SledStorage::open(&f.path).unwrap();
+    let err = Ledger::open(
+        storage,
+        CheckpointSigner::from_skey(&f.skey).unwrap(),
+        vec![9; 32],
+        LedgerConfig::default(),
+    )
+    .err()
+    .expect("an entry past the head is an invariant violation");
+    assert!(err.to_string().contains("past the head"), "{err}");
+}
+
+#[test]
+fn a_second_writer_is_locked_out() {
+    let f = Fixture::new();
+    let _l = f.open(LedgerConfig::default());
+    let err = SledStorage::open(&f.path).err().expect("sled holds a lock");
+    assert!(
+        err.to_string().contains("locked by another process"),
+        "{err}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Determinism: the same events in any batch split give byte-identical entries and roots.
+    #[test]
+    fn batch_splits_do_not_change_the_ledger(cuts in proptest::collection::vec(1usize..120, 1..8)) {
+        let evs = events(240, 10);
+        let a = Fixture::new();
+        let mut la = a.open(LedgerConfig::default());
+        la.append_batch(&evs, AT).unwrap();
+        let b = Fixture::new();
+        let mut lb = b.open(LedgerConfig::default());
+        let mut start = 0;
+        for c in cuts {
+            let end = (start + c).min(evs.len());
+            lb.append_batch(&evs[start..end], AT).unwrap();
+            start = end;
+        }
+        lb.append_batch(&evs[start..], AT).unwrap();
+        prop_assert_eq!(la.root(), lb.root());
+        for seq in (0..240).step_by(17) {
+            prop_assert_eq!(la.entry_bytes(seq).unwrap(), lb.entry_bytes(seq).unwrap());
+        }
+    }
+}
