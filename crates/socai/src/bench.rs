@@ -1,0 +1,207 @@
+//! `socai bench store`: figures for the sled ledger, each beside a baseline measured in the same
+//! run on the same bytes. Benchmarks print; they never assert a time.
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use rand_core::{RngCore, SeedableRng};
+use socai_chain::checkpoint::CheckpointSigner;
+use socai_model::{Event, Limits, Validator};
+use socai_store::{Ledger, LedgerConfig, SledStorage, Storage, VerifyOptions, verify_ledger};
+use std::path::Path;
+use std::time::Instant;
+
+fn rate(n: u64, secs: f64) -> f64 {
+    n as f64 / secs.max(1e-9)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("socai-bench-")
+        .tempdir_in(dir.unwrap_or(&std::env::temp_dir()))?;
+    let n = events as usize;
+    let batch_size = batch_size.max(1);
+    eprintln!("generating {n} events...");
+    let raw: Vec<Vec<u8>> = socai_sim::Generator::new(socai_sim::SimConfig::default())
+        .take(n)
+        .map(|e| serde_json::to_vec(&e))
+        .collect::<Result<_, _>>()?;
+    let raw_bytes: u64 = raw.iter().map(|r| r.len() as u64).sum();
+    println!(
+        "socai bench store: {n} events, {:.0} bytes/event published, batches of {batch_size}, fsync per batch",
+        raw_bytes as f64 / n as f64
+    );
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}  target",
+        "figure", "socai", "baseline", "ratio"
+    );
+
+    // 1. socai: validate + hash + chain + Merkle + indexes + one atomic batch + fsync.
+    let (signer, _, _) = CheckpointSigner::generate("bench.socai/ledger")?;
+    let ledger_path = tmp.path().join("ledger");
+    let storage = SledStorage::open(&ledger_path)?;
+    let mut ledger = Ledger::open(storage, signer, vec![7u8; 32], LedgerConfig::default())?;
+    let validator = Validator::new(Limits::default());
+    let bar = crate::output::progress(n as u64, "append");
+    let started = Instant::now();
+    for chunk in raw.chunks(batch_size) {
+        let batch: Vec<Event> = chunk
+            .iter()
+            .map(|b| validator.validate(b))
+            .collect::<Result<_, _>>()?;
+        ledger.append_batch(&batch, "2026-11-22T00:00:00.000Z")?;
+        bar.inc(chunk.len() as u64);
+    }
+    ledger.checkpoint()?;
+    let append_secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    // The same records and index keys, read back, for the baselines.
+    let entries: Vec<Vec<u8>> = ledger
+        .storage()
+        .entries(0, n as u64)
+        .map(|r| r.map(|(_, e)| e))
+        .collect::<Result<_, _>>()?;
+    let canonical_bytes: u64 = entries.iter().map(|e| e.len() as u64).sum();
+    let keys: Vec<(Vec<u8>, Vec<u8>)> = raw
+        .iter()
+        .enumerate()
+        .map(|(seq, r)| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap_or_default();
+            let id = SledStorage::id_key(v["id"].as_str().unwrap_or_default());
+            let dossier =
+                SledStorage::dossier_key(v["dossier"].as_str().unwrap_or_default(), seq as u64);
+            (id, dossier)
+        })
+        .collect();
+
+    // 1b. baseline: plain sled batch inserts of the same records and index keys, fsync per batch.
+    let base_db = sled::Config::new()
+        .path(tmp.path().join("baseline"))
+        .flush_every_ms(None)
+        .open()?;
+    let base = base_db.open_tree("ledger")?;
+    let started = Instant::now();
+    for (i, chunk) in entries.chunks(batch_size).enumerate() {
+        let mut b = sled::Batch::default();
+        for (j, e) in chunk.iter().enumerate() {
+            let seq = (i * batch_size + j) as u64;
+            b.insert(&SledStorage::entry_key(seq), e.as_slice());
+            let (id, dossier) = &keys[seq as usize];
+            b.insert(id.as_slice(), &seq.to_be_bytes()[..]);
+            b.insert(dossier.as_slice(), &[][..]);
+        }
+        base.apply_batch(b)?;
+        base_db.flush()?;
+    }
+    let base_secs = started.elapsed().as_secs_f64();
+    let (a, b) = (rate(n as u64, append_secs), rate(n as u64, base_secs));
+    println!(
+        "{:<34} {:>12.0}/s {:>12.0}/s {:>8.2}  >= 40k/s and >= 0.8x",
+        "append (events/s)",
+        a,
+        b,
+        a / b
+    );
+    drop(base);
+    drop(base_db);
+
+    // 2. verify vs bare SHA-256 over the same entries (in memory, one core).
+    let trusted = ledger.verifier();
+    let started = Instant::now();
+    let report = verify_ledger(
+        ledger.storage(),
+        trusted,
+        &VerifyOptions::default(),
+        &|_| {},
+    )?;
+    let verify_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.entries == n as u64,
+        "verify saw {} entries, expected {n}",
+        report.entries
+    );
+    let started = Instant::now();
+    let mut acc = 0u8;
+    for e in &entries {
+        acc ^= socai_chain::hash::sha256(e).0[0];
+    }
+    let sha_secs = started.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    let (v, s) = (rate(n as u64, verify_secs), rate(n as u64, sha_secs));
+    println!(
+        "{:<34} {:>12.0}/s {:>12.0}/s {:>8.2}  >= 1M/s and >= 0.5x",
+        "verify (entries/s)",
+        v,
+        s,
+        v / s
+    );
+
+    // 3. proof latency at the end size.
+    let size = ledger.head().size;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut incl = Histogram::<u64>::new(3).context("histogram")?;
+    let mut cons = Histogram::<u64>::new(3).context("histogram")?;
+    let mut path_len = 0;
+    for _ in 0..10_000 {
+        let seq = rng.next_u64() % size;
+        let t = Instant::now();
+        let p = ledger.inclusion_proof(seq, None)?;
+        incl.record(t.elapsed().as_nanos() as u64)?;
+        path_len = path_len.max(p.path.len());
+        let old = 1 + rng.next_u64() % size;
+        let t = Instant::now();
+        ledger.consistency_proof(old, None)?;
+        cons.record(t.elapsed().as_nanos() as u64)?;
+    }
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{:<34} {:>9.1}/{:.1} µs {:>14} {:>8}  p99 <= 1000 µs",
+        "inclusion proof p50/p99",
+        us(&incl, 0.5),
+        us(&incl, 0.99),
+        "",
+        ""
+    );
+    println!(
+        "{:<34} {:>9.1}/{:.1} µs {:>14} {:>8}  p99 <= 1000 µs",
+        "consistency proof p50/p99",
+        us(&cons, 0.5),
+        us(&cons, 0.99),
+        "",
+        ""
+    );
+    let log2 = 64 - (size - 1).leading_zeros();
+    println!(
+        "{:<34} {:>12} B {:>12} B {:>8}  32 x ceil(log2 n)",
+        "inclusion proof size (max)",
+        path_len * 32,
+        log2 * 32,
+        ""
+    );
+
+    // 4. disk.
+    drop(ledger);
+    let disk = dir_size(&ledger_path);
+    println!(
+        "{:<34} {:>12.0} B {:>12.0} B {:>8.2}  <= 1.5x canonical",
+        "disk per event (vs canonical)",
+        disk as f64 / n as f64,
+        canonical_bytes as f64 / n as f64,
+        disk as f64 / canonical_bytes as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The command line (clap derive). Global flags are accepted by every subcommand.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "socai",
+    version,
+    about = "Sổ Cái: a tamper-evident, event-sourced ledger of public-service events"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Data directory (store, keys, socai.toml)
+    #[arg(
+        long,
+        global = true,
+        env = "SOCAI_DATA_DIR",
+        default_value = "./socai-data"
+    )]
+    pub data_dir: PathBuf,
+    /// NATS server URL (used by the NATS-facing commands)
+    #[arg(long, global = true, env = "SOCAI_NATS_URL")]
+    pub nats: Option<String>,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a data dir: checkpoint signing key, verifier key (checkpoint.vkey), salt key, config
+    Init {
+        /// Log origin: the checkpoint's first line and the key name
+        #[arg(long, default_value = "socai.example/ledger")]
+        origin: String,
+    },
+    /// Import events from a JSON Lines file (validates the whole file first; nothing half-written)
+    Import {
+        file: PathBuf,
+        /// Events per atomic commit (default from socai.toml)
+        #[arg(long)]
+        batch_size: Option<usize>,
+    },
+    /// Verify the whole ledger: every entry, link, checkpoint signature and root
+    Verify {
+        /// Trusted verifier key file (default: <data-dir>/checkpoint.vkey)
+        #[arg(long)]
+        vkey: Option<PathBuf>,
+        /// Worker threads (default: all cores)
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Sign a checkpoint for the current head (if it moved), or list the signed ones
+    Checkpoint {
+        #[arg(long)]
+        list: bool,
+    },
+    /// Inclusion and consistency proofs (JSON, the auditors' contract)
+    Proof {
+        #[command(subcommand)]
+        kind: ProofKind,
+    },
+    /// Export entries [from, to) as a self-contained, offline-verifiable bundle
+    Export {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// End (exclusive); default: the latest signed checkpoint's size
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output file (default: standard output)
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Include personal data and salts (authorised auditors only)
+        #[arg(long)]
+        with_personal: bool,
+    },
+    /// Verify an exported bundle; needs no data dir
+    VerifyBundle {
+        file: PathBuf,
+        /// Trusted verifier key file; without it the bundle's own key is used and reported as untrusted
+        #[arg(long)]
+        vkey: Option<PathBuf>,
+    },
+    /// A dossier's events in ledger order
+    History { dossier: String },
+    /// One entry, by event id or seq
+    Show {
+        /// Event id, or a seq number
+        id_or_seq: String,
+        /// Also print the personal data (authorised auditors only)
+        #[arg(long)]
+        personal: bool,
+    },
+    /// Erase an event's personal data (Decree 13/2023) and record the redaction in the ledger
+    Redact {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Who authorised the redaction
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+    /// Write a realistic, deterministic workload of events as JSON Lines
+    Simulate {
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Provinces in the simulated country
+        #[arg(long, default_value_t = 63)]
+        provinces: usize,
+        /// Procedures each agency publishes before dossiers start
+        #[arg(long, default_value_t = 20)]
+        procedures_per_agency: usize,
+        /// Output file (default: standard output)
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// The demo: generate a workload, import it, verify, prove, export, redact
+    Demo {
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+    },
+    /// Benchmarks, each printed beside a baseline measured in the same run
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProofKind {
+    /// Prove one entry is in the tree of a signed checkpoint
+    Inclusion {
+        #[arg(long, conflicts_with = "seq", required_unless_present = "seq")]
+        id: Option<String>,
+        #[arg(long)]
+        seq: Option<u64>,
+        /// Checkpoint tree size to prove against (default: the latest)
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+    /// Prove the tree at --to extends the tree at --from
+    Consistency {
+        #[arg(long)]
+        from: u64,
+        /// Default: the latest signed checkpoint's size
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Check a proof file (inclusion or consistency) offline
+    Verify {
+        file: PathBuf,
+        /// Trusted verifier key (needed for inclusion proofs; default: <data-dir>/checkpoint.vkey)
+        #[arg(long)]
+        vkey: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchKind {
+    /// Append, verify, proof latency and disk use of the sled store
+    Store {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Where to put the bench stores (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
