@@ -1,1 +1,199 @@
-//! test support
+//! Support for the end-to-end tests: the real `socai` binary, real data dirs, real processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Path of the `socai` binary, built once per test process with the same profile as the tests.
+pub fn socai_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "socai",
+            "--bin",
+            "socai",
+            "--message-format=json-render-diagnostics",
+        ]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+        let out = cmd.output().expect("cargo build -p socai runs");
+        assert!(
+            out.status.success(),
+            "building socai failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "socai")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the socai executable")
+    })
+}
+
+/// A data dir in a temp dir, and the socai command line bound to it.
+pub struct Ledger {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ledger {
+    /// A fresh, initialised data dir.
+    pub fn new() -> Ledger {
+        let l = Ledger {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        };
+        l.ok(&["init", "--origin", "test.socai/ledger"]);
+        l
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(socai_bin());
+        c.arg("--data-dir")
+            .arg(self.dir())
+            .args(args)
+            .env_remove("SOCAI_DATA_DIR");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("socai runs")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "socai {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs with --json and parses the last stdout line.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_str(out.lines().last().unwrap_or("null")).expect("json output")
+    }
+
+    /// Writes `n` simulated events (a small country: 3 provinces, 5 procedures per agency, so
+    /// dossiers start early) to a file and returns its path.
+    pub fn simulate(&self, name: &str, n: u64, seed: u64) -> PathBuf {
+        let path = self.path(name);
+        let (n, seed) = (n.to_string(), seed.to_string());
+        let out = path.to_str().expect("utf-8 path");
+        self.ok(&[
+            "simulate",
+            "--events",
+            &n,
+            "--seed",
+            &seed,
+            "--provinces",
+            "3",
+            "--procedures-per-agency",
+            "5",
+            "--out",
+            out,
+        ]);
+        path
+    }
+
+    /// Ledger size from `verify --json` (which must pass).
+    pub fn verified_size(&self) -> u64 {
+        let v = self.json(&["verify"]);
+        assert_eq!(v["ok"], true, "verify: {v}");
+        v["report"]["entries"].as_u64().expect("entries")
+    }
+
+    /// Opens the sled store directly (no socai process may be running).
+    pub fn sled(&self) -> (sled::Db, sled::Tree) {
+        let db = sled::Config::new()
+            .path(self.dir().join("ledger"))
+            .open()
+            .expect("open sled");
+        let tree = db.open_tree("ledger").expect("ledger tree");
+        (db, tree)
+    }
+
+    /// A copy of this data dir (for destructive tests).
+    pub fn copy(&self) -> Ledger {
+        let l = Ledger {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        };
+        copy_dir(&self.dir(), &l.dir());
+        l
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// sled key of entry `seq` (the store's layout: `e` + big-endian seq).
+pub fn entry_key(seq: u64) -> Vec<u8> {
+    let mut k = vec![b'e'];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// sled key of the id index record of `id`.
+pub fn id_key(id: &str) -> Vec<u8> {
+    let mut k = vec![b'i'];
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids of a JSON Lines file, in order.
+pub fn ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read events")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json line")["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect()
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README): formatting, lints, then every test in the workspace: unit and
+# property tests of each crate, and the end-to-end tests in tests/ that start the real `socai`
+# binary and kill it. Installs whatever the tests need on a fresh machine with only Rust.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked "$@"
