@@ -2,7 +2,7 @@
 //! bad input, proofs, bundles and redaction.
 
 use rand::{Rng, SeedableRng};
-use socai_e2e::{Ledger, entry_key, id_key, ids, stderr, stdout};
+use socai_e2e::{Ledger, edit_bundle, id_key, ids, stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
@@ -35,10 +35,10 @@ fn tampering_is_found_and_named_by_seq() {
     let l = base.copy();
     {
         let (db, tree) = l.sled();
-        let mut v = tree.get(entry_key(700)).unwrap().unwrap().to_vec();
-        let i = v.len() / 2;
-        v[i] ^= 0x01;
-        tree.insert(entry_key(700), v).unwrap();
+        edit_bundle(&tree, 700, |entries, i| {
+            let mid = entries[i].len() / 2;
+            entries[i][mid] ^= 0x01;
+        });
         db.flush().unwrap();
     }
     let (code, err) = verify_fails(&l);
@@ -49,7 +49,9 @@ fn tampering_is_found_and_named_by_seq() {
     let l = base.copy();
     {
         let (db, tree) = l.sled();
-        tree.remove(entry_key(1234)).unwrap();
+        edit_bundle(&tree, 1234, |entries, i| {
+            entries.remove(i);
+        });
         db.flush().unwrap();
     }
     let (code, err) = verify_fails(&l);
@@ -60,10 +62,7 @@ fn tampering_is_found_and_named_by_seq() {
     let l = base.copy();
     {
         let (db, tree) = l.sled();
-        let a = tree.get(entry_key(40)).unwrap().unwrap();
-        let b = tree.get(entry_key(41)).unwrap().unwrap();
-        tree.insert(entry_key(40), b).unwrap();
-        tree.insert(entry_key(41), a).unwrap();
+        edit_bundle(&tree, 40, |entries, i| entries.swap(i, i + 1));
         db.flush().unwrap();
     }
     let (code, err) = verify_fails(&l);
@@ -89,10 +88,11 @@ fn tampering_is_found_and_named_by_seq() {
     let l = base.copy();
     {
         let (db, tree) = l.sled();
-        let mut v = tree.get(entry_key(1999)).unwrap().unwrap().to_vec();
-        let pos = v.windows(2).rposition(|w| w == b"Z\"").unwrap();
-        v[pos - 1] = if v[pos - 1] == b'0' { b'1' } else { b'0' };
-        tree.insert(entry_key(1999), v).unwrap();
+        edit_bundle(&tree, 1999, |entries, i| {
+            let v = &mut entries[i];
+            let pos = v.windows(2).rposition(|w| w == b"Z\"").unwrap();
+            v[pos - 1] = if v[pos - 1] == b'0' { b'1' } else { b'0' };
+        });
         db.flush().unwrap();
     }
     let (code, err) = verify_fails(&l);

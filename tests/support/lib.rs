@@ -161,11 +161,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// sled key of entry `seq` (the store's layout: `e` + big-endian seq).
-pub fn entry_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// Rewrites the stored entries of the bundle holding `seq` directly in sled (for tamper tests):
+/// `edit` gets the bundle's entries and `seq`'s position among them.
+pub fn edit_bundle(tree: &sled::Tree, seq: u64, edit: impl FnOnce(&mut Vec<Vec<u8>>, usize)) {
+    use socai_store::storage::{SledStorage, join_bundle, split_bundle};
+    let (key, pos) = SledStorage::bundle_key(seq);
+    let value = tree.get(key).expect("read bundle").expect("bundle exists");
+    let mut entries: Vec<Vec<u8>> = split_bundle(&value)
+        .expect("bundle decodes")
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    edit(&mut entries, pos);
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    tree.insert(key, join_bundle(&refs)).expect("write bundle");
 }
 
 /// sled key of the id index record of `id`.

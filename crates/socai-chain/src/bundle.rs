@@ -1,7 +1,7 @@
 //! Export bundles: a self-contained, offline-verifiable slice `[from, to)` of the ledger.
 //!
 //! Binding to the signed tree: the leaves of `[from, to)` are appended to the `frontier` of
-//! `[0, from)` (a [`CompactRange`](crate::merkle::CompactRange)) to compute the root of the first
+//! `[0, from)` (a [`CompactRange`]) to compute the root of the first
 //! `to` entries; that root is then proven consistent with the signed checkpoint (or equal to it when
 //! `to` is the checkpoint size). By collision resistance, only the true entries at those positions
 //! can produce it.

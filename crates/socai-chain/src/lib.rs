@@ -2,7 +2,7 @@
 //!
 //! No I/O, no tokio, no sled, no HTTP: an auditor embeds this crate alone.
 //!
-//! - [`hash`]: RFC 6962 leaf/node hashing and the 32-byte [`Hash`] type.
+//! - [`hash`]: RFC 6962 leaf/node hashing and the 32-byte [`Hash`](struct@Hash) type.
 //! - [`entry`]: the ledger record, its RFC 8785 (JCS) canonical bytes, personal-data commitments.
 //! - [`merkle`]: stored-hash indexing (sumdb/tlog layout), roots, inclusion and consistency proofs,
 //!   and [`merkle::CompactRange`] for streaming roots.

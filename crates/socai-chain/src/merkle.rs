@@ -403,6 +403,27 @@ impl CompactRange {
         self.size = new_size;
         Ok(())
     }
+    /// Appends a leaf and adds to `stored` exactly the hashes the stored-hash array gains for it:
+    /// the leaf, then the root of every subtree it completes, bottom-up (as
+    /// [`stored_hashes_for_leaf`] computes them, without reading anything).
+    pub fn push_stored(&mut self, leaf: Hash, stored: &mut Vec<Hash>) {
+        assert!(
+            self.size < u64::MAX,
+            "a compact range of u64::MAX leaves cannot grow"
+        );
+        stored.push(leaf);
+        self.frontier.push(leaf);
+        let mut carry = self.size;
+        while carry & 1 == 1 {
+            let n = self.frontier.len();
+            let merged = node_hash(&self.frontier[n - 2], &self.frontier[n - 1]);
+            self.frontier.truncate(n - 2);
+            self.frontier.push(merged);
+            stored.push(merged);
+            carry >>= 1;
+        }
+        self.size += 1;
+    }
     /// The root of `[0, size)`.
     pub fn root(&self) -> Hash {
         let mut hashes = self.frontier.iter().rev();

@@ -649,3 +649,20 @@ proptest! {
         prop_assert!(verify_consistency(old, n, &old_root, &m.root(), &path).is_err());
     }
 }
+
+#[test]
+fn push_stored_yields_exactly_the_stored_hashes() {
+    let mut range = CompactRange::new();
+    let mut stored = Vec::new();
+    let mut mem = MemoryHashes::new();
+    for i in 0..=MAX_SIZE {
+        let leaf = leaf_hash(&data(i));
+        let expected = merkle::stored_hashes_for_leaf(i, leaf, &mem).unwrap();
+        let before = stored.len();
+        range.push_stored(leaf, &mut stored);
+        assert_eq!(&stored[before..], &expected[..], "leaf {i}");
+        mem.push_leaf(leaf);
+        assert_eq!(stored, mem.hashes, "after leaf {i}");
+        assert_eq!(range.root(), mem.root());
+    }
+}

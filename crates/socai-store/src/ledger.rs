@@ -98,19 +98,6 @@ fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
     socai_chain::hash::sha256(&bytes)
 }
 
-// TEMP until CompactRange::push_stored lands in socai-chain.
-fn push_stored(range: &mut CompactRange, leaf: Hash, out: &mut Vec<Hash>) {
-    let merges = (range.size() + 1).trailing_zeros() as usize;
-    out.push(leaf);
-    let f = range.frontier();
-    let mut h = leaf;
-    for i in 0..merges {
-        h = socai_chain::node_hash(&f[f.len() - 1 - i], &h);
-        out.push(h);
-    }
-    range.push(leaf);
-}
-
 impl<S: Storage> Ledger<S> {
     /// Opens the ledger and checks the stored head against the stored entries and Merkle state.
     pub fn open(
@@ -270,7 +257,7 @@ impl<S: Storage> Ledger<S> {
             }
             .to_canonical();
             let leaf = leaf_hash(&entry);
-            push_stored(&mut range, leaf, &mut batch.hashes);
+            range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
             in_batch.insert(&event.id, rec);
             batch.ids.push((event.id.clone(), rec));

@@ -14,6 +14,13 @@ use std::path::{Path, PathBuf};
 /// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
 pub const HASH_CHUNK: u64 = 256;
 
+/// How long `open` waits for a lock released by a store this process just dropped.
+pub const LOCK_WAIT_MS: u64 = 2000;
+
+/// Entries per stored bundle (about 25 KiB of ~400-byte entries). Bundles turn one sled insert per
+/// entry into one per 64; only the partial last bundle is rewritten by the next commit.
+pub const ENTRY_BUNDLE: u64 = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error(
@@ -93,7 +100,7 @@ pub trait Storage: Send + Sync {
     /// Atomically and durably applies `batch` (see the module invariants).
     fn commit(&self, batch: CommitBatch) -> Result<()>;
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>>;
-    /// Entries `from..to` in seq order (stops early at the first missing seq).
+    /// Entries `from..to` in storage order, each with the seq its position implies.
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>;
     fn id(&self, id: &str) -> Result<Option<IdRecord>>;
     /// Seqs of a dossier's entries, ascending.
@@ -108,7 +115,8 @@ pub trait Storage: Send + Sync {
 }
 
 /// sled layout: one tree, keys prefixed by kind, numbers big-endian so they sort.
-/// `e`+seq → entry; `i`+id → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
+/// `b`+bundle → up to [`ENTRY_BUNDLE`] entries, each as a 4-byte big-endian length and the bytes;
+/// `i`+id → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
 /// [`HASH_CHUNK`] hashes; `p`+seq → personal JSON; `c`+size → checkpoint note; `m`+name → meta.
 /// One tree makes every commit a single `apply_batch`, which sled recovers atomically.
 pub struct SledStorage {
@@ -134,6 +142,27 @@ fn dossier_prefix(dossier: &str) -> Vec<u8> {
     k
 }
 
+/// Splits a bundle value into its entries; `None` if a length runs past the end.
+pub fn split_bundle(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(ENTRY_BUNDLE as usize);
+    while !bytes.is_empty() {
+        let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        out.push(bytes.get(4..4 + len)?);
+        bytes = &bytes[4 + len..];
+    }
+    Some(out)
+}
+
+/// Encodes entries as a bundle value (the inverse of [`split_bundle`]).
+pub fn join_bundle(entries: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
@@ -143,13 +172,25 @@ fn hash_at(bytes: &[u8], i: usize) -> Option<Hash> {
 }
 
 impl SledStorage {
+    /// Opens (or creates) the store. sled releases its file lock from a background thread shortly
+    /// after a `Db` is dropped, so a lock held by this same process is retried for up to
+    /// [`LOCK_WAIT_MS`] before reporting [`StorageError::Locked`].
     pub fn open(path: &Path) -> Result<SledStorage> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(|e| StorageError::engine(path, e))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .flush_every_ms(None)
+                .cache_capacity(256 * 1024 * 1024)
+                .open()
+                .map_err(|e| StorageError::engine(path, e));
+            match opened {
+                Err(StorageError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let tree = db
             .open_tree("ledger")
             .map_err(|e| StorageError::engine(path, e))?;
@@ -177,8 +218,9 @@ impl SledStorage {
         &self.db
     }
 
-    pub fn entry_key(seq: u64) -> [u8; 9] {
-        key(b'e', seq)
+    /// Key of the bundle holding entry `seq`, and the entry's position in it.
+    pub fn bundle_key(seq: u64) -> ([u8; 9], usize) {
+        (key(b'b', seq / ENTRY_BUNDLE), (seq % ENTRY_BUNDLE) as usize)
     }
 
     pub fn id_key(id: &str) -> Vec<u8> {
@@ -212,8 +254,33 @@ impl Storage for SledStorage {
     fn commit(&self, batch: CommitBatch) -> Result<()> {
         let mut b = sled::Batch::default();
         let first_seq = batch.new_head.size - batch.entries.len() as u64;
-        for (i, entry) in batch.entries.into_iter().enumerate() {
-            b.insert(&key(b'e', first_seq + i as u64), entry);
+        let mut seq = first_seq;
+        let mut rest = &batch.entries[..];
+        while !rest.is_empty() {
+            let (k, offset) = Self::bundle_key(seq);
+            let mut value = if offset == 0 {
+                Vec::new()
+            } else {
+                let existing = self.get(&k)?.map(|v| v.to_vec()).unwrap_or_default();
+                if split_bundle(&existing).map(|e| e.len()) != Some(offset) {
+                    return Err(StorageError::Corrupt(format!(
+                        "entry bundle {} does not hold the {offset} entries before seq {seq}",
+                        seq / ENTRY_BUNDLE
+                    )));
+                }
+                existing
+            };
+            let take = rest.len().min(ENTRY_BUNDLE as usize - offset);
+            for entry in &rest[..take] {
+                let len = u32::try_from(entry.len()).map_err(|_| {
+                    StorageError::Corrupt(format!("entry {seq} is larger than 4 GiB"))
+                })?;
+                value.extend_from_slice(&len.to_be_bytes());
+                value.extend_from_slice(entry);
+            }
+            b.insert(&k, value);
+            rest = &rest[take..];
+            seq += take as u64;
         }
         for (id, rec) in &batch.ids {
             let mut v = [0u8; 40];
@@ -274,16 +341,38 @@ impl Storage for SledStorage {
     }
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.get(&key(b'e', seq))?.map(|v| v.to_vec()))
+        let (k, offset) = Self::bundle_key(seq);
+        let Some(bundle) = self.get(&k)? else {
+            return Ok(None);
+        };
+        let entries = split_bundle(&bundle).ok_or_else(|| {
+            StorageError::Corrupt(format!("entry bundle {} is truncated", seq / ENTRY_BUNDLE))
+        })?;
+        Ok(entries.get(offset).map(|e| e.to_vec()))
     }
 
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_> {
-        let iter = self.tree.range(key(b'e', from)..key(b'e', to));
-        Box::new(iter.map(move |r| {
-            let (k, v) = r.map_err(|e| self.err(e))?;
-            let seq = be_u64(&k[1..])
-                .ok_or_else(|| StorageError::Corrupt("entry key is truncated".into()))?;
-            Ok((seq, v.to_vec()))
+        let first = from / ENTRY_BUNDLE;
+        let last = to.div_ceil(ENTRY_BUNDLE);
+        let bundles = self.tree.range(key(b'b', first)..key(b'b', last));
+        Box::new(bundles.flat_map(move |r| {
+            let decoded = r.map_err(|e| self.err(e)).and_then(|(k, v)| {
+                let index = be_u64(&k[1..])
+                    .ok_or_else(|| StorageError::Corrupt("bundle key is truncated".into()))?;
+                let entries = split_bundle(&v).ok_or_else(|| {
+                    StorageError::Corrupt(format!("entry bundle {index} is truncated"))
+                })?;
+                let base = index * ENTRY_BUNDLE;
+                Ok((base..)
+                    .zip(entries)
+                    .filter(|(seq, _)| (from..to).contains(seq))
+                    .map(|(seq, e)| Ok((seq, e.to_vec())))
+                    .collect::<Vec<_>>())
+            });
+            match decoded {
+                Ok(items) => items,
+                Err(e) => vec![Err(e)],
+            }
         }))
     }
 

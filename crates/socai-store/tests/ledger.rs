@@ -333,9 +333,12 @@ fn open_refuses_a_store_whose_head_disagrees_with_its_entries() {
     {
         let mut l = f.open(LedgerConfig::default());
         l.append_batch(&events(10, 8), AT).unwrap();
+        // An 11th entry in the bundle, past the head (as if a commit half-happened).
         let tree = l.storage().raw_tree();
-        tree.insert(SledStorage::entry_key(10), b"{}".to_vec())
-            .unwrap();
+        let (key, _) = SledStorage::bundle_key(10);
+        let mut bundle = tree.get(key).unwrap().unwrap().to_vec();
+        bundle.extend_from_slice(&socai_store::storage::join_bundle(&[b"{}"]));
+        tree.insert(key, bundle).unwrap();
         l.storage().raw_db().flush().unwrap();
     }
     let storage = SledStorage::open(&f.path).unwrap();

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use rand_core::{RngCore, SeedableRng};
 use socai_chain::checkpoint::CheckpointSigner;
 use socai_model::{Event, Limits, Validator};
+use socai_store::storage::{ENTRY_BUNDLE, join_bundle};
 use socai_store::{Ledger, LedgerConfig, SledStorage, Storage, VerifyOptions, verify_ledger};
 use std::path::Path;
 use std::time::Instant;
@@ -88,20 +89,28 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
         })
         .collect();
 
-    // 1b. baseline: plain sled batch inserts of the same records and index keys, fsync per batch.
+    // 1b. baseline: the same records in the same layout (entry bundles, partial bundles rewritten
+    // per batch; id and dossier index keys) as plain sled batch inserts with an fsync per batch; no
+    // validation, hashing, Merkle state or dedup reads.
     let base_db = sled::Config::new()
         .path(tmp.path().join("baseline"))
         .flush_every_ms(None)
         .open()?;
     let base = base_db.open_tree("ledger")?;
+    let bundle = ENTRY_BUNDLE as usize;
     let started = Instant::now();
-    for (i, chunk) in entries.chunks(batch_size).enumerate() {
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
         let mut b = sled::Batch::default();
-        for (j, e) in chunk.iter().enumerate() {
-            let seq = (i * batch_size + j) as u64;
-            b.insert(&SledStorage::entry_key(seq), e.as_slice());
-            let (id, dossier) = &keys[seq as usize];
-            b.insert(id.as_slice(), &seq.to_be_bytes()[..]);
+        for first in (start / bundle * bundle..end).step_by(bundle) {
+            let refs: Vec<&[u8]> = entries[first..(first + bundle).min(end)]
+                .iter()
+                .map(Vec::as_slice)
+                .collect();
+            b.insert(&SledStorage::bundle_key(first as u64).0, join_bundle(&refs));
+        }
+        for (seq, (id, dossier)) in keys.iter().enumerate().take(end).skip(start) {
+            b.insert(id.as_slice(), &(seq as u64).to_be_bytes()[..]);
             b.insert(dossier.as_slice(), &[][..]);
         }
         base.apply_batch(b)?;

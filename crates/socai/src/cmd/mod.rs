@@ -81,7 +81,9 @@ pub fn not_found(err: LedgerError) -> anyhow::Error {
     match err {
         LedgerError::UnknownId(_)
         | LedgerError::UnknownSeq { .. }
-        | LedgerError::NoCheckpointAt(_) => Exit::error(EXIT_NOT_FOUND, "not_found", err.to_string()),
+        | LedgerError::NoCheckpointAt(_) => {
+            Exit::error(EXIT_NOT_FOUND, "not_found", err.to_string())
+        }
         other => other.into(),
     }
 }
