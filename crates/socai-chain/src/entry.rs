@@ -72,21 +72,39 @@ pub enum EntryError {
 impl Entry {
     /// The canonical (JCS) bytes: the exact bytes that are stored and hashed.
     pub fn to_canonical(&self) -> Vec<u8> {
+        Entry::encode(
+            self.seq,
+            &self.prev,
+            &self.recorded_at,
+            &canonical_json(&self.event),
+            self.personal_commitment.as_ref(),
+        )
+    }
+
+    /// The canonical bytes of an entry whose event is already canonical JSON (`event_jcs`, from
+    /// [`canonical_json`]): the writer's path, which canonicalises each event once.
+    pub fn encode(
+        seq: u64,
+        prev: &Hash,
+        recorded_at: &str,
+        event_jcs: &[u8],
+        personal_commitment: Option<&Hash>,
+    ) -> Vec<u8> {
         // The keys in RFC 8785 order (UTF-16 code units): event, personal_commitment, prev,
         // recorded_at, seq, v.
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(event_jcs.len() + 256);
         out.extend_from_slice(b"{\"event\":");
-        write_jcs(&mut out, &self.event);
-        if let Some(commitment) = &self.personal_commitment {
+        out.extend_from_slice(event_jcs);
+        if let Some(commitment) = personal_commitment {
             out.extend_from_slice(b",\"personal_commitment\":");
             write_hash(&mut out, commitment);
         }
         out.extend_from_slice(b",\"prev\":");
-        write_hash(&mut out, &self.prev);
+        write_hash(&mut out, prev);
         out.extend_from_slice(b",\"recorded_at\":");
-        write_string(&mut out, &self.recorded_at);
+        write_string(&mut out, recorded_at);
         out.extend_from_slice(b",\"seq\":");
-        write_number(&mut out, self.seq as f64);
+        write_number(&mut out, seq as f64);
         out.extend_from_slice(b",\"v\":");
         write_number(&mut out, ENTRY_VERSION as f64);
         out.push(b'}');

@@ -86,7 +86,8 @@ pub struct Ledger<S: Storage> {
     config: LedgerConfig,
     head: Head,
     range: CompactRange,
-    last_checkpoint_size: u64,
+    /// The latest signed checkpoint (verified at open, or signed by this writer since).
+    latest: Option<SignedCheckpoint>,
 }
 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
@@ -97,6 +98,9 @@ fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
     }
     socai_chain::hash::sha256(&bytes)
 }
+
+/// An event's personal-data salt and commitment.
+type Salted = ([u8; 16], Hash);
 
 impl<S: Storage> Ledger<S> {
     /// Opens the ledger and checks the stored head against the stored entries and Merkle state.
@@ -131,7 +135,7 @@ impl<S: Storage> Ledger<S> {
         }
         let frontier = storage.read_hashes(&merkle::frontier_indexes(head.size))?;
         let range = CompactRange::from_frontier(head.size, frontier)?;
-        let last_checkpoint_size = match storage.latest_checkpoint()? {
+        let latest = match storage.latest_checkpoint()? {
             Some((size, note)) => {
                 let signed = verifier.verify(&note)?;
                 let root = merkle::tree_root(size, &StoredHashes(&storage))?;
@@ -143,9 +147,9 @@ impl<S: Storage> Ledger<S> {
                         "latest signed checkpoint (size {size}) does not match the stored tree"
                     )));
                 }
-                size
+                Some(signed)
             }
-            None => 0,
+            None => None,
         };
         Ok(Ledger {
             storage,
@@ -155,7 +159,7 @@ impl<S: Storage> Ledger<S> {
             config,
             head,
             range,
-            last_checkpoint_size,
+            latest,
         })
     }
 
@@ -179,15 +183,16 @@ impl<S: Storage> Ledger<S> {
         self.signer.vkey()
     }
 
-    /// The salt and commitment of an event's personal data (if any), and its content digest.
-    fn digest(&self, event: &Event) -> (Option<([u8; 16], Hash)>, Hash) {
+    /// The event's canonical public JSON, the salt and commitment of its personal data (if any),
+    /// and its content digest.
+    fn digest(&self, event: &Event) -> (Vec<u8>, Option<Salted>, Hash) {
         let public = canonical_json(&event.public_json());
         let salted = event.personal.as_ref().map(|p| {
             let salt = personal_salt(&self.salt_key, &event.id);
             (salt, personal_commitment(&salt, p))
         });
         let digest = content_digest(&public, salted.as_ref().map(|(_, c)| c));
-        (salted, digest)
+        (public, salted, digest)
     }
 
     /// What appending `event` now would do, if it is already known: Duplicate or Conflict.
@@ -196,7 +201,7 @@ impl<S: Storage> Ledger<S> {
         let Some(rec) = self.storage.id(&event.id)? else {
             return Ok(None);
         };
-        let (_, digest) = self.digest(event);
+        let (_, _, digest) = self.digest(event);
         Ok(Some(if rec.digest == digest {
             AppendOutcome::Duplicate { seq: rec.seq }
         } else {
@@ -232,7 +237,7 @@ impl<S: Storage> Ledger<S> {
         let mut range = self.range.clone();
         let mut head = self.head;
         for event in events {
-            let (salted, digest) = self.digest(event);
+            let (public, salted, digest) = self.digest(event);
             let existing = match in_batch.get(event.id.as_str()) {
                 Some(rec) => Some(*rec),
                 None => self.storage.id(&event.id)?,
@@ -248,14 +253,8 @@ impl<S: Storage> Ledger<S> {
                 continue;
             }
             let seq = head.size;
-            let entry = Entry {
-                seq,
-                prev: head.leaf,
-                recorded_at: recorded_at.to_string(),
-                event: event.public_json(),
-                personal_commitment: salted.map(|(_, c)| c),
-            }
-            .to_canonical();
+            let commitment = salted.map(|(_, c)| c);
+            let entry = Entry::encode(seq, &head.leaf, recorded_at, &public, commitment.as_ref());
             let leaf = leaf_hash(&entry);
             range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
@@ -287,8 +286,7 @@ impl<S: Storage> Ledger<S> {
                 "stored hash count does not match the new head".into(),
             ));
         }
-        let signed = if head.size - self.last_checkpoint_size >= self.config.checkpoint_every_events
-        {
+        let signed = if head.size - self.latest_size() >= self.config.checkpoint_every_events {
             let signed = self.signer.sign(&Checkpoint {
                 origin: self.origin().to_string(),
                 size: head.size,
@@ -304,8 +302,8 @@ impl<S: Storage> Ledger<S> {
         self.storage.commit(batch)?;
         self.head = head;
         self.range = range;
-        if let Some(signed) = signed {
-            self.last_checkpoint_size = signed.checkpoint.size;
+        if signed.is_some() {
+            self.latest = signed;
         }
         Ok(outcomes)
     }
@@ -318,10 +316,10 @@ impl<S: Storage> Ledger<S> {
                 "the ledger is empty: nothing to checkpoint".into(),
             ));
         }
-        if self.last_checkpoint_size == self.head.size
-            && let Some(latest) = self.latest_checkpoint()?
+        if let Some(latest) = &self.latest
+            && latest.checkpoint.size == self.head.size
         {
-            return Ok(latest);
+            return Ok(latest.clone());
         }
         let signed = self.signer.sign(&Checkpoint {
             origin: self.origin().to_string(),
@@ -335,29 +333,30 @@ impl<S: Storage> Ledger<S> {
             ..CommitBatch::default()
         };
         self.storage.commit(batch)?;
-        self.last_checkpoint_size = self.head.size;
+        self.latest = Some(signed.clone());
         Ok(signed)
     }
 
     /// Whether the head has moved past the latest signed checkpoint.
     pub fn checkpoint_due(&self) -> bool {
-        self.head.size > self.last_checkpoint_size
+        self.head.size > self.latest_size()
+    }
+
+    fn latest_size(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |c| c.checkpoint.size)
     }
 
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>> {
-        match self.storage.latest_checkpoint()? {
-            None => Ok(None),
-            Some((_, note)) => Ok(Some(self.verifier.verify(&note)?)),
-        }
+        Ok(self.latest.clone())
     }
 
     pub fn checkpoint_at(&self, size: u64) -> Result<SignedCheckpoint> {
+        if let Some(latest) = self.latest.as_ref().filter(|c| c.checkpoint.size == size) {
+            return Ok(latest.clone());
+        }
         let note = self
             .storage
-            .checkpoints()?
-            .into_iter()
-            .find(|(s, _)| *s == size)
-            .map(|(_, n)| n)
+            .checkpoint(size)?
             .ok_or(LedgerError::NoCheckpointAt(size))?;
         Ok(self.verifier.verify(&note)?)
     }

@@ -19,7 +19,7 @@ pub const LOCK_WAIT_MS: u64 = 2000;
 
 /// Entries per stored bundle (about 25 KiB of ~400-byte entries). Bundles turn one sled insert per
 /// entry into one per 64; only the partial last bundle is rewritten by the next commit.
-pub const ENTRY_BUNDLE: u64 = 64;
+pub const ENTRY_BUNDLE: u64 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -110,6 +110,8 @@ pub trait Storage: Send + Sync {
     /// Signed checkpoint notes by tree size, ascending.
     fn checkpoints(&self) -> Result<Vec<(u64, String)>>;
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>>;
+    /// The signed checkpoint note for tree size `size`, if one was stored.
+    fn checkpoint(&self, size: u64) -> Result<Option<String>>;
     /// Bytes the engine uses on disk.
     fn size_on_disk(&self) -> Result<u64>;
 }
@@ -456,6 +458,12 @@ impl Storage for SledStorage {
                 Ok(Some((size, String::from_utf8_lossy(&v).into_owned())))
             }
         }
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<String>> {
+        Ok(self
+            .get(&key(b'c', size))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn size_on_disk(&self) -> Result<u64> {
