@@ -8,7 +8,7 @@ use socai_chain::bundle::{BUNDLE_FORMAT, Bundle, PersonalDisclosure};
 use socai_chain::checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint,
 };
-use socai_chain::entry::{Entry, canonical_json, personal_commitment, personal_salt};
+use socai_chain::entry::{Entry, personal_commitment, personal_salt};
 use socai_chain::merkle::{self, CompactRange, MerkleError};
 use socai_chain::{ConsistencyProof, Hash, InclusionProof, leaf_hash};
 use socai_model::Event;
@@ -99,6 +99,21 @@ fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
     socai_chain::hash::sha256(&bytes)
 }
 
+/// `canonical_json(&event.public_json())`, written straight from the event (the append hot path).
+pub fn public_canonical(event: &Event) -> Vec<u8> {
+    use socai_chain::entry::{Field, canonical_object};
+    canonical_object(&mut [
+        ("id", Field::Str(&event.id)),
+        ("type", Field::Str(&event.event_type)),
+        ("agency", Field::Str(&event.agency)),
+        ("procedure", Field::Str(&event.procedure)),
+        ("dossier", Field::Str(&event.dossier)),
+        ("occurred_at", Field::Str(&event.occurred_at)),
+        ("schema", Field::Num(event.schema)),
+        ("data", Field::Json(&event.data)),
+    ])
+}
+
 /// An event's personal-data salt and commitment.
 type Salted = ([u8; 16], Hash);
 
@@ -186,7 +201,7 @@ impl<S: Storage> Ledger<S> {
     /// The event's canonical public JSON, the salt and commitment of its personal data (if any),
     /// and its content digest.
     fn digest(&self, event: &Event) -> (Vec<u8>, Option<Salted>, Hash) {
-        let public = canonical_json(&event.public_json());
+        let public = public_canonical(event);
         let salted = event.personal.as_ref().map(|p| {
             let salt = personal_salt(&self.salt_key, &event.id);
             (salt, personal_commitment(&salt, p))

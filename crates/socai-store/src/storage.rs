@@ -17,8 +17,8 @@ pub const HASH_CHUNK: u64 = 256;
 /// How long `open` waits for a lock released by a store this process just dropped.
 pub const LOCK_WAIT_MS: u64 = 2000;
 
-/// Entries per stored bundle (about 25 KiB of ~400-byte entries). Bundles turn one sled insert per
-/// entry into one per 64; only the partial last bundle is rewritten by the next commit.
+/// Entries per stored bundle (about 7 KiB of ~450-byte entries). Bundles turn one sled insert per
+/// entry into one per 16; only the partial last bundle is rewritten by the next commit.
 pub const ENTRY_BUNDLE: u64 = 16;
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,18 @@ fn verify(l: &Ledger<SledStorage>) -> socai_store::VerifyReport {
 }
 
 #[test]
+fn the_fast_public_encoding_is_the_canonical_one() {
+    for e in events(3000, 11) {
+        assert_eq!(
+            socai_store::ledger::public_canonical(&e),
+            socai_chain::canonical_json(&e.public_json()),
+            "{}",
+            e.id
+        );
+    }
+}
+
+#[test]
 fn appends_without_gaps_and_survives_reopen() {
     let f = Fixture::new();
     let evs = events(1000, 1);

@@ -5,7 +5,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand_core::{RngCore, SeedableRng};
 use socai_chain::checkpoint::CheckpointSigner;
-use socai_model::{Event, Limits, Validator};
+use socai_model::{Limits, Validator};
 use socai_store::storage::{ENTRY_BUNDLE, join_bundle};
 use socai_store::{Ledger, LedgerConfig, SledStorage, Storage, VerifyOptions, verify_ledger};
 use std::path::Path;
@@ -56,20 +56,27 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     let storage = SledStorage::open(&ledger_path)?;
     let mut ledger = Ledger::open(storage, signer, vec![7u8; 32], LedgerConfig::default())?;
     let validator = Validator::new(Limits::default());
-    let bar = crate::output::progress(n as u64, "append");
-    let (mut validate_secs, mut append_only_secs) = (0.0, 0.0);
+    // Validation alone, one core, for the breakdown.
     let started = Instant::now();
-    for chunk in raw.chunks(batch_size) {
+    for r in &raw {
+        std::hint::black_box(validator.validate(r)?);
+    }
+    let validate_secs = started.elapsed().as_secs_f64();
+    // The pipeline the CLI and ingest use: validation on one thread, the single writer on another.
+    let raw = std::sync::Arc::new(raw);
+    let items = {
+        let raw = std::sync::Arc::clone(&raw);
+        (0..raw.len()).map(move |i| Ok((i as u64 + 1, raw[i].clone())))
+    };
+    let bar = crate::output::progress(n as u64, "append");
+    let mut append_only_secs = 0.0;
+    let started = Instant::now();
+    for batch in crate::pipeline::validate_in_background(items, validator, batch_size) {
+        let batch = batch.map_err(anyhow::Error::msg)?;
         let t = Instant::now();
-        let batch: Vec<Event> = chunk
-            .iter()
-            .map(|b| validator.validate(b))
-            .collect::<Result<_, _>>()?;
-        validate_secs += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        ledger.append_batch(&batch, "2026-11-22T00:00:00.000Z")?;
+        ledger.append_batch(&batch.events, "2026-11-22T00:00:00.000Z")?;
         append_only_secs += t.elapsed().as_secs_f64();
-        bar.inc(chunk.len() as u64);
+        bar.inc(batch.events.len() as u64);
     }
     ledger.checkpoint()?;
     let append_secs = started.elapsed().as_secs_f64();
@@ -125,7 +132,7 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     let (a, b) = (rate(n as u64, append_secs), rate(n as u64, base_secs));
     println!(
         "{:<34} {:>12.0}/s {:>14} {:>8}  (part of append)",
-        "  validate only (events/s)",
+        "  validate only, 1 core (events/s)",
         rate(n as u64, validate_secs),
         "",
         ""
@@ -139,7 +146,7 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     );
     println!(
         "{:<34} {:>12.0}/s {:>12.0}/s {:>8.2}  >= 40k/s and >= 0.8x",
-        "append (events/s)",
+        "validate+append, 2 threads (ev/s)",
         a,
         b,
         a / b

@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod config;
 mod output;
+mod pipeline;
 
 use clap::Parser;
 use std::process::ExitCode;

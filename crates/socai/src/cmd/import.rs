@@ -5,9 +5,10 @@
 use super::{now_rfc3339, open_ledger};
 use crate::cli::Global;
 use crate::output::{self, Exit, emit};
+use crate::pipeline;
 use anyhow::Context;
 use serde_json::json;
-use socai_model::{Event, Rejection, Validator};
+use socai_model::{Rejection, Validator};
 use socai_store::AppendOutcome;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -22,7 +23,9 @@ struct LineError {
     rejection: Rejection,
 }
 
-fn lines(path: &Path) -> anyhow::Result<(u64, impl Iterator<Item = std::io::Result<Vec<u8>>>)> {
+fn lines(
+    path: &Path,
+) -> anyhow::Result<(u64, impl Iterator<Item = std::io::Result<Vec<u8>>> + use<>)> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
@@ -133,61 +136,42 @@ pub fn run(g: &Global, path: &Path, batch_size: Option<usize>) -> anyhow::Result
         ));
     }
 
-    // Pass 2: append in atomic batches. All events of one import share its recorded_at.
+    // Pass 2: append in atomic batches, validating the next batch on another core meanwhile.
+    // All events of one import share its recorded_at.
     let recorded_at = now_rfc3339();
     let (len, iter) = lines(path)?;
     let bar = output::progress_bytes(len, "import");
-    let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
     let (mut committed, mut duplicates) = (0u64, 0u64);
-    let mut line_no = 0u64;
-    let mut flush = |batch: &mut Vec<Event>, last_line: u64| -> anyhow::Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let outcomes = ledger.append_batch(batch, &recorded_at)?;
-        let (mut c, mut d) = (0u64, 0u64);
-        for (event, outcome) in batch.iter().zip(&outcomes) {
-            match outcome {
-                AppendOutcome::Committed { .. } => c += 1,
-                AppendOutcome::Duplicate { .. } => d += 1,
-                AppendOutcome::Conflict { existing_seq } => {
-                    anyhow::bail!(
-                        "id {:?} conflicts with seq {existing_seq} although it validated; another writer?",
-                        event.id
-                    )
-                }
-            }
-        }
-        committed += c;
-        duplicates += d;
-        if output::json_mode() {
-            println!(
-                "{}",
-                json!({"progress": {"last_line": last_line, "committed": committed, "duplicates": duplicates, "size": ledger.head().size}})
-            );
-        }
-        batch.clear();
-        Ok(())
-    };
-    for line in iter {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
-        line_no += 1;
-        bar.inc(line.len() as u64 + 1);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = validator.validate(&line).map_err(|r| {
+    let numbered = (1u64..).zip(iter).map(|(n, line)| line.map(|l| (n, l)));
+    let batches = pipeline::validate_in_background(numbered, validator, batch_size);
+    for batch in batches {
+        let batch = batch.map_err(|e| {
             anyhow::anyhow!(
-                "{}:{line_no}: {r} (the file changed during import)",
+                "{}: {e} (the file changed during the import?)",
                 path.display()
             )
         })?;
-        batch.push(event);
-        if batch.len() >= batch_size {
-            flush(&mut batch, line_no)?;
+        let outcomes = ledger.append_batch(&batch.events, &recorded_at)?;
+        for (event, outcome) in batch.events.iter().zip(&outcomes) {
+            match outcome {
+                AppendOutcome::Committed { .. } => committed += 1,
+                AppendOutcome::Duplicate { .. } => duplicates += 1,
+                AppendOutcome::Conflict { existing_seq } => anyhow::bail!(
+                    "id {:?} conflicts with seq {existing_seq} although it validated; another writer?",
+                    event.id
+                ),
+            }
         }
+        // Printed only after the batch is fsynced: a consumer may treat these lines as durable.
+        if output::json_mode() {
+            println!(
+                "{}",
+                json!({"progress": {"last_line": batch.last_line, "committed": committed,
+                                    "duplicates": duplicates, "size": ledger.head().size}})
+            );
+        }
+        bar.inc(batch.bytes);
     }
-    flush(&mut batch, line_no)?;
     bar.finish_and_clear();
     let signed = if ledger.head().size > 0 {
         Some(ledger.checkpoint()?)
