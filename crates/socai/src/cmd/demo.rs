@@ -94,7 +94,8 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     }
 
     println!("\nthe demo data dir is {data}; try:");
-    println!("  socai --data-dir {data} history <dossier>");
+    let dossier = sample["dossier"].as_str().unwrap_or_default();
+    println!("  socai --data-dir {data} history {dossier}");
     println!("  socai --data-dir {data} show {id}");
     println!("  socai --data-dir {data} verify");
     Ok(())
