@@ -9,7 +9,7 @@ use crate::pipeline;
 use anyhow::Context;
 use serde_json::json;
 use socai_model::{Rejection, Validator};
-use socai_store::AppendOutcome;
+use socai_store::{AppendOutcome, Ledger, SledStorage};
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
@@ -21,6 +21,51 @@ struct LineError {
     line: u64,
     id: Option<String>,
     rejection: Rejection,
+}
+
+fn conflict(reason: String) -> Rejection {
+    Rejection {
+        code: socai_model::ErrorCode::Conflict,
+        path: "/id".into(),
+        reason,
+    }
+}
+
+/// Pass 1 for one line: validation, then the id against the file so far (`seen`: id → truncated
+/// content digest) and against the ledger. The outer error is a storage failure, which aborts.
+fn check_line(
+    validator: &Validator,
+    ledger: &Ledger<SledStorage>,
+    seen: &mut HashMap<String, [u8; 8]>,
+    line: &[u8],
+) -> anyhow::Result<Result<(), Rejection>> {
+    let event = match validator.validate(line) {
+        Ok(event) => event,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let content = socai_chain::canonical_json(&serde_json::to_value(&event)?);
+    let digest = socai_chain::hash::sha256(&content);
+    let mut short = [0u8; 8];
+    short.copy_from_slice(&digest.0[..8]);
+    match seen.get(&event.id) {
+        Some(earlier) if *earlier != short => {
+            let id = &event.id;
+            return Ok(Err(conflict(format!(
+                "id {id:?} appears earlier in the file with different content"
+            ))));
+        }
+        Some(_) => {}
+        None => {
+            seen.insert(event.id.clone(), short);
+        }
+    }
+    Ok(match ledger.classify(&event)? {
+        Some(AppendOutcome::Conflict { existing_seq }) => Err(conflict(format!(
+            "id {:?} is already committed at seq {existing_seq} with different content",
+            event.id
+        ))),
+        _ => Ok(()),
+    })
 }
 
 fn lines(
@@ -53,44 +98,7 @@ pub fn run(g: &Global, path: &Path, batch_size: Option<usize>) -> anyhow::Result
             continue;
         }
         events_total += 1;
-        let result = validator.validate(&line).and_then(|event| {
-            let digest = socai_chain::hash::sha256(&socai_chain::canonical_json(
-                &serde_json::to_value(&event).unwrap_or_default(),
-            ));
-            let short: [u8; 8] = digest.0[..8].try_into().unwrap_or_default();
-            match seen.get(&event.id) {
-                Some(prev) if *prev != short => {
-                    return Err(Rejection {
-                        code: socai_model::ErrorCode::Conflict,
-                        path: "/id".into(),
-                        reason: format!(
-                            "id {:?} appears earlier in the file with different content",
-                            event.id
-                        ),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    seen.insert(event.id.clone(), short);
-                }
-            }
-            match ledger.classify(&event) {
-                Ok(Some(AppendOutcome::Conflict { existing_seq })) => Err(Rejection {
-                    code: socai_model::ErrorCode::Conflict,
-                    path: "/id".into(),
-                    reason: format!(
-                        "id {:?} is already committed at seq {existing_seq} with different content",
-                        event.id
-                    ),
-                }),
-                Ok(_) => Ok(event),
-                Err(e) => Err(Rejection {
-                    code: socai_model::ErrorCode::Conflict,
-                    path: "/id".into(),
-                    reason: e.to_string(),
-                }),
-            }
-        });
+        let result = check_line(&validator, &ledger, &mut seen, &line)?;
         if let Err(rejection) = result {
             error_count += 1;
             if errors.len() < MAX_REPORTED_ERRORS {

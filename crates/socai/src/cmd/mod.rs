@@ -7,7 +7,7 @@ mod import;
 
 use crate::cli::{BenchKind, Cli, Command, Global};
 use crate::config::{self, Config};
-use crate::output::{self, EXIT_NOT_FOUND, Exit, emit};
+use crate::output::{EXIT_NOT_FOUND, Exit, emit};
 use anyhow::Context;
 use serde_json::json;
 use socai_store::{DataDir, Ledger, LedgerError, SledStorage, Storage};
@@ -251,6 +251,3 @@ fn simulate(
     w.flush()?;
     Ok(())
 }
-
-#[allow(unused_imports)]
-use output as _;
