@@ -389,6 +389,14 @@ impl<S: Storage> Ledger<S> {
         })
     }
 
+    /// Replays committed entries from `from` up to the head, in seq order, as (seq, canonical
+    /// bytes). Projection workers fold these; the stream stops at the head as of this call.
+    pub fn replay(&self, from: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
+        self.storage
+            .entries(from, self.head.size)
+            .map(|r| r.map_err(LedgerError::from))
+    }
+
     pub fn seq_of(&self, id: &str) -> Result<u64> {
         Ok(self
             .storage
