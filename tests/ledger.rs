@@ -102,6 +102,19 @@ fn tampering_is_found_and_named_by_seq() {
         "{err}"
     );
 
+    // No checkpoint at all: nothing attests the entries, so verify does not pass.
+    let l = base.copy();
+    {
+        let (db, tree) = l.sled();
+        let mut k = vec![b'c'];
+        k.extend_from_slice(&2000u64.to_be_bytes());
+        assert!(tree.remove(k).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let (code, err) = verify_fails(&l);
+    assert_eq!(code, 3);
+    assert!(err.contains("no signed checkpoint"), "{err}");
+
     // The untouched original still verifies.
     assert_eq!(base.verified_size(), 2000);
 }
@@ -248,6 +261,9 @@ fn bad_import_lines_are_named_and_nothing_is_written() {
     }
 }
 
+/// SIGKILL kills the process, not the machine: the kernel keeps its page cache, so this proves
+/// the writer's own ordering (nothing acknowledged before `commit` returned, atomic batches, clean
+/// recovery) but not the fsync itself, which only a power-loss test (e.g. dm-flakey) could.
 #[test]
 fn sigkill_during_import_loses_nothing_that_was_acknowledged() {
     let l = Ledger::new();
@@ -416,6 +432,42 @@ fn proofs_verify_offline_and_bundles_need_no_data_dir() {
         verifier.verify(old_note).unwrap().checkpoint.root,
         proof.old_root
     );
+    // An auditor who kept the old checkpoint pins it: verify and the consistency proof use it.
+    let kept = l.path("kept-1000.note");
+    std::fs::write(&kept, old_note).unwrap();
+    let new_note = l.path("kept-3000.note");
+    std::fs::write(&new_note, cp[1]["note"].as_str().unwrap()).unwrap();
+    let v = l.json(&["verify", "--checkpoint", kept.to_str().unwrap()]);
+    assert_eq!(v["report"]["pinned_checked"], 1);
+    let proof_file = l.path("consistency.json");
+    std::fs::write(&proof_file, &out).unwrap();
+    let (kept, new_note, proof_file) = (
+        kept.to_str().unwrap(),
+        new_note.to_str().unwrap(),
+        proof_file.to_str().unwrap(),
+    );
+    l.ok(&[
+        "proof",
+        "verify",
+        proof_file,
+        "--checkpoint",
+        kept,
+        "--checkpoint",
+        new_note,
+    ]);
+    // A checkpoint from another log (another key) is refused, by verify and by proof verify.
+    let other = ledger_with(10);
+    let foreign = l.path("foreign.note");
+    std::fs::write(
+        &foreign,
+        other.json(&["checkpoint"])["note"].as_str().unwrap(),
+    )
+    .unwrap();
+    let foreign = foreign.to_str().unwrap();
+    let out = l.run(&["verify", "--checkpoint", foreign]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = l.run(&["proof", "verify", proof_file, "--checkpoint", foreign]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
     // Export a middle slice; verify it with no data dir at all.
     let bundle = l.path("bundle.json");

@@ -42,6 +42,10 @@ pub enum LedgerError {
     NothingToRedact { id: String, seq: u64, already: bool },
     #[error("ledger invariant violated: {0}; stop writing and run `socai verify`")]
     Invariant(String),
+    #[error(
+        "an earlier commit failed, so this writer stopped; restart it to reopen the ledger from disk"
+    )]
+    Poisoned,
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
@@ -88,6 +92,9 @@ pub struct Ledger<S: Storage> {
     range: CompactRange,
     /// The latest signed checkpoint (verified at open, or signed by this writer since).
     latest: Option<SignedCheckpoint>,
+    /// Set when a commit failed: sled may or may not hold that batch, so the in-memory head can no
+    /// longer be trusted and the writer refuses to go on until the ledger is reopened.
+    poisoned: bool,
 }
 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
@@ -175,6 +182,7 @@ impl<S: Storage> Ledger<S> {
             head,
             range,
             latest,
+            poisoned: false,
         })
     }
 
@@ -312,9 +320,19 @@ impl<S: Storage> Ledger<S> {
         } else {
             None
         };
+        // A redaction erases personal data only together with a newly committed redaction entry.
+        if !erase_personal.is_empty()
+            && !outcomes
+                .iter()
+                .all(|o| matches!(o, AppendOutcome::Committed { .. }))
+        {
+            return Err(LedgerError::Invariant(format!(
+                "redaction entry was not committed ({outcomes:?}); nothing erased"
+            )));
+        }
         batch.erase_personal = erase_personal;
         batch.new_head = head;
-        self.storage.commit(batch)?;
+        self.commit(batch)?;
         self.head = head;
         self.range = range;
         if signed.is_some() {
@@ -347,9 +365,20 @@ impl<S: Storage> Ledger<S> {
             new_head: self.head,
             ..CommitBatch::default()
         };
-        self.storage.commit(batch)?;
+        self.commit(batch)?;
         self.latest = Some(signed.clone());
         Ok(signed)
+    }
+
+    /// The one place the writer commits: a failure poisons the writer (see `poisoned`).
+    fn commit(&mut self, batch: CommitBatch) -> Result<()> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned);
+        }
+        self.storage.commit(batch).map_err(|e| {
+            self.poisoned = true;
+            LedgerError::from(e)
+        })
     }
 
     /// Whether the head has moved past the latest signed checkpoint.

@@ -27,6 +27,12 @@ pub enum VerifyError {
         head_size: u64,
         found: u64,
     },
+    #[error("pinned checkpoint {index}: {reason}")]
+    Pinned { index: usize, reason: String },
+    #[error(
+        "seq 0: {entries} entries but no signed checkpoint covers any of them; nothing attests the log (run `socai checkpoint` if this is a new log)"
+    )]
+    Unattested { entries: u64 },
     #[error("seq {found}: a checkpoint signs {size} entries but only {found} are stored")]
     Missing { size: u64, found: u64 },
     #[error(transparent)]
@@ -41,6 +47,8 @@ impl VerifyError {
             VerifyError::Checkpoint { size, .. } => Some(*size),
             VerifyError::Head { seq, .. } => Some(*seq),
             VerifyError::Missing { found, .. } => Some(*found),
+            VerifyError::Unattested { .. } => Some(0),
+            VerifyError::Pinned { .. } => None,
             VerifyError::Storage(_) => None,
         }
     }
@@ -50,6 +58,9 @@ impl VerifyError {
 pub struct VerifyOptions {
     pub threads: usize,
     pub chunk_entries: usize,
+    /// Signed checkpoint notes the auditor kept (e.g. yesterday's): each must verify under the
+    /// trusted key and match the stored log's root at its size.
+    pub pinned: Vec<String>,
 }
 
 impl Default for VerifyOptions {
@@ -60,6 +71,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             threads,
             chunk_entries: 4096,
+            pinned: Vec::new(),
         }
     }
 }
@@ -73,6 +85,8 @@ pub struct VerifyReport {
     /// Size of the latest signed checkpoint (0 if none): entries beyond it are not yet attested.
     pub latest_checkpoint_size: u64,
     pub personal_checked: u64,
+    /// Auditor-pinned checkpoints that matched.
+    pub pinned_checked: usize,
 }
 
 type Work = (u64, Vec<Vec<u8>>);
@@ -107,6 +121,26 @@ pub fn verify_ledger<S: Storage>(
         }
         signed_roots.insert(*size, signed.checkpoint.root);
     }
+    let mut pinned_checked = 0usize;
+    for (i, note) in options.pinned.iter().enumerate() {
+        let signed = trusted.verify(note).map_err(|source| VerifyError::Pinned {
+            index: i,
+            reason: source.to_string(),
+        })?;
+        let size = signed.checkpoint.size;
+        match signed_roots.insert(size, signed.checkpoint.root) {
+            Some(stored) if stored != signed.checkpoint.root => {
+                return Err(VerifyError::Pinned {
+                    index: i,
+                    reason: format!(
+                        "it signs root {} at size {size}, but the log's own checkpoint at that size signs {stored}: the log forked",
+                        signed.checkpoint.root
+                    ),
+                });
+            }
+            _ => pinned_checked += 1,
+        }
+    }
     let cuts: BTreeSet<u64> = signed_roots.keys().copied().collect();
     let threads = options.threads.max(1);
     let chunk_entries = options.chunk_entries.max(1);
@@ -115,6 +149,13 @@ pub fn verify_ledger<S: Storage>(
         let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
         let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
         let (err_tx, err_rx) = sync_channel::<StorageError>(1);
+        // Chunks in flight (read, hashing, or waiting to be joined in order) are bounded by tokens:
+        // the reader takes one per chunk, the joiner gives it back once the chunk is joined.
+        let in_flight = threads * 4;
+        let (token_tx, token_rx) = sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            let _ = token_tx.send(());
+        }
         // Reader: the whole key range, not just up to the head, so entries past the head are found.
         scope.spawn(move || {
             let mut chunk = Vec::with_capacity(chunk_entries);
@@ -132,7 +173,9 @@ pub fn verify_ledger<S: Storage>(
                 chunk.push(bytes);
                 next += 1;
                 if chunk.len() == chunk_entries || cuts.contains(&next) {
-                    if work_tx.send((first, std::mem::take(&mut chunk))).is_err() {
+                    if token_rx.recv().is_err()
+                        || work_tx.send((first, std::mem::take(&mut chunk))).is_err()
+                    {
                         return;
                     }
                     first = next;
@@ -177,6 +220,7 @@ pub fn verify_ledger<S: Storage>(
                 while let Some((chunk, bytes)) = pending.remove(&chain.size()) {
                     let chunk = chunk?;
                     chain.push_chunk(&chunk)?;
+                    let _ = token_tx.send(());
                     entry_bytes += bytes;
                     for (seq, commitment) in &chunk.commitments {
                         if let Some(rec) = storage.personal(*seq)? {
@@ -208,7 +252,13 @@ pub fn verify_ledger<S: Storage>(
             Ok(())
         })();
         drop(done_rx);
+        drop(token_tx);
         result?;
+        if chain.size() > 0 && signed_roots.is_empty() {
+            return Err(VerifyError::Unattested {
+                entries: chain.size(),
+            });
+        }
         // Checkpoints beyond the entries found: their entries are missing.
         if let Some((&size, _)) = signed_roots.range(chain.size() + 1..).next() {
             return Err(VerifyError::Missing {
@@ -230,6 +280,7 @@ pub fn verify_ledger<S: Storage>(
             checkpoints_checked,
             latest_checkpoint_size: signed_roots.keys().next_back().copied().unwrap_or(0),
             personal_checked,
+            pinned_checked,
         })
     })
 }

@@ -63,6 +63,9 @@ pub enum Command {
         /// Worker threads (default: all cores)
         #[arg(long)]
         threads: Option<usize>,
+        /// A signed checkpoint note you kept earlier (repeatable): the log must still match it
+        #[arg(long = "checkpoint", value_name = "NOTE_FILE")]
+        pinned: Vec<PathBuf>,
     },
     /// Sign a checkpoint for the current head (if it moved), or list the signed ones
     Checkpoint {
@@ -91,9 +94,9 @@ pub enum Command {
     /// Verify an exported bundle; needs no data dir
     VerifyBundle {
         file: PathBuf,
-        /// Trusted verifier key file; without it the bundle's own key is used and reported as untrusted
+        /// The log's published verifier key (checkpoint.vkey): the bundle's own key is never trusted
         #[arg(long)]
-        vkey: Option<PathBuf>,
+        vkey: PathBuf,
     },
     /// A dossier's events in ledger order
     History { dossier: String },
@@ -165,9 +168,12 @@ pub enum ProofKind {
     /// Check a proof file (inclusion or consistency) offline
     Verify {
         file: PathBuf,
-        /// Trusted verifier key (needed for inclusion proofs; default: <data-dir>/checkpoint.vkey)
+        /// Trusted verifier key (default: <data-dir>/checkpoint.vkey)
         #[arg(long)]
         vkey: Option<PathBuf>,
+        /// Signed checkpoint notes whose roots a consistency proof must match (repeatable)
+        #[arg(long = "checkpoint", value_name = "NOTE_FILE")]
+        checkpoints: Vec<PathBuf>,
     },
 }
 

@@ -23,7 +23,12 @@ fn verification_failed(message: String) -> anyhow::Error {
     Exit::error(EXIT_VERIFY, "verification_failed", message)
 }
 
-pub fn verify(g: &Global, vkey: Option<&Path>, threads: Option<usize>) -> anyhow::Result<()> {
+pub fn verify(
+    g: &Global,
+    vkey: Option<&Path>,
+    threads: Option<usize>,
+    pinned: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
     let dir = data_dir(g);
     let trusted = match vkey {
         Some(p) => read_vkey(p)?,
@@ -34,6 +39,12 @@ pub fn verify(g: &Global, vkey: Option<&Path>, threads: Option<usize>) -> anyhow
     let mut options = VerifyOptions::default();
     if let Some(t) = threads {
         options.threads = t.max(1);
+    }
+    for path in pinned {
+        options.pinned.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading checkpoint note {}", path.display()))?,
+        );
     }
     let bar = output::progress(head.size, "verify");
     let started = Instant::now();
@@ -65,10 +76,8 @@ pub fn verify(g: &Global, vkey: Option<&Path>, threads: Option<usize>) -> anyhow
             Ok(())
         }
         Err(e) => {
-            let message = match e.seq() {
-                Some(seq) => format!("verification failed at seq {seq}: {e}"),
-                None => format!("verification failed: {e}"),
-            };
+            // The error names the first bad seq itself ("seq N: ...").
+            let message = format!("verification failed: {e}");
             if output::json_mode() {
                 println!(
                     "{}",
@@ -87,7 +96,9 @@ pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
             let seq = match (id, seq) {
                 (Some(id), _) => ledger.seq_of(&id).map_err(not_found)?,
                 (None, Some(seq)) => seq,
-                (None, None) => anyhow::bail!("give --id ID or --seq N"),
+                (None, None) => {
+                    return Err(Exit::error(2, "usage", "give --id ID or --seq N"));
+                }
             };
             let proof = ledger.inclusion_proof(seq, tree_size).map_err(not_found)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
@@ -99,7 +110,11 @@ pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(())
         }
-        ProofKind::Verify { file, vkey } => {
+        ProofKind::Verify {
+            file,
+            vkey,
+            checkpoints,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text)
@@ -131,6 +146,46 @@ pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
                 proof.verify().map_err(|e| {
                     verification_failed(format!("consistency proof does not verify: {e}"))
                 })?;
+                // The proof binds two roots; signed checkpoints say whose roots they are.
+                if !checkpoints.is_empty() {
+                    let trusted = match vkey {
+                        Some(p) => read_vkey(&p)?,
+                        None => data_dir(g).verifier().context("no --vkey given")?,
+                    };
+                    for path in &checkpoints {
+                        let note = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        let signed = trusted.verify(&note).map_err(|e| {
+                            verification_failed(format!("checkpoint {}: {e}", path.display()))
+                        })?;
+                        let c = &signed.checkpoint;
+                        let expected = if c.size == proof.old_size {
+                            proof.old_root
+                        } else if c.size == proof.new_size {
+                            proof.new_root
+                        } else {
+                            return Err(verification_failed(format!(
+                                "checkpoint {} is for size {}, the proof for {} and {}",
+                                path.display(),
+                                c.size,
+                                proof.old_size,
+                                proof.new_size
+                            )));
+                        };
+                        if c.root != expected {
+                            return Err(verification_failed(format!(
+                                "checkpoint {} signs root {} at size {}, the proof says {expected}",
+                                path.display(),
+                                c.root,
+                                c.size
+                            )));
+                        }
+                    }
+                } else if !output::json_mode() {
+                    eprintln!(
+                        "note: the roots were not compared with signed checkpoints; pass --checkpoint NOTE_FILE for each"
+                    );
+                }
                 emit(
                     &json!({"ok": true, "old_size": proof.old_size, "new_size": proof.new_size}),
                     || {
@@ -190,14 +245,14 @@ pub fn export(
     Ok(())
 }
 
-pub fn verify_bundle(file: &Path, vkey: Option<&Path>) -> anyhow::Result<()> {
+pub fn verify_bundle(file: &Path, vkey: &Path) -> anyhow::Result<()> {
     let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let bundle: Bundle = serde_json::from_slice(&text).map_err(|e| {
         verification_failed(format!("{} is not a socai bundle: {e}", file.display()))
     })?;
-    let trusted = vkey.map(read_vkey).transpose()?;
+    let trusted = read_vkey(vkey)?;
     let bar = output::progress(bundle.entries.len() as u64, "verify");
-    let report = bundle.verify(trusted.as_ref());
+    let report = bundle.verify(Some(&trusted));
     bar.finish_and_clear();
     let report = report.map_err(|e| {
         verification_failed(format!("bundle {} does not verify: {e}", file.display()))
@@ -212,9 +267,6 @@ pub fn verify_bundle(file: &Path, vkey: Option<&Path>) -> anyhow::Result<()> {
                 "\n{} personal disclosures match their commitments",
                 report.personal_checked
             ));
-        }
-        if !report.key_trusted {
-            s.push_str("\nwarning: checked against the key inside the bundle; pass --vkey with the log's published key to trust it");
         }
         s
     });

@@ -43,7 +43,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     import::run(&g, &second, None)?;
 
     step("3. verify the whole ledger against the verifier key");
-    audit::verify(&g, Some(&dir.vkey_path()), None)?;
+    audit::verify(&g, Some(&dir.vkey_path()), None, &[])?;
 
     let sample: serde_json::Value =
         serde_json::from_str(lines[lines.len() / 2]).context("sample event")?;
@@ -73,7 +73,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     step("6. export the last 1000 entries and verify the bundle offline (no data dir)");
     let size = lines.len() as u64;
     audit::export(&g, size.saturating_sub(1000), None, Some(&bundle), false)?;
-    audit::verify_bundle(&bundle, Some(&dir.vkey_path()))?;
+    audit::verify_bundle(&bundle, &dir.vkey_path())?;
 
     let submitted = lines
         .iter()
@@ -90,7 +90,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
             "citizen request under Decree 13/2023",
             "demo-operator",
         )?;
-        audit::verify(&g, Some(&dir.vkey_path()), None)?;
+        audit::verify(&g, Some(&dir.vkey_path()), None, &[])?;
     }
 
     println!("\nthe demo data dir is {data}; try:");

@@ -18,7 +18,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { origin } => init(g, &origin),
         Command::Import { file, batch_size } => import::run(g, &file, batch_size),
-        Command::Verify { vkey, threads } => audit::verify(g, vkey.as_deref(), threads),
+        Command::Verify {
+            vkey,
+            threads,
+            pinned,
+        } => audit::verify(g, vkey.as_deref(), threads, &pinned),
         Command::Checkpoint { list } => checkpoint(g, list),
         Command::Proof { kind } => audit::proof(g, kind),
         Command::Export {
@@ -27,7 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             with_personal,
         } => audit::export(g, from, to, out.as_deref(), with_personal),
-        Command::VerifyBundle { file, vkey } => audit::verify_bundle(&file, vkey.as_deref()),
+        Command::VerifyBundle { file, vkey } => audit::verify_bundle(&file, &vkey),
         Command::History { dossier } => history(g, &dossier),
         Command::Show {
             id_or_seq,
