@@ -405,3 +405,93 @@ proptest! {
         }
     }
 }
+
+/// Delegates to sled, but can be told to fail the next commit after applying it (as a failed
+/// fsync after a successful write would).
+struct FlakyCommit {
+    inner: SledStorage,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Storage for FlakyCommit {
+    fn head(&self) -> socai_store::storage::Result<socai_store::Head> {
+        self.inner.head()
+    }
+    fn commit(&self, batch: socai_store::storage::CommitBatch) -> socai_store::storage::Result<()> {
+        self.inner.commit(batch)?;
+        if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(socai_store::StorageError::Corrupt(
+                "injected fsync failure".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn entry(&self, seq: u64) -> socai_store::storage::Result<Option<Vec<u8>>> {
+        self.inner.entry(seq)
+    }
+    fn entries(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = socai_store::storage::Result<(u64, Vec<u8>)>> + '_> {
+        self.inner.entries(from, to)
+    }
+    fn id(&self, id: &str) -> socai_store::storage::Result<Option<socai_store::storage::IdRecord>> {
+        self.inner.id(id)
+    }
+    fn dossier(&self, dossier: &str) -> socai_store::storage::Result<Vec<u64>> {
+        self.inner.dossier(dossier)
+    }
+    fn read_hashes(&self, indexes: &[u64]) -> socai_store::storage::Result<Vec<socai_chain::Hash>> {
+        self.inner.read_hashes(indexes)
+    }
+    fn personal(
+        &self,
+        seq: u64,
+    ) -> socai_store::storage::Result<Option<socai_store::storage::PersonalRecord>> {
+        self.inner.personal(seq)
+    }
+    fn checkpoints(&self) -> socai_store::storage::Result<Vec<(u64, String)>> {
+        self.inner.checkpoints()
+    }
+    fn latest_checkpoint(&self) -> socai_store::storage::Result<Option<(u64, String)>> {
+        self.inner.latest_checkpoint()
+    }
+    fn checkpoint(&self, size: u64) -> socai_store::storage::Result<Option<String>> {
+        self.inner.checkpoint(size)
+    }
+    fn size_on_disk(&self) -> socai_store::storage::Result<u64> {
+        self.inner.size_on_disk()
+    }
+}
+
+#[test]
+fn a_failed_commit_stops_the_writer_until_reopened() {
+    let f = Fixture::new();
+    let evs = events(100, 12);
+    {
+        let storage = FlakyCommit {
+            inner: SledStorage::open(&f.path).unwrap(),
+            fail: std::sync::atomic::AtomicBool::new(false),
+        };
+        let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
+        let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+        l.append_batch(&evs[..40], AT).unwrap();
+        l.storage()
+            .fail
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(l.append_batch(&evs[40..50], AT).is_err());
+        // The batch may be on disk; the writer must not guess, so it refuses to go on.
+        assert!(matches!(
+            l.append_batch(&evs[50..], AT),
+            Err(LedgerError::Poisoned)
+        ));
+        assert!(matches!(l.checkpoint(), Err(LedgerError::Poisoned)));
+    }
+    // Reopening re-derives the head from disk (here the "failed" batch did land) and continues.
+    let mut l = f.open(LedgerConfig::default());
+    assert_eq!(l.head().size, 50);
+    l.append_batch(&evs[50..], AT).unwrap();
+    l.checkpoint().unwrap();
+    assert_eq!(verify(&l).entries, 100);
+}
