@@ -35,6 +35,9 @@ pub enum ChainErrorKind {
     },
     #[error("personal data does not match personal_commitment")]
     PersonalMismatch,
+    /// The store has no entry at this position although later ones (or the head) say it should.
+    #[error("entry is missing")]
+    Missing,
 }
 
 /// What [`verify_chunk`] learned about entries `[first_seq, first_seq + leaves.len())`.

@@ -89,8 +89,42 @@ pub struct VerifyReport {
     pub pinned_checked: usize,
 }
 
-type Work = (u64, Vec<Vec<u8>>);
-type Done = (u64, Result<Chunk, ChainError>, u64);
+type Work = (u64, u64);
+type RangeResult = Result<(Chunk, u64), VerifyError>;
+type Done = (u64, RangeResult);
+
+/// Reads entries `[first, last)` and checks them (structure, seqs, links inside the range, leaf
+/// hashes). Returns the chunk and its byte count; a gap in the store becomes the chunk's error.
+fn check_range<S: Storage>(storage: &S, first: u64, last: u64) -> RangeResult {
+    let mut entries = Vec::with_capacity((last - first) as usize);
+    let mut bytes = 0u64;
+    for item in storage.entries(first, last) {
+        let (seq, entry) = item?;
+        // The store's position jumped: the entry at the expected position is gone.
+        if seq != first + entries.len() as u64 {
+            break;
+        }
+        bytes += entry.len() as u64;
+        entries.push(entry);
+    }
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let got = first + refs.len() as u64;
+    if refs.is_empty() {
+        return Err(ChainError {
+            seq: first,
+            kind: ChainErrorKind::Missing,
+        }
+        .into());
+    }
+    let mut chunk = verify_chunk(first, &refs)?;
+    if got < last && chunk.error.is_none() {
+        chunk.error = Some(ChainError {
+            seq: got,
+            kind: ChainErrorKind::Missing,
+        });
+    }
+    Ok((chunk, bytes))
+}
 
 /// Verifies the whole ledger against `trusted` (the auditor's verifier key). `progress` is called
 /// with the number of entries verified so far.
@@ -145,44 +179,35 @@ pub fn verify_ledger<S: Storage>(
     let threads = options.threads.max(1);
     let chunk_entries = options.chunk_entries.max(1);
 
+    // Cut [0, head) into ranges (also at every checkpoint size); each worker reads its own range
+    // from the store and checks it, so reading uses every core too.
+    let end = head.size;
+    let mut ranges = Vec::new();
+    let mut first = 0u64;
+    while first < end {
+        let mut last = (first + chunk_entries as u64).min(end);
+        if let Some(&cut) = cuts.range(first + 1..last).next() {
+            last = cut;
+        }
+        ranges.push((first, last));
+        first = last;
+    }
+
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
         let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
-        let (err_tx, err_rx) = sync_channel::<StorageError>(1);
-        // Chunks in flight (read, hashing, or waiting to be joined in order) are bounded by tokens:
-        // the reader takes one per chunk, the joiner gives it back once the chunk is joined.
+        // Ranges in flight (read, hashing, or waiting to be joined in order) are bounded by tokens:
+        // the dispatcher takes one per range, the joiner gives it back once the range is joined.
         let in_flight = threads * 4;
         let (token_tx, token_rx) = sync_channel::<()>(in_flight);
         for _ in 0..in_flight {
             let _ = token_tx.send(());
         }
-        // Reader: the whole key range, not just up to the head, so entries past the head are found.
         scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(chunk_entries);
-            let mut first = 0u64;
-            let mut next = 0u64;
-            for item in storage.entries(0, u64::MAX) {
-                // Each entry's own seq is checked against its position by the chain check.
-                let (_, bytes) = match item {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = err_tx.send(e);
-                        return;
-                    }
-                };
-                chunk.push(bytes);
-                next += 1;
-                if chunk.len() == chunk_entries || cuts.contains(&next) {
-                    if token_rx.recv().is_err()
-                        || work_tx.send((first, std::mem::take(&mut chunk))).is_err()
-                    {
-                        return;
-                    }
-                    first = next;
+            for range in ranges {
+                if token_rx.recv().is_err() || work_tx.send(range).is_err() {
+                    return;
                 }
-            }
-            if !chunk.is_empty() {
-                let _ = work_tx.send((first, chunk));
             }
         });
         let work_rx = Arc::new(Mutex::new(work_rx));
@@ -192,13 +217,11 @@ pub fn verify_ledger<S: Storage>(
             scope.spawn(move || {
                 loop {
                     let item = work_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok((first, entries))) = item else {
+                    let Ok(Ok((first, last))) = item else {
                         return;
                     };
-                    let bytes: u64 = entries.iter().map(|e| e.len() as u64).sum();
-                    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
                     if done_tx
-                        .send((first, verify_chunk(first, &refs), bytes))
+                        .send((first, check_range(storage, first, last)))
                         .is_err()
                     {
                         return;
@@ -210,15 +233,15 @@ pub fn verify_ledger<S: Storage>(
         drop(done_tx);
 
         let mut chain = ChainVerifier::new();
-        let mut pending: BTreeMap<u64, (Result<Chunk, ChainError>, u64)> = BTreeMap::new();
+        let mut pending: BTreeMap<u64, RangeResult> = BTreeMap::new();
         let mut entry_bytes = 0u64;
         let mut personal_checked = 0u64;
         let mut checkpoints_checked = 0usize;
         let result = (|| -> Result<(), VerifyError> {
-            for (first, chunk, bytes) in done_rx.iter() {
-                pending.insert(first, (chunk, bytes));
-                while let Some((chunk, bytes)) = pending.remove(&chain.size()) {
-                    let chunk = chunk?;
+            for (first, result) in done_rx.iter() {
+                pending.insert(first, result);
+                while let Some(result) = pending.remove(&chain.size()) {
+                    let (chunk, bytes) = result?;
                     chain.push_chunk(&chunk)?;
                     let _ = token_tx.send(());
                     entry_bytes += bytes;
@@ -246,14 +269,20 @@ pub fn verify_ledger<S: Storage>(
                     progress(chain.size());
                 }
             }
-            if let Ok(e) = err_rx.try_recv() {
-                return Err(e.into());
-            }
             Ok(())
         })();
         drop(done_rx);
         drop(token_tx);
         result?;
+        // Nothing may follow the head.
+        if let Some(item) = storage.entries(end, u64::MAX).next() {
+            let (seq, _) = item?;
+            return Err(VerifyError::Head {
+                seq,
+                head_size: end,
+                found: seq + 1,
+            });
+        }
         if chain.size() > 0 && signed_roots.is_empty() {
             return Err(VerifyError::Unattested {
                 entries: chain.size(),
