@@ -90,11 +90,13 @@ pub struct VerifyReport {
 }
 
 type Work = (u64, u64);
-type RangeResult = Result<(Chunk, u64), VerifyError>;
+type RangeResult = Result<(Chunk, u64, u64), VerifyError>;
 type Done = (u64, RangeResult);
 
 /// Reads entries `[first, last)` and checks them (structure, seqs, links inside the range, leaf
-/// hashes). Returns the chunk and its byte count; a gap in the store becomes the chunk's error.
+/// hashes, personal data against commitments). Returns the chunk, its byte count and the number of
+/// personal records checked; a gap in the store or a personal mismatch becomes the chunk's error
+/// when it comes before any other.
 fn check_range<S: Storage>(storage: &S, first: u64, last: u64) -> RangeResult {
     let mut entries = Vec::with_capacity((last - first) as usize);
     let mut bytes = 0u64;
@@ -123,7 +125,25 @@ fn check_range<S: Storage>(storage: &S, first: u64, last: u64) -> RangeResult {
             kind: ChainErrorKind::Missing,
         });
     }
-    Ok((chunk, bytes))
+    // Commitments stop before the chunk's first error, so a mismatch here always comes first.
+    let mut personal = 0u64;
+    for (seq, commitment) in &chunk.commitments {
+        let Some(rec) = storage.personal(*seq)? else {
+            continue;
+        };
+        let salt = hex::decode(&rec.salt)
+            .ok()
+            .and_then(|s| <[u8; 16]>::try_from(s).ok());
+        if !salt.is_some_and(|salt| check_personal(commitment, &salt, &rec.personal)) {
+            chunk.error = Some(ChainError {
+                seq: *seq,
+                kind: ChainErrorKind::PersonalMismatch,
+            });
+            break;
+        }
+        personal += 1;
+    }
+    Ok((chunk, bytes, personal))
 }
 
 /// Verifies the whole ledger against `trusted` (the auditor's verifier key). `progress` is called
@@ -241,27 +261,11 @@ pub fn verify_ledger<S: Storage>(
             for (first, result) in done_rx.iter() {
                 pending.insert(first, result);
                 while let Some(result) = pending.remove(&chain.size()) {
-                    let (chunk, bytes) = result?;
+                    let (chunk, bytes, personal) = result?;
+                    personal_checked += personal;
                     chain.push_chunk(&chunk)?;
                     let _ = token_tx.send(());
                     entry_bytes += bytes;
-                    for (seq, commitment) in &chunk.commitments {
-                        if let Some(rec) = storage.personal(*seq)? {
-                            let salt = hex::decode(&rec.salt)
-                                .ok()
-                                .and_then(|s| <[u8; 16]>::try_from(s).ok());
-                            if !salt.is_some_and(|salt| {
-                                check_personal(commitment, &salt, &rec.personal)
-                            }) {
-                                return Err(ChainError {
-                                    seq: *seq,
-                                    kind: ChainErrorKind::PersonalMismatch,
-                                }
-                                .into());
-                            }
-                            personal_checked += 1;
-                        }
-                    }
                     if let Some(root) = signed_roots.get(&chain.size()) {
                         chain.check_root(root)?;
                         checkpoints_checked += 1;

@@ -495,3 +495,32 @@ fn a_failed_commit_stops_the_writer_until_reopened() {
     l.checkpoint().unwrap();
     assert_eq!(verify(&l).entries, 100);
 }
+
+#[test]
+fn tampered_personal_data_is_named_by_seq() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let evs = events(300, 13);
+    l.append_batch(&evs, AT).unwrap();
+    l.checkpoint().unwrap();
+    let seq = l
+        .seq_of(&evs.iter().rev().find(|e| e.personal.is_some()).unwrap().id)
+        .unwrap();
+    let mut rec = l.personal(seq).unwrap().unwrap();
+    rec.personal["full_name"] = serde_json::json!("Someone Else");
+    let mut k = vec![b'p'];
+    k.extend_from_slice(&seq.to_be_bytes());
+    l.storage()
+        .raw_tree()
+        .insert(k, serde_json::to_vec(&rec).unwrap())
+        .unwrap();
+    let err = verify_ledger(
+        l.storage(),
+        l.verifier(),
+        &VerifyOptions::default(),
+        &|_| {},
+    )
+    .expect_err("a changed personal record must fail");
+    assert_eq!(err.seq(), Some(seq), "{err}");
+    assert!(err.to_string().contains("personal"), "{err}");
+}
