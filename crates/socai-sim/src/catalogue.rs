@@ -72,6 +72,21 @@ pub const PROVINCE_AGENCIES: [AgencyKind; 8] = [
     AgencyKind::Commune,
 ];
 
+/// The agencies of one province: each kind in [`PROVINCE_AGENCIES`] order with its MaDonVi
+/// (communes numbered 0, 1, ... among themselves).
+pub fn province_agencies(province: usize) -> impl Iterator<Item = (AgencyKind, String)> {
+    let mut communes = 0;
+    PROVINCE_AGENCIES.into_iter().map(move |kind| {
+        let nth = if kind == AgencyKind::Commune {
+            communes
+        } else {
+            0
+        };
+        communes += usize::from(kind == AgencyKind::Commune);
+        (kind, kind.code(province, nth))
+    })
+}
+
 impl AgencyKind {
     /// MaDonVi of this kind of agency in province `province` (0-based); `nth` numbers agencies
     /// of the same kind in a province (communes).
@@ -483,19 +498,10 @@ mod tests {
 
     #[test]
     fn agency_codes_are_unique() {
-        let mut codes = Vec::new();
-        for province in 0..63 {
-            let mut communes = 0;
-            for kind in PROVINCE_AGENCIES {
-                let nth = if kind == AgencyKind::Commune {
-                    communes
-                } else {
-                    0
-                };
-                communes += usize::from(kind == AgencyKind::Commune);
-                codes.push(kind.code(province, nth));
-            }
-        }
+        let mut codes: Vec<String> = (0..63)
+            .flat_map(province_agencies)
+            .map(|(_, code)| code)
+            .collect();
         let count = codes.len();
         codes.sort();
         codes.dedup();

@@ -217,19 +217,12 @@ impl Generator {
         let per_agency = config.procedures_per_agency.max(1);
         let mut agencies = Vec::with_capacity(provinces * AGENCIES_PER_PROVINCE);
         for province in 0..provinces {
-            let mut communes = 0;
-            for kind in PROVINCE_AGENCIES {
-                let nth = if kind == AgencyKind::Commune {
-                    communes
-                } else {
-                    0
-                };
-                communes += usize::from(kind == AgencyKind::Commune);
+            for (kind, code) in catalogue::province_agencies(province) {
                 let serial = |rng: &mut StdRng| {
                     format!("{:016X}{:016X}", rng.r#gen::<u64>(), rng.r#gen::<u64>())
                 };
                 agencies.push(Agency {
-                    code: kind.code(province, nth),
+                    code,
                     kind,
                     province,
                     serials: [serial(&mut rng), serial(&mut rng)],

@@ -11,6 +11,16 @@ use socai_store::{Ledger, LedgerConfig, SledStorage, Storage, VerifyOptions, ver
 use std::path::Path;
 use std::time::Instant;
 
+/// One line of the figures table: our figure, the in-run baseline (if any), their ratio, the target.
+fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
+    let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
+    println!("{figure:<34} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
+}
+
+fn per_s(rate: f64) -> String {
+    format!("{rate:.0}/s")
+}
+
 fn rate(n: u64, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
@@ -130,26 +140,27 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     }
     let base_secs = started.elapsed().as_secs_f64();
     let (a, b) = (rate(n as u64, append_secs), rate(n as u64, base_secs));
-    println!(
-        "{:<34} {:>12.0}/s {:>14} {:>8}  (part of append)",
+    let part = "(part of append)";
+    row(
         "  validate only, 1 core (events/s)",
-        rate(n as u64, validate_secs),
+        per_s(rate(n as u64, validate_secs)),
         "",
-        ""
+        None,
+        part,
     );
-    println!(
-        "{:<34} {:>12.0}/s {:>14} {:>8}  (part of append)",
+    row(
         "  append_batch only (events/s)",
-        rate(n as u64, append_only_secs),
+        per_s(rate(n as u64, append_only_secs)),
         "",
-        ""
+        None,
+        part,
     );
-    println!(
-        "{:<34} {:>12.0}/s {:>12.0}/s {:>8.2}  >= 40k/s and >= 0.8x",
+    row(
         "validate+append, 2 threads (ev/s)",
-        a,
-        b,
-        a / b
+        per_s(a),
+        &per_s(b),
+        Some(a / b),
+        ">= 40k/s and >= 0.8x",
     );
     drop(base);
     drop(base_db);
@@ -184,19 +195,19 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     let sha_secs = started.elapsed().as_secs_f64();
     std::hint::black_box(acc);
     let (v, s) = (rate(n as u64, verify_secs), rate(n as u64, sha_secs));
-    println!(
-        "{:<34} {:>12.0}/s {:>14} {:>8}  (part of verify)",
+    row(
         "  read entries from sled, 1 core",
-        rate(n as u64, read_secs),
+        per_s(rate(n as u64, read_secs)),
         "",
-        ""
+        None,
+        "(part of verify)",
     );
-    println!(
-        "{:<34} {:>12.0}/s {:>12.0}/s {:>8.2}  >= 1M/s and >= 0.5x",
+    row(
         "verify (entries/s)",
-        v,
-        s,
-        v / s
+        per_s(v),
+        &per_s(s),
+        Some(v / s),
+        ">= 1M/s and >= 0.5x",
     );
 
     // 3. proof latency at the end size.
@@ -217,40 +228,40 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
         cons.record(t.elapsed().as_nanos() as u64)?;
     }
     let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{:<34} {:>9.1}/{:.1} µs {:>14} {:>8}  p99 <= 1000 µs",
+    let p50_p99 = |h: &Histogram<u64>| format!("{:.1}/{:.1} µs", us(h, 0.5), us(h, 0.99));
+    row(
         "inclusion proof p50/p99",
-        us(&incl, 0.5),
-        us(&incl, 0.99),
+        p50_p99(&incl),
         "",
-        ""
+        None,
+        "p99 <= 1000 µs",
     );
-    println!(
-        "{:<34} {:>9.1}/{:.1} µs {:>14} {:>8}  p99 <= 1000 µs",
+    row(
         "consistency proof p50/p99",
-        us(&cons, 0.5),
-        us(&cons, 0.99),
+        p50_p99(&cons),
         "",
-        ""
+        None,
+        "p99 <= 1000 µs",
     );
     let log2 = 64 - (size - 1).leading_zeros();
-    println!(
-        "{:<34} {:>12} B {:>12} B {:>8}  32 x ceil(log2 n)",
+    let bytes = |b: f64| format!("{b:.0} B");
+    row(
         "inclusion proof size (max)",
-        path_len * 32,
-        log2 * 32,
-        ""
+        bytes((path_len * 32) as f64),
+        &bytes(f64::from(log2 * 32)),
+        None,
+        "32 x ceil(log2 n)",
     );
 
     // 4. disk.
     drop(ledger);
     let disk = dir_size(&ledger_path);
-    println!(
-        "{:<34} {:>12.0} B {:>12.0} B {:>8.2}  <= 1.5x canonical",
+    row(
         "disk per event (vs canonical)",
-        disk as f64 / n as f64,
-        canonical_bytes as f64 / n as f64,
-        disk as f64 / canonical_bytes as f64
+        bytes(disk as f64 / n as f64),
+        &bytes(canonical_bytes as f64 / n as f64),
+        Some(disk as f64 / canonical_bytes as f64),
+        "<= 1.5x canonical",
     );
     Ok(())
 }
