@@ -121,6 +121,22 @@ pub fn public_canonical(event: &Event) -> Vec<u8> {
     ])
 }
 
+/// When the events of a batch were recorded: all at once, or each at its own time.
+#[derive(Clone, Copy)]
+enum RecordedAt<'a> {
+    Batch(&'a str),
+    Each(&'a [String]),
+}
+
+impl<'a> RecordedAt<'a> {
+    fn of(self, i: usize) -> &'a str {
+        match self {
+            RecordedAt::Batch(at) => at,
+            RecordedAt::Each(each) => &each[i],
+        }
+    }
+}
+
 /// An event's personal-data salt and commitment.
 type Salted = ([u8; 16], Hash);
 
@@ -242,13 +258,30 @@ impl<S: Storage> Ledger<S> {
         events: &[Event],
         recorded_at: &str,
     ) -> Result<Vec<AppendOutcome>> {
-        self.append_inner(events, recorded_at, Vec::new())
+        self.append_inner(events, RecordedAt::Batch(recorded_at), Vec::new())
+    }
+
+    /// Like [`Ledger::append_batch`], with each event's own `recorded_at` (e.g. the JetStream
+    /// timestamp of its message), so entries do not depend on how events were batched.
+    pub fn append_batch_recorded(
+        &mut self,
+        events: &[Event],
+        recorded_at: &[String],
+    ) -> Result<Vec<AppendOutcome>> {
+        if events.len() != recorded_at.len() {
+            return Err(LedgerError::Invariant(format!(
+                "{} events but {} recorded_at times",
+                events.len(),
+                recorded_at.len()
+            )));
+        }
+        self.append_inner(events, RecordedAt::Each(recorded_at), Vec::new())
     }
 
     fn append_inner(
         &mut self,
         events: &[Event],
-        recorded_at: &str,
+        recorded_at: RecordedAt<'_>,
         erase_personal: Vec<u64>,
     ) -> Result<Vec<AppendOutcome>> {
         let mut batch = CommitBatch {
@@ -259,7 +292,7 @@ impl<S: Storage> Ledger<S> {
         let mut in_batch: HashMap<&str, IdRecord> = HashMap::new();
         let mut range = self.range.clone();
         let mut head = self.head;
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
             let (public, salted, digest) = self.digest(event);
             let existing = match in_batch.get(event.id.as_str()) {
                 Some(rec) => Some(*rec),
@@ -277,7 +310,7 @@ impl<S: Storage> Ledger<S> {
             }
             let seq = head.size;
             let commitment = salted.map(|(_, c)| c);
-            let entry = Entry::encode(seq, &head.leaf, recorded_at, &public, commitment.as_ref());
+            let entry = Entry::encode(seq, &head.leaf, recorded_at.of(i), &public, commitment.as_ref());
             let leaf = leaf_hash(&entry);
             range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
@@ -592,7 +625,7 @@ impl<S: Storage> Ledger<S> {
             LedgerError::Invariant(format!("stored event {seq} does not parse: {e}"))
         })?;
         let redaction = Event::redaction(&target, seq, reason, redacted_by, at);
-        let outcome = self.append_inner(std::slice::from_ref(&redaction), at, vec![seq])?;
+        let outcome = self.append_inner(std::slice::from_ref(&redaction), RecordedAt::Batch(at), vec![seq])?;
         match outcome.first() {
             Some(AppendOutcome::Committed { seq: r })
             | Some(AppendOutcome::Duplicate { seq: r }) => Ok((seq, *r)),

@@ -121,6 +121,7 @@ pub trait Storage: Send + Sync {
 /// `i`+id → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
 /// [`HASH_CHUNK`] hashes; `p`+seq → personal JSON; `c`+size → checkpoint note; `m`+name → meta.
 /// One tree makes every commit a single `apply_batch`, which sled recovers atomically.
+#[derive(Clone)]
 pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,

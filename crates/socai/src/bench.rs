@@ -265,3 +265,233 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     );
     Ok(())
 }
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`], in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Resets the kernel's peak-RSS mark (Linux: "5" to clear_refs), so each phase has its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into())
+}
+
+/// `socai bench ingest`: publish → committed, fsynced, acked, through a real nats-server, beside a
+/// bare pipeline that moves the same payloads through JetStream into sled (no validation, hashing
+/// or indexes) with the same batch size, fsync per batch and acks.
+pub fn ingest(
+    g: &crate::cli::Global,
+    events: u64,
+    nats_server: Option<&Path>,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
+    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
+
+    let tmp = tempfile::Builder::new()
+        .prefix("socai-bench-ingest-")
+        .tempdir_in(dir.unwrap_or(&std::env::temp_dir()))?;
+    let n = events as usize;
+    eprintln!("generating {n} events...");
+    let messages: Vec<Outgoing> = socai_sim::Generator::new(socai_sim::SimConfig::default())
+        .take(n)
+        .map(|e| Outgoing::event(&e))
+        .collect();
+    let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+    let binary = find_nats_server(nats_server)?;
+    let server = LocalNats::start(LocalNatsOptions {
+        binary: binary.clone(),
+        dir: tmp.path().join("nats"),
+        ..Default::default()
+    })?;
+    let batch = socai_ingest::WriterConfig::default().batch_max_events;
+    println!(
+        "socai bench ingest: {n} events, {:.0} bytes/event, 1 publisher with 512 in flight, batches of {batch}, fsync per batch, {} ({})",
+        bytes as f64 / n as f64,
+        binary.display(),
+        server.url()
+    );
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}  target",
+        "figure", "socai", "baseline", "ratio"
+    );
+    let rt = crate::cmd::nats::runtime()?;
+    let url = server.url();
+    let _ = g;
+
+    // 1. baseline: JetStream → sled, no validation, hashing or indexes.
+    reset_peak_rss();
+    let bare_path = tmp.path().join("bare");
+    let bare_secs = rt.block_on(bare_pipeline(&url, &messages, batch, &bare_path))?;
+    let bare_rss = peak_rss_mib();
+
+    // 2. socai: the real writer (socai_ingest::serve) on a fresh ledger.
+    reset_peak_rss();
+    let data = socai_store::DataDir::new(tmp.path().join("socai"));
+    data.init("bench.socai/ledger")?;
+    let ledger = data.open_ledger(LedgerConfig::default())?;
+    let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+    let (socai_secs, publish_secs) = rt.block_on(async {
+        let (client, _) = socai_client::publisher::connect(&NatsConfig::new(&url)).await?;
+        let js = async_nats::jetstream::new(client);
+        socai_ingest::ensure_streams(&js, &socai_ingest::StreamSettings::default()).await?;
+        let done = counters.clone();
+        let target = n as u64;
+        let finished = async move {
+            while done.committed.load(std::sync::atomic::Ordering::Relaxed) < target {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        let publisher = Publisher::connect(&NatsConfig::new(&url)).await?;
+        let started = Instant::now();
+        let writer = tokio::spawn(socai_ingest::serve(
+            js,
+            ledger,
+            socai_ingest::WriterConfig::default(),
+            counters.clone(),
+            finished,
+            std::time::Duration::from_secs(30),
+        ));
+        let bar = crate::output::progress(target, "publish");
+        let failed = publisher
+            .publish_all(messages.iter().cloned(), 512, |_| bar.inc(1))
+            .await;
+        bar.finish_and_clear();
+        anyhow::ensure!(failed == 0, "{failed} publishes failed");
+        let publish_secs = started.elapsed().as_secs_f64();
+        writer.await??;
+        anyhow::Ok((started.elapsed().as_secs_f64(), publish_secs))
+    })?;
+    let socai_rss = peak_rss_mib();
+    let socai_rate = rate(events, socai_secs);
+    let bare_rate = rate(events, bare_secs);
+    row(
+        "ingest end to end",
+        per_s(socai_rate),
+        &per_s(bare_rate),
+        Some(socai_rate / bare_rate),
+        ">= 40k/s and >= 0.8x bare",
+    );
+    row(
+        "  publishing alone (PubAcks)",
+        per_s(rate(events, publish_secs)),
+        "",
+        None,
+        "",
+    );
+    row(
+        "peak RSS (whole process)",
+        mib(socai_rss),
+        &mib(bare_rss),
+        None,
+        "bounded",
+    );
+    let c = &counters;
+    println!(
+        "committed {} duplicates {} rejected {} ack failures {}",
+        c.committed.load(std::sync::atomic::Ordering::Relaxed),
+        c.duplicates.load(std::sync::atomic::Ordering::Relaxed),
+        c.rejected.load(std::sync::atomic::Ordering::Relaxed),
+        c.ack_failures.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    drop(server);
+    Ok(())
+}
+
+/// The bare pipeline: publish the same payloads to a plain stream; a pull consumer writes each
+/// ready chunk (≤ `batch`) into sled with one batch + fsync, then double-acks every message.
+async fn bare_pipeline(
+    url: &str,
+    messages: &[socai_client::publisher::Outgoing],
+    batch: usize,
+    path: &Path,
+) -> anyhow::Result<f64> {
+    use async_nats::jetstream::{consumer, stream};
+    use futures::StreamExt;
+    use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
+
+    let (client, _) = socai_client::publisher::connect(&NatsConfig::new(url)).await?;
+    let js = async_nats::jetstream::new(client);
+    let bare = js
+        .create_stream(stream::Config {
+            name: "BARE".into(),
+            subjects: vec!["bare.>".into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let consumer = bare
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bare".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await?;
+    let db = sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .cache_capacity(256 << 20)
+        .open()?;
+    let tree = db.open_tree("bare")?;
+    let total = messages.len();
+    let publisher = Publisher::connect(&NatsConfig::new(url)).await?;
+    let bare_messages: Vec<Outgoing> = messages
+        .iter()
+        .map(|m| Outgoing {
+            subject: m.subject.replacen("dvc.events", "bare", 1),
+            id: m.id.clone(),
+            payload: m.payload.clone(),
+        })
+        .collect();
+    let started = Instant::now();
+    let publish = tokio::spawn(async move {
+        publisher.publish_all(bare_messages, 512, |_| {}).await
+    });
+    let mut chunks = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .heartbeat(std::time::Duration::from_secs(5))
+        .messages()
+        .await?
+        .ready_chunks(batch);
+    let mut done = 0;
+    while done < total {
+        let Some(chunk) = chunks.next().await else {
+            anyhow::bail!("bare consumer ended after {done} of {total}");
+        };
+        let msgs: Vec<_> = chunk.into_iter().collect::<Result<_, _>>()?;
+        let mut write = sled::Batch::default();
+        for m in &msgs {
+            let seq = m.info().map_err(anyhow::Error::msg)?.stream_sequence;
+            write.insert(&seq.to_be_bytes(), m.payload.as_ref());
+        }
+        let (t, d) = (tree.clone(), db.clone());
+        tokio::task::spawn_blocking(move || -> sled::Result<()> {
+            t.apply_batch(write)?;
+            d.flush()?;
+            Ok(())
+        })
+        .await??;
+        for r in futures::future::join_all(msgs.iter().map(|m| m.double_ack())).await {
+            r.map_err(anyhow::Error::msg)?;
+        }
+        done += msgs.len();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(publish.await? == 0, "bare publishes failed");
+    Ok(secs)
+}

@@ -29,6 +29,12 @@ pub struct Global {
     /// NATS server URL (used by the NATS-facing commands)
     #[arg(long, global = true, env = "SOCAI_NATS_URL")]
     pub nats: Option<String>,
+    /// NATS user (an agency code for agencies, e.g. G09.20)
+    #[arg(long, global = true, env = "SOCAI_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password
+    #[arg(long, global = true, env = "SOCAI_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
     /// Machine-readable JSON output
     #[arg(long, global = true)]
     pub json: bool,
@@ -133,6 +139,19 @@ pub enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Run the ledger writer: consume EVENTS, commit, ack; publish COMMITTED and checkpoints
+    Serve {
+        /// Stop after this many seconds (default: run until SIGINT/SIGTERM)
+        #[arg(long)]
+        for_seconds: Option<u64>,
+    },
+    /// Publish events from a JSON Lines file to EVENTS (msg-id = event id, retried until stored)
+    Publish {
+        file: PathBuf,
+        /// Events awaiting their PubAck at once (1 = strict order even across failures)
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+    },
     /// The demo: generate a workload, import it, verify, prove, export, redact
     Demo {
         #[arg(long, default_value_t = 200_000)]
@@ -185,6 +204,17 @@ pub enum BenchKind {
         events: u64,
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// Where to put the bench stores (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// End to end: publish → committed, fsynced, acked; beside a bare JetStream → sled pipeline
+    Ingest {
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
         /// Where to put the bench stores (default: a temp dir)
         #[arg(long)]
         dir: Option<PathBuf>,

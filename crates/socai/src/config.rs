@@ -4,11 +4,21 @@
 //! max_event_bytes = 65536          # larger events are rejected as `oversized`
 //! import_batch_events = 1000       # events per atomic commit during import
 //! checkpoint_every_events = 100000 # sign a checkpoint at least this often
+//!
+//! [ingest]                         # `socai serve`
+//! batch_max_events = 1000          # events per commit
+//! checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive
+//! max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected
+//! stream_replicas = 1              # 3 on a JetStream cluster (R3)
+//! duplicate_window_s = 120         # JetStream's msg-id dedup window
+//! ack_wait_s = 30                  # redelivery after this long without an ack
+//! consumer = "ledger"              # durable consumer; a replica on another machine uses its own
 //! ```
 
 use anyhow::Context;
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +26,7 @@ pub struct Config {
     pub max_event_bytes: usize,
     pub import_batch_events: usize,
     pub checkpoint_every_events: u64,
+    pub ingest: Ingest,
 }
 
 impl Default for Config {
@@ -24,6 +35,35 @@ impl Default for Config {
             max_event_bytes: 64 * 1024,
             import_batch_events: 1000,
             checkpoint_every_events: 100_000,
+            ingest: Ingest::default(),
+        }
+    }
+}
+
+/// `[ingest]`: the ledger writer behind `socai serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    pub batch_max_events: usize,
+    pub checkpoint_interval_s: u64,
+    pub max_future_skew_s: i64,
+    pub stream_replicas: usize,
+    pub duplicate_window_s: u64,
+    pub ack_wait_s: u64,
+    pub consumer: String,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        let writer = socai_ingest::WriterConfig::default();
+        Ingest {
+            batch_max_events: writer.batch_max_events,
+            checkpoint_interval_s: writer.checkpoint_interval.as_secs(),
+            max_future_skew_s: writer.max_future_skew.as_secs(),
+            stream_replicas: writer.streams.replicas,
+            duplicate_window_s: writer.streams.duplicate_window.as_secs(),
+            ack_wait_s: writer.streams.ack_wait.as_secs(),
+            consumer: writer.streams.consumer,
         }
     }
 }
@@ -51,6 +91,17 @@ impl Config {
                     "{}: max_event_bytes must be at least 256",
                     path.display()
                 );
+                let i = &config.ingest;
+                anyhow::ensure!(
+                    i.batch_max_events >= 1 && i.ack_wait_s >= 3 && i.checkpoint_interval_s >= 1,
+                    "{}: [ingest] needs batch_max_events >= 1, ack_wait_s >= 3, checkpoint_interval_s >= 1",
+                    path.display()
+                );
+                anyhow::ensure!(
+                    matches!(i.stream_replicas, 1 | 3 | 5),
+                    "{}: [ingest] stream_replicas must be 1, 3 or 5",
+                    path.display()
+                );
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -62,13 +113,38 @@ impl Config {
         "# socai configuration; every key is optional\n\
          max_event_bytes = 65536          # larger events are rejected as `oversized`\n\
          import_batch_events = 1000       # events per atomic commit during import\n\
-         checkpoint_every_events = 100000 # sign a checkpoint at least this often\n"
+         checkpoint_every_events = 100000 # sign a checkpoint at least this often\n\
+         \n\
+         [ingest]                         # socai serve\n\
+         batch_max_events = 1000          # events per commit\n\
+         checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive\n\
+         max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected\n\
+         stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
+         duplicate_window_s = 120         # JetStream's msg-id dedup window\n\
+         ack_wait_s = 30                  # redelivery after this long without an ack\n\
+         consumer = \"ledger\"              # durable consumer; a replica elsewhere uses its own\n"
     }
 
     pub fn ledger(&self) -> socai_store::LedgerConfig {
         socai_store::LedgerConfig {
             checkpoint_every_events: self.checkpoint_every_events,
         }
+    }
+
+    pub fn writer(&self) -> socai_ingest::WriterConfig {
+        let i = &self.ingest;
+        let mut writer = socai_ingest::WriterConfig {
+            batch_max_events: i.batch_max_events,
+            limits: self.limits(),
+            max_future_skew: jiff::SignedDuration::from_secs(i.max_future_skew_s),
+            checkpoint_interval: Duration::from_secs(i.checkpoint_interval_s),
+            ..Default::default()
+        };
+        writer.streams.replicas = i.stream_replicas;
+        writer.streams.duplicate_window = Duration::from_secs(i.duplicate_window_s);
+        writer.streams.ack_wait = Duration::from_secs(i.ack_wait_s);
+        writer.streams.consumer = i.consumer.clone();
+        writer
     }
 
     pub fn limits(&self) -> socai_model::Limits {

@@ -13,7 +13,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    output::init_tracing(&cli.global);
+    // A service logs what it does; a command speaks only when something is wrong.
+    let level = match cli.command {
+        cli::Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    output::init_tracing(&cli.global, level);
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -36,13 +36,14 @@ impl Exit {
     }
 }
 
-pub fn init_tracing(global: &Global) {
+/// Logs at `default_level` unless -v/-q or SOCAI_LOG say otherwise.
+pub fn init_tracing(global: &Global, default_level: &'static str) {
     let _ = MODE.set((global.json, global.quiet));
     let level = if global.quiet {
         "error"
     } else {
         match global.verbose {
-            0 => "warn",
+            0 => default_level,
             1 => "info",
             2 => "debug",
             _ => "trace",

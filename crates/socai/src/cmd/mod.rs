@@ -4,6 +4,7 @@
 mod audit;
 mod demo;
 mod import;
+pub mod nats;
 
 use crate::cli::{BenchKind, Cli, Command, Global};
 use crate::config::{self, Config};
@@ -53,6 +54,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             simulate(events, config, out.as_deref())
         }
+        Command::Serve { for_seconds } => nats::serve(g, for_seconds),
+        Command::Publish { file, in_flight } => nats::publish(g, &file, in_flight),
         Command::Demo { events } => demo::run(g, events),
         Command::Bench {
             kind:
@@ -62,6 +65,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                 },
         } => crate::bench::store(events, batch_size, dir.as_deref()),
+        Command::Bench {
+            kind:
+                BenchKind::Ingest {
+                    events,
+                    nats_server,
+                    dir,
+                },
+        } => crate::bench::ingest(g, events, nats_server.as_deref(), dir.as_deref()),
     }
 }
 

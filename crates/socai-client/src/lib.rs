@@ -1,0 +1,12 @@
+//! socai-client: what an agency system needs to publish events to the ledger.
+//!
+//! - [`events`]: typed builders for every event type of the catalogue;
+//! - [`subject`]: the NATS subjects of the ledger;
+//! - [`publisher`]: publish with `Nats-Msg-Id` = event id, wait for the JetStream PubAck, retry
+//!   transient failures with backoff.
+//!
+//! Knows nothing of the ledger's storage.
+
+pub mod events;
+pub mod publisher;
+pub mod subject;

@@ -1,0 +1,367 @@
+//! Publishing events to the EVENTS stream: `Nats-Msg-Id` = event id (JetStream drops a repeat
+//! inside its duplicate window, the ledger's id index drops it forever after), wait for the
+//! PubAck, retry transient failures (timeouts, a server restarting, no stream leader yet) with
+//! capped exponential backoff, and fail fast with a clear error on what retrying cannot fix
+//! (permissions, message too large, a stream that refuses the message).
+//!
+//! Order: messages of one connection reach the stream in the order they were sent. A transient
+//! failure of one message while later ones in the same window succeed can reorder that message
+//! behind them when it is retried; `max_in_flight = 1` keeps strict order at the cost of one round
+//! trip per event.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::{Client, ConnectOptions, Event as NatsEvent};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use socai_model::Event;
+
+use crate::subject::{agency_token, event_subject};
+
+/// How to reach NATS and as whom.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Connection name shown by the server's monitoring.
+    pub name: String,
+    /// Keep trying to connect when the server is not up yet (services), instead of failing.
+    pub retry_initial_connect: bool,
+}
+
+impl NatsConfig {
+    pub fn new(url: impl Into<String>) -> NatsConfig {
+        NatsConfig {
+            url: url.into(),
+            user: None,
+            password: None,
+            name: "socai".into(),
+            retry_initial_connect: false,
+        }
+    }
+}
+
+/// The inbox prefix of a user: `_INBOX_<user, dots as dashes>`. The server configs in
+/// `deploy/nats/` let each user subscribe only to its own inboxes, so nobody reads another
+/// user's replies (PubAcks, API responses).
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{}", agency_token(user))
+}
+
+/// The last error the server reported on a connection (e.g. a permissions violation), kept so a
+/// publish that timed out can say why.
+#[derive(Debug, Clone, Default)]
+pub struct ServerErrors(Arc<Mutex<Option<String>>>);
+
+impl ServerErrors {
+    pub fn last(&self) -> Option<String> {
+        self.0.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+    fn set(&self, error: String) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(error);
+        }
+    }
+}
+
+/// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
+pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), ConnectError> {
+    let errors = ServerErrors::default();
+    let sink = errors.clone();
+    let mut options = ConnectOptions::new()
+        .name(&config.name)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let sink = sink.clone();
+            async move {
+                match event {
+                    NatsEvent::ServerError(err) => {
+                        tracing::warn!(error = %err, "nats server reported an error");
+                        sink.set(err.to_string());
+                    }
+                    NatsEvent::Disconnected => tracing::warn!("disconnected from nats"),
+                    NatsEvent::Connected => tracing::info!("connected to nats"),
+                    other => tracing::debug!(event = %other, "nats connection event"),
+                }
+            }
+        });
+    if let Some(user) = &config.user {
+        options = options
+            .user_and_password(user.clone(), config.password.clone().unwrap_or_default())
+            .custom_inbox_prefix(inbox_prefix(user));
+    }
+    if config.retry_initial_connect {
+        options = options.retry_on_initial_connect();
+    }
+    let client = options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|source| ConnectError {
+            url: config.url.clone(),
+            user: config.user.clone(),
+            source,
+        })?;
+    Ok((client, errors))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot connect to nats at {url}{}: {source}; check that nats-server runs there (--nats / SOCAI_NATS_URL) and the credentials (SOCAI_NATS_USER / SOCAI_NATS_PASSWORD)",
+    user.as_ref().map(|u| format!(" as {u:?}")).unwrap_or_default()
+)]
+pub struct ConnectError {
+    pub url: String,
+    pub user: Option<String>,
+    #[source]
+    pub source: async_nats::ConnectError,
+}
+
+/// Bounds of the retry loop of one message.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Give up on a message after retrying this long.
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One message the stream has stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    /// The EVENTS stream sequence that holds it.
+    pub stream_seq: u64,
+    /// The stream already had a message with this id (inside its duplicate window).
+    pub duplicate: bool,
+    /// Attempts it took (1 = no retry).
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("event {id:?} to {subject}: {reason}")]
+    Refused {
+        id: String,
+        subject: String,
+        reason: String,
+    },
+    #[error(
+        "event {id:?} to {subject}: gave up after {attempts} attempts over {elapsed_s} s: {last}; is nats-server up and does the EVENTS stream exist (start `socai serve` once to create it)?"
+    )]
+    GaveUp {
+        id: String,
+        subject: String,
+        attempts: u32,
+        elapsed_s: u64,
+        last: String,
+    },
+}
+
+/// A message to publish: where, its dedup id, its bytes.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub id: String,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    /// The event's JSON on its subject `dvc.events.<agency>.<type>`, with its id as msg-id.
+    pub fn event(event: &Event) -> Outgoing {
+        Outgoing {
+            subject: event_subject(&event.agency, &event.event_type),
+            id: event.id.clone(),
+            payload: Bytes::from(serde_json::to_vec(event).expect("an Event always serializes")),
+        }
+    }
+}
+
+/// Publishes events to JetStream with dedup ids and retries. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    errors: ServerErrors,
+    retry: RetryPolicy,
+}
+
+impl Publisher {
+    pub fn new(client: Client, errors: ServerErrors) -> Publisher {
+        Publisher {
+            js: jetstream::new(client),
+            errors,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub async fn connect(config: &NatsConfig) -> Result<Publisher, ConnectError> {
+        let (client, errors) = connect(config).await?;
+        Ok(Publisher::new(client, errors))
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Publisher {
+        self.retry = retry;
+        self
+    }
+
+    pub fn client(&self) -> Client {
+        self.js.client()
+    }
+
+    /// Publishes one event and waits for the stream to store it.
+    pub async fn publish(&self, event: &Event) -> Result<Published, PublishError> {
+        self.publish_outgoing(Outgoing::event(event)).await
+    }
+
+    /// Publishes one message, retrying transient failures; see the module docs.
+    pub async fn publish_outgoing(&self, msg: Outgoing) -> Result<Published, PublishError> {
+        let first = self.attempt(&msg).await;
+        self.settle(msg, first).await
+    }
+
+    /// Turns the result of a first attempt into the final result, retrying while it is transient.
+    async fn settle(
+        &self,
+        msg: Outgoing,
+        first: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+    ) -> Result<Published, PublishError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = self.retry.first_backoff;
+        let mut attempts = 1;
+        let mut result = first;
+        loop {
+            let error = match result {
+                Ok(ack) => {
+                    return Ok(Published {
+                        id: msg.id,
+                        stream_seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                        attempts,
+                    });
+                }
+                Err(error) => error,
+            };
+            if let Some(reason) = self.permanent(&msg, &error) {
+                return Err(PublishError::Refused {
+                    id: msg.id,
+                    subject: msg.subject,
+                    reason,
+                });
+            }
+            if started.elapsed() + backoff > self.retry.give_up_after {
+                return Err(PublishError::GaveUp {
+                    id: msg.id,
+                    subject: msg.subject,
+                    attempts,
+                    elapsed_s: started.elapsed().as_secs(),
+                    last: error.to_string(),
+                });
+            }
+            tracing::debug!(id = %msg.id, attempts, error = %error, "publish failed, retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+            attempts += 1;
+            result = self.attempt(&msg).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        msg: &Outgoing,
+    ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(msg.payload.clone())
+            .message_id(msg.id.as_str());
+        self.js.send_publish(msg.subject.clone(), publish).await
+    }
+
+    async fn attempt(
+        &self,
+        msg: &Outgoing,
+    ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+        self.send(msg).await?.into_future().await
+    }
+
+    /// `Some(reason)` when retrying cannot help.
+    fn permanent(
+        &self,
+        msg: &Outgoing,
+        error: &jetstream::context::PublishError,
+    ) -> Option<String> {
+        match error.kind() {
+            PublishErrorKind::MaxPayloadExceeded
+            | PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::WrongLastSequence => Some(error.to_string()),
+            // An error answered by JetStream itself (e.g. the stream's size limits).
+            PublishErrorKind::Other
+                if std::error::Error::source(error)
+                    .is_some_and(|s| s.downcast_ref::<jetstream::Error>().is_some()) =>
+            {
+                Some(error.to_string())
+            }
+            // A timeout after the server refused the subject for this user: say so, now.
+            PublishErrorKind::TimedOut => self
+                .errors
+                .last()
+                .filter(|e| e.contains("Permissions Violation") && e.contains(&msg.subject))
+                .map(|e| {
+                    format!(
+                        "the server refused it: {e}; this user may publish only to its own agency's subjects"
+                    )
+                }),
+            _ => None,
+        }
+    }
+
+    /// Publishes `messages` with up to `max_in_flight` awaiting their PubAck at once, calling
+    /// `done` with each result in input order. Messages are sent in input order; only a retry can
+    /// send one later. Returns how many failed.
+    pub async fn publish_all<I, F>(&self, messages: I, max_in_flight: usize, mut done: F) -> u64
+    where
+        I: IntoIterator<Item = Outgoing>,
+        F: FnMut(Result<Published, PublishError>),
+    {
+        let mut failed = 0;
+        let mut finish = |result: Result<Published, PublishError>| {
+            if result.is_err() {
+                failed += 1;
+            }
+            done(result);
+        };
+        let mut in_flight = FuturesOrdered::new();
+        for msg in messages {
+            while in_flight.len() >= max_in_flight.max(1) {
+                if let Some(result) = in_flight.next().await {
+                    finish(result);
+                }
+            }
+            // Sent now, in order; the PubAck and any retry are awaited in the window.
+            let sent = self.send(&msg).await;
+            let publisher = self.clone();
+            in_flight.push_back(async move {
+                let first = match sent {
+                    Ok(ack) => ack.into_future().await,
+                    Err(error) => Err(error),
+                };
+                publisher.settle(msg, first).await
+            });
+        }
+        while let Some(result) = in_flight.next().await {
+            finish(result);
+        }
+        failed
+    }
+}

@@ -1,0 +1,100 @@
+//! NATS subjects of the ledger (DESIGN.md, data flow).
+//!
+//! An agency publishes to `dvc.events.<agency token>.<type>`. Agency codes contain dots
+//! (`G09.20`), which NATS reads as token separators, so in a subject they are written with `-`
+//! for `.` (`G09-20`). Event types contain one dot (`dossier.submitted`), so an event subject has
+//! five tokens: `dvc.events.G09-20.dossier.submitted`.
+
+/// Prefix of the subjects agencies publish events to.
+pub const EVENTS_PREFIX: &str = "dvc.events";
+/// Prefix of the subjects rejected events are kept under (`dvc.rejected.<agency token>.<type>`).
+pub const REJECTED_PREFIX: &str = "dvc.rejected";
+/// Every committed entry, in seq order.
+pub const COMMITTED_SUBJECT: &str = "dvc.ledger.committed";
+/// Every new signed checkpoint note.
+pub const CHECKPOINT_SUBJECT: &str = "dvc.ledger.checkpoint";
+
+/// `G09.20` → `G09-20`.
+pub fn agency_token(agency: &str) -> String {
+    agency.replace('.', "-")
+}
+
+/// `G09-20` → `G09.20`.
+pub fn agency_from_token(token: &str) -> String {
+    token.replace('-', ".")
+}
+
+/// `dvc.events.<agency token>.<type>`.
+pub fn event_subject(agency: &str, event_type: &str) -> String {
+    format!("{EVENTS_PREFIX}.{}.{event_type}", agency_token(agency))
+}
+
+/// Everything one agency may publish to: `dvc.events.<agency token>.>`.
+pub fn agency_events_wildcard(agency: &str) -> String {
+    format!("{EVENTS_PREFIX}.{}.>", agency_token(agency))
+}
+
+/// Where one agency's rejections appear: `dvc.rejected.<agency token>.>`.
+pub fn agency_rejected_wildcard(agency: &str) -> String {
+    format!("{REJECTED_PREFIX}.{}.>", agency_token(agency))
+}
+
+/// The agency and type an event subject names, or `None` if it is not an event subject
+/// (`dvc.events.<token>.<at least one more token>`).
+pub fn parse_event_subject(subject: &str) -> Option<(String, String)> {
+    let rest = subject.strip_prefix(EVENTS_PREFIX)?.strip_prefix('.')?;
+    let (token, event_type) = rest.split_once('.')?;
+    if token.is_empty() || event_type.is_empty() {
+        return None;
+    }
+    Some((agency_from_token(token), event_type.to_string()))
+}
+
+/// The REJECTED subject for an event that arrived on `subject`: the same tail under
+/// `dvc.rejected`, so an agency sees its own rejections. Anything else goes to
+/// `dvc.rejected.unrouted`.
+pub fn rejected_subject(subject: &str) -> String {
+    match subject
+        .strip_prefix(EVENTS_PREFIX)
+        .and_then(|r| r.strip_prefix('.'))
+    {
+        Some(tail) if !tail.is_empty() => format!("{REJECTED_PREFIX}.{tail}"),
+        _ => format!("{REJECTED_PREFIX}.unrouted"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_round_trip() {
+        let subject = event_subject("000.00.12.H56", "dossier.submitted");
+        assert_eq!(subject, "dvc.events.000-00-12-H56.dossier.submitted");
+        assert_eq!(
+            parse_event_subject(&subject),
+            Some(("000.00.12.H56".into(), "dossier.submitted".into()))
+        );
+        assert_eq!(
+            rejected_subject(&subject),
+            "dvc.rejected.000-00-12-H56.dossier.submitted"
+        );
+        assert_eq!(agency_events_wildcard("G09.20"), "dvc.events.G09-20.>");
+        assert_eq!(agency_rejected_wildcard("G09.20"), "dvc.rejected.G09-20.>");
+    }
+
+    #[test]
+    fn not_event_subjects() {
+        for s in [
+            "dvc.events",
+            "dvc.events.",
+            "dvc.events.G09-20",
+            "dvc.eventsX.a.b",
+            "x.y.z",
+            "dvc.events..a",
+        ] {
+            assert_eq!(parse_event_subject(s), None, "{s}");
+        }
+        assert_eq!(rejected_subject("x.y"), "dvc.rejected.unrouted");
+    }
+}

