@@ -139,3 +139,558 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
     assert_exactly_once_in_order(&ledger, &events);
     assert_eq!(ledger.verified_size(), 100_000);
 }
+
+/// Publishes `shares` concurrently at a bounded pace (chunks of `chunk` with a pause between),
+/// so publishing goes on while the test kills things.
+async fn publish_paced(url: String, user: Option<&'static str>, shares: Vec<Vec<Outgoing>>, chunk: usize, pause: Duration) {
+    let mut tasks = Vec::new();
+    for share in shares {
+        let publisher = publisher(&url, user).await;
+        tasks.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            for part in share.chunks(chunk) {
+                publisher
+                    .publish_all(part.to_vec(), 32, |r| {
+                        if let Err(e) = r {
+                            errors.push(e.to_string());
+                        }
+                    })
+                    .await;
+                tokio::time::sleep(pause).await;
+            }
+            errors
+        }));
+    }
+    for t in tasks {
+        let errors = t.await.expect("publisher task");
+        assert!(errors.is_empty(), "publish failures: {:?}", &errors[..errors.len().min(5)]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothing() {
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    let nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, None);
+    let (client, _) = connect(&url, None).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    let events = workload(30_000, 12);
+    let publishing = tokio::spawn(publish_paced(
+        url.clone(),
+        None,
+        split_by_agency(&events, 2),
+        200,
+        Duration::from_millis(40),
+    ));
+    let seed: u64 = std::env::var("SOCAI_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill moments from SOCAI_KILL_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills_with_work_left = 0;
+    for kill in 0..20 {
+        tokio::time::sleep(Duration::from_millis(rand::Rng::gen_range(&mut rng, 150..700))).await;
+        let s = js.get_stream(socai_ingest::EVENTS).await.expect("EVENTS");
+        let info = s.consumer_info("ledger").await.expect("consumer");
+        if info.num_pending + info.num_ack_pending as u64 > 0 {
+            kills_with_work_left += 1;
+        }
+        serve.kill();
+        if kill % 5 == 4 {
+            // Whatever the moment of the kill, the store verifies.
+            let size = ledger.verified_size();
+            eprintln!("kill {kill}: ledger verifies at {size} entries");
+        }
+        serve = ledger.serve(&url, None);
+    }
+    publishing.await.expect("publishers");
+    wait_committed(&js, events.len() as u64, PATIENCE).await;
+    serve.stop();
+    assert!(
+        kills_with_work_left >= 15,
+        "only {kills_with_work_left} of 20 kills hit a ledger with work left (SOCAI_KILL_SEED={seed})"
+    );
+    assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
+    assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 30_000);
+    assert_exactly_once_in_order(&ledger, &events);
+    assert_eq!(ledger.verified_size(), 30_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    // The shipped single-node config: auth, and sync_interval: always, so what was acked before
+    // the kill -9 is on disk.
+    let mut nats = start_nats(&ledger.path("nats"), true);
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, Some("ledger"));
+    let (client, _) = connect(&url, Some("ledger")).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    let events = workload(20_000, 13);
+    let publishing = tokio::spawn(publish_paced(
+        url.clone(),
+        Some("gateway"),
+        split_by_agency(&events, 2),
+        200,
+        Duration::from_millis(40),
+    ));
+    wait_until(PATIENCE, "some entries on COMMITTED", || async {
+        stream_messages(&js, socai_ingest::COMMITTED).await >= 2000
+    })
+    .await;
+    let before = stream_messages(&js, socai_ingest::COMMITTED).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.restart().expect("nats-server restarts");
+    publishing.await.expect("publishers");
+    wait_committed(&js, events.len() as u64, PATIENCE).await;
+    assert!(serve.running(), "socai serve must ride out a nats-server restart");
+    serve.stop();
+    assert!(before < 20_000, "the restart must happen mid-stream ({before} committed before)");
+    assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
+    assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 20_000);
+    let committed = ledger_events(&ledger);
+    let ids: HashSet<&str> = committed.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), committed.len(), "an event is in the ledger twice");
+    assert!(events.iter().all(|e| ids.contains(e.id.as_str())), "an event is missing");
+    assert_eq!(committed.len(), 20_000);
+    assert_eq!(ledger.verified_size(), 20_000);
+}
+
+/// A valid event of `event_type` for agency G09.20, as JSON.
+fn valid(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "type": event_type, "agency": "G09.20", "procedure": "1.004227",
+        "dossier": "G09.20-20260609-0092637", "occurred_at": "2026-06-09T08:15:00+07:00",
+        "schema": 1, "data": data
+    })
+}
+
+fn submitted(id: &str) -> serde_json::Value {
+    valid(id, "dossier.submitted", serde_json::json!({"channel": "online"}))
+}
+
+fn with(mut v: serde_json::Value, pointer: &str, value: serde_json::Value) -> Vec<u8> {
+    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer}")) = value;
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn without(mut v: serde_json::Value, field: &str) -> Vec<u8> {
+    v.as_object_mut().expect("object").remove(field);
+    serde_json::to_vec(&v).expect("json")
+}
+
+const SUBMITTED: &str = "dvc.events.G09-20.dossier.submitted";
+
+/// (name, subject, payload, expected code, expected path)
+fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static str)> {
+    use serde_json::json;
+    let s = SUBMITTED.to_string();
+    let on = |t: &str| format!("dvc.events.G09-20.{t}");
+    let far_future = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(72))
+        .expect("time")
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    vec![
+        ("not json", s.clone(), b"{\"id\": ".to_vec(), "malformed_json", ""),
+        ("empty payload", s.clone(), Vec::new(), "malformed_json", ""),
+        ("array", s.clone(), b"[1,2]".to_vec(), "malformed_json", ""),
+        ("not utf-8", s.clone(), b"{\"id\":\"\xff\xfe\"}".to_vec(), "malformed_json", ""),
+        (
+            "duplicate key",
+            s.clone(),
+            br#"{"id":"a1","id":"a2","type":"dossier.submitted"}"#.to_vec(),
+            "malformed_json",
+            "",
+        ),
+        ("missing id", s.clone(), without(submitted("x"), "id"), "schema_violation", "/id"),
+        ("missing data", s.clone(), without(submitted("bad-nodata"), "data"), "schema_violation", "/data"),
+        ("schema 2", s.clone(), with(submitted("bad-schema2"), "/schema", json!(2)), "schema_violation", "/schema"),
+        (
+            "occurred_at without offset",
+            s.clone(),
+            with(submitted("bad-time"), "/occurred_at", json!("2026-06-09T08:15:00")),
+            "schema_violation",
+            "/occurred_at",
+        ),
+        ("agency is a number", s.clone(), with(submitted("bad-agency"), "/agency", json!(12)), "schema_violation", "/agency"),
+        ("channel fax", s.clone(), with(submitted("bad-channel"), "/data/channel", json!("fax")), "schema_violation", "/data/channel"),
+        (
+            "extra data property",
+            s.clone(),
+            with(submitted("bad-extra"), "/data", json!({"channel": "online", "citizen_id": "001"})),
+            "schema_violation",
+            "/data/citizen_id",
+        ),
+        (
+            "extra envelope property",
+            s.clone(),
+            {
+                let mut v = submitted("bad-envelope");
+                v["extra"] = json!(1);
+                serde_json::to_vec(&v).expect("json")
+            },
+            "schema_violation",
+            "/extra",
+        ),
+        (
+            "personal not an object",
+            s.clone(),
+            {
+                let mut v = submitted("bad-personal");
+                v["personal"] = json!("Nguyễn Văn A");
+                serde_json::to_vec(&v).expect("json")
+            },
+            "schema_violation",
+            "/personal",
+        ),
+        (
+            "fee_paid without online",
+            on("dossier.fee_paid"),
+            serde_json::to_vec(&valid("bad-fee", "dossier.fee_paid", json!({"gateway": "payment-platform"}))).expect("json"),
+            "schema_violation",
+            "/data/online",
+        ),
+        (
+            "negative fee",
+            on("dossier.fee_requested"),
+            serde_json::to_vec(&valid("bad-amount", "dossier.fee_requested", json!({"amount_vnd": -5}))).expect("json"),
+            "schema_violation",
+            "/data/amount_vnd",
+        ),
+        (
+            "rating level 9",
+            on("dossier.rated"),
+            serde_json::to_vec(&valid("bad-level", "dossier.rated", json!({"satisfied": true, "level": 9}))).expect("json"),
+            "schema_violation",
+            "/data/level",
+        ),
+        (
+            "empty refusal reason",
+            on("dossier.refused"),
+            serde_json::to_vec(&valid("bad-reason", "dossier.refused", json!({"reason": ""}))).expect("json"),
+            "schema_violation",
+            "/data/reason",
+        ),
+        (
+            "unknown type",
+            on("dossier.teleported"),
+            serde_json::to_vec(&valid("bad-type", "dossier.teleported", json!({}))).expect("json"),
+            "unknown_type",
+            "/type",
+        ),
+        (
+            "reserved type",
+            on("ledger.redacted"),
+            serde_json::to_vec(&valid("bad-reserved", "ledger.redacted", json!({}))).expect("json"),
+            "reserved_type",
+            "/type",
+        ),
+        (
+            "redaction id prefix",
+            s.clone(),
+            with(submitted("x"), "/id", json!("redaction:01JD9Q4W8G3N6V2P5X7K1M0ZTR")),
+            "schema_violation",
+            "/id",
+        ),
+        (
+            "oversized",
+            s.clone(),
+            with(submitted("bad-big"), "/data", json!({"channel": "online", "note": "x".repeat(70_000)})),
+            "oversized",
+            "",
+        ),
+        (
+            "agency differs from subject",
+            "dvc.events.G09-21.dossier.submitted".to_string(),
+            serde_json::to_vec(&submitted("bad-subject-agency")).expect("json"),
+            "subject_mismatch",
+            "/agency",
+        ),
+        (
+            "type differs from subject",
+            on("dossier.accepted"),
+            serde_json::to_vec(&submitted("bad-subject-type")).expect("json"),
+            "subject_mismatch",
+            "/type",
+        ),
+        (
+            "occurred_at three days ahead",
+            s.clone(),
+            with(submitted("bad-future"), "/occurred_at", json!(far_future)),
+            "future_timestamp",
+            "/occurred_at",
+        ),
+        (
+            "same id, other content",
+            s.clone(),
+            with(submitted("good-1"), "/data/channel", json!("counter")),
+            "conflict",
+            "/id",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() {
+    use async_nats::jetstream::message::PublishMessage;
+    let ledger = Ledger::new();
+    let nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, None);
+    let (client, _) = connect(&url, None).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    // Two good events first (the conflict case reuses the first's id).
+    let good = [submitted("good-1"), submitted("good-2")];
+    let corpus = bad_corpus();
+    assert!(corpus.len() >= 25, "the corpus has {} cases", corpus.len());
+    let mut sent = Vec::new();
+    for g in &good {
+        sent.push((SUBMITTED.to_string(), serde_json::to_vec(g).expect("json"), None));
+    }
+    for (name, subject, payload, code, path) in &corpus {
+        sent.push((subject.clone(), payload.clone(), Some((*name, *code, *path))));
+    }
+    // A republished good event under another msg-id: a duplicate, acked, never rejected.
+    sent.push((SUBMITTED.to_string(), serde_json::to_vec(&good[1]).expect("json"), None));
+    let mut stream_seq_of = HashMap::new();
+    for (i, (subject, payload, case)) in sent.iter().enumerate() {
+        let msg = PublishMessage::build()
+            .payload(payload.clone().into())
+            .message_id(format!("corpus-{i}"));
+        let ack = js
+            .send_publish(subject.clone(), msg)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored on EVENTS");
+        if let Some((name, _, _)) = case {
+            stream_seq_of.insert(ack.sequence.to_string(), *name);
+        }
+    }
+    wait_until(PATIENCE, "every case on REJECTED", || async {
+        stream_messages(&js, socai_ingest::REJECTED).await >= corpus.len() as u64
+    })
+    .await;
+    wait_committed(&js, 2, PATIENCE).await;
+
+    let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
+    assert_eq!(rejected.len(), corpus.len(), "one REJECTED message per bad input");
+    let by_name: HashMap<&str, &socai_e2e::nats::Kept> = rejected
+        .iter()
+        .map(|k| {
+            let seq = k.header("Socai-Stream-Seq").expect("Socai-Stream-Seq");
+            (stream_seq_of[&seq], k)
+        })
+        .collect();
+    for (name, subject, payload, code, path) in &corpus {
+        let kept = by_name.get(name).unwrap_or_else(|| panic!("{name}: not on REJECTED"));
+        assert_eq!(kept.header("Socai-Error-Code").as_deref(), Some(*code), "{name}");
+        assert_eq!(kept.header("Socai-Error-Path").as_deref(), Some(*path), "{name}");
+        let reason = kept.header("Socai-Error-Reason").unwrap_or_default();
+        assert!(!reason.trim().is_empty(), "{name}: no reason");
+        assert_eq!(kept.payload.as_ref(), payload.as_slice(), "{name}: original bytes kept");
+        assert_eq!(kept.header("Socai-Subject").as_deref(), Some(subject.as_str()), "{name}");
+        assert_eq!(
+            kept.subject,
+            subject.replacen("dvc.events", "dvc.rejected", 1),
+            "{name}: REJECTED subject"
+        );
+    }
+    serve.stop();
+    let summary = serve.summary();
+    assert_eq!(summary["committed"], 2, "{summary}");
+    assert_eq!(summary["duplicates"], 1, "{summary}");
+    assert_eq!(summary["rejected"], corpus.len(), "{summary}");
+    let ids: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["good-1", "good-2"]);
+}
+
+/// A valid event of agency `agency`.
+fn event_of(agency: &str, id: &str) -> Event {
+    let mut v = submitted(id);
+    v["agency"] = serde_json::json!(agency);
+    serde_json::from_value(v).expect("event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
+    use async_nats::jetstream::message::PublishMessage;
+    use socai_client::publisher::{PublishError, RetryPolicy};
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    let nats = start_nats(&ledger.path("nats"), true);
+    let url = nats.url();
+
+    // No password, or a wrong one: refused at connect.
+    let anonymous = socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(&url)).await;
+    assert!(anonymous.is_err(), "an anonymous client must be refused");
+    let mut wrong = nats_config(&url, Some("000.00.12.H01"));
+    wrong.password = Some("not-the-password".into());
+    let err = socai_client::publisher::connect(&wrong).await.expect_err("wrong password refused");
+    assert!(err.to_string().contains("000.00.12.H01"), "{err}");
+
+    let mut serve = ledger.serve(&url, Some("ledger"));
+    let (client, _) = connect(&url, Some("ledger")).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    // The dashboard can subscribe to checkpoints (and sees the next one).
+    let (dashboard, dashboard_errors) = connect(&url, Some("dashboard")).await;
+    let mut checkpoints = dashboard
+        .subscribe(socai_client::subject::CHECKPOINT_SUBJECT)
+        .await
+        .expect("dashboard subscribes to checkpoints");
+    dashboard.flush().await.expect("flush");
+
+    // An agency publishes its own events (with the CLI, as an agency would).
+    let h01 = "000.00.12.H01";
+    let file = ledger.path("h01.jsonl");
+    let own: Vec<String> = (0..3)
+        .map(|i| serde_json::to_string(&event_of(h01, &format!("h01-{i}"))).expect("json"))
+        .collect();
+    std::fs::write(&file, own.join("\n")).expect("write");
+    let out = ledger
+        .cmd(&["publish", file.to_str().expect("path"), "--nats", &url])
+        .env("SOCAI_NATS_USER", h01)
+        .env("SOCAI_NATS_PASSWORD", password(h01))
+        .output()
+        .expect("socai publish");
+    assert!(out.status.success(), "{}", socai_e2e::stderr(&out));
+    wait_committed(&js, 3, PATIENCE).await;
+    let note = tokio::time::timeout(Duration::from_secs(60), futures::StreamExt::next(&mut checkpoints))
+        .await
+        .expect("a checkpoint reaches the dashboard")
+        .expect("subscription open");
+    assert!(String::from_utf8_lossy(&note.payload).contains("test.socai/ledger\n3\n"));
+
+    // ... but not as another agency: the server refuses the subject, the publisher says so.
+    let quick = RetryPolicy {
+        give_up_after: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let agency = publisher(&url, Some(h01)).await.with_retry(quick);
+    let js_short = {
+        let (c, _) = connect(&url, Some(h01)).await;
+        async_nats::jetstream::context::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build(c)
+    };
+    let events_before = stream_messages(&js, socai_ingest::EVENTS).await;
+    let as_other = event_of("000.00.12.H02", "h01-as-h02");
+    match agency.publish(&as_other).await {
+        Err(PublishError::Refused { reason, .. }) => {
+            assert!(reason.contains("Permissions Violation"), "{reason}")
+        }
+        other => panic!("publishing as another agency must be refused, got {other:?}"),
+    }
+    // Raw, to any other subject of the ledger: no PubAck ever comes.
+    for subject in [
+        "dvc.events.000-00-12-H02.dossier.submitted",
+        "dvc.ledger.committed",
+        "dvc.rejected.000-00-12-H01.dossier.submitted",
+    ] {
+        let sent = js_short
+            .send_publish(subject, PublishMessage::build().payload("{}".into()))
+            .await;
+        let acked = match sent {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!acked, "{h01} could publish to {subject}");
+    }
+    // And its own subject carrying another agency's event: stored, then rejected by the ledger.
+    let disguised = Outgoing {
+        subject: socai_client::subject::event_subject(h01, "dossier.submitted"),
+        id: "h02-in-h01-subject".into(),
+        payload: serde_json::to_vec(&event_of("000.00.12.H02", "h02-in-h01-subject"))
+            .expect("json")
+            .into(),
+    };
+    agency.publish_outgoing(disguised).await.expect("own subject is allowed");
+    wait_until(PATIENCE, "the disguised event on REJECTED", || async {
+        stream_messages(&js, socai_ingest::REJECTED).await == 1
+    })
+    .await;
+    let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
+    assert_eq!(rejected[0].header("Socai-Error-Code").as_deref(), Some("subject_mismatch"));
+    assert_eq!(stream_messages(&js, socai_ingest::EVENTS).await, events_before + 1);
+
+    // An agency cannot read another agency's rejections.
+    let (h02, h02_errors) = connect(&url, Some("000.00.12.H02")).await;
+    let _sub = h02.subscribe("dvc.rejected.000-00-12-H01.>").await.expect("subscribe call");
+    h02.flush().await.expect("flush");
+    wait_until(Duration::from_secs(10), "the server to refuse the subscription", || async {
+        h02_errors.last().is_some_and(|e| e.contains("Permissions Violation"))
+    })
+    .await;
+
+    // The dashboard publishes nothing: not events, not metrics, not stream admin requests.
+    let dashboard_js = async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(dashboard.clone());
+    for subject in [
+        "dvc.events.000-00-12-H01.dossier.submitted",
+        "dvc.metrics.on_time_rate.national",
+        "$JS.API.STREAM.DELETE.EVENTS",
+    ] {
+        let sent = dashboard_js
+            .send_publish(subject, PublishMessage::build().payload("{}".into()))
+            .await;
+        let acked = match sent {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!acked, "the dashboard could publish to {subject}");
+    }
+    wait_until(Duration::from_secs(10), "the server to report the dashboard's violations", || async {
+        dashboard_errors.last().is_some_and(|e| e.contains("Permissions Violation"))
+    })
+    .await;
+    assert!(js.get_stream(socai_ingest::EVENTS).await.is_ok(), "EVENTS still exists");
+    assert_eq!(stream_messages(&js, socai_ingest::EVENTS).await, events_before + 1);
+
+    serve.stop();
+    let ids: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    assert_eq!(ids, ["h01-0", "h01-1", "h01-2"]);
+}
+
+#[test]
+fn shipped_nats_configs_are_valid() {
+    let root = repo_root();
+    for config in [
+        "deploy/nats/single.conf",
+        "deploy/nats/cluster/node-1.conf",
+        "deploy/nats/cluster/node-2.conf",
+        "deploy/nats/cluster/node-3.conf",
+    ] {
+        let mut cmd = std::process::Command::new(nats_server_binary());
+        cmd.args(["-t", "-c"]).arg(root.join(config));
+        for (user, var) in USERS {
+            cmd.env(var, password(user));
+        }
+        let out = cmd.output().expect("nats-server -t");
+        assert!(out.status.success(), "{config}: {}", socai_e2e::stderr(&out));
+        // Without a password variable, the server refuses to start, naming it.
+        let out = std::process::Command::new(nats_server_binary())
+            .args(["-t", "-c"])
+            .arg(root.join(config))
+            .env_clear()
+            .output()
+            .expect("nats-server -t");
+        assert!(!out.status.success(), "{config} must need its password variables");
+        assert!(socai_e2e::stderr(&out).contains("SOCAI_NATS_"), "{}", socai_e2e::stderr(&out));
+    }
+}

@@ -43,12 +43,26 @@ pub fn password(user: &str) -> String {
     format!("pw-{}", user.replace('.', "-"))
 }
 
+/// deploy/nats/single.conf and users.conf copied into `dir`, the store dir set to `dir/jetstream`
+/// (the one line that differs from what ships).
+pub fn shipped_config_in(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("nats dir");
+    let shipped = repo_root().join("deploy/nats");
+    let single = std::fs::read_to_string(shipped.join("single.conf")).expect("single.conf");
+    let line = "store_dir: /var/lib/socai/nats";
+    assert!(single.contains(line), "single.conf sets {line}");
+    let store = format!("store_dir: {:?}", dir.join("jetstream").display().to_string());
+    std::fs::write(dir.join("single.conf"), single.replace(line, &store)).expect("write");
+    std::fs::copy(shipped.join("users.conf"), dir.join("users.conf")).expect("copy users.conf");
+    dir.join("single.conf")
+}
+
 /// A nats-server on an ephemeral port with its own store dir under `dir`; with
 /// `deploy/nats/single.conf` (auth, sync_interval: always) when `secured`.
 pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
     let (config, env) = if secured {
         (
-            Some(repo_root().join("deploy/nats/single.conf")),
+            Some(shipped_config_in(dir)),
             USERS
                 .iter()
                 .map(|(user, var)| (var.to_string(), password(user)))

@@ -60,8 +60,8 @@ pub struct LocalNatsOptions {
     pub binary: PathBuf,
     /// JetStream store dir (also holds the log).
     pub dir: PathBuf,
-    /// A server config file (e.g. from `deploy/nats/`); address, port and store dir given here
-    /// override it.
+    /// A server config file (e.g. from `deploy/nats/`), which must set JetStream's store dir;
+    /// address and port given here override it. Without one, JetStream stores under `dir`.
     pub config: Option<PathBuf>,
     /// Environment for the config's `$VARIABLES` (passwords).
     pub env: Vec<(String, String)>,
@@ -96,22 +96,27 @@ impl LocalNats {
         // A fresh log per start: the port is read from it.
         let _ = std::fs::remove_file(&log);
         let mut cmd = Command::new(&self.options.binary);
-        if let Some(config) = &self.options.config {
-            cmd.arg("-c").arg(config);
+        match &self.options.config {
+            Some(config) => {
+                cmd.arg("-c").arg(config);
+            }
+            None => {
+                cmd.args(["-js", "-sd"]).arg(self.options.dir.join("jetstream"));
+            }
         }
         let port = if self.port == 0 {
             "-1".to_string()
         } else {
             self.port.to_string()
         };
-        cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(self.options.dir.join("jetstream"))
+        let stderr = std::fs::File::create(self.options.dir.join("nats-server.stderr"))?;
+        cmd.args(["-a", "127.0.0.1", "-p", &port])
             .arg("-l")
             .arg(&log)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         let child = cmd.spawn().map_err(|source| LocalNatsError::Spawn {
             binary: self.options.binary.display().to_string(),
             source,
@@ -120,7 +125,7 @@ impl LocalNats {
         let started = Instant::now();
         let wait = Duration::from_secs(15);
         loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let mut text = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(port) = listening_port(&text)
                 && text.contains("Server is ready")
             {
@@ -132,6 +137,10 @@ impl LocalNats {
                 .as_mut()
                 .is_some_and(|c| c.try_wait().ok().flatten().is_some());
             if exited || started.elapsed() > wait {
+                text.push_str(
+                    &std::fs::read_to_string(self.options.dir.join("nats-server.stderr"))
+                        .unwrap_or_default(),
+                );
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 self.kill();
