@@ -30,7 +30,11 @@ fn split_by_agency(events: &[Event], k: usize) -> Vec<Vec<Outgoing>> {
     let mut agencies: Vec<&str> = events.iter().map(|e| e.agency.as_str()).collect();
     agencies.sort_unstable();
     agencies.dedup();
-    let owner: HashMap<&str, usize> = agencies.iter().enumerate().map(|(i, a)| (*a, i % k)).collect();
+    let owner: HashMap<&str, usize> = agencies
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (*a, i % k))
+        .collect();
     let mut shares = vec![Vec::new(); k];
     for e in events {
         shares[owner[e.agency.as_str()]].push(Outgoing::event(e));
@@ -39,7 +43,12 @@ fn split_by_agency(events: &[Event], k: usize) -> Vec<Vec<Outgoing>> {
 }
 
 /// Publishes each share from its own connection, concurrently; panics on any failure.
-async fn publish_shares(url: &str, user: Option<&str>, shares: Vec<Vec<Outgoing>>, in_flight: usize) {
+async fn publish_shares(
+    url: &str,
+    user: Option<&str>,
+    shares: Vec<Vec<Outgoing>>,
+    in_flight: usize,
+) {
     let mut tasks = Vec::new();
     for share in shares {
         let publisher = publisher(url, user).await;
@@ -57,7 +66,11 @@ async fn publish_shares(url: &str, user: Option<&str>, shares: Vec<Vec<Outgoing>
     }
     for t in tasks {
         let errors = t.await.expect("publisher task");
-        assert!(errors.is_empty(), "publish failures: {:?}", &errors[..errors.len().min(5)]);
+        assert!(
+            errors.is_empty(),
+            "publish failures: {:?}",
+            &errors[..errors.len().min(5)]
+        );
     }
 }
 
@@ -72,7 +85,10 @@ fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
     let expected: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(committed.len(), expected.len(), "ledger size");
     for (id, _, _) in &committed {
-        assert!(expected.contains(id.as_str()), "the ledger holds {id}, which was never published");
+        assert!(
+            expected.contains(id.as_str()),
+            "the ledger holds {id}, which was never published"
+        );
     }
     let mut published: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
     for e in events {
@@ -142,7 +158,13 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
 
 /// Publishes `shares` concurrently at a bounded pace (chunks of `chunk` with a pause between),
 /// so publishing goes on while the test kills things.
-async fn publish_paced(url: String, user: Option<&'static str>, shares: Vec<Vec<Outgoing>>, chunk: usize, pause: Duration) {
+async fn publish_paced(
+    url: String,
+    user: Option<&'static str>,
+    shares: Vec<Vec<Outgoing>>,
+    chunk: usize,
+    pause: Duration,
+) {
     let mut tasks = Vec::new();
     for share in shares {
         let publisher = publisher(&url, user).await;
@@ -163,7 +185,11 @@ async fn publish_paced(url: String, user: Option<&'static str>, shares: Vec<Vec<
     }
     for t in tasks {
         let errors = t.await.expect("publisher task");
-        assert!(errors.is_empty(), "publish failures: {:?}", &errors[..errors.len().min(5)]);
+        assert!(
+            errors.is_empty(),
+            "publish failures: {:?}",
+            &errors[..errors.len().min(5)]
+        );
     }
 }
 
@@ -194,7 +220,11 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills_with_work_left = 0;
     for kill in 0..20 {
-        tokio::time::sleep(Duration::from_millis(rand::Rng::gen_range(&mut rng, 150..700))).await;
+        tokio::time::sleep(Duration::from_millis(rand::Rng::gen_range(
+            &mut rng,
+            150..700,
+        )))
+        .await;
         let s = js.get_stream(socai_ingest::EVENTS).await.expect("EVENTS");
         let info = s.consumer_info("ledger").await.expect("consumer");
         if info.num_pending + info.num_ack_pending as u64 > 0 {
@@ -252,15 +282,28 @@ async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothin
     nats.restart().expect("nats-server restarts");
     publishing.await.expect("publishers");
     wait_committed(&js, events.len() as u64, PATIENCE).await;
-    assert!(serve.running(), "socai serve must ride out a nats-server restart");
+    assert!(
+        serve.running(),
+        "socai serve must ride out a nats-server restart"
+    );
     serve.stop();
-    assert!(before < 20_000, "the restart must happen mid-stream ({before} committed before)");
+    assert!(
+        before < 20_000,
+        "the restart must happen mid-stream ({before} committed before)"
+    );
     assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
     assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 20_000);
     let committed = ledger_events(&ledger);
     let ids: HashSet<&str> = committed.iter().map(|(id, _, _)| id.as_str()).collect();
-    assert_eq!(ids.len(), committed.len(), "an event is in the ledger twice");
-    assert!(events.iter().all(|e| ids.contains(e.id.as_str())), "an event is missing");
+    assert_eq!(
+        ids.len(),
+        committed.len(),
+        "an event is in the ledger twice"
+    );
+    assert!(
+        events.iter().all(|e| ids.contains(e.id.as_str())),
+        "an event is missing"
+    );
     assert_eq!(committed.len(), 20_000);
     assert_eq!(ledger.verified_size(), 20_000);
 }
@@ -275,11 +318,16 @@ fn valid(id: &str, event_type: &str, data: serde_json::Value) -> serde_json::Val
 }
 
 fn submitted(id: &str) -> serde_json::Value {
-    valid(id, "dossier.submitted", serde_json::json!({"channel": "online"}))
+    valid(
+        id,
+        "dossier.submitted",
+        serde_json::json!({"channel": "online"}),
+    )
 }
 
 fn with(mut v: serde_json::Value, pointer: &str, value: serde_json::Value) -> Vec<u8> {
-    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer}")) = value;
+    *v.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer}")) = value;
     serde_json::to_vec(&v).expect("json")
 }
 
@@ -302,10 +350,22 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string();
     vec![
-        ("not json", s.clone(), b"{\"id\": ".to_vec(), "malformed_json", ""),
+        (
+            "not json",
+            s.clone(),
+            b"{\"id\": ".to_vec(),
+            "malformed_json",
+            "",
+        ),
         ("empty payload", s.clone(), Vec::new(), "malformed_json", ""),
         ("array", s.clone(), b"[1,2]".to_vec(), "malformed_json", ""),
-        ("not utf-8", s.clone(), b"{\"id\":\"\xff\xfe\"}".to_vec(), "malformed_json", ""),
+        (
+            "not utf-8",
+            s.clone(),
+            b"{\"id\":\"\xff\xfe\"}".to_vec(),
+            "malformed_json",
+            "",
+        ),
         (
             "duplicate key",
             s.clone(),
@@ -313,22 +373,60 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
             "malformed_json",
             "",
         ),
-        ("missing id", s.clone(), without(submitted("x"), "id"), "schema_violation", "/id"),
-        ("missing data", s.clone(), without(submitted("bad-nodata"), "data"), "schema_violation", "/data"),
-        ("schema 2", s.clone(), with(submitted("bad-schema2"), "/schema", json!(2)), "schema_violation", "/schema"),
+        (
+            "missing id",
+            s.clone(),
+            without(submitted("x"), "id"),
+            "schema_violation",
+            "/id",
+        ),
+        (
+            "missing data",
+            s.clone(),
+            without(submitted("bad-nodata"), "data"),
+            "schema_violation",
+            "/data",
+        ),
+        (
+            "schema 2",
+            s.clone(),
+            with(submitted("bad-schema2"), "/schema", json!(2)),
+            "schema_violation",
+            "/schema",
+        ),
         (
             "occurred_at without offset",
             s.clone(),
-            with(submitted("bad-time"), "/occurred_at", json!("2026-06-09T08:15:00")),
+            with(
+                submitted("bad-time"),
+                "/occurred_at",
+                json!("2026-06-09T08:15:00"),
+            ),
             "schema_violation",
             "/occurred_at",
         ),
-        ("agency is a number", s.clone(), with(submitted("bad-agency"), "/agency", json!(12)), "schema_violation", "/agency"),
-        ("channel fax", s.clone(), with(submitted("bad-channel"), "/data/channel", json!("fax")), "schema_violation", "/data/channel"),
+        (
+            "agency is a number",
+            s.clone(),
+            with(submitted("bad-agency"), "/agency", json!(12)),
+            "schema_violation",
+            "/agency",
+        ),
+        (
+            "channel fax",
+            s.clone(),
+            with(submitted("bad-channel"), "/data/channel", json!("fax")),
+            "schema_violation",
+            "/data/channel",
+        ),
         (
             "extra data property",
             s.clone(),
-            with(submitted("bad-extra"), "/data", json!({"channel": "online", "citizen_id": "001"})),
+            with(
+                submitted("bad-extra"),
+                "/data",
+                json!({"channel": "online", "citizen_id": "001"}),
+            ),
             "schema_violation",
             "/data/citizen_id",
         ),
@@ -357,28 +455,48 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
         (
             "fee_paid without online",
             on("dossier.fee_paid"),
-            serde_json::to_vec(&valid("bad-fee", "dossier.fee_paid", json!({"gateway": "payment-platform"}))).expect("json"),
+            serde_json::to_vec(&valid(
+                "bad-fee",
+                "dossier.fee_paid",
+                json!({"gateway": "payment-platform"}),
+            ))
+            .expect("json"),
             "schema_violation",
             "/data/online",
         ),
         (
             "negative fee",
             on("dossier.fee_requested"),
-            serde_json::to_vec(&valid("bad-amount", "dossier.fee_requested", json!({"amount_vnd": -5}))).expect("json"),
+            serde_json::to_vec(&valid(
+                "bad-amount",
+                "dossier.fee_requested",
+                json!({"amount_vnd": -5}),
+            ))
+            .expect("json"),
             "schema_violation",
             "/data/amount_vnd",
         ),
         (
             "rating level 9",
             on("dossier.rated"),
-            serde_json::to_vec(&valid("bad-level", "dossier.rated", json!({"satisfied": true, "level": 9}))).expect("json"),
+            serde_json::to_vec(&valid(
+                "bad-level",
+                "dossier.rated",
+                json!({"satisfied": true, "level": 9}),
+            ))
+            .expect("json"),
             "schema_violation",
             "/data/level",
         ),
         (
             "empty refusal reason",
             on("dossier.refused"),
-            serde_json::to_vec(&valid("bad-reason", "dossier.refused", json!({"reason": ""}))).expect("json"),
+            serde_json::to_vec(&valid(
+                "bad-reason",
+                "dossier.refused",
+                json!({"reason": ""}),
+            ))
+            .expect("json"),
             "schema_violation",
             "/data/reason",
         ),
@@ -399,14 +517,22 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
         (
             "redaction id prefix",
             s.clone(),
-            with(submitted("x"), "/id", json!("redaction:01JD9Q4W8G3N6V2P5X7K1M0ZTR")),
+            with(
+                submitted("x"),
+                "/id",
+                json!("redaction:01JD9Q4W8G3N6V2P5X7K1M0ZTR"),
+            ),
             "schema_violation",
             "/id",
         ),
         (
             "oversized",
             s.clone(),
-            with(submitted("bad-big"), "/data", json!({"channel": "online", "note": "x".repeat(70_000)})),
+            with(
+                submitted("bad-big"),
+                "/data",
+                json!({"channel": "online", "note": "x".repeat(70_000)}),
+            ),
             "oversized",
             "",
         ),
@@ -458,13 +584,25 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
     assert!(corpus.len() >= 25, "the corpus has {} cases", corpus.len());
     let mut sent = Vec::new();
     for g in &good {
-        sent.push((SUBMITTED.to_string(), serde_json::to_vec(g).expect("json"), None));
+        sent.push((
+            SUBMITTED.to_string(),
+            serde_json::to_vec(g).expect("json"),
+            None,
+        ));
     }
     for (name, subject, payload, code, path) in &corpus {
-        sent.push((subject.clone(), payload.clone(), Some((*name, *code, *path))));
+        sent.push((
+            subject.clone(),
+            payload.clone(),
+            Some((*name, *code, *path)),
+        ));
     }
     // A republished good event under another msg-id: a duplicate, acked, never rejected.
-    sent.push((SUBMITTED.to_string(), serde_json::to_vec(&good[1]).expect("json"), None));
+    sent.push((
+        SUBMITTED.to_string(),
+        serde_json::to_vec(&good[1]).expect("json"),
+        None,
+    ));
     let mut stream_seq_of = HashMap::new();
     for (i, (subject, payload, case)) in sent.iter().enumerate() {
         let msg = PublishMessage::build()
@@ -487,7 +625,11 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
     wait_committed(&js, 2, PATIENCE).await;
 
     let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
-    assert_eq!(rejected.len(), corpus.len(), "one REJECTED message per bad input");
+    assert_eq!(
+        rejected.len(),
+        corpus.len(),
+        "one REJECTED message per bad input"
+    );
     let by_name: HashMap<&str, &socai_e2e::nats::Kept> = rejected
         .iter()
         .map(|k| {
@@ -496,13 +638,31 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
         })
         .collect();
     for (name, subject, payload, code, path) in &corpus {
-        let kept = by_name.get(name).unwrap_or_else(|| panic!("{name}: not on REJECTED"));
-        assert_eq!(kept.header("Socai-Error-Code").as_deref(), Some(*code), "{name}");
-        assert_eq!(kept.header("Socai-Error-Path").as_deref(), Some(*path), "{name}");
+        let kept = by_name
+            .get(name)
+            .unwrap_or_else(|| panic!("{name}: not on REJECTED"));
+        assert_eq!(
+            kept.header("Socai-Error-Code").as_deref(),
+            Some(*code),
+            "{name}"
+        );
+        assert_eq!(
+            kept.header("Socai-Error-Path").as_deref(),
+            Some(*path),
+            "{name}"
+        );
         let reason = kept.header("Socai-Error-Reason").unwrap_or_default();
         assert!(!reason.trim().is_empty(), "{name}: no reason");
-        assert_eq!(kept.payload.as_ref(), payload.as_slice(), "{name}: original bytes kept");
-        assert_eq!(kept.header("Socai-Subject").as_deref(), Some(subject.as_str()), "{name}");
+        assert_eq!(
+            kept.payload.as_ref(),
+            payload.as_slice(),
+            "{name}: original bytes kept"
+        );
+        assert_eq!(
+            kept.header("Socai-Subject").as_deref(),
+            Some(subject.as_str()),
+            "{name}"
+        );
         assert_eq!(
             kept.subject,
             subject.replacen("dvc.events", "dvc.rejected", 1),
@@ -535,11 +695,14 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
     let url = nats.url();
 
     // No password, or a wrong one: refused at connect.
-    let anonymous = socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(&url)).await;
+    let anonymous =
+        socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(&url)).await;
     assert!(anonymous.is_err(), "an anonymous client must be refused");
     let mut wrong = nats_config(&url, Some("000.00.12.H01"));
     wrong.password = Some("not-the-password".into());
-    let err = socai_client::publisher::connect(&wrong).await.expect_err("wrong password refused");
+    let err = socai_client::publisher::connect(&wrong)
+        .await
+        .expect_err("wrong password refused");
     assert!(err.to_string().contains("000.00.12.H01"), "{err}");
 
     let mut serve = ledger.serve(&url, Some("ledger"));
@@ -570,10 +733,13 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         .expect("socai publish");
     assert!(out.status.success(), "{}", socai_e2e::stderr(&out));
     wait_committed(&js, 3, PATIENCE).await;
-    let note = tokio::time::timeout(Duration::from_secs(60), futures::StreamExt::next(&mut checkpoints))
-        .await
-        .expect("a checkpoint reaches the dashboard")
-        .expect("subscription open");
+    let note = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::StreamExt::next(&mut checkpoints),
+    )
+    .await
+    .expect("a checkpoint reaches the dashboard")
+    .expect("subscription open");
     assert!(String::from_utf8_lossy(&note.payload).contains("test.socai/ledger\n3\n"));
 
     // ... but not as another agency: the server refuses the subject, the publisher says so.
@@ -619,22 +785,40 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
             .expect("json")
             .into(),
     };
-    agency.publish_outgoing(disguised).await.expect("own subject is allowed");
+    agency
+        .publish_outgoing(disguised)
+        .await
+        .expect("own subject is allowed");
     wait_until(PATIENCE, "the disguised event on REJECTED", || async {
         stream_messages(&js, socai_ingest::REJECTED).await == 1
     })
     .await;
     let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
-    assert_eq!(rejected[0].header("Socai-Error-Code").as_deref(), Some("subject_mismatch"));
-    assert_eq!(stream_messages(&js, socai_ingest::EVENTS).await, events_before + 1);
+    assert_eq!(
+        rejected[0].header("Socai-Error-Code").as_deref(),
+        Some("subject_mismatch")
+    );
+    assert_eq!(
+        stream_messages(&js, socai_ingest::EVENTS).await,
+        events_before + 1
+    );
 
     // An agency cannot read another agency's rejections.
     let (h02, h02_errors) = connect(&url, Some("000.00.12.H02")).await;
-    let _sub = h02.subscribe("dvc.rejected.000-00-12-H01.>").await.expect("subscribe call");
+    let _sub = h02
+        .subscribe("dvc.rejected.000-00-12-H01.>")
+        .await
+        .expect("subscribe call");
     h02.flush().await.expect("flush");
-    wait_until(Duration::from_secs(10), "the server to refuse the subscription", || async {
-        h02_errors.last().is_some_and(|e| e.contains("Permissions Violation"))
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the server to refuse the subscription",
+        || async {
+            h02_errors
+                .last()
+                .is_some_and(|e| e.contains("Permissions Violation"))
+        },
+    )
     .await;
 
     // The dashboard publishes nothing: not events, not metrics, not stream admin requests.
@@ -655,12 +839,24 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         };
         assert!(!acked, "the dashboard could publish to {subject}");
     }
-    wait_until(Duration::from_secs(10), "the server to report the dashboard's violations", || async {
-        dashboard_errors.last().is_some_and(|e| e.contains("Permissions Violation"))
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the server to report the dashboard's violations",
+        || async {
+            dashboard_errors
+                .last()
+                .is_some_and(|e| e.contains("Permissions Violation"))
+        },
+    )
     .await;
-    assert!(js.get_stream(socai_ingest::EVENTS).await.is_ok(), "EVENTS still exists");
-    assert_eq!(stream_messages(&js, socai_ingest::EVENTS).await, events_before + 1);
+    assert!(
+        js.get_stream(socai_ingest::EVENTS).await.is_ok(),
+        "EVENTS still exists"
+    );
+    assert_eq!(
+        stream_messages(&js, socai_ingest::EVENTS).await,
+        events_before + 1
+    );
 
     serve.stop();
     let ids: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
@@ -682,7 +878,11 @@ fn shipped_nats_configs_are_valid() {
             cmd.env(var, password(user));
         }
         let out = cmd.output().expect("nats-server -t");
-        assert!(out.status.success(), "{config}: {}", socai_e2e::stderr(&out));
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            socai_e2e::stderr(&out)
+        );
         // Without a password variable, the server refuses to start, naming it.
         let out = std::process::Command::new(nats_server_binary())
             .args(["-t", "-c"])
@@ -690,7 +890,14 @@ fn shipped_nats_configs_are_valid() {
             .env_clear()
             .output()
             .expect("nats-server -t");
-        assert!(!out.status.success(), "{config} must need its password variables");
-        assert!(socai_e2e::stderr(&out).contains("SOCAI_NATS_"), "{}", socai_e2e::stderr(&out));
+        assert!(
+            !out.status.success(),
+            "{config} must need its password variables"
+        );
+        assert!(
+            socai_e2e::stderr(&out).contains("SOCAI_NATS_"),
+            "{}",
+            socai_e2e::stderr(&out)
+        );
     }
 }

@@ -10,6 +10,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+echo "== nats-server (the ingestion tests start real ones)"
+SOCAI_NATS_SERVER=$(deploy/install-nats.sh)
+export SOCAI_NATS_SERVER
+"$SOCAI_NATS_SERVER" --version
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

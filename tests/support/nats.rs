@@ -43,26 +43,25 @@ pub fn password(user: &str) -> String {
     format!("pw-{}", user.replace('.', "-"))
 }
 
-/// deploy/nats/single.conf and users.conf copied into `dir`, the store dir set to `dir/jetstream`
-/// (the one line that differs from what ships).
-pub fn shipped_config_in(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("nats dir");
-    let shipped = repo_root().join("deploy/nats");
-    let single = std::fs::read_to_string(shipped.join("single.conf")).expect("single.conf");
-    let line = "store_dir: /var/lib/socai/nats";
-    assert!(single.contains(line), "single.conf sets {line}");
-    let store = format!("store_dir: {:?}", dir.join("jetstream").display().to_string());
-    std::fs::write(dir.join("single.conf"), single.replace(line, &store)).expect("write");
-    std::fs::copy(shipped.join("users.conf"), dir.join("users.conf")).expect("copy users.conf");
-    dir.join("single.conf")
-}
-
 /// A nats-server on an ephemeral port with its own store dir under `dir`; with
 /// `deploy/nats/single.conf` (auth, sync_interval: always) when `secured`.
 pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
     let (config, env) = if secured {
+        let (config, vars) =
+            socai_ingest::local::shipped_config_in(&repo_root().join("deploy/nats"), dir)
+                .expect("copy the shipped config");
+        let listed: Vec<&str> = USERS.iter().map(|(_, var)| *var).collect();
+        assert_eq!(
+            vars,
+            {
+                let mut l = listed.clone();
+                l.sort_unstable();
+                l
+            },
+            "users.conf's password variables"
+        );
         (
-            Some(shipped_config_in(dir)),
+            Some(config),
             USERS
                 .iter()
                 .map(|(user, var)| (var.to_string(), password(user)))
@@ -214,9 +213,11 @@ where
 
 /// Waits until `socai serve` has created the streams.
 pub async fn wait_for_streams(js: &jetstream::Context) {
-    wait_until(Duration::from_secs(60), "socai serve to create the streams", || async {
-        js.get_stream(socai_ingest::COMMITTED).await.is_ok()
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "socai serve to create the streams",
+        || async { js.get_stream(socai_ingest::COMMITTED).await.is_ok() },
+    )
     .await;
 }
 
@@ -256,7 +257,12 @@ pub async fn stream_contents(js: &jetstream::Context, name: &str) -> Vec<Kept> {
     let Ok(mut stream) = js.get_stream(name).await else {
         return Vec::new();
     };
-    let last = stream.info().await.expect("stream info").state.last_sequence;
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
         if let Ok(m) = stream.get_raw_message(seq).await {

@@ -166,19 +166,38 @@ mod tests {
         let ok = event_json("G09.20", "dossier.submitted", "2026-06-09T08:15:00+07:00");
         assert!(check("dvc.events.G09-20.dossier.submitted", &ok).is_ok());
         let cases: &[(&str, Vec<u8>, ErrorCode, &str)] = &[
-            ("dvc.events.G09-21.dossier.submitted", ok.clone(), ErrorCode::SubjectMismatch, "/agency"),
-            ("dvc.events.G09-20.dossier.accepted", ok.clone(), ErrorCode::SubjectMismatch, "/type"),
+            (
+                "dvc.events.G09-21.dossier.submitted",
+                ok.clone(),
+                ErrorCode::SubjectMismatch,
+                "/agency",
+            ),
+            (
+                "dvc.events.G09-20.dossier.accepted",
+                ok.clone(),
+                ErrorCode::SubjectMismatch,
+                "/type",
+            ),
             (
                 "dvc.events.G09-20.dossier.submitted",
                 event_json("G09.20", "dossier.submitted", "2026-06-10T08:15:01+07:00"),
                 ErrorCode::FutureTimestamp,
                 "/occurred_at",
             ),
-            ("dvc.events.G09-20.dossier.submitted", b"{".to_vec(), ErrorCode::MalformedJson, ""),
+            (
+                "dvc.events.G09-20.dossier.submitted",
+                b"{".to_vec(),
+                ErrorCode::MalformedJson,
+                "",
+            ),
         ];
         for (subject, payload, code, path) in cases {
             let rejection = check(subject, payload).unwrap_err();
-            assert_eq!((rejection.code, rejection.path.as_str()), (*code, *path), "{subject}");
+            assert_eq!(
+                (rejection.code, rejection.path.as_str()),
+                (*code, *path),
+                "{subject}"
+            );
         }
         // Exactly at the limit is still accepted.
         let edge = event_json("G09.20", "dossier.submitted", "2026-06-10T08:00:00+07:00");

@@ -173,7 +173,8 @@ impl CommittedPublisher {
             acks.push(ack.into_future());
         }
         for result in futures::future::join_all(acks).await {
-            result.map_err(|e| IngestError::Nats(format!("COMMITTED did not store an entry: {e}")))?;
+            result
+                .map_err(|e| IngestError::Nats(format!("COMMITTED did not store an entry: {e}")))?;
         }
         self.counters.published.store(to, Relaxed);
         Ok(())

@@ -10,8 +10,8 @@
 //! Knows nothing of HTTP. The binary wires it (`socai serve`).
 
 pub mod check;
-pub mod local;
 mod committed;
+pub mod local;
 pub mod streams;
 mod writer;
 
@@ -32,7 +32,9 @@ pub use writer::WriterConfig;
 pub enum IngestError {
     #[error("nats: {0}")]
     Nats(String),
-    #[error("ledger: {0}; nothing was acked for the batch in hand, restart `socai serve` to reopen the ledger")]
+    #[error(
+        "ledger: {0}; nothing was acked for the batch in hand, restart `socai serve` to reopen the ledger"
+    )]
     Ledger(String),
 }
 
@@ -45,6 +47,10 @@ pub struct Counters {
     pub duplicates: AtomicU64,
     /// Events copied to REJECTED and terminated.
     pub rejected: AtomicU64,
+    /// Commits (batches) made.
+    pub batches: AtomicU64,
+    /// Time spent validating and committing (fsync included), in microseconds.
+    pub commit_us: AtomicU64,
     /// Acks the server did not confirm (those messages come back as duplicates).
     pub ack_failures: AtomicU64,
     /// COMMITTED holds every entry below this seq.
@@ -81,6 +87,7 @@ pub async fn serve(
         config,
         counters,
         head: head_tx,
+        settling: tokio::task::JoinSet::new(),
     };
     let result = writer.run(shutdown).await;
     // The writer (and its head sender) is gone: the publisher drains and stops.

@@ -101,7 +101,8 @@ impl LocalNats {
                 cmd.arg("-c").arg(config);
             }
             None => {
-                cmd.args(["-js", "-sd"]).arg(self.options.dir.join("jetstream"));
+                cmd.args(["-js", "-sd"])
+                    .arg(self.options.dir.join("jetstream"));
             }
         }
         let port = if self.port == 0 {
@@ -195,6 +196,59 @@ fn listening_port(log: &str) -> Option<u16> {
         .and_then(|p| p.parse().ok())
 }
 
+/// The store dir line of `deploy/nats/single.conf`.
+const SHIPPED_STORE_DIR: &str = "store_dir: /var/lib/socai/nats";
+
+/// A shipped server config made runnable here: `single.conf` (and the `users.conf` it includes)
+/// copied into `dir`, with only its store dir changed to `dir/jetstream`. Returns the copy's path
+/// and the password variables `users.conf` needs (`SOCAI_NATS_..._PASSWORD`).
+pub fn shipped_config_in(
+    shipped_dir: &Path,
+    dir: &Path,
+) -> Result<(PathBuf, Vec<String>), LocalNatsError> {
+    std::fs::create_dir_all(dir)?;
+    let single = std::fs::read_to_string(shipped_dir.join("single.conf"))?;
+    if !single.contains(SHIPPED_STORE_DIR) {
+        return Err(LocalNatsError::Io(std::io::Error::other(format!(
+            "{}/single.conf no longer sets `{SHIPPED_STORE_DIR}`",
+            shipped_dir.display()
+        ))));
+    }
+    let store = format!(
+        "store_dir: {:?}",
+        dir.join("jetstream").display().to_string()
+    );
+    std::fs::write(
+        dir.join("single.conf"),
+        single.replace(SHIPPED_STORE_DIR, &store),
+    )?;
+    let users = std::fs::read_to_string(shipped_dir.join("users.conf"))?;
+    std::fs::write(dir.join("users.conf"), &users)?;
+    let mut vars: Vec<String> = users
+        .split('$')
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|v| v.starts_with("SOCAI_NATS_") && v.ends_with("_PASSWORD"))
+        .collect();
+    vars.sort();
+    vars.dedup();
+    Ok((dir.join("single.conf"), vars))
+}
+
+/// The user a `SOCAI_NATS_<USER>_PASSWORD` variable of `users.conf` belongs to, as the config
+/// names it: `LEDGER` → `ledger`, `AGENCY_000_00_12_H01` → `000.00.12.H01`.
+pub fn user_of_password_var(var: &str) -> Option<String> {
+    let middle = var.strip_prefix("SOCAI_NATS_")?.strip_suffix("_PASSWORD")?;
+    Some(match middle.strip_prefix("AGENCY_") {
+        Some(agency) => agency.replace('_', "."),
+        None => middle.to_ascii_lowercase(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -202,5 +256,16 @@ mod tests {
         let log = "[1] 2026/11/22 [INF] Starting nats-server\n[1] 2026/11/22 06:00:00.1 [INF] Listening for client connections on 127.0.0.1:41234\n";
         assert_eq!(super::listening_port(log), Some(41234));
         assert_eq!(super::listening_port("nothing"), None);
+    }
+
+    #[test]
+    fn password_variables_name_their_users() {
+        for (var, user) in [
+            ("SOCAI_NATS_LEDGER_PASSWORD", "ledger"),
+            ("SOCAI_NATS_AGENCY_000_00_12_H01_PASSWORD", "000.00.12.H01"),
+        ] {
+            assert_eq!(super::user_of_password_var(var).as_deref(), Some(user));
+        }
+        assert_eq!(super::user_of_password_var("HOME"), None);
     }
 }

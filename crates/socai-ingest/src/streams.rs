@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
-use socai_client::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
+use socai_client::subject::{
+    CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX,
+};
 
 use crate::IngestError;
 
@@ -142,9 +144,9 @@ pub async fn ensure_streams(
         settings.checkpoints(),
     ] {
         let name = config.name.clone();
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|e| IngestError::Nats(format!("cannot create or update stream {name}: {e}")))?;
+        js.create_or_update_stream(config).await.map_err(|e| {
+            IngestError::Nats(format!("cannot create or update stream {name}: {e}"))
+        })?;
     }
     Ok(())
 }

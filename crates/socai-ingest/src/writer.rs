@@ -46,6 +46,12 @@ impl Default for WriterConfig {
     }
 }
 
+/// A message's subject, payload, EVENTS stream seq and JetStream timestamp.
+type Input = (String, Bytes, u64, jiff::Timestamp);
+
+/// Batches whose acks and rejections may be in flight while the next batch is committed.
+const SETTLING_MAX_BATCHES: usize = 4;
+
 /// What became of one message of a batch.
 enum Verdict {
     /// Committed now or before (duplicate): ack.
@@ -61,6 +67,8 @@ pub(crate) struct Writer {
     pub config: WriterConfig,
     pub counters: Arc<Counters>,
     pub head: watch::Sender<u64>,
+    /// Acks and rejections of committed batches, settling while the next batch commits.
+    pub settling: tokio::task::JoinSet<()>,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -70,8 +78,15 @@ impl Writer {
     /// Runs until `shutdown` resolves (the batch in hand is finished first, and a checkpoint is
     /// signed for what it committed) or the ledger fails.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
-        self.pump(shutdown).await?;
+        let pumped = self.pump(shutdown).await;
+        self.settled().await;
+        pumped?;
         self.checkpoint_if_due().await
+    }
+
+    /// Waits until every committed batch is acked or rejected.
+    async fn settled(&mut self) {
+        while self.settling.join_next().await.is_some() {}
     }
 
     async fn pump(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
@@ -103,6 +118,7 @@ impl Writer {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot pull from the ledger consumer; retrying");
+                    self.settled().await;
                     tokio::time::sleep(NATS_RETRY).await;
                     continue 'consumer;
                 }
@@ -115,6 +131,7 @@ impl Writer {
                     chunk = chunks.next() => {
                         let Some(items) = chunk else {
                             tracing::warn!("the pull subscription ended; reopening the consumer");
+                            self.settled().await;
                             continue 'consumer;
                         };
                         let mut batch = Vec::with_capacity(items.len());
@@ -132,6 +149,7 @@ impl Writer {
                             self.process(batch).await?;
                         }
                         if broken {
+                            self.settled().await;
                             // Messages lost in transit stay pending on the server; reopening the
                             // consumer at its ack floor delivers them again, in order.
                             continue 'consumer;
@@ -169,7 +187,7 @@ impl Writer {
 
     /// Validate, commit (fsync), then settle every message of the batch.
     async fn process(&mut self, batch: Vec<jetstream::Message>) -> Result<(), IngestError> {
-        let mut inputs = Vec::with_capacity(batch.len());
+        let mut inputs: Vec<Input> = Vec::with_capacity(batch.len());
         for msg in &batch {
             let (stream_seq, published) = match msg.info() {
                 Ok(info) => (
@@ -184,13 +202,19 @@ impl Writer {
                     )));
                 }
             };
-            inputs.push((msg.subject.to_string(), msg.payload.clone(), stream_seq, published));
+            inputs.push((
+                msg.subject.to_string(),
+                msg.payload.clone(),
+                stream_seq,
+                published,
+            ));
         }
         let mut ledger = self.ledger()?;
         let validator = self.validator.clone();
         let skew = self.config.max_future_skew;
         let inputs = Arc::new(inputs);
         let task_inputs = inputs.clone();
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let mut events: Vec<Event> = Vec::with_capacity(task_inputs.len());
             let mut recorded: Vec<String> = Vec::with_capacity(task_inputs.len());
@@ -226,6 +250,10 @@ impl Writer {
             joined.map_err(|e| IngestError::Ledger(format!("commit task failed: {e}")))?;
         let head = ledger.head().size;
         self.ledger = Some(ledger);
+        self.counters.batches.fetch_add(1, Relaxed);
+        self.counters
+            .commit_us
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         // The batch is fsynced (or nothing of it is): only now may anything be acked.
         let outcomes = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
         self.head.send_replace(head);
@@ -248,20 +276,37 @@ impl Writer {
                 },
             })
             .collect();
-        self.settle(&batch, &inputs, verdicts).await;
+        // The batch is durable: settle it in the background while the next one commits.
+        while self.settling.len() >= SETTLING_MAX_BATCHES {
+            self.settling.join_next().await;
+        }
+        let settler = Settler {
+            js: self.js.clone(),
+            counters: self.counters.clone(),
+        };
+        self.settling.spawn(settler.settle(batch, inputs, verdicts));
         Ok(())
     }
+}
 
+/// What the settle stage needs: a handle on NATS and the counters.
+#[derive(Clone)]
+struct Settler {
+    js: jetstream::Context,
+    counters: Arc<Counters>,
+}
+
+impl Settler {
     /// Acks what is committed; copies what is rejected to REJECTED and then terminates it.
     async fn settle(
-        &self,
-        batch: &[jetstream::Message],
-        inputs: &[(String, Bytes, u64, jiff::Timestamp)],
+        self,
+        batch: Vec<jetstream::Message>,
+        inputs: Arc<Vec<Input>>,
         verdicts: Vec<Verdict>,
     ) {
         let mut acks = Vec::new();
         let mut rejects = Vec::new();
-        for ((msg, input), verdict) in batch.iter().zip(inputs).zip(verdicts) {
+        for ((msg, input), verdict) in batch.iter().zip(inputs.iter()).zip(verdicts) {
             match verdict {
                 Verdict::Ack { duplicate } => {
                     let counter = if duplicate {
@@ -293,7 +338,7 @@ impl Writer {
     async fn reject(
         &self,
         msg: &jetstream::Message,
-        (subject, payload, stream_seq, published): &(String, Bytes, u64, jiff::Timestamp),
+        (subject, payload, stream_seq, published): &Input,
         rejection: Rejection,
     ) {
         let id = event_id_of(payload);
@@ -317,7 +362,11 @@ impl Writer {
             .payload(payload.clone())
             .headers(headers);
         let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
-            Ok(ack) => ack.into_future().await.map(|_| ()).map_err(|e| e.to_string()),
+            Ok(ack) => ack
+                .into_future()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match stored {

@@ -310,7 +310,13 @@ impl<S: Storage> Ledger<S> {
             }
             let seq = head.size;
             let commitment = salted.map(|(_, c)| c);
-            let entry = Entry::encode(seq, &head.leaf, recorded_at.of(i), &public, commitment.as_ref());
+            let entry = Entry::encode(
+                seq,
+                &head.leaf,
+                recorded_at.of(i),
+                &public,
+                commitment.as_ref(),
+            );
             let leaf = leaf_hash(&entry);
             range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
@@ -625,7 +631,11 @@ impl<S: Storage> Ledger<S> {
             LedgerError::Invariant(format!("stored event {seq} does not parse: {e}"))
         })?;
         let redaction = Event::redaction(&target, seq, reason, redacted_by, at);
-        let outcome = self.append_inner(std::slice::from_ref(&redaction), RecordedAt::Batch(at), vec![seq])?;
+        let outcome = self.append_inner(
+            std::slice::from_ref(&redaction),
+            RecordedAt::Batch(at),
+            vec![seq],
+        )?;
         match outcome.first() {
             Some(AppendOutcome::Committed { seq: r })
             | Some(AppendOutcome::Duplicate { seq: r }) => Ok((seq, *r)),

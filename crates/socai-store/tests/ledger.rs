@@ -404,6 +404,35 @@ proptest! {
             prop_assert_eq!(la.entry_bytes(seq).unwrap(), lb.entry_bytes(seq).unwrap());
         }
     }
+
+    /// With a recorded_at per event (the JetStream timestamp), entries do not depend on batching
+    /// either, and each entry records its own event's time.
+    #[test]
+    fn per_event_recorded_at_is_independent_of_batching(cuts in proptest::collection::vec(1usize..60, 1..6)) {
+        let evs = events(120, 11);
+        let times: Vec<String> = (0..evs.len())
+            .map(|i| format!("2026-11-22T01:{:02}:{:02}.{:03}Z", i / 60, i % 60, i))
+            .collect();
+        let a = Fixture::new();
+        let mut la = a.open(LedgerConfig::default());
+        la.append_batch_recorded(&evs, &times).unwrap();
+        let b = Fixture::new();
+        let mut lb = b.open(LedgerConfig::default());
+        let mut start = 0;
+        for c in cuts {
+            let end = (start + c).min(evs.len());
+            lb.append_batch_recorded(&evs[start..end], &times[start..end]).unwrap();
+            start = end;
+        }
+        lb.append_batch_recorded(&evs[start..], &times[start..]).unwrap();
+        prop_assert_eq!(la.root(), lb.root());
+        for seq in 0..120u64 {
+            let entry = la.entry(seq).unwrap();
+            prop_assert_eq!(&entry.recorded_at, &times[seq as usize]);
+            prop_assert_eq!(la.entry_bytes(seq).unwrap(), lb.entry_bytes(seq).unwrap());
+        }
+        prop_assert!(la.append_batch_recorded(&evs[..2], &times[..1]).is_err());
+    }
 }
 
 /// Delegates to sled, but can be told to fail the next commit after applying it (as a failed

@@ -285,8 +285,28 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the ")" that closes the command name: utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn mib(v: Option<f64>) -> String {
-    v.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into())
+    v.map(|m| format!("{m:.0} MiB"))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 /// `socai bench ingest`: publish → committed, fsynced, acked, through a real nats-server, beside a
@@ -332,10 +352,15 @@ pub fn ingest(
     let url = server.url();
     let _ = g;
 
+    let nats_pid = server.pid().map(|p| p.to_string()).unwrap_or_default();
+    let cpu = || (cpu_secs("self"), cpu_secs(&nats_pid));
+
     // 1. baseline: JetStream → sled, no validation, hashing or indexes.
     reset_peak_rss();
     let bare_path = tmp.path().join("bare");
+    let cpu0 = cpu();
     let bare_secs = rt.block_on(bare_pipeline(&url, &messages, batch, &bare_path))?;
+    let bare_cpu = (cpu().0 - cpu0.0, cpu().1 - cpu0.1);
     let bare_rss = peak_rss_mib();
 
     // 2. socai: the real writer (socai_ingest::serve) on a fresh ledger.
@@ -344,6 +369,7 @@ pub fn ingest(
     data.init("bench.socai/ledger")?;
     let ledger = data.open_ledger(LedgerConfig::default())?;
     let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+    let cpu0 = cpu();
     let (socai_secs, publish_secs) = rt.block_on(async {
         let (client, _) = socai_client::publisher::connect(&NatsConfig::new(&url)).await?;
         let js = async_nats::jetstream::new(client);
@@ -375,6 +401,7 @@ pub fn ingest(
         writer.await??;
         anyhow::Ok((started.elapsed().as_secs_f64(), publish_secs))
     })?;
+    let socai_cpu = (cpu().0 - cpu0.0, cpu().1 - cpu0.1);
     let socai_rss = peak_rss_mib();
     let socai_rate = rate(events, socai_secs);
     let bare_rate = rate(events, bare_secs);
@@ -392,6 +419,21 @@ pub fn ingest(
         None,
         "",
     );
+    let us_per_event = |secs: f64| format!("{:.1} µs", secs * 1e6 / events as f64);
+    row(
+        "  CPU per event: socai process",
+        us_per_event(socai_cpu.0),
+        &us_per_event(bare_cpu.0),
+        None,
+        "publisher + ledger, one process",
+    );
+    row(
+        "  CPU per event: nats-server",
+        us_per_event(socai_cpu.1),
+        &us_per_event(bare_cpu.1),
+        None,
+        "",
+    );
     row(
         "peak RSS (whole process)",
         mib(socai_rss),
@@ -400,12 +442,18 @@ pub fn ingest(
         "bounded",
     );
     let c = &counters;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let batches = load(&c.batches).max(1);
     println!(
-        "committed {} duplicates {} rejected {} ack failures {}",
-        c.committed.load(std::sync::atomic::Ordering::Relaxed),
-        c.duplicates.load(std::sync::atomic::Ordering::Relaxed),
-        c.rejected.load(std::sync::atomic::Ordering::Relaxed),
-        c.ack_failures.load(std::sync::atomic::Ordering::Relaxed),
+        "committed {} duplicates {} rejected {} ack failures {}; {} commits of {:.0} events on average, validate + commit {:.1} ms each ({:.0}% of the run)",
+        load(&c.committed),
+        load(&c.duplicates),
+        load(&c.rejected),
+        load(&c.ack_failures),
+        batches,
+        load(&c.committed) as f64 / batches as f64,
+        load(&c.commit_us) as f64 / batches as f64 / 1000.0,
+        load(&c.commit_us) as f64 / 1e6 / socai_secs * 100.0,
     );
     drop(server);
     Ok(())
@@ -458,9 +506,8 @@ async fn bare_pipeline(
         })
         .collect();
     let started = Instant::now();
-    let publish = tokio::spawn(async move {
-        publisher.publish_all(bare_messages, 512, |_| {}).await
-    });
+    let publish =
+        tokio::spawn(async move { publisher.publish_all(bare_messages, 512, |_| {}).await });
     let mut chunks = consumer
         .stream()
         .max_messages_per_batch(batch)

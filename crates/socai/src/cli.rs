@@ -33,7 +33,12 @@ pub struct Global {
     #[arg(long, global = true, env = "SOCAI_NATS_USER")]
     pub nats_user: Option<String>,
     /// NATS password
-    #[arg(long, global = true, env = "SOCAI_NATS_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOCAI_NATS_PASSWORD",
+        hide_env_values = true
+    )]
     pub nats_password: Option<String>,
     /// Machine-readable JSON output
     #[arg(long, global = true)]

@@ -1,8 +1,10 @@
-//! `socai demo`: the whole story on one machine, in a fresh data dir: a realistic workload is
-//! imported, verified, proven, exported and verified offline, then personal data is redacted and
-//! everything still verifies. (The NATS-fed demo replaces this once ingestion lands.)
+//! `socai demo`: the whole story on one machine, in a fresh data dir: a nats-server runs with the
+//! shipped config (per-agency users, sync_interval: always); the ledger writer consumes what an
+//! integration gateway publishes (a realistic workload, a retry, a few bad events that land on
+//! REJECTED); then the ledger is verified, proven, exported and verified offline, and personal data
+//! is redacted with everything still verifying.
 
-use super::{audit, import};
+use super::audit;
 use crate::cli::{Global, ProofKind};
 use anyhow::Context;
 use socai_store::DataDir;
@@ -25,22 +27,15 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     super::init(&g, "demo.socai.vn/ledger")?;
 
     step(&format!(
-        "2. simulate {events} realistic dossier events (63 provinces) and import them in two parts"
+        "2. simulate {events} realistic dossier events (63 provinces); publish them over NATS; the ledger commits each once"
     ));
-    let first = work.join("events-part1.jsonl");
-    let second = work.join("events-part2.jsonl");
     let all = work.join("events.jsonl");
     super::simulate(events, socai_sim::SimConfig::default(), Some(&all))?;
     let text = std::fs::read_to_string(&all)?;
     let lines: Vec<&str> = text.lines().collect();
     let cut = lines.len() * 4 / 5;
-    std::fs::write(&first, lines[..cut].join("\n"))?;
-    std::fs::write(&second, lines[cut..].join("\n"))?;
-    import::run(&g, &first, None)?;
     let old_size = cut as u64;
-    import::run(&g, &second, None)?;
-    println!("re-importing part 2 is safe (same ids, same content → duplicates):");
-    import::run(&g, &second, None)?;
+    over_nats(&g, &work, &lines, cut)?;
 
     step("3. verify the whole ledger against the verifier key");
     audit::verify(&g, Some(&dir.vkey_path()), None, &[])?;
@@ -98,5 +93,187 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     println!("  socai --data-dir {data} history {dossier}");
     println!("  socai --data-dir {data} show {id}");
     println!("  socai --data-dir {data} verify");
+    Ok(())
+}
+
+/// Step 2: nats-server with the shipped config, the ledger writer in this process (user
+/// `ledger`), the workload published by the integration gateway (user `gateway`) in two parts,
+/// a checkpoint kept between them for the consistency proof, a retry, and bad events.
+fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> anyhow::Result<()> {
+    use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
+    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server, shipped_config_in};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let shipped = std::path::Path::new("deploy/nats");
+    anyhow::ensure!(
+        shipped.join("single.conf").is_file(),
+        "deploy/nats/single.conf not found: run the demo from the repository root (deploy/demo.sh does)"
+    );
+    let (config, vars) = shipped_config_in(shipped, &work.join("nats"))?;
+    let secret = |var: &str| format!("demo-{}-{}", var.len(), rand::random::<u64>());
+    let env: Vec<(String, String)> = vars.iter().map(|v| (v.clone(), secret(v))).collect();
+    let password = |user: &str| {
+        env.iter()
+            .find(|(v, _)| socai_ingest::local::user_of_password_var(v).as_deref() == Some(user))
+            .map(|(_, p)| p.clone())
+    };
+    let server = LocalNats::start(LocalNatsOptions {
+        binary: find_nats_server(None)?,
+        dir: work.join("nats"),
+        config: Some(config),
+        env: env.clone(),
+        port: 0,
+    })?;
+    println!(
+        "nats-server {} with deploy/nats/single.conf (users: {})",
+        server.url(),
+        vars.iter()
+            .filter_map(|v| socai_ingest::local::user_of_password_var(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let as_user = |user: &str| NatsConfig {
+        user: Some(user.to_string()),
+        password: password(user),
+        name: format!("socai-demo-{user}"),
+        ..NatsConfig::new(server.url())
+    };
+    let messages = |part: &[&str]| -> Vec<Outgoing> {
+        part.iter()
+            .filter_map(|l| serde_json::from_str::<socai_model::Event>(l).ok())
+            .map(|e| Outgoing::event(&e))
+            .collect()
+    };
+    let (first, second) = (messages(&lines[..cut]), messages(&lines[cut..]));
+    let (mut ledger, config) = super::open_ledger(g)?;
+    let writer = config.writer();
+    let rt = super::nats::runtime()?;
+    rt.block_on(async {
+        let (client, _) = socai_client::publisher::connect(&as_user("ledger")).await?;
+        let js = async_nats::jetstream::new(client);
+        socai_ingest::ensure_streams(&js, &writer.streams).await?;
+        let gateway = Publisher::connect(&as_user("gateway")).await?;
+        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+        let started = std::time::Instant::now();
+        let wait_for = |n: u64| {
+            let c = counters.clone();
+            async move {
+                while c.committed.load(Relaxed)
+                    + c.duplicates.load(Relaxed)
+                    + c.rejected.load(Relaxed)
+                    < n
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        };
+        // Part 1, then a checkpoint at its size (the auditor keeps it), then part 2.
+        let publish = |msgs: Vec<Outgoing>, what: &'static str| {
+            let gateway = gateway.clone();
+            async move {
+                let bar = crate::output::progress(msgs.len() as u64, what);
+                let failed = gateway.publish_all(msgs, 512, |_| bar.inc(1)).await;
+                bar.finish_and_clear();
+                anyhow::ensure!(failed == 0, "{failed} events could not be published");
+                anyhow::Ok(())
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let part1 = first.len() as u64;
+        // The writer runs for part 1 only, so the demo can sign a checkpoint at exactly that size.
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        let writer1 = tokio::spawn(socai_ingest::serve(
+            js.clone(),
+            ledger,
+            writer.clone(),
+            counters.clone(),
+            stop,
+            std::time::Duration::from_secs(10),
+        ));
+        publish(first, "publish").await?;
+        wait_for(part1).await;
+        let _ = stop_tx.send(());
+        writer1.await??;
+        println!(
+            "part 1: {part1} events published by the gateway and committed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(())
+    })?;
+    ledger = super::open_ledger(g)?.0;
+    let kept = ledger.checkpoint()?;
+    std::fs::write(work.join("checkpoint-part1.note"), &kept.note)?;
+    println!(
+        "signed checkpoint at size {} kept in checkpoint-part1.note",
+        kept.checkpoint.size
+    );
+    rt.block_on(async {
+        let (client, _) = socai_client::publisher::connect(&as_user("ledger")).await?;
+        let js = async_nats::jetstream::new(client);
+        let gateway = Publisher::connect(&as_user("gateway")).await?;
+        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        let writer2 = tokio::spawn(socai_ingest::serve(
+            js.clone(), ledger, writer.clone(), counters.clone(), stop, std::time::Duration::from_secs(10),
+        ));
+        let part2 = second.len() as u64;
+        let started = std::time::Instant::now();
+        let bar = crate::output::progress(part2, "publish");
+        let failed = gateway.publish_all(second.clone(), 512, |_| bar.inc(1)).await;
+        bar.finish_and_clear();
+        anyhow::ensure!(failed == 0, "{failed} events could not be published");
+        // A retry of the whole of part 2: JetStream's dedup window answers "duplicate".
+        let mut duplicates = 0;
+        gateway.publish_all(second.iter().take(1000).cloned(), 512, |r| {
+            if r.is_ok_and(|p| p.duplicate) { duplicates += 1 }
+        }).await;
+        println!("retrying 1000 events of part 2: {duplicates} answered as duplicates by JetStream (same ids)");
+        // Bad events: each lands on REJECTED with its reason, nothing is lost.
+        let bad = [
+            ("dvc.events.000-00-12-H01.dossier.submitted", r#"{"id":"demo-bad-1","type":"dossier.submitted"#.to_string()),
+            ("dvc.events.000-00-12-H01.dossier.submitted", lines[cut].replace("\"schema\":1", "\"schema\":7")),
+            ("dvc.events.000-00-12-H01.dossier.teleported", r#"{"id":"demo-bad-3","type":"dossier.teleported","agency":"000.00.12.H01","procedure":"1.0","dossier":"D1","occurred_at":"2026-06-09T08:15:00+07:00","schema":1,"data":{}}"#.to_string()),
+        ];
+        for (i, (subject, payload)) in bad.iter().enumerate() {
+            gateway.publish_outgoing(Outgoing {
+                subject: subject.to_string(),
+                id: format!("demo-bad-{i}"),
+                payload: payload.clone().into(),
+            }).await?;
+        }
+        while counters.committed.load(Relaxed) + counters.rejected.load(Relaxed) < part2 + bad.len() as u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(());
+        writer2.await??;
+        println!(
+            "part 2: {} committed, {} rejected in {:.1} s",
+            counters.committed.load(Relaxed),
+            counters.rejected.load(Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        let mut rejected = js.get_stream(socai_ingest::REJECTED).await?;
+        let last = rejected.info().await?.state.last_sequence;
+        for seq in 1..=last {
+            let m = rejected.get_raw_message(seq).await?;
+            let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_string()).unwrap_or_default();
+            println!(
+                "  REJECTED {}: {} at {:?}: {}",
+                m.subject,
+                h(socai_ingest::check::H_CODE),
+                h(socai_ingest::check::H_PATH),
+                h(socai_ingest::check::H_REASON)
+            );
+        }
+        let committed = js.get_stream(socai_ingest::COMMITTED).await?.info().await?.state.messages;
+        println!("COMMITTED stream holds {committed} entries for the projection workers");
+        anyhow::Ok(())
+    })?;
+    drop(server);
     Ok(())
 }
