@@ -403,6 +403,49 @@ pub fn ingest(
     })?;
     let socai_cpu = (cpu().0 - cpu0.0, cpu().1 - cpu0.1);
     let socai_rss = peak_rss_mib();
+
+    // 3. backlog: both streams now hold the N events; a new consumer and a new store each catch
+    // up on them with no publisher running (the ledger's capacity, and the bare one's).
+    let (backlog_bare_secs, backlog_socai_secs) = rt.block_on(async {
+        let (client, _) = socai_client::publisher::connect(&NatsConfig::new(&url)).await?;
+        let js = async_nats::jetstream::new(client);
+        let bare = js.get_stream("BARE").await?;
+        let bare_secs = bare_consume(
+            &bare,
+            "bare-backlog",
+            n,
+            batch,
+            &tmp.path().join("bare-backlog"),
+        )
+        .await?;
+        // A new ledger starts COMMITTED and CHECKPOINTS from scratch, as a new deployment would.
+        js.delete_stream(socai_ingest::COMMITTED).await?;
+        js.delete_stream(socai_ingest::CHECKPOINTS).await?;
+        let data = socai_store::DataDir::new(tmp.path().join("socai-backlog"));
+        data.init("bench.socai/ledger")?;
+        let ledger = data.open_ledger(LedgerConfig::default())?;
+        let mut config = socai_ingest::WriterConfig::default();
+        config.streams.consumer = "ledger-backlog".into();
+        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+        let done = counters.clone();
+        let target = n as u64;
+        let finished = async move {
+            while done.committed.load(std::sync::atomic::Ordering::Relaxed) < target {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        let started = Instant::now();
+        socai_ingest::serve(
+            js,
+            ledger,
+            config,
+            counters,
+            finished,
+            std::time::Duration::from_secs(30),
+        )
+        .await?;
+        anyhow::Ok((bare_secs, started.elapsed().as_secs_f64()))
+    })?;
     let socai_rate = rate(events, socai_secs);
     let bare_rate = rate(events, bare_secs);
     row(
@@ -411,6 +454,17 @@ pub fn ingest(
         &per_s(bare_rate),
         Some(socai_rate / bare_rate),
         ">= 40k/s and >= 0.8x bare",
+    );
+    let (backlog_socai, backlog_bare) = (
+        rate(events, backlog_socai_secs),
+        rate(events, backlog_bare_secs),
+    );
+    row(
+        "catching up a backlog (no publisher)",
+        per_s(backlog_socai),
+        &per_s(backlog_bare),
+        Some(backlog_socai / backlog_bare),
+        "(the ledger's own capacity)",
     );
     row(
         "  publishing alone (PubAcks)",
@@ -467,8 +521,7 @@ async fn bare_pipeline(
     batch: usize,
     path: &Path,
 ) -> anyhow::Result<f64> {
-    use async_nats::jetstream::{consumer, stream};
-    use futures::StreamExt;
+    use async_nats::jetstream::stream;
     use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
 
     let (client, _) = socai_client::publisher::connect(&NatsConfig::new(url)).await?;
@@ -481,20 +534,6 @@ async fn bare_pipeline(
             ..Default::default()
         })
         .await?;
-    let consumer = bare
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("bare".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            max_ack_pending: 20_000,
-            ..Default::default()
-        })
-        .await?;
-    let db = sled::Config::new()
-        .path(path)
-        .flush_every_ms(None)
-        .cache_capacity(256 << 20)
-        .open()?;
-    let tree = db.open_tree("bare")?;
     let total = messages.len();
     let publisher = Publisher::connect(&NatsConfig::new(url)).await?;
     let bare_messages: Vec<Outgoing> = messages
@@ -508,6 +547,39 @@ async fn bare_pipeline(
     let started = Instant::now();
     let publish =
         tokio::spawn(async move { publisher.publish_all(bare_messages, 512, |_| {}).await });
+    bare_consume(&bare, "bare", total, batch, path).await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(publish.await? == 0, "bare publishes failed");
+    Ok(secs)
+}
+
+/// The bare consumer: `total` messages of `stream` through a new durable consumer `name`, each
+/// ready chunk (≤ `batch`) written to a sled at `path` with one batch + fsync, then double-acked.
+/// Returns the seconds it took.
+async fn bare_consume(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    total: usize,
+    batch: usize,
+    path: &Path,
+) -> anyhow::Result<f64> {
+    use async_nats::jetstream::consumer;
+    use futures::StreamExt;
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await?;
+    let db = sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .cache_capacity(256 << 20)
+        .open()?;
+    let tree = db.open_tree("bare")?;
     let mut chunks = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -538,7 +610,5 @@ async fn bare_pipeline(
         }
         done += msgs.len();
     }
-    let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(publish.await? == 0, "bare publishes failed");
-    Ok(secs)
+    Ok(started.elapsed().as_secs_f64())
 }
