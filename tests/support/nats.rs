@@ -150,8 +150,18 @@ impl Serve {
         }
     }
 
-    /// SIGTERM, then waits for a clean exit (asserted).
+    /// SIGTERM once it is serving (a process still starting up has no handler yet), then waits
+    /// for a clean exit (asserted).
     pub fn stop(&mut self) {
+        let started = std::time::Instant::now();
+        while self.running()
+            && !std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains("serving")
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         if let Some(mut c) = self.child.take() {
             let status = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])

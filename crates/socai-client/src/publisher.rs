@@ -52,18 +52,34 @@ pub fn inbox_prefix(user: &str) -> String {
     format!("_INBOX_{}", agency_token(user))
 }
 
-/// The last error the server reported on a connection (e.g. a permissions violation), kept so a
-/// publish that timed out can say why.
+/// The errors the server reported on a connection (e.g. permissions violations), the latest
+/// [`SERVER_ERRORS_KEPT`] of them, kept so a publish that timed out can say why.
 #[derive(Debug, Clone, Default)]
-pub struct ServerErrors(Arc<Mutex<Option<String>>>);
+pub struct ServerErrors(Arc<Mutex<std::collections::VecDeque<String>>>);
+
+/// How many server errors a connection remembers.
+pub const SERVER_ERRORS_KEPT: usize = 32;
 
 impl ServerErrors {
+    /// The latest error.
     pub fn last(&self) -> Option<String> {
-        self.0.lock().map(|e| e.clone()).unwrap_or(None)
+        self.0.lock().ok().and_then(|e| e.back().cloned())
     }
-    fn set(&self, error: String) {
-        if let Ok(mut last) = self.0.lock() {
-            *last = Some(error);
+
+    /// The latest errors, oldest first.
+    pub fn recent(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn push(&self, error: String) {
+        if let Ok(mut errors) = self.0.lock() {
+            if errors.len() == SERVER_ERRORS_KEPT {
+                errors.pop_front();
+            }
+            errors.push_back(error);
         }
     }
 }
@@ -81,7 +97,7 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
                 match event {
                     NatsEvent::ServerError(err) => {
                         tracing::warn!(error = %err, "nats server reported an error");
-                        sink.set(err.to_string());
+                        sink.push(err.to_string());
                     }
                     NatsEvent::Disconnected => tracing::warn!("disconnected from nats"),
                     NatsEvent::Connected => tracing::info!("connected to nats"),
@@ -315,8 +331,10 @@ impl Publisher {
             // A timeout after the server refused the subject for this user: say so, now.
             PublishErrorKind::TimedOut => self
                 .errors
-                .last()
-                .filter(|e| e.contains("Permissions Violation") && e.contains(&msg.subject))
+                .recent()
+                .into_iter()
+                .rev()
+                .find(|e| e.contains(&format!("Publish to \"{}\"", msg.subject)))
                 .map(|e| {
                     format!(
                         "the server refused it: {e}; this user may publish only to its own agency's subjects"

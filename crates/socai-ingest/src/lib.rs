@@ -33,9 +33,12 @@ pub enum IngestError {
     #[error("nats: {0}")]
     Nats(String),
     #[error(
-        "ledger: {0}; nothing was acked for the batch in hand, restart `socai serve` to reopen the ledger"
+        "ledger: {0}; nothing of the batch in hand was acked: restart `socai serve` (it reopens the ledger and the messages come again)"
     )]
     Ledger(String),
+    /// COMMITTED does not continue this ledger; the message says what to do.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 /// Running totals since start, readable while the writer runs.
@@ -89,10 +92,36 @@ pub async fn serve(
         head: head_tx,
         settling: tokio::task::JoinSet::new(),
     };
-    let result = writer.run(shutdown).await;
-    // The writer (and its head sender) is gone: the publisher drains and stops.
-    if let Err(e) = publisher.await {
-        tracing::error!(error = %e, "the committed publisher failed");
+    // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
+    let publisher_failed = Arc::new(tokio::sync::Notify::new());
+    let stop = {
+        let failed = publisher_failed.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = failed.notified() => {}
+            }
+        }
+    };
+    let watcher = {
+        let failed = publisher_failed.clone();
+        async move {
+            let result = publisher.await;
+            if !matches!(result, Ok(Ok(()))) {
+                failed.notify_one();
+            }
+            result
+        }
+    };
+    let (written, published) = tokio::join!(writer.run(stop), watcher);
+    match published {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) => {
+            return Err(IngestError::Ledger(format!(
+                "the committed publisher failed: {e}"
+            )));
+        }
     }
-    result
+    written
 }

@@ -111,7 +111,8 @@ impl LocalNats {
             self.port.to_string()
         };
         let stderr = std::fs::File::create(self.options.dir.join("nats-server.stderr"))?;
-        cmd.args(["-a", "127.0.0.1", "-p", &port])
+        // A random monitoring port: several servers (tests in parallel) must not clash on 8222.
+        cmd.args(["-a", "127.0.0.1", "-p", &port, "-m", "-1"])
             .arg("-l")
             .arg(&log)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))

@@ -16,6 +16,9 @@ pub const REJECTED: &str = "REJECTED";
 pub const COMMITTED: &str = "COMMITTED";
 pub const CHECKPOINTS: &str = "CHECKPOINTS";
 
+/// Room kept in a message for the headers of its REJECTED copy (they are at most ~4 KiB).
+pub const REJECTION_HEADROOM_BYTES: i32 = 64 * 1024;
+
 /// Stream and consumer settings (socai.toml `[ingest]`).
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
@@ -23,8 +26,10 @@ pub struct StreamSettings {
     pub replicas: usize,
     /// JetStream drops a message whose Nats-Msg-Id it saw within this window.
     pub duplicate_window: Duration,
-    /// Largest message the EVENTS stream stores; bigger ones are refused to the publisher. The
-    /// ledger's own `max_event_bytes` (smaller) sends events between the two to REJECTED.
+    /// Largest message the EVENTS stream stores; bigger ones are refused to the publisher (at most
+    /// the server's max_payload minus [`REJECTION_HEADROOM_BYTES`], so every stored message fits
+    /// on REJECTED). The ledger's own `max_event_bytes` (smaller) sends events between the two to
+    /// REJECTED as `oversized`.
     pub max_msg_bytes: i32,
     /// EVENTS keeps messages this long (the ledger must consume them before).
     pub events_max_age: Duration,
@@ -46,7 +51,7 @@ impl Default for StreamSettings {
         StreamSettings {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
-            max_msg_bytes: 1024 * 1024,
+            max_msg_bytes: 1024 * 1024 - REJECTION_HEADROOM_BYTES,
             events_max_age: Duration::from_secs(30 * 24 * 3600),
             events_max_bytes: -1,
             rejected_max_age: Duration::from_secs(365 * 24 * 3600),
@@ -85,8 +90,8 @@ impl StreamSettings {
             subjects: vec![format!("{REJECTED_PREFIX}.>")],
             storage: stream::StorageType::File,
             max_age: self.rejected_max_age,
-            // Room for an oversized original plus its headers.
-            max_message_size: self.max_msg_bytes.saturating_add(64 * 1024),
+            // Room for the largest original plus its headers.
+            max_message_size: self.max_msg_bytes.saturating_add(REJECTION_HEADROOM_BYTES),
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
             ..Default::default()
@@ -137,6 +142,26 @@ pub async fn ensure_streams(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> Result<(), IngestError> {
+    if let Some(cluster) = js.client().server_info().cluster
+        && settings.replicas < 3
+    {
+        return Err(IngestError::Nats(format!(
+            "nats-server is part of cluster {cluster:?} but streams would have {} replica(s): set `[ingest] stream_replicas = 3` in socai.toml so a node's loss loses nothing",
+            settings.replicas
+        )));
+    }
+    // A REJECTED copy carries the original plus headers: it must fit the server's max_payload.
+    let max_payload = i32::try_from(js.client().server_info().max_payload).unwrap_or(i32::MAX);
+    let mut settings = settings.clone();
+    // (0: not known yet, the client has not heard from the server.)
+    if max_payload > 0 && settings.max_msg_bytes > max_payload - REJECTION_HEADROOM_BYTES {
+        settings.max_msg_bytes = (max_payload - REJECTION_HEADROOM_BYTES).max(4096);
+        tracing::info!(
+            max_payload,
+            events_max_msg_bytes = settings.max_msg_bytes,
+            "EVENTS stores messages up to the server's max_payload minus room for rejection headers"
+        );
+    }
     for config in [
         settings.events(),
         settings.rejected(),
@@ -158,9 +183,13 @@ pub async fn ensure_streams(
 /// pending (delivered, unacked) messages, it is recreated at its ack floor: everything after
 /// the floor is delivered again in stream order, and what the ledger already holds comes back
 /// as duplicates. Only the single writer calls this, with nothing of its own in flight.
+///
+/// When the consumer does not exist, it is created to deliver from just after `committed_up_to`
+/// (the last EVENTS stream seq the ledger committed), or from the beginning for a new ledger.
 pub async fn ledger_consumer(
     js: &jetstream::Context,
     settings: &StreamSettings,
+    committed_up_to: Option<u64>,
 ) -> Result<consumer::PullConsumer, IngestError> {
     let nats = |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
     let stream = js
@@ -170,10 +199,18 @@ pub async fn ledger_consumer(
     match stream.consumer_info(&settings.consumer).await {
         Ok(info) => {
             if info.num_ack_pending == 0 {
-                return stream
-                    .get_consumer(&settings.consumer)
-                    .await
-                    .map_err(|e| nats("cannot open the ledger consumer", &e));
+                // Same delivery start, settings from this config (ack_wait, max_ack_pending...).
+                let config = settings.consumer_config(info.config.deliver_policy);
+                return match stream.create_consumer(config).await {
+                    Ok(c) => Ok(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot update the ledger consumer's settings; using it as it is");
+                        stream
+                            .get_consumer(&settings.consumer)
+                            .await
+                            .map_err(|e| nats("cannot open the ledger consumer", &e))
+                    }
+                };
             }
             let from = info.ack_floor.stream_sequence + 1;
             tracing::info!(
@@ -198,8 +235,21 @@ pub async fn ledger_consumer(
         Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
         Err(e) => return Err(nats("cannot read the ledger consumer", &e)),
     }
+    let deliver = match committed_up_to {
+        Some(seq) => {
+            tracing::info!(
+                consumer = %settings.consumer,
+                from_stream_seq = seq + 1,
+                "creating the ledger consumer after the last EVENTS message the ledger committed"
+            );
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            }
+        }
+        None => consumer::DeliverPolicy::All,
+    };
     stream
-        .create_consumer(settings.consumer_config(consumer::DeliverPolicy::All))
+        .create_consumer(settings.consumer_config(deliver))
         .await
         .map_err(|e| nats("cannot create the ledger consumer", &e))
 }

@@ -49,8 +49,44 @@ impl Default for WriterConfig {
 /// A message's subject, payload, EVENTS stream seq and JetStream timestamp.
 type Input = (String, Bytes, u64, jiff::Timestamp);
 
+/// Longest a batch's acks and rejections may take.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+
 /// Batches whose acks and rejections may be in flight while the next batch is committed.
 const SETTLING_MAX_BATCHES: usize = 4;
+
+/// The messages of a pulled chunk that can be committed in order: up to the first pull error, or
+/// the first gap in the consumer's delivery sequence (a message lost in transit, e.g. in a
+/// reconnect, would otherwise come back after ack_wait behind newer messages of its subject).
+/// Returns them and whether the consumer must be reopened at its ack floor.
+fn in_order(
+    items: Vec<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>,
+    last_consumer_seq: &mut u64,
+) -> (Vec<jetstream::Message>, bool) {
+    let mut batch = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Ok(msg) => {
+                let consumer_seq = msg.info().map(|i| i.consumer_sequence).unwrap_or(0);
+                if consumer_seq != *last_consumer_seq + 1 {
+                    tracing::warn!(
+                        expected = *last_consumer_seq + 1,
+                        got = consumer_seq,
+                        "a delivery went missing; reopening the consumer at its ack floor"
+                    );
+                    return (batch, true);
+                }
+                *last_consumer_seq = consumer_seq;
+                batch.push(msg);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling from the ledger consumer failed");
+                return (batch, true);
+            }
+        }
+    }
+    (batch, false)
+}
 
 /// What became of one message of a batch.
 enum Verdict {
@@ -94,17 +130,25 @@ impl Writer {
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'consumer: loop {
-            let consumer = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                c = ledger_consumer(&self.js, &self.config.streams) => c,
+            // Not raced against shutdown: a reset must never stop between delete and create.
+            // Where to start if the consumer is gone (e.g. a reset interrupted by a crash): after
+            // the last EVENTS message this ledger committed, not from the stream's beginning.
+            let committed_up_to = match self.ledger.as_ref().map(Ledger::source_cursor) {
+                Some(Ok(cursor)) => cursor,
+                Some(Err(e)) => return Err(IngestError::Ledger(e.to_string())),
+                None => None,
             };
-            let messages = match consumer {
+            let consumer = ledger_consumer(&self.js, &self.config.streams, committed_up_to).await;
+            let (messages, mut last_consumer_seq) = match consumer {
                 Ok(c) => {
-                    c.stream()
+                    let delivered = c.cached_info().delivered.consumer_sequence;
+                    let messages = c
+                        .stream()
                         .max_messages_per_batch(self.config.batch_max_events)
                         .heartbeat(Duration::from_secs(5))
                         .messages()
-                        .await
+                        .await;
+                    (messages, delivered)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the ledger consumer; retrying");
@@ -134,24 +178,14 @@ impl Writer {
                             self.settled().await;
                             continue 'consumer;
                         };
-                        let mut batch = Vec::with_capacity(items.len());
-                        let mut broken = false;
-                        for item in items {
-                            match item {
-                                Ok(msg) => batch.push(msg),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "pulling from the ledger consumer failed");
-                                    broken = true;
-                                }
-                            }
-                        }
+                        let (batch, broken) = in_order(items, &mut last_consumer_seq);
                         if !batch.is_empty() {
                             self.process(batch).await?;
                         }
                         if broken {
                             self.settled().await;
-                            // Messages lost in transit stay pending on the server; reopening the
-                            // consumer at its ack floor delivers them again, in order.
+                            // What was skipped stays pending on the server; reopening the
+                            // consumer at its ack floor delivers it again, in stream order.
                             continue 'consumer;
                         }
                     }
@@ -229,7 +263,8 @@ impl Writer {
                     }),
                 );
             }
-            let outcomes = ledger.append_batch_recorded(&events, &recorded);
+            let last_stream_seq = task_inputs.iter().map(|i| i.2).max();
+            let outcomes = ledger.append_batch_recorded(&events, &recorded, last_stream_seq);
             (ledger, events, checked, outcomes)
         });
         // A long commit must not let ack_wait expire: tell the server we are still at it.
@@ -284,7 +319,16 @@ impl Writer {
             js: self.js.clone(),
             counters: self.counters.clone(),
         };
-        self.settling.spawn(settler.settle(batch, inputs, verdicts));
+        self.settling.spawn(async move {
+            // NATS may be down: unconfirmed acks come back as duplicates and unterminated
+            // rejections are rejected again, so neither may hold the writer forever.
+            let settle = settler.settle(batch, inputs, verdicts);
+            if tokio::time::timeout(SETTLE_MAX, settle).await.is_err() {
+                tracing::warn!(
+                    "settling a committed batch timed out; its messages come back as duplicates"
+                );
+            }
+        });
         Ok(())
     }
 }

@@ -95,6 +95,8 @@ pub struct Ledger<S: Storage> {
     /// Set when a commit failed: sled may or may not hold that batch, so the in-memory head can no
     /// longer be trusted and the writer refuses to go on until the ledger is reopened.
     poisoned: bool,
+    /// The source cursor of the batch being appended (see `append_batch_recorded`).
+    cursor: Option<u64>,
 }
 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
@@ -199,6 +201,7 @@ impl<S: Storage> Ledger<S> {
             range,
             latest,
             poisoned: false,
+            cursor: None,
         })
     }
 
@@ -263,10 +266,13 @@ impl<S: Storage> Ledger<S> {
 
     /// Like [`Ledger::append_batch`], with each event's own `recorded_at` (e.g. the JetStream
     /// timestamp of its message), so entries do not depend on how events were batched.
+    /// `source_cursor` (e.g. the EVENTS stream seq of the batch's last message) is stored in the
+    /// same commit when the batch commits anything; [`Ledger::source_cursor`] reads it back.
     pub fn append_batch_recorded(
         &mut self,
         events: &[Event],
         recorded_at: &[String],
+        source_cursor: Option<u64>,
     ) -> Result<Vec<AppendOutcome>> {
         if events.len() != recorded_at.len() {
             return Err(LedgerError::Invariant(format!(
@@ -275,7 +281,10 @@ impl<S: Storage> Ledger<S> {
                 recorded_at.len()
             )));
         }
-        self.append_inner(events, RecordedAt::Each(recorded_at), Vec::new())
+        self.cursor = source_cursor;
+        let outcomes = self.append_inner(events, RecordedAt::Each(recorded_at), Vec::new());
+        self.cursor = None;
+        outcomes
     }
 
     fn append_inner(
@@ -370,6 +379,7 @@ impl<S: Storage> Ledger<S> {
             )));
         }
         batch.erase_personal = erase_personal;
+        batch.source_cursor = self.cursor;
         batch.new_head = head;
         self.commit(batch)?;
         self.head = head;
@@ -418,6 +428,11 @@ impl<S: Storage> Ledger<S> {
             self.poisoned = true;
             LedgerError::from(e)
         })
+    }
+
+    /// The last source cursor committed (see [`Ledger::append_batch_recorded`]).
+    pub fn source_cursor(&self) -> Result<Option<u64>> {
+        Ok(self.storage.source_cursor()?)
     }
 
     /// Whether the head has moved past the latest signed checkpoint.

@@ -91,6 +91,9 @@ pub struct CommitBatch {
     pub erase_personal: Vec<u64>,
     /// Signed checkpoint notes to store, by tree size.
     pub checkpoints: Vec<(u64, String)>,
+    /// Where the committed events came from (e.g. the EVENTS stream seq of the batch's last
+    /// message), stored in the same atomic batch; `None` leaves the stored value.
+    pub source_cursor: Option<u64>,
     pub new_head: Head,
 }
 
@@ -114,6 +117,8 @@ pub trait Storage: Send + Sync {
     fn checkpoint(&self, size: u64) -> Result<Option<String>>;
     /// Bytes the engine uses on disk.
     fn size_on_disk(&self) -> Result<u64>;
+    /// The last `CommitBatch::source_cursor` committed.
+    fn source_cursor(&self) -> Result<Option<u64>>;
 }
 
 /// sled layout: one tree, keys prefixed by kind, numbers big-endian so they sort.
@@ -129,6 +134,7 @@ pub struct SledStorage {
 }
 
 const HEAD_KEY: &[u8] = b"mhead";
+const CURSOR_KEY: &[u8] = b"msource";
 
 fn key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -334,6 +340,9 @@ impl Storage for SledStorage {
         for (size, note) in &batch.checkpoints {
             b.insert(&key(b'c', *size), note.as_bytes());
         }
+        if let Some(cursor) = batch.source_cursor {
+            b.insert(CURSOR_KEY, &cursor.to_be_bytes()[..]);
+        }
         let mut head = [0u8; 40];
         head[..8].copy_from_slice(&batch.new_head.size.to_be_bytes());
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
@@ -465,6 +474,15 @@ impl Storage for SledStorage {
         Ok(self
             .get(&key(b'c', size))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn source_cursor(&self) -> Result<Option<u64>> {
+        match self.get(CURSOR_KEY)? {
+            None => Ok(None),
+            Some(v) => be_u64(&v)
+                .map(Some)
+                .ok_or_else(|| StorageError::Corrupt("source cursor is truncated".into())),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64> {

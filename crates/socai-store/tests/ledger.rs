@@ -415,23 +415,29 @@ proptest! {
             .collect();
         let a = Fixture::new();
         let mut la = a.open(LedgerConfig::default());
-        la.append_batch_recorded(&evs, &times).unwrap();
+        la.append_batch_recorded(&evs, &times, Some(7)).unwrap();
         let b = Fixture::new();
         let mut lb = b.open(LedgerConfig::default());
         let mut start = 0;
         for c in cuts {
             let end = (start + c).min(evs.len());
-            lb.append_batch_recorded(&evs[start..end], &times[start..end]).unwrap();
+            lb.append_batch_recorded(&evs[start..end], &times[start..end], Some(end as u64)).unwrap();
             start = end;
         }
-        lb.append_batch_recorded(&evs[start..], &times[start..]).unwrap();
+        lb.append_batch_recorded(&evs[start..], &times[start..], None).unwrap();
         prop_assert_eq!(la.root(), lb.root());
         for seq in 0..120u64 {
             let entry = la.entry(seq).unwrap();
             prop_assert_eq!(&entry.recorded_at, &times[seq as usize]);
             prop_assert_eq!(la.entry_bytes(seq).unwrap(), lb.entry_bytes(seq).unwrap());
         }
-        prop_assert!(la.append_batch_recorded(&evs[..2], &times[..1]).is_err());
+        prop_assert!(la.append_batch_recorded(&evs[..2], &times[..1], None).is_err());
+        // The cursor is stored with the commit, kept when a batch says nothing, and never moved
+        // by a batch that commits nothing (all duplicates).
+        prop_assert_eq!(la.source_cursor().unwrap(), Some(7));
+        prop_assert_eq!(lb.source_cursor().unwrap(), Some(start as u64).filter(|_| start > 0));
+        la.append_batch_recorded(&evs[..3], &times[..3], Some(99)).unwrap();
+        prop_assert_eq!(la.source_cursor().unwrap(), Some(7));
     }
 }
 
@@ -454,6 +460,9 @@ impl Storage for FlakyCommit {
             ));
         }
         Ok(())
+    }
+    fn source_cursor(&self) -> socai_store::storage::Result<Option<u64>> {
+        self.inner.source_cursor()
     }
     fn entry(&self, seq: u64) -> socai_store::storage::Result<Option<Vec<u8>>> {
         self.inner.entry(seq)

@@ -184,7 +184,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let stop = async move {
             let _ = stop_rx.await;
         };
-        let writer1 = tokio::spawn(socai_ingest::serve(
+        let mut writer1 = tokio::spawn(socai_ingest::serve(
             js.clone(),
             ledger,
             writer.clone(),
@@ -193,7 +193,13 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             std::time::Duration::from_secs(10),
         ));
         publish(first, "publish").await?;
-        wait_for(part1).await;
+        tokio::select! {
+            _ = wait_for(part1) => {}
+            result = &mut writer1 => {
+                result??;
+                anyhow::bail!("the ledger writer stopped before part 1 was committed");
+            }
+        }
         let _ = stop_tx.send(());
         writer1.await??;
         println!(
@@ -218,7 +224,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let stop = async move {
             let _ = stop_rx.await;
         };
-        let writer2 = tokio::spawn(socai_ingest::serve(
+        let mut writer2 = tokio::spawn(socai_ingest::serve(
             js.clone(), ledger, writer.clone(), counters.clone(), stop, std::time::Duration::from_secs(10),
         ));
         let part2 = second.len() as u64;
@@ -246,8 +252,18 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
                 payload: payload.clone().into(),
             }).await?;
         }
-        while counters.committed.load(Relaxed) + counters.rejected.load(Relaxed) < part2 + bad.len() as u64 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let expected = part2 + bad.len() as u64;
+        let settled = async {
+            while counters.committed.load(Relaxed) + counters.rejected.load(Relaxed) < expected {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            _ = settled => {}
+            result = &mut writer2 => {
+                result??;
+                anyhow::bail!("the ledger writer stopped before part 2 was committed");
+            }
         }
         let _ = stop_tx.send(());
         writer2.await??;

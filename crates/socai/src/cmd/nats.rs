@@ -30,27 +30,27 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Resolves on SIGINT or SIGTERM (or after `limit`).
-async fn shutdown_signal(limit: Option<Duration>) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM (or after `limit`). The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives during startup is kept.
+fn shutdown_signal(
+    limit: Option<Duration>,
+) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        let limit = async {
+            match limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT: finishing the batch in hand"),
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the batch in hand"),
+            _ = limit => tracing::info!("time limit reached: finishing the batch in hand"),
         }
-    };
-    let limit = async {
-        match limit {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the batch in hand"),
-        _ = term => tracing::info!("SIGTERM: finishing the batch in hand"),
-        _ = limit => tracing::info!("time limit reached: finishing the batch in hand"),
-    }
+    })
 }
 
 pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
@@ -62,8 +62,21 @@ pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
     let size = ledger.head().size;
     let counters = Arc::new(socai_ingest::Counters::default());
     rt.block_on(async {
+        let shutdown = shutdown_signal(for_seconds.map(Duration::from_secs))?;
+        tokio::pin!(shutdown);
         tracing::info!(url = %nats.url, user = nats.user.as_deref().unwrap_or(""), "connecting to nats");
         let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+        // With retry_on_initial_connect, connect returns at once: wait for the server, saying so.
+        let mut waited_ms: u64 = 0;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if waited_ms % 10_000 == 5_000 {
+                tracing::warn!(url = %nats.url, waited_s = waited_ms / 1000, "waiting for nats-server; is it running there?");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => waited_ms += 100,
+            }
+        }
         let js = async_nats::jetstream::new(client);
         tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, "serving");
         let stats = tokio::spawn(log_stats(counters.clone()));
@@ -72,7 +85,7 @@ pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
             ledger,
             writer,
             counters.clone(),
-            shutdown_signal(for_seconds.map(Duration::from_secs)),
+            &mut shutdown,
             Duration::from_secs(10),
         )
         .await;
