@@ -42,25 +42,30 @@ fn split_by_agency(events: &[Event], k: usize) -> Vec<Vec<Outgoing>> {
     shares
 }
 
-/// Publishes each share from its own connection, concurrently; panics on any failure.
+/// Publishes each share from its own connection, concurrently, in chunks of `chunk` with a pause
+/// after each (so publishing can go on while the test kills things); panics on any failure.
 async fn publish_shares(
-    url: &str,
-    user: Option<&str>,
+    url: String,
+    user: Option<&'static str>,
     shares: Vec<Vec<Outgoing>>,
     in_flight: usize,
+    (chunk, pause): (usize, Duration),
 ) {
     let mut tasks = Vec::new();
     for share in shares {
-        let publisher = publisher(url, user).await;
+        let publisher = publisher(&url, user).await;
         tasks.push(tokio::spawn(async move {
             let mut errors = Vec::new();
-            publisher
-                .publish_all(share, in_flight, |r| {
-                    if let Err(e) = r {
-                        errors.push(e.to_string());
-                    }
-                })
-                .await;
+            for part in share.chunks(chunk) {
+                publisher
+                    .publish_all(part.to_vec(), in_flight, |r| {
+                        if let Err(e) = r {
+                            errors.push(e.to_string());
+                        }
+                    })
+                    .await;
+                tokio::time::sleep(pause).await;
+            }
             errors
         }));
     }
@@ -73,6 +78,9 @@ async fn publish_shares(
         );
     }
 }
+
+/// No pacing: everything in one go.
+const UNPACED: (usize, Duration) = (usize::MAX, Duration::ZERO);
 
 /// Every event exactly once in the ledger, and for every subject (agency, type) the ledger's
 /// order is the publish order.
@@ -126,7 +134,7 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
     wait_for_streams(&js).await;
 
     let events = workload(100_000, 11);
-    publish_shares(&url, None, split_by_agency(&events, 4), 256).await;
+    publish_shares(url.clone(), None, split_by_agency(&events, 4), 256, UNPACED).await;
     wait_committed(&js, events.len() as u64, PATIENCE).await;
 
     // Retries after the dedup window: 2 000 events again, from two publishers.
@@ -137,7 +145,7 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
     picked.truncate(2000);
     picked.sort_unstable();
     let again: Vec<Event> = picked.iter().map(|&i| events[i].clone()).collect();
-    publish_shares(&url, None, split_by_agency(&again, 2), 64).await;
+    publish_shares(url.clone(), None, split_by_agency(&again, 2), 64, UNPACED).await;
     wait_until(PATIENCE, "the re-published events to be acked", || async {
         let s = js.get_stream(socai_ingest::EVENTS).await.expect("EVENTS");
         let info = s.consumer_info("ledger").await.expect("consumer");
@@ -156,43 +164,6 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
     assert_eq!(ledger.verified_size(), 100_000);
 }
 
-/// Publishes `shares` concurrently at a bounded pace (chunks of `chunk` with a pause between),
-/// so publishing goes on while the test kills things.
-async fn publish_paced(
-    url: String,
-    user: Option<&'static str>,
-    shares: Vec<Vec<Outgoing>>,
-    chunk: usize,
-    pause: Duration,
-) {
-    let mut tasks = Vec::new();
-    for share in shares {
-        let publisher = publisher(&url, user).await;
-        tasks.push(tokio::spawn(async move {
-            let mut errors = Vec::new();
-            for part in share.chunks(chunk) {
-                publisher
-                    .publish_all(part.to_vec(), 32, |r| {
-                        if let Err(e) = r {
-                            errors.push(e.to_string());
-                        }
-                    })
-                    .await;
-                tokio::time::sleep(pause).await;
-            }
-            errors
-        }));
-    }
-    for t in tasks {
-        let errors = t.await.expect("publisher task");
-        assert!(
-            errors.is_empty(),
-            "publish failures: {:?}",
-            &errors[..errors.len().min(5)]
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothing() {
     let ledger = Ledger::new();
@@ -205,12 +176,12 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
     wait_for_streams(&js).await;
 
     let events = workload(30_000, 12);
-    let publishing = tokio::spawn(publish_paced(
+    let publishing = tokio::spawn(publish_shares(
         url.clone(),
         None,
         split_by_agency(&events, 2),
-        200,
-        Duration::from_millis(40),
+        32,
+        (200, Duration::from_millis(40)),
     ));
     let seed: u64 = std::env::var("SOCAI_KILL_SEED")
         .ok()
@@ -298,12 +269,12 @@ async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothin
     wait_for_streams(&js).await;
 
     let events = workload(20_000, 13);
-    let publishing = tokio::spawn(publish_paced(
+    let publishing = tokio::spawn(publish_shares(
         url.clone(),
         Some("gateway"),
         split_by_agency(&events, 2),
-        200,
-        Duration::from_millis(40),
+        32,
+        (200, Duration::from_millis(40)),
     ));
     wait_until(PATIENCE, "some entries on COMMITTED", || async {
         stream_messages(&js, socai_ingest::COMMITTED).await >= 2000
@@ -756,14 +727,18 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
     let own: Vec<String> = (0..3)
         .map(|i| serde_json::to_string(&event_of(h01, &format!("h01-{i}"))).expect("json"))
         .collect();
-    std::fs::write(&file, own.join("\n")).expect("write");
+    // A last line that cannot be routed: reported by line number, the others still published.
+    std::fs::write(&file, own.join("\n") + "\nnot an event\n").expect("write");
     let out = ledger
         .cmd(&["publish", file.to_str().expect("path"), "--nats", &url])
         .env("SOCAI_NATS_USER", h01)
         .env("SOCAI_NATS_PASSWORD", password(h01))
         .output()
         .expect("socai publish");
-    assert!(out.status.success(), "{}", socai_e2e::stderr(&out));
+    let err = socai_e2e::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("h01.jsonl:4: not sent"), "{err}");
+    assert!(err.contains("1 of 4 events were not stored"), "{err}");
     wait_committed(&js, 3, PATIENCE).await;
     let note = tokio::time::timeout(
         Duration::from_secs(60),

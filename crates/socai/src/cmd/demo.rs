@@ -145,7 +145,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             .collect()
     };
     let (first, second) = (messages(&lines[..cut]), messages(&lines[cut..]));
-    let (mut ledger, config) = super::open_ledger(g)?;
+    let (ledger, config) = super::open_ledger(g)?;
     let writer = config.writer();
     let rt = super::nats::runtime()?;
     rt.block_on(async {
@@ -153,120 +153,53 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let js = async_nats::jetstream::new(client);
         socai_ingest::ensure_streams(&js, &writer.streams).await?;
         let gateway = Publisher::connect(&as_user("gateway")).await?;
-        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+
+        // Part 1, then a checkpoint at exactly its size (the auditor keeps it), then part 2.
         let started = std::time::Instant::now();
-        let wait_for = |n: u64| {
-            let c = counters.clone();
-            async move {
-                while c.committed.load(Relaxed)
-                    + c.duplicates.load(Relaxed)
-                    + c.rejected.load(Relaxed)
-                    < n
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        };
-        // Part 1, then a checkpoint at its size (the auditor keeps it), then part 2.
-        let publish = |msgs: Vec<Outgoing>, what: &'static str| {
-            let gateway = gateway.clone();
-            async move {
-                let bar = crate::output::progress(msgs.len() as u64, what);
-                let failed = gateway.publish_all(msgs, 512, |_| bar.inc(1)).await;
-                bar.finish_and_clear();
-                anyhow::ensure!(failed == 0, "{failed} events could not be published");
-                anyhow::Ok(())
-            }
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let part1 = first.len() as u64;
-        // The writer runs for part 1 only, so the demo can sign a checkpoint at exactly that size.
-        let stop = async move {
-            let _ = stop_rx.await;
-        };
-        let mut writer1 = tokio::spawn(socai_ingest::serve(
-            js.clone(),
-            ledger,
-            writer.clone(),
-            counters.clone(),
-            stop,
-            std::time::Duration::from_secs(10),
-        ));
-        publish(first, "publish").await?;
-        tokio::select! {
-            _ = wait_for(part1) => {}
-            result = &mut writer1 => {
-                result??;
-                anyhow::bail!("the ledger writer stopped before part 1 was committed");
-            }
-        }
-        let _ = stop_tx.send(());
-        writer1.await??;
+        with_writer(&js, ledger, &writer, async {
+            publish(&gateway, first).await?;
+            Ok(part1)
+        })
+        .await?;
         println!(
             "part 1: {part1} events published by the gateway and committed in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        anyhow::Ok(())
-    })?;
-    ledger = super::open_ledger(g)?.0;
-    let kept = ledger.checkpoint()?;
-    std::fs::write(work.join("checkpoint-part1.note"), &kept.note)?;
-    println!(
-        "signed checkpoint at size {} kept in checkpoint-part1.note",
-        kept.checkpoint.size
-    );
-    rt.block_on(async {
-        let (client, _) = socai_client::publisher::connect(&as_user("ledger")).await?;
-        let js = async_nats::jetstream::new(client);
-        let gateway = Publisher::connect(&as_user("gateway")).await?;
-        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let stop = async move {
-            let _ = stop_rx.await;
-        };
-        let mut writer2 = tokio::spawn(socai_ingest::serve(
-            js.clone(), ledger, writer.clone(), counters.clone(), stop, std::time::Duration::from_secs(10),
-        ));
-        let part2 = second.len() as u64;
+        let mut ledger = super::open_ledger(g)?.0;
+        let kept = ledger.checkpoint()?;
+        std::fs::write(work.join("checkpoint-part1.note"), &kept.note)?;
+        println!(
+            "signed checkpoint at size {} kept in checkpoint-part1.note",
+            kept.checkpoint.size
+        );
+
         let started = std::time::Instant::now();
-        let bar = crate::output::progress(part2, "publish");
-        let failed = gateway.publish_all(second.clone(), 512, |_| bar.inc(1)).await;
-        bar.finish_and_clear();
-        anyhow::ensure!(failed == 0, "{failed} events could not be published");
-        // A retry of the whole of part 2: JetStream's dedup window answers "duplicate".
-        let mut duplicates = 0;
-        gateway.publish_all(second.iter().take(1000).cloned(), 512, |r| {
-            if r.is_ok_and(|p| p.duplicate) { duplicates += 1 }
-        }).await;
-        println!("retrying 1000 events of part 2: {duplicates} answered as duplicates by JetStream (same ids)");
+        let part2 = second.len() as u64;
         // Bad events: each lands on REJECTED with its reason, nothing is lost.
         let bad = [
-            ("dvc.events.000-00-12-H01.dossier.submitted", r#"{"id":"demo-bad-1","type":"dossier.submitted"#.to_string()),
-            ("dvc.events.000-00-12-H01.dossier.submitted", lines[cut].replace("\"schema\":1", "\"schema\":7")),
-            ("dvc.events.000-00-12-H01.dossier.teleported", r#"{"id":"demo-bad-3","type":"dossier.teleported","agency":"000.00.12.H01","procedure":"1.0","dossier":"D1","occurred_at":"2026-06-09T08:15:00+07:00","schema":1,"data":{}}"#.to_string()),
+            ("dossier.submitted", r#"{"id":"demo-bad-1","type":"dossier.submitted"#.to_string()),
+            ("dossier.submitted", lines[cut].replace("\"schema\":1", "\"schema\":7")),
+            ("dossier.teleported", r#"{"id":"demo-bad-3","type":"dossier.teleported","agency":"000.00.12.H01","procedure":"1.0","dossier":"D1","occurred_at":"2026-06-09T08:15:00+07:00","schema":1,"data":{}}"#.to_string()),
         ];
-        for (i, (subject, payload)) in bad.iter().enumerate() {
-            gateway.publish_outgoing(Outgoing {
-                subject: subject.to_string(),
-                id: format!("demo-bad-{i}"),
-                payload: payload.clone().into(),
-            }).await?;
-        }
-        let expected = part2 + bad.len() as u64;
-        let settled = async {
-            while counters.committed.load(Relaxed) + counters.rejected.load(Relaxed) < expected {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let counters = with_writer(&js, ledger, &writer, async {
+            publish(&gateway, second.clone()).await?;
+            // A retry of 1000 events of part 2: JetStream's dedup window answers "duplicate".
+            let mut duplicates = 0;
+            let retry = second.iter().take(1000).cloned();
+            gateway
+                .publish_all(retry, 512, |r| duplicates += u32::from(r.is_ok_and(|p| p.duplicate)))
+                .await;
+            println!("retrying 1000 events of part 2: {duplicates} answered as duplicates by JetStream (same ids)");
+            for (i, (event_type, payload)) in bad.iter().enumerate() {
+                let subject = socai_client::subject::event_subject("000.00.12.H01", event_type);
+                let id = format!("demo-bad-{i}");
+                let payload = payload.clone().into();
+                gateway.publish_outgoing(Outgoing { subject, id, payload }).await?;
             }
-        };
-        tokio::select! {
-            _ = settled => {}
-            result = &mut writer2 => {
-                result??;
-                anyhow::bail!("the ledger writer stopped before part 2 was committed");
-            }
-        }
-        let _ = stop_tx.send(());
-        writer2.await??;
+            Ok(part2 + bad.len() as u64)
+        })
+        .await?;
         println!(
             "part 2: {} committed, {} rejected in {:.1} s",
             counters.committed.load(Relaxed),
@@ -292,4 +225,58 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
     })?;
     drop(server);
     Ok(())
+}
+
+/// Publishes with a progress bar; every event must be stored.
+async fn publish(
+    gateway: &socai_client::publisher::Publisher,
+    msgs: Vec<socai_client::publisher::Outgoing>,
+) -> anyhow::Result<()> {
+    let bar = crate::output::progress(msgs.len() as u64, "publish");
+    let failed = gateway.publish_all(msgs, 512, |_| bar.inc(1)).await;
+    bar.finish_and_clear();
+    anyhow::ensure!(failed == 0, "{failed} events could not be published");
+    Ok(())
+}
+
+/// Runs the ledger writer on `ledger` while `feed` publishes, until the writer has answered
+/// (committed, duplicate or rejected) as many messages as `feed` says it sent; then stops it.
+async fn with_writer(
+    js: &async_nats::jetstream::Context,
+    ledger: socai_store::Ledger<socai_store::SledStorage>,
+    config: &socai_ingest::WriterConfig,
+    feed: impl std::future::Future<Output = anyhow::Result<u64>>,
+) -> anyhow::Result<std::sync::Arc<socai_ingest::Counters>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = std::sync::Arc::new(socai_ingest::Counters::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut writer = tokio::spawn(socai_ingest::serve(
+        js.clone(),
+        ledger,
+        config.clone(),
+        counters.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        std::time::Duration::from_secs(10),
+    ));
+    let expected = feed.await?;
+    let c = counters.clone();
+    let answered = async move {
+        while c.committed.load(Relaxed) + c.duplicates.load(Relaxed) + c.rejected.load(Relaxed)
+            < expected
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = answered => {}
+        result = &mut writer => {
+            result??;
+            anyhow::bail!("the ledger writer stopped before answering all {expected} events");
+        }
+    }
+    let _ = stop_tx.send(());
+    writer.await??;
+    Ok(counters)
 }

@@ -1,7 +1,7 @@
 //! The NATS-facing commands: `serve` (the ledger writer) and `publish` (an agency's CLI).
 
 use crate::cli::Global;
-use crate::output::{EXIT_FAILURE, Exit, emit, progress};
+use crate::output::{EXIT_FAILURE, Exit, emit, progress_bytes};
 use anyhow::Context;
 use serde_json::json;
 use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
@@ -149,53 +149,73 @@ struct Route {
 }
 
 pub fn publish(g: &Global, file: &Path, in_flight: usize) -> anyhow::Result<()> {
-    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let mut messages = Vec::new();
-    let mut unroutable = Vec::new();
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<Route>(line) {
-            Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
-                messages.push(Outgoing {
-                    subject: event_subject(&r.agency, &r.event_type),
-                    id: r.id,
-                    payload: bytes::Bytes::copy_from_slice(line),
-                });
+    use std::io::BufRead;
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // Lines are read as they are sent: memory stays bounded by the in-flight window.
+    let bar = progress_bytes(len, "publish");
+    let unroutable = std::cell::RefCell::new(Vec::new());
+    let read_error = std::cell::RefCell::new(None);
+    let messages = std::io::BufReader::new(f)
+        .split(b'\n')
+        .enumerate()
+        .map_while(|(i, line)| match line {
+            Ok(line) => Some((i + 1, line)),
+            Err(e) => {
+                *read_error.borrow_mut() =
+                    Some(format!("reading {} at line {}: {e}", file.display(), i + 1));
+                None
             }
-            Ok(_) => unroutable.push((i + 1, "empty agency or type".to_string())),
-            Err(e) => unroutable.push((i + 1, e.to_string())),
-        }
-    }
-    for (line, why) in &unroutable {
-        eprintln!(
-            "{}:{line}: not sent: cannot read id, type and agency to route it ({why})",
-            file.display()
-        );
-    }
-    let total = messages.len() as u64;
-    let bar = progress(total, "publish");
+        })
+        .filter_map(|(line_no, mut line)| {
+            bar.inc(line.len() as u64 + 1);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return None;
+            }
+            let why = match serde_json::from_slice::<Route>(&line) {
+                Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
+                    return Some(Outgoing {
+                        subject: event_subject(&r.agency, &r.event_type),
+                        id: r.id,
+                        payload: bytes::Bytes::from(line),
+                    });
+                }
+                Ok(_) => "empty agency or type".to_string(),
+                Err(e) => e.to_string(),
+            };
+            bar.suspend(|| {
+                eprintln!(
+                    "{}:{line_no}: not sent: cannot read id, type and agency to route it ({why})",
+                    file.display()
+                )
+            });
+            unroutable.borrow_mut().push(line_no);
+            None
+        });
     let (mut published, mut duplicates, mut failures) = (0u64, 0u64, Vec::new());
     runtime()?.block_on(async {
         let publisher = Publisher::connect(&nats_config(g, "socai-publish")).await?;
         publisher
-            .publish_all(messages, in_flight, |result| {
-                bar.inc(1);
-                match result {
-                    Ok(p) if p.duplicate => duplicates += 1,
-                    Ok(_) => published += 1,
-                    Err(e) => {
-                        bar.suspend(|| eprintln!("error: {e}"));
-                        failures.push(e.to_string());
-                    }
+            .publish_all(messages, in_flight, |result| match result {
+                Ok(p) if p.duplicate => duplicates += 1,
+                Ok(_) => published += 1,
+                Err(e) => {
+                    bar.suspend(|| eprintln!("error: {e}"));
+                    failures.push(e.to_string());
                 }
             })
             .await;
         anyhow::Ok(())
     })?;
     bar.finish_and_clear();
+    if let Some(e) = read_error.into_inner() {
+        anyhow::bail!("{e}; the lines before it were published, publishing the file again is safe");
+    }
+    let unroutable = unroutable.into_inner();
+    let total = published + duplicates + failures.len() as u64;
     emit(
         &json!({
             "published": published,
