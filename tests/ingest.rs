@@ -82,6 +82,38 @@ async fn publish_shares(
 /// No pacing: everything in one go.
 const UNPACED: (usize, Duration) = (usize::MAX, Duration::ZERO);
 
+/// One test's world: a data dir, a nats-server, `socai serve` on it, and a JetStream context
+/// (as `serve_as`) once the streams exist.
+struct Rig {
+    ledger: Ledger,
+    nats: socai_ingest::local::LocalNats,
+    url: String,
+    serve: Serve,
+    js: async_nats::jetstream::Context,
+}
+
+/// Starts a [`Rig`]: `toml` for socai.toml (if any), the shipped secured config when
+/// `serve_as` names a user.
+async fn rig(toml: Option<&str>, serve_as: Option<&str>) -> Rig {
+    let ledger = Ledger::new();
+    if let Some(toml) = toml {
+        ledger.configure(toml);
+    }
+    let nats = start_nats(&ledger.path("nats"), serve_as.is_some());
+    let url = nats.url();
+    let serve = ledger.serve(&url, serve_as);
+    let (client, _) = connect(&url, serve_as).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+    Rig {
+        ledger,
+        nats,
+        url,
+        serve,
+        js,
+    }
+}
+
 /// Every event exactly once in the ledger, and for every subject (agency, type) the ledger's
 /// order is the publish order.
 fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
@@ -122,16 +154,16 @@ fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_order() {
-    let ledger = Ledger::new();
     // A 1 s JetStream dedup window, so the re-published events below reach the ledger, whose own
     // id index must answer "duplicate".
-    ledger.configure("[ingest]\nduplicate_window_s = 1\ncheckpoint_interval_s = 1\n");
-    let nats = start_nats(&ledger.path("nats"), false);
-    let url = nats.url();
-    let mut serve = ledger.serve(&url, None);
-    let (client, _) = connect(&url, None).await;
-    let js = async_nats::jetstream::new(client);
-    wait_for_streams(&js).await;
+    let toml = "[ingest]\nduplicate_window_s = 1\ncheckpoint_interval_s = 1\n";
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some(toml), None).await;
 
     let events = workload(100_000, 11);
     publish_shares(url.clone(), None, split_by_agency(&events, 4), 256, UNPACED).await;
@@ -166,14 +198,13 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothing() {
-    let ledger = Ledger::new();
-    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
-    let nats = start_nats(&ledger.path("nats"), false);
-    let url = nats.url();
-    let mut serve = ledger.serve(&url, None);
-    let (client, _) = connect(&url, None).await;
-    let js = async_nats::jetstream::new(client);
-    wait_for_streams(&js).await;
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
 
     let events = workload(30_000, 12);
     let publishing = tokio::spawn(publish_shares(
@@ -257,16 +288,19 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
-    let ledger = Ledger::new();
-    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
     // The shipped single-node config: auth, and sync_interval: always, so what was acked before
     // the kill -9 is on disk.
-    let mut nats = start_nats(&ledger.path("nats"), true);
-    let url = nats.url();
-    let mut serve = ledger.serve(&url, Some("ledger"));
-    let (client, _) = connect(&url, Some("ledger")).await;
-    let js = async_nats::jetstream::new(client);
-    wait_for_streams(&js).await;
+    let Rig {
+        ledger,
+        mut nats,
+        url,
+        mut serve,
+        js,
+    } = rig(
+        Some("[ingest]\ncheckpoint_interval_s = 1\n"),
+        Some("ledger"),
+    )
+    .await;
 
     let events = workload(20_000, 13);
     let publishing = tokio::spawn(publish_shares(
@@ -574,13 +608,13 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() {
     use async_nats::jetstream::message::PublishMessage;
-    let ledger = Ledger::new();
-    let nats = start_nats(&ledger.path("nats"), false);
-    let url = nats.url();
-    let mut serve = ledger.serve(&url, None);
-    let (client, _) = connect(&url, None).await;
-    let js = async_nats::jetstream::new(client);
-    wait_for_streams(&js).await;
+    let Rig {
+        ledger,
+        nats: _nats,
+        url: _,
+        mut serve,
+        js,
+    } = rig(None, None).await;
 
     // Two good events first (the conflict case reuses the first's id).
     let good = [submitted("good-1"), submitted("good-2")];
