@@ -363,6 +363,15 @@ fn submitted(id: &str) -> serde_json::Value {
     )
 }
 
+fn to_bytes(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("json")
+}
+
+/// [`valid`] as bytes.
+fn valid_bytes(id: &str, event_type: &str, data: serde_json::Value) -> Vec<u8> {
+    to_bytes(&valid(id, event_type, data))
+}
+
 fn with(mut v: serde_json::Value, pointer: &str, value: serde_json::Value) -> Vec<u8> {
     *v.pointer_mut(pointer)
         .unwrap_or_else(|| panic!("no {pointer}")) = value;
@@ -371,7 +380,7 @@ fn with(mut v: serde_json::Value, pointer: &str, value: serde_json::Value) -> Ve
 
 fn without(mut v: serde_json::Value, field: &str) -> Vec<u8> {
     v.as_object_mut().expect("object").remove(field);
-    serde_json::to_vec(&v).expect("json")
+    to_bytes(&v)
 }
 
 const SUBMITTED: &str = "dvc.events.G09-20.dossier.submitted";
@@ -474,7 +483,7 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
             {
                 let mut v = submitted("bad-envelope");
                 v["extra"] = json!(1);
-                serde_json::to_vec(&v).expect("json")
+                to_bytes(&v)
             },
             "schema_violation",
             "/extra",
@@ -485,7 +494,7 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
             {
                 let mut v = submitted("bad-personal");
                 v["personal"] = json!("Nguyễn Văn A");
-                serde_json::to_vec(&v).expect("json")
+                to_bytes(&v)
             },
             "schema_violation",
             "/personal",
@@ -493,62 +502,54 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
         (
             "fee_paid without online",
             on("dossier.fee_paid"),
-            serde_json::to_vec(&valid(
+            valid_bytes(
                 "bad-fee",
                 "dossier.fee_paid",
                 json!({"gateway": "payment-platform"}),
-            ))
-            .expect("json"),
+            ),
             "schema_violation",
             "/data/online",
         ),
         (
             "negative fee",
             on("dossier.fee_requested"),
-            serde_json::to_vec(&valid(
+            valid_bytes(
                 "bad-amount",
                 "dossier.fee_requested",
                 json!({"amount_vnd": -5}),
-            ))
-            .expect("json"),
+            ),
             "schema_violation",
             "/data/amount_vnd",
         ),
         (
             "rating level 9",
             on("dossier.rated"),
-            serde_json::to_vec(&valid(
+            valid_bytes(
                 "bad-level",
                 "dossier.rated",
                 json!({"satisfied": true, "level": 9}),
-            ))
-            .expect("json"),
+            ),
             "schema_violation",
             "/data/level",
         ),
         (
             "empty refusal reason",
             on("dossier.refused"),
-            serde_json::to_vec(&valid(
-                "bad-reason",
-                "dossier.refused",
-                json!({"reason": ""}),
-            ))
-            .expect("json"),
+            valid_bytes("bad-reason", "dossier.refused", json!({"reason": ""})),
             "schema_violation",
             "/data/reason",
         ),
         (
             "unknown type",
             on("dossier.teleported"),
-            serde_json::to_vec(&valid("bad-type", "dossier.teleported", json!({}))).expect("json"),
+            valid_bytes("bad-type", "dossier.teleported", json!({})),
             "unknown_type",
             "/type",
         ),
         (
             "reserved type",
             on("ledger.redacted"),
-            serde_json::to_vec(&valid("bad-reserved", "ledger.redacted", json!({}))).expect("json"),
+            valid_bytes("bad-reserved", "ledger.redacted", json!({})),
             "reserved_type",
             "/type",
         ),
@@ -577,14 +578,14 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
         (
             "agency differs from subject",
             "dvc.events.G09-21.dossier.submitted".to_string(),
-            serde_json::to_vec(&submitted("bad-subject-agency")).expect("json"),
+            to_bytes(&submitted("bad-subject-agency")),
             "subject_mismatch",
             "/agency",
         ),
         (
             "type differs from subject",
             on("dossier.accepted"),
-            serde_json::to_vec(&submitted("bad-subject-type")).expect("json"),
+            to_bytes(&submitted("bad-subject-type")),
             "subject_mismatch",
             "/type",
         ),
