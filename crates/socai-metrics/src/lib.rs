@@ -1,0 +1,22 @@
+//! socai-metrics: the projections. A deterministic fold of the committed ledger, in seq order,
+//! into dossier states and per-(scope, day) counts, from which every Decision 766 metric of
+//! DESIGN.md is given for any scope (national, province, agency, procedure) and window (day,
+//! rolling 7 and 30 days, month, quarter, year to date) on the Asia/Ho_Chi_Minh calendar.
+//!
+//! No I/O and no clock: the same entries give the same values, whether folded in one pass, in
+//! batches, or resumed from a snapshot; "now" is the latest event time applied. Publication
+//! (NATS) and reading the ledger belong to the callers.
+
+mod dossier;
+mod metric;
+mod projection;
+mod scope;
+mod time;
+
+pub use metric::{
+    Detail, INDICATORS, Indicator, IndicatorScore, METRICS, Metric, MetricValue,
+    SIGNIFICANT_DIGITS, WindowBounds, indicator_points, key,
+};
+pub use projection::{Anomalies, FoldError, Projection};
+pub use scope::{SCOPE_KINDS, Scope, ScopeKind, province_of};
+pub use time::{Day, VN_OFFSET_SECS, WINDOW_KINDS, Window, parse_timestamp};

@@ -1,0 +1,806 @@
+//! The fold: committed entries in seq order → dossier states → per-(scope, day) counts → metric
+//! values for any window.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dossier::{Contribution, Dossier, Offering, ProcedureFacts, Return, earliest};
+use crate::metric::{
+    Bucket, Counts, FIELDS, Field, GAUGE_MASK, METRICS, Metric, MetricValue, WindowSums, bit,
+    figures,
+};
+use crate::scope::{Scope, ScopeKind, province_of};
+use crate::time::{Day, Window, parse_timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FoldError {
+    /// The cursor: entries must come exactly once, in seq order.
+    #[error(
+        "expected entry seq {expected}, got {got}: entries must be applied once each, in order"
+    )]
+    Sequence { expected: u64, got: u64 },
+    #[error("entry {seq} cannot be read: {reason}")]
+    Entry { seq: u64, reason: String },
+    #[error("snapshot cannot be read: {0}")]
+    Snapshot(String),
+}
+
+/// Events the fold met that do not fit a dossier's lifecycle. They are counted, applied where
+/// their time says, and never stop the fold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomalies {
+    /// An event whose predecessor had not been committed yet (accepted before submitted,
+    /// resolved before accepted, a rating before the resolution, ...).
+    pub missing_predecessor: u64,
+    /// An event whose time is earlier than an event of the same dossier committed before it.
+    pub out_of_order: u64,
+    /// Processing after the dossier was resolved, refused, withdrawn or stopped.
+    pub after_end: u64,
+    /// A second submission, acceptance, payment, resolution or ending: the earliest counts.
+    pub repeated: u64,
+    /// A dossier of an (agency, procedure) not published in the catalogue when it started.
+    pub unknown_procedure: u64,
+    /// An event naming another agency or procedure than the dossier's first event.
+    pub inconsistent_dossier: u64,
+    /// Entry types this build does not project (future types).
+    pub unknown_type: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum ScopeId {
+    National,
+    Province(u32),
+    Agency(u32),
+    Procedure(u32),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Interner {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+#[derive(Deserialize)]
+struct WireEntry<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    event: WireEvent<'a>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    agency: Cow<'a, str>,
+    #[serde(borrow)]
+    procedure: Cow<'a, str>,
+    #[serde(borrow)]
+    dossier: Cow<'a, str>,
+    #[serde(borrow)]
+    occurred_at: Cow<'a, str>,
+    #[serde(borrow)]
+    data: WireData<'a>,
+}
+
+/// The data fields the metrics read, across all event types (schemas/events/).
+#[derive(Deserialize, Default)]
+struct WireData<'a> {
+    #[serde(borrow)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    due_at: Option<Cow<'a, str>>,
+    digitized_inputs: Option<bool>,
+    #[serde(borrow)]
+    new_due_at: Option<Cow<'a, str>>,
+    online: Option<bool>,
+    electronic_result: Option<bool>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    satisfied: Option<bool>,
+    #[serde(borrow)]
+    service_level: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    result_kind: Option<Cow<'a, str>>,
+}
+
+/// The projection of a ledger prefix: everything needed to give any metric value, and the
+/// keys whose values changed since they were last taken.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    next_seq: u64,
+    watermark: Option<i64>,
+    agencies: Interner,
+    procedures: Interner,
+    provinces: Interner,
+    agency_province: Vec<Option<u32>>,
+    dossiers: HashMap<Box<str>, Dossier>,
+    offerings: BTreeMap<(u32, u32), Offering>,
+    offering_dossiers: HashMap<(u32, u32), u64>,
+    buckets: HashMap<ScopeId, BTreeMap<Day, Bucket>>,
+    anomalies: Anomalies,
+    track_changes: bool,
+    dirty: BTreeMap<ScopeId, BTreeMap<Day, u32>>,
+    published_now: Option<Day>,
+    old: Vec<Contribution>,
+    new: Vec<Contribution>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format: u32,
+    next_seq: u64,
+    watermark: Option<i64>,
+    published_now: Option<Day>,
+    agencies: Vec<String>,
+    procedures: Vec<String>,
+    dossiers: Vec<(String, Dossier)>,
+    offerings: Vec<((u32, u32), Offering)>,
+    anomalies: Anomalies,
+}
+
+const SNAPSHOT_FORMAT: u32 = 1;
+
+impl Projection {
+    /// An empty projection that records which values change, for publication.
+    pub fn new() -> Projection {
+        Projection {
+            track_changes: true,
+            ..Projection::default()
+        }
+    }
+
+    /// An empty projection for one-off computation (audits, `socai metrics`): no change log.
+    pub fn untracked() -> Projection {
+        Projection::default()
+    }
+
+    /// Entries applied so far: the ledger tree size the values are computed at.
+    pub fn tree_size(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn anomalies(&self) -> &Anomalies {
+        &self.anomalies
+    }
+
+    pub fn dossiers(&self) -> usize {
+        self.dossiers.len()
+    }
+
+    /// The current day: the day of the latest event time applied (the event-time watermark).
+    /// Rolling windows end on it; calendar windows under way stop at it.
+    pub fn now(&self) -> Option<Day> {
+        self.watermark.map(Day::of)
+    }
+
+    /// Applies committed entry `seq` (its canonical bytes). Entries must come in seq order,
+    /// each exactly once: anything else is refused and changes nothing.
+    pub fn apply(&mut self, seq: u64, entry: &[u8]) -> Result<(), FoldError> {
+        if seq != self.next_seq {
+            return Err(FoldError::Sequence {
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
+        let bad = |reason: String| FoldError::Entry { seq, reason };
+        let wire: WireEntry<'_> =
+            serde_json::from_slice(entry).map_err(|e| bad(format!("not a ledger entry: {e}")))?;
+        if wire.seq != seq {
+            return Err(bad(format!("it says it is entry {}", wire.seq)));
+        }
+        let event = &wire.event;
+        let at = parse_timestamp(&event.occurred_at).map_err(&bad)?;
+        let kind = event.kind.as_ref();
+        if kind == "procedure.published" {
+            self.apply_procedure(seq, at, event)
+                .map_err(|reason| bad(format!("{kind}: {reason}")))?;
+        } else if let Some(step) = kind.strip_prefix("dossier.") {
+            self.apply_dossier(step, at, event)
+                .map_err(|reason| bad(format!("{kind}: {reason}")))?;
+        } else if kind != "ledger.redacted" {
+            self.anomalies.unknown_type += 1;
+        }
+        if kind != "ledger.redacted" {
+            self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
+        }
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    fn scopes(&self, agency: u32, procedure: u32) -> [Option<ScopeId>; 4] {
+        [
+            Some(ScopeId::National),
+            self.agency_province[agency as usize].map(ScopeId::Province),
+            Some(ScopeId::Agency(agency)),
+            Some(ScopeId::Procedure(procedure)),
+        ]
+    }
+
+    fn intern_agency(&mut self, agency: &str) -> u32 {
+        let id = self.agencies.intern(agency);
+        if id as usize == self.agency_province.len() {
+            let province = province_of(agency).map(|p| self.provinces.intern(&p));
+            self.agency_province.push(province);
+        }
+        id
+    }
+
+    fn apply_procedure(&mut self, seq: u64, at: i64, event: &WireEvent<'_>) -> Result<(), String> {
+        let agency = self.intern_agency(&event.agency);
+        let procedure = self.procedures.intern(&event.procedure);
+        let level = event
+            .data
+            .service_level
+            .as_deref()
+            .ok_or("no service_level")?;
+        let kind = event.data.result_kind.as_deref().ok_or("no result_kind")?;
+        let offering = self.offerings.entry((agency, procedure)).or_default();
+        let facts_before = offering.facts();
+        offering.contributions(&mut self.old);
+        offering.add(at, seq, level == "full_online", kind == "document");
+        offering.contributions(&mut self.new);
+        let facts_after = offering.facts();
+        self.apply_diff(self.scopes(agency, procedure));
+        let had_dossiers = self
+            .offering_dossiers
+            .get(&(agency, procedure))
+            .is_some_and(|&n| n > 0);
+        if had_dossiers && facts_before.unwrap_or(UNKNOWN) != facts_after.unwrap_or(UNKNOWN) {
+            // The catalogue changed what this offering's dossiers count for: recount them. Rare
+            // (a procedure republished with another result kind), so a scan is fine.
+            let keys: Vec<Box<str>> = self
+                .dossiers
+                .iter()
+                .filter(|(_, d)| (d.agency, d.procedure) == (agency, procedure))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let before = facts_before.unwrap_or(UNKNOWN);
+            let after = facts_after.unwrap_or(UNKNOWN);
+            let scopes = self.scopes(agency, procedure);
+            for key in keys {
+                let dossier = &self.dossiers[&key];
+                dossier.contributions(before, &mut self.old);
+                dossier.contributions(after, &mut self.new);
+                self.apply_diff(scopes);
+            }
+        }
+        Ok(())
+    }
+
+    fn facts(&self, agency: u32, procedure: u32) -> ProcedureFacts {
+        self.offerings
+            .get(&(agency, procedure))
+            .and_then(Offering::facts)
+            .unwrap_or(UNKNOWN)
+    }
+
+    fn apply_dossier(&mut self, step: &str, at: i64, event: &WireEvent<'_>) -> Result<(), String> {
+        let agency = self.intern_agency(&event.agency);
+        let procedure = self.procedures.intern(&event.procedure);
+        let key: &str = &event.dossier;
+        if !self.dossiers.contains_key(key) {
+            if !self.offerings.contains_key(&(agency, procedure)) {
+                self.anomalies.unknown_procedure += 1;
+            }
+            *self
+                .offering_dossiers
+                .entry((agency, procedure))
+                .or_default() += 1;
+            self.dossiers.insert(
+                key.into(),
+                Dossier {
+                    agency,
+                    procedure,
+                    latest: at,
+                    ..Dossier::default()
+                },
+            );
+        }
+        let data = &event.data;
+        let time = |field: &str, value: &Option<Cow<'_, str>>| -> Result<i64, String> {
+            parse_timestamp(value.as_deref().ok_or(format!("no {field}"))?)
+        };
+        let dossier = self.dossiers.get_mut(key).expect("inserted above");
+        let (agency, procedure) = (dossier.agency, dossier.procedure);
+        let facts = self
+            .offerings
+            .get(&(agency, procedure))
+            .and_then(Offering::facts)
+            .unwrap_or(UNKNOWN);
+        if (self.agencies.name(agency), self.procedures.name(procedure))
+            != (event.agency.as_ref(), event.procedure.as_ref())
+        {
+            self.anomalies.inconsistent_dossier += 1;
+        }
+        if at < dossier.latest {
+            self.anomalies.out_of_order += 1;
+        }
+        dossier.latest = dossier.latest.max(at);
+        let ended = dossier.ended.is_some() || dossier.resolved.is_some();
+        let accepted = dossier.accepted.is_some();
+        let resolved = dossier.resolved.is_some();
+        let a = &mut self.anomalies;
+        let mut need = |present: bool| {
+            if !present {
+                a.missing_predecessor += 1;
+            }
+        };
+        match step {
+            "submitted" | "rated" | "result_returned" => {}
+            "accepted" => need(dossier.submitted.is_some()),
+            "supplement_received" => need(!dossier.supplement_requested.is_empty()),
+            _ => need(accepted),
+        }
+        match step {
+            "rated" | "result_returned" => need(resolved),
+            "submitted"
+            | "accepted"
+            | "processing_step"
+            | "supplement_requested"
+            | "supplement_received"
+            | "fee_requested"
+            | "fee_paid"
+            | "deadline_extended"
+            | "resolved"
+            | "refused"
+            | "withdrawn"
+            | "stopped"
+                if ended =>
+            {
+                a.after_end += 1
+            }
+            _ => {}
+        }
+        dossier.contributions(facts, &mut self.old);
+        let repeated = match step {
+            "submitted" => {
+                let online = data.channel.as_deref() == Some("online");
+                !earliest(&mut dossier.submitted, (at, online), |s| s.0)
+            }
+            "accepted" => {
+                let due = time("due_at", &data.due_at)?;
+                let digitized = data.digitized_inputs.unwrap_or(false);
+                !earliest(&mut dossier.accepted, (at, due, digitized), |s| s.0)
+            }
+            "supplement_requested" => {
+                dossier.supplement_requested.push(at);
+                false
+            }
+            "supplement_received" => {
+                let new_due = match &data.new_due_at {
+                    Some(_) => Some(time("new_due_at", &data.new_due_at)?),
+                    None => None,
+                };
+                dossier.supplement_received.push((at, new_due));
+                false
+            }
+            "deadline_extended" => {
+                dossier
+                    .extended
+                    .push((at, time("new_due_at", &data.new_due_at)?));
+                false
+            }
+            "fee_requested" => {
+                dossier.fee_requested = true;
+                false
+            }
+            "fee_paid" => {
+                let online = data.online.ok_or("no online")?;
+                !earliest(&mut dossier.paid, (at, online), |s| s.0)
+            }
+            "result_signed" => {
+                dossier.signed = true;
+                false
+            }
+            "resolved" => {
+                let electronic = data.electronic_result.ok_or("no electronic_result")?;
+                !earliest(&mut dossier.resolved, (at, electronic), |s| s.0)
+            }
+            "result_returned" => {
+                let method = match data.method.as_deref() {
+                    Some("electronic") => Return::Electronic,
+                    Some("postal") => Return::Postal,
+                    Some("counter") => Return::Counter,
+                    other => return Err(format!("method {other:?}")),
+                };
+                !earliest(&mut dossier.returned, (at, method), |s| s.0)
+            }
+            "refused" | "withdrawn" | "stopped" => !earliest(&mut dossier.ended, at, |&t| t),
+            "rated" => {
+                let satisfied = data.satisfied.ok_or("no satisfied")?;
+                // The latest rating stands (a citizen may change their mind).
+                if dossier.rated.is_none_or(|(t, _)| t <= at) {
+                    dossier.rated = Some((at, satisfied));
+                }
+                false
+            }
+            "processing_step" => false,
+            _ => {
+                self.anomalies.unknown_type += 1;
+                false
+            }
+        };
+        if repeated {
+            self.anomalies.repeated += 1;
+        }
+        dossier.contributions(facts, &mut self.new);
+        if self.old != self.new {
+            self.apply_diff(self.scopes(agency, procedure));
+        }
+        Ok(())
+    }
+
+    /// Retracts `self.old` and adds `self.new` in every scope given.
+    fn apply_diff(&mut self, scopes: [Option<ScopeId>; 4]) {
+        let (old, new) = (std::mem::take(&mut self.old), std::mem::take(&mut self.new));
+        let (mut i, mut j) = (0, 0);
+        let mut changes: Vec<(Contribution, i64)> = Vec::new();
+        while i < old.len() || j < new.len() {
+            match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    changes.push((*a, -1));
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    changes.push((*a, -1));
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    changes.push((*b, 1));
+                    j += 1;
+                }
+                (None, None) => unreachable!(),
+            }
+        }
+        for scope in scopes.into_iter().flatten() {
+            let days = self.buckets.entry(scope).or_default();
+            for &(change, sign) in &changes {
+                let (day, field) = match change {
+                    Contribution::Count(day, field, delta) => {
+                        days.entry(day).or_default().counts[field as usize] += sign * delta;
+                        (day, field)
+                    }
+                    Contribution::Minutes(day, minutes) => {
+                        let bucket = days.entry(day).or_default();
+                        let count = bucket.minutes.entry(minutes).or_default();
+                        *count = count.wrapping_add_signed(sign as i32);
+                        if *count == 0 {
+                            bucket.minutes.remove(&minutes);
+                        }
+                        (day, Field::TimedMinutes)
+                    }
+                };
+                if days.get(&day).is_some_and(Bucket::is_empty) {
+                    days.remove(&day);
+                }
+                if self.track_changes {
+                    *self.dirty.entry(scope).or_default().entry(day).or_default() |= bit(field);
+                }
+            }
+        }
+        (self.old, self.new) = (old, new);
+    }
+
+    fn scope(&self, id: ScopeId) -> Scope {
+        let (kind, code) = match id {
+            ScopeId::National => return Scope::national(),
+            ScopeId::Province(p) => (ScopeKind::Province, self.provinces.name(p)),
+            ScopeId::Agency(a) => (ScopeKind::Agency, self.agencies.name(a)),
+            ScopeId::Procedure(p) => (ScopeKind::Procedure, self.procedures.name(p)),
+        };
+        Scope {
+            kind,
+            code: code.to_owned(),
+        }
+    }
+
+    /// Every value the projection holds, sorted by scope, metric and window.
+    pub fn values(&self, root: &str) -> Vec<MetricValue> {
+        let Some(now) = self.now() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<ScopeId> = self.buckets.keys().copied().collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        for id in ids {
+            let days = &self.buckets[&id];
+            let Some(first) = days.keys().next().copied() else {
+                continue;
+            };
+            let mut windows: BTreeSet<Window> = days
+                .keys()
+                .filter(|&&d| d <= now)
+                .map(|&d| Window::Day(d))
+                .collect();
+            windows.extend(Window::periods_between(first.min(now), now));
+            windows.extend([Window::Rolling7, Window::Rolling30]);
+            let all = METRICS
+                .iter()
+                .fold(0u32, |m, &metric| m | 1 << metric as u32);
+            let plan: BTreeMap<Window, u32> = windows.into_iter().map(|w| (w, all)).collect();
+            self.evaluate(id, &plan, now, root, false, &mut out);
+        }
+        out
+    }
+
+    /// The values changed since the last call (all of them after a rebuild with tracking on),
+    /// including "no data" values for keys that went away. The caller publishes them, then
+    /// takes a snapshot.
+    pub fn take_changes(&mut self, root: &str) -> Vec<MetricValue> {
+        let Some(now) = self.now() else {
+            return Vec::new();
+        };
+        let dirty = std::mem::take(&mut self.dirty);
+        let moved_from = match self.published_now {
+            Some(before) if before < now => Some(before),
+            _ => None,
+        };
+        self.published_now = Some(now);
+        let mut plans: BTreeMap<ScopeId, BTreeMap<Window, u32>> = BTreeMap::new();
+        if let Some(before) = moved_from {
+            let all = METRICS
+                .iter()
+                .fold(0u32, |m, &metric| m | 1 << metric as u32);
+            for (&id, days) in &self.buckets {
+                let plan = plans.entry(id).or_default();
+                for w in Window::periods_between(before, now)
+                    .into_iter()
+                    .chain([Window::Rolling7, Window::Rolling30])
+                {
+                    *plan.entry(w).or_default() |= all;
+                }
+                for (&day, bucket) in days.range(before.plus(1)..=now) {
+                    for metric in METRICS.into_iter().filter(|m| m.is_gauge()) {
+                        if active(bucket, metric) {
+                            *plan.entry(Window::Day(day)).or_default() |= 1 << metric as u32;
+                        }
+                    }
+                }
+            }
+        }
+        for (id, days) in dirty {
+            let plan = plans.entry(id).or_default();
+            let buckets = self.buckets.get(&id);
+            for (day, fields) in days {
+                for metric in METRICS {
+                    let mask = metric.mask();
+                    if mask & fields == 0 {
+                        continue;
+                    }
+                    let metric_bit = 1 << metric as u32;
+                    let gauge_change = mask & fields & GAUGE_MASK != 0;
+                    if day <= now {
+                        for w in Window::calendar_containing(day) {
+                            *plan.entry(w).or_default() |= metric_bit;
+                        }
+                        for (w, length) in [(Window::Rolling7, 7), (Window::Rolling30, 30)] {
+                            if gauge_change || day > now.plus(-length) {
+                                *plan.entry(w).or_default() |= metric_bit;
+                            }
+                        }
+                    }
+                    if gauge_change {
+                        for w in Window::periods_between(day, now) {
+                            *plan.entry(w).or_default() |= metric_bit;
+                        }
+                        let later = buckets
+                            .filter(|_| day < now)
+                            .into_iter()
+                            .flat_map(|b| b.range(day.plus(1)..=now));
+                        for (&later_day, bucket) in later {
+                            if active(bucket, metric) {
+                                *plan.entry(Window::Day(later_day)).or_default() |= metric_bit;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (id, plan) in plans {
+            self.evaluate(id, &plan, now, root, true, &mut out);
+        }
+        out
+    }
+
+    /// Values of the planned (window → metric bits) for one scope. With `with_no_data`, an
+    /// absent value is given as "no data" (for publication), otherwise left out.
+    fn evaluate(
+        &self,
+        id: ScopeId,
+        plan: &BTreeMap<Window, u32>,
+        now: Day,
+        root: &str,
+        with_no_data: bool,
+        out: &mut Vec<MetricValue>,
+    ) {
+        let scope = self.scope(id);
+        let empty = BTreeMap::new();
+        let days = self.buckets.get(&id).unwrap_or(&empty);
+        // Cumulative counts by day, and the first day each count is nonzero.
+        let mut prefix: Vec<(Day, Counts)> = Vec::with_capacity(days.len());
+        let mut first_nonzero = [None::<Day>; FIELDS];
+        let mut running = [0i64; FIELDS];
+        for (&day, bucket) in days {
+            for f in 0..FIELDS {
+                running[f] += bucket.counts[f];
+                if bucket.counts[f] != 0 && first_nonzero[f].is_none() {
+                    first_nonzero[f] = Some(day);
+                }
+            }
+            prefix.push((day, running));
+        }
+        let upto = |day: Day| -> Counts {
+            let i = prefix.partition_point(|(d, _)| *d <= day);
+            if i == 0 { [0; FIELDS] } else { prefix[i - 1].1 }
+        };
+        for (&window, &metric_bits) in plan {
+            let Some((from, to)) = window.bounds(now) else {
+                continue;
+            };
+            let end = upto(to);
+            let before = upto(from.plus(-1));
+            let mut flows = [0i64; FIELDS];
+            for f in 0..FIELDS {
+                flows[f] = end[f] - before[f];
+            }
+            let mut sums = WindowSums {
+                flows,
+                levels: end,
+                gauge_seen: false,
+                days: Vec::new(),
+            };
+            for metric in METRICS {
+                if metric_bits & (1 << metric as u32) == 0 || !metric.applies_to(&scope) {
+                    continue;
+                }
+                if metric == Metric::ResolutionTime && sums.days.is_empty() {
+                    sums.days = days.range(from..=to).map(|(_, b)| b).collect();
+                }
+                let gauge_fields = metric.mask() & GAUGE_MASK;
+                sums.gauge_seen = (0..FIELDS).any(|f| {
+                    gauge_fields & (1 << f) != 0 && first_nonzero[f].is_some_and(|d| d <= to)
+                });
+                let mut figures = figures(metric, &sums);
+                // A day window shows a metric only on a day that counted something for it.
+                if let Window::Day(day) = window
+                    && !days.get(&day).is_some_and(|b| active(b, metric))
+                {
+                    figures = None;
+                }
+                let (numerator, denominator, value, detail) = match figures {
+                    Some(f) => f,
+                    None if with_no_data => (0, None, None, None),
+                    None => continue,
+                };
+                out.push(MetricValue {
+                    metric,
+                    scope: scope.clone(),
+                    window: crate::metric::WindowBounds {
+                        id: window.id(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                    },
+                    numerator,
+                    denominator,
+                    value,
+                    detail,
+                    tree_size: self.next_seq,
+                    root: root.to_owned(),
+                });
+            }
+        }
+    }
+
+    /// The state as bytes, to resume from after a restart. Take it after
+    /// [`Projection::take_changes`] has been published: pending changes are not kept.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut dossiers: Vec<(String, Dossier)> = self
+            .dossiers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        dossiers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let snapshot = Snapshot {
+            format: SNAPSHOT_FORMAT,
+            next_seq: self.next_seq,
+            watermark: self.watermark,
+            published_now: self.published_now,
+            agencies: self.agencies.names.clone(),
+            procedures: self.procedures.names.clone(),
+            dossiers,
+            offerings: self
+                .offerings
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+            anomalies: self.anomalies.clone(),
+        };
+        serde_json::to_vec(&snapshot).expect("a snapshot serializes")
+    }
+
+    /// A projection resumed from [`Projection::snapshot`]: the counts are recomputed from the
+    /// dossier states, so they are exactly what the fold had.
+    pub fn restore(bytes: &[u8]) -> Result<Projection, FoldError> {
+        let snapshot: Snapshot =
+            serde_json::from_slice(bytes).map_err(|e| FoldError::Snapshot(e.to_string()))?;
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(FoldError::Snapshot(format!(
+                "format {} (this build reads {SNAPSHOT_FORMAT})",
+                snapshot.format
+            )));
+        }
+        let mut p = Projection::new();
+        for agency in &snapshot.agencies {
+            p.intern_agency(agency);
+        }
+        for procedure in &snapshot.procedures {
+            p.procedures.intern(procedure);
+        }
+        let known = |a: u32, pr: u32| {
+            (a as usize) < snapshot.agencies.len() && (pr as usize) < snapshot.procedures.len()
+        };
+        for ((agency, procedure), offering) in snapshot.offerings {
+            if !known(agency, procedure) {
+                return Err(FoldError::Snapshot("offering of an unknown agency".into()));
+            }
+            offering.contributions(&mut p.new);
+            p.old.clear();
+            p.apply_diff(p.scopes(agency, procedure));
+            p.offerings.insert((agency, procedure), offering);
+        }
+        for (key, dossier) in snapshot.dossiers {
+            if !known(dossier.agency, dossier.procedure) {
+                return Err(FoldError::Snapshot(format!(
+                    "dossier {key} of an unknown agency"
+                )));
+            }
+            let facts = p.facts(dossier.agency, dossier.procedure);
+            dossier.contributions(facts, &mut p.new);
+            p.old.clear();
+            p.apply_diff(p.scopes(dossier.agency, dossier.procedure));
+            *p.offering_dossiers
+                .entry((dossier.agency, dossier.procedure))
+                .or_default() += 1;
+            p.dossiers.insert(key.into(), dossier);
+        }
+        p.dirty.clear();
+        p.next_seq = snapshot.next_seq;
+        p.watermark = snapshot.watermark;
+        p.published_now = snapshot.published_now;
+        p.anomalies = snapshot.anomalies;
+        Ok(p)
+    }
+}
+
+const UNKNOWN: ProcedureFacts = ProcedureFacts {
+    yields_document: true,
+};
+
+/// Whether a day's bucket counted anything for `metric`.
+fn active(bucket: &Bucket, metric: Metric) -> bool {
+    let mask = metric.mask();
+    (0..FIELDS).any(|f| mask & (1 << f) != 0 && bucket.counts[f] != 0)
+}
