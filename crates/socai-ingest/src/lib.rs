@@ -12,6 +12,7 @@
 pub mod check;
 mod committed;
 pub mod local;
+pub mod projector;
 pub mod streams;
 mod writer;
 

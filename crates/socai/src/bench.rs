@@ -612,3 +612,334 @@ async fn bare_consume(
     }
     Ok(started.elapsed().as_secs_f64())
 }
+
+/// `socai bench metrics`: (1) projection rebuild rate from a ledger of `events` entries, beside
+/// reading the same entries alone; (2) freshness, publish → a subscriber of
+/// `dvc.metrics.*.national` sees a value computed at a tree size that includes the event, at
+/// `rate` events/s through the real writer and projector, beside the bare NATS round trip
+/// (core publish → subscriber) measured in the same run at the same rate.
+pub fn metrics(
+    g: &crate::cli::Global,
+    events: u64,
+    rate_per_s: u64,
+    seconds: u64,
+    nats_server: Option<&Path>,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let _ = g;
+    let tmp = tempfile::Builder::new()
+        .prefix("socai-bench-metrics-")
+        .tempdir_in(dir.unwrap_or(&std::env::temp_dir()))?;
+    let n = events as usize;
+
+    // 1. rebuild.
+    eprintln!("building a ledger of {n} simulated events...");
+    let data = socai_store::DataDir::new(tmp.path().join("rebuild"));
+    data.init("bench.socai/ledger")?;
+    let mut ledger = data.open_ledger(LedgerConfig::default())?;
+    let bar = crate::output::progress(n as u64, "append");
+    let mut generator = socai_sim::Generator::new(socai_sim::SimConfig::default());
+    let mut appended = 0;
+    while appended < n {
+        let batch: Vec<_> = generator.by_ref().take((n - appended).min(5000)).collect();
+        appended += batch.len();
+        ledger.append_batch(&batch, "2026-11-22T00:00:00.000Z")?;
+        bar.set_position(appended as u64);
+    }
+    bar.finish_and_clear();
+    let size = ledger.head().size;
+    println!(
+        "socai bench metrics: rebuild from a {size}-entry ledger (63 provinces, simulated), then freshness at {rate_per_s} events/s for {seconds} s"
+    );
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}  target",
+        "figure", "socai", "baseline", "ratio"
+    );
+    // Baseline: read every entry (what any rebuild must do).
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for item in ledger.storage().entries(0, size) {
+        bytes += item?.1.len() as u64;
+    }
+    let read_secs = started.elapsed().as_secs_f64();
+    std::hint::black_box(bytes);
+    reset_peak_rss();
+    let started = Instant::now();
+    let projection = crate::cmd::metrics::rebuild(&ledger, size)?;
+    let fold_secs = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    let started = Instant::now();
+    let values = projection.values(&ledger.root().to_hex());
+    let values_secs = started.elapsed().as_secs_f64();
+    row(
+        "rebuild (read + fold), events/s",
+        per_s(rate(size, fold_secs)),
+        &per_s(rate(size, read_secs)),
+        Some(read_secs / fold_secs),
+        ">= 500000/s",
+    );
+    row(
+        "every value, computed once",
+        format!("{:.2} s", values_secs),
+        "",
+        None,
+        &format!("{} values", values.len()),
+    );
+    row(
+        "peak RSS during the fold",
+        mib(rss),
+        "",
+        None,
+        &format!("{} dossiers", projection.dossiers()),
+    );
+    drop((projection, values, ledger));
+
+    // 2. freshness.
+    freshness(tmp.path(), rate_per_s, seconds, nats_server)
+}
+
+fn freshness(
+    dir: &Path,
+    rate_per_s: u64,
+    seconds: u64,
+    nats_server: Option<&Path>,
+) -> anyhow::Result<()> {
+    use async_nats::jetstream::message::PublishMessage as Publish;
+    use futures::StreamExt;
+    use socai_client::publisher::{NatsConfig, Outgoing};
+    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
+    use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    let binary = find_nats_server(nats_server)?;
+    let server = LocalNats::start(LocalNatsOptions {
+        binary,
+        dir: dir.join("nats"),
+        ..Default::default()
+    })?;
+    let url = server.url();
+    // A smaller country than the rebuild (8 provinces) keeps the catalogue warm-up short.
+    let config = socai_sim::SimConfig {
+        provinces: 8,
+        ..Default::default()
+    };
+    let catalogue = 8 * socai_sim::AGENCIES_PER_PROVINCE * config.procedures_per_agency;
+    let measured = (rate_per_s * seconds) as usize;
+    let messages: Vec<Outgoing> = socai_sim::Generator::new(config)
+        .take(catalogue + measured)
+        .map(|e| Outgoing::event(&e))
+        .collect();
+    let rt = crate::cmd::nats::runtime()?;
+    rt.block_on(async {
+        let nats = NatsConfig::new(&url);
+        let connect = || socai_client::publisher::connect(&nats);
+        let (client, _) = connect().await?;
+        let js = async_nats::jetstream::new(client.clone());
+        socai_ingest::ensure_streams(&js, &socai_ingest::StreamSettings::default()).await?;
+        let data = socai_store::DataDir::new(dir.join("fresh"));
+        data.init("bench.socai/ledger")?;
+        let ledger = data.open_ledger(LedgerConfig::default())?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let counters = Arc::new(socai_ingest::Counters::default());
+        let writer = tokio::spawn(socai_ingest::serve(
+            js.clone(),
+            ledger,
+            socai_ingest::WriterConfig::default(),
+            counters.clone(),
+            stopped(stop_rx.clone()),
+            Duration::from_secs(10),
+        ));
+        let pcounters = Arc::new(ProjectorCounters::default());
+        let (pclient, _) = connect().await?;
+        let worker = tokio::spawn(projector::run(
+            async_nats::jetstream::new(pclient),
+            ProjectorConfig::new("bench", &dir.join("fresh").join("metrics")),
+            pcounters.clone(),
+            stopped(stop_rx.clone()),
+        ));
+
+        // Warm-up: the catalogue, as fast as it goes, then wait for the projector.
+        let (pub_client, _) = connect().await?;
+        let pub_js = async_nats::jetstream::new(pub_client);
+        let mut acks = futures::stream::FuturesUnordered::new();
+        for m in &messages[..catalogue] {
+            let publish = Publish::build()
+                .payload(m.payload.clone())
+                .message_id(&m.id);
+            acks.push(
+                pub_js
+                    .send_publish(m.subject.clone(), publish)
+                    .await?
+                    .into_future(),
+            );
+            if acks.len() >= 512 {
+                acks.next().await.transpose()?;
+            }
+        }
+        while acks.next().await.transpose()?.is_some() {}
+        while pcounters.published_size.load(Relaxed) < catalogue as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The subscriber: every national value says which tree size it was computed at.
+        let (sub_client, _) = connect().await?;
+        let mut values = sub_client.subscribe("dvc.metrics.*.national").await?;
+        sub_client.flush().await?;
+        let sent_at: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+            Arc::new(std::sync::Mutex::new(vec![None; catalogue + measured]));
+        let watcher = {
+            let sent_at = sent_at.clone();
+            tokio::spawn(async move {
+                #[derive(serde::Deserialize)]
+                struct Sized {
+                    tree_size: u64,
+                }
+                let mut hist = Histogram::<u64>::new(3).expect("histogram");
+                let mut seen = catalogue as u64;
+                let end = (catalogue + measured) as u64;
+                while seen < end {
+                    let Ok(Some(msg)) =
+                        tokio::time::timeout(Duration::from_secs(10), values.next()).await
+                    else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    let Ok(v) = serde_json::from_slice::<Sized>(&msg.payload) else {
+                        continue;
+                    };
+                    let sent = sent_at.lock().expect("lock");
+                    while seen < v.tree_size.min(end) {
+                        if let Some(t) = sent[seen as usize] {
+                            hist.record(now.duration_since(t).as_micros() as u64).ok();
+                        }
+                        seen += 1;
+                    }
+                }
+                hist
+            })
+        };
+        // Paced publishing: every 10 ms, rate/100 events. Entry seq = publish order (one
+        // publisher, one connection, a fresh ledger).
+        let per_tick = (rate_per_s / 100).max(1) as usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let cpu0 = cpu_secs("self");
+        let started = Instant::now();
+        let mut next = catalogue;
+        while next < catalogue + measured {
+            tick.tick().await;
+            let end = (next + per_tick).min(catalogue + measured);
+            for (i, m) in messages.iter().enumerate().take(end).skip(next) {
+                sent_at.lock().expect("lock")[i] = Some(Instant::now());
+                let publish = Publish::build()
+                    .payload(m.payload.clone())
+                    .message_id(&m.id);
+                acks.push(
+                    pub_js
+                        .send_publish(m.subject.clone(), publish)
+                        .await?
+                        .into_future(),
+                );
+            }
+            next = end;
+            while let Some(Some(r)) = futures::FutureExt::now_or_never(acks.next()) {
+                r?;
+            }
+        }
+        while acks.next().await.transpose()?.is_some() {}
+        let publish_secs = started.elapsed().as_secs_f64();
+        let hist = watcher.await?;
+        let cpu = cpu_secs("self") - cpu0;
+
+        // Baseline: the bare NATS round trip at the same rate (core publish → subscriber).
+        let (a, _) = connect().await?;
+        let (b, _) = connect().await?;
+        let mut sub = b.subscribe("bench.roundtrip").await?;
+        b.flush().await?;
+        let n_rt = (rate_per_s * 2) as usize;
+        let probe = tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).expect("histogram");
+            for _ in 0..n_rt {
+                let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await
+                else {
+                    break;
+                };
+                let sent: u128 = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros())
+                    .unwrap_or(0);
+                hist.record(now.saturating_sub(sent) as u64).ok();
+            }
+            hist
+        });
+        let mut sent = 0;
+        while sent < n_rt {
+            tick.tick().await;
+            for _ in 0..per_tick.min(n_rt - sent) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_micros();
+                a.publish("bench.roundtrip", now.to_string().into()).await?;
+                sent += 1;
+            }
+            a.flush().await?;
+        }
+        let bare = probe.await?;
+
+        let _ = stop_tx.send(true);
+        writer.await??;
+        worker.await??;
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        row(
+            "freshness p50 (publish → value)",
+            format!("{:.1} ms", ms(&hist, 0.5)),
+            &format!("{:.2} ms", ms(&bare, 0.5)),
+            None,
+            "",
+        );
+        row(
+            "freshness p99",
+            format!("{:.1} ms", ms(&hist, 0.99)),
+            &format!("{:.2} ms", ms(&bare, 0.99)),
+            None,
+            "p99 <= 250 ms",
+        );
+        row(
+            "freshness max",
+            format!("{:.1} ms", ms(&hist, 1.0)),
+            &format!("{:.2} ms", ms(&bare, 1.0)),
+            None,
+            &format!("{} of {measured} events seen", hist.len()),
+        );
+        row(
+            "publishing rate achieved",
+            per_s(rate(measured as u64, publish_secs)),
+            &per_s(rate_per_s as f64),
+            None,
+            "",
+        );
+        row(
+            "values stored in KV, per second",
+            per_s(rate(pcounters.values.load(Relaxed), publish_secs)),
+            "",
+            None,
+            &format!("{} flushes", pcounters.flushes.load(Relaxed)),
+        );
+        row(
+            "CPU of this process (all parts)",
+            format!("{:.0} %", 100.0 * cpu / publish_secs),
+            "",
+            None,
+            "publisher + ledger + projector",
+        );
+        anyhow::Ok(())
+    })
+}

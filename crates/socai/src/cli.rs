@@ -157,6 +157,39 @@ pub enum Command {
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
     },
+    /// Run a projection worker: fold COMMITTED into the metrics, publish them to the METRICS KV
+    /// bucket and dvc.metrics.<metric>.<scope> (state in <data-dir>/metrics/<name>.state)
+    Project {
+        /// Worker name: its state file and its `_workers.<name>` key
+        #[arg(long, default_value = "projector")]
+        name: String,
+        /// This worker's share of the scopes, INDEX/COUNT (0/2 and 1/2 for two workers)
+        #[arg(long, default_value = "0/1")]
+        shard: String,
+        /// Stop after this many seconds (default: run until SIGINT/SIGTERM)
+        #[arg(long)]
+        for_seconds: Option<u64>,
+    },
+    /// Metric values: the published ones (METRICS bucket) with --nats, else computed from the
+    /// ledger in --data-dir
+    Metrics {
+        /// Only this metric (repeatable), e.g. on_time_rate
+        #[arg(long)]
+        metric: Vec<String>,
+        /// national, province, agency, procedure, or one with its code: province:H01,
+        /// agency:000.00.12.H01, procedure:1.004227
+        #[arg(long)]
+        scope: Option<String>,
+        /// A window (day.2026-03-02, month.2026-03, quarter.2026-Q1, ytd.2026, rolling7), a
+        /// kind (day, month, ...), or all
+        #[arg(long)]
+        window: Option<String>,
+    },
+    /// Audits against the ledger in --data-dir
+    Audit {
+        #[command(subcommand)]
+        kind: AuditKind,
+    },
     /// The demo: generate a workload, import it, verify, prove, export, redact
     Demo {
         #[arg(long, default_value_t = 200_000)]
@@ -202,6 +235,17 @@ pub enum ProofKind {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AuditKind {
+    /// Recompute every metric from the ledger at a tree size and report every published value
+    /// (METRICS bucket, via --nats) that differs, or whose root is not this ledger's
+    Metrics {
+        /// Tree size (default: the latest size a worker published at)
+        #[arg(long)]
+        at: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchKind {
     /// Append, verify, proof latency and disk use of the sled store
     Store {
@@ -217,6 +261,25 @@ pub enum BenchKind {
     Ingest {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
+        /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// Where to put the bench stores (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Projection rebuild rate from a ledger, and metric freshness (publish → subscriber sees
+    /// the value) beside the bare NATS round trip
+    Metrics {
+        /// Ledger size for the rebuild
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events per second published for the freshness run
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Length of the freshness run
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
         /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
         #[arg(long)]
         nats_server: Option<PathBuf>,

@@ -13,6 +13,10 @@
 //! duplicate_window_s = 120         # JetStream's msg-id dedup window
 //! ack_wait_s = 30                  # redelivery after this long without an ack
 //! consumer = "ledger"              # durable consumer; a replica on another machine uses its own
+//!
+//! [metrics]                        # `socai project`
+//! flush_interval_ms = 50           # longest a changed value waits before it is published
+//! snapshot_interval_s = 10         # the worker's state file is rewritten at most this often
 //! ```
 
 use anyhow::Context;
@@ -27,6 +31,24 @@ pub struct Config {
     pub import_batch_events: usize,
     pub checkpoint_every_events: u64,
     pub ingest: Ingest,
+    pub metrics: Metrics,
+}
+
+/// `[metrics]`: the projection workers behind `socai project`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub flush_interval_ms: u64,
+    pub snapshot_interval_s: u64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            flush_interval_ms: 50,
+            snapshot_interval_s: 10,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +58,7 @@ impl Default for Config {
             import_batch_events: 1000,
             checkpoint_every_events: 100_000,
             ingest: Ingest::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -102,6 +125,12 @@ impl Config {
                     "{}: [ingest] stream_replicas must be 1, 3 or 5",
                     path.display()
                 );
+                anyhow::ensure!(
+                    config.metrics.flush_interval_ms >= 1
+                        && config.metrics.snapshot_interval_s >= 1,
+                    "{}: [metrics] needs flush_interval_ms >= 1 and snapshot_interval_s >= 1",
+                    path.display()
+                );
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -122,7 +151,11 @@ impl Config {
          stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
          duplicate_window_s = 120         # JetStream's msg-id dedup window\n\
          ack_wait_s = 30                  # redelivery after this long without an ack\n\
-         consumer = \"ledger\"              # durable consumer; a replica elsewhere uses its own\n"
+         consumer = \"ledger\"              # durable consumer; a replica elsewhere uses its own\n\
+         \n\
+         [metrics]                        # socai project\n\
+         flush_interval_ms = 50           # longest a changed value waits before it is published\n\
+         snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n"
     }
 
     pub fn ledger(&self) -> socai_store::LedgerConfig {

@@ -4,9 +4,10 @@
 mod audit;
 mod demo;
 mod import;
+pub mod metrics;
 pub mod nats;
 
-use crate::cli::{BenchKind, Cli, Command, Global};
+use crate::cli::{AuditKind, BenchKind, Cli, Command, Global};
 use crate::config::{self, Config};
 use crate::output::{EXIT_NOT_FOUND, Exit, emit};
 use anyhow::Context;
@@ -57,6 +58,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { for_seconds } => nats::serve(g, for_seconds),
         Command::Publish { file, in_flight } => nats::publish(g, &file, in_flight),
         Command::Demo { events } => demo::run(g, events),
+        Command::Project {
+            name,
+            shard,
+            for_seconds,
+        } => metrics::project(g, &name, &shard, for_seconds),
+        Command::Metrics {
+            metric,
+            scope,
+            window,
+        } => metrics::show(
+            g,
+            &metrics::Filter::parse(&metric, scope.as_deref(), window.as_deref())?,
+        ),
+        Command::Audit {
+            kind: AuditKind::Metrics { at },
+        } => metrics::audit(g, at),
+        Command::Bench {
+            kind:
+                BenchKind::Metrics {
+                    events,
+                    rate,
+                    seconds,
+                    nats_server,
+                    dir,
+                },
+        } => crate::bench::metrics(
+            g,
+            events,
+            rate,
+            seconds,
+            nats_server.as_deref(),
+            dir.as_deref(),
+        ),
         Command::Bench {
             kind:
                 BenchKind::Store {

@@ -32,7 +32,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Resolves on SIGINT or SIGTERM (or after `limit`). The handlers are installed when this is
 /// called, not when the future is first polled, so a signal that arrives during startup is kept.
-fn shutdown_signal(
+pub(crate) fn shutdown_signal(
     limit: Option<Duration>,
 ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};

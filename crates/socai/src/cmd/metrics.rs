@@ -1,0 +1,539 @@
+//! `socai project` (a projection worker), `socai metrics` (read or compute values) and
+//! `socai audit metrics` (recompute at a tree size and compare with what was published).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters, Published, WorkerMark};
+use socai_metrics::{
+    Detail, Metric, MetricValue, Projection, Scope, ScopeKind, WINDOW_KINDS, Window,
+};
+use socai_store::{Ledger, SledStorage, Storage};
+
+use super::nats::{nats_config, runtime};
+use crate::cli::Global;
+use crate::output::{EXIT_VERIFY, Exit, emit, progress};
+
+/// Folds entries `[0, size)` of the ledger, with a progress bar on a terminal.
+pub fn rebuild(ledger: &Ledger<SledStorage>, size: u64) -> anyhow::Result<Projection> {
+    let bar = progress(size, "metrics");
+    let mut projection = Projection::untracked();
+    for item in ledger.storage().entries(0, size) {
+        let (seq, entry) = item.context("reading the ledger")?;
+        projection.apply(seq, &entry)?;
+        if seq % 8192 == 0 {
+            bar.set_position(seq);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(projection)
+}
+
+/// `--shard INDEX/COUNT`.
+fn parse_shard(text: &str) -> anyhow::Result<(u32, u32)> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
+    match parsed {
+        Some((i, n)) if n >= 1 && i < n => Ok((i, n)),
+        _ => anyhow::bail!(
+            "--shard {text:?}: expected INDEX/COUNT with INDEX < COUNT, e.g. 0/2 and 1/2 for two workers"
+        ),
+    }
+}
+
+pub fn project(
+    g: &Global,
+    name: &str,
+    shard: &str,
+    for_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let (shard_index, shard_count) = parse_shard(shard)?;
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "--name {name:?}: use letters, digits, - and _ (it names a KV key and a file)"
+    );
+    let config = crate::config::Config::load(&g.data_dir)?;
+    let mut worker = ProjectorConfig::new(name, &g.data_dir.join("metrics"));
+    worker.shard_index = shard_index;
+    worker.shard_count = shard_count;
+    worker.flush_interval = Duration::from_millis(config.metrics.flush_interval_ms);
+    worker.snapshot_interval = Duration::from_secs(config.metrics.snapshot_interval_s);
+    worker.replicas = config.ingest.stream_replicas;
+    let mut nats = nats_config(g, &format!("socai-{name}"));
+    nats.retry_initial_connect = true;
+    let counters = Arc::new(ProjectorCounters::default());
+    runtime()?.block_on(async {
+        let shutdown = super::nats::shutdown_signal(for_seconds.map(Duration::from_secs))?;
+        let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+        let js = async_nats::jetstream::new(client);
+        let stats = tokio::spawn(log_stats(counters.clone()));
+        let result = projector::run(js, worker, counters.clone(), shutdown).await;
+        stats.abort();
+        result.map_err(anyhow::Error::from)
+    })?;
+    emit(
+        &json!({
+            "applied": counters.applied.load(Relaxed),
+            "published_size": counters.published_size.load(Relaxed),
+            "values": counters.values.load(Relaxed),
+        }),
+        || {
+            format!(
+                "stopped: {} entries applied, values published up to tree size {} ({} values this run)",
+                counters.applied.load(Relaxed),
+                counters.published_size.load(Relaxed),
+                counters.values.load(Relaxed)
+            )
+        },
+    );
+    Ok(())
+}
+
+async fn log_stats(c: Arc<ProjectorCounters>) {
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let applied = c.applied.load(Relaxed);
+        if applied != last {
+            tracing::info!(
+                applied,
+                applied_per_s = (applied - last) / 10,
+                published_size = c.published_size.load(Relaxed),
+                values = c.values.load(Relaxed),
+                "projector"
+            );
+            last = applied;
+        }
+    }
+}
+
+/// What `socai metrics` shows.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub metrics: Vec<Metric>,
+    pub scope: Option<(ScopeKind, Option<String>)>,
+    /// A window id (`month.2026-03`), a kind (`day`), or `all`.
+    pub window: Option<String>,
+}
+
+impl Filter {
+    pub fn parse(
+        metrics: &[String],
+        scope: Option<&str>,
+        window: Option<&str>,
+    ) -> anyhow::Result<Filter> {
+        let metrics = metrics
+            .iter()
+            .map(|m| {
+                Metric::parse(m).with_context(|| {
+                    format!(
+                        "--metric {m:?} is not a metric; one of: {}",
+                        socai_metrics::METRICS.map(Metric::name).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let scope = match scope {
+            None => None,
+            Some(text) => match (ScopeKind::parse(text), Scope::parse(text)) {
+                (Some(kind), _) => Some((kind, None)),
+                (None, Some(s)) => Some((s.kind, Some(s.code))),
+                _ => anyhow::bail!(
+                    "--scope {text:?}: expected national, province, agency, procedure, or one of them with a code (province:H01, agency:000.00.12.H01, procedure:1.004227)"
+                ),
+            },
+        };
+        let window = window.unwrap_or("rolling30");
+        anyhow::ensure!(
+            window == "all" || WINDOW_KINDS.contains(&window) || Window::parse(window).is_some(),
+            "--window {window:?}: expected all, a kind ({}) or a window (day.2026-03-02, month.2026-03, quarter.2026-Q1, ytd.2026)",
+            WINDOW_KINDS.join(", ")
+        );
+        Ok(Filter {
+            metrics,
+            scope,
+            window: Some(window.to_owned()),
+        })
+    }
+
+    pub fn matches(&self, v: &MetricValue) -> bool {
+        let metric = self.metrics.is_empty() || self.metrics.contains(&v.metric);
+        let scope = match &self.scope {
+            None => true,
+            Some((kind, code)) => {
+                v.scope.kind == *kind && code.as_ref().is_none_or(|c| *c == v.scope.code)
+            }
+        };
+        let window = match self.window.as_deref() {
+            None | Some("all") => true,
+            Some(w) if WINDOW_KINDS.contains(&w) => v.window.id.split('.').next() == Some(w),
+            Some(w) => v.window.id == w,
+        };
+        metric && scope && window
+    }
+}
+
+pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
+    let (values, source) = match &g.nats {
+        Some(_) => {
+            let nats = nats_config(g, "socai-metrics");
+            let published = runtime()?.block_on(async {
+                let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+                let js = async_nats::jetstream::new(client);
+                let subject_filter = match filter.metrics.as_slice() {
+                    [one] => format!("{}.>", one.name()),
+                    _ => ">".into(),
+                };
+                anyhow::Ok(projector::read_published(&js, false, &subject_filter).await?)
+            })?;
+            let values: Vec<MetricValue> = published
+                .into_iter()
+                .filter_map(|(_, p)| match p {
+                    Published::Value(v) if !v.is_no_data() => Some(v),
+                    _ => None,
+                })
+                .collect();
+            (
+                values,
+                format!("published in {} (KV)", projector::METRICS_BUCKET),
+            )
+        }
+        None => {
+            let (ledger, _) = super::open_ledger(g)?;
+            let size = ledger.head().size;
+            let projection = rebuild(&ledger, size)?;
+            let root = ledger.root().to_hex();
+            (
+                projection.values(&root),
+                format!("computed from the ledger at tree size {size}"),
+            )
+        }
+    };
+    let mut shown: Vec<&MetricValue> = values.iter().filter(|v| filter.matches(v)).collect();
+    shown.sort_by(|a, b| {
+        (&a.scope, a.metric, &a.window.from, &a.window.id).cmp(&(
+            &b.scope,
+            b.metric,
+            &b.window.from,
+            &b.window.id,
+        ))
+    });
+    if crate::output::json_mode() {
+        println!("{}", serde_json::to_string(&shown)?);
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "METRIC".to_string(),
+        "SCOPE".into(),
+        "WINDOW".into(),
+        "FROM..TO".into(),
+        "VALUE".into(),
+        "NUMERATOR/DENOMINATOR".into(),
+        "TREE SIZE".into(),
+    ]];
+    for v in &shown {
+        rows.push([
+            v.metric.name().into(),
+            v.scope.to_string(),
+            v.window.id.clone(),
+            format!("{}..{}", v.window.from, v.window.to),
+            format_value(v),
+            match v.denominator {
+                Some(d) => format!("{}/{}", v.numerator, d),
+                None => v.numerator.to_string(),
+            },
+            v.tree_size.to_string(),
+        ]);
+    }
+    print_table(&rows);
+    println!(
+        "{} values ({source}); filter with --metric, --scope, --window (default rolling30; `all` for every window)",
+        shown.len()
+    );
+    Ok(())
+}
+
+fn format_value(v: &MetricValue) -> String {
+    let Some(value) = v.value else {
+        return "no data".into();
+    };
+    match (&v.detail, v.metric) {
+        (
+            Some(Detail::ResolutionTime {
+                p50_minutes,
+                p90_minutes,
+                ..
+            }),
+            _,
+        ) => format!(
+            "mean {} (p50 {}, p90 {})",
+            duration(value),
+            duration(*p50_minutes as f64),
+            duration(*p90_minutes as f64)
+        ),
+        (
+            Some(Detail::Score {
+                points, max_points, ..
+            }),
+            _,
+        ) => {
+            format!("{value:.1}/100 ({points:.2} of {max_points} points)")
+        }
+        (_, Metric::Backlog) => format!("{value}"),
+        _ => format!("{:.1}%", value * 100.0),
+    }
+}
+
+fn duration(minutes: f64) -> String {
+    let m = minutes.round() as u64;
+    match m {
+        m if m >= 1440 => format!("{}d {}h", m / 1440, m % 1440 / 60),
+        m if m >= 60 => format!("{}h {}m", m / 60, m % 60),
+        m => format!("{m}m"),
+    }
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    print!("{out}");
+}
+
+/// One published value that does not match the recomputation.
+#[derive(serde::Serialize)]
+struct Difference {
+    key: String,
+    problem: &'static str,
+    published: Option<MetricValue>,
+    recomputed: Option<MetricValue>,
+}
+
+pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        g.nats.is_some(),
+        "audit metrics compares the published values with the ledger: give --nats URL (and a user allowed to read the {} bucket, e.g. dashboard)",
+        projector::METRICS_BUCKET
+    );
+    let nats = nats_config(g, "socai-audit");
+    let published = runtime()?.block_on(async {
+        let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+        let js = async_nats::jetstream::new(client);
+        anyhow::Ok(projector::read_published(&js, true, ">").await?)
+    })?;
+    let mut marks: Vec<WorkerMark> = Vec::new();
+    let mut revisions: Vec<(String, MetricValue)> = Vec::new();
+    for (key, p) in published {
+        match p {
+            Published::Mark(m) => marks.push(m),
+            Published::Value(v) => revisions.push((key, v)),
+        }
+    }
+    anyhow::ensure!(
+        !marks.is_empty() || !revisions.is_empty(),
+        "the {} bucket holds no values yet: is a projection worker (`socai project`) running?",
+        projector::METRICS_BUCKET
+    );
+    let (ledger, _) = super::open_ledger(g)?;
+    let head = ledger.head().size;
+    let at = match at {
+        Some(at) => at,
+        None => marks.iter().map(|m| m.tree_size).max().unwrap_or(0),
+    };
+    if at > head {
+        return Err(Exit::error(
+            EXIT_VERIFY,
+            "ledger_behind",
+            format!(
+                "values were published at tree size {at}, but this ledger holds {head} entries: audit with a data dir that has caught up (or --at {head} or less)"
+            ),
+        ));
+    }
+    // Every root a value or mark claims must be this ledger's root at that size.
+    let mut roots: BTreeMap<u64, String> = BTreeMap::new();
+    let mut bad_roots = Vec::new();
+    let claims = revisions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.tree_size, v.root.clone()))
+        .chain(marks.iter().map(|m| {
+            (
+                format!("_workers.{}", m.worker),
+                m.tree_size,
+                m.root.clone(),
+            )
+        }));
+    for (key, size, root) in claims {
+        if size > head {
+            continue;
+        }
+        let ours = match roots.get(&size) {
+            Some(r) => r.clone(),
+            None => {
+                let r = ledger.tree_root(size)?.to_hex();
+                roots.insert(size, r.clone());
+                r
+            }
+        };
+        if ours != root {
+            bad_roots.push(
+                json!({"key": key, "tree_size": size, "published_root": root, "ledger_root": ours}),
+            );
+        }
+    }
+    let projection = rebuild(&ledger, at)?;
+    let root = ledger.tree_root(at)?.to_hex();
+    let recomputed: BTreeMap<String, MetricValue> = projection
+        .values(&root)
+        .into_iter()
+        .map(|v| (v.key(), v))
+        .collect();
+    // Workers that flushed exactly at `at`: everything they own must match there.
+    let complete: Vec<&WorkerMark> = marks.iter().filter(|m| m.tree_size == at).collect();
+    let owned = |v: &MetricValue| {
+        complete
+            .iter()
+            .any(|m| projector::owns(m.shard_index, m.shard_count, &v.scope))
+    };
+    let mut image: BTreeMap<String, MetricValue> = BTreeMap::new();
+    let mut exact = 0u64;
+    for (key, v) in &revisions {
+        if v.tree_size == at {
+            exact += 1;
+        }
+        if v.tree_size <= at && (v.tree_size == at || owned(v)) {
+            image.insert(key.clone(), v.clone());
+        }
+    }
+    let mut differences = Vec::new();
+    let mut matched = 0u64;
+    for (key, published) in &image {
+        let ours = recomputed.get(key);
+        let same = match ours {
+            Some(ours) => published.same_figures(ours),
+            None => published.is_no_data(),
+        };
+        if same {
+            matched += 1;
+        } else {
+            differences.push(Difference {
+                key: key.clone(),
+                problem: if ours.is_some() {
+                    "differs"
+                } else {
+                    "no such value"
+                },
+                published: Some(published.clone()),
+                recomputed: ours.cloned(),
+            });
+        }
+    }
+    for (key, ours) in &recomputed {
+        if owned(ours) && !image.contains_key(key) {
+            differences.push(Difference {
+                key: key.clone(),
+                problem: "missing",
+                published: None,
+                recomputed: Some(ours.clone()),
+            });
+        }
+    }
+    let ok = differences.is_empty() && bad_roots.is_empty();
+    let workers: Vec<&str> = complete.iter().map(|m| m.worker.as_str()).collect();
+    emit(
+        &json!({
+            "ok": ok,
+            "at": at,
+            "root": root,
+            "checked": image.len(),
+            "matched": matched,
+            "published_at_exactly_this_size": exact,
+            "complete_for_workers": workers,
+            "differences": differences,
+            "bad_roots": bad_roots,
+        }),
+        || {
+            let mut text = format!(
+                "audit of metrics at tree size {at} (root {root}): {} published values checked, {matched} match the recomputation\n",
+                image.len()
+            );
+            if workers.is_empty() {
+                text.push_str(&format!(
+                    "no worker flushed exactly at {at}: only the {exact} values published at that size were compared (workers' last flushes: {})\n",
+                    marks.iter().map(|m| format!("{} at {}", m.worker, m.tree_size)).collect::<Vec<_>>().join(", ")
+                ));
+            } else {
+                text.push_str(&format!(
+                    "complete for worker(s) {}: every value they publish was compared, and none is missing\n",
+                    workers.join(", ")
+                ));
+            }
+            for d in differences.iter().take(20) {
+                let show = |v: &Option<MetricValue>| match v {
+                    Some(v) => format!(
+                        "{}/{} = {}",
+                        v.numerator,
+                        v.denominator.map_or("-".into(), |d| d.to_string()),
+                        format_value(v)
+                    ),
+                    None => "absent".into(),
+                };
+                text.push_str(&format!(
+                    "  {}: {} (published {}, recomputed {})\n",
+                    d.key,
+                    d.problem,
+                    show(&d.published),
+                    show(&d.recomputed)
+                ));
+            }
+            if differences.len() > 20 {
+                text.push_str(&format!(
+                    "  ... and {} more (--json lists all)\n",
+                    differences.len() - 20
+                ));
+            }
+            for r in &bad_roots {
+                text.push_str(&format!("  root mismatch: {r}\n"));
+            }
+            text.push_str(if ok {
+                "OK"
+            } else {
+                "FAILED: published metrics do not match this ledger"
+            });
+            text
+        },
+    );
+    if !ok {
+        return Err(Exit::error(
+            EXIT_VERIFY,
+            "metrics_differ",
+            format!(
+                "{} published values differ from the ledger and {} roots are not this ledger's",
+                differences.len(),
+                bad_roots.len()
+            ),
+        ));
+    }
+    Ok(())
+}
