@@ -33,6 +33,7 @@ pub fn nats_server_binary() -> PathBuf {
 pub const USERS: &[(&str, &str)] = &[
     ("ledger", "SOCAI_NATS_LEDGER_PASSWORD"),
     ("dashboard", "SOCAI_NATS_DASHBOARD_PASSWORD"),
+    ("projector", "SOCAI_NATS_PROJECTOR_PASSWORD"),
     ("000.00.12.H01", "SOCAI_NATS_AGENCY_000_00_12_H01_PASSWORD"),
     ("000.00.12.H02", "SOCAI_NATS_AGENCY_000_00_12_H02_PASSWORD"),
     ("gateway", "SOCAI_NATS_GATEWAY_PASSWORD"),

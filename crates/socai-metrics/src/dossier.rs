@@ -80,21 +80,21 @@ pub(crate) struct ProcedureFacts {
 impl Dossier {
     /// Pauses (supplement requested → received), paired in time order; an unanswered request
     /// is an open pause.
-    fn pauses(&self) -> (Vec<(i64, i64, Option<i64>)>, bool) {
+    fn pauses(&self) -> (Vec<(i64, i64, Option<i64>)>, Option<i64>) {
         let mut requested = self.supplement_requested.clone();
         requested.sort_unstable();
         let mut received = self.supplement_received.clone();
         received.sort_unstable();
         let mut pairs = Vec::new();
         let mut replies = received.into_iter().peekable();
-        let mut open = false;
+        let mut open = None;
         for start in requested {
             while replies.peek().is_some_and(|(t, _)| *t < start) {
                 replies.next();
             }
             match replies.next() {
                 Some((end, new_due)) => pairs.push((start, end, new_due)),
-                None => open = true,
+                None => open = open.or(Some(start)),
             }
         }
         (pairs, open)
@@ -108,6 +108,10 @@ impl Dossier {
     pub(crate) fn schedule(&self) -> Option<Schedule> {
         let (accepted_at, due, _) = self.accepted?;
         let (pauses, open_pause) = self.pauses();
+        let mut waiting: Vec<(i64, i64)> = pauses.iter().map(|p| (p.0, p.1)).collect();
+        if let Some(open) = open_pause {
+            waiting.push((open, i64::MAX));
+        }
         let until = self.resolved.map_or(i64::MAX, |r| r.0);
         let mut changes: Vec<(i64, u8, i64, i64)> = Vec::new();
         let mut paused = 0;
@@ -132,7 +136,7 @@ impl Dossier {
             accepted_at,
             due,
             paused,
-            open_pause,
+            waiting,
         })
     }
 
@@ -150,7 +154,8 @@ impl Dossier {
             }
         }
         // In process from submission (or acceptance) until resolved, refused, withdrawn or
-        // stopped; overdue from the due date on, unless waiting for the applicant.
+        // stopped; overdue from the effective due date until then, except while a supplement
+        // request waits for the applicant.
         let start = self.submitted.map(|s| s.0).or(self.accepted.map(|a| a.0));
         let end = match (self.resolved.map(|r| r.0), self.ended) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -159,18 +164,29 @@ impl Dossier {
         if let Some(start) = start
             && end.is_none_or(|end| end >= start)
         {
+            out.push(Count(Day::of(start), BacklogEntered, 1));
             out.push(Count(Day::of(start), BacklogDelta, 1));
             if let Some(end) = end {
                 out.push(Count(Day::of(end), BacklogDelta, -1));
             }
-            if let Some(schedule) = &schedule
-                && !schedule.open_pause
-                && schedule.due >= start
-                && end.is_none_or(|end| schedule.due < end)
-            {
-                out.push(Count(Day::of(schedule.due), OverdueDelta, 1));
-                if let Some(end) = end {
-                    out.push(Count(Day::of(end), OverdueDelta, -1));
+            if let Some(schedule) = &schedule {
+                let from = schedule.due.max(start);
+                let until = end.unwrap_or(i64::MAX);
+                if from < until {
+                    out.push(Count(Day::of(from), OverdueDelta, 1));
+                    if let Some(end) = end {
+                        out.push(Count(Day::of(end), OverdueDelta, -1));
+                    }
+                    // Waiting for the applicant is not overdue.
+                    for &(a, b) in &schedule.waiting {
+                        let (a, b) = (a.max(from), b.min(until));
+                        if a < b {
+                            out.push(Count(Day::of(a), OverdueDelta, -1));
+                            if b < until {
+                                out.push(Count(Day::of(b), OverdueDelta, 1));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -235,7 +251,9 @@ pub(crate) struct Schedule {
     pub accepted_at: i64,
     pub due: i64,
     pub paused: i64,
-    pub open_pause: bool,
+    /// Supplement requests waiting for the applicant: [requested, received), or up to
+    /// `i64::MAX` while unanswered.
+    pub waiting: Vec<(i64, i64)>,
 }
 
 /// An (agency, procedure) offering in the catalogue: its published versions in time order.

@@ -32,6 +32,9 @@ pub(crate) enum Field {
     AcceptedResolved,
     Rated,
     Satisfied,
+    /// Dossiers entering the backlog: a gauge's presence (a day where dossiers came and went
+    /// in equal numbers still shows the backlog).
+    BacklogEntered,
     BacklogDelta,
     OverdueDelta,
     OfferedDelta,
@@ -57,6 +60,7 @@ pub(crate) const fn bit(field: Field) -> u32 {
 }
 
 pub(crate) const GAUGE_MASK: u32 = mask(&[
+    Field::BacklogEntered,
     Field::BacklogDelta,
     Field::OverdueDelta,
     Field::OfferedDelta,
@@ -240,8 +244,12 @@ impl Metric {
 
     /// The counts a change to which changes this metric.
     pub(crate) fn mask(self) -> u32 {
+        let entered = match self {
+            Metric::Backlog | Metric::Overdue => bit(Field::BacklogEntered),
+            _ => 0,
+        };
         match self.rate_fields() {
-            Some((n, d)) => bit(n) | bit(d),
+            Some((n, d)) => bit(n) | bit(d) | entered,
             None => INDICATORS
                 .iter()
                 .fold(0, |m, indicator| m | indicator.metric.mask()),

@@ -9,7 +9,7 @@ use crate::cli::{Global, ProofKind};
 use anyhow::Context;
 use socai_store::DataDir;
 
-fn step(title: &str) {
+pub(crate) fn step(title: &str) {
     println!("\n== {title}");
 }
 
@@ -102,6 +102,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
 fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> anyhow::Result<()> {
     use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
     use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server, shipped_config_in};
+    use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters};
     use std::sync::atomic::Ordering::Relaxed;
 
     let shipped = std::path::Path::new("deploy/nats");
@@ -153,6 +154,31 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let js = async_nats::jetstream::new(client);
         socai_ingest::ensure_streams(&js, &writer.streams).await?;
         let gateway = Publisher::connect(&as_user("gateway")).await?;
+        // The projection worker (user `projector`) folds COMMITTED into the metrics while the
+        // ledger commits; a dashboard (user `dashboard`) watches the live values.
+        let (pclient, _) = socai_client::publisher::connect(&as_user("projector")).await?;
+        let projected = std::sync::Arc::new(ProjectorCounters::default());
+        let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
+        let projector = tokio::spawn(projector::run(
+            async_nats::jetstream::new(pclient),
+            ProjectorConfig::new("projector", &g.data_dir.join("metrics")),
+            projected.clone(),
+            async move {
+                let _ = projector_stopped.await;
+            },
+        ));
+        let (dashboard, _) = socai_client::publisher::connect(&as_user("dashboard")).await?;
+        let mut live = dashboard.subscribe("dvc.metrics.>").await?;
+        let live_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let live_updates = tokio::spawn({
+            let live_count = live_count.clone();
+            async move {
+                use futures::StreamExt;
+                while live.next().await.is_some() {
+                    live_count.fetch_add(1, Relaxed);
+                }
+            }
+        });
 
         // Part 1, then a checkpoint at exactly its size (the auditor keeps it), then part 2.
         let started = std::time::Instant::now();
@@ -221,8 +247,53 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         }
         let committed = js.get_stream(socai_ingest::COMMITTED).await?.info().await?.state.messages;
         println!("COMMITTED stream holds {committed} entries for the projection workers");
+        let waited = std::time::Instant::now();
+        while projected.published_size.load(Relaxed) < committed {
+            anyhow::ensure!(
+                !projector.is_finished(),
+                "the projection worker stopped early: {:?}",
+                projector.await
+            );
+            anyhow::ensure!(
+                waited.elapsed() < std::time::Duration::from_secs(120),
+                "the projection worker did not catch up with COMMITTED in 2 minutes"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = stop_projector.send(());
+        projector.await??;
+        dashboard.flush().await?;
+        live_updates.abort();
+        let live = live_count.load(Relaxed);
+        println!(
+            "projection worker: {} entries folded; {} metric values stored in the METRICS bucket; the dashboard received {live} live updates on dvc.metrics.>",
+            projected.applied.load(Relaxed),
+            projected.values.load(Relaxed),
+        );
         anyhow::Ok(())
     })?;
+    // The dashboard's view, then an auditor's recomputation, while nats-server still runs.
+    let dashboard = Global {
+        nats: Some(server.url()),
+        nats_user: Some("dashboard".into()),
+        nats_password: password("dashboard"),
+        ..g.clone()
+    };
+    crate::cmd::demo::step(
+        "2b. metrics as the dashboard reads them (national and per province, rolling 30 days)",
+    );
+    let filter = super::metrics::Filter::parse(&[], Some("national"), Some("rolling30"))?;
+    super::metrics::show(&dashboard, &filter)?;
+    let filter = super::metrics::Filter::parse(
+        &["on_time_rate".into(), "score_766".into()],
+        Some("province"),
+        Some("ytd"),
+    )?;
+    super::metrics::show(&dashboard, &filter)?;
+    crate::cmd::demo::step(
+        "2c. audit: recompute every metric from the ledger and compare with every published value",
+    );
+    super::metrics::audit(&dashboard, None)?;
     drop(server);
     Ok(())
 }
