@@ -63,6 +63,9 @@ pub(crate) fn earliest<T: Copy>(slot: &mut Option<T>, new: T, time: impl Fn(&T) 
     }
 }
 
+/// A supplement pause: requested, received, the new due date the reply set.
+type Pause = (i64, i64, Option<i64>);
+
 /// One contribution: `delta` to `field` on `day`, or a resolution time (minutes) on `day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Contribution {
@@ -80,7 +83,7 @@ pub(crate) struct ProcedureFacts {
 impl Dossier {
     /// Pauses (supplement requested → received), paired in time order; an unanswered request
     /// is an open pause.
-    fn pauses(&self) -> (Vec<(i64, i64, Option<i64>)>, Option<i64>) {
+    fn pauses(&self) -> (Vec<Pause>, Option<i64>) {
         let mut requested = self.supplement_requested.clone();
         requested.sort_unstable();
         let mut received = self.supplement_received.clone();
