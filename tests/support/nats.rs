@@ -100,11 +100,14 @@ pub async fn publisher(url: &str, user: Option<&str>) -> Publisher {
     Publisher::new(client, errors)
 }
 
-/// A running `socai serve` on a test data dir; killed when dropped.
+/// A running `socai serve` (or other long-running socai command) on a test data dir; killed
+/// when dropped.
 pub struct Serve {
     child: Option<Child>,
     pub log: PathBuf,
     out: PathBuf,
+    /// The log line that says the process is up (its signal handlers are installed).
+    ready: &'static str,
 }
 
 impl Ledger {
@@ -116,28 +119,44 @@ impl Ledger {
     /// Starts `socai serve` against `url` (as `user`, with its test password); its log goes to
     /// `serve-<n>.log` in the temp dir.
     pub fn serve(&self, url: &str, user: Option<&str>) -> Serve {
+        self.spawn(&self.dir(), &["serve"], url, user, "serving")
+    }
+
+    /// Starts `socai --data-dir <data_dir> --json <args> --nats <url>` as `user`; `ready` is the
+    /// log line that says it is up. Logs go to `<args[0]>-<n>.log` in the temp dir.
+    pub fn spawn(
+        &self,
+        data_dir: &Path,
+        args: &[&str],
+        url: &str,
+        user: Option<&str>,
+        ready: &'static str,
+    ) -> Serve {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.path(&format!("serve-{n}.log"));
-        let out = self.path(&format!("serve-{n}.out"));
-        let file = std::fs::File::create(&log).expect("serve log");
+        let log = self.path(&format!("{}-{n}.log", args[0]));
+        let out = self.path(&format!("{}-{n}.out", args[0]));
+        let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(socai_bin());
         cmd.arg("--data-dir")
-            .arg(self.dir())
-            .args(["--json", "serve", "--nats", url])
+            .arg(data_dir)
+            .arg("--json")
+            .args(args)
+            .args(["--nats", url])
             .env_remove("SOCAI_NATS_USER")
             .env_remove("SOCAI_NATS_PASSWORD")
             .env("SOCAI_LOG", "info")
-            .stdout(std::fs::File::create(&out).expect("serve stdout"))
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(file);
         if let Some(user) = user {
             cmd.env("SOCAI_NATS_USER", user)
                 .env("SOCAI_NATS_PASSWORD", password(user));
         }
         Serve {
-            child: Some(cmd.spawn().expect("socai serve starts")),
+            child: Some(cmd.spawn().expect("socai starts")),
             log,
             out,
+            ready,
         }
     }
 }
@@ -158,7 +177,7 @@ impl Serve {
         while self.running()
             && !std::fs::read_to_string(&self.log)
                 .unwrap_or_default()
-                .contains("serving")
+                .contains(self.ready)
             && started.elapsed() < Duration::from_secs(60)
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -169,10 +188,10 @@ impl Serve {
                 .status()
                 .expect("kill -TERM");
             assert!(status.success());
-            let status = c.wait().expect("wait for socai serve");
+            let status = c.wait().expect("wait for socai");
             assert!(
                 status.success(),
-                "socai serve exited with {status}; log:\n{}",
+                "socai exited with {status}; log:\n{}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
         }

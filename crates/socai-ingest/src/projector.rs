@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv, stream::StorageType};
+use async_nats::jetstream::{self, consumer, kv, stream, stream::StorageType};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -71,8 +71,11 @@ pub struct ProjectorConfig {
     pub shard_count: u32,
     /// Where the state file lives.
     pub state_dir: PathBuf,
-    /// Longest a change waits before it is published.
+    /// Longest a change waits before it is published on `dvc.metrics.…`.
     pub flush_interval: Duration,
+    /// Shortest time between two KV writes: the changes in between are coalesced, so a key
+    /// that changes at every flush is stored once per interval.
+    pub kv_interval: Duration,
     pub snapshot_interval: Duration,
     pub replicas: usize,
 }
@@ -84,7 +87,8 @@ impl ProjectorConfig {
             shard_index: 0,
             shard_count: 1,
             state_dir: state_dir.into(),
-            flush_interval: Duration::from_millis(50),
+            flush_interval: Duration::from_millis(200),
+            kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
             replicas: 1,
         }
@@ -214,51 +218,81 @@ impl FoldState {
         }))
     }
 
-    /// Writes the state atomically: temp file, fsync, rename, fsync of the directory.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    /// The state file's bytes: a header line (tree size, Merkle frontier, last leaf hash), then
+    /// the fold's snapshot.
+    pub fn encode(&self) -> (u64, Vec<u8>) {
         let header = StateHeader {
             format: 1,
             tree_size: self.tree_size(),
             frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
             last_leaf: self.last_leaf.to_hex(),
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let tmp = path.with_extension("state.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(&mut f, &header)?;
-            f.write_all(b"\n")?;
-            f.write_all(&self.projection.snapshot())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| format!("writing {}: {e}", path.display()))
+        let mut bytes = serde_json::to_vec(&header).expect("a header serializes");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.projection.snapshot());
+        (self.tree_size(), bytes)
+    }
+
+    /// Writes the state atomically: temp file, fsync, rename, fsync of the directory.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        write_state(path, &self.encode().1)
     }
 }
 
-/// Creates the METRICS bucket if missing.
+fn write_state(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let tmp = path.with_extension("state.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Creates the METRICS bucket if missing. Its values are derived from the ledger and can be
+/// republished at any time, so its stream does not wait for an fsync per value
+/// (`persist_mode: async`, nats-server 2.12+): under the shipped `sync_interval: always` a
+/// per-value fsync would starve the ledger's own streams of disk.
 pub async fn ensure_metrics_bucket(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<kv::Store, IngestError> {
-    if let Ok(store) = js.get_key_value(METRICS_BUCKET).await {
-        return Ok(store);
+    let store = match js.get_key_value(METRICS_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: METRICS_BUCKET.into(),
+                description: "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>".into(),
+                history: METRICS_HISTORY,
+                storage: StorageType::File,
+                num_replicas: replicas,
+                max_value_size: 64 * 1024,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                IngestError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
+            })?,
+    };
+    let async_persist = async {
+        let mut stream = js.get_stream(METRICS_STREAM).await.ok()?;
+        let mut config = stream.info().await.ok()?.config.clone();
+        if config.persist_mode == Some(stream::PersistenceMode::Async) {
+            return Some(());
+        }
+        config.persist_mode = Some(stream::PersistenceMode::Async);
+        js.update_stream(config).await.ok().map(|_| ())
+    };
+    if async_persist.await.is_none() {
+        tracing::warn!(
+            "the {METRICS_STREAM} stream could not be set to persist_mode async (nats-server older than 2.12?): each value waits for the server's sync policy"
+        );
     }
-    js.create_key_value(kv::Config {
-        bucket: METRICS_BUCKET.into(),
-        description:
-            "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>"
-                .into(),
-        history: METRICS_HISTORY,
-        storage: StorageType::File,
-        num_replicas: replicas,
-        max_value_size: 64 * 1024,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| IngestError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}")))
+    Ok(store)
 }
 
 async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, IngestError> {
@@ -270,10 +304,34 @@ async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, 
     Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
+/// What the fold loop hands the KV writer: the latest payload of every changed key, and the
+/// tree size and root of the latest flush merged in.
+#[derive(Default)]
+struct KvQueue {
+    pending: BTreeMap<String, Bytes>,
+    pending_size: u64,
+    pending_root: String,
+    /// Every change up to this tree size is stored in KV (and the mark says so).
+    stored_size: u64,
+}
+
+struct KvShared {
+    queue: std::sync::Mutex<KvQueue>,
+    wake: tokio::sync::Notify,
+    stored: tokio::sync::Notify,
+}
+
 /// Runs a projection worker until `shutdown` resolves; then publishes what is pending and
 /// saves its state.
+///
+/// The fold loop applies COMMITTED's entries and, every `flush_interval` while they change
+/// anything, publishes the changed values on `dvc.metrics.…` at once (live subscribers never
+/// wait for storage) and hands them to the KV writer, which stores the latest value of each key
+/// (awaiting every ack) and then the worker's mark. The state file is written only once KV
+/// holds every change up to its tree size.
 pub async fn run(
     js: jetstream::Context,
+    live: async_nats::Client,
     config: ProjectorConfig,
     counters: Arc<ProjectorCounters>,
     shutdown: impl Future<Output = ()>,
@@ -311,12 +369,33 @@ pub async fn run(
         state.tree_size() as i64 - 1
     );
     counters.applied.store(state.tree_size(), Relaxed);
-    let mut unpublished: BTreeMap<String, MetricValue> = BTreeMap::new();
+    let shared = Arc::new(KvShared {
+        queue: std::sync::Mutex::new({
+            // Until the first flush hands it something, the writer has nothing to store.
+            let stored_size = if republish_all { 0 } else { state.tree_size() };
+            KvQueue {
+                stored_size,
+                pending_size: stored_size,
+                ..KvQueue::default()
+            }
+        }),
+        wake: tokio::sync::Notify::new(),
+        stored: tokio::sync::Notify::new(),
+    });
+    let (writer_stop, writer_stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(kv_writer(
+        js.clone(),
+        store.clone(),
+        config.clone(),
+        shared.clone(),
+        counters.clone(),
+        writer_stopped,
+    ));
     let mut dirty = republish_all;
     let mut saved_size = state.tree_size();
-    let mut last_save = tokio::time::Instant::now();
+    let mut snapshot: Option<(u64, Vec<u8>)> = None;
+    let mut last_snapshot = tokio::time::Instant::now();
     let mut flush_at = tokio::time::Instant::now();
-    let mut retry_delay = Duration::from_millis(100);
     'consume: loop {
         let mut messages = match committed_messages(&js, state.tree_size()).await {
             Ok(m) => m,
@@ -332,29 +411,19 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break 'consume,
-                _ = tokio::time::sleep_until(flush_at), if dirty || !unpublished.is_empty() => {
-                    match flush(&js, &store, &config, &mut state, &mut unpublished, republish_all).await {
-                        Ok(stored) => {
-                            counters.values.fetch_add(stored, Relaxed);
-                            republish_all = false;
-                            dirty = false;
-                            retry_delay = Duration::from_millis(100);
-                            counters.flushes.fetch_add(1, Relaxed);
-                            counters.published_size.store(state.tree_size(), Relaxed);
-                        }
-                        Err(e) => {
-                            tracing::warn!(cause = %e, pending = unpublished.len(), "publishing metric values failed; retrying");
-                            flush_at = tokio::time::Instant::now() + retry_delay;
-                            retry_delay = (retry_delay * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                    }
-                    if last_save.elapsed() >= config.snapshot_interval && saved_size != state.tree_size() {
-                        save(&state, &path, &counters).await?;
-                        saved_size = state.tree_size();
-                        last_save = tokio::time::Instant::now();
+                _ = tokio::time::sleep_until(flush_at), if dirty => {
+                    flush(&live, &config, &mut state, &shared, republish_all).await;
+                    republish_all = false;
+                    dirty = false;
+                    counters.flushes.fetch_add(1, Relaxed);
+                    if snapshot.is_none() && last_snapshot.elapsed() >= config.snapshot_interval
+                        && saved_size != state.tree_size()
+                    {
+                        snapshot = Some(blocking(|| state.encode()));
+                        last_snapshot = tokio::time::Instant::now();
                     }
                 }
+                _ = shared.stored.notified(), if snapshot.is_some() => {}
                 next = messages.next() => {
                     let msg = match next {
                         Some(Ok(msg)) => msg,
@@ -387,58 +456,53 @@ pub async fn run(
                     }
                 }
             }
+            // The state file follows KV: written once KV holds every change up to its size.
+            let stored = shared.queue.lock().expect("kv queue").stored_size;
+            if let Some((size, bytes)) = snapshot.take_if(|(size, _)| *size <= stored) {
+                blocking(|| write_state(&path, &bytes)).map_err(IngestError::Ledger)?;
+                counters.snapshots.fetch_add(1, Relaxed);
+                saved_size = size;
+            }
         }
     }
-    // Shutdown: publish what is pending (bounded), then keep the state.
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
-    while dirty || !unpublished.is_empty() {
-        match flush(
-            &js,
-            &store,
-            &config,
-            &mut state,
-            &mut unpublished,
-            republish_all,
-        )
+    // Shutdown: publish what is pending, let KV store it (bounded), then keep the state.
+    if dirty {
+        flush(&live, &config, &mut state, &shared, republish_all).await;
+    }
+    // The writer stores what is pending once more, then stops (bounded).
+    let _ = writer_stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), writer)
         .await
-        {
-            Ok(stored) => {
-                counters.values.fetch_add(stored, Relaxed);
-                counters.published_size.store(state.tree_size(), Relaxed);
-                break;
-            }
-            Err(e) if tokio::time::Instant::now() < give_up => {
-                tracing::warn!(cause = %e, "publishing metric values at shutdown failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => {
-                tracing::warn!(cause = %e, "stopping with values unpublished: the state file is not advanced, so the next start publishes them");
-                return Ok(());
-            }
-        }
+        .is_err()
+    {
+        tracing::warn!("KV did not answer within 10 s at shutdown");
+    }
+    let stored = shared.queue.lock().expect("kv queue").stored_size;
+    if stored < state.tree_size() {
+        tracing::warn!(
+            stored,
+            tree_size = state.tree_size(),
+            "stopping before KV stored every value: the state file is not advanced, so the next start publishes them"
+        );
+        return Ok(());
     }
     if saved_size != state.tree_size() || !path.exists() {
-        save(&state, &path, &counters).await?;
+        blocking(|| state.save(&path)).map_err(IngestError::Ledger)?;
+        counters.snapshots.fetch_add(1, Relaxed);
     }
     Ok(())
 }
 
-async fn save(
-    state: &FoldState,
-    path: &Path,
-    counters: &ProjectorCounters,
-) -> Result<(), IngestError> {
-    // Serialising a large fold takes a while; the runtime has other work.
+/// Runs `f` off the async workers when the runtime allows it (serialising or writing a large
+/// state takes a while).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::MultiThread;
-    let result = if multi_thread {
-        tokio::task::block_in_place(|| state.save(path))
+    if multi_thread {
+        tokio::task::block_in_place(f)
     } else {
-        state.save(path)
-    };
-    result.map_err(IngestError::Ledger)?;
-    counters.snapshots.fetch_add(1, Relaxed);
-    Ok(())
+        f()
+    }
 }
 
 /// COMMITTED from the entry after `tree_size`, as an ordered consumer (ephemeral; it recreates
@@ -476,45 +540,167 @@ fn js_inbox(js: &jetstream::Context) -> String {
     js.client().new_inbox()
 }
 
-/// Publishes every changed value of this worker's scopes: first on `dvc.metrics.…` (live
-/// subscribers), then into KV (awaiting every ack), then the worker's mark. Values that fail
-/// stay in `unpublished` for the next try.
+/// One message on `dvc.metrics.<metric>.<scope>`: the values of that metric and scope that
+/// changed at this tree size (one per window).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveUpdate {
+    pub tree_size: u64,
+    pub root: String,
+    pub values: Vec<MetricValue>,
+}
+
+/// Takes the changed values of this worker's scopes, scope by scope (national first), and
+/// publishes each scope's on `dvc.metrics.<metric>.<scope>` as soon as they are computed (one
+/// message per metric and scope, on the live connection; best effort while NATS is away); then
+/// hands them all to the KV writer.
 async fn flush(
+    live: &async_nats::Client,
+    config: &ProjectorConfig,
+    state: &mut FoldState,
+    shared: &KvShared,
+    republish_all: bool,
+) {
+    let root = state.root().to_hex();
+    let tree_size = state.tree_size();
+    let t0 = std::time::Instant::now();
+    let changes = state.projection.take_change_plan();
+    let projection = &state.projection;
+    let groups: Box<dyn Iterator<Item = Vec<MetricValue>> + Send + '_> = if republish_all {
+        Box::new(std::iter::once(projection.values(&root)))
+    } else {
+        Box::new((0..changes.scopes()).map(|i| projection.changed_values(&changes, i, &root)))
+    };
+    let mut encoded = Vec::new();
+    let mut published = 0;
+    for mut values in groups {
+        values.retain(|v| owns(config.shard_index, config.shard_count, &v.scope));
+        values.sort_by(|a, b| (&a.scope, a.metric).cmp(&(&b.scope, b.metric)));
+        published += values.len();
+        // One message per (metric, scope), made of the values' own JSON (serialised once, for
+        // the live message and for KV).
+        let mut rest = values.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|v| v.metric == first.metric && v.scope == first.scope)
+                .count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            let mut message =
+                format!("{{\"tree_size\":{tree_size},\"root\":\"{root}\",\"values\":[");
+            for (i, value) in group.iter().enumerate() {
+                let json = serde_json::to_vec(value).expect("values serialize");
+                if i > 0 {
+                    message.push(',');
+                }
+                message.push_str(std::str::from_utf8(&json).expect("JSON is UTF-8"));
+                encoded.push((value.key(), Bytes::from(json)));
+            }
+            message.push_str("]}");
+            if let Err(e) = live.publish(metrics_subject(first), message.into()).await {
+                tracing::debug!(cause = %e, "live publication skipped");
+            }
+        }
+    }
+    {
+        let mut queue = shared.queue.lock().expect("kv queue");
+        queue.pending.extend(encoded);
+        queue.pending_size = tree_size;
+        queue.pending_root = root;
+    }
+    shared.wake.notify_one();
+    tracing::debug!(
+        tree_size,
+        values = published,
+        took_ms = t0.elapsed().as_millis() as u64,
+        "flushed"
+    );
+}
+
+/// Stores the queued values in KV (latest per key, every ack awaited), then the mark; on
+/// failure keeps them (newer values win) and retries with backoff.
+async fn kv_writer(
+    js: jetstream::Context,
+    store: kv::Store,
+    config: ProjectorConfig,
+    shared: Arc<KvShared>,
+    counters: Arc<ProjectorCounters>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut retry = Duration::from_millis(100);
+    loop {
+        let taken = {
+            let mut queue = shared.queue.lock().expect("kv queue");
+            (!queue.pending.is_empty() || queue.stored_size < queue.pending_size).then(|| {
+                (
+                    std::mem::take(&mut queue.pending),
+                    queue.pending_size,
+                    queue.pending_root.clone(),
+                )
+            })
+        };
+        let Some((batch, size, root)) = taken else {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        };
+        match store_batch(&js, &store, &config, &batch, size, &root).await {
+            Ok(()) => {
+                retry = Duration::from_millis(100);
+                counters.values.fetch_add(batch.len() as u64, Relaxed);
+                counters.published_size.store(size, Relaxed);
+                shared.queue.lock().expect("kv queue").stored_size = size;
+                shared.stored.notify_waiters();
+                // Coalesce what changes meanwhile (a shutdown skips the wait).
+                if !*stop.borrow() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.kv_interval) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, pending = batch.len(), "storing metric values failed; retrying");
+                let stopping = *stop.borrow();
+                {
+                    let mut queue = shared.queue.lock().expect("kv queue");
+                    for (key, payload) in batch {
+                        queue.pending.entry(key).or_insert(payload);
+                    }
+                }
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = stop.changed() => {}
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn store_batch(
     js: &jetstream::Context,
     store: &kv::Store,
     config: &ProjectorConfig,
-    state: &mut FoldState,
-    unpublished: &mut BTreeMap<String, MetricValue>,
-    republish_all: bool,
-) -> Result<u64, IngestError> {
-    let root = state.root().to_hex();
-    let mut changes = state.projection.take_changes(&root);
-    if republish_all {
-        changes = state.projection.values(&root);
-    }
-    for value in changes {
-        if owns(config.shard_index, config.shard_count, &value.scope) {
-            unpublished.insert(value.key(), value);
-        }
-    }
-    let client = js.client();
-    let mut encoded = Vec::with_capacity(unpublished.len());
-    for (key, value) in unpublished.iter() {
-        let payload = Bytes::from(serde_json::to_vec(value).expect("values serialize"));
-        client
-            .publish(metrics_subject(value), payload.clone())
-            .await
-            .map_err(|e| IngestError::Nats(format!("publishing {key}: {e}")))?;
-        encoded.push((key, payload));
-    }
+    batch: &BTreeMap<String, Bytes>,
+    size: u64,
+    root: &str,
+) -> Result<(), IngestError> {
     let mut acks = futures::stream::FuturesUnordered::new();
-    for (key, payload) in encoded {
+    for (key, payload) in batch {
         let ack = js
-            .publish(kv_subject(key), payload)
+            .publish(kv_subject(key), payload.clone())
             .await
             .map_err(|e| IngestError::Nats(format!("storing {key}: {e}")))?;
         acks.push(ack.into_future());
-        // Bounded in flight.
         while acks.len() >= 1024 {
             if let Some(r) = acks.next().await {
                 r.map_err(|e| {
@@ -526,14 +712,12 @@ async fn flush(
     while let Some(r) = acks.next().await {
         r.map_err(|e| IngestError::Nats(format!("{METRICS_BUCKET} did not store a value: {e}")))?;
     }
-    let stored = unpublished.len() as u64;
-    unpublished.clear();
     let mark = WorkerMark {
         worker: config.name.clone(),
         shard_index: config.shard_index,
         shard_count: config.shard_count,
-        tree_size: state.tree_size(),
-        root,
+        tree_size: size,
+        root: root.to_owned(),
     };
     store
         .put(
@@ -542,7 +726,7 @@ async fn flush(
         )
         .await
         .map_err(|e| IngestError::Nats(format!("storing the worker mark: {e}")))?;
-    Ok(stored)
+    Ok(())
 }
 
 /// A message of the METRICS bucket as read back: a value or a worker's mark.

@@ -121,6 +121,20 @@ struct WireData<'a> {
     result_kind: Option<Cow<'a, str>>,
 }
 
+/// The windows whose values changed, per scope, as taken from a projection's change log.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    now: Option<Day>,
+    plans: Vec<(ScopeId, BTreeMap<Window, u32>)>,
+}
+
+impl Changes {
+    /// Scopes with changed values.
+    pub fn scopes(&self) -> usize {
+        self.plans.len()
+    }
+}
+
 /// The projection of a ledger prefix: everything needed to give any metric value, and the
 /// keys whose values changed since they were last taken.
 #[derive(Debug, Clone, Default)]
@@ -545,12 +559,33 @@ impl Projection {
         out
     }
 
-    /// The values changed since the last call (all of them after a rebuild with tracking on),
-    /// including "no data" values for keys that went away. The caller publishes them, then
-    /// takes a snapshot.
+    /// The values changed since the last call, including "no data" values for keys that went
+    /// away. The caller publishes them, then takes a snapshot.
     pub fn take_changes(&mut self, root: &str) -> Vec<MetricValue> {
+        let changes = self.take_change_plan();
+        (0..changes.scopes())
+            .flat_map(|i| self.changed_values(&changes, i, root))
+            .collect()
+    }
+
+    /// The values of the `i`-th scope of `changes` (scopes come national first, then
+    /// provinces, agencies, procedures), so a publisher can send each scope as soon as it is
+    /// computed.
+    pub fn changed_values(&self, changes: &Changes, i: usize, root: &str) -> Vec<MetricValue> {
+        let mut out = Vec::new();
+        if let (Some(now), Some((id, plan))) = (changes.now, changes.plans.get(i)) {
+            self.evaluate(*id, plan, now, root, true, &mut out);
+        }
+        out
+    }
+
+    /// Takes the change log: which windows of which scopes changed since the last call.
+    pub fn take_change_plan(&mut self) -> Changes {
         let Some(now) = self.now() else {
-            return Vec::new();
+            return Changes {
+                now: None,
+                plans: Vec::new(),
+            };
         };
         let dirty = std::mem::take(&mut self.dirty);
         let moved_from = match self.published_now {
@@ -584,45 +619,61 @@ impl Projection {
             let plan = plans.entry(id).or_default();
             let buckets = self.buckets.get(&id);
             for (day, fields) in days {
+                // Which metrics changed, and which of them as gauges (their level from `day` on).
+                let (mut flow_bits, mut gauge_bits) = (0u32, 0u32);
                 for metric in METRICS {
                     let mask = metric.mask();
                     if mask & fields == 0 {
                         continue;
                     }
-                    let metric_bit = 1 << metric as u32;
-                    let gauge_change = mask & fields & GAUGE_MASK != 0;
-                    if day <= now {
-                        for w in Window::calendar_containing(day) {
-                            *plan.entry(w).or_default() |= metric_bit;
-                        }
-                        for (w, length) in [(Window::Rolling7, 7), (Window::Rolling30, 30)] {
-                            if gauge_change || day > now.plus(-length) {
-                                *plan.entry(w).or_default() |= metric_bit;
-                            }
+                    if mask & fields & GAUGE_MASK != 0 {
+                        gauge_bits |= 1 << metric as u32;
+                    } else {
+                        flow_bits |= 1 << metric as u32;
+                    }
+                }
+                let all_bits = flow_bits | gauge_bits;
+                if day <= now {
+                    for w in Window::calendar_containing(day) {
+                        *plan.entry(w).or_default() |= all_bits;
+                    }
+                    for (w, length) in [(Window::Rolling7, 7), (Window::Rolling30, 30)] {
+                        let bits = if day > now.plus(-length) {
+                            all_bits
+                        } else {
+                            gauge_bits
+                        };
+                        if bits != 0 {
+                            *plan.entry(w).or_default() |= bits;
                         }
                     }
-                    if gauge_change {
-                        for w in Window::periods_between(day, now) {
-                            *plan.entry(w).or_default() |= metric_bit;
-                        }
-                        let later = buckets
-                            .filter(|_| day < now)
-                            .into_iter()
-                            .flat_map(|b| b.range(day.plus(1)..=now));
-                        for (&later_day, bucket) in later {
-                            if active(bucket, metric) {
-                                *plan.entry(Window::Day(later_day)).or_default() |= metric_bit;
+                }
+                if gauge_bits != 0 {
+                    for w in Window::periods_between(day, now) {
+                        *plan.entry(w).or_default() |= gauge_bits;
+                    }
+                    let later = buckets
+                        .filter(|_| day < now)
+                        .into_iter()
+                        .flat_map(|b| b.range(day.plus(1)..=now));
+                    for (&later_day, bucket) in later {
+                        let mut bits = 0;
+                        for metric in METRICS {
+                            if gauge_bits & (1 << metric as u32) != 0 && active(bucket, metric) {
+                                bits |= 1 << metric as u32;
                             }
+                        }
+                        if bits != 0 {
+                            *plan.entry(Window::Day(later_day)).or_default() |= bits;
                         }
                     }
                 }
             }
         }
-        let mut out = Vec::new();
-        for (id, plan) in plans {
-            self.evaluate(id, &plan, now, root, true, &mut out);
+        Changes {
+            now: Some(now),
+            plans: plans.into_iter().collect(),
         }
-        out
     }
 
     /// Values of the planned (window → metric bits) for one scope. With `with_no_data`, an

@@ -663,6 +663,19 @@ pub fn metrics(
     }
     let read_secs = started.elapsed().as_secs_f64();
     std::hint::black_box(bytes);
+    // The fold alone, on entries already in memory (the first 200k), for the breakdown.
+    let sample: Vec<Vec<u8>> = ledger
+        .storage()
+        .entries(0, size.min(200_000))
+        .map(|r| r.map(|(_, e)| e))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let mut alone = socai_metrics::Projection::untracked();
+    for (seq, entry) in sample.iter().enumerate() {
+        alone.apply(seq as u64, entry)?;
+    }
+    let alone_secs = started.elapsed().as_secs_f64();
+    drop((alone, sample));
     reset_peak_rss();
     let started = Instant::now();
     let projection = crate::cmd::metrics::rebuild(&ledger, size)?;
@@ -677,6 +690,13 @@ pub fn metrics(
         &per_s(rate(size, read_secs)),
         Some(read_secs / fold_secs),
         ">= 500000/s",
+    );
+    row(
+        "fold alone (entries in memory)",
+        per_s(rate(size.min(200_000), alone_secs)),
+        "",
+        None,
+        "parse + state + counts, one core",
     );
     row(
         "every value, computed once",
@@ -756,8 +776,10 @@ fn freshness(
         ));
         let pcounters = Arc::new(ProjectorCounters::default());
         let (pclient, _) = connect().await?;
+        let (plive, _) = connect().await?;
         let worker = tokio::spawn(projector::run(
             async_nats::jetstream::new(pclient),
+            plive,
             ProjectorConfig::new("bench", &dir.join("fresh").join("metrics")),
             pcounters.clone(),
             stopped(stop_rx.clone()),
@@ -786,19 +808,26 @@ fn freshness(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
-        // The subscriber: every national value says which tree size it was computed at.
-        let (sub_client, _) = connect().await?;
-        let mut values = sub_client.subscribe("dvc.metrics.*.national").await?;
-        sub_client.flush().await?;
+        // Subscribers: every value says which tree size it was computed at. One follows the
+        // national values, one the procedure values (the last scopes of each flush).
         let sent_at: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
             Arc::new(std::sync::Mutex::new(vec![None; catalogue + measured]));
-        let watcher = {
+        let mut watchers = Vec::new();
+        for subject in [
+            "dvc.ledger.committed",
+            "dvc.metrics.*.national",
+            "dvc.metrics.*.procedure.>",
+        ] {
+            let (sub_client, _) = connect().await?;
+            let mut values = sub_client.subscribe(subject).await?;
+            sub_client.flush().await?;
             let sent_at = sent_at.clone();
-            tokio::spawn(async move {
+            watchers.push(tokio::spawn(async move {
                 #[derive(serde::Deserialize)]
                 struct Sized {
                     tree_size: u64,
                 }
+                let _keep = sub_client;
                 let mut hist = Histogram::<u64>::new(3).expect("histogram");
                 let mut seen = catalogue as u64;
                 let end = (catalogue + measured) as u64;
@@ -809,11 +838,16 @@ fn freshness(
                         break;
                     };
                     let now = Instant::now();
-                    let Ok(v) = serde_json::from_slice::<Sized>(&msg.payload) else {
-                        continue;
+                    // A COMMITTED entry carries its seq (tree size = seq + 1); values their size.
+                    let size = match msg.headers.as_ref().and_then(|h| h.get("Socai-Seq")) {
+                        Some(seq) => seq.as_str().parse::<u64>().map(|s| s + 1).unwrap_or(0),
+                        None => match serde_json::from_slice::<Sized>(&msg.payload) {
+                            Ok(v) => v.tree_size,
+                            Err(_) => continue,
+                        },
                     };
                     let sent = sent_at.lock().expect("lock");
-                    while seen < v.tree_size.min(end) {
+                    while seen < size.min(end) {
                         if let Some(t) = sent[seen as usize] {
                             hist.record(now.duration_since(t).as_micros() as u64).ok();
                         }
@@ -821,10 +855,30 @@ fn freshness(
                     }
                 }
                 hist
-            })
-        };
+            }));
+        }
         // Paced publishing: every 10 ms, rate/100 events. Entry seq = publish order (one
-        // publisher, one connection, a fresh ledger).
+        // publisher, one connection, a fresh ledger). The PubAcks are awaited by their own
+        // task, so a slow ack never holds the pace (nor the client's in-flight permits).
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        let acker = tokio::spawn(async move {
+            let mut pending = futures::stream::FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    next = ack_rx.recv() => match next {
+                        Some(ack) => pending.push(ack),
+                        None => break,
+                    },
+                    Some(result) = pending.next(), if !pending.is_empty() => {
+                        result?;
+                    }
+                }
+            }
+            while let Some(result) = pending.next().await {
+                result?;
+            }
+            anyhow::Ok(())
+        });
         let per_tick = (rate_per_s / 100).max(1) as usize;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let cpu0 = cpu_secs("self");
@@ -838,21 +892,17 @@ fn freshness(
                 let publish = Publish::build()
                     .payload(m.payload.clone())
                     .message_id(&m.id);
-                acks.push(
-                    pub_js
-                        .send_publish(m.subject.clone(), publish)
-                        .await?
-                        .into_future(),
-                );
+                let ack = pub_js.send_publish(m.subject.clone(), publish).await?;
+                let _ = ack_tx.send(ack.into_future());
             }
             next = end;
-            while let Some(Some(r)) = futures::FutureExt::now_or_never(acks.next()) {
-                r?;
-            }
         }
-        while acks.next().await.transpose()?.is_some() {}
+        drop(ack_tx);
+        acker.await??;
         let publish_secs = started.elapsed().as_secs_f64();
-        let hist = watcher.await?;
+        let procedure_hist = watchers.pop().expect("three watchers").await?;
+        let hist = watchers.pop().expect("three watchers").await?;
+        let committed_hist = watchers.pop().expect("three watchers").await?;
         let cpu = cpu_secs("self") - cpu0;
 
         // Baseline: the bare NATS round trip at the same rate (core publish → subscriber).
@@ -899,18 +949,40 @@ fn freshness(
         worker.await??;
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         row(
-            "freshness p50 (publish → value)",
+            "freshness p50, national (publish → value)",
             format!("{:.1} ms", ms(&hist, 0.5)),
             &format!("{:.2} ms", ms(&bare, 0.5)),
             None,
             "",
         );
         row(
-            "freshness p99",
+            "freshness p99, national",
             format!("{:.1} ms", ms(&hist, 0.99)),
             &format!("{:.2} ms", ms(&bare, 0.99)),
             None,
             "p99 <= 250 ms",
+        );
+        row(
+            "of which publish → COMMITTED p50/p99",
+            format!(
+                "{:.0}/{:.0} ms",
+                ms(&committed_hist, 0.5),
+                ms(&committed_hist, 0.99)
+            ),
+            "",
+            None,
+            "the ledger's part",
+        );
+        row(
+            "freshness p50/p99, procedure scopes",
+            format!(
+                "{:.0}/{:.0} ms",
+                ms(&procedure_hist, 0.5),
+                ms(&procedure_hist, 0.99)
+            ),
+            "",
+            None,
+            "the last scopes of each flush",
         );
         row(
             "freshness max",

@@ -15,7 +15,8 @@
 //! consumer = "ledger"              # durable consumer; a replica on another machine uses its own
 //!
 //! [metrics]                        # `socai project`
-//! flush_interval_ms = 50           # longest a changed value waits before it is published
+//! flush_interval_ms = 200          # longest a changed value waits before it is published
+//! kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long
 //! snapshot_interval_s = 10         # the worker's state file is rewritten at most this often
 //! ```
 
@@ -39,13 +40,15 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     pub flush_interval_ms: u64,
+    pub kv_interval_ms: u64,
     pub snapshot_interval_s: u64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            flush_interval_ms: 50,
+            flush_interval_ms: 200,
+            kv_interval_ms: 1000,
             snapshot_interval_s: 10,
         }
     }
@@ -154,7 +157,8 @@ impl Config {
          consumer = \"ledger\"              # durable consumer; a replica elsewhere uses its own\n\
          \n\
          [metrics]                        # socai project\n\
-         flush_interval_ms = 50           # longest a changed value waits before it is published\n\
+         flush_interval_ms = 200         # longest a changed value waits before it is published\n\
+         kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long\n\
          snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n"
     }
 

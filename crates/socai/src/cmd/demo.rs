@@ -157,10 +157,12 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         // The projection worker (user `projector`) folds COMMITTED into the metrics while the
         // ledger commits; a dashboard (user `dashboard`) watches the live values.
         let (pclient, _) = socai_client::publisher::connect(&as_user("projector")).await?;
+        let (plive, _) = socai_client::publisher::connect(&as_user("projector")).await?;
         let projected = std::sync::Arc::new(ProjectorCounters::default());
         let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
         let projector = tokio::spawn(projector::run(
             async_nats::jetstream::new(pclient),
+            plive,
             ProjectorConfig::new("projector", &g.data_dir.join("metrics")),
             projected.clone(),
             async move {

@@ -65,6 +65,7 @@ pub fn project(
     worker.shard_index = shard_index;
     worker.shard_count = shard_count;
     worker.flush_interval = Duration::from_millis(config.metrics.flush_interval_ms);
+    worker.kv_interval = Duration::from_millis(config.metrics.kv_interval_ms);
     worker.snapshot_interval = Duration::from_secs(config.metrics.snapshot_interval_s);
     worker.replicas = config.ingest.stream_replicas;
     let mut nats = nats_config(g, &format!("socai-{name}"));
@@ -73,9 +74,11 @@ pub fn project(
     runtime()?.block_on(async {
         let shutdown = super::nats::shutdown_signal(for_seconds.map(Duration::from_secs))?;
         let (client, _errors) = socai_client::publisher::connect(&nats).await?;
+        // A second connection for the live values, so they never queue behind KV writes.
+        let (live, _) = socai_client::publisher::connect(&nats).await?;
         let js = async_nats::jetstream::new(client);
         let stats = tokio::spawn(log_stats(counters.clone()));
-        let result = projector::run(js, worker, counters.clone(), shutdown).await;
+        let result = projector::run(js, live, worker, counters.clone(), shutdown).await;
         stats.abort();
         result.map_err(anyhow::Error::from)
     })?;
@@ -460,7 +463,9 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
         }
     }
     let ok = differences.is_empty() && bad_roots.is_empty();
-    let workers: Vec<&str> = complete.iter().map(|m| m.worker.as_str()).collect();
+    let mut workers: Vec<&str> = complete.iter().map(|m| m.worker.as_str()).collect();
+    workers.sort_unstable();
+    workers.dedup();
     emit(
         &json!({
             "ok": ok,
