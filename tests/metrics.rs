@@ -155,6 +155,17 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     })
     .await;
     phase("both workers published at the final size");
+    // Derived values do not cost an fsync each under the shipped sync_interval: always.
+    let mut bucket = js
+        .get_stream(projector::METRICS_STREAM)
+        .await
+        .expect("the METRICS bucket's stream");
+    let config = bucket.info().await.expect("stream info").config.clone();
+    assert_eq!(
+        config.persist_mode,
+        Some(async_nats::jetstream::stream::PersistenceMode::Async)
+    );
+    assert_eq!(config.max_messages_per_subject, projector::METRICS_HISTORY);
     for w in &mut workers {
         w.stop();
     }

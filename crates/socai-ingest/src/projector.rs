@@ -261,38 +261,57 @@ pub async fn ensure_metrics_bucket(
     js: &jetstream::Context,
     replicas: usize,
 ) -> Result<kv::Store, IngestError> {
-    let store = match js.get_key_value(METRICS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: METRICS_BUCKET.into(),
-                description: "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>".into(),
-                history: METRICS_HISTORY,
-                storage: StorageType::File,
-                num_replicas: replicas,
-                max_value_size: 64 * 1024,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                IngestError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
-            })?,
-    };
-    let async_persist = async {
-        let mut stream = js.get_stream(METRICS_STREAM).await.ok()?;
-        let mut config = stream.info().await.ok()?.config.clone();
-        if config.persist_mode == Some(stream::PersistenceMode::Async) {
-            return Some(());
+    if let Ok(store) = js.get_key_value(METRICS_BUCKET).await {
+        if let Ok(mut stream) = js.get_stream(METRICS_STREAM).await
+            && let Ok(info) = stream.info().await
+            && info.config.persist_mode != Some(stream::PersistenceMode::Async)
+        {
+            tracing::warn!(
+                "the {METRICS_STREAM} stream waits for an fsync per value (it was made without persist_mode async); under sync_interval: always that slows the ledger: delete it (`nats stream rm {METRICS_STREAM}`) and the workers recreate it and publish every value again"
+            );
         }
-        config.persist_mode = Some(stream::PersistenceMode::Async);
-        js.update_stream(config).await.ok().map(|_| ())
-    };
-    if async_persist.await.is_none() {
-        tracing::warn!(
-            "the {METRICS_STREAM} stream could not be set to persist_mode async (nats-server older than 2.12?): each value waits for the server's sync policy"
-        );
+        return Ok(store);
     }
-    Ok(store)
+    // The KV bucket's stream as async-nats makes it (history per subject, rollups, direct
+    // gets), plus asynchronous persistence; the plain bucket on servers that refuse that.
+    let kv_config = kv::Config {
+        bucket: METRICS_BUCKET.into(),
+        description:
+            "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>"
+                .into(),
+        history: METRICS_HISTORY,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        max_value_size: 64 * 1024,
+        ..Default::default()
+    };
+    let stream_config = stream::Config {
+        name: METRICS_STREAM.into(),
+        description: Some(kv_config.description.clone()),
+        subjects: vec![format!("$KV.{METRICS_BUCKET}.>")],
+        max_messages_per_subject: METRICS_HISTORY,
+        max_message_size: kv_config.max_value_size,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas.max(1),
+        discard: stream::DiscardPolicy::New,
+        persist_mode: Some(stream::PersistenceMode::Async),
+        ..Default::default()
+    };
+    match js.create_stream(stream_config).await {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(cause = %e, "creating {METRICS_STREAM} with persist_mode async failed (nats-server older than 2.12?); creating a plain bucket, whose values wait for the server's sync policy");
+            js.create_key_value(kv_config).await.map_err(|e| {
+                IngestError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
+            })?;
+        }
+    }
+    js.get_key_value(METRICS_BUCKET)
+        .await
+        .map_err(|e| IngestError::Nats(format!("cannot open the KV bucket {METRICS_BUCKET}: {e}")))
 }
 
 async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, IngestError> {
@@ -444,6 +463,12 @@ pub async fn run(
                         )))?;
                     if seq < state.tree_size() {
                         continue; // redelivered after a consumer reset
+                    }
+                    if seq > state.tree_size() {
+                        return Err(IngestError::Diverged(format!(
+                            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); stop the worker, and rebuild from a ledger with `socai metrics` or restore COMMITTED",
+                            state.tree_size() as i64 - 1
+                        )));
                     }
                     state.apply(seq, &msg.payload).map_err(|e| IngestError::Diverged(format!(
                         "{e}; the state file {} was made from another ledger's entries: stop the worker and move the file away to rebuild",
