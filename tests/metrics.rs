@@ -282,9 +282,10 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
         text.contains(victim_key.as_str()) && text.contains("differs"),
         "the audit names the forged key: {text}"
     );
-    // At a size nobody published at, the audit says so rather than inventing a verdict.
+    // At a size nobody published at, nothing can be checked: the audit says so and fails.
     let out = audit(&["--at", "7"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("\"complete_for_workers\":[]"), "{text}");
+    assert!(text.contains("\"checked\":0"), "{text}");
 }

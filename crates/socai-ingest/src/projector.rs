@@ -267,7 +267,7 @@ pub async fn ensure_metrics_bucket(
             && info.config.persist_mode != Some(stream::PersistenceMode::Async)
         {
             tracing::warn!(
-                "the {METRICS_STREAM} stream waits for an fsync per value (it was made without persist_mode async); under sync_interval: always that slows the ledger: delete it (`nats stream rm {METRICS_STREAM}`) and the workers recreate it and publish every value again"
+                "the {METRICS_STREAM} stream waits for an fsync per value (it was made without persist_mode async); under sync_interval: always that slows the ledger: stop every worker, delete it (`nats stream rm {METRICS_STREAM}`; its history goes with it), and start them again: they recreate it and publish every value"
             );
         }
         return Ok(store);
@@ -375,10 +375,15 @@ pub async fn run(
     let mark = read_mark(&store, &config.name).await?;
     // A KV bucket that is behind the state file (recreated, restored, or a crash between the
     // state file and the mark) gets every value again.
+    // So does a change of shard (keys this worker did not own before).
     let mut republish_all = state.tree_size() > 0
-        && mark
-            .as_ref()
-            .is_none_or(|m| m.tree_size < state.tree_size());
+        && mark.as_ref().is_none_or(|m| {
+            m.tree_size < state.tree_size()
+                || (m.shard_index, m.shard_count) != (config.shard_index, config.shard_count)
+        });
+    // A state file older than the mark (a crash between two state files): fold without
+    // publishing up to the mark's size, so KV never goes back in time.
+    let hold_until = mark.as_ref().map_or(0, |m| m.tree_size);
     tracing::info!(
         worker = %config.name,
         shard = %format!("{}/{}", config.shard_index, config.shard_count),
@@ -430,7 +435,7 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break 'consume,
-                _ = tokio::time::sleep_until(flush_at), if dirty => {
+                _ = tokio::time::sleep_until(flush_at), if dirty && state.tree_size() >= hold_until => {
                     flush(&live, &config, &mut state, &shared, republish_all).await;
                     republish_all = false;
                     dirty = false;
@@ -466,12 +471,12 @@ pub async fn run(
                     }
                     if seq > state.tree_size() {
                         return Err(IngestError::Diverged(format!(
-                            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); stop the worker, and rebuild from a ledger with `socai metrics` or restore COMMITTED",
+                            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
                             state.tree_size() as i64 - 1
                         )));
                     }
                     state.apply(seq, &msg.payload).map_err(|e| IngestError::Diverged(format!(
-                        "{e}; the state file {} was made from another ledger's entries: stop the worker and move the file away to rebuild",
+                        "{e} (state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
                         path.display()
                     )))?;
                     counters.applied.store(state.tree_size(), Relaxed);

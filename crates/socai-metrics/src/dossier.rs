@@ -111,17 +111,30 @@ impl Dossier {
     pub(crate) fn schedule(&self) -> Option<Schedule> {
         let (accepted_at, due, _) = self.accepted?;
         let (pauses, open_pause) = self.pauses();
+        // Waiting for the applicant: the pauses and an unanswered request, merged (overlapping
+        // requests wait once).
         let mut waiting: Vec<(i64, i64)> = pauses.iter().map(|p| (p.0, p.1)).collect();
         if let Some(open) = open_pause {
             waiting.push((open, i64::MAX));
         }
+        waiting.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(waiting.len());
+        for (a, b) in waiting {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        let waiting = merged;
         let until = self.resolved.map_or(i64::MAX, |r| r.0);
+        // Time paused: the merged waiting intervals within [accepted, resolved].
+        let paused = waiting
+            .iter()
+            .map(|&(a, b)| (b.min(until) - a.max(accepted_at)).max(0))
+            .sum();
         let mut changes: Vec<(i64, u8, i64, i64)> = Vec::new();
-        let mut paused = 0;
         for &(start, end, new_due) in &pauses {
-            let (a, b) = (start.max(accepted_at), end.min(until));
-            let length = (b - a).max(0);
-            paused += length;
+            let length = (end.min(until) - start.max(accepted_at)).max(0);
             match new_due {
                 Some(new_due) => changes.push((end, 0, 1, new_due)),
                 None => changes.push((end, 0, 0, length)),

@@ -46,6 +46,22 @@ pub struct Anomalies {
     pub inconsistent_dossier: u64,
     /// Entry types this build does not project (future types).
     pub unknown_type: u64,
+    /// An event dated before 2000 or more than a day after it was recorded: not projected (it
+    /// would move "now"). Due dates outside 2000–2199 are clamped into that range.
+    #[serde(default)]
+    pub time_out_of_range: u64,
+}
+
+/// Event times the projection accepts: from 2000-01-01 to 2200-01-01 (UTC).
+const TIME_MIN: i64 = 946_684_800;
+const TIME_MAX: i64 = 7_258_118_400;
+/// How far an event may be dated after its entry's `recorded_at` (the ingest rule's default).
+const FUTURE_SKEW_SECS: i64 = 86_400;
+
+/// A due date from event data: clamped into the accepted range; one beyond any calendar
+/// (`9999-12-31...`) is "no deadline", the range's end.
+fn due_time(text: &str) -> i64 {
+    parse_timestamp(text).map_or(TIME_MAX, |t| t.clamp(TIME_MIN, TIME_MAX))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,6 +96,8 @@ impl Interner {
 #[derive(Deserialize)]
 struct WireEntry<'a> {
     seq: u64,
+    #[serde(borrow)]
+    recorded_at: Cow<'a, str>,
     #[serde(borrow)]
     event: WireEvent<'a>,
 }
@@ -222,7 +240,13 @@ impl Projection {
         }
         let event = &wire.event;
         let at = parse_timestamp(&event.occurred_at).map_err(&bad)?;
+        let recorded = parse_timestamp(&wire.recorded_at).map_err(&bad)?;
         let kind = event.kind.as_ref();
+        if kind != "ledger.redacted" && !(TIME_MIN..=recorded + FUTURE_SKEW_SECS).contains(&at) {
+            self.anomalies.time_out_of_range += 1;
+            self.next_seq += 1;
+            return Ok(());
+        }
         if kind == "procedure.published" {
             self.apply_procedure(seq, at, event)
                 .map_err(|reason| bad(format!("{kind}: {reason}")))?;
@@ -330,7 +354,7 @@ impl Projection {
         }
         let data = &event.data;
         let time = |field: &str, value: &Option<Cow<'_, str>>| -> Result<i64, String> {
-            parse_timestamp(value.as_deref().ok_or(format!("no {field}"))?)
+            Ok(due_time(value.as_deref().ok_or(format!("no {field}"))?))
         };
         let dossier = self.dossiers.get_mut(key).expect("inserted above");
         let (agency, procedure) = (dossier.agency, dossier.procedure);

@@ -186,7 +186,7 @@ fn entries(case: &Case, validator: &Validator) -> Result<Vec<Vec<u8>>, String> {
         let entry = Entry::encode(
             seq as u64,
             &prev,
-            "2026-01-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
             &canonical_json(&event.public_json()),
             None,
         );

@@ -134,3 +134,52 @@ fn out_of_order_log_counts_anomalies_and_keeps_going() {
     assert!(a.missing_predecessor > 0 || a.out_of_order > 0, "{a:?}");
     assert!(p.values("r").len() > 100);
 }
+
+#[test]
+fn dates_beyond_any_calendar_are_counted_not_fatal() {
+    let mut entries = log(400, 3, &[]);
+    let mut prev = leaf_hash(entries.last().expect("entries"));
+    let event = |id: &str, kind: &str, occurred: &str, data: serde_json::Value| {
+        serde_json::json!({
+            "id": id, "type": kind, "agency": "000.00.12.H01", "procedure": "1.000001",
+            "dossier": "X-1", "occurred_at": occurred, "schema": 1, "data": data,
+        })
+    };
+    for (id, kind, occurred, data) in [
+        (
+            "x1",
+            "dossier.submitted",
+            "2026-01-06T08:00:00+07:00",
+            serde_json::json!({"channel": "online"}),
+        ),
+        // "No deadline" written as the end of the calendar.
+        (
+            "x2",
+            "dossier.accepted",
+            "2026-01-06T09:00:00+07:00",
+            serde_json::json!({"due_at": "9999-12-31T23:59:59+07:00"}),
+        ),
+        // Dated far beyond its recording: not projected, counted.
+        (
+            "x3",
+            "dossier.resolved",
+            "9999-12-30T08:00:00+07:00",
+            serde_json::json!({"electronic_result": true}),
+        ),
+    ] {
+        let seq = entries.len() as u64;
+        let jcs = socai_chain::canonical_json(&event(id, kind, occurred, data));
+        let entry = Entry::encode(seq, &prev, "2026-11-22T00:00:00Z", &jcs, None);
+        prev = leaf_hash(&entry);
+        entries.push(entry);
+    }
+    let p = fold_all(&entries);
+    assert_eq!(p.anomalies().time_out_of_range, 1);
+    assert!(
+        p.now()
+            .expect("a current day")
+            .to_string()
+            .starts_with("2026-")
+    );
+    assert!(!p.values("r").is_empty());
+}

@@ -425,7 +425,14 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
         if v.tree_size == at {
             exact += 1;
         }
-        if v.tree_size <= at && (v.tree_size == at || owned(v)) {
+        // The newest revision at or below `at` (a restarted worker may have stored older
+        // sizes after newer ones).
+        if v.tree_size <= at
+            && (v.tree_size == at || owned(v))
+            && image
+                .get(key)
+                .is_none_or(|old| old.tree_size <= v.tree_size)
+        {
             image.insert(key.clone(), v.clone());
         }
     }
@@ -462,7 +469,7 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
             });
         }
     }
-    let ok = differences.is_empty() && bad_roots.is_empty();
+    let ok = differences.is_empty() && bad_roots.is_empty() && !image.is_empty();
     let mut workers: Vec<&str> = complete.iter().map(|m| m.worker.as_str()).collect();
     workers.sort_unstable();
     workers.dedup();
@@ -534,9 +541,10 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
             EXIT_VERIFY,
             "metrics_differ",
             format!(
-                "{} published values differ from the ledger and {} roots are not this ledger's",
+                "{} published values differ from the ledger, {} roots are not this ledger's, {} values checked",
                 differences.len(),
-                bad_roots.len()
+                bad_roots.len(),
+                image.len()
             ),
         ));
     }
