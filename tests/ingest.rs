@@ -86,7 +86,7 @@ const UNPACED: (usize, Duration) = (usize::MAX, Duration::ZERO);
 /// (as `serve_as`) once the streams exist.
 struct Rig {
     ledger: Ledger,
-    nats: socai_ingest::local::LocalNats,
+    nats: socai_testkit::LocalNats,
     url: String,
     serve: Serve,
     js: async_nats::jetstream::Context,
@@ -179,13 +179,19 @@ async fn hundred_thousand_events_from_four_publishers_exactly_once_in_subject_or
     let again: Vec<Event> = picked.iter().map(|&i| events[i].clone()).collect();
     publish_shares(url.clone(), None, split_by_agency(&again, 2), 64, UNPACED).await;
     wait_until(PATIENCE, "the re-published events to be acked", || async {
-        let s = js.get_stream(socai_ingest::EVENTS).await.expect("EVENTS");
+        let s = js
+            .get_stream(socai_wire::stream::EVENTS)
+            .await
+            .expect("EVENTS");
         let info = s.consumer_info("ledger").await.expect("consumer");
         info.ack_floor.stream_sequence >= 102_000 && info.num_ack_pending == 0
     })
     .await;
-    assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 100_000);
-    assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
+    assert_eq!(
+        stream_messages(&js, socai_wire::stream::COMMITTED).await,
+        100_000
+    );
+    assert_eq!(stream_messages(&js, socai_wire::stream::REJECTED).await, 0);
     serve.stop();
     let summary = serve.summary();
     assert_eq!(summary["committed"], 100_000, "{summary}");
@@ -227,7 +233,10 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
             150..700,
         )))
         .await;
-        let s = js.get_stream(socai_ingest::EVENTS).await.expect("EVENTS");
+        let s = js
+            .get_stream(socai_wire::stream::EVENTS)
+            .await
+            .expect("EVENTS");
         // (The consumer may be missing for a moment while `serve` resets it.)
         if let Ok(info) = s.consumer_info("ledger").await
             && info.num_pending + info.num_ack_pending as u64 > 0
@@ -265,12 +274,15 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
         kills_with_work_left >= 10,
         "only {kills_with_work_left} of 20 kills hit a ledger with work left (SOCAI_KILL_SEED={seed})"
     );
-    assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
-    assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 30_000);
+    assert_eq!(stream_messages(&js, socai_wire::stream::REJECTED).await, 0);
+    assert_eq!(
+        stream_messages(&js, socai_wire::stream::COMMITTED).await,
+        30_000
+    );
     // COMMITTED took each entry once, in order (each entry is stored only after the one before),
     // and its last one is the ledger's last entry.
     let last = js
-        .get_stream(socai_ingest::COMMITTED)
+        .get_stream(socai_wire::stream::COMMITTED)
         .await
         .expect("COMMITTED")
         .get_last_raw_message_by_subject("dvc.ledger.committed")
@@ -311,10 +323,10 @@ async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothin
         (200, Duration::from_millis(40)),
     ));
     wait_until(PATIENCE, "some entries on COMMITTED", || async {
-        stream_messages(&js, socai_ingest::COMMITTED).await >= 2000
+        stream_messages(&js, socai_wire::stream::COMMITTED).await >= 2000
     })
     .await;
-    let before = stream_messages(&js, socai_ingest::COMMITTED).await;
+    let before = stream_messages(&js, socai_wire::stream::COMMITTED).await;
     nats.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     nats.restart().expect("nats-server restarts");
@@ -329,8 +341,11 @@ async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothin
         before < 20_000,
         "the restart must happen mid-stream ({before} committed before)"
     );
-    assert_eq!(stream_messages(&js, socai_ingest::REJECTED).await, 0);
-    assert_eq!(stream_messages(&js, socai_ingest::COMMITTED).await, 20_000);
+    assert_eq!(stream_messages(&js, socai_wire::stream::REJECTED).await, 0);
+    assert_eq!(
+        stream_messages(&js, socai_wire::stream::COMMITTED).await,
+        20_000
+    );
     let committed = ledger_events(&ledger);
     let ids: HashSet<&str> = committed.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(
@@ -658,12 +673,12 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
         }
     }
     wait_until(PATIENCE, "every case on REJECTED", || async {
-        stream_messages(&js, socai_ingest::REJECTED).await >= corpus.len() as u64
+        stream_messages(&js, socai_wire::stream::REJECTED).await >= corpus.len() as u64
     })
     .await;
     wait_committed(&js, 2, PATIENCE).await;
 
-    let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
+    let rejected = stream_contents(&js, socai_wire::stream::REJECTED).await;
     assert_eq!(
         rejected.len(),
         corpus.len(),
@@ -751,7 +766,7 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
     // The dashboard can subscribe to checkpoints (and sees the next one).
     let (dashboard, dashboard_errors) = connect(&url, Some("dashboard")).await;
     let mut checkpoints = dashboard
-        .subscribe(socai_client::subject::CHECKPOINT_SUBJECT)
+        .subscribe(socai_wire::subject::CHECKPOINT_SUBJECT)
         .await
         .expect("dashboard subscribes to checkpoints");
     dashboard.flush().await.expect("flush");
@@ -790,7 +805,7 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         ..Default::default()
     };
     let agency = publisher(&url, Some(h01)).await.with_retry(quick);
-    let events_before = stream_messages(&js, socai_ingest::EVENTS).await;
+    let events_before = stream_messages(&js, socai_wire::stream::EVENTS).await;
     let as_other = event_of("000.00.12.H02", "h01-as-h02");
     match agency.publish(&as_other).await {
         Err(PublishError::Refused { reason, .. }) => {
@@ -810,7 +825,7 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
     }
     // And its own subject carrying another agency's event: stored, then rejected by the ledger.
     let disguised = Outgoing {
-        subject: socai_client::subject::event_subject(h01, "dossier.submitted"),
+        subject: socai_wire::subject::event_subject(h01, "dossier.submitted"),
         id: "h02-in-h01-subject".into(),
         payload: serde_json::to_vec(&event_of("000.00.12.H02", "h02-in-h01-subject"))
             .expect("json")
@@ -821,16 +836,16 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         .await
         .expect("own subject is allowed");
     wait_until(PATIENCE, "the disguised event on REJECTED", || async {
-        stream_messages(&js, socai_ingest::REJECTED).await == 1
+        stream_messages(&js, socai_wire::stream::REJECTED).await == 1
     })
     .await;
-    let rejected = stream_contents(&js, socai_ingest::REJECTED).await;
+    let rejected = stream_contents(&js, socai_wire::stream::REJECTED).await;
     assert_eq!(
         rejected[0].header("Socai-Error-Code").as_deref(),
         Some("subject_mismatch")
     );
     assert_eq!(
-        stream_messages(&js, socai_ingest::EVENTS).await,
+        stream_messages(&js, socai_wire::stream::EVENTS).await,
         events_before + 1
     );
 
@@ -865,11 +880,11 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         assert_refused(&dashboard, &dashboard_errors, subject).await;
     }
     assert!(
-        js.get_stream(socai_ingest::EVENTS).await.is_ok(),
+        js.get_stream(socai_wire::stream::EVENTS).await.is_ok(),
         "EVENTS still exists"
     );
     assert_eq!(
-        stream_messages(&js, socai_ingest::EVENTS).await,
+        stream_messages(&js, socai_wire::stream::EVENTS).await,
         events_before + 1
     );
 

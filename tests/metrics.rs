@@ -10,8 +10,8 @@ use futures::StreamExt;
 use socai_client::publisher::Outgoing;
 use socai_e2e::Ledger;
 use socai_e2e::nats::*;
-use socai_ingest::projector::{self, Published};
 use socai_metrics::MetricValue;
+use socai_projector::{self as projector, Published};
 
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -53,7 +53,7 @@ async fn published(url: &str) -> (BTreeMap<String, MetricValue>, BTreeMap<String
 }
 
 async fn committed(js: &async_nats::jetstream::Context) -> u64 {
-    stream_messages(js, socai_ingest::COMMITTED).await
+    stream_messages(js, socai_wire::stream::COMMITTED).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +157,7 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     phase("both workers published at the final size");
     // Derived values do not cost an fsync each under the shipped sync_interval: always.
     let mut bucket = js
-        .get_stream(projector::METRICS_STREAM)
+        .get_stream(socai_wire::kv::METRICS_STREAM)
         .await
         .expect("the METRICS bucket's stream");
     let config = bucket.info().await.expect("stream info").config.clone();
@@ -268,7 +268,7 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     let (writer, _) = connect(&url, Some("projector")).await;
     async_nats::jetstream::new(writer)
         .publish(
-            projector::kv_subject(victim_key),
+            socai_wire::kv::kv_subject(victim_key),
             serde_json::to_vec(&forged).expect("json").into(),
         )
         .await

@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: the real `socai` binary, real data dirs, real processes.
 
 pub mod nats;
+pub mod openapi;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

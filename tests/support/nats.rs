@@ -4,7 +4,7 @@
 use crate::{Ledger, socai_bin};
 use async_nats::jetstream;
 use socai_client::publisher::{NatsConfig, Publisher, ServerErrors};
-use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
+use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub fn repo_root() -> PathBuf {
 pub fn nats_server_binary() -> PathBuf {
     let explicit = std::env::var_os("SOCAI_NATS_SERVER").map(PathBuf::from);
     let cwd_root = repo_root();
-    let tools = cwd_root.join(socai_ingest::local::TOOLS_NATS_SERVER);
+    let tools = cwd_root.join(socai_testkit::TOOLS_NATS_SERVER);
     if explicit.is_none() && tools.is_file() {
         return tools;
     }
@@ -49,7 +49,7 @@ pub fn password(user: &str) -> String {
 pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
     let (config, env) = if secured {
         let (config, vars) =
-            socai_ingest::local::shipped_config_in(&repo_root().join("deploy/nats"), dir)
+            socai_testkit::shipped_config_in(&repo_root().join("deploy/nats"), dir)
                 .expect("copy the shipped config");
         let listed: Vec<&str> = USERS.iter().map(|(_, var)| *var).collect();
         assert_eq!(
@@ -119,7 +119,13 @@ impl Ledger {
     /// Starts `socai serve` against `url` (as `user`, with its test password); its log goes to
     /// `serve-<n>.log` in the temp dir.
     pub fn serve(&self, url: &str, user: Option<&str>) -> Serve {
-        self.spawn(&self.dir(), &["serve"], url, user, "serving")
+        self.spawn(
+            &self.dir(),
+            &["serve", "--http", "127.0.0.1:0"],
+            url,
+            user,
+            "serving",
+        )
     }
 
     /// Starts `socai --data-dir <data_dir> --json <args> --nats <url>` as `user`; `ready` is the
@@ -197,6 +203,27 @@ impl Serve {
         }
     }
 
+    /// The base URL of the HTTP API of a `socai serve` started with `--http 127.0.0.1:0`
+    /// (from its log line `http api listening on http://ADDR`).
+    pub fn http_url(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(url) = log
+                .lines()
+                .find_map(|l| l.split("http api listening on ").nth(1))
+                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+            {
+                return url.trim_end_matches('/').to_owned();
+            }
+            assert!(
+                self.running() && started.elapsed() < Duration::from_secs(60),
+                "socai serve did not open its HTTP API; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The JSON summary a stopped `socai serve` printed (counts of this run).
     pub fn summary(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(&self.out).expect("serve stdout");
@@ -246,7 +273,7 @@ pub async fn wait_for_streams(js: &jetstream::Context) {
     wait_until(
         Duration::from_secs(60),
         "socai serve to create the streams",
-        || async { js.get_stream(socai_ingest::COMMITTED).await.is_ok() },
+        || async { js.get_stream(socai_wire::stream::COMMITTED).await.is_ok() },
     )
     .await;
 }
@@ -254,11 +281,11 @@ pub async fn wait_for_streams(js: &jetstream::Context) {
 /// Waits until COMMITTED holds `n` entries and the ledger consumer has nothing pending.
 pub async fn wait_committed(js: &jetstream::Context, n: u64, limit: Duration) {
     wait_until(limit, &format!("{n} entries on COMMITTED"), || async {
-        stream_messages(js, socai_ingest::COMMITTED).await >= n
+        stream_messages(js, socai_wire::stream::COMMITTED).await >= n
     })
     .await;
     wait_until(limit, "the ledger consumer to drain", || async {
-        match js.get_stream(socai_ingest::EVENTS).await {
+        match js.get_stream(socai_wire::stream::EVENTS).await {
             Ok(s) => match s.consumer_info("ledger").await {
                 Ok(i) => i.num_pending == 0 && i.num_ack_pending == 0,
                 Err(_) => false,

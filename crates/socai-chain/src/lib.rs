@@ -9,6 +9,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint signed notes with Ed25519 (signed-note key ids).
 //! - [`proof`]: the proof JSON objects of the auditors' contract, each able to verify itself.
 //! - [`verify`]: a streaming chain verifier (entry → leaf, `prev` links, seq, root).
+//! - [`tiles`]: C2SP tlog-tiles paths, hash tiles and entry bundles.
 
 pub mod bundle;
 pub mod checkpoint;
@@ -16,6 +17,7 @@ pub mod entry;
 pub mod hash;
 pub mod merkle;
 pub mod proof;
+pub mod tiles;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, SignedCheckpoint};

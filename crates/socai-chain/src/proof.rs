@@ -116,7 +116,12 @@ pub mod b64 {
     use serde::Deserialize;
 
     pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
+        s.serialize_str(&encode(bytes))
+    }
+
+    /// Standard padded base64 (the encoding of entries in proofs and bundles).
+    pub fn encode(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;

@@ -1,7 +1,7 @@
 //! socai-client: what an agency system needs to publish events to the ledger.
 //!
 //! - [`events`]: typed builders for every event type of the catalogue;
-//! - [`subject`]: the NATS subjects of the ledger;
+//! - [`subject`]: the NATS subjects of the ledger (from `socai-wire`);
 //! - [`publisher`]: publish with `Nats-Msg-Id` = event id, wait for the JetStream PubAck, retry
 //!   transient failures with backoff.
 //!
@@ -9,4 +9,5 @@
 
 pub mod events;
 pub mod publisher;
-pub mod subject;
+/// The NATS subjects of the ledger (the wire contract, re-exported for agencies).
+pub use socai_wire::subject;

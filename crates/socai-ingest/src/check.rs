@@ -2,20 +2,9 @@
 //! travels on the REJECTED stream.
 
 use async_nats::HeaderMap;
-use socai_client::subject::parse_event_subject;
 use socai_model::{ErrorCode, Event, Rejection, Validator};
-
-/// Headers of a message on REJECTED.
-pub const H_CODE: &str = "Socai-Error-Code";
-pub const H_PATH: &str = "Socai-Error-Path";
-pub const H_REASON: &str = "Socai-Error-Reason";
-pub const H_SUBJECT: &str = "Socai-Subject";
-pub const H_STREAM_SEQ: &str = "Socai-Stream-Seq";
-pub const H_EVENT_ID: &str = "Socai-Event-Id";
-pub const H_PUBLISHED_AT: &str = "Socai-Published-At";
-/// Headers of a message on COMMITTED / CHECKPOINTS.
-pub const H_SEQ: &str = "Socai-Seq";
-pub const H_TREE_SIZE: &str = "Socai-Tree-Size";
+use socai_wire::header;
+use socai_wire::subject::parse_event_subject;
 
 /// Validates one message as the writer does: the schemas, then the subject against the event,
 /// then `occurred_at` against the time JetStream stored it (`published`, never a clock read).
@@ -114,14 +103,17 @@ pub fn rejection_headers(
     let mut headers = HeaderMap::new();
     // One REJECTED copy per EVENTS message, even if the writer dies before terminating it.
     headers.insert("Nats-Msg-Id", format!("events-{stream_seq}").as_str());
-    headers.insert(H_CODE, rejection.code.as_str());
-    headers.insert(H_PATH, header_value(&rejection.path, 1024).as_str());
-    headers.insert(H_REASON, header_value(&rejection.reason, 1024).as_str());
-    headers.insert(H_SUBJECT, header_value(subject, 1024).as_str());
-    headers.insert(H_STREAM_SEQ, stream_seq.to_string().as_str());
-    headers.insert(H_PUBLISHED_AT, published);
+    headers.insert(header::CODE, rejection.code.as_str());
+    headers.insert(header::PATH, header_value(&rejection.path, 1024).as_str());
+    headers.insert(
+        header::REASON,
+        header_value(&rejection.reason, 1024).as_str(),
+    );
+    headers.insert(header::SUBJECT, header_value(subject, 1024).as_str());
+    headers.insert(header::STREAM_SEQ, stream_seq.to_string().as_str());
+    headers.insert(header::PUBLISHED_AT, published);
     if let Some(id) = event_id {
-        headers.insert(H_EVENT_ID, header_value(id, 256).as_str());
+        headers.insert(header::EVENT_ID, header_value(id, 256).as_str());
     }
     headers
 }
@@ -210,8 +202,8 @@ mod tests {
         assert_eq!(header_value("ồồồ", 4), "ồ");
         let r = Rejection::new(ErrorCode::Conflict, "/id", "x".repeat(5000));
         let h = rejection_headers(&r, "dvc.events.A.b.c", 7, Some("e1"), "t");
-        assert_eq!(h.get(H_CODE).unwrap().as_str(), "conflict");
-        assert_eq!(h.get(H_REASON).unwrap().as_str().len(), 1024);
+        assert_eq!(h.get(header::CODE).unwrap().as_str(), "conflict");
+        assert_eq!(h.get(header::REASON).unwrap().as_str().len(), 1024);
         assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "events-7");
     }
 }

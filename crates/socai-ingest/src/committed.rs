@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
-use socai_client::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT};
 use socai_store::{SledStorage, Storage};
+use socai_wire::header::{SEQ as H_SEQ, TREE_SIZE as H_TREE_SIZE};
+use socai_wire::stream::{CHECKPOINTS, COMMITTED};
+use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT};
 use tokio::sync::watch;
 
-use crate::check::{H_SEQ, H_TREE_SIZE};
-use crate::streams::{CHECKPOINTS, COMMITTED};
 use crate::{Counters, IngestError};
 
 /// Entries read and published per round.

@@ -11,23 +11,24 @@
 
 pub mod check;
 mod committed;
-pub mod local;
-pub mod projector;
 pub mod streams;
+pub mod telemetry;
 mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use socai_model::Validator;
 use socai_store::{Ledger, SledStorage};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-pub use streams::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED, StreamSettings, ensure_streams};
-pub use writer::WriterConfig;
+pub use streams::{StreamSettings, ensure_streams};
+pub use telemetry::Telemetry;
+pub use writer::{Redacted, WriterCommand, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -61,20 +62,105 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Tree size of the last checkpoint published.
     pub checkpoints: AtomicU64,
+    /// Entries in the ledger (durable).
+    pub head_size: AtomicU64,
+    /// Tree size of the latest signed checkpoint.
+    pub checkpoint_size: AtomicU64,
+    /// When this process saw that checkpoint signed (ms since the epoch; at start, the start).
+    pub checkpoint_signed_ms: AtomicU64,
+    /// The EVENTS stream seq of the last message the writer finished (committed, duplicate or
+    /// rejected).
+    pub events_cursor: AtomicU64,
+    /// EVENTS' last seq minus `events_cursor`, polled.
+    pub consumer_lag: AtomicU64,
+    /// A [`WriterStatus`].
+    pub status: AtomicU8,
+    pub telemetry: Telemetry,
+}
+
+/// What the writer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WriterStatus {
+    /// Opening streams and the consumer (e.g. waiting for nats-server).
+    Starting = 0,
+    /// Consuming EVENTS.
+    Running = 1,
+    /// Stopped after a shutdown request.
+    Stopped = 2,
+    /// Stopped on an error (a failed commit poisons the ledger: restart `socai serve`).
+    Failed = 3,
+}
+
+impl Counters {
+    pub fn status(&self) -> WriterStatus {
+        match self.status.load(Relaxed) {
+            1 => WriterStatus::Running,
+            2 => WriterStatus::Stopped,
+            3 => WriterStatus::Failed,
+            _ => WriterStatus::Starting,
+        }
+    }
+    pub fn set_status(&self, status: WriterStatus) {
+        self.status.store(status as u8, Relaxed);
+    }
 }
 
 /// The ledger service: ensures the streams, then runs the writer and the committed publisher
 /// until `shutdown` resolves. On shutdown the batch in hand is committed and acked, and the
-/// committed publisher gets `drain_timeout` to catch up. Returns the ledger for a clean close.
+/// committed publisher gets `drain_timeout` to catch up. `commands` (e.g. redactions from the
+/// HTTP API) are executed by the writer between batches.
 pub async fn serve(
     js: jetstream::Context,
     ledger: Ledger<SledStorage>,
     config: WriterConfig,
     counters: Arc<Counters>,
+    commands: Option<mpsc::Receiver<WriterCommand>>,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> Result<(), IngestError> {
+    counters.set_status(WriterStatus::Starting);
+    counters.head_size.store(ledger.head().size, Relaxed);
+    if let Some(latest) = ledger.latest_checkpoint().ok().flatten() {
+        counters
+            .checkpoint_size
+            .store(latest.checkpoint.size, Relaxed);
+        counters
+            .checkpoint_signed_ms
+            .store(telemetry::now_ms(), Relaxed);
+    }
+    if let Ok(Some(cursor)) = ledger.source_cursor() {
+        counters.events_cursor.store(cursor, Relaxed);
+    }
+    let result = serve_inner(
+        js,
+        ledger,
+        config,
+        counters.clone(),
+        commands,
+        shutdown,
+        drain_timeout,
+    )
+    .await;
+    counters.set_status(if result.is_ok() {
+        WriterStatus::Stopped
+    } else {
+        WriterStatus::Failed
+    });
+    result
+}
+
+async fn serve_inner(
+    js: jetstream::Context,
+    ledger: Ledger<SledStorage>,
+    config: WriterConfig,
+    counters: Arc<Counters>,
+    commands: Option<mpsc::Receiver<WriterCommand>>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) -> Result<(), IngestError> {
     ensure_streams(&js, &config.streams).await?;
+    let lag = tokio::spawn(poll_lag(js.clone(), counters.clone()));
     let (head_tx, head_rx) = watch::channel(ledger.head().size);
     let publisher = committed::CommittedPublisher {
         js: js.clone(),
@@ -92,6 +178,7 @@ pub async fn serve(
         counters,
         head: head_tx,
         settling: tokio::task::JoinSet::new(),
+        commands,
     };
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());
@@ -115,6 +202,7 @@ pub async fn serve(
         }
     };
     let (written, published) = tokio::join!(writer.run(stop), watcher);
+    lag.abort();
     match published {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
@@ -125,4 +213,23 @@ pub async fn serve(
         }
     }
     written
+}
+
+/// Every 5 s: how far the writer is behind EVENTS (its last seq minus the writer's cursor).
+async fn poll_lag(js: jetstream::Context, counters: Arc<Counters>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let last = match js.get_stream(socai_wire::stream::EVENTS).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => info.state.last_sequence,
+                Err(_) => continue,
+            },
+            Err(_) => continue,
+        };
+        let cursor = counters.events_cursor.load(Relaxed);
+        counters
+            .consumer_lag
+            .store(last.saturating_sub(cursor), Relaxed);
+    }
 }

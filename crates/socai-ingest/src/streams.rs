@@ -5,16 +5,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
-use socai_client::subject::{
-    CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX,
-};
+use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
+use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
 
 use crate::IngestError;
-
-pub const EVENTS: &str = "EVENTS";
-pub const REJECTED: &str = "REJECTED";
-pub const COMMITTED: &str = "COMMITTED";
-pub const CHECKPOINTS: &str = "CHECKPOINTS";
 
 /// Room kept in a message for the headers of its REJECTED copy (they are at most ~4 KiB).
 pub const REJECTION_HEADROOM_BYTES: i32 = 64 * 1024;

@@ -12,10 +12,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
-use socai_client::subject::rejected_subject;
-use socai_model::{ErrorCode, Event, Limits, Rejection, Validator};
-use socai_store::{AppendOutcome, Ledger, SledStorage};
-use tokio::sync::watch;
+use socai_model::{Event, Limits, Rejection, Validator};
+use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage};
+use socai_wire::subject::rejected_subject;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{check_message, event_id_of, rejection_headers};
 use crate::streams::{StreamSettings, ledger_consumer};
@@ -88,6 +88,42 @@ fn in_order(
     (batch, false)
 }
 
+/// Work for the writer besides EVENTS, executed between two batches in a commit of its own.
+#[derive(Debug)]
+pub enum WriterCommand {
+    /// Erase the personal data of event `id` and record why and by whom (see
+    /// `Ledger::redact`), then sign a checkpoint covering the redaction entry.
+    Redact {
+        id: String,
+        reason: String,
+        by: String,
+        /// When the redaction was asked for (RFC 3339 UTC): the redaction entry's time.
+        at: String,
+        reply: oneshot::Sender<Result<Redacted, LedgerError>>,
+    },
+}
+
+/// A redaction done: which event, and where its record is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Redacted {
+    pub id: String,
+    pub target_seq: u64,
+    pub redaction_seq: u64,
+    /// Size of the signed checkpoint that covers the redaction entry.
+    pub tree_size: u64,
+}
+
+/// The next command, or never when there is no command channel (or it closed).
+async fn next_command(commands: &mut Option<mpsc::Receiver<WriterCommand>>) -> WriterCommand {
+    if let Some(rx) = commands {
+        if let Some(cmd) = rx.recv().await {
+            return cmd;
+        }
+        *commands = None;
+    }
+    std::future::pending().await
+}
+
 /// What became of one message of a batch.
 enum Verdict {
     /// Committed now or before (duplicate): ack.
@@ -105,6 +141,7 @@ pub(crate) struct Writer {
     pub head: watch::Sender<u64>,
     /// Acks and rejections of committed batches, settling while the next batch commits.
     pub settling: tokio::task::JoinSet<()>,
+    pub commands: Option<mpsc::Receiver<WriterCommand>>,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -152,8 +189,13 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the ledger consumer; retrying");
+                    self.counters.set_status(crate::WriterStatus::Starting);
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),
+                        cmd = next_command(&mut self.commands) => {
+                            self.execute(cmd).await?;
+                            continue 'consumer;
+                        }
                         _ = tokio::time::sleep(NATS_RETRY) => continue 'consumer,
                     }
                 }
@@ -168,10 +210,13 @@ impl Writer {
                 }
             };
             let mut chunks = messages.ready_chunks(self.config.batch_max_events);
+            self.counters.set_status(crate::WriterStatus::Running);
             loop {
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => return Ok(()),
+                    // Commands (a redaction) between two batches, even while a backlog drains.
+                    cmd = next_command(&mut self.commands) => self.execute(cmd).await?,
                     chunk = chunks.next() => {
                         let Some(items) = chunk else {
                             tracing::warn!("the pull subscription ended; reopening the consumer");
@@ -201,6 +246,70 @@ impl Writer {
             .ok_or_else(|| IngestError::Ledger("the ledger was lost by a failed task".into()))
     }
 
+    /// Runs a command in a commit of its own. A failed commit poisons the ledger: the command
+    /// is answered with the error and the writer stops.
+    async fn execute(&mut self, cmd: WriterCommand) -> Result<(), IngestError> {
+        match cmd {
+            WriterCommand::Redact {
+                id,
+                reason,
+                by,
+                at,
+                reply,
+            } => {
+                let mut ledger = self.ledger()?;
+                let (ledger, result) = tokio::task::spawn_blocking(move || {
+                    let result = ledger.redact(&id, &reason, &by, &at).and_then(
+                        |(target_seq, redaction_seq)| {
+                            let signed = ledger.checkpoint()?;
+                            Ok(Redacted {
+                                id,
+                                target_seq,
+                                redaction_seq,
+                                tree_size: signed.checkpoint.size,
+                            })
+                        },
+                    );
+                    (ledger, result)
+                })
+                .await
+                .map_err(|e| IngestError::Ledger(format!("redaction task failed: {e}")))?;
+                let poisoned = ledger.is_poisoned();
+                self.after_commit(&ledger);
+                self.ledger = Some(ledger);
+                if let Ok(done) = &result {
+                    tracing::info!(
+                        target_seq = done.target_seq,
+                        redaction_seq = done.redaction_seq,
+                        "personal data redacted"
+                    );
+                }
+                let _ = reply.send(result);
+                if poisoned {
+                    return Err(IngestError::Ledger("the redaction's commit failed".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the committed publisher and the telemetry where the ledger stands now.
+    fn after_commit(&self, ledger: &Ledger<SledStorage>) {
+        let head = ledger.head().size;
+        self.head.send_replace(head);
+        self.counters.head_size.store(head, Relaxed);
+        let size = ledger
+            .latest_checkpoint()
+            .ok()
+            .flatten()
+            .map_or(0, |c| c.checkpoint.size);
+        if self.counters.checkpoint_size.swap(size, Relaxed) != size {
+            self.counters
+                .checkpoint_signed_ms
+                .store(crate::telemetry::now_ms(), Relaxed);
+        }
+    }
+
     async fn checkpoint_if_due(&mut self) -> Result<(), IngestError> {
         let mut ledger = self.ledger()?;
         if !ledger.checkpoint_due() {
@@ -213,9 +322,9 @@ impl Writer {
         })
         .await
         .map_err(|e| IngestError::Ledger(format!("checkpoint task failed: {e}")))?;
-        result.map_err(|e| IngestError::Ledger(e.to_string()))?;
-        self.head.send_replace(ledger.head().size);
+        self.after_commit(&ledger);
         self.ledger = Some(ledger);
+        result.map_err(|e| IngestError::Ledger(e.to_string()))?;
         Ok(())
     }
 
@@ -283,31 +392,31 @@ impl Writer {
         };
         let (ledger, events, checked, outcomes) =
             joined.map_err(|e| IngestError::Ledger(format!("commit task failed: {e}")))?;
-        let head = ledger.head().size;
+        let elapsed = started.elapsed();
+        self.after_commit(&ledger);
         self.ledger = Some(ledger);
         self.counters.batches.fetch_add(1, Relaxed);
         self.counters
             .commit_us
-            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
         // The batch is fsynced (or nothing of it is): only now may anything be acked.
         let outcomes = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
-        self.head.send_replace(head);
+        let telemetry = &self.counters.telemetry;
+        telemetry.commit_seconds.observe(elapsed.as_secs_f64());
+        telemetry.batch_events.observe(batch.len() as f64);
+        if let Some(last) = inputs.iter().map(|i| i.2).max() {
+            self.counters.events_cursor.fetch_max(last, Relaxed);
+        }
 
         let verdicts: Vec<Verdict> = checked
             .into_iter()
             .map(|c| match c {
                 Err(rejection) => Verdict::Reject(rejection),
-                Ok(i) => match &outcomes[i] {
-                    AppendOutcome::Committed { .. } => Verdict::Ack { duplicate: false },
-                    AppendOutcome::Duplicate { .. } => Verdict::Ack { duplicate: true },
-                    AppendOutcome::Conflict { existing_seq } => Verdict::Reject(Rejection::new(
-                        ErrorCode::Conflict,
-                        "/id",
-                        format!(
-                            "event id {:?} is already committed at seq {existing_seq} with different content",
-                            events[i].id
-                        ),
-                    )),
+                Ok(i) => match outcomes[i].refusal(&events[i].id) {
+                    None => Verdict::Ack {
+                        duplicate: matches!(outcomes[i], AppendOutcome::Duplicate { .. }),
+                    },
+                    Some(rejection) => Verdict::Reject(rejection),
                 },
             })
             .collect();
@@ -416,6 +525,13 @@ impl Settler {
         match stored {
             Ok(()) => {
                 self.counters.rejected.fetch_add(1, Relaxed);
+                self.counters
+                    .telemetry
+                    .rejected
+                    .get_or_create(&crate::telemetry::CodeLabel {
+                        code: rejection.code.as_str().to_owned(),
+                    })
+                    .inc();
                 if let Err(e) = msg.double_ack_with(AckKind::Term).await {
                     // Redelivered later, rejected again; REJECTED dedups its copy by stream seq.
                     tracing::warn!(error = %e, stream_seq, "terminating a rejected message failed");

@@ -8,11 +8,13 @@
 //! (NATS) and reading the ledger belong to the callers.
 
 mod dossier;
+mod filter;
 mod metric;
 mod projection;
 mod scope;
 mod time;
 
+pub use filter::{Filter, FilterError};
 pub use metric::{
     Detail, INDICATORS, Indicator, IndicatorScore, METRICS, Metric, MetricValue,
     SIGNIFICANT_DIGITS, WindowBounds, indicator_points, key,

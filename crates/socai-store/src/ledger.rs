@@ -1,16 +1,16 @@
 //! The ledger: one writer owns the chain head and appends batches of validated events as single
 //! atomic, fsynced commits; readers look entries up, build proofs, export bundles and verify.
 
+use crate::reader::{LedgerReader, View};
 use crate::storage::{
     CommitBatch, Head, IdRecord, PersonalRecord, Storage, StorageError, StoredHashes,
 };
-use socai_chain::bundle::{BUNDLE_FORMAT, Bundle, PersonalDisclosure};
 use socai_chain::checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint,
 };
 use socai_chain::entry::{Entry, personal_commitment, personal_salt};
 use socai_chain::merkle::{self, CompactRange, MerkleError};
-use socai_chain::{ConsistencyProof, Hash, InclusionProof, leaf_hash};
+use socai_chain::{Hash, leaf_hash};
 use socai_model::Event;
 use std::collections::HashMap;
 
@@ -26,10 +26,12 @@ pub enum LedgerError {
     UnknownId(String),
     #[error("seq {seq} is beyond the ledger's {size} entries")]
     UnknownSeq { seq: u64, size: u64 },
-    #[error("no signed checkpoint yet; run `socai checkpoint` first")]
+    #[error(
+        "no signed checkpoint yet; run `socai checkpoint` (a running `socai serve` signs one within [ingest] checkpoint_interval_s)"
+    )]
     NoCheckpoint,
     #[error(
-        "seq {seq} is not covered by a signed checkpoint (the latest covers {checkpoint_size} entries); run `socai checkpoint` first"
+        "seq {seq} is not covered by a signed checkpoint (the latest covers {checkpoint_size} entries); run `socai checkpoint` (a running `socai serve` signs one within [ingest] checkpoint_interval_s)"
     )]
     NotCovered { seq: u64, checkpoint_size: u64 },
     #[error(
@@ -40,7 +42,9 @@ pub enum LedgerError {
     Range(String),
     #[error("event {id:?} (seq {seq}) has no personal data to redact{}", if *already { " (it was already redacted)" } else { "" })]
     NothingToRedact { id: String, seq: u64, already: bool },
-    #[error("ledger invariant violated: {0}; stop writing and run `socai verify`")]
+    #[error(
+        "ledger invariant violated: {0}; stop writing and run `socai verify` (while `socai serve` runs: `socai --api URL verify --vkey checkpoint.vkey`)"
+    )]
     Invariant(String),
     #[error(
         "an earlier commit failed, so this writer stopped; restart it to reopen the ledger from disk"
@@ -65,6 +69,50 @@ pub enum AppendOutcome {
     Conflict {
         existing_seq: u64,
     },
+    /// Its ledger entry would be larger than an entry bundle can carry
+    /// ([`socai_chain::tiles::MAX_ENTRY_BYTES`]): rejected, nothing written for this event.
+    Oversized {
+        entry_bytes: usize,
+    },
+}
+
+impl AppendOutcome {
+    /// Why an event with this outcome was refused, if it was (`Committed` and `Duplicate` are
+    /// accepted).
+    pub fn refusal(&self, id: &str) -> Option<socai_model::Rejection> {
+        use socai_model::{ErrorCode, Rejection};
+        match self {
+            AppendOutcome::Committed { .. } | AppendOutcome::Duplicate { .. } => None,
+            AppendOutcome::Conflict { existing_seq } => Some(Rejection::new(
+                ErrorCode::Conflict,
+                "/id",
+                format!(
+                    "event id {id:?} is already committed at seq {existing_seq} with different content"
+                ),
+            )),
+            AppendOutcome::Oversized { entry_bytes } => Some(Rejection::new(
+                ErrorCode::Oversized,
+                "",
+                format!(
+                    "its ledger entry could be {entry_bytes} bytes, more than the {} an entry bundle (C2SP tlog-tiles) can hold; make `data` smaller",
+                    socai_chain::tiles::MAX_ENTRY_BYTES
+                ),
+            )),
+        }
+    }
+}
+
+/// An upper bound of the entry size of an event with this public canonical JSON and personal
+/// commitment: the entry's own fields at their longest.
+fn entry_size_bound(public: &[u8], commitment: Option<&Hash>) -> usize {
+    Entry::encode(
+        u64::MAX >> 11, // 2^53: the largest seq a JSON number holds exactly
+        &Hash::ZERO,
+        "9999-12-31T23:59:59.999999999Z",
+        public,
+        commitment,
+    )
+    .len()
 }
 
 #[derive(Debug, Clone)]
@@ -81,11 +129,12 @@ impl Default for LedgerConfig {
     }
 }
 
-/// The ledger over a storage engine. Appending needs `&mut self`: there is one writer.
+/// The ledger over a storage engine. Appending needs `&mut self`: there is one writer. Every
+/// read of [`LedgerReader`] is available on it too (it dereferences to its reader), and
+/// [`Ledger::reader`] hands out readers that other threads can use while it appends.
 pub struct Ledger<S: Storage> {
-    storage: S,
+    reader: LedgerReader<S>,
     signer: CheckpointSigner,
-    verifier: CheckpointVerifier,
     salt_key: Vec<u8>,
     config: LedgerConfig,
     head: Head,
@@ -191,10 +240,17 @@ impl<S: Storage> Ledger<S> {
             }
             None => None,
         };
-        Ok(Ledger {
+        let reader = LedgerReader::new(
             storage,
-            signer,
             verifier,
+            View {
+                head,
+                latest: latest.clone(),
+            },
+        );
+        Ok(Ledger {
+            reader,
+            signer,
             salt_key,
             config,
             head,
@@ -206,23 +262,20 @@ impl<S: Storage> Ledger<S> {
     }
 
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.reader.storage()
+    }
+    /// A reader that sees every commit of this writer once it is durable.
+    pub fn reader(&self) -> LedgerReader<S>
+    where
+        S: Clone,
+    {
+        self.reader.clone()
     }
     pub fn head(&self) -> Head {
         self.head
     }
     pub fn root(&self) -> Hash {
         self.range.root()
-    }
-    pub fn origin(&self) -> &str {
-        self.signer.name()
-    }
-    pub fn verifier(&self) -> &CheckpointVerifier {
-        &self.verifier
-    }
-    /// The verifier key text auditors need (C2SP signed-note).
-    pub fn verifier_vkey(&self) -> String {
-        self.signer.vkey()
     }
 
     /// The event's canonical public JSON, the salt and commitment of its personal data (if any),
@@ -237,13 +290,15 @@ impl<S: Storage> Ledger<S> {
         (public, salted, digest)
     }
 
-    /// What appending `event` now would do, if it is already known: Duplicate or Conflict.
-    /// `None` means it would be committed as new.
+    /// What appending `event` now would do, unless it would be committed as new (`None`):
+    /// Duplicate or Conflict if its id is known, Oversized if its entry could be too large.
     pub fn classify(&self, event: &Event) -> Result<Option<AppendOutcome>> {
-        let Some(rec) = self.storage.id(&event.id)? else {
-            return Ok(None);
+        let (public, salted, digest) = self.digest(event);
+        let Some(rec) = self.storage().id(&event.id)? else {
+            let bound = entry_size_bound(&public, salted.as_ref().map(|(_, c)| c));
+            return Ok((bound > socai_chain::tiles::MAX_ENTRY_BYTES)
+                .then_some(AppendOutcome::Oversized { entry_bytes: bound }));
         };
-        let (_, _, digest) = self.digest(event);
         Ok(Some(if rec.digest == digest {
             AppendOutcome::Duplicate { seq: rec.seq }
         } else {
@@ -305,7 +360,7 @@ impl<S: Storage> Ledger<S> {
             let (public, salted, digest) = self.digest(event);
             let existing = match in_batch.get(event.id.as_str()) {
                 Some(rec) => Some(*rec),
-                None => self.storage.id(&event.id)?,
+                None => self.storage().id(&event.id)?,
             };
             if let Some(rec) = existing {
                 outcomes.push(if rec.digest == digest {
@@ -317,8 +372,15 @@ impl<S: Storage> Ledger<S> {
                 });
                 continue;
             }
-            let seq = head.size;
             let commitment = salted.map(|(_, c)| c);
+            // A function of the event alone (not of its seq or time), so import and ingest
+            // refuse exactly the same events; the bound is never below the real size.
+            let bound = entry_size_bound(&public, commitment.as_ref());
+            if bound > socai_chain::tiles::MAX_ENTRY_BYTES {
+                outcomes.push(AppendOutcome::Oversized { entry_bytes: bound });
+                continue;
+            }
+            let seq = head.size;
             let entry = Entry::encode(
                 seq,
                 &head.leaf,
@@ -326,6 +388,7 @@ impl<S: Storage> Ledger<S> {
                 &public,
                 commitment.as_ref(),
             );
+
             let leaf = leaf_hash(&entry);
             range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
@@ -387,6 +450,7 @@ impl<S: Storage> Ledger<S> {
         if signed.is_some() {
             self.latest = signed;
         }
+        self.publish();
         Ok(outcomes)
     }
 
@@ -416,6 +480,7 @@ impl<S: Storage> Ledger<S> {
         };
         self.commit(batch)?;
         self.latest = Some(signed.clone());
+        self.publish();
         Ok(signed)
     }
 
@@ -424,15 +489,28 @@ impl<S: Storage> Ledger<S> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
         }
-        self.storage.commit(batch).map_err(|e| {
+        self.reader.storage().commit(batch).map_err(|e| {
             self.poisoned = true;
             LedgerError::from(e)
         })
     }
 
+    /// Shows readers the head and checkpoint of the commit just finished (durable).
+    fn publish(&self) {
+        self.reader.publish(View {
+            head: self.head,
+            latest: self.latest.clone(),
+        });
+    }
+
+    /// Whether an earlier commit failed (the writer then refuses to go on until reopened).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// The last source cursor committed (see [`Ledger::append_batch_recorded`]).
     pub fn source_cursor(&self) -> Result<Option<u64>> {
-        Ok(self.storage.source_cursor()?)
+        Ok(self.storage().source_cursor()?)
     }
 
     /// Whether the head has moved past the latest signed checkpoint.
@@ -448,180 +526,6 @@ impl<S: Storage> Ledger<S> {
         Ok(self.latest.clone())
     }
 
-    pub fn checkpoint_at(&self, size: u64) -> Result<SignedCheckpoint> {
-        if let Some(latest) = self.latest.as_ref().filter(|c| c.checkpoint.size == size) {
-            return Ok(latest.clone());
-        }
-        let note = self
-            .storage
-            .checkpoint(size)?
-            .ok_or(LedgerError::NoCheckpointAt(size))?;
-        Ok(self.verifier.verify(&note)?)
-    }
-
-    pub fn entry(&self, seq: u64) -> Result<Entry> {
-        let bytes = self.entry_bytes(seq)?;
-        Entry::decode(&bytes)
-            .map_err(|e| LedgerError::Invariant(format!("stored entry {seq} does not decode: {e}")))
-    }
-
-    pub fn entry_bytes(&self, seq: u64) -> Result<Vec<u8>> {
-        self.storage.entry(seq)?.ok_or(LedgerError::UnknownSeq {
-            seq,
-            size: self.head.size,
-        })
-    }
-
-    /// Replays committed entries from `from` up to the head, in seq order, as (seq, canonical
-    /// bytes). Projection workers fold these; the stream stops at the head as of this call.
-    pub fn replay(&self, from: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
-        self.storage
-            .entries(from, self.head.size)
-            .map(|r| r.map_err(LedgerError::from))
-    }
-
-    pub fn seq_of(&self, id: &str) -> Result<u64> {
-        Ok(self
-            .storage
-            .id(id)?
-            .ok_or_else(|| LedgerError::UnknownId(id.to_string()))?
-            .seq)
-    }
-
-    /// Seqs of a dossier's entries in ledger order.
-    pub fn history(&self, dossier: &str) -> Result<Vec<u64>> {
-        Ok(self.storage.dossier(dossier)?)
-    }
-
-    pub fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>> {
-        Ok(self.storage.personal(seq)?)
-    }
-
-    pub fn tree_root(&self, size: u64) -> Result<Hash> {
-        if size > self.head.size {
-            return Err(LedgerError::Range(format!(
-                "tree size {size} is beyond the ledger's {} entries",
-                self.head.size
-            )));
-        }
-        Ok(merkle::tree_root(size, &StoredHashes(&self.storage))?)
-    }
-
-    /// Inclusion proof of `seq` against the signed checkpoint at `tree_size` (default: the latest).
-    pub fn inclusion_proof(&self, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
-        let signed = match tree_size {
-            Some(size) => self.checkpoint_at(size)?,
-            None => self.latest_checkpoint()?.ok_or(LedgerError::NoCheckpoint)?,
-        };
-        let size = signed.checkpoint.size;
-        if seq >= size {
-            return Err(LedgerError::NotCovered {
-                seq,
-                checkpoint_size: size,
-            });
-        }
-        let entry = self.entry_bytes(seq)?;
-        let path = merkle::prove_inclusion(size, seq, &StoredHashes(&self.storage))?;
-        Ok(InclusionProof {
-            leaf_index: seq,
-            tree_size: size,
-            leaf_hash: leaf_hash(&entry),
-            entry,
-            path,
-            checkpoint: signed.note,
-        })
-    }
-
-    /// Consistency proof between two tree sizes (new default: the latest signed checkpoint).
-    pub fn consistency_proof(
-        &self,
-        old_size: u64,
-        new_size: Option<u64>,
-    ) -> Result<ConsistencyProof> {
-        let new_size = match new_size {
-            Some(n) => n,
-            None => {
-                self.latest_checkpoint()?
-                    .ok_or(LedgerError::NoCheckpoint)?
-                    .checkpoint
-                    .size
-            }
-        };
-        if old_size == 0 || old_size > new_size || new_size > self.head.size {
-            return Err(LedgerError::Range(format!(
-                "need 1 <= from <= to <= {} (the ledger size), got from {old_size} to {new_size}",
-                self.head.size
-            )));
-        }
-        let reader = StoredHashes(&self.storage);
-        Ok(ConsistencyProof {
-            old_size,
-            new_size,
-            old_root: merkle::tree_root(old_size, &reader)?,
-            new_root: merkle::tree_root(new_size, &reader)?,
-            path: merkle::prove_consistency(old_size, new_size, &reader)?,
-        })
-    }
-
-    /// A self-contained bundle of entries `[from, to)` bound to the latest signed checkpoint.
-    /// Personal data is included only when `with_personal` (authorised auditors).
-    pub fn export(
-        &self,
-        from: u64,
-        to: Option<u64>,
-        with_personal: bool,
-        progress: &dyn Fn(u64),
-    ) -> Result<Bundle> {
-        let signed = self.latest_checkpoint()?.ok_or(LedgerError::NoCheckpoint)?;
-        let tree_size = signed.checkpoint.size;
-        let to = to.unwrap_or(tree_size);
-        if from > to || to > tree_size {
-            return Err(LedgerError::Range(format!(
-                "need from <= to <= {tree_size} (the latest signed checkpoint), got from {from} to {to}"
-            )));
-        }
-        let reader = StoredHashes(&self.storage);
-        let frontier = reader.0.read_hashes(&merkle::frontier_indexes(from))?;
-        let mut entries = Vec::with_capacity((to - from) as usize);
-        let mut personal = Vec::new();
-        for item in self.storage.entries(from, to) {
-            let (seq, bytes) = item?;
-            if with_personal && let Some(rec) = self.storage.personal(seq)? {
-                personal.push(PersonalDisclosure {
-                    seq,
-                    salt: rec.salt,
-                    personal: rec.personal,
-                });
-            }
-            entries.push(bytes);
-            if entries.len() % 4096 == 0 {
-                progress(entries.len() as u64);
-            }
-        }
-        if entries.len() as u64 != to - from {
-            return Err(LedgerError::Invariant(format!(
-                "entries {from}..{to} are not all present"
-            )));
-        }
-        let consistency = if to == tree_size || to == 0 {
-            Vec::new()
-        } else {
-            merkle::prove_consistency(to, tree_size, &reader)?
-        };
-        Ok(Bundle {
-            format: BUNDLE_FORMAT.to_string(),
-            vkey: self.signer.vkey(),
-            checkpoint: signed.note,
-            tree_size,
-            from,
-            to,
-            frontier,
-            entries,
-            consistency,
-            personal,
-        })
-    }
-
     /// Erases an event's personal data and salt, and appends a `ledger.redacted` entry, in one
     /// atomic commit. Every hash, proof and metric stays valid: entries hold only the commitment.
     /// Returns (target seq, redaction entry seq).
@@ -633,8 +537,8 @@ impl<S: Storage> Ledger<S> {
         at: &str,
     ) -> Result<(u64, u64)> {
         let seq = self.seq_of(id)?;
-        let already = self.storage.id(&format!("redaction:{id}"))?.is_some();
-        if self.storage.personal(seq)?.is_none() {
+        let already = self.storage().id(&format!("redaction:{id}"))?.is_some();
+        if self.storage().personal(seq)?.is_none() {
             return Err(LedgerError::NothingToRedact {
                 id: id.to_string(),
                 seq,
@@ -658,5 +562,12 @@ impl<S: Storage> Ledger<S> {
                 "redaction entry not written: {other:?}"
             ))),
         }
+    }
+}
+
+impl<S: Storage> std::ops::Deref for Ledger<S> {
+    type Target = LedgerReader<S>;
+    fn deref(&self) -> &LedgerReader<S> {
+        &self.reader
     }
 }

@@ -4,6 +4,8 @@
 //!   commit a single atomic `apply_batch` followed by one blocking `flush` (fsync).
 //! - [`ledger`]: the single writer (append with group commit, dedup by id forever, Merkle state,
 //!   checkpoints, redaction) and the readers (entries, history, proofs, export).
+//! - [`reader`]: readers of a ledger being appended to (entries, proofs, export, tiles), which
+//!   see each commit once it is durable and never block the writer.
 //! - [`verify`]: full parallel verification of a stored ledger.
 //! - [`datadir`]: the on-disk layout of a data directory (store, keys) and `init`.
 //!
@@ -11,10 +13,12 @@
 
 pub mod datadir;
 pub mod ledger;
+pub mod reader;
 pub mod storage;
 pub mod verify;
 
 pub use datadir::DataDir;
 pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError};
+pub use reader::{LedgerReader, View};
 pub use storage::{Head, SledStorage, Storage, StorageError};
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_ledger};

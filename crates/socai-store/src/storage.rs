@@ -24,7 +24,7 @@ pub const ENTRY_BUNDLE: u64 = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error(
-        "ledger store {path} is locked by another process; stop the other socai process using this data dir and retry"
+        "ledger store {path} is locked by another process; if it is `socai serve`, use its HTTP API instead (--api http://ADDR, e.g. http://127.0.0.1:8080), else stop the other socai process using this data dir and retry"
     )]
     Locked { path: PathBuf },
     #[error(
@@ -110,8 +110,18 @@ pub trait Storage: Send + Sync {
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>>;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>>;
     fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>>;
-    /// Signed checkpoint notes by tree size, ascending.
-    fn checkpoints(&self) -> Result<Vec<(u64, String)>>;
+    /// The personal records of seqs `from..to` that exist, ascending.
+    fn personal_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<(u64, PersonalRecord)>> + '_>;
+    /// Signed checkpoint notes with tree size `>= from`, by tree size ascending, at most `limit`.
+    fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>>;
+    /// Every signed checkpoint note, by tree size ascending.
+    fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
+        self.checkpoints_from(0, usize::MAX)
+    }
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>>;
     /// The signed checkpoint note for tree size `size`, if one was stored.
     fn checkpoint(&self, size: u64) -> Result<Option<String>>;
@@ -443,9 +453,33 @@ impl Storage for SledStorage {
             .map_err(|e| StorageError::Corrupt(format!("personal record for seq {seq}: {e}")))
     }
 
-    fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
+    fn personal_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<dyn Iterator<Item = Result<(u64, PersonalRecord)>> + '_> {
+        Box::new(
+            self.tree
+                .range(key(b'p', from)..key(b'p', to))
+                .map(move |r| {
+                    let (k, v) = r.map_err(|e| self.err(e))?;
+                    let seq = be_u64(&k[1..])
+                        .ok_or_else(|| StorageError::Corrupt("personal key is truncated".into()))?;
+                    let rec = serde_json::from_slice(&v).map_err(|e| {
+                        StorageError::Corrupt(format!("personal record for seq {seq}: {e}"))
+                    })?;
+                    Ok((seq, rec))
+                }),
+        )
+    }
+
+    fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>> {
         let mut out = Vec::new();
-        for r in self.tree.range(key(b'c', 0)..=key(b'c', u64::MAX)) {
+        for r in self
+            .tree
+            .range(key(b'c', from)..=key(b'c', u64::MAX))
+            .take(limit)
+        {
             let (k, v) = r.map_err(|e| self.err(e))?;
             let size = be_u64(&k[1..])
                 .ok_or_else(|| StorageError::Corrupt("checkpoint key is truncated".into()))?;

@@ -489,8 +489,23 @@ impl Storage for FlakyCommit {
     ) -> socai_store::storage::Result<Option<socai_store::storage::PersonalRecord>> {
         self.inner.personal(seq)
     }
-    fn checkpoints(&self) -> socai_store::storage::Result<Vec<(u64, String)>> {
-        self.inner.checkpoints()
+    fn checkpoints_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> socai_store::storage::Result<Vec<(u64, String)>> {
+        self.inner.checkpoints_from(from, limit)
+    }
+    fn personal_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Box<
+        dyn Iterator<
+                Item = socai_store::storage::Result<(u64, socai_store::storage::PersonalRecord)>,
+            > + '_,
+    > {
+        self.inner.personal_range(from, to)
     }
     fn latest_checkpoint(&self) -> socai_store::storage::Result<Option<(u64, String)>> {
         self.inner.latest_checkpoint()
@@ -561,4 +576,138 @@ fn tampered_personal_data_is_named_by_seq() {
     .expect_err("a changed personal record must fail");
     assert_eq!(err.seq(), Some(seq), "{err}");
     assert!(err.to_string().contains("personal"), "{err}");
+}
+
+#[test]
+fn readers_see_each_commit_while_the_writer_appends() {
+    let f = Fixture::new();
+    let evs = events(300, 21);
+    let mut l = f.open(LedgerConfig {
+        checkpoint_every_events: 1_000_000,
+    });
+    let reader = l.reader();
+    assert_eq!(reader.head().size, 0);
+    assert!(matches!(
+        reader.entry_bytes(0),
+        Err(LedgerError::UnknownSeq { .. })
+    ));
+    l.append_batch(&evs[..100], AT).unwrap();
+    // Another thread reads while the writer appends.
+    let seen = std::thread::scope(|s| {
+        let r = reader.clone();
+        let t = s.spawn(move || {
+            let mut sizes = Vec::new();
+            for _ in 0..200 {
+                let view = r.view();
+                // Everything below the head is readable and proven.
+                if view.head.size > 0 {
+                    r.entry_bytes(view.head.size - 1).unwrap();
+                    r.tree_root(view.head.size).unwrap();
+                }
+                sizes.push(view.head.size);
+            }
+            sizes
+        });
+        for chunk in evs[100..].chunks(20) {
+            l.append_batch(chunk, AT).unwrap();
+        }
+        t.join().unwrap()
+    });
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the head never goes back"
+    );
+    assert_eq!(reader.head(), l.head());
+    // No checkpoint yet: proofs say so; then one is visible to readers at once.
+    assert!(matches!(
+        reader.inclusion_proof(0, None),
+        Err(LedgerError::NoCheckpoint)
+    ));
+    let signed = l.checkpoint().unwrap();
+    let proof = reader.inclusion_proof(5, None).unwrap();
+    assert_eq!(proof.tree_size, signed.checkpoint.size);
+    proof.verify(reader.verifier()).unwrap();
+    assert_eq!(reader.checkpoints(0, 10).unwrap().len(), 1);
+    assert_eq!(reader.checkpoints(301, 10).unwrap().len(), 0);
+    // A dossier's history and an id lookup go through the same reader.
+    let id = &evs[50].id;
+    assert_eq!(reader.seq_of(id).unwrap(), 50);
+    let dossier = &evs[50].dossier;
+    assert!(reader.history(dossier).unwrap().contains(&50));
+    let entry = reader.entry_json(50, true).unwrap();
+    assert_eq!(entry["event"]["id"], id.as_str());
+    assert_eq!(
+        entry["leaf_hash"],
+        leaf_hash(&reader.entry_bytes(50).unwrap()).to_hex()
+    );
+    assert!(entry.get("personal").is_some());
+    assert!(
+        reader
+            .entry_json(50, false)
+            .unwrap()
+            .get("personal")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_streamed_export_is_exactly_the_bundle_serde_writes() {
+    let f = Fixture::new();
+    let evs = events(500, 22);
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(&evs, AT).unwrap();
+    l.checkpoint().unwrap();
+    for (from, to, personal) in [
+        (0, None, false),
+        (0, None, true),
+        (17, Some(333), true),
+        (499, Some(500), false),
+        (250, Some(250), false),
+    ] {
+        let mut streamed = Vec::new();
+        let written = l
+            .export_to(&mut streamed, from, to, personal, &|_| {})
+            .unwrap();
+        assert_eq!(written, streamed.len() as u64);
+        let bundle: socai_chain::bundle::Bundle = serde_json::from_slice(&streamed).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&bundle).unwrap(),
+            streamed,
+            "export {from}..{to:?} personal {personal}"
+        );
+        bundle.verify(Some(l.verifier())).unwrap();
+        assert_eq!(
+            bundle.personal.is_empty(),
+            !personal || bundle.from == bundle.to
+        );
+    }
+}
+
+#[test]
+fn an_entry_too_large_for_an_entry_bundle_is_refused_and_nothing_written() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    let mut evs = events(3, 23);
+    evs[1].data["padding"] = serde_json::Value::String("x".repeat(70_000));
+    assert!(matches!(
+        l.classify(&evs[1]).unwrap(),
+        Some(AppendOutcome::Oversized { entry_bytes }) if entry_bytes > 70_000
+    ));
+    let out = l.append_batch(&evs, AT).unwrap();
+    assert_eq!(out[0], AppendOutcome::Committed { seq: 0 });
+    assert!(matches!(out[1], AppendOutcome::Oversized { .. }));
+    assert_eq!(out[2], AppendOutcome::Committed { seq: 1 });
+    let refusal = out[1].refusal(&evs[1].id).unwrap();
+    assert_eq!(refusal.code, socai_model::ErrorCode::Oversized);
+    assert!(refusal.reason.contains("65535"), "{}", refusal.reason);
+    assert_eq!(l.head().size, 2);
+    // Just below the limit still fits.
+    let mut fits = events(4, 24).pop().unwrap();
+    let len = socai_store::ledger::public_canonical(&fits).len();
+    fits.data["padding"] = serde_json::Value::String("x".repeat(65_535 - len - 400));
+    assert_eq!(l.classify(&fits).unwrap(), None);
+    assert!(matches!(
+        l.append_batch(&[fits], AT).unwrap()[0],
+        AppendOutcome::Committed { .. }
+    ));
 }

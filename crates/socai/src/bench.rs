@@ -17,11 +17,11 @@ fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: 
     println!("{figure:<34} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
 }
 
-fn per_s(rate: f64) -> String {
+pub(crate) fn per_s(rate: f64) -> String {
     format!("{rate:.0}/s")
 }
 
-fn rate(n: u64, secs: f64) -> f64 {
+pub(crate) fn rate(n: u64, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
 
@@ -319,7 +319,7 @@ pub fn ingest(
     dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
-    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
+    use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server};
 
     let tmp = tempfile::Builder::new()
         .prefix("socai-bench-ingest-")
@@ -388,6 +388,7 @@ pub fn ingest(
             ledger,
             socai_ingest::WriterConfig::default(),
             counters.clone(),
+            None,
             finished,
             std::time::Duration::from_secs(30),
         ));
@@ -419,8 +420,8 @@ pub fn ingest(
         )
         .await?;
         // A new ledger starts COMMITTED and CHECKPOINTS from scratch, as a new deployment would.
-        js.delete_stream(socai_ingest::COMMITTED).await?;
-        js.delete_stream(socai_ingest::CHECKPOINTS).await?;
+        js.delete_stream(socai_wire::stream::COMMITTED).await?;
+        js.delete_stream(socai_wire::stream::CHECKPOINTS).await?;
         let data = socai_store::DataDir::new(tmp.path().join("socai-backlog"));
         data.init("bench.socai/ledger")?;
         let ledger = data.open_ledger(LedgerConfig::default())?;
@@ -440,6 +441,7 @@ pub fn ingest(
             ledger,
             config,
             counters,
+            None,
             finished,
             std::time::Duration::from_secs(30),
         )
@@ -539,7 +541,9 @@ async fn bare_pipeline(
     let bare_messages: Vec<Outgoing> = messages
         .iter()
         .map(|m| Outgoing {
-            subject: m.subject.replacen("dvc.events", "bare", 1),
+            subject: m
+                .subject
+                .replacen(socai_wire::subject::EVENTS_PREFIX, "bare", 1),
             id: m.id.clone(),
             payload: m.payload.clone(),
         })
@@ -727,8 +731,8 @@ fn freshness(
     use async_nats::jetstream::message::PublishMessage as Publish;
     use futures::StreamExt;
     use socai_client::publisher::{NatsConfig, Outgoing};
-    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server};
-    use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters};
+    use socai_projector::{self as projector, ProjectorConfig, ProjectorCounters};
+    use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server};
     use std::sync::Arc;
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
@@ -771,6 +775,7 @@ fn freshness(
             ledger,
             socai_ingest::WriterConfig::default(),
             counters.clone(),
+            None,
             stopped(stop_rx.clone()),
             Duration::from_secs(10),
         ));
@@ -814,9 +819,9 @@ fn freshness(
             Arc::new(std::sync::Mutex::new(vec![None; catalogue + measured]));
         let mut watchers = Vec::new();
         for subject in [
-            "dvc.ledger.committed",
-            "dvc.metrics.*.national",
-            "dvc.metrics.*.procedure.>",
+            socai_wire::subject::COMMITTED_SUBJECT.to_owned(),
+            socai_wire::subject::metrics_subject("*", "national"),
+            socai_wire::subject::metrics_subject("*", "procedure.>"),
         ] {
             let (sub_client, _) = connect().await?;
             let mut values = sub_client.subscribe(subject).await?;
@@ -839,7 +844,11 @@ fn freshness(
                     };
                     let now = Instant::now();
                     // A COMMITTED entry carries its seq (tree size = seq + 1); values their size.
-                    let size = match msg.headers.as_ref().and_then(|h| h.get("Socai-Seq")) {
+                    let size = match msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(socai_wire::header::SEQ))
+                    {
                         Some(seq) => seq.as_str().parse::<u64>().map(|s| s + 1).unwrap_or(0),
                         None => match serde_json::from_slice::<Sized>(&msg.payload) {
                             Ok(v) => v.tree_size,

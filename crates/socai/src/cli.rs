@@ -40,6 +40,13 @@ pub struct Global {
         hide_env_values = true
     )]
     pub nats_password: Option<String>,
+    /// A running ledger's HTTP API (e.g. http://127.0.0.1:8080): proof, history, show, export,
+    /// checkpoint --list, redact and verify then work against it instead of --data-dir
+    #[arg(long, global = true, env = "SOCAI_API_URL")]
+    pub api: Option<String>,
+    /// Bearer token for --api (an auditor's, for personal data and redaction)
+    #[arg(long, global = true, env = "SOCAI_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Machine-readable JSON output
     #[arg(long, global = true)]
     pub json: bool,
@@ -66,9 +73,10 @@ pub enum Command {
         #[arg(long)]
         batch_size: Option<usize>,
     },
-    /// Verify the whole ledger: every entry, link, checkpoint signature and root
+    /// Verify the whole ledger: every entry, link, checkpoint signature and root (with --api: a
+    /// running ledger, from its C2SP tiles alone)
     Verify {
-        /// Trusted verifier key file (default: <data-dir>/checkpoint.vkey)
+        /// Trusted verifier key file (default: <data-dir>/checkpoint.vkey; required with --api)
         #[arg(long)]
         vkey: Option<PathBuf>,
         /// Worker threads (default: all cores)
@@ -124,9 +132,14 @@ pub enum Command {
         id: String,
         #[arg(long)]
         reason: String,
-        /// Who authorised the redaction
+        /// Who authorised the redaction (with --api: the name of the --api-token's holder)
         #[arg(long, default_value = "operator")]
         by: String,
+    },
+    /// Bearer tokens for the HTTP API's auditor role
+    Token {
+        #[command(subcommand)]
+        kind: TokenKind,
     },
     /// Write a realistic, deterministic workload of events as JSON Lines
     Simulate {
@@ -144,11 +157,16 @@ pub enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
-    /// Run the ledger writer: consume EVENTS, commit, ack; publish COMMITTED and checkpoints
+    /// Run the ledger writer: consume EVENTS, commit, ack; publish COMMITTED and checkpoints;
+    /// serve the HTTP API (entries, proofs, tiles, metrics, health)
     Serve {
         /// Stop after this many seconds (default: run until SIGINT/SIGTERM)
         #[arg(long)]
         for_seconds: Option<u64>,
+        /// HTTP API address (default: [http] listen in socai.toml, 127.0.0.1:8080); port 0 picks
+        /// a free one, logged as `http api listening`
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// Publish events from a JSON Lines file to EVENTS (msg-id = event id, retried until stored)
     Publish {
@@ -235,6 +253,20 @@ pub enum ProofKind {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TokenKind {
+    /// Make a new random token: prints it once, and the [[http.tokens]] block for socai.toml
+    New {
+        /// Who holds it (recorded as `redacted_by` of their redactions)
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "auditor")]
+        role: String,
+    },
+    /// The SHA-256 a token is configured by (reads the token from standard input)
+    Hash,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditKind {
     /// Recompute every metric from the ledger at a tree size and report every published value
     /// (METRICS bucket, via --nats) that differs, or whose root is not this ledger's
@@ -261,6 +293,35 @@ pub enum BenchKind {
     Ingest {
         #[arg(long, default_value_t = 200_000)]
         events: u64,
+        /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// Where to put the bench stores (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The HTTP API: proofs and entries p50/p99 with concurrent clients while ingest runs, beside
+    /// the same requests against an idle ledger; SSE delivery to many subscribers
+    Api {
+        /// Ledger size before the run
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Concurrent HTTP clients
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Events per second published while the loaded run lasts
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Length of each run
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// SSE subscribers
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Requests per second (all clients together) of the open-loop runs; default: half of
+        /// what the idle ledger answers with the clients in a closed loop
+        #[arg(long)]
+        request_rate: Option<f64>,
         /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
         #[arg(long)]
         nats_server: Option<PathBuf>,

@@ -18,6 +18,21 @@
 //! flush_interval_ms = 200          # longest a changed value waits before it is published
 //! kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long
 //! snapshot_interval_s = 10         # the worker's state file is rewritten at most this often
+//!
+//! [http]                           # the HTTP API inside `socai serve`
+//! listen = "127.0.0.1:8080"        # address (`socai serve --http ADDR` overrides it)
+//! request_timeout_ms = 10000       # longest a request may take (not the live stream)
+//! max_page = 1000                  # entries or checkpoints per page
+//! max_metric_values = 10000        # metric values per /v1/metrics answer
+//! max_body_bytes = 16384           # largest request body
+//! max_sse_clients = 2000           # concurrent /v1/metrics/stream clients
+//! sse_buffer_events = 10000        # live events kept for clients resuming with Last-Event-ID
+//! max_exports = 4                  # concurrent /v1/export streams
+//! max_concurrent_reads = 0         # store reads at once (0: 4 per core); the rest wait
+//! # [[http.tokens]]                # who may read personal data and redact (`socai token new`)
+//! # name = "inspector-7"
+//! # role = "auditor"
+//! # sha256 = "<hex SHA-256 of the token>"
 //! ```
 
 use anyhow::Context;
@@ -33,6 +48,42 @@ pub struct Config {
     pub checkpoint_every_events: u64,
     pub ingest: Ingest,
     pub metrics: Metrics,
+    pub http: Http,
+}
+
+/// `[http]`: the HTTP API inside `socai serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: String,
+    pub request_timeout_ms: u64,
+    pub max_page: usize,
+    pub max_metric_values: usize,
+    pub max_body_bytes: usize,
+    pub max_sse_clients: usize,
+    pub sse_buffer_events: usize,
+    pub max_exports: usize,
+    /// 0: 4 per core.
+    pub max_concurrent_reads: usize,
+    pub tokens: Vec<socai_api::TokenConfig>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        let api = socai_api::ApiConfig::default();
+        Http {
+            listen: "127.0.0.1:8080".into(),
+            request_timeout_ms: api.request_timeout.as_millis() as u64,
+            max_page: api.max_page,
+            max_metric_values: api.max_metric_values,
+            max_body_bytes: api.max_body_bytes,
+            max_sse_clients: api.max_sse_clients,
+            sse_buffer_events: api.sse_buffer_events,
+            max_exports: api.max_exports,
+            max_concurrent_reads: 0,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// `[metrics]`: the projection workers behind `socai project`.
@@ -62,6 +113,7 @@ impl Default for Config {
             checkpoint_every_events: 100_000,
             ingest: Ingest::default(),
             metrics: Metrics::default(),
+            http: Http::default(),
         }
     }
 }
@@ -134,6 +186,20 @@ impl Config {
                     "{}: [metrics] needs flush_interval_ms >= 1 and snapshot_interval_s >= 1",
                     path.display()
                 );
+                let h = &config.http;
+                anyhow::ensure!(
+                    h.request_timeout_ms >= 100
+                        && h.max_page >= 1
+                        && h.max_metric_values >= 1
+                        && h.max_body_bytes >= 1024
+                        && h.max_sse_clients >= 1
+                        && h.sse_buffer_events >= 1
+                        && h.max_exports >= 1,
+                    "{}: [http] needs request_timeout_ms >= 100, max_body_bytes >= 1024, and every other limit >= 1",
+                    path.display()
+                );
+                socai_api::Tokens::new(h.tokens.clone())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -159,7 +225,42 @@ impl Config {
          [metrics]                        # socai project\n\
          flush_interval_ms = 200         # longest a changed value waits before it is published\n\
          kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long\n\
-         snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n"
+         snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n\
+         \n\
+         [http]                           # the HTTP API inside socai serve\n\
+         listen = \"127.0.0.1:8080\"        # address (socai serve --http ADDR overrides it)\n\
+         request_timeout_ms = 10000       # longest a request may take (not the live stream)\n\
+         max_page = 1000                  # entries or checkpoints per page\n\
+         max_metric_values = 10000        # metric values per /v1/metrics answer\n\
+         max_body_bytes = 16384           # largest request body\n\
+         max_sse_clients = 2000           # concurrent /v1/metrics/stream clients\n\
+         sse_buffer_events = 10000        # live events kept for clients resuming with Last-Event-ID\n\
+         max_exports = 4                  # concurrent /v1/export streams\n\
+         max_concurrent_reads = 0         # store reads at once (0: 4 per core); the rest wait\n\
+         # Who may read personal data and redact: add one block per auditor (socai token new).\n\
+         # [[http.tokens]]\n\
+         # name = \"inspector-7\"\n\
+         # role = \"auditor\"\n\
+         # sha256 = \"<hex SHA-256 of the token>\"\n"
+    }
+
+    /// The API's limits and tokens (checked at load).
+    pub fn api(&self) -> anyhow::Result<socai_api::ApiConfig> {
+        let h = &self.http;
+        Ok(socai_api::ApiConfig {
+            max_page: h.max_page,
+            max_metric_values: h.max_metric_values,
+            request_timeout: Duration::from_millis(h.request_timeout_ms),
+            max_body_bytes: h.max_body_bytes,
+            max_sse_clients: h.max_sse_clients,
+            sse_buffer_events: h.sse_buffer_events,
+            max_exports: h.max_exports,
+            max_concurrent_reads: match h.max_concurrent_reads {
+                0 => socai_api::ApiConfig::default().max_concurrent_reads,
+                n => n,
+            },
+            tokens: socai_api::Tokens::new(h.tokens.clone()).map_err(anyhow::Error::msg)?,
+        })
     }
 
     pub fn ledger(&self) -> socai_store::LedgerConfig {
@@ -187,6 +288,50 @@ impl Config {
     pub fn limits(&self) -> socai_model::Limits {
         socai_model::Limits {
             max_event_bytes: self.max_event_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_defaults_are_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), Config::default_text()).unwrap();
+        let written = Config::load(dir.path()).unwrap();
+        let default = Config::default();
+        assert_eq!(format!("{:?}", written), format!("{:?}", default));
+        assert_eq!(written.http.listen, "127.0.0.1:8080");
+        assert!(
+            written
+                .api()
+                .unwrap()
+                .tokens
+                .caller(&Default::default())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_http_settings_say_what_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        for (toml, says) in [
+            ("[http]\nmax_page = 0\n", "[http] needs"),
+            (
+                "[[http.tokens]]\nname = \"a\"\nrole = \"auditor\"\nsha256 = \"xyz\"\n",
+                "socai token new",
+            ),
+            (
+                "[[http.tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"00\"\n",
+                "invalid config",
+            ),
+            ("[http]\nport = 1\n", "invalid config"),
+        ] {
+            std::fs::write(dir.path().join(FILE_NAME), toml).unwrap();
+            let err = format!("{:#}", Config::load(dir.path()).unwrap_err());
+            assert!(err.contains(says), "{toml}: {err}");
         }
     }
 }

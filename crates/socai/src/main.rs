@@ -2,6 +2,7 @@
 //! set up logging, run a subcommand, map failures to exit statuses.
 
 mod bench;
+mod bench_api;
 mod cli;
 mod cmd;
 mod config;

@@ -103,9 +103,23 @@ pub fn progress_bytes(len: u64, what: &str) -> ProgressBar {
 /// Prints a result: `json` with --json, else the text.
 pub fn emit(json: &serde_json::Value, text: impl FnOnce() -> String) {
     if json_mode() {
-        println!("{json}");
+        print_line(&json.to_string());
     } else if !quiet() {
-        println!("{}", text());
+        print_line(&text());
+    }
+}
+
+/// One line on standard output. A reader that went away (`socai ... | head`) ends the process
+/// as SIGPIPE would (status 141), instead of a panic.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing the result to standard output: {e}");
+        std::process::exit(i32::from(EXIT_FAILURE));
     }
 }
 

@@ -9,10 +9,11 @@ use socai_chain::bundle::Bundle;
 use socai_chain::checkpoint::CheckpointVerifier;
 use socai_chain::{ConsistencyProof, InclusionProof};
 use socai_store::{Storage, VerifyOptions, verify_ledger};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-fn read_vkey(path: &Path) -> anyhow::Result<CheckpointVerifier> {
+pub(crate) fn read_vkey(path: &Path) -> anyhow::Result<CheckpointVerifier> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading verifier key {}", path.display()))?;
     CheckpointVerifier::from_vkey(text.trim())
@@ -29,6 +30,16 @@ pub fn verify(
     threads: Option<usize>,
     pinned: &[std::path::PathBuf],
 ) -> anyhow::Result<()> {
+    if let Some(remote) = super::remote::Remote::from(g)? {
+        let Some(vkey) = vkey else {
+            return Err(Exit::error(
+                2,
+                "usage",
+                "verify --api needs --vkey FILE: the log's published verifier key (its checkpoint.vkey), the one thing an auditor must not take from the server",
+            ));
+        };
+        return remote.verify(vkey, pinned);
+    }
     let dir = data_dir(g);
     let trusted = match vkey {
         Some(p) => read_vkey(p)?,
@@ -90,6 +101,11 @@ pub fn verify(
 }
 
 pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
+    if !matches!(kind, ProofKind::Verify { .. })
+        && let Some(remote) = super::remote::Remote::from(g)?
+    {
+        return remote.proof(&kind);
+    }
     match kind {
         ProofKind::Inclusion { id, seq, tree_size } => {
             let (ledger, _) = open_ledger(g)?;
@@ -101,14 +117,12 @@ pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
                 }
             };
             let proof = ledger.inclusion_proof(seq, tree_size).map_err(not_found)?;
-            println!("{}", serde_json::to_string_pretty(&proof)?);
-            Ok(())
+            super::print_proof_bytes(&serde_json::to_vec(&proof)?)
         }
         ProofKind::Consistency { from, to } => {
             let (ledger, _) = open_ledger(g)?;
             let proof = ledger.consistency_proof(from, to)?;
-            println!("{}", serde_json::to_string_pretty(&proof)?);
-            Ok(())
+            super::print_proof_bytes(&serde_json::to_vec(&proof)?)
         }
         ProofKind::Verify {
             file,
@@ -208,39 +222,52 @@ pub fn export(
     out: Option<&Path>,
     with_personal: bool,
 ) -> anyhow::Result<()> {
+    if let Some(remote) = super::remote::Remote::from(g)? {
+        return remote.export(from, to, out, with_personal);
+    }
     let (ledger, _) = open_ledger(g)?;
-    let end = match to {
-        Some(to) => to,
-        None => ledger
-            .latest_checkpoint()?
-            .map(|c| c.checkpoint.size)
-            .unwrap_or(0),
-    };
+    let (signed, end) = ledger.export_bounds(from, to)?;
     let bar = output::progress(end.saturating_sub(from), "export");
-    let bundle = ledger.export(from, to, with_personal, &|n| bar.set_position(n))?;
-    bar.finish_and_clear();
-    let text = serde_json::to_string(&bundle)?;
-    match out {
+    // Streamed: memory stays bounded whatever the range.
+    let (bytes, target) = match out {
         Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
-            let msg = format!(
-                "exported entries {}..{} ({} bytes) bound to the signed checkpoint of size {} into {}",
-                bundle.from,
-                bundle.to,
-                text.len(),
-                bundle.tree_size,
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let n = ledger.export_to(&mut w, from, Some(end), with_personal, &|n| {
+                bar.set_position(n)
+            })?;
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            (n, Some(path))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let n = ledger.export_to(&mut w, from, Some(end), with_personal, &|n| {
+                bar.set_position(n)
+            })?;
+            w.write_all(b"\n")?;
+            w.flush()?;
+            (n, None)
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(path) = target {
+        let tree_size = signed.checkpoint.size;
+        if output::json_mode() {
+            println!(
+                "{}",
+                json!({"file": path, "from": from, "to": end, "tree_size": tree_size, "bytes": bytes})
+            );
+        } else {
+            eprintln!(
+                "exported entries {from}..{end} ({bytes} bytes) bound to the signed checkpoint of size {tree_size} into {}",
                 path.display()
             );
-            if output::json_mode() {
-                println!(
-                    "{}",
-                    json!({"file": path, "from": bundle.from, "to": bundle.to, "tree_size": bundle.tree_size, "bytes": text.len()})
-                );
-            } else {
-                eprintln!("{msg}");
-            }
         }
-        None => println!("{text}"),
     }
     Ok(())
 }

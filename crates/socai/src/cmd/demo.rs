@@ -88,6 +88,11 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
         audit::verify(&g, Some(&dir.vkey_path()), None, &[])?;
     }
 
+    step(
+        "8. the same ledger over HTTP, as `socai serve` serves it: an auditor with only the URL and checkpoint.vkey verifies it from its C2SP tiles and fetches a proof",
+    );
+    over_http(&g, &dir.vkey_path(), &id)?;
+
     println!("\nthe demo data dir is {data}; try:");
     let dossier = sample["dossier"].as_str().unwrap_or_default();
     println!("  socai --data-dir {data} history {dossier}");
@@ -96,13 +101,55 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Step 8: the HTTP API on the final ledger (in this process, on a free port), read by the
+/// `--api` commands.
+fn over_http(g: &Global, vkey: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    let (ledger, config) = super::open_ledger(g)?;
+    let state = socai_api::AppState::new(
+        ledger.reader(),
+        config.api()?,
+        None,
+        None,
+        None,
+        prometheus_client::registry::Registry::default(),
+    );
+    let rt = super::nats::runtime()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(socai_api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    println!("HTTP API at {url} (routes: {url}/v1/openapi.json)");
+    let remote = Global {
+        api: Some(url.clone()),
+        ..g.clone()
+    };
+    let result = (|| {
+        audit::verify(&remote, Some(vkey), None, &[])?;
+        println!("GET {url}/v1/proofs/inclusion?id={id}:");
+        audit::proof(
+            &remote,
+            ProofKind::Inclusion {
+                id: Some(id.to_owned()),
+                seq: None,
+                tree_size: None,
+            },
+        )
+    })();
+    let _ = stop.send(());
+    let _ = rt.block_on(server);
+    drop(ledger);
+    result
+}
+
 /// Step 2: nats-server with the shipped config, the ledger writer in this process (user
 /// `ledger`), the workload published by the integration gateway (user `gateway`) in two parts,
 /// a checkpoint kept between them for the consistency proof, a retry, and bad events.
 fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> anyhow::Result<()> {
     use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
-    use socai_ingest::local::{LocalNats, LocalNatsOptions, find_nats_server, shipped_config_in};
-    use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters};
+    use socai_projector::{self as projector, ProjectorConfig, ProjectorCounters};
+    use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server, shipped_config_in};
     use std::sync::atomic::Ordering::Relaxed;
 
     let shipped = std::path::Path::new("deploy/nats");
@@ -115,7 +162,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
     let env: Vec<(String, String)> = vars.iter().map(|v| (v.clone(), secret(v))).collect();
     let password = |user: &str| {
         env.iter()
-            .find(|(v, _)| socai_ingest::local::user_of_password_var(v).as_deref() == Some(user))
+            .find(|(v, _)| socai_testkit::user_of_password_var(v).as_deref() == Some(user))
             .map(|(_, p)| p.clone())
     };
     let server = LocalNats::start(LocalNatsOptions {
@@ -129,7 +176,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         "nats-server {} with deploy/nats/single.conf (users: {})",
         server.url(),
         vars.iter()
-            .filter_map(|v| socai_ingest::local::user_of_password_var(v))
+            .filter_map(|v| socai_testkit::user_of_password_var(v))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -170,7 +217,8 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             },
         ));
         let (dashboard, _) = socai_client::publisher::connect(&as_user("dashboard")).await?;
-        let mut live = dashboard.subscribe("dvc.metrics.>").await?;
+        let mut live = dashboard
+            .subscribe(format!("{}.>", socai_wire::subject::METRICS_PREFIX)).await?;
         let live_count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let live_updates = tokio::spawn({
             let live_count = live_count.clone();
@@ -220,7 +268,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
                 .await;
             println!("retrying 1000 events of part 2: {duplicates} answered as duplicates by JetStream (same ids)");
             for (i, (event_type, payload)) in bad.iter().enumerate() {
-                let subject = socai_client::subject::event_subject("000.00.12.H01", event_type);
+                let subject = socai_wire::subject::event_subject("000.00.12.H01", event_type);
                 let id = format!("demo-bad-{i}");
                 let payload = payload.clone().into();
                 gateway.publish_outgoing(Outgoing { subject, id, payload }).await?;
@@ -234,7 +282,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             counters.rejected.load(Relaxed),
             started.elapsed().as_secs_f64()
         );
-        let mut rejected = js.get_stream(socai_ingest::REJECTED).await?;
+        let mut rejected = js.get_stream(socai_wire::stream::REJECTED).await?;
         let last = rejected.info().await?.state.last_sequence;
         for seq in 1..=last {
             let m = rejected.get_raw_message(seq).await?;
@@ -242,12 +290,12 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             println!(
                 "  REJECTED {}: {} at {:?}: {}",
                 m.subject,
-                h(socai_ingest::check::H_CODE),
-                h(socai_ingest::check::H_PATH),
-                h(socai_ingest::check::H_REASON)
+                h(socai_wire::header::CODE),
+                h(socai_wire::header::PATH),
+                h(socai_wire::header::REASON)
             );
         }
-        let committed = js.get_stream(socai_ingest::COMMITTED).await?.info().await?.state.messages;
+        let committed = js.get_stream(socai_wire::stream::COMMITTED).await?.info().await?.state.messages;
         println!("COMMITTED stream holds {committed} entries for the projection workers");
         let waited = std::time::Instant::now();
         while projected.published_size.load(Relaxed) < committed {
@@ -284,9 +332,9 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
     crate::cmd::demo::step(
         "2b. metrics as the dashboard reads them (national and per province, rolling 30 days)",
     );
-    let filter = super::metrics::Filter::parse(&[], Some("national"), Some("rolling30"))?;
+    let filter = super::metrics::parse_filter(&[], Some("national"), Some("rolling30"))?;
     super::metrics::show(&dashboard, &filter)?;
-    let filter = super::metrics::Filter::parse(
+    let filter = super::metrics::parse_filter(
         &["on_time_rate".into(), "score_766".into()],
         Some("province"),
         Some("ytd"),
@@ -328,6 +376,7 @@ async fn with_writer(
         ledger,
         config.clone(),
         counters.clone(),
+        None,
         async move {
             let _ = stop_rx.await;
         },

@@ -64,7 +64,8 @@ fn check_line(
             "id {:?} is already committed at seq {existing_seq} with different content",
             event.id
         ))),
-        _ => Ok(()),
+        Some(outcome) => outcome.refusal(&event.id).map_or(Ok(()), Err),
+        None => Ok(()),
     })
 }
 
@@ -166,6 +167,10 @@ pub fn run(g: &Global, path: &Path, batch_size: Option<usize>) -> anyhow::Result
                 AppendOutcome::Duplicate { .. } => duplicates += 1,
                 AppendOutcome::Conflict { existing_seq } => anyhow::bail!(
                     "id {:?} conflicts with seq {existing_seq} although it validated; another writer?",
+                    event.id
+                ),
+                AppendOutcome::Oversized { entry_bytes } => anyhow::bail!(
+                    "id {:?}: its entry of {entry_bytes} bytes is too large although it validated",
                     event.id
                 ),
             }

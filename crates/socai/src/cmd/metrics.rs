@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
-use socai_ingest::projector::{self, ProjectorConfig, ProjectorCounters, Published, WorkerMark};
-use socai_metrics::{
-    Detail, Metric, MetricValue, Projection, Scope, ScopeKind, WINDOW_KINDS, Window,
+use socai_metrics::{Detail, Filter, Metric, MetricValue, Projection};
+use socai_projector::{
+    self as projector, ProjectorConfig, ProjectorCounters, Published, WorkerMark,
 };
 use socai_store::{Ledger, SledStorage, Storage};
 
@@ -119,84 +119,51 @@ async fn log_stats(c: Arc<ProjectorCounters>) {
     }
 }
 
-/// What `socai metrics` shows.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub metrics: Vec<Metric>,
-    pub scope: Option<(ScopeKind, Option<String>)>,
-    /// A window id (`month.2026-03`), a kind (`day`), or `all`.
-    pub window: Option<String>,
+/// What `socai metrics` shows (`--window` defaults to rolling30).
+pub fn parse_filter(
+    metrics: &[String],
+    scope: Option<&str>,
+    window: Option<&str>,
+) -> anyhow::Result<Filter> {
+    Filter::parse(metrics, scope, window, "rolling30").map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
-impl Filter {
-    pub fn parse(
-        metrics: &[String],
-        scope: Option<&str>,
-        window: Option<&str>,
-    ) -> anyhow::Result<Filter> {
-        let metrics = metrics
-            .iter()
-            .map(|m| {
-                Metric::parse(m).with_context(|| {
-                    format!(
-                        "--metric {m:?} is not a metric; one of: {}",
-                        socai_metrics::METRICS.map(Metric::name).join(", ")
-                    )
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let scope = match scope {
-            None => None,
-            Some(text) => match (ScopeKind::parse(text), Scope::parse(text)) {
-                (Some(kind), _) => Some((kind, None)),
-                (None, Some(s)) => Some((s.kind, Some(s.code))),
-                _ => anyhow::bail!(
-                    "--scope {text:?}: expected national, province, agency, procedure, or one of them with a code (province:H01, agency:000.00.12.H01, procedure:1.004227)"
-                ),
-            },
-        };
-        let window = window.unwrap_or("rolling30");
-        anyhow::ensure!(
-            window == "all" || WINDOW_KINDS.contains(&window) || Window::parse(window).is_some(),
-            "--window {window:?}: expected all, a kind ({}) or a window (day.2026-03-02, month.2026-03, quarter.2026-Q1, ytd.2026)",
-            WINDOW_KINDS.join(", ")
-        );
-        Ok(Filter {
-            metrics,
-            scope,
-            window: Some(window.to_owned()),
-        })
+/// The query of `GET /v1/metrics` for `filter`.
+fn api_query(filter: &Filter) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if !filter.metrics.is_empty() {
+        let names: Vec<&str> = filter.metrics.iter().map(|m| m.name()).collect();
+        query.push(("metric", names.join(",")));
     }
-
-    pub fn matches(&self, v: &MetricValue) -> bool {
-        let metric = self.metrics.is_empty() || self.metrics.contains(&v.metric);
-        let scope = match &self.scope {
-            None => true,
-            Some((kind, code)) => {
-                v.scope.kind == *kind && code.as_ref().is_none_or(|c| *c == v.scope.code)
-            }
-        };
-        let window = match self.window.as_deref() {
-            None | Some("all") => true,
-            Some(w) if WINDOW_KINDS.contains(&w) => v.window.id.split('.').next() == Some(w),
-            Some(w) => v.window.id == w,
-        };
-        metric && scope && window
+    match &filter.scope {
+        Some((kind, Some(code))) => query.push(("scope", format!("{}:{code}", kind.as_str()))),
+        Some((kind, None)) => query.push(("scope", kind.as_str().to_owned())),
+        None => {}
     }
+    if let Some(window) = &filter.window {
+        query.push(("window", window.clone()));
+    }
+    query
 }
 
 pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
-    let (values, source) = match &g.nats {
-        Some(_) => {
+    let remote = super::remote::Remote::from(g)?;
+    let (values, source) = match (&g.nats, remote) {
+        (_, Some(remote)) => {
+            let answer = remote.get_json(&["v1", "metrics"], &api_query(filter))?;
+            let values: Vec<MetricValue> = serde_json::from_value(answer["values"].clone())
+                .context("the API's /v1/metrics did not answer metric values")?;
+            (
+                values.into_iter().filter(|v| !v.is_no_data()).collect(),
+                "published (the running ledger's /v1/metrics)".to_owned(),
+            )
+        }
+        (Some(_), None) => {
             let nats = nats_config(g, "socai-metrics");
             let published = runtime()?.block_on(async {
                 let (client, _errors) = socai_client::publisher::connect(&nats).await?;
                 let js = async_nats::jetstream::new(client);
-                let subject_filter = match filter.metrics.as_slice() {
-                    [one] => format!("{}.>", one.name()),
-                    _ => ">".into(),
-                };
-                anyhow::Ok(projector::read_published(&js, false, &subject_filter).await?)
+                anyhow::Ok(projector::read_published(&js, false, &filter.key_filter()).await?)
             })?;
             let values: Vec<MetricValue> = published
                 .into_iter()
@@ -207,10 +174,10 @@ pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
                 .collect();
             (
                 values,
-                format!("published in {} (KV)", projector::METRICS_BUCKET),
+                format!("published in {} (KV)", socai_wire::kv::METRICS_BUCKET),
             )
         }
-        None => {
+        (None, None) => {
             let (ledger, _) = super::open_ledger(g)?;
             let size = ledger.head().size;
             let projection = rebuild(&ledger, size)?;
@@ -338,7 +305,7 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
     anyhow::ensure!(
         g.nats.is_some(),
         "audit metrics compares the published values with the ledger: give --nats URL (and a user allowed to read the {} bucket, e.g. dashboard)",
-        projector::METRICS_BUCKET
+        socai_wire::kv::METRICS_BUCKET
     );
     let nats = nats_config(g, "socai-audit");
     let published = runtime()?.block_on(async {
@@ -357,10 +324,18 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
     anyhow::ensure!(
         !marks.is_empty() || !revisions.is_empty(),
         "the {} bucket holds no values yet: is a projection worker (`socai project`) running?",
-        projector::METRICS_BUCKET
+        socai_wire::kv::METRICS_BUCKET
     );
-    let (ledger, _) = super::open_ledger(g)?;
-    let head = ledger.head().size;
+    let remote = super::remote::Remote::from(g)?;
+    let local = match &remote {
+        Some(_) => None,
+        None => Some(super::open_ledger(g)?.0),
+    };
+    let head = match (&local, &remote) {
+        (Some(ledger), _) => ledger.head().size,
+        (None, Some(remote)) => remote.size()?,
+        (None, None) => unreachable!("one of the two is open"),
+    };
     let at = match at {
         Some(at) => at,
         None => marks.iter().map(|m| m.tree_size).max().unwrap_or(0),
@@ -374,15 +349,55 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
             ),
         ));
     }
+    // The ledger's roots at every size a value or mark claims, and the fold up to `at`: from the
+    // store, or from the running ledger's entries (--api).
+    let claimed_sizes: Vec<u64> = revisions
+        .iter()
+        .map(|(_, v)| v.tree_size)
+        .chain(marks.iter().map(|m| m.tree_size))
+        .chain(std::iter::once(at))
+        .filter(|s| *s <= head)
+        .collect();
+    let (projection, roots) = match (&local, &remote) {
+        (Some(ledger), _) => {
+            let mut roots = BTreeMap::new();
+            for size in claimed_sizes {
+                if let std::collections::btree_map::Entry::Vacant(slot) = roots.entry(size) {
+                    slot.insert(ledger.tree_root(size)?.to_hex());
+                }
+            }
+            (rebuild(ledger, at)?, roots)
+        }
+        (None, Some(remote)) => {
+            let mut wanted: BTreeMap<u64, Option<socai_chain::Hash>> =
+                claimed_sizes.iter().map(|s| (*s, None)).collect();
+            let to = wanted.keys().next_back().copied().unwrap_or(at).max(at);
+            let mut projection = Projection::untracked();
+            remote.fold_entries(to, &mut wanted, &mut |seq, entry| {
+                if seq < at {
+                    projection.apply(seq, entry)?;
+                }
+                Ok(())
+            })?;
+            let roots = wanted
+                .into_iter()
+                .map(|(size, root)| {
+                    root.map(|r| (size, r.to_hex()))
+                        .with_context(|| format!("no root at size {size} from the running ledger"))
+                })
+                .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+            (projection, roots)
+        }
+        (None, None) => unreachable!("one of the two is open"),
+    };
     // Every root a value or mark claims must be this ledger's root at that size.
-    let mut roots: BTreeMap<u64, String> = BTreeMap::new();
     let mut bad_roots = Vec::new();
     let claims = revisions
         .iter()
         .map(|(k, v)| (k.clone(), v.tree_size, v.root.clone()))
         .chain(marks.iter().map(|m| {
             (
-                format!("_workers.{}", m.worker),
+                socai_wire::kv::worker_key(&m.worker),
                 m.tree_size,
                 m.root.clone(),
             )
@@ -391,22 +406,14 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
         if size > head {
             continue;
         }
-        let ours = match roots.get(&size) {
-            Some(r) => r.clone(),
-            None => {
-                let r = ledger.tree_root(size)?.to_hex();
-                roots.insert(size, r.clone());
-                r
-            }
-        };
+        let ours = roots.get(&size).cloned().unwrap_or_default();
         if ours != root {
             bad_roots.push(
                 json!({"key": key, "tree_size": size, "published_root": root, "ledger_root": ours}),
             );
         }
     }
-    let projection = rebuild(&ledger, at)?;
-    let root = ledger.tree_root(at)?.to_hex();
+    let root = roots.get(&at).cloned().unwrap_or_default();
     let recomputed: BTreeMap<String, MetricValue> = projection
         .values(&root)
         .into_iter()

@@ -6,8 +6,9 @@ mod demo;
 mod import;
 pub mod metrics;
 pub mod nats;
+mod remote;
 
-use crate::cli::{AuditKind, BenchKind, Cli, Command, Global};
+use crate::cli::{AuditKind, BenchKind, Cli, Command, Global, TokenKind};
 use crate::config::{self, Config};
 use crate::output::{EXIT_NOT_FOUND, Exit, emit};
 use anyhow::Context;
@@ -18,8 +19,14 @@ use std::io::Write;
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Init { origin } => init(g, &origin),
-        Command::Import { file, batch_size } => import::run(g, &file, batch_size),
+        Command::Init { origin } => {
+            local_only(g, "init")?;
+            init(g, &origin)
+        }
+        Command::Import { file, batch_size } => {
+            local_only(g, "import")?;
+            import::run(g, &file, batch_size)
+        }
         Command::Verify {
             vkey,
             threads,
@@ -40,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             personal,
         } => show(g, &id_or_seq, personal),
         Command::Redact { id, reason, by } => redact(g, &id, &reason, &by),
+        Command::Token { kind } => token(kind),
         Command::Simulate {
             events,
             seed,
@@ -55,7 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             simulate(events, config, out.as_deref())
         }
-        Command::Serve { for_seconds } => nats::serve(g, for_seconds),
+        Command::Serve { for_seconds, http } => nats::serve(g, for_seconds, http.as_deref()),
         Command::Publish { file, in_flight } => nats::publish(g, &file, in_flight),
         Command::Demo { events } => demo::run(g, events),
         Command::Project {
@@ -69,7 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             window,
         } => metrics::show(
             g,
-            &metrics::Filter::parse(&metric, scope.as_deref(), window.as_deref())?,
+            &metrics::parse_filter(&metric, scope.as_deref(), window.as_deref())?,
         ),
         Command::Audit {
             kind: AuditKind::Metrics { at },
@@ -88,6 +96,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             rate,
             seconds,
+            nats_server.as_deref(),
+            dir.as_deref(),
+        ),
+        Command::Bench {
+            kind:
+                BenchKind::Api {
+                    events,
+                    clients,
+                    rate,
+                    seconds,
+                    subscribers,
+                    request_rate,
+                    nats_server,
+                    dir,
+                },
+        } => crate::bench_api::run(
+            g,
+            &crate::bench_api::ApiBench {
+                events,
+                clients,
+                rate,
+                seconds,
+                subscribers,
+                request_rate,
+            },
             nats_server.as_deref(),
             dir.as_deref(),
         ),
@@ -123,6 +156,36 @@ pub fn open_ledger(g: &Global) -> anyhow::Result<(Ledger<SledStorage>, Config)> 
     let config = Config::load(&g.data_dir)?;
     let ledger = data_dir(g).open_ledger(config.ledger())?;
     Ok((ledger, config))
+}
+
+/// Whether a command failed with "not found" (exit status 4).
+pub fn is_not_found(err: &anyhow::Error) -> bool {
+    crate::output::exit_code(err) == EXIT_NOT_FOUND
+}
+
+/// A proof as JSON: compact with --json (the bytes the HTTP API serves), indented otherwise.
+pub fn print_proof_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    if crate::output::json_mode() {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.write_all(b"\n")?;
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
+
+/// A command that needs the store itself, given --api.
+fn local_only(g: &Global, what: &str) -> anyhow::Result<()> {
+    if g.api.is_some() {
+        return Err(Exit::error(
+            2,
+            "usage",
+            format!("{what} works on the data dir only; drop --api (or stop `socai serve` first)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps "not found" ledger errors to exit status 4.
@@ -161,6 +224,27 @@ fn init(g: &Global, origin: &str) -> anyhow::Result<()> {
 }
 
 fn checkpoint(g: &Global, list: bool) -> anyhow::Result<()> {
+    if let Some(remote) = remote::Remote::from(g)? {
+        if !list {
+            return Err(Exit::error(
+                2,
+                "usage",
+                "a running ledger signs its own checkpoints (every [ingest] checkpoint_interval_s); with --api only --list works",
+            ));
+        }
+        let all = remote.checkpoints()?;
+        emit(&json!(all), || {
+            if all.is_empty() {
+                "no signed checkpoints yet".to_string()
+            } else {
+                all.iter()
+                    .map(|c| c["size"].to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        });
+        return Ok(());
+    }
     let (mut ledger, _) = open_ledger(g)?;
     if list {
         let all = ledger.storage().checkpoints()?;
@@ -201,29 +285,13 @@ fn resolve_seq(ledger: &Ledger<SledStorage>, id_or_seq: &str) -> anyhow::Result<
     }
 }
 
-fn entry_json(
-    ledger: &Ledger<SledStorage>,
-    seq: u64,
-    with_personal: bool,
-) -> anyhow::Result<serde_json::Value> {
-    let bytes = ledger.entry_bytes(seq).map_err(not_found)?;
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&bytes).context("stored entry is not JSON; run `socai verify`")?;
-    let leaf = socai_chain::leaf_hash(&bytes);
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("leaf_hash".into(), json!(leaf));
-        if with_personal {
-            let personal = ledger.personal(seq)?;
-            obj.insert("personal".into(), json!(personal));
-        }
-    }
-    Ok(value)
-}
-
 fn show(g: &Global, id_or_seq: &str, with_personal: bool) -> anyhow::Result<()> {
+    if let Some(remote) = remote::Remote::from(g)? {
+        return remote.show(id_or_seq, with_personal);
+    }
     let (ledger, _) = open_ledger(g)?;
     let seq = resolve_seq(&ledger, id_or_seq)?;
-    let value = entry_json(&ledger, seq, with_personal)?;
+    let value = ledger.entry_json(seq, with_personal).map_err(not_found)?;
     emit(&value, || {
         serde_json::to_string_pretty(&value).unwrap_or_default()
     });
@@ -231,20 +299,19 @@ fn show(g: &Global, id_or_seq: &str, with_personal: bool) -> anyhow::Result<()> 
 }
 
 fn history(g: &Global, dossier: &str) -> anyhow::Result<()> {
-    let (ledger, _) = open_ledger(g)?;
-    let seqs = ledger.history(dossier)?;
-    if seqs.is_empty() {
+    let value = match remote::Remote::from(g)? {
+        Some(remote) => remote.history(dossier)?,
+        None => open_ledger(g)?.0.history_json(dossier)?,
+    };
+    let rows = value["entries"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
         return Err(Exit::error(
             EXIT_NOT_FOUND,
             "not_found",
             format!("no events for dossier {dossier:?}"),
         ));
     }
-    let mut rows = Vec::with_capacity(seqs.len());
-    for seq in seqs {
-        rows.push(entry_json(&ledger, seq, false)?);
-    }
-    emit(&json!({"dossier": dossier, "entries": rows}), || {
+    emit(&value, || {
         let mut out = format!(
             "{:>10}  {:<26}  {:<30}  {}\n",
             "seq", "occurred_at", "type", "id"
@@ -265,6 +332,14 @@ fn history(g: &Global, dossier: &str) -> anyhow::Result<()> {
 }
 
 fn redact(g: &Global, id: &str, reason: &str, by: &str) -> anyhow::Result<()> {
+    if let Some(remote) = remote::Remote::from(g)? {
+        if by != "operator" {
+            eprintln!(
+                "note: with --api the redaction is recorded as made by the --api-token's holder, not {by:?}"
+            );
+        }
+        return remote.redact(id, reason);
+    }
     let (mut ledger, _) = open_ledger(g)?;
     let (target, redaction) = ledger
         .redact(id, reason, by, &now_rfc3339())
@@ -299,4 +374,44 @@ fn simulate(
     }
     w.flush()?;
     Ok(())
+}
+
+/// `socai token new|hash`.
+fn token(kind: TokenKind) -> anyhow::Result<()> {
+    match kind {
+        TokenKind::New { name, role } => {
+            let role: socai_api::Role = serde_json::from_value(json!(role)).map_err(|_| {
+                Exit::error(
+                    2,
+                    "usage",
+                    format!("--role {role:?}: the only role is auditor"),
+                )
+            })?;
+            let mut raw = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+            let token = format!("socai_{}", hex::encode(raw));
+            let digest = socai_api::token_digest(&token);
+            let role_text = serde_json::to_value(role)?;
+            let block = format!(
+                "[[http.tokens]]\nname = {}\nrole = {role_text}\nsha256 = \"{digest}\"",
+                json!(name)
+            );
+            emit(
+                &json!({"token": token, "name": name, "role": role, "sha256": digest}),
+                || {
+                    format!(
+                        "token (give it to {name}; it is not stored anywhere): {token}\n\nadd to socai.toml and restart `socai serve`:\n{block}"
+                    )
+                },
+            );
+            Ok(())
+        }
+        TokenKind::Hash => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            let digest = socai_api::token_digest(text.trim());
+            emit(&json!({"sha256": digest}), || digest.clone());
+            Ok(())
+        }
+    }
 }

@@ -53,9 +53,12 @@ pub(crate) fn shutdown_signal(
     })
 }
 
-pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
+pub fn serve(g: &Global, for_seconds: Option<u64>, http: Option<&str>) -> anyhow::Result<()> {
     let (ledger, config) = super::open_ledger(g)?;
     let writer = config.writer();
+    let api_config = config.api()?;
+    let listen = http.unwrap_or(&config.http.listen).to_owned();
+    let reader = ledger.reader();
     let rt = runtime()?;
     let mut nats = nats_config(g, "socai-ledger");
     nats.retry_initial_connect = true;
@@ -66,31 +69,74 @@ pub fn serve(g: &Global, for_seconds: Option<u64>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         tracing::info!(url = %nats.url, user = nats.user.as_deref().unwrap_or(""), "connecting to nats");
         let (client, _errors) = socai_client::publisher::connect(&nats).await?;
-        // With retry_on_initial_connect, connect returns at once: wait for the server, saying so.
+        let js = async_nats::jetstream::new(client.clone());
+        // The HTTP API first: auditors can read the ledger even while nats-server is away. It
+        // has a NATS connection of its own (metric reads, the live relay), apart from the writer's.
+        let mut api_nats = nats.clone();
+        api_nats.name = "socai-ledger-api".into();
+        let (api_client, _api_errors) = socai_client::publisher::connect(&api_nats).await?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        socai_ingest::telemetry::register(&counters, &mut registry);
+        let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
+        let state = socai_api::AppState::new(
+            reader,
+            api_config,
+            Some(socai_api::Nats {
+                js: async_nats::jetstream::new(api_client.clone()),
+                client: api_client,
+            }),
+            Some(commands),
+            Some(counters.clone()),
+            registry,
+        );
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| {
+            format!("cannot listen on {listen} for the HTTP API; choose another address with --http ADDR or [http] listen in socai.toml")
+        })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(addr = %addr, "http api listening on http://{addr}");
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(socai_api::serve(listener, state, async move {
+            let _ = http_stopped.await;
+        }));
+        // With retry_initial_connect, connect returns at once: wait for the server, saying so.
         let mut waited_ms: u64 = 0;
+        let mut result = Ok(());
         while client.connection_state() != async_nats::connection::State::Connected {
             if waited_ms % 10_000 == 5_000 {
                 tracing::warn!(url = %nats.url, waited_s = waited_ms / 1000, "waiting for nats-server; is it running there?");
             }
             tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => {
+                    waited_ms = u64::MAX;
+                    break;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => waited_ms += 100,
             }
         }
-        let js = async_nats::jetstream::new(client);
-        tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, "serving");
-        let stats = tokio::spawn(log_stats(counters.clone()));
-        let result = socai_ingest::serve(
-            js,
-            ledger,
-            writer,
-            counters.clone(),
-            &mut shutdown,
-            Duration::from_secs(10),
-        )
-        .await;
-        stats.abort();
-        result.map_err(anyhow::Error::from)
+        if waited_ms != u64::MAX {
+            tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, "serving");
+            let stats = tokio::spawn(log_stats(counters.clone()));
+            result = socai_ingest::serve(
+                js,
+                ledger,
+                writer,
+                counters.clone(),
+                Some(commands_rx),
+                &mut shutdown,
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(anyhow::Error::from);
+            stats.abort();
+        }
+        // Requests in progress get a moment; live streams end now.
+        let _ = stop_http.send(());
+        match tokio::time::timeout(Duration::from_secs(5), http).await {
+            Ok(Ok(Err(e))) => tracing::warn!(cause = %e, "the HTTP API failed"),
+            Err(_) => tracing::warn!("the HTTP API did not stop within 5 s"),
+            _ => {}
+        }
+        result
     })?;
     let c = &counters;
     emit(

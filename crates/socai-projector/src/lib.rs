@@ -27,30 +27,29 @@ use socai_chain::merkle::CompactRange;
 use socai_chain::{Entry, Hash, leaf_hash};
 use socai_metrics::{MetricValue, Projection, Scope};
 
-use crate::IngestError;
-use crate::check::H_SEQ;
-use crate::streams::COMMITTED;
+use socai_wire::header::SEQ as H_SEQ;
+use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject, worker_key};
+use socai_wire::stream::COMMITTED;
 
-pub const METRICS_BUCKET: &str = "METRICS";
-pub const METRICS_STREAM: &str = "KV_METRICS";
-pub const METRICS_SUBJECT_PREFIX: &str = "dvc.metrics";
-/// KV keys `_workers.<name>`: each worker's last flush (tree size and root).
-pub const WORKER_KEY_PREFIX: &str = "_workers";
 /// Revisions kept per key: what `socai audit metrics --at SIZE` can look back on.
 pub const METRICS_HISTORY: i64 = 64;
 
-/// The subject a value's changes are published on: `dvc.metrics.<metric>.<scope token>`.
-pub fn metrics_subject(value: &MetricValue) -> String {
-    format!(
-        "{METRICS_SUBJECT_PREFIX}.{}.{}",
-        value.metric.name(),
-        value.scope.token()
-    )
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The worker cannot go on safely (COMMITTED does not continue its state); the message says
+    /// what to do.
+    #[error("{0}")]
+    Diverged(String),
+    /// The state file could not be written.
+    #[error("{0}")]
+    State(String),
 }
 
-/// The KV subject of a key.
-pub fn kv_subject(key: &str) -> String {
-    format!("$KV.{METRICS_BUCKET}.{key}")
+/// The subject a value's changes are published on: `dvc.metrics.<metric>.<scope token>`.
+pub fn metrics_subject(value: &MetricValue) -> String {
+    socai_wire::subject::metrics_subject(value.metric.name(), &value.scope.token())
 }
 
 /// Whether shard `index` of `count` publishes `scope`.
@@ -260,7 +259,7 @@ fn write_state(path: &Path, bytes: &[u8]) -> Result<(), String> {
 pub async fn ensure_metrics_bucket(
     js: &jetstream::Context,
     replicas: usize,
-) -> Result<kv::Store, IngestError> {
+) -> Result<kv::Store, ProjectorError> {
     if let Ok(store) = js.get_key_value(METRICS_BUCKET).await {
         if let Ok(mut stream) = js.get_stream(METRICS_STREAM).await
             && let Ok(info) = stream.info().await
@@ -288,7 +287,7 @@ pub async fn ensure_metrics_bucket(
     let stream_config = stream::Config {
         name: METRICS_STREAM.into(),
         description: Some(kv_config.description.clone()),
-        subjects: vec![format!("$KV.{METRICS_BUCKET}.>")],
+        subjects: vec![kv_subject(">")],
         max_messages_per_subject: METRICS_HISTORY,
         max_message_size: kv_config.max_value_size,
         storage: StorageType::File,
@@ -305,21 +304,21 @@ pub async fn ensure_metrics_bucket(
         Err(e) => {
             tracing::warn!(cause = %e, "creating {METRICS_STREAM} with persist_mode async failed (nats-server older than 2.12?); creating a plain bucket, whose values wait for the server's sync policy");
             js.create_key_value(kv_config).await.map_err(|e| {
-                IngestError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
+                ProjectorError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
             })?;
         }
     }
-    js.get_key_value(METRICS_BUCKET)
-        .await
-        .map_err(|e| IngestError::Nats(format!("cannot open the KV bucket {METRICS_BUCKET}: {e}")))
+    js.get_key_value(METRICS_BUCKET).await.map_err(|e| {
+        ProjectorError::Nats(format!("cannot open the KV bucket {METRICS_BUCKET}: {e}"))
+    })
 }
 
-async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, IngestError> {
-    let key = format!("{WORKER_KEY_PREFIX}.{name}");
+async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, ProjectorError> {
+    let key = worker_key(name);
     let bytes = store
         .get(&key)
         .await
-        .map_err(|e| IngestError::Nats(format!("reading {key} from {METRICS_BUCKET}: {e}")))?;
+        .map_err(|e| ProjectorError::Nats(format!("reading {key} from {METRICS_BUCKET}: {e}")))?;
     Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
@@ -354,11 +353,11 @@ pub async fn run(
     config: ProjectorConfig,
     counters: Arc<ProjectorCounters>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), IngestError> {
+) -> Result<(), ProjectorError> {
     tokio::pin!(shutdown);
     let path = config.state_file();
     let mut state = FoldState::load(&path)
-        .map_err(IngestError::Diverged)?
+        .map_err(ProjectorError::Diverged)?
         .unwrap_or_default();
     let store = loop {
         match ensure_metrics_bucket(&js, config.replicas).await {
@@ -463,19 +462,19 @@ pub async fn run(
                         .as_ref()
                         .and_then(|h| h.get(H_SEQ))
                         .and_then(|v| v.as_str().parse::<u64>().ok())
-                        .ok_or_else(|| IngestError::Diverged(format!(
+                        .ok_or_else(|| ProjectorError::Diverged(format!(
                             "a message on COMMITTED has no {H_SEQ} header: only the ledger may publish there"
                         )))?;
                     if seq < state.tree_size() {
                         continue; // redelivered after a consumer reset
                     }
                     if seq > state.tree_size() {
-                        return Err(IngestError::Diverged(format!(
+                        return Err(ProjectorError::Diverged(format!(
                             "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
                             state.tree_size() as i64 - 1
                         )));
                     }
-                    state.apply(seq, &msg.payload).map_err(|e| IngestError::Diverged(format!(
+                    state.apply(seq, &msg.payload).map_err(|e| ProjectorError::Diverged(format!(
                         "{e} (state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
                         path.display()
                     )))?;
@@ -489,7 +488,7 @@ pub async fn run(
             // The state file follows KV: written once KV holds every change up to its size.
             let stored = shared.queue.lock().expect("kv queue").stored_size;
             if let Some((size, bytes)) = snapshot.take_if(|(size, _)| *size <= stored) {
-                blocking(|| write_state(&path, &bytes)).map_err(IngestError::Ledger)?;
+                blocking(|| write_state(&path, &bytes)).map_err(ProjectorError::State)?;
                 counters.snapshots.fetch_add(1, Relaxed);
                 saved_size = size;
             }
@@ -517,7 +516,7 @@ pub async fn run(
         return Ok(());
     }
     if saved_size != state.tree_size() || !path.exists() {
-        blocking(|| state.save(&path)).map_err(IngestError::Ledger)?;
+        blocking(|| state.save(&path)).map_err(ProjectorError::State)?;
         counters.snapshots.fetch_add(1, Relaxed);
     }
     Ok(())
@@ -540,11 +539,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 async fn committed_messages(
     js: &jetstream::Context,
     tree_size: u64,
-) -> Result<consumer::push::Ordered, IngestError> {
+) -> Result<consumer::push::Ordered, ProjectorError> {
     let stream = js
         .get_stream(COMMITTED)
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot open stream {COMMITTED}: {e}")))?;
+        .map_err(|e| ProjectorError::Nats(format!("cannot open stream {COMMITTED}: {e}")))?;
     // Entry seq n is COMMITTED's stream seq n + 1.
     let deliver_policy = match tree_size {
         0 => consumer::DeliverPolicy::All,
@@ -559,11 +558,13 @@ async fn committed_messages(
             ..Default::default()
         })
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot create a consumer on {COMMITTED}: {e}")))?;
+        .map_err(|e| {
+            ProjectorError::Nats(format!("cannot create a consumer on {COMMITTED}: {e}"))
+        })?;
     consumer
         .messages()
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot read {COMMITTED}: {e}")))
+        .map_err(|e| ProjectorError::Nats(format!("cannot read {COMMITTED}: {e}")))
 }
 
 fn js_inbox(js: &jetstream::Context) -> String {
@@ -723,24 +724,26 @@ async fn store_batch(
     batch: &BTreeMap<String, Bytes>,
     size: u64,
     root: &str,
-) -> Result<(), IngestError> {
+) -> Result<(), ProjectorError> {
     let mut acks = futures::stream::FuturesUnordered::new();
     for (key, payload) in batch {
         let ack = js
             .publish(kv_subject(key), payload.clone())
             .await
-            .map_err(|e| IngestError::Nats(format!("storing {key}: {e}")))?;
+            .map_err(|e| ProjectorError::Nats(format!("storing {key}: {e}")))?;
         acks.push(ack.into_future());
         while acks.len() >= 1024 {
             if let Some(r) = acks.next().await {
                 r.map_err(|e| {
-                    IngestError::Nats(format!("{METRICS_BUCKET} did not store a value: {e}"))
+                    ProjectorError::Nats(format!("{METRICS_BUCKET} did not store a value: {e}"))
                 })?;
             }
         }
     }
     while let Some(r) = acks.next().await {
-        r.map_err(|e| IngestError::Nats(format!("{METRICS_BUCKET} did not store a value: {e}")))?;
+        r.map_err(|e| {
+            ProjectorError::Nats(format!("{METRICS_BUCKET} did not store a value: {e}"))
+        })?;
     }
     let mark = WorkerMark {
         worker: config.name.clone(),
@@ -751,11 +754,11 @@ async fn store_batch(
     };
     store
         .put(
-            format!("{WORKER_KEY_PREFIX}.{}", config.name),
+            worker_key(&config.name),
             Bytes::from(serde_json::to_vec(&mark).expect("marks serialize")),
         )
         .await
-        .map_err(|e| IngestError::Nats(format!("storing the worker mark: {e}")))?;
+        .map_err(|e| ProjectorError::Nats(format!("storing the worker mark: {e}")))?;
     Ok(())
 }
 
@@ -773,7 +776,39 @@ pub async fn read_published(
     js: &jetstream::Context,
     all_revisions: bool,
     filter: &str,
-) -> Result<Vec<(String, Published)>, IngestError> {
+) -> Result<Vec<(String, Published)>, ProjectorError> {
+    read(js, all_revisions, filter, None)
+        .await
+        .map_err(|e| match e {
+            ReadError::Other(e) => e,
+            ReadError::TooMany { .. } => unreachable!("no bound was set"),
+        })
+}
+
+/// Why a bounded read returned nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{matching} keys match, more than asked for")]
+    TooMany { matching: u64 },
+    #[error(transparent)]
+    Other(#[from] ProjectorError),
+}
+
+/// The latest revision of each key matching `filter`, unless more than `max` keys match.
+pub async fn read_published_bounded(
+    js: &jetstream::Context,
+    filter: &str,
+    max: usize,
+) -> Result<Vec<(String, Published)>, ReadError> {
+    read(js, false, filter, Some(max)).await
+}
+
+async fn read(
+    js: &jetstream::Context,
+    all_revisions: bool,
+    filter: &str,
+    max: Option<usize>,
+) -> Result<Vec<(String, Published)>, ReadError> {
     let mut stream = match js.get_stream(METRICS_STREAM).await {
         Ok(s) => s,
         Err(e)
@@ -786,15 +821,15 @@ pub async fn read_published(
             return Ok(Vec::new());
         }
         Err(e) => {
-            return Err(IngestError::Nats(format!(
+            return Err(ReadError::Other(ProjectorError::Nats(format!(
                 "cannot open the {METRICS_BUCKET} bucket: {e}"
-            )));
+            ))));
         }
     };
     let info = stream
         .info()
         .await
-        .map_err(|e| IngestError::Nats(format!("reading {METRICS_STREAM}'s info: {e}")))?;
+        .map_err(|e| ProjectorError::Nats(format!("reading {METRICS_STREAM}'s info: {e}")))?;
     if info.state.messages == 0 {
         return Ok(Vec::new());
     }
@@ -810,32 +845,42 @@ pub async fn read_published(
             ..Default::default()
         })
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
+        .map_err(|e| ProjectorError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
+    // A filter that matches nothing delivers nothing: the consumer says so at creation.
+    let matching = consumer.cached_info().num_pending;
+    if matching == 0 {
+        return Ok(Vec::new());
+    }
+    if max.is_some_and(|max| matching > max as u64) {
+        return Err(ReadError::TooMany { matching });
+    }
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
-    let prefix = format!("$KV.{METRICS_BUCKET}.");
+        .map_err(|e| ProjectorError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
     let mut out = Vec::new();
     loop {
-        // A filter that matches nothing delivers nothing: stop after a quiet second.
+        // A bounded wait: a message lost in transit must not hang the reader.
         let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
         let msg = match next {
             Err(_) | Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return Err(IngestError::Nats(format!("reading {METRICS_BUCKET}: {e}")));
+                return Err(ProjectorError::Nats(format!("reading {METRICS_BUCKET}: {e}")).into());
             }
             Ok(Some(Ok(msg))) => msg,
         };
         let pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        let key = msg.subject.as_str().trim_start_matches(&prefix).to_owned();
+        let key = socai_wire::kv::key_of_subject(msg.subject.as_str()).map(str::to_owned);
         let operation = msg
             .headers
             .as_ref()
             .and_then(|h| h.get("KV-Operation"))
             .map(|v| v.as_str().to_owned());
-        if operation.is_none() && !msg.payload.is_empty() {
-            let parsed = if key.starts_with(WORKER_KEY_PREFIX) {
+        if let Some(key) = key
+            && operation.is_none()
+            && !msg.payload.is_empty()
+        {
+            let parsed = if key.starts_with(socai_wire::kv::WORKER_KEY_PREFIX) {
                 serde_json::from_slice(&msg.payload).map(Published::Mark)
             } else {
                 serde_json::from_slice(&msg.payload).map(Published::Value)

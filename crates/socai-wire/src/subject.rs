@@ -1,4 +1,4 @@
-//! NATS subjects of the ledger (DESIGN.md, data flow).
+//! NATS subjects (DESIGN.md, data flow).
 //!
 //! An agency publishes to `dvc.events.<agency token>.<type>`. Agency codes contain dots
 //! (`G09.20`), which NATS reads as token separators, so in a subject they are written with `-`
@@ -13,6 +13,21 @@ pub const REJECTED_PREFIX: &str = "dvc.rejected";
 pub const COMMITTED_SUBJECT: &str = "dvc.ledger.committed";
 /// Every new signed checkpoint note.
 pub const CHECKPOINT_SUBJECT: &str = "dvc.ledger.checkpoint";
+/// Prefix of the live metric values, `dvc.metrics.<metric>.<scope token>`.
+pub const METRICS_PREFIX: &str = "dvc.metrics";
+
+/// `dvc.metrics.<metric>.<scope token>`: where a projection worker publishes the changed values
+/// of one metric and scope.
+pub fn metrics_subject(metric: &str, scope_token: &str) -> String {
+    format!("{METRICS_PREFIX}.{metric}.{scope_token}")
+}
+
+/// The metric and scope token of a `dvc.metrics.<metric>.<scope token>` subject.
+pub fn parse_metrics_subject(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix(METRICS_PREFIX)?.strip_prefix('.')?;
+    let (metric, scope) = rest.split_once('.')?;
+    (!metric.is_empty() && !scope.is_empty()).then_some((metric, scope))
+}
 
 /// `G09.20` → `G09-20`.
 pub fn agency_token(agency: &str) -> String {
@@ -81,6 +96,13 @@ mod tests {
         );
         assert_eq!(agency_events_wildcard("G09.20"), "dvc.events.G09-20.>");
         assert_eq!(agency_rejected_wildcard("G09.20"), "dvc.rejected.G09-20.>");
+        let live = metrics_subject("on_time_rate", "province.H01");
+        assert_eq!(live, "dvc.metrics.on_time_rate.province.H01");
+        assert_eq!(
+            parse_metrics_subject(&live),
+            Some(("on_time_rate", "province.H01"))
+        );
+        assert_eq!(parse_metrics_subject("dvc.metrics.x"), None);
     }
 
     #[test]

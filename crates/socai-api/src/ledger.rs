@@ -1,0 +1,531 @@
+//! `/v1/…` routes over the ledger: checkpoints, entries, events, dossiers, proofs, export,
+//! redaction. Each answer is the JSON the matching CLI command prints with `--json`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use socai_chain::SignedCheckpoint;
+use socai_ingest::{Redacted, WriterCommand};
+use tokio::sync::oneshot;
+
+use crate::AppState;
+use crate::auth::Role;
+use crate::params::Params;
+use crate::problem::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/log", get(log_info))
+        .route("/v1/checkpoints", get(checkpoints))
+        .route("/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/v1/checkpoints/{size}", get(checkpoint_at))
+        .route("/v1/entries", get(entries))
+        .route("/v1/entries/{seq}", get(entry))
+        .route("/v1/events/{id}", get(event))
+        .route("/v1/dossiers/{dossier}", get(dossier))
+        .route("/v1/proofs/inclusion", get(inclusion))
+        .route("/v1/proofs/consistency", get(consistency))
+        .route("/v1/export", get(export))
+}
+
+/// Routes that wait for the writer (not under the request time limit: a redaction waits for
+/// the batch in hand, at most `REDACT_WAIT`).
+pub fn writer_routes() -> Router<AppState> {
+    Router::new().route("/v1/redactions", post(redact))
+}
+
+/// A JSON body with these exact bytes.
+pub(crate) fn json_bytes(bytes: Vec<u8>, cache: &'static str) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+pub(crate) fn json<T: Serialize>(value: &T, cache: &'static str) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
+    Ok(json_bytes(bytes, cache))
+}
+
+/// What may be cached: immutable ledger facts for long, anything about the head briefly, and
+/// personal data never.
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const FRESH: &str = "public, max-age=2";
+pub(crate) const PRIVATE: &str = "private, no-store";
+
+fn path_u64(name: &str, value: &str) -> Result<u64, ApiError> {
+    value.parse::<u64>().map_err(|_| {
+        ApiError::bad_param(
+            name,
+            format!("{name} {value:?} is not a non-negative integer"),
+        )
+    })
+}
+
+/// `personal=true` needs an auditor's token.
+fn personal_allowed(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<bool, ApiError> {
+    let wanted = params.bool("personal")?;
+    if wanted {
+        state
+            .config()
+            .tokens
+            .require(headers, Role::Auditor, "read personal data")?;
+    }
+    Ok(wanted)
+}
+
+/// A checkpoint as `socai checkpoint --json` prints it.
+#[derive(Serialize)]
+struct CheckpointJson<'a> {
+    size: u64,
+    root: String,
+    note: &'a str,
+}
+
+fn checkpoint_json(signed: &SignedCheckpoint) -> CheckpointJson<'_> {
+    CheckpointJson {
+        size: signed.checkpoint.size,
+        root: signed.checkpoint.root.to_hex(),
+        note: &signed.note,
+    }
+}
+
+async fn log_info(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let reader = state.reader();
+    let view = reader.view();
+    json(
+        &serde_json::json!({
+            "origin": reader.origin(),
+            "vkey": reader.verifier_vkey(),
+            "size": view.head.size,
+            "checkpoint_size": view.latest.as_ref().map_or(0, |c| c.checkpoint.size),
+        }),
+        FRESH,
+    )
+}
+
+async fn latest_checkpoint(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let signed = state
+        .reader()
+        .latest_checkpoint()?
+        .ok_or(socai_store::LedgerError::NoCheckpoint)?;
+    json(&checkpoint_json(&signed), FRESH)
+}
+
+async fn checkpoint_at(
+    State(state): State<AppState>,
+    Path(size): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let size = path_u64("size", &size)?;
+    let reader = state.reader().clone();
+    let signed = state
+        .blocking(move || Ok(reader.checkpoint_at(size)?))
+        .await?;
+    json(&checkpoint_json(&signed), IMMUTABLE)
+}
+
+async fn checkpoints(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["from", "limit"])?;
+    let from = params.u64("from")?.unwrap_or(0);
+    let limit = page_limit(&state, &params)?;
+    let reader = state.reader().clone();
+    let page = state
+        .blocking(move || Ok(reader.checkpoints(from, limit + 1)?))
+        .await?;
+    let next = page.get(limit).map(|(size, _)| *size);
+    let items: Vec<_> = page
+        .iter()
+        .take(limit)
+        .map(|(size, note)| serde_json::json!({"size": size, "note": note}))
+        .collect();
+    json(
+        &serde_json::json!({"checkpoints": items, "next": next}),
+        FRESH,
+    )
+}
+
+fn page_limit(state: &AppState, params: &Params) -> Result<usize, ApiError> {
+    let max = state.config().max_page;
+    match params.u64("limit")? {
+        None => Ok(max),
+        Some(0) => Err(ApiError::bad_param("limit", "limit must be at least 1")),
+        Some(n) if n as usize > max => Err(ApiError::bad_param(
+            "limit",
+            format!("limit {n} is more than the {max} a page holds"),
+        )),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+async fn entry(
+    State(state): State<AppState>,
+    Path(seq): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["personal"])?;
+    let seq = path_u64("seq", &seq)?;
+    let personal = personal_allowed(&state, &headers, &params)?;
+    let reader = state.reader().clone();
+    let value = state
+        .blocking(move || Ok(reader.entry_json(seq, personal)?))
+        .await?;
+    json(&value, if personal { PRIVATE } else { IMMUTABLE })
+}
+
+async fn event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["personal"])?;
+    let personal = personal_allowed(&state, &headers, &params)?;
+    let reader = state.reader().clone();
+    let value = state
+        .blocking(move || {
+            let seq = reader.seq_of(&id)?;
+            Ok(reader.entry_json(seq, personal)?)
+        })
+        .await?;
+    json(&value, if personal { PRIVATE } else { FRESH })
+}
+
+async fn entries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["from", "limit", "personal"])?;
+    let from = params.u64("from")?.unwrap_or(0);
+    let limit = page_limit(&state, &params)? as u64;
+    let personal = personal_allowed(&state, &headers, &params)?;
+    let reader = state.reader().clone();
+    let value = state
+        .blocking(move || {
+            let size = reader.head().size;
+            let to = from.saturating_add(limit).min(size);
+            let mut items = Vec::with_capacity(to.saturating_sub(from) as usize);
+            for seq in from..to {
+                items.push(reader.entry_json(seq, personal)?);
+            }
+            let next = (to < size).then_some(to);
+            Ok(serde_json::json!({"entries": items, "from": from, "next": next, "tree_size": size}))
+        })
+        .await?;
+    json(&value, if personal { PRIVATE } else { FRESH })
+}
+
+async fn dossier(
+    State(state): State<AppState>,
+    Path(dossier): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let reader = state.reader().clone();
+    let shown = dossier.clone();
+    let value = state
+        .blocking(move || Ok(reader.history_json(&dossier)?))
+        .await?;
+    if value["entries"].as_array().is_none_or(Vec::is_empty) {
+        return Err(ApiError::not_found(format!(
+            "no events for dossier {shown:?}"
+        )));
+    }
+    json(&value, FRESH)
+}
+
+async fn inclusion(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["id", "seq", "tree_size"])?;
+    let id = params.str("id")?.map(str::to_owned);
+    let seq = params.u64("seq")?;
+    let tree_size = params.u64("tree_size")?;
+    if id.is_some() == seq.is_some() {
+        return Err(ApiError::bad_param("id", "give exactly one of id and seq"));
+    }
+    let reader = state.reader().clone();
+    let proof = state
+        .blocking(move || {
+            let seq = match (id, seq) {
+                (Some(id), _) => reader.seq_of(&id)?,
+                (None, Some(seq)) => seq,
+                (None, None) => unreachable!("checked above"),
+            };
+            Ok(reader.inclusion_proof(seq, tree_size)?)
+        })
+        .await?;
+    json(&proof, FRESH)
+}
+
+async fn consistency(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["from", "to"])?;
+    let from = params
+        .u64("from")?
+        .ok_or_else(|| ApiError::bad_param("from", "from (the old tree size) is required"))?;
+    let to = params.u64("to")?;
+    // Only within the signed tree: sizes up to the latest signed checkpoint (any root below it
+    // follows from the tiles it attests anyway).
+    let signed = state
+        .reader()
+        .latest_checkpoint()?
+        .ok_or(socai_store::LedgerError::NoCheckpoint)?
+        .checkpoint
+        .size;
+    let new = to.unwrap_or(signed);
+    if new > signed {
+        return Err(ApiError::bad_param(
+            "to",
+            format!("to {new} is beyond the latest signed checkpoint ({signed} entries)"),
+        ));
+    }
+    if from == 0 || from > new {
+        return Err(ApiError::bad_param(
+            "from",
+            format!("need 1 <= from <= to ({new}), got from {from}"),
+        ));
+    }
+    let reader = state.reader().clone();
+    let proof = state
+        .blocking(move || Ok(reader.consistency_proof(from, Some(new))?))
+        .await?;
+    json(&proof, FRESH)
+}
+
+/// Streams the bundle through a bounded channel: a slow client slows only its own export, and
+/// one that stops reading for `EXPORT_STALL` ends it (and frees its export slot).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    buf: Vec<u8>,
+}
+
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+/// Longest an export waits for its client to take the next chunk.
+const EXPORT_STALL: Duration = Duration::from_secs(60);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= EXPORT_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(EXPORT_STALL, self.tx.send(Ok(chunk))));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client left",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client took nothing for 60 s",
+            )),
+        }
+    }
+}
+
+async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["from", "to", "personal"])?;
+    let from = params.u64("from")?.unwrap_or(0);
+    let to = params.u64("to")?;
+    let personal = personal_allowed(&state, &headers, &params)?;
+    let (_, to) = state
+        .reader()
+        .export_bounds(from, to)
+        .map_err(|e| match e {
+            // `to` past the signed tree is `to`'s fault; anything else is `from` past the end.
+            socai_store::LedgerError::Range(msg) => {
+                let covered = state
+                    .reader()
+                    .latest_checkpoint()
+                    .ok()
+                    .flatten()
+                    .map_or(0, |c| c.checkpoint.size);
+                let blame = if to.is_some_and(|t| t > covered) {
+                    "to"
+                } else {
+                    "from"
+                };
+                ApiError::bad_param(blame, msg)
+            }
+            other => other.into(),
+        })?;
+    let permit = state
+        .inner
+        .export_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_busy",
+                format!(
+                    "{} exports are running; retry when one has finished",
+                    state.config().max_exports
+                ),
+            )
+        })?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let reader = state.reader().clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            runtime,
+            buf: Vec::with_capacity(EXPORT_CHUNK),
+        };
+        let result = reader
+            .export_to(&mut w, from, Some(to), personal, &|_| {})
+            .map_err(|e| e.to_string())
+            .and_then(|_| w.flush().map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            tracing::warn!(cause = %e, from, to, "export ended early");
+            let _ = tx.try_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The same range is bound to a newer checkpoint tomorrow: never cached as immutable.
+    let cache = if personal { PRIVATE } else { "no-cache" };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedactRequest {
+    id: String,
+    reason: String,
+}
+
+/// Longest a redaction may wait for the writer.
+const REDACT_WAIT: Duration = Duration::from_secs(30);
+
+async fn redact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let by = state
+        .config()
+        .tokens
+        .require(&headers, Role::Auditor, "redact personal data")?;
+    let request: RedactRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_param(
+            "body",
+            format!("expected {{\"id\": <event id>, \"reason\": <why>}}: {e}"),
+        )
+    })?;
+    if request.id.is_empty() || request.id.len() > 256 {
+        return Err(ApiError::bad_param("id", "id must be 1 to 256 bytes"));
+    }
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_param(
+            "reason",
+            "reason must be 1 to 500 printable characters (it is kept in a public ledger entry: no personal data)",
+        ));
+    }
+    let Some(writer) = state.inner.writer.clone() else {
+        return Err(ApiError::unavailable(
+            "this server has no ledger writer; redact with the `socai serve` that owns the ledger",
+        ));
+    };
+    let (reply, answer) = oneshot::channel();
+    let command = WriterCommand::Redact {
+        id: request.id,
+        reason: reason.to_owned(),
+        by,
+        at: format!("{:.3}", jiff_now()),
+        reply,
+    };
+    writer
+        .send_timeout(command, REDACT_WAIT)
+        .await
+        .map_err(|_| {
+            ApiError::unavailable("the ledger writer is not taking commands; retry shortly")
+        })?;
+    let done: Redacted = match tokio::time::timeout(REDACT_WAIT, answer).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(_)) => {
+            return Err(ApiError::unavailable(
+                "the ledger writer stopped before the redaction; retry once it is back",
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "the ledger writer did not run the redaction within 30 s (is it waiting for nats-server?); it may still run it: check /v1/events/redaction:<id>",
+            ));
+        }
+    };
+    let mut response = json(&done, PRIVATE)?;
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+fn jiff_now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}

@@ -1,0 +1,90 @@
+//! The C2SP tlog-tiles read API, served from the store as it is: the latest signed checkpoint,
+//! hash tiles (the stored Merkle hashes at levels 0, 8, 16, …) and entry bundles. Only what the
+//! latest signed checkpoint covers is served, so every tile a client can fetch is attested, and
+//! every partial tile of every earlier checkpoint stays available.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use socai_chain::tiles::{Tile, TileKind, hash_tile, push_bundle_entry};
+
+use crate::AppState;
+use crate::ledger::{FRESH, IMMUTABLE};
+use crate::params::Params;
+use crate::problem::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+}
+
+async fn checkpoint(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let signed = state
+        .reader()
+        .latest_checkpoint()?
+        .ok_or(socai_store::LedgerError::NoCheckpoint)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            // The spec: mutable, cached a few seconds at most.
+            (header::CACHE_CONTROL, HeaderValue::from_static(FRESH)),
+        ],
+        signed.note,
+    )
+        .into_response())
+}
+
+async fn tile(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let tile = Tile::parse(&path).map_err(|e| ApiError::bad_param("path", e.to_string()))?;
+    let reader = state.reader().clone();
+    let covered = reader.latest_checkpoint()?.map_or(0, |c| c.checkpoint.size);
+    if tile.tree_size_needed().is_none_or(|n| n > covered) {
+        return Err(ApiError::not_found(format!(
+            "{} is not covered by the latest signed checkpoint (tree size {covered})",
+            tile.path()
+        )));
+    }
+    let bytes = state
+        .blocking(move || match tile.kind {
+            TileKind::Hashes { .. } => hash_tile(&tile, &reader.hashes())
+                .map_err(|e| ApiError::internal(format!("reading {}: {e}", tile.path()))),
+            TileKind::Entries => {
+                let first = tile.first_leaf();
+                let mut bundle = Vec::with_capacity(tile.width as usize * 512);
+                for item in reader.entries(first, first + tile.width) {
+                    let (seq, entry) = item?;
+                    push_bundle_entry(&mut bundle, seq, &entry)
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                }
+                Ok(bundle)
+            }
+        })
+        .await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            // Full and partial tiles alike never change once served.
+            (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
+        ],
+        bytes,
+    )
+        .into_response())
+}
