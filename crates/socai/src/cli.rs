@@ -318,10 +318,10 @@ pub enum BenchKind {
         /// SSE subscribers
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
-        /// Requests per second (all clients together) of the open-loop runs; default: half of
-        /// what the idle ledger answers with the clients in a closed loop
-        #[arg(long)]
-        request_rate: Option<f64>,
+        /// Requests per second (all clients together) of the open-loop runs (0: half of what
+        /// the idle ledger answers with the clients in a closed loop)
+        #[arg(long, default_value_t = 250.0)]
+        request_rate: f64,
         /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
         #[arg(long)]
         nats_server: Option<PathBuf>,

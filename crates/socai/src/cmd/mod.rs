@@ -119,7 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 subscribers,
-                request_rate,
+                request_rate: (request_rate > 0.0).then_some(request_rate),
             },
             nats_server.as_deref(),
             dir.as_deref(),
