@@ -463,29 +463,69 @@ mod tiled {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_answers_as_documented_and_as_the_cli_does() {
-    let t0 = std::time::Instant::now();
-    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
+/// A test's world: a data dir served by `socai serve` (API on an ephemeral port) on the shipped
+/// secured nats-server, a projection worker, and a workload of which the first `committed`
+/// events are published, committed and covered by a signed checkpoint.
+struct World {
+    ledger: Ledger,
+    nats: socai_testkit::LocalNats,
+    url: String,
+    serve: Serve,
+    api: Api,
+    worker: Serve,
+    events: Vec<Event>,
+}
+
+async fn world(n: usize, seed: u64, committed: usize) -> World {
     let ledger = Ledger::new();
     ledger.configure(&config(""));
     let nats = start_nats(&ledger.path("nats"), true);
     let url = nats.url();
     let mut serve = ledger.serve(&url, Some("ledger"));
     let api = Api::new(serve.http_url());
-    let mut worker = ledger.spawn(
+    let worker = ledger.spawn(
         &ledger.path("worker"),
         &["project", "--name", "p0"],
         &url,
         Some("projector"),
         "projector resuming",
     );
-    let events = workload(4000, 21);
-    let (first, rest) = events.split_at(2500);
-    publish_paced(&url, true, first.to_vec(), 2500, Duration::ZERO)
-        .await
-        .expect("publisher");
-    wait_checkpoint(&api, 2500).await;
+    let events = workload(n, seed);
+    publish_paced(
+        &url,
+        true,
+        events[..committed].to_vec(),
+        committed,
+        Duration::ZERO,
+    )
+    .await
+    .expect("publisher");
+    wait_checkpoint(&api, committed as u64).await;
+    World {
+        ledger,
+        nats,
+        url,
+        serve,
+        api,
+        worker,
+        events,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_as_documented_and_as_the_cli_does() {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
+    let World {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        api,
+        mut worker,
+        events,
+    } = world(4000, 21, 2500).await;
+    let rest = &events[2500..];
     phase("2500 entries committed and checkpointed");
 
     // From here on, events keep coming while every route is exercised.
@@ -1488,6 +1528,18 @@ async fn an_auditor_with_only_the_url_and_the_key_verifies_a_hundred_thousand_en
     .await;
     let e = api.ok("/v1/entries/{seq}", "/v1/entries/99999").await;
     assert_eq!(e["seq"], 99_999);
+    let p = api
+        .problem(
+            "GET",
+            "/v1/metrics",
+            "/v1/metrics?scope=national",
+            None,
+            None,
+            503,
+            None,
+        )
+        .await;
+    assert!(p["detail"].as_str().unwrap().contains("nats"), "{p}");
     nats.restart().expect("nats-server restarts");
     wait_until(PATIENCE, "readyz to recover", || async {
         api.get("/readyz", "/readyz").await.status == 200
@@ -1521,25 +1573,16 @@ fn contains_any(body: &[u8], needles: &[String]) -> Option<String> {
 async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     let t0 = std::time::Instant::now();
     let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
-    let ledger = Ledger::new();
-    ledger.configure(&config(""));
-    let nats = start_nats(&ledger.path("nats"), true);
-    let url = nats.url();
-    let mut serve = ledger.serve(&url, Some("ledger"));
-    let api = Api::new(serve.http_url());
-    let mut worker = ledger.spawn(
-        &ledger.path("worker"),
-        &["project", "--name", "p0"],
-        &url,
-        Some("projector"),
-        "projector resuming",
-    );
-    let events = workload(3000, 31);
+    let World {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        api,
+        mut worker,
+        events,
+    } = world(3000, 31, 1500).await;
     let (first, rest) = events.split_at(1500);
-    publish_paced(&url, true, first.to_vec(), 1500, Duration::ZERO)
-        .await
-        .expect("publisher");
-    wait_checkpoint(&api, 1500).await;
     // Metric values exist, so the probes below of /v1/metrics and the stream see real answers.
     wait_until(PATIENCE, "the worker's values", || async {
         let a = api.get("/v1/metrics", "/v1/metrics?scope=national").await;
@@ -1833,4 +1876,52 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     serve.stop();
     assert_eq!(ledger.verified_size(), total);
     phase("verified after stopping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_ledger_says_it_has_nothing_signed_yet() {
+    let ledger = Ledger::new();
+    let nats = start_nats(&ledger.path("nats"), false);
+    let mut serve = ledger.serve(&nats.url(), None);
+    let api = Api::new(serve.http_url());
+    for (template, path, status, code) in [
+        ("/checkpoint", "/checkpoint", 404, "no_checkpoint"),
+        (
+            "/v1/checkpoints/latest",
+            "/v1/checkpoints/latest",
+            404,
+            "no_checkpoint",
+        ),
+        ("/v1/export", "/v1/export", 404, "no_checkpoint"),
+        (
+            "/v1/proofs/consistency",
+            "/v1/proofs/consistency?from=1",
+            404,
+            "no_checkpoint",
+        ),
+        (
+            "/v1/proofs/inclusion",
+            "/v1/proofs/inclusion?seq=0",
+            404,
+            "no_checkpoint",
+        ),
+        ("/v1/entries/{seq}", "/v1/entries/0", 404, "not_found"),
+        ("/tile/{path}", "/tile/entries/000.p/1", 404, "not_found"),
+    ] {
+        let p = api
+            .problem("GET", template, path, None, None, status, None)
+            .await;
+        assert_eq!(p["code"], code, "{path}: {p}");
+    }
+    let page = api.ok("/v1/entries", "/v1/entries").await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(page["tree_size"], 0);
+    let log = api.ok("/v1/log", "/v1/log").await;
+    assert_eq!(
+        (log["size"].as_u64(), log["checkpoint_size"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let page = api.ok("/v1/checkpoints", "/v1/checkpoints").await;
+    assert_eq!(page["checkpoints"].as_array().unwrap().len(), 0);
+    serve.stop();
 }

@@ -41,19 +41,30 @@ pub fn writer_routes() -> Router<AppState> {
     Router::new().route("/v1/redactions", post(redact))
 }
 
-/// A JSON body with these exact bytes.
-pub(crate) fn json_bytes(bytes: Vec<u8>, cache: &'static str) -> Response {
+/// A 200 answer of `content_type` that caches as `cache`.
+pub(crate) fn answer(
+    content_type: &'static str,
+    cache: &'static str,
+    body: impl IntoResponse,
+) -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
-        bytes,
+        body,
     )
         .into_response()
+}
+
+/// A JSON body with these exact bytes.
+pub(crate) fn json_bytes(bytes: Vec<u8>, cache: &'static str) -> Response {
+    answer("application/json", cache, bytes)
+}
+
+/// 503 `too_busy`: a bounded resource is full (refused, not queued).
+pub(crate) fn too_busy(detail: String) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_busy", detail)
 }
 
 pub(crate) fn json<T: Serialize>(value: &T, cache: &'static str) -> Result<Response, ApiError> {
@@ -408,14 +419,10 @@ async fn export(
         .clone()
         .try_acquire_owned()
         .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_busy",
-                format!(
-                    "{} exports are running; retry when one has finished",
-                    state.config().max_exports
-                ),
-            )
+            too_busy(format!(
+                "{} exports are running; retry when one has finished",
+                state.config().max_exports
+            ))
         })?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let reader = state.reader().clone();
@@ -439,17 +446,7 @@ async fn export(
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     // The same range is bound to a newer checkpoint tomorrow: never cached as immutable.
     let cache = if personal { PRIVATE } else { "no-cache" };
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(answer("application/json", cache, body))
 }
 
 #[derive(serde::Deserialize)]

@@ -312,14 +312,10 @@ async fn stream(
         .clone()
         .try_acquire_owned()
         .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_busy",
-                format!(
-                    "{} live clients are connected, the most this server takes; retry later",
-                    state.config().max_sse_clients
-                ),
-            )
+            crate::ledger::too_busy(format!(
+                "{} live clients are connected, the most this server takes; retry later",
+                state.config().max_sse_clients
+            ))
         })?;
     let last_event_id = headers
         .get("last-event-id")

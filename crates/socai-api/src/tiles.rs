@@ -5,13 +5,12 @@
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use socai_chain::tiles::{Tile, TileKind, hash_tile, push_bundle_entry};
 
 use crate::AppState;
-use crate::ledger::{FRESH, IMMUTABLE};
+use crate::ledger::{FRESH, IMMUTABLE, answer};
 use crate::params::Params;
 use crate::problem::ApiError;
 
@@ -30,18 +29,8 @@ async fn checkpoint(
         .reader()
         .latest_checkpoint()?
         .ok_or(socai_store::LedgerError::NoCheckpoint)?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            ),
-            // The spec: mutable, cached a few seconds at most.
-            (header::CACHE_CONTROL, HeaderValue::from_static(FRESH)),
-        ],
-        signed.note,
-    )
-        .into_response())
+    // The spec: mutable, cached a few seconds at most.
+    Ok(answer("text/plain; charset=utf-8", FRESH, signed.note))
 }
 
 async fn tile(
@@ -75,16 +64,6 @@ async fn tile(
             }
         })
         .await?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            // Full and partial tiles alike never change once served.
-            (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
-        ],
-        bytes,
-    )
-        .into_response())
+    // Full and partial tiles alike never change once served.
+    Ok(answer("application/octet-stream", IMMUTABLE, bytes))
 }
