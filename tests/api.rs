@@ -11,9 +11,9 @@ use socai_chain::{
     CheckpointVerifier, ConsistencyProof, Hash, InclusionProof, leaf_hash, node_hash,
 };
 use socai_client::publisher::Outgoing;
-use socai_e2e::Ledger;
 use socai_e2e::nats::*;
 use socai_e2e::openapi::OpenApi;
+use socai_e2e::{Ledger, workload};
 use socai_model::Event;
 
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
@@ -21,17 +21,6 @@ const PATIENCE: Duration = Duration::from_secs(600);
 
 const TOKEN: &str = "socai_test_auditor_token";
 const OTHER_TOKEN: &str = "socai_test_not_a_known_token";
-
-fn workload(n: usize, seed: u64) -> Vec<Event> {
-    socai_sim::Generator::new(socai_sim::SimConfig {
-        seed,
-        provinces: 3,
-        procedures_per_agency: 5,
-        ..Default::default()
-    })
-    .take(n)
-    .collect()
-}
 
 /// socai.toml for these tests: an auditor token, small limits so every limit can be hit, and
 /// frequent checkpoints.
@@ -118,6 +107,16 @@ impl Api {
             content_type,
             body,
         }
+    }
+
+    /// An event as the auditor sees it (`personal=true` with the auditor's token).
+    async fn auditor_event(&self, id: &str) -> serde_json::Value {
+        let path = format!("/v1/events/{id}?personal=true");
+        let a = self
+            .send("GET", "/v1/events/{id}", &path, Some(TOKEN), None)
+            .await;
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        a.json()
     }
 
     async fn get(&self, template: &str, path: &str) -> Answer {
@@ -1677,16 +1676,7 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     }
     let mut sse = Sse::open(&api, "", None).await;
     // The auditor sees it.
-    let shown = api
-        .send(
-            "GET",
-            "/v1/events/{id}",
-            &format!("/v1/events/{}?personal=true", victim.id),
-            Some(TOKEN),
-            None,
-        )
-        .await
-        .json();
+    let shown = api.auditor_event(&victim.id).await;
     assert_eq!(
         shown["personal"]["personal"],
         victim.personal.clone().unwrap()
@@ -1795,42 +1785,15 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
             "{path} still shows redacted data"
         );
     }
-    let entry = api
-        .send(
-            "GET",
-            "/v1/events/{id}",
-            &format!("/v1/events/{}?personal=true", victim.id),
-            Some(TOKEN),
-            None,
-        )
-        .await
-        .json();
+    let entry = api.auditor_event(&victim.id).await;
     assert!(entry["personal"].is_null(), "{entry}");
-    let kept = api
-        .send(
-            "GET",
-            "/v1/events/{id}",
-            &format!("/v1/events/{}?personal=true", keeper.id),
-            Some(TOKEN),
-            None,
-        )
-        .await
-        .json();
+    let kept = api.auditor_event(&keeper.id).await;
     assert_eq!(
         kept["personal"]["personal"],
         keeper.personal.clone().unwrap()
     );
     let later = with_rest[0];
-    let kept = api
-        .send(
-            "GET",
-            "/v1/events/{id}",
-            &format!("/v1/events/{}?personal=true", later.id),
-            Some(TOKEN),
-            None,
-        )
-        .await
-        .json();
+    let kept = api.auditor_event(&later.id).await;
     assert_eq!(
         kept["personal"]["personal"],
         later.personal.clone().unwrap()

@@ -4,25 +4,14 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use socai_client::publisher::Outgoing;
-use socai_e2e::Ledger;
 use socai_e2e::nats::*;
+use socai_e2e::{Ledger, workload};
 use socai_model::Event;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(600);
-
-fn workload(n: usize, seed: u64) -> Vec<Event> {
-    socai_sim::Generator::new(socai_sim::SimConfig {
-        seed,
-        provinces: 3,
-        procedures_per_agency: 5,
-        ..Default::default()
-    })
-    .take(n)
-    .collect()
-}
 
 /// Splits events between `k` publishers by agency, so every subject has one publisher and one
 /// publish order.

@@ -195,6 +195,19 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `n` simulated events of a small country (3 provinces, 5 procedures per agency, so dossiers
+/// start early): what `Ledger::simulate` writes with the same seed.
+pub fn workload(n: usize, seed: u64) -> Vec<socai_model::Event> {
+    socai_sim::Generator::new(socai_sim::SimConfig {
+        seed,
+        provinces: 3,
+        procedures_per_agency: 5,
+        ..Default::default()
+    })
+    .take(n)
+    .collect()
+}
+
 /// The ids of a JSON Lines file, in order.
 pub fn ids(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -138,16 +138,20 @@ async fn log_info(
     )
 }
 
+/// The latest signed checkpoint, or 404 `no_checkpoint`.
+pub(crate) fn latest(state: &AppState) -> Result<SignedCheckpoint, ApiError> {
+    Ok(state
+        .reader()
+        .latest_checkpoint()?
+        .ok_or(socai_store::LedgerError::NoCheckpoint)?)
+}
+
 async fn latest_checkpoint(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
-    let signed = state
-        .reader()
-        .latest_checkpoint()?
-        .ok_or(socai_store::LedgerError::NoCheckpoint)?;
-    json(&checkpoint_json(&signed), FRESH)
+    json(&checkpoint_json(&latest(&state)?), FRESH)
 }
 
 async fn checkpoint_at(
@@ -314,12 +318,7 @@ async fn consistency(
     let to = params.u64("to")?;
     // Only within the signed tree: sizes up to the latest signed checkpoint (any root below it
     // follows from the tiles it attests anyway).
-    let signed = state
-        .reader()
-        .latest_checkpoint()?
-        .ok_or(socai_store::LedgerError::NoCheckpoint)?
-        .checkpoint
-        .size;
+    let signed = latest(&state)?.checkpoint.size;
     let new = to.unwrap_or(signed);
     if new > signed {
         return Err(ApiError::bad_param(

@@ -25,10 +25,7 @@ async fn checkpoint(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
-    let signed = state
-        .reader()
-        .latest_checkpoint()?
-        .ok_or(socai_store::LedgerError::NoCheckpoint)?;
+    let signed = crate::ledger::latest(&state)?;
     // The spec: mutable, cached a few seconds at most.
     Ok(answer("text/plain; charset=utf-8", FRESH, signed.note))
 }
