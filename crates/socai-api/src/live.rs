@@ -98,14 +98,7 @@ async fn values(
             _ => None,
         })
         .collect();
-    values.sort_by(|a, b| {
-        (&a.scope, a.metric, &a.window.from, &a.window.id).cmp(&(
-            &b.scope,
-            b.metric,
-            &b.window.from,
-            &b.window.id,
-        ))
-    });
+    values.sort_by(|a, b| a.display_order().cmp(&b.display_order()));
     json(&serde_json::json!({"values": values}), FRESH)
 }
 

@@ -335,6 +335,11 @@ impl MetricValue {
         self.numerator == 0 && self.denominator.unwrap_or(0) == 0 && self.value.is_none()
     }
 
+    /// The order values are shown in: by scope, metric, then window start and id.
+    pub fn display_order(&self) -> (&Scope, Metric, &str, &str) {
+        (&self.scope, self.metric, &self.window.from, &self.window.id)
+    }
+
     /// Equal as numbers and bounds (tree size and root aside).
     pub fn same_figures(&self, other: &MetricValue) -> bool {
         self.metric == other.metric

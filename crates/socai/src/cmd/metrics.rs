@@ -189,14 +189,7 @@ pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
         }
     };
     let mut shown: Vec<&MetricValue> = values.iter().filter(|v| filter.matches(v)).collect();
-    shown.sort_by(|a, b| {
-        (&a.scope, a.metric, &a.window.from, &a.window.id).cmp(&(
-            &b.scope,
-            b.metric,
-            &b.window.from,
-            &b.window.id,
-        ))
-    });
+    shown.sort_by(|a, b| a.display_order().cmp(&b.display_order()));
     if crate::output::json_mode() {
         println!("{}", serde_json::to_string(&shown)?);
         return Ok(());
