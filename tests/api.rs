@@ -1674,6 +1674,27 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
             assert_eq!(contains_any(p.to_string().as_bytes(), &personal), None);
         }
     }
+    // A conflicting copy of the victim (same id, other content, same personal data) published
+    // without a message id: the ledger rejects it, so REJECTED and EVENTS both hold its personal
+    // data until the redaction erases them.
+    let (client, _) = connect(&url, Some("gateway")).await;
+    let gw = async_nats::jetstream::new(client);
+    let mut conflicting = victim.clone();
+    conflicting.occurred_at = "2026-11-21T08:00:00+07:00".into();
+    gw.publish(
+        socai_wire::subject::event_subject(&victim.agency, &victim.event_type),
+        serde_json::to_vec(&conflicting).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("EVENTS stores the conflicting copy");
+    let (client, _) = connect(&url, Some("ledger")).await;
+    let ljs = async_nats::jetstream::new(client);
+    wait_until(PATIENCE, "the conflicting copy on REJECTED", || async {
+        stream_messages(&ljs, "REJECTED").await == 1
+    })
+    .await;
     let mut sse = Sse::open(&api, "", None).await;
     // The auditor sees it.
     let shown = api.auditor_event(&victim.id).await;
@@ -1698,6 +1719,9 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     assert_eq!(a.status, 201, "{}", a.text());
     let done = a.json();
     assert_eq!(done["target_seq"], victim_seq);
+    // The original on EVENTS, the conflicting copy there and its REJECTED copy.
+    assert_eq!(done["copies_erased"], 3, "{done}");
+    assert_eq!(done["copies_pending"], false);
     let redaction_seq = done["redaction_seq"].as_u64().unwrap();
     assert!(done["tree_size"].as_u64().unwrap() > redaction_seq);
     // Again: nothing left to redact.
@@ -1728,6 +1752,25 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     let total = events.len() as u64 + 2;
     wait_checkpoint(&api, total).await;
     phase("two redactions while 1500 more events arrived");
+
+    // A copy of the redacted event arriving afterwards, refused before the ledger sees it (a bad
+    // field): its REJECTED copy and its EVENTS message are erased too, at the next erasure pass.
+    let mut late = victim.clone();
+    late.occurred_at = "yesterday".into();
+    gw.publish(
+        socai_wire::subject::event_subject(&victim.agency, &victim.event_type),
+        serde_json::to_vec(&late).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("EVENTS stores the late copy");
+    wait_until(PATIENCE, "the late copy rejected, then erased", || async {
+        let mut rejected = ljs.get_stream("REJECTED").await.unwrap();
+        let state = &rejected.info().await.unwrap().state;
+        state.last_sequence >= 2 && state.messages == 0
+    })
+    .await;
 
     // Nothing lost, nothing twice.
     let ids = api_ids(&api, total).await;
@@ -1839,6 +1882,65 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     serve.stop();
     assert_eq!(ledger.verified_size(), total);
     phase("verified after stopping");
+
+    // Real erasure: no file socai or its nats-server wrote (data dir, key file, JetStream store,
+    // every log) holds the redacted values any more; the kept ones are still there (sealed in the
+    // store, plain in EVENTS), so the scan does see what it looks for.
+    let elsewhere: std::collections::BTreeSet<String> = personal_values(
+        &events
+            .iter()
+            .filter(|e| e.id != victim.id && e.id != second.id)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .collect();
+    let gone: Vec<String> = gone
+        .into_iter()
+        .filter(|v| !elsewhere.contains(v))
+        .collect();
+    assert!(
+        gone.len() >= 2,
+        "the redacted events had personal values of their own"
+    );
+    let hits = files_containing(ledger.tmp.path(), &gone);
+    assert!(
+        hits.is_empty(),
+        "redacted personal data still on disk: {hits:?}"
+    );
+    let kept_value = personal_values(std::slice::from_ref(keeper));
+    assert!(
+        !files_containing(&ledger.path("nats"), &kept_value).is_empty(),
+        "the scan finds personal data that was not redacted"
+    );
+    phase("redacted values in no file");
+}
+
+/// Files under `dir` (recursively) that contain any of `needles`, with the needle found.
+fn files_containing(
+    dir: &std::path::Path,
+    needles: &[String],
+) -> Vec<(std::path::PathBuf, String)> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                for n in needles {
+                    if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
+                        hits.push((p.clone(), n.clone()));
+                    }
+                }
+            }
+        }
+    }
+    hits
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -877,9 +877,52 @@ async fn agencies_publish_only_as_themselves_and_dashboards_publish_nothing() {
         events_before + 1
     );
 
+    // Squatting: H02 publishes, on its own subject, an event under H01's next id, and even sets
+    // the JetStream message id H01's own publish would carry. H01's event is still stored and
+    // committed (ids are unique per agency; a message id is nobody's to claim), and nothing H01
+    // is told names H02's event.
+    let squat = event_of("000.00.12.H02", "h01-3");
+    let h02_js = async_nats::jetstream::new(h02.clone());
+    for msg_id in ["h01-3", "000-00-12-H01/h01-3"] {
+        h02_js
+            .send_publish(
+                socai_wire::subject::event_subject("000.00.12.H02", "dossier.submitted"),
+                async_nats::jetstream::message::PublishMessage::build()
+                    .payload(serde_json::to_vec(&squat).expect("json").into())
+                    .message_id(msg_id),
+            )
+            .await
+            .expect("H02 publishes on its own subject")
+            .await
+            .expect("stored");
+    }
+    let own_next = event_of(h01, "h01-3");
+    let ack = agency
+        .publish(&own_next)
+        .await
+        .expect("H01 publishes its own id");
+    assert!(!ack.duplicate, "H01's event was taken for H02's: {ack:?}");
+    wait_committed(&js, 5, PATIENCE).await;
+    let rejected = stream_contents(&js, socai_wire::stream::REJECTED).await;
+    assert_eq!(rejected.len(), 1, "only the disguised event was rejected");
+
     serve.stop();
-    let ids: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
-    assert_eq!(ids, ["h01-0", "h01-1", "h01-2"]);
+    let events: Vec<(String, String)> = ledger_events(&ledger)
+        .into_iter()
+        .map(|e| (e.0, e.1))
+        .collect();
+    let h01_owned = |id: &str| (id.to_string(), h01.to_string());
+    assert_eq!(
+        events,
+        [
+            h01_owned("h01-0"),
+            h01_owned("h01-1"),
+            h01_owned("h01-2"),
+            ("h01-3".to_string(), "000.00.12.H02".to_string()),
+            h01_owned("h01-3"),
+        ],
+        "H02's squat and H01's own event are both committed, each as its agency's"
+    );
 }
 
 /// Publishes to `subject` and waits for the server to refuse exactly that subject to this user.

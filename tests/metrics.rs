@@ -32,7 +32,7 @@ fn project(ledger: &Ledger, url: &str, shard: usize) -> Serve {
 /// The latest published value of every key (no-data values dropped) and the workers' marks.
 async fn published(url: &str) -> (BTreeMap<String, MetricValue>, BTreeMap<String, u64>) {
     let (client, _) = connect(url, Some("dashboard")).await;
-    let js = async_nats::jetstream::new(client);
+    let js = socai_client::jetstream(client).await;
     let mut values = BTreeMap::new();
     let mut marks = BTreeMap::new();
     for (key, p) in projector::read_published(&js, false, ">")

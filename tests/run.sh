@@ -19,6 +19,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== canonical bytes in the chain crate's own build (features not unified with the binary's)"
+cargo test -p socai-chain --locked --test number_canon
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

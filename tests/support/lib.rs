@@ -125,9 +125,10 @@ impl Ledger {
         path
     }
 
-    /// Ledger size from `verify --json` (which must pass).
+    /// Ledger size from `verify --json --vkey <its checkpoint.vkey>` (which must pass).
     pub fn verified_size(&self) -> u64 {
-        let v = self.json(&["verify"]);
+        let vkey = self.dir().join("checkpoint.vkey");
+        let v = self.json(&["verify", "--vkey", vkey.to_str().expect("utf-8 path")]);
         assert_eq!(v["ok"], true, "verify: {v}");
         v["report"]["entries"].as_u64().expect("entries")
     }
@@ -178,13 +179,6 @@ pub fn edit_bundle(tree: &sled::Tree, seq: u64, edit: impl FnOnce(&mut Vec<Vec<u
     edit(&mut entries, pos);
     let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
     tree.insert(key, join_bundle(&refs)).expect("write bundle");
-}
-
-/// sled key of the id index record of `id`.
-pub fn id_key(id: &str) -> Vec<u8> {
-    let mut k = vec![b'i'];
-    k.extend_from_slice(id.as_bytes());
-    k
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -107,6 +107,12 @@ impl From<LedgerError> for ApiError {
             LedgerError::NothingToRedact { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "nothing_to_redact", e.to_string())
             }
+            LedgerError::AmbiguousId { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "ambiguous_id", e.to_string())
+            }
+            LedgerError::InvalidRedaction(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_redaction", e.to_string())
+            }
             _ => {
                 tracing::error!(cause = %e, "ledger read failed");
                 ApiError::internal(format!("the ledger failed: {e}"))

@@ -186,6 +186,16 @@ impl CheckpointVerifier {
             };
             CheckpointError::BadKey(format!("verifier key {:?} {reason}", short(vkey)))
         })?;
+        // One spelling per key (C2SP signed-note: the id as 8 lowercase hex digits), so a key
+        // pinned as text compares equal to the same key written by anyone else.
+        let prefix = format!("{}+{:08x}+", verifier.name(), verifier.key_id());
+        if !vkey.starts_with(&prefix) {
+            return Err(CheckpointError::BadKey(format!(
+                "verifier key {:?} spells its key id other than as 8 lowercase hex digits ({:08x})",
+                short(vkey),
+                verifier.key_id()
+            )));
+        }
         Ok(CheckpointVerifier {
             verifier,
             vkey: vkey.to_owned(),

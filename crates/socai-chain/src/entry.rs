@@ -4,14 +4,20 @@
 //! `{"v":1,"seq":n,"prev":"<hex>","recorded_at":"<RFC 3339 UTC>","event":{...},"personal_commitment":"<hex>"}`
 //! (`personal_commitment` only when the event carried `personal`).
 //!
+//! Every decoder is strict: an entry is accepted only if its bytes are exactly the canonical
+//! encoding of what it says, so no key appears twice anywhere (two JSON readers can never see
+//! different facts under one signed hash) and every spelling (whitespace, key order, numbers,
+//! escapes) is the one RFC 8785 writes.
+//!
 //! Decoding follows one rule set along three paths. [`Entry::decode_header`], the verification hot
-//! path, first tries a byte scanner that accepts only the exact layout [`Entry::to_canonical`]
-//! writes (everything the ledger stores) and gives up on anything else. The serde path then
-//! decides, with structs that borrow from the input, reject unknown and repeated keys and check
-//! every type without building a `Value`; [`Entry::decode`] uses the same structs to build the
-//! whole entry. Only when they reject does [`Entry::from_value`] re-read the input, to name the
-//! offending field. Canonical bytes come from a small RFC 8785 writer, checked against the
-//! `serde_json_canonicalizer` crate in tests.
+//! path, first tries a byte scanner that accepts only the exact canonical layout [`Entry::to_canonical`]
+//! writes (everything the ledger stores: keys in order, canonical strings and numbers) and gives up
+//! on anything else. The serde path then decides, with structs that reject unknown and repeated
+//! keys and check every type, and compares the re-encoding with the input;
+//! [`Entry::decode`] builds the whole entry that way. Only when they reject does
+//! [`Entry::from_value`] re-read the input, to name the offending field, after a scan for repeated
+//! keys (which a `Value` silently merges). Canonical bytes come from a small RFC 8785 writer,
+//! checked against the `serde_json_canonicalizer` crate in tests.
 
 use crate::hash::Hash;
 use hmac::{Hmac, Mac};
@@ -19,6 +25,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
 /// Format version of entries written by this code.
@@ -55,6 +64,21 @@ pub struct EntryHeader {
     pub prev: Hash,
     pub personal_commitment: Option<Hash>,
 }
+
+/// An entry's header and the fields the id and dossier indexes are keyed by, borrowed from the
+/// entry bytes where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryParts<'a> {
+    pub header: EntryHeader,
+    pub agency: Cow<'a, str>,
+    pub id: Cow<'a, str>,
+    pub dossier: Cow<'a, str>,
+    /// The event's canonical JSON (`canonical_json(&entry.event)`), a slice of the entry.
+    pub event: &'a [u8],
+}
+
+/// Where the event object starts in a canonical entry: right after `{"event":`.
+const EVENT_START: usize = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
@@ -111,54 +135,62 @@ impl Entry {
         out
     }
 
-    /// Parses and checks structure: valid JSON object with exactly the keys v, seq, prev,
-    /// recorded_at, event, optional personal_commitment; v == 1; hashes are 64 hex; event is an
-    /// object with string id/type/agency/procedure/dossier/occurred_at, integer schema, object data.
-    /// Does not check canonical form (see [`Entry::decode_canonical`]).
+    /// Parses and checks an entry: a JSON object with exactly the keys v, seq, prev, recorded_at,
+    /// event, optional personal_commitment; v == 1; hashes are 64 lowercase hex digits; event is
+    /// an object with string id/type/agency/procedure/dossier/occurred_at, integer schema, object
+    /// data; and the bytes are exactly the RFC 8785 canonical encoding of all that (no whitespace,
+    /// keys sorted, canonical numbers and escapes), so no key appears twice anywhere.
     ///
-    /// Hashes must be lowercase hex, and no object outside `data` may repeat a key.
+    /// Structural errors name the field and come first; then a repeated key is named
+    /// (`entry field /event/data/k: duplicate key`); any other difference is
+    /// [`EntryError::NotCanonical`] (see [`non_canonical_detail`] for where).
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
-        let wire = parse::<String, Map<String, Value>>(bytes)?;
-        let event = wire.event;
-        let mut map = Map::new();
-        for (key, value) in EVENT_KEYS.iter().zip([
-            event.id,
-            event.kind,
-            event.agency,
-            event.procedure,
-            event.dossier,
-            event.occurred_at,
-        ]) {
-            map.insert((*key).to_owned(), Value::String(value));
+        let entry = decode_structure(bytes)?;
+        if entry.to_canonical() != bytes {
+            return Err(explain_non_canonical(bytes));
         }
-        map.insert("schema".to_owned(), Value::Number(event.schema.0));
-        map.insert("data".to_owned(), Value::Object(event.data));
-        Ok(Entry {
-            seq: wire.seq,
-            prev: wire.prev.0,
-            recorded_at: wire.recorded_at,
-            event: Value::Object(map),
-            personal_commitment: wire.personal_commitment.map(|h| h.0),
-        })
+        Ok(entry)
     }
 
     /// The verification hot path: every check of [`Entry::decode`], without building the event.
     /// Canonical entries (all the ledger writes) take a byte scanner; anything else the serde path.
     pub fn decode_header(bytes: &[u8]) -> Result<EntryHeader, EntryError> {
-        scan_canonical(bytes).map_or_else(|| decode_header_serde(bytes), Ok)
+        Entry::decode_parts(bytes).map(|parts| parts.header)
     }
 
-    /// [`Entry::decode`] plus: re-encoding gives back exactly `bytes`.
-    pub fn decode_canonical(bytes: &[u8]) -> Result<Entry, EntryError> {
-        let entry = Entry::decode(bytes)?;
-        if entry.to_canonical() != bytes {
-            return Err(EntryError::NotCanonical);
+    /// [`Entry::decode_header`] plus what an index check needs: the event's agency, id and
+    /// dossier and its canonical JSON bytes (a slice of `bytes`).
+    pub fn decode_parts(bytes: &[u8]) -> Result<EntryParts<'_>, EntryError> {
+        if let Some(parts) = scan_canonical(bytes) {
+            return Ok(parts);
         }
-        Ok(entry)
+        let entry = Entry::decode(bytes)?;
+        // Canonical: the event is the object right after `{"event":`, as the writer put it.
+        let event_len = canonical_json(&entry.event).len();
+        let event = &bytes[EVENT_START..EVENT_START + event_len];
+        let text = |key: &str| Cow::Owned(entry.event_str(key).to_owned());
+        Ok(EntryParts {
+            header: EntryHeader {
+                seq: entry.seq,
+                prev: entry.prev,
+                personal_commitment: entry.personal_commitment,
+            },
+            agency: text("agency"),
+            id: text("id"),
+            dossier: text("dossier"),
+            event,
+        })
     }
 
-    /// Checks an already parsed entry with the rules of [`Entry::decode`] (except repeated keys,
-    /// which a `Value` cannot hold) and names the first offending field.
+    /// The same as [`Entry::decode`]: every decoder accepts canonical bytes only.
+    pub fn decode_canonical(bytes: &[u8]) -> Result<Entry, EntryError> {
+        Entry::decode(bytes)
+    }
+
+    /// Checks an already parsed entry with the rules of [`Entry::decode`] and names the first
+    /// offending field. A `Value` has no spelling and cannot repeat a key, so what is left of
+    /// "canonical" is that the entry survives its own encoding: every number must be exactly an
+    /// IEEE double (RFC 8785 writes `9007199254740993` as `9007199254740992`, another fact).
     pub fn from_value(value: Value) -> Result<Entry, EntryError> {
         let Value::Object(mut top) = value else {
             return Err(expected("", "an object", &value));
@@ -202,6 +234,8 @@ impl Entry {
         if !top["recorded_at"].is_string() {
             return Err(expected("/recorded_at", "a string", &top["recorded_at"]));
         }
+        exact_numbers(&top["seq"], "/seq")?;
+        exact_numbers(&top["event"], "/event")?;
         let (Some(Value::String(recorded_at)), Some(event)) =
             (top.remove("recorded_at"), top.remove("event"))
         else {
@@ -296,14 +330,153 @@ pub fn check_personal(commitment: &Hash, salt: &[u8; 16], personal: &Value) -> b
     personal_commitment(salt, personal) == *commitment
 }
 
-/// [`Entry::decode_header`] without the canonical fast path.
-fn decode_header_serde(bytes: &[u8]) -> Result<EntryHeader, EntryError> {
-    let wire = parse::<AnyString, AnyObject>(bytes)?;
-    Ok(EntryHeader {
+/// Where and how `bytes` (JSON without repeated keys) differ from their RFC 8785 encoding, for
+/// error messages: `None` if they are canonical or not JSON at all.
+pub fn non_canonical_detail(bytes: &[u8]) -> Option<String> {
+    let canonical = canonical_json(&serde_json::from_slice::<Value>(bytes).ok()?);
+    let at = bytes
+        .iter()
+        .zip(&canonical)
+        .position(|(a, b)| a != b)
+        .unwrap_or(bytes.len().min(canonical.len()));
+    if at == bytes.len() && at == canonical.len() {
+        return None;
+    }
+    let excerpt = |b: &[u8]| {
+        let mut end = b.len().min(at + 24);
+        // Whole characters only.
+        while end < b.len() && b[end] & 0xc0 == 0x80 {
+            end += 1;
+        }
+        let text = String::from_utf8_lossy(&b[at.min(end)..end]).into_owned();
+        if text.is_empty() {
+            "the end".to_owned()
+        } else {
+            format!("{text:?}")
+        }
+    };
+    Some(format!(
+        "at byte {at}: found {}, RFC 8785 writes {}",
+        excerpt(bytes),
+        excerpt(&canonical)
+    ))
+}
+
+/// The structural half of [`Entry::decode`] (everything but canonical form).
+fn decode_structure(bytes: &[u8]) -> Result<Entry, EntryError> {
+    let wire = parse::<String, Map<String, Value>>(bytes)?;
+    let event = wire.event;
+    let mut map = Map::new();
+    for (key, value) in EVENT_KEYS.iter().zip([
+        event.id,
+        event.kind,
+        event.agency,
+        event.procedure,
+        event.dossier,
+        event.occurred_at,
+    ]) {
+        map.insert((*key).to_owned(), Value::String(value));
+    }
+    map.insert("schema".to_owned(), Value::Number(event.schema.0));
+    map.insert("data".to_owned(), Value::Object(event.data));
+    Ok(Entry {
         seq: wire.seq,
         prev: wire.prev.0,
+        recorded_at: wire.recorded_at,
+        event: Value::Object(map),
         personal_commitment: wire.personal_commitment.map(|h| h.0),
     })
+}
+
+/// Why bytes that decode structurally are not the canonical entry: a repeated key (named), or
+/// another spelling.
+fn explain_non_canonical(bytes: &[u8]) -> EntryError {
+    match find_duplicate_key(bytes) {
+        Some(path) => field(&path, "duplicate key"),
+        None => EntryError::NotCanonical,
+    }
+}
+
+/// The JSON pointer of the first repeated key in `bytes` (at any depth), if any.
+pub fn find_duplicate_key(bytes: &[u8]) -> Option<String> {
+    let found = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let _ = de::DeserializeSeed::deserialize(
+        DuplicateScan {
+            path: String::new(),
+            found: &found,
+        },
+        &mut de,
+    );
+    found.into_inner()
+}
+
+/// Walks any JSON value, stopping at the first object that repeats a key (its pointer goes to
+/// `found`).
+struct DuplicateScan<'f> {
+    path: String,
+    found: &'f RefCell<Option<String>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for DuplicateScan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DuplicateScan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let path = format!("{}/{i}", self.path);
+            let seed = DuplicateScan {
+                path,
+                found: self.found,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = format!("{}/{}", self.path, pointer_token(&key));
+            if !seen.insert(key) {
+                *self.found.borrow_mut() = Some(path);
+                return Err(de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(DuplicateScan {
+                path,
+                found: self.found,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 // ---- RFC 8785 (JCS) writer ----
@@ -412,11 +585,14 @@ where
     }
 }
 
-/// The error path: re-read as a `Value` to name the field. Only repeated keys, which a `Value`
-/// silently merges, fall through to serde's own message.
+/// The error path: a repeated key (which a `Value` would silently merge) is named first, then
+/// the input is re-read as a `Value` to name the field.
 fn explain(bytes: &[u8], err: &serde_json::Error) -> EntryError {
     if err.is_syntax() || err.is_eof() {
         return EntryError::Json(err.to_string());
+    }
+    if let Some(path) = find_duplicate_key(bytes) {
+        return field(&path, "duplicate key");
     }
     match serde_json::from_slice::<Value>(bytes).map(Entry::from_value) {
         Err(e) => EntryError::Json(e.to_string()),
@@ -472,113 +648,35 @@ impl<'de> Deserialize<'de> for Integer {
     }
 }
 
-/// Any JSON string, not kept.
-struct AnyString;
-
-impl<'de> Deserialize<'de> for AnyString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = AnyString;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyString, E> {
-                Ok(AnyString)
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Any JSON object, not kept. Its values are read as a `Value` would read them (numbers are
-/// parsed, so `1e400` fails here as it does there), without allocating.
-struct AnyObject;
-
-impl<'de> Deserialize<'de> for AnyObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyObject;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyObject, A::Error> {
-                while map.next_entry::<AnyString, AnyValue>()?.is_some() {}
-                Ok(AnyObject)
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// Any JSON value, not kept.
-struct AnyValue;
-
-impl<'de> Deserialize<'de> for AnyValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<AnyValue, E> {
-                Ok(AnyValue)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
-                while seq.next_element::<AnyValue>()?.is_some() {}
-                Ok(AnyValue)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
-                while map.next_entry::<AnyString, AnyValue>()?.is_some() {}
-                Ok(AnyValue)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 // ---- the canonical fast path ----
 
 /// Reads an entry laid out exactly as [`Entry::to_canonical`] writes it, or gives up (`None`) at
-/// the first byte it is not sure of: it only ever accepts what the serde path accepts, and leaves
-/// every rejection (and every unusual but valid entry) to it.
-fn scan_canonical(bytes: &[u8]) -> Option<EntryHeader> {
+/// the first byte it is not sure of: it accepts only canonical bytes (keys in RFC 8785 order,
+/// hence never repeated; canonical strings and numbers; no whitespace), which the serde path
+/// accepts too, and leaves every rejection (and every unusual but canonical entry) to it.
+fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     let mut c = Scanner { b: bytes, i: 0 };
     c.lit(b"{\"event\":{\"agency\":")?;
-    c.string()?;
+    let agency = c.string()?;
     c.lit(b",\"data\":")?;
     c.object(0)?;
-    for key in ["dossier", "id", "occurred_at", "procedure"] {
+    let mut fields = [b"".as_slice(); 4];
+    for (key, slot) in ["dossier", "id", "occurred_at", "procedure"]
+        .iter()
+        .zip(&mut fields)
+    {
         c.lit(b",\"")?;
         c.lit(key.as_bytes())?;
         c.lit(b"\":")?;
-        c.string()?;
+        *slot = c.string()?;
     }
     c.lit(b",\"schema\":")?;
-    // serde_json reads `-0` as a float, which `schema` refuses: leave it to serde to say so.
-    if c.integer()? == (true, 0) {
-        return None;
-    }
+    c.integer()?;
     c.lit(b",\"type\":")?;
     c.string()?;
-    c.lit(b"},")?;
+    c.lit(b"}")?;
+    let event = &bytes[EVENT_START..c.i];
+    c.lit(b",")?;
     let personal_commitment = if c.lit(b"\"personal_commitment\":").is_some() {
         let hash = c.hash()?;
         c.lit(b",")?;
@@ -595,11 +693,52 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryHeader> {
         return None;
     };
     c.lit(b",\"v\":1}")?;
-    (c.i == bytes.len()).then_some(EntryHeader {
-        seq,
-        prev,
-        personal_commitment,
+    if c.i != bytes.len() {
+        return None;
+    }
+    Some(EntryParts {
+        header: EntryHeader {
+            seq,
+            prev,
+            personal_commitment,
+        },
+        agency: string_content(agency)?,
+        id: string_content(fields[1])?,
+        dossier: string_content(fields[0])?,
+        event,
     })
+}
+
+/// The value of a canonical JSON string from its raw content (between the quotes).
+fn string_content(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if raw.contains(&b'\\') {
+        let mut quoted = Vec::with_capacity(raw.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(raw);
+        quoted.push(b'"');
+        serde_json::from_slice::<String>(&quoted)
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+    }
+}
+
+/// Whether `a < b` in RFC 8785 key order (UTF-16 code units) for raw canonical string contents
+/// without escapes. UTF-8 byte order is code point order, which differs from UTF-16 order only
+/// between U+E000..U+FFFF (lead bytes 0xEE, 0xEF) and supplementary characters (0xF0..).
+fn key_less(a: &[u8], b: &[u8]) -> bool {
+    let differ = a.iter().zip(b).position(|(x, y)| x != y);
+    match differ {
+        Some(i) if a[i] >= 0xee || b[i] >= 0xee => {
+            match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+                (Ok(a), Ok(b)) => a.encode_utf16().lt(b.encode_utf16()),
+                _ => false,
+            }
+        }
+        Some(i) => a[i] < b[i],
+        None => a.len() < b.len(),
+    }
 }
 
 struct Scanner<'a> {
@@ -620,7 +759,8 @@ impl<'a> Scanner<'a> {
         (self.b.get(self.i..end)? == s).then(|| self.i = end)
     }
 
-    /// A string without `\u` escapes (valid, but left to serde); returns its raw content.
+    /// A string as RFC 8785 writes it (serde_json's escaping): `\"`, `\\`, `\b \f \n \r \t`, other
+    /// controls as lowercase `\u00xx`, everything else literal. Returns its raw content.
     fn string(&mut self) -> Option<&'a [u8]> {
         self.lit(b"\"")?;
         let start = self.i;
@@ -631,15 +771,27 @@ impl<'a> Scanner<'a> {
             self.i += run + 1;
             match *rest.get(run)? {
                 b'"' => break,
-                b'\\' => {
-                    if !matches!(
-                        self.peek()?,
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
-                    ) {
-                        return None;
+                b'\\' => match self.peek()? {
+                    b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                    b'u' => {
+                        // Only controls without a short form: \u0000-\u001f but \b \t \n \f \r.
+                        let hex = self.b.get(self.i + 1..self.i + 5)?;
+                        let (b'0', b'0', hi @ (b'0' | b'1'), lo) = (hex[0], hex[1], hex[2], hex[3])
+                        else {
+                            return None;
+                        };
+                        let lo = match lo {
+                            b'0'..=b'9' => lo - b'0',
+                            b'a'..=b'f' => lo - b'a' + 10,
+                            _ => return None,
+                        };
+                        if hi == b'0' && matches!(lo, 8 | 9 | 0xa | 0xc | 0xd) {
+                            return None;
+                        }
+                        self.i += 5;
                     }
-                    self.i += 1;
-                }
+                    _ => return None,
+                },
                 0x80.. => ascii = false,
                 _ => return None,
             }
@@ -659,12 +811,17 @@ impl<'a> Scanner<'a> {
         Some(hash)
     }
 
-    /// `-?(0|[1-9][0-9]*)` of at most 18 digits (so it fits an i64), as (negative, magnitude).
+    /// A canonical integer of at most 15 digits (exact as a double, written as digits):
+    /// `-?(0|[1-9][0-9]*)`, not `-0`, not followed by a fraction or exponent. As (negative,
+    /// magnitude).
     fn integer(&mut self) -> Option<(bool, u64)> {
         let negative = self.lit(b"-").is_some();
         let digits = self.digits()?;
         let text = &self.b[self.i - digits..self.i];
-        if digits > 18 || (digits > 1 && text[0] == b'0') {
+        if digits > 15 || (digits > 1 && text[0] == b'0') || (negative && text == b"0") {
+            return None;
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         Some((
@@ -681,14 +838,31 @@ impl<'a> Scanner<'a> {
         (self.i > start).then_some(self.i - start)
     }
 
-    /// A number that is certainly finite as an f64: an integer, optionally with a short fraction.
+    /// A number exactly as RFC 8785 writes it (ECMAScript `Number.prototype.toString`): short
+    /// integers directly, anything else by formatting the double it denotes and comparing.
     fn number(&mut self) -> Option<()> {
-        self.integer()?;
-        if self.lit(b".").is_some() && self.digits()? > 17 {
+        let start = self.i;
+        if self.integer().is_some() {
+            return Some(());
+        }
+        self.i = start;
+        while self
+            .peek()
+            .is_some_and(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        {
+            self.i += 1;
+        }
+        let text = &self.b[start..self.i];
+        if text.is_empty() || text.len() > 32 {
             return None;
         }
-        // Exponents are valid JSON but left to serde, which knows when they overflow.
-        (!matches!(self.peek(), Some(b'e' | b'E'))).then_some(())
+        let value: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+        if !value.is_finite() {
+            return None;
+        }
+        let mut canonical = Vec::with_capacity(32);
+        write_number(&mut canonical, value);
+        (canonical == text).then_some(())
     }
 
     fn value(&mut self, depth: u32) -> Option<()> {
@@ -714,10 +888,13 @@ impl<'a> Scanner<'a> {
             b't' => self.lit(b"true"),
             b'f' => self.lit(b"false"),
             b'n' => self.lit(b"null"),
-            _ => self.number(),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
         }
     }
 
+    /// An object whose keys are in strictly increasing RFC 8785 order (so none repeats). Keys
+    /// with escapes are left to the serde path.
     fn object(&mut self, depth: u32) -> Option<()> {
         if depth >= Self::MAX_DEPTH {
             return None;
@@ -726,8 +903,13 @@ impl<'a> Scanner<'a> {
         if self.lit(b"}").is_some() {
             return Some(());
         }
+        let mut previous: Option<&[u8]> = None;
         loop {
-            self.string()?;
+            let key = self.string()?;
+            if key.contains(&b'\\') || previous.is_some_and(|p| !key_less(p, key)) {
+                return None;
+            }
+            previous = Some(key);
             self.lit(b":")?;
             self.value(depth)?;
             if self.lit(b"}").is_some() {
@@ -795,6 +977,41 @@ fn parse_lower_hex(s: &[u8]) -> Option<Hash> {
 
 fn bad_hash(s: &str) -> String {
     format!("expected 64 lowercase hex digits, found {:?}", truncate(s))
+}
+
+/// Every number in `v` is exactly an IEEE double, so its canonical spelling means the same.
+fn exact_numbers(v: &Value, path: &str) -> Result<(), EntryError> {
+    match v {
+        Value::Number(n) => {
+            let exact = if let Some(u) = n.as_u64() {
+                let f = u as f64;
+                f < 18_446_744_073_709_551_616.0 && f as u64 == u
+            } else if let Some(i) = n.as_i64() {
+                i as f64 as i64 == i
+            } else {
+                true
+            };
+            if exact {
+                Ok(())
+            } else {
+                let mut canonical = Vec::new();
+                write_number(&mut canonical, n.as_f64().unwrap_or_default());
+                Err(field(
+                    path,
+                    format!(
+                        "number {n} is not exactly an IEEE double (RFC 8785 writes it as {})",
+                        String::from_utf8_lossy(&canonical)
+                    ),
+                ))
+            }
+        }
+        Value::Array(items) => (items.iter().enumerate())
+            .try_for_each(|(i, item)| exact_numbers(item, &format!("{path}/{i}"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, item)| exact_numbers(item, &format!("{path}/{}", pointer_token(k)))),
+        _ => Ok(()),
+    }
 }
 
 fn hash_value(v: &Value, path: &str) -> Result<Hash, EntryError> {
@@ -925,7 +1142,7 @@ mod tests {
     /// The fast path accepts only what the serde path accepts, with the same header; and
     /// `decode_header` and `decode` agree on every input.
     fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
-        let serde = decode_header_serde(bytes);
+        let serde = decode_serde_parts(bytes);
         if let Some(fast) = scan_canonical(bytes) {
             prop_assert_eq!(
                 Ok(fast),
@@ -940,12 +1157,35 @@ mod tests {
             personal_commitment: e.personal_commitment,
         });
         prop_assert_eq!(
-            full,
+            full.clone(),
             Entry::decode_header(bytes),
             "{}",
             String::from_utf8_lossy(bytes)
         );
+        // Whatever is accepted is canonical.
+        if let Ok(header) = full {
+            let entry = Entry::decode(bytes).unwrap();
+            prop_assert_eq!(entry.to_canonical(), bytes.to_vec());
+            prop_assert_eq!(header.seq, entry.seq);
+        }
         Ok(())
+    }
+
+    /// The serde path of [`Entry::decode_parts`] (without the scanner).
+    fn decode_serde_parts(bytes: &[u8]) -> Result<EntryParts<'_>, EntryError> {
+        let entry = Entry::decode(bytes)?;
+        let event_len = canonical_json(&entry.event).len();
+        Ok(EntryParts {
+            header: EntryHeader {
+                seq: entry.seq,
+                prev: entry.prev,
+                personal_commitment: entry.personal_commitment,
+            },
+            agency: Cow::Owned(entry.event_str("agency").to_owned()),
+            id: Cow::Owned(entry.event_str("id").to_owned()),
+            dossier: Cow::Owned(entry.event_str("dossier").to_owned()),
+            event: &bytes[EVENT_START..EVENT_START + event_len],
+        })
     }
 
     proptest! {
@@ -1004,31 +1244,59 @@ mod tests {
         let bytes = entry.to_canonical();
         assert_eq!(
             scan_canonical(&bytes),
-            Some(decode_header_serde(&bytes).unwrap())
+            Some(decode_serde_parts(&bytes).unwrap())
         );
         // Hand-made inputs the random mutations rarely reach.
         let text = String::from_utf8(bytes.clone()).unwrap();
         for (from, to) in [
             ("\"schema\":1", "\"schema\":-0"),
-            ("\"schema\":1", "\"schema\":-1"),
             ("\"seq\":12", "\"seq\":-0"),
             ("[1,", "[-0,"),
             ("[1,", "[01,"),
             ("[1,", "[1.,"),
-            ("[1,", "[-0.5,"),
+            ("[1,", "[1.0,"),
+            ("[1,", "[1e0,"),
+            ("[1,", "[1E+0,"),
             ("\"z\":true", "\"z\":tru"),
+            ("\"z\":true", "\"z\":true,\"z\":true"),
+            ("\"z\":true", "\"a\":true"),
+            ("\"y\":null", "\"y\":\"\\/\""),
+            ("\"y\":null", "\"y\":\"\\u0041\""),
+            ("\"y\":null", "\"y\":\"\\u000a\""),
+            ("\"y\":null", "\"y\":\"\\u001F\""),
         ] {
-            agree(text.replacen(from, to, 1).as_bytes()).unwrap();
+            let changed = text.replacen(from, to, 1);
+            agree(changed.as_bytes()).unwrap();
+            assert!(
+                Entry::decode_header(changed.as_bytes()).is_err(),
+                "{changed}"
+            );
         }
-        let minus_zero = text.replacen("\"schema\":1", "\"schema\":-0", 1);
-        assert!(Entry::decode_header(minus_zero.as_bytes()).is_err());
-        // Exponents, \u escapes and deep nesting are valid but left to serde.
-        let deep = (0..20).fold(json!(1), |v, _| json!([v]));
+        for (from, to) in [("\"schema\":1", "\"schema\":-1"), ("[1,", "[-0.5,")] {
+            let changed = text.replacen(from, to, 1);
+            agree(changed.as_bytes()).unwrap();
+            assert!(scan_canonical(changed.as_bytes()).is_some(), "{changed}");
+        }
+        // Exponents, fractions and control escapes are canonical when RFC 8785 writes them so.
         for data in [
             json!({"x": 1e300}),
-            json!({"x": "\u{1}"}),
-            json!({ "x": deep }),
+            json!({"x": 1e-7}),
+            json!({"x": 0.1}),
+            json!({"x": "\u{1}\u{1f}"}),
+            json!({"\u{e000}": 1, "\u{1f600}": 2}),
         ] {
+            let bytes = Entry { event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
+                "occurred_at": "o", "schema": 1, "data": data}), ..entry.clone() }.to_canonical();
+            assert_eq!(
+                scan_canonical(&bytes).map(|p| p.header),
+                Some(Entry::decode_header(&bytes).unwrap()),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        // Deep nesting and escaped keys are valid but left to serde.
+        let deep = (0..20).fold(json!(1), |v, _| json!([v]));
+        for data in [json!({ "x": deep }), json!({"a\nb": 1})] {
             let bytes = Entry { event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
                 "occurred_at": "o", "schema": 1, "data": data}), ..entry.clone() }.to_canonical();
             assert_eq!(
@@ -1039,5 +1307,64 @@ mod tests {
             );
             assert!(Entry::decode_header(&bytes).is_ok());
         }
+    }
+
+    #[test]
+    fn repeated_keys_are_named() {
+        let entry = Entry {
+            seq: 3,
+            prev: Hash([7; 32]),
+            recorded_at: "2026-06-09T01:00:00Z".into(),
+            event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
+                "occurred_at": "o", "schema": 1, "data": {"k": 1, "n": {"m": [1, {"z": 2}]}}}),
+            personal_commitment: None,
+        };
+        let text = String::from_utf8(entry.to_canonical()).unwrap();
+        for (from, to, path) in [
+            ("\"k\":1", "\"k\":1,\"k\":2", "/event/data/k"),
+            ("\"k\":1", "\"k\":1,\"k\":1", "/event/data/k"),
+            ("\"z\":2", "\"z\":2,\"z\":3", "/event/data/n/m/1/z"),
+            ("\"seq\":3", "\"seq\":3,\"seq\":3", "/seq"),
+            ("\"id\":\"E\"", "\"id\":\"E\",\"id\":\"F\"", "/event/id"),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            let expected = field(path, "duplicate key");
+            assert_eq!(
+                Entry::decode(bad.as_bytes()),
+                Err(expected.clone()),
+                "{bad}"
+            );
+            assert_eq!(Entry::decode_header(bad.as_bytes()), Err(expected), "{bad}");
+        }
+        // The detail of other differences names the byte.
+        let spaced = text.replacen("\"k\":1", "\"k\": 1", 1);
+        assert_eq!(
+            Entry::decode(spaced.as_bytes()),
+            Err(EntryError::NotCanonical)
+        );
+        let detail = non_canonical_detail(spaced.as_bytes()).unwrap();
+        assert!(detail.starts_with("at byte 35: found \" 1"), "{detail}");
+    }
+
+    #[test]
+    fn from_value_refuses_numbers_that_are_not_doubles() {
+        let mut value: Value = serde_json::from_slice(
+            &Entry {
+                seq: 3,
+                prev: Hash([7; 32]),
+                recorded_at: "r".into(),
+                event: json!({"id": "E", "type": "t", "agency": "a", "procedure": "p", "dossier": "d",
+                    "occurred_at": "o", "schema": 1, "data": {}}),
+                personal_commitment: None,
+            }
+            .to_canonical(),
+        )
+        .unwrap();
+        assert!(Entry::from_value(value.clone()).is_ok());
+        value["event"]["data"]["n"] = json!(9_007_199_254_740_993u64);
+        assert_eq!(
+            Entry::from_value(value).unwrap_err().to_string(),
+            "entry field /event/data/n: number 9007199254740993 is not exactly an IEEE double (RFC 8785 writes it as 9007199254740992)"
+        );
     }
 }

@@ -26,4 +26,4 @@ pub use hash::{Hash, leaf_hash, node_hash};
 pub use merkle::{CompactRange, HashReader};
 pub use proof::{ConsistencyProof, InclusionProof};
 pub use verify::{ChainError, ChainVerifier};
-pub use verify::{Chunk, verify_chunk};
+pub use verify::{Chunk, verify_chunk, verify_chunk_parts};

@@ -77,9 +77,14 @@ impl Tile {
             .checked_mul(leaves_per_hash)
     }
 
-    /// The first entry (leaf) this tile covers.
+    /// The first entry (leaf) this tile covers; `u64::MAX` for a tile that starts beyond any
+    /// tree of `u64` size (see [`Tile::tree_size_needed`]), which no log has.
     pub fn first_leaf(&self) -> u64 {
-        (self.index * TILE_WIDTH) << self.tree_level()
+        let level = u32::from(self.tree_level());
+        match self.index.checked_mul(TILE_WIDTH) {
+            Some(base) if level < 64 && base <= u64::MAX >> level => base << level,
+            _ => u64::MAX,
+        }
     }
 
     /// Parses the part of a tile URL after `tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.
@@ -438,17 +443,25 @@ impl TiledVerifier {
                 tile.width
             )));
         }
+        if level == 0 {
+            return Err(bad(
+                "level-0 tiles are checked with their entry bundle (push_bundle)".into(),
+            ));
+        }
         let expected = self
             .levels
             .get(level as usize - 1)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let from = (tile.index * TILE_WIDTH) as usize;
-        let want = expected
-            .get(from..from + tile.width as usize)
-            .ok_or_else(|| {
-                bad("the entries do not reach this tile (verify every bundle first)".into())
-            })?;
+        let beyond =
+            || bad("the entries do not reach this tile (verify every bundle first)".into());
+        let from = tile
+            .index
+            .checked_mul(TILE_WIDTH)
+            .and_then(|f| usize::try_from(f).ok())
+            .ok_or_else(beyond)?;
+        let to = from.checked_add(tile.width as usize).ok_or_else(beyond)?;
+        let want = expected.get(from..to).ok_or_else(beyond)?;
         if let Some(at) = served.iter().zip(want).position(|(a, b)| a != b) {
             return Err(bad(format!(
                 "hash {at} differs from the root of the entries it covers"

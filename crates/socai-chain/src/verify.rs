@@ -4,7 +4,7 @@
 //! hashes a run of consecutive entries; [`ChainVerifier::push_chunk`] (sequential, cheap) joins
 //! chunks, checks the links between them and grows the Merkle root.
 
-use crate::entry::{Entry, EntryError, EntryHeader};
+use crate::entry::{Entry, EntryError, EntryHeader, EntryParts, non_canonical_detail};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::CompactRange;
 
@@ -23,6 +23,9 @@ pub struct ChainError {
 pub enum ChainErrorKind {
     #[error("{0}")]
     Entry(#[from] EntryError),
+    /// The entry is well-formed but not spelled as RFC 8785 writes it.
+    #[error("entry bytes are not RFC 8785 canonical JSON ({detail})")]
+    NotCanonical { detail: String },
     #[error("entry says seq {found}, expected {expected} (entry missing, moved or reordered)")]
     SeqMismatch { expected: u64, found: u64 },
     #[error("prev is {found}, expected the leaf hash of the previous entry {expected}")]
@@ -62,13 +65,24 @@ impl Chunk {
     }
 }
 
-/// Decodes each entry (structure checked, see `Entry::decode`), checks `seq == first_seq + i`
-/// and that each entry's `prev` equals the leaf hash of the entry before it within the chunk.
+/// Decodes each entry (structure and canonical form checked, see `Entry::decode`), checks
+/// `seq == first_seq + i` and that each entry's `prev` equals the leaf hash of the entry before it
+/// within the chunk.
 ///
 /// A bad first entry is an `Err`. A later failure cannot be reported yet (the first entry's `prev`
 /// may be the real first fault, which only the previous chunk can tell), so it is kept in
 /// [`Chunk::error`] and raised by [`ChainVerifier::push_chunk`]: a chunk is verified only once pushed.
 pub fn verify_chunk(first_seq: u64, entries: &[&[u8]]) -> Result<Chunk, ChainError> {
+    verify_chunk_parts(first_seq, entries, |_, _| {})
+}
+
+/// [`verify_chunk`], also handing each good entry's [`EntryParts`] (agency, id, dossier, event
+/// bytes) to `each`, in order, for index checks.
+pub fn verify_chunk_parts(
+    first_seq: u64,
+    entries: &[&[u8]],
+    mut each: impl FnMut(u64, &EntryParts<'_>),
+) -> Result<Chunk, ChainError> {
     let mut chunk = Chunk {
         first_seq,
         first_prev: Hash::ZERO,
@@ -76,9 +90,22 @@ pub fn verify_chunk(first_seq: u64, entries: &[&[u8]]) -> Result<Chunk, ChainErr
         commitments: Vec::new(),
         error: None,
     };
-    for (seq, bytes) in (first_seq..).zip(entries) {
+    for (i, bytes) in entries.iter().enumerate() {
+        // Seqs end at 2^64 - 1: an entry past it is out of any log (never an overflow panic).
+        let Some(seq) = first_seq.checked_add(i as u64) else {
+            let e = ChainError {
+                seq: u64::MAX,
+                kind: ChainErrorKind::Missing,
+            };
+            if i == 0 {
+                return Err(e);
+            }
+            chunk.error = Some(e);
+            break;
+        };
         match check_entry(seq, bytes, chunk.leaves.last()) {
-            Ok((header, leaf)) => {
+            Ok((parts, leaf)) => {
+                let header = parts.header;
                 if seq == first_seq {
                     chunk.first_prev = header.prev;
                 }
@@ -86,6 +113,7 @@ pub fn verify_chunk(first_seq: u64, entries: &[&[u8]]) -> Result<Chunk, ChainErr
                 if let Some(commitment) = header.personal_commitment {
                     chunk.commitments.push((seq, commitment));
                 }
+                each(seq, &parts);
             }
             Err(e) if seq == first_seq => return Err(e),
             Err(e) => {
@@ -98,13 +126,19 @@ pub fn verify_chunk(first_seq: u64, entries: &[&[u8]]) -> Result<Chunk, ChainErr
 }
 
 /// One entry at position `seq`: decodes, checks its seq and (within a chunk) its link.
-fn check_entry(
+fn check_entry<'a>(
     seq: u64,
-    bytes: &[u8],
+    bytes: &'a [u8],
     prev_leaf: Option<&Hash>,
-) -> Result<(EntryHeader, Hash), ChainError> {
+) -> Result<(EntryParts<'a>, Hash), ChainError> {
     let fail = |kind| ChainError { seq, kind };
-    let header = Entry::decode_header(bytes).map_err(|e| fail(ChainErrorKind::Entry(e)))?;
+    let parts = Entry::decode_parts(bytes).map_err(|e| match e {
+        EntryError::NotCanonical => fail(ChainErrorKind::NotCanonical {
+            detail: non_canonical_detail(bytes).unwrap_or_else(|| "no detail".to_owned()),
+        }),
+        e => fail(ChainErrorKind::Entry(e)),
+    })?;
+    let header: EntryHeader = parts.header;
     if header.seq != seq {
         return Err(fail(ChainErrorKind::SeqMismatch {
             expected: seq,
@@ -119,7 +153,7 @@ fn check_entry(
             found: header.prev,
         }));
     }
-    Ok((header, leaf_hash(bytes)))
+    Ok((parts, leaf_hash(bytes)))
 }
 
 /// The sequential half: links chunks and accumulates the root.
@@ -166,6 +200,39 @@ impl ChainVerifier {
         }
         self.head = last;
         chunk.error.clone().map_or(Ok(()), Err)
+    }
+    /// [`ChainVerifier::push_chunk`], also appending to `stored` the hashes the Merkle stored-hash
+    /// array gains for the chunk's good entries (see [`CompactRange::push_stored`]), so a caller
+    /// can compare a store's hashes with the ones its entries imply. Unlike `push_chunk`, the
+    /// chunk's own [`Chunk::error`] is not raised: the caller decides which failure comes first.
+    pub fn push_chunk_stored(
+        &mut self,
+        chunk: &Chunk,
+        stored: &mut Vec<Hash>,
+    ) -> Result<(), ChainError> {
+        let Some(&last) = chunk.leaves.last() else {
+            return Ok(());
+        };
+        let size = self.size();
+        if chunk.first_seq != size {
+            let kind = ChainErrorKind::SeqMismatch {
+                expected: size,
+                found: chunk.first_seq,
+            };
+            return Err(ChainError { seq: size, kind });
+        }
+        if chunk.first_prev != self.head {
+            let kind = ChainErrorKind::PrevMismatch {
+                expected: self.head,
+                found: chunk.first_prev,
+            };
+            return Err(ChainError { seq: size, kind });
+        }
+        for leaf in &chunk.leaves {
+            self.range.push_stored(*leaf, stored);
+        }
+        self.head = last;
+        Ok(())
     }
     /// Convenience: verify_chunk + push_chunk for one entry. Returns its leaf hash.
     pub fn push(&mut self, entry: &[u8]) -> Result<Hash, ChainError> {

@@ -3,11 +3,16 @@
 //! - [`events`]: typed builders for every event type of the catalogue;
 //! - [`subject`]: the NATS subjects of the ledger (from `socai-wire`);
 //! - [`publisher`]: publish with `Nats-Msg-Id` = event id, wait for the JetStream PubAck, retry
-//!   transient failures with backoff.
+//!   transient failures with backoff;
+//! - [`js`]: the JetStream context for the caller's account ([`jetstream`]: the ledger's API
+//!   imported under a prefix in the accounts without JetStream) and reading streams by batched
+//!   direct gets, without a consumer.
 //!
 //! Knows nothing of the ledger's storage.
 
 pub mod events;
+pub mod js;
 pub mod publisher;
+pub use js::jetstream;
 /// The NATS subjects of the ledger (the wire contract, re-exported for agencies).
 pub use socai_wire::subject;

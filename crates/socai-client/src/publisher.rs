@@ -1,5 +1,7 @@
-//! Publishing events to the EVENTS stream: `Nats-Msg-Id` = event id (JetStream drops a repeat
-//! inside its duplicate window, the ledger's id index drops it forever after), wait for the
+//! Publishing events to the EVENTS stream: `Nats-Msg-Id` = event id + a random nonce of this
+//! publisher (JetStream drops a retry's repeat inside its duplicate window, the ledger's id index
+//! drops any repeat forever after; JetStream's window is stream-wide, so a plain event id there
+//! would let another agency publish first under it and have this event dropped), wait for the
 //! PubAck, retry transient failures (timeouts, a server restarting, no stream leader yet) with
 //! capped exponential backoff, and fail fast with a clear error on what retrying cannot fix
 //! (permissions, message too large, a stream that refuses the message).
@@ -212,14 +214,19 @@ pub struct Publisher {
     js: jetstream::Context,
     errors: ServerErrors,
     retry: RetryPolicy,
+    /// Appended to every message id: nobody else can guess it, so nobody can make JetStream drop
+    /// this publisher's messages as duplicates of theirs.
+    nonce: u64,
 }
 
 impl Publisher {
     pub fn new(client: Client, errors: ServerErrors) -> Publisher {
+        use rand_core::RngCore;
         Publisher {
             js: jetstream::new(client),
             errors,
             retry: RetryPolicy::default(),
+            nonce: rand_core::OsRng.next_u64(),
         }
     }
 
@@ -300,7 +307,7 @@ impl Publisher {
     ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
         let publish = jetstream::message::PublishMessage::build()
             .payload(msg.payload.clone())
-            .message_id(msg.id.as_str());
+            .message_id(format!("{}.{:016x}", msg.id, self.nonce).as_str());
         self.js.send_publish(msg.subject.clone(), publish).await
     }
 

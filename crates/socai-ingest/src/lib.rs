@@ -11,6 +11,7 @@
 
 pub mod check;
 mod committed;
+pub mod erase;
 pub mod streams;
 pub mod telemetry;
 mod writer;
@@ -179,6 +180,7 @@ async fn serve_inner(
         head: head_tx,
         settling: tokio::task::JoinSet::new(),
         commands,
+        late_copies: Vec::new(),
     };
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());

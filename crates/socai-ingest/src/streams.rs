@@ -1,10 +1,16 @@
 //! The JetStream streams and the ledger's durable consumer: names, configs, creation, and the
 //! consumer reset that keeps per-subject order across a restart.
+//!
+//! The ledger's account is the only one with JetStream (`deploy/nats/users.conf`), so the
+//! ledger also creates the METRICS bucket the projection workers write into. Every stream
+//! allows direct gets: readers and workers in other accounts read them that way, without a
+//! consumer (they may not create one: nats-server#8274).
 
 use std::time::Duration;
 
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
+use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject};
 use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
 use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
 
@@ -12,6 +18,13 @@ use crate::IngestError;
 
 /// Room kept in a message for the headers of its REJECTED copy (they are at most ~4 KiB).
 pub const REJECTION_HEADROOM_BYTES: i32 = 64 * 1024;
+
+/// Revisions the METRICS bucket keeps per key: what `socai audit metrics --at SIZE` can look
+/// back on (the same as `socai_projector::METRICS_HISTORY`).
+pub const METRICS_HISTORY: i64 = 64;
+
+/// Largest metric value stored in METRICS.
+pub const METRICS_MAX_VALUE_BYTES: i32 = 64 * 1024;
 
 /// Stream and consumer settings (socai.toml `[ingest]`).
 #[derive(Debug, Clone)]
@@ -70,6 +83,7 @@ impl StreamSettings {
             max_message_size: self.max_msg_bytes,
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
+            allow_direct: true,
             ..Default::default()
         }
     }
@@ -88,6 +102,7 @@ impl StreamSettings {
             max_message_size: self.max_msg_bytes.saturating_add(REJECTION_HEADROOM_BYTES),
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
+            allow_direct: true,
             ..Default::default()
         }
     }
@@ -100,6 +115,7 @@ impl StreamSettings {
             storage: stream::StorageType::File,
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
+            allow_direct: true,
             ..Default::default()
         }
     }
@@ -112,6 +128,35 @@ impl StreamSettings {
             storage: stream::StorageType::File,
             duplicate_window: self.duplicate_window,
             num_replicas: self.replicas,
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    /// The METRICS bucket's stream as async-nats makes a KV bucket (history per subject,
+    /// rollups, direct gets), plus asynchronous persistence: its values are derived from the
+    /// ledger and can be republished at any time, so it does not wait for an fsync per value
+    /// (`persist_mode: async`, nats-server 2.12+); under the shipped `sync_interval: always` a
+    /// per-value fsync would starve the ledger's own streams of disk.
+    pub fn metrics(&self) -> stream::Config {
+        stream::Config {
+            name: METRICS_STREAM.into(),
+            description: Some(
+                "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>"
+                    .into(),
+            ),
+            subjects: vec![kv_subject(">")],
+            max_messages_per_subject: METRICS_HISTORY,
+            max_message_size: METRICS_MAX_VALUE_BYTES,
+            storage: stream::StorageType::File,
+            // Nobody outside the ledger's account may wipe the history `socai audit metrics`
+            // reads (a projector's put with `Nats-Rollup: all` would purge every key).
+            allow_rollup: false,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: self.replicas.max(1),
+            discard: stream::DiscardPolicy::New,
+            persist_mode: Some(stream::PersistenceMode::Async),
             ..Default::default()
         }
     }
@@ -131,7 +176,8 @@ impl StreamSettings {
     }
 }
 
-/// Creates the four streams, or updates their configs to these settings.
+/// Creates the four streams, or updates their configs to these settings; then creates the
+/// METRICS bucket if it is missing.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -165,6 +211,61 @@ pub async fn ensure_streams(
         let name = config.name.clone();
         js.create_or_update_stream(config).await.map_err(|e| {
             IngestError::Nats(format!("cannot create or update stream {name}: {e}"))
+        })?;
+    }
+    ensure_metrics_bucket(js, &settings).await
+}
+
+/// Creates the METRICS bucket (stream KV_METRICS) if missing; the projection workers (in an
+/// account without JetStream) write into it and cannot create it.
+async fn ensure_metrics_bucket(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<(), IngestError> {
+    match js.get_stream(METRICS_STREAM).await {
+        Ok(mut stream) => {
+            if let Ok(info) = stream.info().await
+                && info.config.allow_rollup
+            {
+                let config = stream::Config {
+                    allow_rollup: false,
+                    ..info.config.clone()
+                };
+                if let Err(e) = js.update_stream(config).await {
+                    tracing::warn!(cause = %e, "cannot forbid rollups on {METRICS_STREAM} (made by an older socai): a projection worker could purge its history");
+                }
+            }
+            if let Ok(info) = stream.info().await
+                && info.config.persist_mode != Some(stream::PersistenceMode::Async)
+            {
+                tracing::warn!(
+                    "the {METRICS_STREAM} stream waits for an fsync per value (it was made without persist_mode async); under sync_interval: always that slows the ledger: stop the projection workers, delete it (`nats stream rm {METRICS_STREAM}`; its history goes with it), restart `socai serve` (it recreates it) and the workers (they publish every value again)"
+                );
+            }
+            return Ok(());
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) => {}
+        Err(e) => {
+            return Err(IngestError::Nats(format!(
+                "cannot read stream {METRICS_STREAM}: {e}"
+            )));
+        }
+    }
+    if let Err(e) = js.create_stream(settings.metrics()).await {
+        tracing::warn!(cause = %e, "creating {METRICS_STREAM} with persist_mode async failed (nats-server older than 2.12?); creating a plain bucket, whose values wait for the server's sync policy");
+        let plain = stream::Config {
+            persist_mode: None,
+            ..settings.metrics()
+        };
+        js.create_stream(plain).await.map_err(|e| {
+            IngestError::Nats(format!(
+                "cannot create the KV bucket {METRICS_BUCKET} (stream {METRICS_STREAM}): {e}"
+            ))
         })?;
     }
     Ok(())

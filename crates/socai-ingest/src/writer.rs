@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
 use socai_model::{Event, Limits, Rejection, Validator};
-use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage};
+use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage, Storage};
 use socai_wire::subject::rejected_subject;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -111,6 +111,10 @@ pub struct Redacted {
     pub redaction_seq: u64,
     /// Size of the signed checkpoint that covers the redaction entry.
     pub tree_size: u64,
+    /// Messages erased from EVENTS and REJECTED (the event's copies there).
+    pub copies_erased: usize,
+    /// Whether erasing those copies is still to be done (NATS failed; retried until done).
+    pub copies_pending: bool,
 }
 
 /// The next command, or never when there is no command channel (or it closed).
@@ -142,6 +146,9 @@ pub(crate) struct Writer {
     /// Acks and rejections of committed batches, settling while the next batch commits.
     pub settling: tokio::task::JoinSet<()>,
     pub commands: Option<mpsc::Receiver<WriterCommand>>,
+    /// Rejected copies of already redacted events (not seen by the ledger's append): marked for
+    /// erasure at the next erasure pass, once their REJECTED copies are stored.
+    pub late_copies: Vec<socai_store::EventKey>,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -166,6 +173,8 @@ impl Writer {
         let mut shutdown = pin!(shutdown);
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Copies of redacted events left by a crash or a redaction made without NATS.
+        self.erase_pending().await?;
         'consumer: loop {
             // Not raced against shutdown: a reset must never stop between delete and create.
             // Where to start if the consumer is gone (e.g. a reset interrupted by a crash): after
@@ -234,7 +243,10 @@ impl Writer {
                             continue 'consumer;
                         }
                     }
-                    _ = checkpoint_tick.tick() => self.checkpoint_if_due().await?,
+                    _ = checkpoint_tick.tick() => {
+                        self.checkpoint_if_due().await?;
+                        self.erase_pending().await?;
+                    }
                 }
             }
         }
@@ -267,6 +279,8 @@ impl Writer {
                                 target_seq,
                                 redaction_seq,
                                 tree_size: signed.checkpoint.size,
+                                copies_erased: 0,
+                                copies_pending: true,
                             })
                         },
                     );
@@ -277,14 +291,33 @@ impl Writer {
                 let poisoned = ledger.is_poisoned();
                 self.after_commit(&ledger);
                 self.ledger = Some(ledger);
-                if let Ok(done) = &result {
+                let mut result = result;
+                let mut erase_failed = None;
+                if let Ok(done) = &mut result {
+                    // Erase NATS's copies before answering: once told "redacted", nothing
+                    // socai or its nats-server controls holds the plaintext. The redaction is
+                    // committed either way, so it is answered even if this fails.
+                    let (erased, left) = match self.erase_copies_now().await {
+                        Ok(counts) => counts,
+                        Err(e) => {
+                            erase_failed = Some(e);
+                            (0, 1)
+                        }
+                    };
+                    done.copies_erased = erased;
+                    done.copies_pending = left > 0;
                     tracing::info!(
                         target_seq = done.target_seq,
                         redaction_seq = done.redaction_seq,
+                        copies_erased = erased,
+                        copies_pending = done.copies_pending,
                         "personal data redacted"
                     );
                 }
                 let _ = reply.send(result);
+                if let Some(e) = erase_failed {
+                    return Err(e);
+                }
                 if poisoned {
                     return Err(IngestError::Ledger("the redaction's commit failed".into()));
                 }
@@ -308,6 +341,81 @@ impl Writer {
                 .checkpoint_signed_ms
                 .store(crate::telemetry::now_ms(), Relaxed);
         }
+    }
+
+    /// Erases the NATS copies of every event a redaction marked, then records which are done.
+    /// Returns (messages erased, events still pending). A NATS failure leaves the mark for the
+    /// next try (every checkpoint interval and at start).
+    async fn erase_copies_now(&mut self) -> Result<(usize, usize), IngestError> {
+        // Rejections still being copied to REJECTED must be there before it is scanned.
+        self.settled().await;
+        if !self.late_copies.is_empty() {
+            let late = std::mem::take(&mut self.late_copies);
+            let mut ledger = self.ledger()?;
+            let (ledger, marked) = tokio::task::spawn_blocking(move || {
+                let marked = ledger.mark_for_erasure(late);
+                (ledger, marked)
+            })
+            .await
+            .map_err(|e| IngestError::Ledger(format!("erasure task failed: {e}")))?;
+            self.ledger = Some(ledger);
+            marked.map_err(|e| IngestError::Ledger(e.to_string()))?;
+        }
+        let Some(ledger) = self.ledger.as_ref() else {
+            return Ok((0, 0));
+        };
+        let storage = ledger.storage();
+        let pending = storage
+            .erasures_pending()
+            .map_err(|e| IngestError::Ledger(e.to_string()))?;
+        if pending.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut work = Vec::with_capacity(pending.len());
+        for event in pending {
+            let copies = storage
+                .copies(&event)
+                .map_err(|e| IngestError::Ledger(e.to_string()))?;
+            work.push((event, copies));
+        }
+        let mut done = Vec::new();
+        let mut erased = 0;
+        let total = work.len();
+        for (event, copies) in work {
+            match crate::erase::erase_copies(&self.js, &event, &copies).await {
+                Ok(n) => {
+                    erased += n;
+                    done.push(event);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        agency = %event.agency,
+                        id = %event.id,
+                        "cannot erase a redacted event's copies on NATS yet; retrying at the next checkpoint interval"
+                    );
+                    // NATS is likely down or slow: leave the rest for the next try too.
+                    break;
+                }
+            }
+        }
+        let left = total - done.len();
+        if !done.is_empty() {
+            let mut ledger = self.ledger()?;
+            let (ledger, marked) = tokio::task::spawn_blocking(move || {
+                let marked = ledger.mark_erased(done);
+                (ledger, marked)
+            })
+            .await
+            .map_err(|e| IngestError::Ledger(format!("erasure task failed: {e}")))?;
+            self.ledger = Some(ledger);
+            marked.map_err(|e| IngestError::Ledger(e.to_string()))?;
+        }
+        Ok((erased, left))
+    }
+
+    async fn erase_pending(&mut self) -> Result<(), IngestError> {
+        self.erase_copies_now().await.map(|_| ())
     }
 
     async fn checkpoint_if_due(&mut self) -> Result<(), IngestError> {
@@ -361,19 +469,22 @@ impl Writer {
         let task = tokio::task::spawn_blocking(move || {
             let mut events: Vec<Event> = Vec::with_capacity(task_inputs.len());
             let mut recorded: Vec<String> = Vec::with_capacity(task_inputs.len());
+            let mut sources: Vec<u64> = Vec::with_capacity(task_inputs.len());
             // Per message: Ok(index into events) or the rejection.
             let mut checked: Vec<Result<usize, Rejection>> = Vec::with_capacity(task_inputs.len());
-            for (subject, payload, _, published) in task_inputs.iter() {
+            for (subject, payload, stream_seq, published) in task_inputs.iter() {
                 checked.push(
                     check_message(&validator, subject, payload, *published, skew).map(|event| {
                         events.push(event);
                         recorded.push(published.to_string());
+                        sources.push(*stream_seq);
                         events.len() - 1
                     }),
                 );
             }
             let last_stream_seq = task_inputs.iter().map(|i| i.2).max();
-            let outcomes = ledger.append_batch_recorded(&events, &recorded, last_stream_seq);
+            let outcomes =
+                ledger.append_batch_sourced(&events, &recorded, &sources, last_stream_seq);
             (ledger, events, checked, outcomes)
         });
         // A long commit must not let ack_wait expire: tell the server we are still at it.
@@ -408,6 +519,25 @@ impl Writer {
             self.counters.events_cursor.fetch_max(last, Relaxed);
         }
 
+        // A copy of a redacted event refused before the ledger saw it (e.g. a bad field): its
+        // REJECTED copy and EVENTS message must be erased too.
+        if let Some(ledger) = self.ledger.as_ref() {
+            for (c, (subject, payload, _, _)) in checked.iter().zip(inputs.iter()) {
+                if c.is_ok() {
+                    continue;
+                }
+                let (Some((agency, _)), Some(id)) = (
+                    socai_wire::subject::parse_event_subject(subject),
+                    event_id_of(payload),
+                ) else {
+                    continue;
+                };
+                let key = socai_store::EventKey::new(agency, id);
+                if ledger.is_redacted(&key).unwrap_or(false) {
+                    self.late_copies.push(key);
+                }
+            }
+        }
         let verdicts: Vec<Verdict> = checked
             .into_iter()
             .map(|c| match c {

@@ -184,6 +184,19 @@ impl Validator {
         if !self.envelope.is_valid(document) {
             return Err(first_violation(&self.envelope, document, ""));
         }
+        // The pattern admits a few instants past the end of the representable range (e.g.
+        // 9999-12-31T23:00:00Z): the event must be a point in time the ledger can compute with.
+        if let Some(at) = document.get("occurred_at").and_then(Value::as_str)
+            && at.parse::<jiff::Timestamp>().is_err()
+        {
+            return Err(Rejection::new(
+                ErrorCode::SchemaViolation,
+                "/occurred_at",
+                format!(
+                    "format: {at:?} is not an instant between 0001-01-01 and 9999-12-30T22:00:00Z"
+                ),
+            ));
+        }
         let event_type = document
             .get("type")
             .and_then(Value::as_str)
@@ -443,7 +456,12 @@ fn schema_rejection(err: &ValidationError<'_>, prefix: &str) -> Rejection {
     path.push_str(prefix);
     path.push_str(err.instance_path().as_str());
     let instance = err.instance();
-    let value = shown(instance);
+    // A rejection's reason is logged and kept on REJECTED in headers: never quote personal data.
+    let value = if path == "/personal" || path.starts_with("/personal/") {
+        "(a personal value, not shown)".to_owned()
+    } else {
+        shown(instance)
+    };
     let reason = match err.kind() {
         ValidationErrorKind::Required { property } => {
             push_pointer_token(&mut path, property.as_str().unwrap_or_default());

@@ -10,6 +10,13 @@
 //!
 //! Several workers may split the scopes (`shard_index` of `shard_count`, by a hash of the scope):
 //! each folds every entry and publishes only its scopes.
+//!
+//! Workers run in a NATS account without JetStream (`deploy/nats/users.conf`): they may not
+//! create consumers or streams (nats-server#8274), so they read COMMITTED by batched direct gets
+//! from the entry after their state file (`socai_client::js::StreamReader`; polled every
+//! `poll_interval` once caught up), write METRICS through the ledger's imported KV subjects, and
+//! wait for `socai serve` to create the bucket. Reading the bucket back (`read_published`) uses
+//! direct gets too, so dashboards and auditors need no consumer either.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,19 +26,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv, stream, stream::StorageType};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use socai_chain::merkle::CompactRange;
 use socai_chain::{Entry, Hash, leaf_hash};
+use socai_client::js::{
+    BatchRequest, DirectGetError, StoredMessage, StreamReader, direct_get_batch,
+};
 use socai_metrics::{MetricValue, Projection, Scope};
 
 use socai_wire::header::SEQ as H_SEQ;
 use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject, worker_key};
 use socai_wire::stream::COMMITTED;
 
-/// Revisions kept per key: what `socai audit metrics --at SIZE` can look back on.
+/// Revisions kept per key: what `socai audit metrics --at SIZE` can look back on. The ledger
+/// creates the bucket with this history (`socai_ingest::streams::METRICS_HISTORY`).
 pub const METRICS_HISTORY: i64 = 64;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +87,8 @@ pub struct ProjectorConfig {
     /// that changes at every flush is stored once per interval.
     pub kv_interval: Duration,
     pub snapshot_interval: Duration,
-    pub replicas: usize,
+    /// Once COMMITTED holds nothing new, ask again after this long.
+    pub poll_interval: Duration,
 }
 
 impl ProjectorConfig {
@@ -89,7 +101,7 @@ impl ProjectorConfig {
             flush_interval: Duration::from_millis(200),
             kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
-            replicas: 1,
+            poll_interval: Duration::from_millis(100),
         }
     }
     pub fn state_file(&self) -> PathBuf {
@@ -252,65 +264,32 @@ fn write_state(path: &Path, bytes: &[u8]) -> Result<(), String> {
     write().map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Creates the METRICS bucket if missing. Its values are derived from the ledger and can be
-/// republished at any time, so its stream does not wait for an fsync per value
-/// (`persist_mode: async`, nats-server 2.12+): under the shipped `sync_interval: always` a
-/// per-value fsync would starve the ledger's own streams of disk.
-pub async fn ensure_metrics_bucket(
-    js: &jetstream::Context,
-    replicas: usize,
-) -> Result<kv::Store, ProjectorError> {
-    if let Ok(store) = js.get_key_value(METRICS_BUCKET).await {
-        if let Ok(mut stream) = js.get_stream(METRICS_STREAM).await
-            && let Ok(info) = stream.info().await
-            && info.config.persist_mode != Some(stream::PersistenceMode::Async)
-        {
-            tracing::warn!(
-                "the {METRICS_STREAM} stream waits for an fsync per value (it was made without persist_mode async); under sync_interval: always that slows the ledger: stop every worker, delete it (`nats stream rm {METRICS_STREAM}`; its history goes with it), and start them again: they recreate it and publish every value"
-            );
-        }
-        return Ok(store);
-    }
-    // The KV bucket's stream as async-nats makes it (history per subject, rollups, direct
-    // gets), plus asynchronous persistence; the plain bucket on servers that refuse that.
-    let kv_config = kv::Config {
-        bucket: METRICS_BUCKET.into(),
-        description:
-            "socai: latest value of every (metric, scope, window); keys <metric>.<scope>.<window>"
-                .into(),
-        history: METRICS_HISTORY,
-        storage: StorageType::File,
-        num_replicas: replicas,
-        max_value_size: 64 * 1024,
-        ..Default::default()
-    };
-    let stream_config = stream::Config {
-        name: METRICS_STREAM.into(),
-        description: Some(kv_config.description.clone()),
-        subjects: vec![kv_subject(">")],
-        max_messages_per_subject: METRICS_HISTORY,
-        max_message_size: kv_config.max_value_size,
-        storage: StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: replicas.max(1),
-        discard: stream::DiscardPolicy::New,
-        persist_mode: Some(stream::PersistenceMode::Async),
-        ..Default::default()
-    };
-    match js.create_stream(stream_config).await {
-        Ok(_) => {}
+/// Opens the METRICS bucket, which `socai serve` creates (workers are in an account that cannot
+/// create streams). A bucket that does not exist yet is an error saying so.
+pub async fn open_metrics_bucket(js: &jetstream::Context) -> Result<kv::Store, ProjectorError> {
+    match js.get_key_value(METRICS_BUCKET).await {
+        Ok(store) => Ok(store),
         Err(e) => {
-            tracing::warn!(cause = %e, "creating {METRICS_STREAM} with persist_mode async failed (nats-server older than 2.12?); creating a plain bucket, whose values wait for the server's sync policy");
-            js.create_key_value(kv_config).await.map_err(|e| {
-                ProjectorError::Nats(format!("cannot create the KV bucket {METRICS_BUCKET}: {e}"))
-            })?;
+            let missing = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>())
+                .is_some_and(|g| {
+                    matches!(
+                        g.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    )
+                });
+            Err(ProjectorError::Nats(if missing {
+                format!(
+                    "the KV bucket {METRICS_BUCKET} does not exist yet: `socai serve` creates it when it starts (is the ledger running against this nats-server?)"
+                )
+            } else {
+                format!(
+                    "cannot open the KV bucket {METRICS_BUCKET}: {e} (this NATS user must be allowed to read it, e.g. projector)"
+                )
+            }))
         }
     }
-    js.get_key_value(METRICS_BUCKET).await.map_err(|e| {
-        ProjectorError::Nats(format!("cannot open the KV bucket {METRICS_BUCKET}: {e}"))
-    })
 }
 
 async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, ProjectorError> {
@@ -360,10 +339,10 @@ pub async fn run(
         .map_err(ProjectorError::Diverged)?
         .unwrap_or_default();
     let store = loop {
-        match ensure_metrics_bucket(&js, config.replicas).await {
+        match open_metrics_bucket(&js).await {
             Ok(store) => break store,
             Err(e) => {
-                tracing::warn!(cause = %e, "waiting for JetStream to open the METRICS bucket");
+                tracing::warn!(cause = %e, "waiting for the METRICS bucket; retrying every 2 s");
                 tokio::select! {
                     _ = &mut shutdown => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -419,21 +398,17 @@ pub async fn run(
     let mut snapshot: Option<(u64, Vec<u8>)> = None;
     let mut last_snapshot = tokio::time::Instant::now();
     let mut flush_at = tokio::time::Instant::now();
-    'consume: loop {
-        let mut messages = match committed_messages(&js, state.tree_size()).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(cause = %e, "cannot read COMMITTED yet; retrying (is `socai serve` running?)");
-                tokio::select! {
-                    _ = &mut shutdown => break 'consume,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue 'consume,
-                }
-            }
-        };
-        loop {
+    // COMMITTED by direct gets: entry seq n is stream seq n + 1.
+    let mut committed = StreamReader::new(js.clone(), COMMITTED, state.tree_size() + 1);
+    // When to ask COMMITTED again after it had nothing new (or failed).
+    let mut poll_at: Option<tokio::time::Instant> = None;
+    let mut unreadable_since: Option<tokio::time::Instant> = None;
+    loop {
+        {
+            let wait = poll_at;
             tokio::select! {
                 biased;
-                _ = &mut shutdown => break 'consume,
+                _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(flush_at), if dirty && state.tree_size() >= hold_until => {
                     flush(&live, &config, &mut state, &shared, republish_all).await;
                     republish_all = false;
@@ -447,51 +422,47 @@ pub async fn run(
                     }
                 }
                 _ = shared.stored.notified(), if snapshot.is_some() => {}
-                next = messages.next() => {
-                    let msg = match next {
-                        Some(Ok(msg)) => msg,
-                        Some(Err(e)) => {
-                            tracing::warn!(cause = %e, "reading COMMITTED failed; resuming after entry {}", state.tree_size() as i64 - 1);
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue 'consume;
+                next = async {
+                    if let Some(at) = wait {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    committed.next().await
+                } => {
+                    poll_at = None;
+                    match next {
+                        Ok(Some(msg)) => {
+                            unreadable_since = None;
+                            apply_committed(&mut state, &msg, &path)?;
+                            counters.applied.store(state.tree_size(), Relaxed);
+                            if !dirty {
+                                dirty = true;
+                                flush_at = tokio::time::Instant::now() + config.flush_interval;
+                            }
                         }
-                        None => continue 'consume,
-                    };
-                    let seq = msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(H_SEQ))
-                        .and_then(|v| v.as_str().parse::<u64>().ok())
-                        .ok_or_else(|| ProjectorError::Diverged(format!(
-                            "a message on COMMITTED has no {H_SEQ} header: only the ledger may publish there"
-                        )))?;
-                    if seq < state.tree_size() {
-                        continue; // redelivered after a consumer reset
-                    }
-                    if seq > state.tree_size() {
-                        return Err(ProjectorError::Diverged(format!(
-                            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
-                            state.tree_size() as i64 - 1
-                        )));
-                    }
-                    state.apply(seq, &msg.payload).map_err(|e| ProjectorError::Diverged(format!(
-                        "{e} (state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
-                        path.display()
-                    )))?;
-                    counters.applied.store(state.tree_size(), Relaxed);
-                    if !dirty {
-                        dirty = true;
-                        flush_at = tokio::time::Instant::now() + config.flush_interval;
+                        Ok(None) => {
+                            unreadable_since = None;
+                            poll_at = Some(tokio::time::Instant::now() + config.poll_interval);
+                        }
+                        Err(e) => {
+                            // Said at once, then every minute: a worker started before the
+                            // ledger waits for it.
+                            let now = tokio::time::Instant::now();
+                            if unreadable_since.is_none_or(|t| now - t >= Duration::from_secs(60)) {
+                                unreadable_since = Some(now);
+                                tracing::warn!(cause = %e, "cannot read COMMITTED yet; retrying every 2 s after entry {} (is `socai serve` running?)", state.tree_size() as i64 - 1);
+                            }
+                            poll_at = Some(now + Duration::from_secs(2));
+                        }
                     }
                 }
             }
-            // The state file follows KV: written once KV holds every change up to its size.
-            let stored = shared.queue.lock().expect("kv queue").stored_size;
-            if let Some((size, bytes)) = snapshot.take_if(|(size, _)| *size <= stored) {
-                blocking(|| write_state(&path, &bytes)).map_err(ProjectorError::State)?;
-                counters.snapshots.fetch_add(1, Relaxed);
-                saved_size = size;
-            }
+        }
+        // The state file follows KV: written once KV holds every change up to its size.
+        let stored = shared.queue.lock().expect("kv queue").stored_size;
+        if let Some((size, bytes)) = snapshot.take_if(|(size, _)| *size <= stored) {
+            blocking(|| write_state(&path, &bytes)).map_err(ProjectorError::State)?;
+            counters.snapshots.fetch_add(1, Relaxed);
+            saved_size = size;
         }
     }
     // Shutdown: publish what is pending, let KV store it (bounded), then keep the state.
@@ -534,41 +505,36 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// COMMITTED from the entry after `tree_size`, as an ordered consumer (ephemeral; it recreates
-/// itself after gaps and reconnects).
-async fn committed_messages(
-    js: &jetstream::Context,
-    tree_size: u64,
-) -> Result<consumer::push::Ordered, ProjectorError> {
-    let stream = js
-        .get_stream(COMMITTED)
-        .await
-        .map_err(|e| ProjectorError::Nats(format!("cannot open stream {COMMITTED}: {e}")))?;
-    // Entry seq n is COMMITTED's stream seq n + 1.
-    let deliver_policy = match tree_size {
-        0 => consumer::DeliverPolicy::All,
-        n => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: n + 1,
-        },
-    };
-    let consumer = stream
-        .create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: js_inbox(js),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| {
-            ProjectorError::Nats(format!("cannot create a consumer on {COMMITTED}: {e}"))
+/// Applies one message of COMMITTED: entry `Socai-Seq`, which must be the next one.
+fn apply_committed(
+    state: &mut FoldState,
+    msg: &StoredMessage,
+    path: &Path,
+) -> Result<(), ProjectorError> {
+    let seq = msg
+        .header(H_SEQ)
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ProjectorError::Diverged(format!(
+                "message {} of COMMITTED has no {H_SEQ} header: only the ledger may publish there",
+                msg.seq
+            ))
         })?;
-    consumer
-        .messages()
-        .await
-        .map_err(|e| ProjectorError::Nats(format!("cannot read {COMMITTED}: {e}")))
-}
-
-fn js_inbox(js: &jetstream::Context) -> String {
-    js.client().new_inbox()
+    if seq < state.tree_size() {
+        return Ok(()); // already applied
+    }
+    if seq > state.tree_size() {
+        return Err(ProjectorError::Diverged(format!(
+            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
+            state.tree_size() as i64 - 1
+        )));
+    }
+    state.apply(seq, &msg.payload).map_err(|e| {
+        ProjectorError::Diverged(format!(
+            "{e} (state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
+            path.display()
+        ))
+    })
 }
 
 /// One message on `dvc.metrics.<metric>.<scope>`: the values of that metric and scope that
@@ -809,7 +775,7 @@ async fn read(
     filter: &str,
     max: Option<usize>,
 ) -> Result<Vec<(String, Published)>, ReadError> {
-    let mut stream = match js.get_stream(METRICS_STREAM).await {
+    let stream = match js.get_stream(METRICS_STREAM).await {
         Ok(s) => s,
         Err(e)
             if matches!(
@@ -826,58 +792,22 @@ async fn read(
             ))));
         }
     };
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| ProjectorError::Nats(format!("reading {METRICS_STREAM}'s info: {e}")))?;
-    if info.state.messages == 0 {
+    let state = &stream.cached_info().state;
+    if state.messages == 0 {
         return Ok(Vec::new());
     }
-    let consumer = stream
-        .create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: js_inbox(js),
-            filter_subject: kv_subject(filter),
-            deliver_policy: if all_revisions {
-                consumer::DeliverPolicy::All
-            } else {
-                consumer::DeliverPolicy::LastPerSubject
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| ProjectorError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
-    // A filter that matches nothing delivers nothing: the consumer says so at creation.
-    let matching = consumer.cached_info().num_pending;
-    if matching == 0 {
-        return Ok(Vec::new());
-    }
-    if max.is_some_and(|max| matching > max as u64) {
-        return Err(ReadError::TooMany { matching });
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| ProjectorError::Nats(format!("cannot read {METRICS_BUCKET}: {e}")))?;
+    let last_seq = state.last_sequence;
+    let subjects = kv_subject(filter);
+    let messages = if all_revisions {
+        scan(js, &subjects, last_seq).await?
+    } else {
+        latest(js, &subjects, max, last_seq).await?
+    };
     let mut out = Vec::new();
-    loop {
-        // A bounded wait: a message lost in transit must not hang the reader.
-        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-        let msg = match next {
-            Err(_) | Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(ProjectorError::Nats(format!("reading {METRICS_BUCKET}: {e}")).into());
-            }
-            Ok(Some(Ok(msg))) => msg,
-        };
-        let pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        let key = socai_wire::kv::key_of_subject(msg.subject.as_str()).map(str::to_owned);
-        let operation = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .map(|v| v.as_str().to_owned());
+    for msg in messages {
+        let key = socai_wire::kv::key_of_subject(&msg.subject).map(str::to_owned);
         if let Some(key) = key
-            && operation.is_none()
+            && msg.header("KV-Operation").is_none()
             && !msg.payload.is_empty()
         {
             let parsed = if key.starts_with(socai_wire::kv::WORKER_KEY_PREFIX) {
@@ -890,7 +820,98 @@ async fn read(
                 Err(e) => tracing::warn!(%key, cause = %e, "not a socai metric value; skipped"),
             }
         }
-        if pending == 0 {
+    }
+    Ok(out)
+}
+
+fn read_failed(e: DirectGetError) -> ReadError {
+    ReadError::Other(ProjectorError::Nats(format!(
+        "reading the {METRICS_BUCKET} bucket: {e}"
+    )))
+}
+
+/// Every message of the bucket's stream on `subjects`, up to `last_seq`, in stream order.
+async fn scan(
+    js: &jetstream::Context,
+    subjects: &str,
+    last_seq: u64,
+) -> Result<Vec<StoredMessage>, ReadError> {
+    let mut reader = StreamReader::new(js.clone(), METRICS_STREAM, 1).filter(subjects);
+    let mut out = Vec::new();
+    while reader.next_seq() <= last_seq {
+        let batch = reader.next_batch().await.map_err(read_failed)?;
+        if batch.is_empty() {
+            break;
+        }
+        out.extend(batch.into_iter().filter(|m| m.seq <= last_seq));
+        if reader.caught_up() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The latest message of each subject matching `subjects`, in stream order, or `TooMany` when
+/// more than `max` subjects match. The server answers up to 1024 subjects at once (multi_last);
+/// beyond that the stream is scanned.
+async fn latest(
+    js: &jetstream::Context,
+    subjects: &str,
+    max: Option<usize>,
+    last_seq: u64,
+) -> Result<Vec<StoredMessage>, ReadError> {
+    let mut request = BatchRequest {
+        multi_last: vec![subjects.to_owned()],
+        batch: 1024,
+        max_bytes: 8 << 20,
+        ..Default::default()
+    };
+    let mut out: Vec<StoredMessage> = Vec::new();
+    loop {
+        let batch = match direct_get_batch(js, METRICS_STREAM, &request).await {
+            Ok(batch) => batch,
+            Err(DirectGetError::TooManyResults { .. }) => {
+                let mut last: BTreeMap<String, StoredMessage> = BTreeMap::new();
+                for msg in scan(js, subjects, last_seq).await? {
+                    last.insert(msg.subject.clone(), msg);
+                }
+                if let Some(max) = max
+                    && last.len() > max
+                {
+                    return Err(ReadError::TooMany {
+                        matching: last.len() as u64,
+                    });
+                }
+                let mut out: Vec<StoredMessage> = last.into_values().collect();
+                out.sort_by_key(|m| m.seq);
+                return Ok(out);
+            }
+            Err(e) => return Err(read_failed(e)),
+        };
+        if out.is_empty()
+            && let Some(first) = batch.messages.first()
+        {
+            // The first answer says how many follow it: the number of matching subjects.
+            let matching = first
+                .header("Nats-Num-Pending")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            if max.is_some_and(|max| matching > max as u64) {
+                return Err(ReadError::TooMany { matching });
+            }
+        }
+        let Some(last) = batch.messages.last() else {
+            break;
+        };
+        // The next page: after the last message, as of the same stream seq.
+        request.seq = last.seq + 1;
+        if let Some(up_to) = batch.up_to_seq {
+            request.up_to_seq = up_to;
+        }
+        let more = batch.num_pending > 0;
+        out.extend(batch.messages);
+        if !more {
             break;
         }
     }

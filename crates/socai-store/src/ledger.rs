@@ -3,7 +3,7 @@
 
 use crate::reader::{LedgerReader, View};
 use crate::storage::{
-    CommitBatch, Head, IdRecord, PersonalRecord, Storage, StorageError, StoredHashes,
+    CommitBatch, EventKey, Head, IdRecord, PersonalRecord, Storage, StorageError, StoredHashes,
 };
 use socai_chain::checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint,
@@ -24,6 +24,13 @@ pub enum LedgerError {
     Checkpoint(#[from] CheckpointError),
     #[error("no event with id {0:?} in the ledger")]
     UnknownId(String),
+    #[error(
+        "event id {id:?} was published by {} agencies ({}); name one as AGENCY/ID, e.g. {}/{id}",
+        agencies.len(), agencies.join(", "), agencies[0]
+    )]
+    AmbiguousId { id: String, agencies: Vec<String> },
+    #[error("invalid redaction: {0}")]
+    InvalidRedaction(String),
     #[error("seq {seq} is beyond the ledger's {size} entries")]
     UnknownSeq { seq: u64, size: u64 },
     #[error(
@@ -146,10 +153,16 @@ pub struct Ledger<S: Storage> {
     poisoned: bool,
     /// The source cursor of the batch being appended (see `append_batch_recorded`).
     cursor: Option<u64>,
+    /// The EVENTS stream seq of each event of the batch being appended, if known (see
+    /// [`Ledger::append_batch_sourced`]).
+    sources: Vec<u64>,
+    /// The event whose outside copies the redaction being appended marks for erasure.
+    pending_erasure: Option<EventKey>,
 }
 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
-fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
+/// `verify` recomputes it from each entry's event bytes.
+pub fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
     let mut bytes = public_canonical.to_vec();
     if let Some(c) = commitment {
         bytes.extend_from_slice(&c.0);
@@ -258,6 +271,8 @@ impl<S: Storage> Ledger<S> {
             latest,
             poisoned: false,
             cursor: None,
+            sources: Vec::new(),
+            pending_erasure: None,
         })
     }
 
@@ -294,7 +309,7 @@ impl<S: Storage> Ledger<S> {
     /// Duplicate or Conflict if its id is known, Oversized if its entry could be too large.
     pub fn classify(&self, event: &Event) -> Result<Option<AppendOutcome>> {
         let (public, salted, digest) = self.digest(event);
-        let Some(rec) = self.storage().id(&event.id)? else {
+        let Some(rec) = self.storage().id(&event.agency, &event.id)? else {
             let bound = entry_size_bound(&public, salted.as_ref().map(|(_, c)| c));
             return Ok((bound > socai_chain::tiles::MAX_ENTRY_BYTES)
                 .then_some(AppendOutcome::Oversized { entry_bytes: bound }));
@@ -342,6 +357,30 @@ impl<S: Storage> Ledger<S> {
         outcomes
     }
 
+    /// Like [`Ledger::append_batch_recorded`], also given where each event's message is kept
+    /// outside the ledger (`sources[i]`: the EVENTS stream seq of `events[i]`). For events that
+    /// carry personal data those places are recorded in the same commit, so that a redaction can
+    /// erase every copy; a copy of an already redacted event is marked for erasure at once.
+    pub fn append_batch_sourced(
+        &mut self,
+        events: &[Event],
+        recorded_at: &[String],
+        sources: &[u64],
+        source_cursor: Option<u64>,
+    ) -> Result<Vec<AppendOutcome>> {
+        if sources.len() != events.len() {
+            return Err(LedgerError::Invariant(format!(
+                "{} events but {} sources",
+                events.len(),
+                sources.len()
+            )));
+        }
+        self.sources = sources.to_vec();
+        let outcomes = self.append_batch_recorded(events, recorded_at, source_cursor);
+        self.sources.clear();
+        outcomes
+    }
+
     fn append_inner(
         &mut self,
         events: &[Event],
@@ -353,15 +392,22 @@ impl<S: Storage> Ledger<S> {
             ..CommitBatch::default()
         };
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut in_batch: HashMap<&str, IdRecord> = HashMap::new();
+        let mut in_batch: HashMap<(&str, &str), IdRecord> = HashMap::new();
         let mut range = self.range.clone();
         let mut head = self.head;
         for (i, event) in events.iter().enumerate() {
             let (public, salted, digest) = self.digest(event);
-            let existing = match in_batch.get(event.id.as_str()) {
+            let existing = match in_batch.get(&(event.agency.as_str(), event.id.as_str())) {
                 Some(rec) => Some(*rec),
-                None => self.storage().id(&event.id)?,
+                None => self.storage().id(&event.agency, &event.id)?,
             };
+            if let (Some(&stream_seq), Some(_)) = (self.sources.get(i), &event.personal) {
+                let key = EventKey::new(&event.agency, &event.id);
+                if existing.is_some() && self.is_redacted(&key)? {
+                    batch.erasures_pending.push(key.clone());
+                }
+                batch.copies.push((key, stream_seq));
+            }
             if let Some(rec) = existing {
                 outcomes.push(if rec.digest == digest {
                     AppendOutcome::Duplicate { seq: rec.seq }
@@ -392,8 +438,10 @@ impl<S: Storage> Ledger<S> {
             let leaf = leaf_hash(&entry);
             range.push_stored(leaf, &mut batch.hashes);
             let rec = IdRecord { seq, digest };
-            in_batch.insert(&event.id, rec);
-            batch.ids.push((event.id.clone(), rec));
+            in_batch.insert((&event.agency, &event.id), rec);
+            batch
+                .ids
+                .push((EventKey::new(&event.agency, &event.id), rec));
             batch.dossiers.push((event.dossier.clone(), seq));
             if let (Some((salt, _)), Some(personal)) = (salted, &event.personal) {
                 batch.personal.push((
@@ -411,7 +459,7 @@ impl<S: Storage> Ledger<S> {
             };
             outcomes.push(AppendOutcome::Committed { seq });
         }
-        if batch.entries.is_empty() && erase_personal.is_empty() {
+        if batch.entries.is_empty() && erase_personal.is_empty() && batch.copies.is_empty() {
             return Ok(outcomes);
         }
         // Invariant, checked before the write: the hashes continue the stored array exactly.
@@ -442,6 +490,7 @@ impl<S: Storage> Ledger<S> {
             )));
         }
         batch.erase_personal = erase_personal;
+        batch.erasures_pending.extend(self.pending_erasure.take());
         batch.source_cursor = self.cursor;
         batch.new_head = head;
         self.commit(batch)?;
@@ -526,42 +575,94 @@ impl<S: Storage> Ledger<S> {
         Ok(self.latest.clone())
     }
 
+    /// Whether the event's redaction entry exists.
+    pub fn is_redacted(&self, event: &EventKey) -> Result<bool> {
+        let redaction_id = format!("{}{}", socai_model::event::REDACTION_ID_PREFIX, event.id);
+        Ok(self.storage().id(&event.agency, &redaction_id)?.is_some())
+    }
+
     /// Erases an event's personal data and salt, and appends a `ledger.redacted` entry, in one
     /// atomic commit. Every hash, proof and metric stays valid: entries hold only the commitment.
-    /// Returns (target seq, redaction entry seq).
+    /// The event's copies outside the store (EVENTS, REJECTED) are marked for erasure in the same
+    /// commit ([`Storage::erasures_pending`]; the ingest side erases them and then calls
+    /// [`Ledger::mark_erased`]). `target` is an id or AGENCY/ID. Returns (target seq, redaction
+    /// entry seq).
     pub fn redact(
         &mut self,
-        id: &str,
+        target: &str,
         reason: &str,
         redacted_by: &str,
         at: &str,
     ) -> Result<(u64, u64)> {
-        let seq = self.seq_of(id)?;
-        let already = self.storage().id(&format!("redaction:{id}"))?.is_some();
-        if self.storage().personal(seq)?.is_none() {
-            return Err(LedgerError::NothingToRedact {
-                id: id.to_string(),
-                seq,
-                already,
-            });
-        }
+        let seq = self.seq_of(target)?;
         let entry = self.entry(seq)?;
         let target: Event = serde_json::from_value(entry.event.clone()).map_err(|e| {
             LedgerError::Invariant(format!("stored event {seq} does not parse: {e}"))
         })?;
+        let key = EventKey::new(&target.agency, &target.id);
+        let already = self.is_redacted(&key)?;
+        if self.storage().personal(seq)?.is_none() {
+            return Err(LedgerError::NothingToRedact {
+                id: target.id.clone(),
+                seq,
+                already,
+            });
+        }
         let redaction = Event::redaction(&target, seq, reason, redacted_by, at);
+        static VALIDATOR: std::sync::OnceLock<socai_model::Validator> = std::sync::OnceLock::new();
+        VALIDATOR
+            .get_or_init(|| socai_model::Validator::new(socai_model::Limits::default()))
+            .validate_ledger_event(&redaction)
+            .map_err(|r| {
+                LedgerError::InvalidRedaction(format!(
+                    "{} ({}): {}",
+                    r.path,
+                    r.code.as_str(),
+                    r.reason
+                ))
+            })?;
+        self.pending_erasure = Some(key);
         let outcome = self.append_inner(
             std::slice::from_ref(&redaction),
             RecordedAt::Batch(at),
             vec![seq],
-        )?;
-        match outcome.first() {
-            Some(AppendOutcome::Committed { seq: r })
-            | Some(AppendOutcome::Duplicate { seq: r }) => Ok((seq, *r)),
+        );
+        self.pending_erasure = None;
+        match outcome?.first() {
+            Some(AppendOutcome::Committed { seq: r }) => Ok((seq, *r)),
             other => Err(LedgerError::Invariant(format!(
                 "redaction entry not written: {other:?}"
             ))),
         }
+    }
+
+    /// Marks `events` (already redacted) for erasure of their outside copies, e.g. a copy that
+    /// arrived after the redaction and was refused before it reached the ledger.
+    pub fn mark_for_erasure(&mut self, events: Vec<EventKey>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let batch = CommitBatch {
+            hashes_from: merkle::stored_hash_count(self.head.size),
+            erasures_pending: events,
+            new_head: self.head,
+            ..CommitBatch::default()
+        };
+        self.commit(batch)
+    }
+
+    /// Records that the outside copies of `events` were erased (see [`Ledger::redact`]).
+    pub fn mark_erased(&mut self, events: Vec<EventKey>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let batch = CommitBatch {
+            hashes_from: merkle::stored_hash_count(self.head.size),
+            erasures_done: events,
+            new_head: self.head,
+            ..CommitBatch::default()
+        };
+        self.commit(batch)
     }
 }
 

@@ -12,6 +12,7 @@
 //! Knows nothing of NATS or HTTP.
 
 pub mod datadir;
+pub mod keystore;
 pub mod ledger;
 pub mod reader;
 pub mod storage;
@@ -20,5 +21,5 @@ pub mod verify;
 pub use datadir::DataDir;
 pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError};
 pub use reader::{LedgerReader, View};
-pub use storage::{Head, SledStorage, Storage, StorageError};
+pub use storage::{EventKey, Head, SledStorage, Storage, StorageError};
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_ledger};

@@ -170,13 +170,28 @@ impl<S: Storage> LedgerReader<S> {
         self.entries(from, u64::MAX)
     }
 
-    /// The seq of a committed event id.
-    pub fn seq_of(&self, id: &str) -> Result<u64> {
+    /// The seq of a committed event, named `AGENCY/ID` or by its id alone. Ids are unique per
+    /// agency only: an id alone that several agencies used is [`LedgerError::AmbiguousId`].
+    pub fn seq_of(&self, spec: &str) -> Result<u64> {
         let head = self.head();
-        match self.storage.id(id)? {
-            // An id of a commit still in progress is not visible yet.
-            Some(rec) if rec.seq < head.size => Ok(rec.seq),
-            _ => Err(LedgerError::UnknownId(id.to_string())),
+        // An id of a commit still in progress is not visible yet.
+        let visible = |rec: Option<crate::storage::IdRecord>| {
+            rec.filter(|r| r.seq < head.size)
+                .map(|r| r.seq)
+                .ok_or_else(|| LedgerError::UnknownId(spec.to_string()))
+        };
+        if let Some((agency, id)) = spec.split_once('/') {
+            return visible(self.storage.id(agency, id)?);
+        }
+        let mut named = self.storage.ids_named(spec)?;
+        named.retain(|(_, r)| r.seq < head.size);
+        match named.len() {
+            0 => Err(LedgerError::UnknownId(spec.to_string())),
+            1 => Ok(named[0].1.seq),
+            _ => Err(LedgerError::AmbiguousId {
+                id: spec.to_string(),
+                agencies: named.into_iter().map(|(a, _)| a).collect(),
+            }),
         }
     }
 

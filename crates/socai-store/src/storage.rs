@@ -7,9 +7,12 @@
 //! - `flush` is called from exactly one place ([`SledStorage::commit`]); sled's background flusher
 //!   is disabled, so no concurrent `flush_async` can deadlock (sled #1308, #1412).
 
+use crate::keystore::{KeyStore, KeyStoreError, RecordKey};
 use socai_chain::Hash;
 use socai_chain::merkle::MerkleError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
 pub const HASH_CHUNK: u64 = 256;
@@ -33,6 +36,8 @@ pub enum StorageError {
     Engine { path: PathBuf, source: sled::Error },
     #[error("ledger store is corrupt: {0}; run `socai verify` and restore from a backup")]
     Corrupt(String),
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
 }
 
 impl StorageError {
@@ -68,6 +73,22 @@ pub struct IdRecord {
     pub digest: Hash,
 }
 
+/// An event id in the id index: ids are unique per agency, so the key names both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventKey {
+    pub agency: String,
+    pub id: String,
+}
+
+impl EventKey {
+    pub fn new(agency: impl Into<String>, id: impl Into<String>) -> EventKey {
+        EventKey {
+            agency: agency.into(),
+            id: id.into(),
+        }
+    }
+}
+
 /// Personal data kept beside (never inside) an entry, with the salt of its commitment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PersonalRecord {
@@ -81,14 +102,22 @@ pub struct PersonalRecord {
 pub struct CommitBatch {
     /// Canonical entries for seqs `head.size ..`, in order.
     pub entries: Vec<Vec<u8>>,
-    pub ids: Vec<(String, IdRecord)>,
+    pub ids: Vec<(EventKey, IdRecord)>,
     pub dossiers: Vec<(String, u64)>,
     /// New stored Merkle hashes, starting at stored-hash index `hashes_from`.
     pub hashes_from: u64,
     pub hashes: Vec<Hash>,
     pub personal: Vec<(u64, PersonalRecord)>,
-    /// Personal records to erase (redaction).
+    /// Personal records to erase (redaction): the record goes from the store and its key is
+    /// destroyed in place once the commit is durable.
     pub erase_personal: Vec<u64>,
+    /// Copies of events carrying personal data kept outside the store (EVENTS stream seqs), so
+    /// that a redaction can erase them.
+    pub copies: Vec<(EventKey, u64)>,
+    /// Events whose outside copies must be erased (set with a redaction, durable until done).
+    pub erasures_pending: Vec<EventKey>,
+    /// Events whose outside copies were erased.
+    pub erasures_done: Vec<EventKey>,
     /// Signed checkpoint notes to store, by tree size.
     pub checkpoints: Vec<(u64, String)>,
     /// Where the committed events came from (e.g. the EVENTS stream seq of the batch's last
@@ -105,7 +134,18 @@ pub trait Storage: Send + Sync {
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>>;
     /// Entries `from..to` in storage order, each with the seq its position implies.
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>;
-    fn id(&self, id: &str) -> Result<Option<IdRecord>>;
+    /// The id index record of `id` published by `agency`.
+    fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>>;
+    /// Every agency's record of `id` (ids are unique per agency only), by agency.
+    fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>>;
+    /// The whole id index, in key order.
+    fn id_index(&self) -> Box<dyn Iterator<Item = Result<(EventKey, IdRecord)>> + '_>;
+    /// The whole dossier index as (dossier, seq), in key order.
+    fn dossier_index(&self) -> Box<dyn Iterator<Item = Result<(String, u64)>> + '_>;
+    /// EVENTS stream seqs of the copies of an event that carried personal data.
+    fn copies(&self, event: &EventKey) -> Result<Vec<u64>>;
+    /// Events whose outside copies a redaction still has to erase.
+    fn erasures_pending(&self) -> Result<Vec<EventKey>>;
     /// Seqs of a dossier's entries, ascending.
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>>;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>>;
@@ -131,20 +171,34 @@ pub trait Storage: Send + Sync {
     fn source_cursor(&self) -> Result<Option<u64>>;
 }
 
-/// sled layout: one tree, keys prefixed by kind, numbers big-endian so they sort.
-/// `b`+bundle → up to [`ENTRY_BUNDLE`] entries, each as a 4-byte big-endian length and the bytes;
-/// `i`+id → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
-/// [`HASH_CHUNK`] hashes; `p`+seq → personal JSON; `c`+size → checkpoint note; `m`+name → meta.
-/// One tree makes every commit a single `apply_batch`, which sled recovers atomically.
+/// sled layout (version [`LAYOUT`]): one tree, keys prefixed by kind, numbers big-endian so they
+/// sort. `b`+bundle → up to [`ENTRY_BUNDLE`] entries, each as a 4-byte big-endian length and the
+/// bytes; `i`+id‖0x00‖agency → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
+/// [`HASH_CHUNK`] hashes; `p`+seq → 0x01‖key slot‖personal JSON sealed under that slot's key (see
+/// [`crate::keystore`]); `x`+agency‖0x00‖id‖0x00‖EVENTS seq → "" (an outside copy);
+/// `y`+agency‖0x00‖id → "" (outside copies still to erase); `z`+slot → "" (a key to destroy);
+/// `c`+size → checkpoint note; `m`+name → meta. One tree makes every commit a single
+/// `apply_batch`, which sled recovers atomically. Ids and agencies never hold 0x00 (the envelope
+/// schema's patterns), so the separators are unambiguous.
 #[derive(Clone)]
 pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
+    keys: Arc<KeyStore>,
+    /// Key slots committed so far (the next record's slot); only the writer advances it.
+    next_slot: Arc<AtomicU64>,
 }
 
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
+const LAYOUT_KEY: &[u8] = b"mlayout";
+const SLOTS_KEY: &[u8] = b"mslots";
+/// The key layout this code writes. Layout 1 (before per-agency ids and sealed personal
+/// records) is migrated at open.
+pub const LAYOUT: u64 = 2;
+/// Format byte of a sealed personal record.
+const SEALED: u8 = 1;
 
 fn key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -186,6 +240,15 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
+fn id_record(v: &[u8], id: &str) -> Result<IdRecord> {
+    match (be_u64(v), hash_at(v.get(8..).unwrap_or_default(), 0)) {
+        (Some(seq), Some(digest)) if v.len() == 40 => Ok(IdRecord { seq, digest }),
+        _ => Err(StorageError::Corrupt(format!(
+            "id index record for {id:?} is malformed"
+        ))),
+    }
+}
+
 fn hash_at(bytes: &[u8], i: usize) -> Option<Hash> {
     Some(Hash(bytes.get(i * 32..i * 32 + 32)?.try_into().ok()?))
 }
@@ -213,11 +276,243 @@ impl SledStorage {
         let tree = db
             .open_tree("ledger")
             .map_err(|e| StorageError::engine(path, e))?;
-        Ok(SledStorage {
+        let keys = Arc::new(KeyStore::open(&Self::keys_path(path))?);
+        let storage = SledStorage {
             db,
             tree,
             path: path.to_path_buf(),
-        })
+            keys,
+            next_slot: Arc::new(AtomicU64::new(0)),
+        };
+        storage.migrate()?;
+        storage.finish_erasures()?;
+        let slots = match storage.get(SLOTS_KEY)? {
+            Some(v) => be_u64(&v)
+                .ok_or_else(|| StorageError::Corrupt("key slot count is truncated".into()))?,
+            None => 0,
+        };
+        let held = storage.keys.slots()?;
+        if held < slots {
+            return Err(StorageError::Corrupt(format!(
+                "the personal-data key file {} holds {held} keys but the store refers to {slots}: it was lost or replaced by an older copy, so personal records cannot be opened; restore it from the backup taken together with the store (never run `socai serve` on this data dir until then)",
+                storage.keys.path().display()
+            )));
+        }
+        let orphans = storage.keys.discard_from(slots)?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "discarded personal-data keys of a commit that did not complete"
+            );
+        }
+        storage.next_slot.store(slots, Ordering::SeqCst);
+        Ok(storage)
+    }
+
+    /// Where the personal-data keys of the store at `path` live: `<path>.keys`, beside it.
+    pub fn keys_path(path: &Path) -> PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".keys");
+        PathBuf::from(p)
+    }
+
+    /// Destroys the keys named by `z` markers (redactions whose commit is durable), then drops
+    /// the markers. Idempotent: a crash in between only repeats it at the next open.
+    fn finish_erasures(&self) -> Result<()> {
+        let mut slots = Vec::new();
+        for r in self.tree.scan_prefix(b"z") {
+            let (k, _) = r.map_err(|e| self.err(e))?;
+            slots.push(
+                be_u64(&k[1..])
+                    .ok_or_else(|| StorageError::Corrupt("key marker is truncated".into()))?,
+            );
+        }
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.keys.destroy(&slots)?;
+        let mut b = sled::Batch::default();
+        for slot in slots {
+            b.remove(&key(b'z', slot));
+        }
+        // Made durable by the next commit; until then a reopen destroys them again.
+        self.tree.apply_batch(b).map_err(|e| self.err(e))
+    }
+
+    /// Brings a layout-1 store to [`LAYOUT`]: id keys gain their agency, personal records are
+    /// sealed under keys of their own. Runs in chunks, each durable; a crash resumes it.
+    fn migrate(&self) -> Result<()> {
+        match self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64) {
+            Some(LAYOUT) => return Ok(()),
+            Some(other) => {
+                return Err(StorageError::Corrupt(format!(
+                    "store layout {other} is newer than this socai understands ({LAYOUT}); use a newer socai"
+                )));
+            }
+            None => {}
+        }
+        if self.get(HEAD_KEY)?.is_some() {
+            tracing::info!(path = %self.path.display(), "migrating the store to layout 2 (per-agency ids, sealed personal data)");
+            let (ids, personal) = (self.migrate_ids()?, self.migrate_personal()?);
+            tracing::info!(ids, personal, "store migrated to layout 2");
+        }
+        self.tree
+            .insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
+            .map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn migrate_ids(&self) -> Result<u64> {
+        use std::ops::Bound::{Excluded, Included};
+        let mut done = 0;
+        let mut from = Included(b"i".to_vec());
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            for r in self
+                .tree
+                .range::<Vec<u8>, _>((from.clone(), Excluded(b"j".to_vec())))
+            {
+                let (k, v) = r.map_err(|e| self.err(e))?;
+                from = Excluded(k.to_vec());
+                if k.contains(&0) {
+                    continue; // already migrated
+                }
+                let id = std::str::from_utf8(&k[1..])
+                    .map_err(|_| StorageError::Corrupt("id key is not UTF-8".into()))?;
+                let seq = be_u64(&v).ok_or_else(|| {
+                    StorageError::Corrupt(format!("id index record for {id:?} is truncated"))
+                })?;
+                let entry = self.entry(seq)?.ok_or_else(|| {
+                    StorageError::Corrupt(format!("id {id:?} names seq {seq}, which is missing"))
+                })?;
+                let agency = serde_json::from_slice::<serde_json::Value>(&entry)
+                    .ok()
+                    .and_then(|e| e["event"]["agency"].as_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!("entry {seq} has no event.agency"))
+                    })?;
+                b.insert(Self::id_key(&agency, id), v);
+                b.remove(k);
+                n += 1;
+                if n == 10_000 {
+                    break;
+                }
+            }
+            if n == 0 {
+                return Ok(done);
+            }
+            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            self.db.flush().map_err(|e| self.err(e))?;
+            done += n;
+        }
+    }
+
+    fn migrate_personal(&self) -> Result<u64> {
+        let mut done = 0;
+        let mut slot = self
+            .get(SLOTS_KEY)?
+            .as_deref()
+            .and_then(be_u64)
+            .unwrap_or(0);
+        let mut from = 0;
+        loop {
+            let mut plain = Vec::new();
+            for r in self.tree.range(key(b'p', from)..=key(b'p', u64::MAX)) {
+                let (k, v) = r.map_err(|e| self.err(e))?;
+                from = be_u64(&k[1..]).map_or(u64::MAX, |s| s.saturating_add(1));
+                if v.first() == Some(&SEALED) {
+                    continue;
+                }
+                let seq = be_u64(&k[1..])
+                    .ok_or_else(|| StorageError::Corrupt("personal key is truncated".into()))?;
+                let rec: PersonalRecord = serde_json::from_slice(&v).map_err(|e| {
+                    StorageError::Corrupt(format!("personal record for seq {seq}: {e}"))
+                })?;
+                plain.push((seq, rec));
+                if plain.len() == 10_000 {
+                    break;
+                }
+            }
+            if plain.is_empty() {
+                return Ok(done);
+            }
+            let mut b = sled::Batch::default();
+            let keys = self.seal_into(&mut b, slot, &plain)?;
+            self.keys.write(slot, &keys.iter().collect::<Vec<_>>())?;
+            slot += keys.len() as u64;
+            b.insert(SLOTS_KEY, &slot.to_be_bytes()[..]);
+            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            self.db.flush().map_err(|e| self.err(e))?;
+            done += plain.len() as u64;
+        }
+    }
+
+    /// Seals each record under a new key at slots `first..` into `b`; returns the keys (to be
+    /// made durable before `b` is applied).
+    fn seal_into(
+        &self,
+        b: &mut sled::Batch,
+        first: u64,
+        records: &[(u64, PersonalRecord)],
+    ) -> Result<Vec<RecordKey>> {
+        let mut keys = Vec::with_capacity(records.len());
+        for (i, (seq, rec)) in records.iter().enumerate() {
+            let slot = first + i as u64;
+            let k = RecordKey::random();
+            let mut plain = serde_json::to_vec(rec)
+                .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
+            let sealed = k.seal(&seq.to_be_bytes(), &plain);
+            zeroize::Zeroize::zeroize(&mut plain);
+            let mut v = Vec::with_capacity(9 + sealed.len());
+            v.push(SEALED);
+            v.extend_from_slice(&slot.to_be_bytes());
+            v.extend_from_slice(&sealed);
+            b.insert(&key(b'p', *seq), v);
+            keys.push(k);
+        }
+        Ok(keys)
+    }
+
+    /// Opens a stored personal record of `seq`.
+    fn unseal(&self, seq: u64, v: &[u8]) -> Result<PersonalRecord> {
+        let corrupt =
+            |what: &str| StorageError::Corrupt(format!("personal record for seq {seq}: {what}"));
+        if v.first() != Some(&SEALED) || v.len() < 9 {
+            return Err(corrupt("not a sealed record"));
+        }
+        let slot = be_u64(&v[1..]).ok_or_else(|| corrupt("truncated"))?;
+        let k = self.keys.read(slot)?;
+        let mut plain = k
+            .open(&seq.to_be_bytes(), &v[9..])
+            .ok_or_else(|| corrupt("does not decrypt under its key (tampered or swapped)"))?;
+        let rec = serde_json::from_slice(&plain).map_err(|e| corrupt(&e.to_string()));
+        zeroize::Zeroize::zeroize(&mut plain);
+        rec
+    }
+
+    /// Opens a record read from the live tree; `None` if a redaction destroyed its key and removed
+    /// it since it was read (a reader racing the writer), an error if the key is gone but the
+    /// record is not.
+    fn unseal_live(&self, seq: u64, v: &[u8]) -> Result<Option<PersonalRecord>> {
+        match self.unseal(seq, v) {
+            Err(StorageError::Keys(KeyStoreError::Destroyed { .. }))
+                if self.get(&key(b'p', seq))?.is_none() =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// The key slot of the stored personal record of `seq`, if any.
+    fn slot_of(&self, seq: u64) -> Result<Option<u64>> {
+        Ok(self.get(&key(b'p', seq))?.and_then(|v| {
+            (v.first() == Some(&SEALED))
+                .then(|| be_u64(&v[1..]))
+                .flatten()
+        }))
     }
 
     fn err(&self, e: sled::Error) -> StorageError {
@@ -242,10 +537,29 @@ impl SledStorage {
         (key(b'b', seq / ENTRY_BUNDLE), (seq % ENTRY_BUNDLE) as usize)
     }
 
-    pub fn id_key(id: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(id.len() + 1);
+    pub fn id_key(agency: &str, id: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(id.len() + agency.len() + 2);
         k.push(b'i');
         k.extend_from_slice(id.as_bytes());
+        k.push(0);
+        k.extend_from_slice(agency.as_bytes());
+        k
+    }
+
+    /// Key prefix of everything about one agency's event under `kind` (`x`, `y`).
+    fn event_key(kind: u8, event: &EventKey) -> Vec<u8> {
+        let mut k = Vec::with_capacity(event.id.len() + event.agency.len() + 3);
+        k.push(kind);
+        k.extend_from_slice(event.agency.as_bytes());
+        k.push(0);
+        k.extend_from_slice(event.id.as_bytes());
+        k
+    }
+
+    fn copy_key(event: &EventKey, stream_seq: u64) -> Vec<u8> {
+        let mut k = Self::event_key(b'x', event);
+        k.push(0);
+        k.extend_from_slice(&stream_seq.to_be_bytes());
         k
     }
 
@@ -301,11 +615,20 @@ impl Storage for SledStorage {
             rest = &rest[take..];
             seq += take as u64;
         }
-        for (id, rec) in &batch.ids {
+        for (event, rec) in &batch.ids {
             let mut v = [0u8; 40];
             v[..8].copy_from_slice(&rec.seq.to_be_bytes());
             v[8..].copy_from_slice(&rec.digest.0);
-            b.insert(Self::id_key(id), &v[..]);
+            b.insert(Self::id_key(&event.agency, &event.id), &v[..]);
+        }
+        for (event, stream_seq) in &batch.copies {
+            b.insert(Self::copy_key(event, *stream_seq), &[][..]);
+        }
+        for event in &batch.erasures_pending {
+            b.insert(Self::event_key(b'y', event), &[][..]);
+        }
+        for event in &batch.erasures_done {
+            b.remove(Self::event_key(b'y', event));
         }
         for (dossier, seq) in &batch.dossiers {
             b.insert(Self::dossier_key(dossier, *seq), &[][..]);
@@ -339,12 +662,21 @@ impl Storage for SledStorage {
             rest = &rest[take..];
             idx += take as u64;
         }
-        for (seq, rec) in &batch.personal {
-            let v = serde_json::to_vec(rec)
-                .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
-            b.insert(&key(b'p', *seq), v);
+        // Keys first, durable before the commit that refers to them (see crate::keystore).
+        let first_slot = self.next_slot.load(Ordering::SeqCst);
+        let new_slots = batch.personal.len() as u64;
+        if new_slots > 0 {
+            let keys = self.seal_into(&mut b, first_slot, &batch.personal)?;
+            self.keys
+                .write(first_slot, &keys.iter().collect::<Vec<_>>())?;
+            b.insert(SLOTS_KEY, &(first_slot + new_slots).to_be_bytes()[..]);
         }
+        let mut destroy = Vec::with_capacity(batch.erase_personal.len());
         for seq in &batch.erase_personal {
+            if let Some(slot) = self.slot_of(*seq)? {
+                b.insert(&key(b'z', slot), &[][..]);
+                destroy.push(slot);
+            }
             b.remove(&key(b'p', *seq));
         }
         for (size, note) in &batch.checkpoints {
@@ -359,6 +691,12 @@ impl Storage for SledStorage {
         b.insert(HEAD_KEY, &head[..]);
         self.tree.apply_batch(b).map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
+        self.next_slot
+            .store(first_slot + new_slots, Ordering::SeqCst);
+        if !destroy.is_empty() {
+            // The record is gone from the durable tree: now the key, in place.
+            self.finish_erasures()?;
+        }
         Ok(())
     }
 
@@ -398,18 +736,79 @@ impl Storage for SledStorage {
         }))
     }
 
-    fn id(&self, id: &str) -> Result<Option<IdRecord>> {
-        let Some(v) = self.get(&Self::id_key(id))? else {
-            return Ok(None);
-        };
-        let seq = be_u64(&v);
-        let digest = hash_at(v.get(8..).unwrap_or_default(), 0);
-        match (seq, digest) {
-            (Some(seq), Some(digest)) => Ok(Some(IdRecord { seq, digest })),
-            _ => Err(StorageError::Corrupt(format!(
-                "id index record for {id:?} is truncated"
-            ))),
+    fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
+        match self.get(&Self::id_key(agency, id))? {
+            None => Ok(None),
+            Some(v) => id_record(&v, id).map(Some),
         }
+    }
+
+    fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>> {
+        let mut prefix = Vec::with_capacity(id.len() + 2);
+        prefix.push(b'i');
+        prefix.extend_from_slice(id.as_bytes());
+        prefix.push(0);
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix(&prefix) {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let agency = String::from_utf8(k[prefix.len()..].to_vec())
+                .map_err(|_| StorageError::Corrupt(format!("id key of {id:?} is not UTF-8")))?;
+            out.push((agency, id_record(&v, id)?));
+        }
+        Ok(out)
+    }
+
+    fn id_index(&self) -> Box<dyn Iterator<Item = Result<(EventKey, IdRecord)>> + '_> {
+        Box::new(self.tree.scan_prefix(b"i").map(move |r| {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let text = std::str::from_utf8(&k[1..])
+                .map_err(|_| StorageError::Corrupt("an id key is not UTF-8".into()))?;
+            let (id, agency) = text.split_once('\0').ok_or_else(|| {
+                StorageError::Corrupt(format!("id key {text:?} names no agency (layout 1?)"))
+            })?;
+            Ok((EventKey::new(agency, id), id_record(&v, id)?))
+        }))
+    }
+
+    fn dossier_index(&self) -> Box<dyn Iterator<Item = Result<(String, u64)>> + '_> {
+        Box::new(self.tree.scan_prefix(b"d").map(move |r| {
+            let (k, _) = r.map_err(|e| self.err(e))?;
+            let split = k.len().checked_sub(9).filter(|&i| i >= 1 && k[i] == 0);
+            let Some(i) = split else {
+                return Err(StorageError::Corrupt("a dossier key is malformed".into()));
+            };
+            let dossier = String::from_utf8(k[1..i].to_vec())
+                .map_err(|_| StorageError::Corrupt("a dossier key is not UTF-8".into()))?;
+            Ok((dossier, be_u64(&k[i + 1..]).expect("8 bytes checked above")))
+        }))
+    }
+
+    fn copies(&self, event: &EventKey) -> Result<Vec<u64>> {
+        let mut prefix = Self::event_key(b'x', event);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix(&prefix) {
+            let (k, _) = r.map_err(|e| self.err(e))?;
+            out.push(
+                be_u64(&k[prefix.len()..])
+                    .ok_or_else(|| StorageError::Corrupt("copy key is truncated".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn erasures_pending(&self) -> Result<Vec<EventKey>> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix(b"y") {
+            let (k, _) = r.map_err(|e| self.err(e))?;
+            let text = std::str::from_utf8(&k[1..])
+                .map_err(|_| StorageError::Corrupt("an erasure key is not UTF-8".into()))?;
+            let (agency, id) = text.split_once('\0').ok_or_else(|| {
+                StorageError::Corrupt(format!("erasure key {text:?} is malformed"))
+            })?;
+            out.push(EventKey::new(agency, id));
+        }
+        Ok(out)
     }
 
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>> {
@@ -448,9 +847,7 @@ impl Storage for SledStorage {
         let Some(v) = self.get(&key(b'p', seq))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt(format!("personal record for seq {seq}: {e}")))
+        self.unseal_live(seq, &v)
     }
 
     fn personal_range(
@@ -465,11 +862,10 @@ impl Storage for SledStorage {
                     let (k, v) = r.map_err(|e| self.err(e))?;
                     let seq = be_u64(&k[1..])
                         .ok_or_else(|| StorageError::Corrupt("personal key is truncated".into()))?;
-                    let rec = serde_json::from_slice(&v).map_err(|e| {
-                        StorageError::Corrupt(format!("personal record for seq {seq}: {e}"))
-                    })?;
-                    Ok((seq, rec))
-                }),
+                    Ok(self.unseal_live(seq, &v)?.map(|rec| (seq, rec)))
+                })
+                // A record redacted while this iterator ran is skipped, as if already gone.
+                .filter_map(Result::transpose),
         )
     }
 

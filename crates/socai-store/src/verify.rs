@@ -1,17 +1,32 @@
-//! Full verification of a stored ledger on every core: each entry's structure and leaf hash, seqs
-//! without gaps, `prev` links, every stored signed checkpoint (signature by the trusted key and root
-//! at its size), the head record, and personal data against commitments where present.
+//! Full verification of a stored ledger on every core: each entry's structure, canonical form and
+//! leaf hash, seqs without gaps, `prev` links, the stored Merkle hashes (re-derived from the
+//! entries and compared one by one), every stored signed checkpoint (signature by the trusted key
+//! and root at its size), the head record, personal data against commitments where present (and,
+//! where it is gone, a redaction entry that says why), and the id and dossier indexes against the
+//! entries.
 //!
-//! Pipeline: a reader thread cuts the entry stream into chunks (also at checkpoint sizes), worker
-//! threads run [`socai_chain::verify_chunk`], and the calling thread joins chunks in order, so the
-//! first bad seq is always the one reported.
+//! Pipeline: the ranges of the log (cut also at checkpoint sizes) go to worker threads, each of
+//! which reads its entries and stored hashes, runs [`socai_chain::verify_chunk_parts`] and opens
+//! the personal records; the calling thread joins ranges in order, re-derives the stored hashes
+//! while it grows the root, and compares, so the first bad seq is always the one reported.
+//!
+//! The indexes are compared as sets: each side is summed into a keyed multiset hash (two 64-bit
+//! SipHash sums under keys drawn for this run, so nobody can prepare a store whose wrong index
+//! sums to the right value) while another thread scans the index keys. Equal sums and counts mean
+//! equal sets; only on a difference does a second pass look each entry up to name the first bad
+//! seq.
 
+use crate::ledger::content_digest;
 use crate::storage::{Storage, StorageError};
 use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
-use socai_chain::entry::check_personal;
+use socai_chain::entry::{Entry, check_personal};
+use socai_chain::merkle::stored_hash_count;
 use socai_chain::verify::{ChainErrorKind, Chunk};
-use socai_chain::{ChainError, ChainVerifier, Hash, verify_chunk};
+use socai_chain::{ChainError, ChainVerifier, Hash, verify_chunk_parts};
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +42,14 @@ pub enum VerifyError {
         head_size: u64,
         found: u64,
     },
+    #[error(
+        "seq {seq}: head record says the leaf hash of entry {seq} is {recorded}, the entries give {computed}"
+    )]
+    HeadLeaf {
+        seq: u64,
+        recorded: Hash,
+        computed: Hash,
+    },
     #[error("pinned checkpoint {index}: {reason}")]
     Pinned { index: usize, reason: String },
     #[error(
@@ -35,6 +58,19 @@ pub enum VerifyError {
     Unattested { entries: u64 },
     #[error("seq {found}: a checkpoint signs {size} entries but only {found} are stored")]
     Missing { size: u64, found: u64 },
+    /// A stored Merkle hash differs from the one the entries imply, or cannot be read.
+    #[error("seq {seq}: stored Merkle hash {index} (hash chunk {chunk}) {reason}", chunk = index / crate::storage::HASH_CHUNK)]
+    StoredHash {
+        seq: u64,
+        index: u64,
+        reason: String,
+    },
+    /// A personal record that cannot be opened, or is gone without a redaction entry.
+    #[error("seq {seq}: {reason}")]
+    Personal { seq: u64, reason: String },
+    /// The id or dossier index disagrees with the entries.
+    #[error("seq {seq}: {reason}")]
+    Index { seq: u64, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -45,9 +81,12 @@ impl VerifyError {
         match self {
             VerifyError::Chain(e) => Some(e.seq),
             VerifyError::Checkpoint { size, .. } => Some(*size),
-            VerifyError::Head { seq, .. } => Some(*seq),
+            VerifyError::Head { seq, .. } | VerifyError::HeadLeaf { seq, .. } => Some(*seq),
             VerifyError::Missing { found, .. } => Some(*found),
             VerifyError::Unattested { .. } => Some(0),
+            VerifyError::StoredHash { seq, .. }
+            | VerifyError::Personal { seq, .. }
+            | VerifyError::Index { seq, .. } => Some(*seq),
             VerifyError::Pinned { .. } => None,
             VerifyError::Storage(_) => None,
         }
@@ -61,6 +100,8 @@ pub struct VerifyOptions {
     /// Signed checkpoint notes the auditor kept (e.g. yesterday's): each must verify under the
     /// trusted key and match the stored log's root at its size.
     pub pinned: Vec<String>,
+    /// Check the id and dossier indexes against the entries (on by default).
+    pub indexes: bool,
 }
 
 impl Default for VerifyOptions {
@@ -72,6 +113,7 @@ impl Default for VerifyOptions {
             threads,
             chunk_entries: 4096,
             pinned: Vec::new(),
+            indexes: true,
         }
     }
 }
@@ -85,19 +127,80 @@ pub struct VerifyReport {
     /// Size of the latest signed checkpoint (0 if none): entries beyond it are not yet attested.
     pub latest_checkpoint_size: u64,
     pub personal_checked: u64,
+    /// Personal records found erased, each with its redaction entry.
+    pub personal_redacted: u64,
     /// Auditor-pinned checkpoints that matched.
     pub pinned_checked: usize,
+    /// Stored Merkle hashes re-derived from the entries and compared.
+    pub stored_hashes_checked: u64,
+    /// Whether the id and dossier indexes were checked (then each holds exactly one key per entry).
+    pub indexes_checked: bool,
+}
+
+/// Order-independent sum of keyed hashes of a multiset's items, with its size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SetSum {
+    count: u64,
+    a: u64,
+    b: u64,
+}
+
+impl SetSum {
+    fn add(&mut self, keys: &SetKeys, item: impl std::hash::Hash + Copy) {
+        self.count += 1;
+        self.a = self.a.wrapping_add(keys.0.hash_one(item));
+        self.b = self.b.wrapping_add(keys.1.hash_one(item));
+    }
+    fn merge(&mut self, other: SetSum) {
+        self.count += other.count;
+        self.a = self.a.wrapping_add(other.a);
+        self.b = self.b.wrapping_add(other.b);
+    }
+}
+
+/// Two SipHash keys drawn for this run.
+struct SetKeys(RandomState, RandomState);
+
+/// The id index item of an entry: (agency, id, seq, content digest).
+fn id_item<'a>(
+    agency: &'a str,
+    id: &'a str,
+    seq: u64,
+    digest: &'a Hash,
+) -> impl std::hash::Hash + Copy + 'a {
+    (agency, id, seq, &digest.0)
+}
+
+/// What a worker learned about entries `[first, last)`.
+struct RangeOut {
+    chunk: Chunk,
+    bytes: u64,
+    personal: u64,
+    redacted: u64,
+    /// Stored hashes `stored_hash_count(first)..`, up to `stored_hash_count(last)` or the first
+    /// one that cannot be read (then `stored_error` says why).
+    stored: Vec<Hash>,
+    stored_error: Option<String>,
+    /// The first personal-data problem (before the chunk's own error, if any).
+    problem: Option<VerifyError>,
+    ids: SetSum,
+    dossiers: SetSum,
 }
 
 type Work = (u64, u64);
-type RangeResult = Result<(Chunk, u64, u64), VerifyError>;
+type RangeResult = Result<RangeOut, VerifyError>;
 type Done = (u64, RangeResult);
 
-/// Reads entries `[first, last)` and checks them (structure, seqs, links inside the range, leaf
-/// hashes, personal data against commitments). Returns the chunk, its byte count and the number of
-/// personal records checked; a gap in the store or a personal mismatch becomes the chunk's error
-/// when it comes before any other.
-fn check_range<S: Storage>(storage: &S, first: u64, last: u64) -> RangeResult {
+/// Reads entries `[first, last)` and checks them (structure, canonical form, seqs, links inside
+/// the range, leaf hashes, personal data against commitments), reads their stored hashes and
+/// sums their index items. A gap in the store becomes the chunk's error when it comes before any
+/// other.
+fn check_range<S: Storage>(
+    storage: &S,
+    first: u64,
+    last: u64,
+    keys: Option<&SetKeys>,
+) -> RangeResult {
     let mut entries = Vec::with_capacity((last - first) as usize);
     let mut bytes = 0u64;
     for item in storage.entries(first, last) {
@@ -118,32 +221,153 @@ fn check_range<S: Storage>(storage: &S, first: u64, last: u64) -> RangeResult {
         }
         .into());
     }
-    let mut chunk = verify_chunk(first, &refs)?;
+    let (mut ids, mut dossiers) = (SetSum::default(), SetSum::default());
+    let mut chunk = verify_chunk_parts(first, &refs, |seq, parts| {
+        if let Some(keys) = keys {
+            let digest = content_digest(parts.event, parts.header.personal_commitment.as_ref());
+            ids.add(keys, id_item(&parts.agency, &parts.id, seq, &digest));
+            dossiers.add(keys, (&*parts.dossier, seq));
+        }
+    })?;
     if got < last && chunk.error.is_none() {
         chunk.error = Some(ChainError {
             seq: got,
             kind: ChainErrorKind::Missing,
         });
     }
-    // Commitments stop before the chunk's first error, so a mismatch here always comes first.
-    let mut personal = 0u64;
+    let (stored, stored_error) = read_stored(storage, first, last);
+    // Commitments stop before the chunk's first error, so a problem here always comes first.
+    let (mut personal, mut redacted) = (0u64, 0u64);
+    let mut problem = None;
     for (seq, commitment) in &chunk.commitments {
-        let Some(rec) = storage.personal(*seq)? else {
-            continue;
-        };
-        let salt = hex::decode(&rec.salt)
-            .ok()
-            .and_then(|s| <[u8; 16]>::try_from(s).ok());
-        if !salt.is_some_and(|salt| check_personal(commitment, &salt, &rec.personal)) {
-            chunk.error = Some(ChainError {
-                seq: *seq,
-                kind: ChainErrorKind::PersonalMismatch,
-            });
-            break;
+        match check_personal_record(storage, *seq, commitment, refs[(seq - first) as usize]) {
+            Ok(true) => personal += 1,
+            Ok(false) => redacted += 1,
+            Err(e) => {
+                problem = Some(e);
+                break;
+            }
         }
-        personal += 1;
     }
-    Ok((chunk, bytes, personal))
+    Ok(RangeOut {
+        chunk,
+        bytes,
+        personal,
+        redacted,
+        stored,
+        stored_error,
+        problem,
+        ids,
+        dossiers,
+    })
+}
+
+/// The stored hashes of the leaves `[first, last)`, up to the first that cannot be read.
+fn read_stored<S: Storage>(storage: &S, first: u64, last: u64) -> (Vec<Hash>, Option<String>) {
+    let indexes: Vec<u64> = (stored_hash_count(first)..stored_hash_count(last)).collect();
+    match storage.read_hashes(&indexes) {
+        Ok(hashes) => (hashes, None),
+        Err(_) => {
+            let mut hashes = Vec::with_capacity(indexes.len());
+            for i in indexes {
+                match storage.read_hashes(&[i]) {
+                    Ok(h) => hashes.extend(h),
+                    Err(e) => return (hashes, Some(storage_reason(&e))),
+                }
+            }
+            (hashes, None)
+        }
+    }
+}
+
+/// A storage error's own words, without the advice meant for other commands.
+fn storage_reason(e: &StorageError) -> String {
+    match e {
+        StorageError::Corrupt(what) => what.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks the personal record of entry `seq` against its commitment: `Ok(true)` if it matches,
+/// `Ok(false)` if it is gone and a redaction entry says so.
+fn check_personal_record<S: Storage>(
+    storage: &S,
+    seq: u64,
+    commitment: &Hash,
+    entry: &[u8],
+) -> Result<bool, VerifyError> {
+    let fail = |reason: String| VerifyError::Personal { seq, reason };
+    // The redaction entry that explains an erased record: its id, and its seq if it exists.
+    let redaction = || -> Result<(String, Option<u64>), VerifyError> {
+        let parts = Entry::decode_parts(entry).map_err(|e| ChainError {
+            seq,
+            kind: ChainErrorKind::Entry(e),
+        })?;
+        let id = format!("{}{}", socai_model::event::REDACTION_ID_PREFIX, parts.id);
+        let found = storage.id(&parts.agency, &id)?.filter(|r| r.seq > seq);
+        // The index only points: the entry it points to must be that redaction, of this event.
+        let found = match found {
+            Some(r) => {
+                let bytes = storage.entry(r.seq)?;
+                let real = bytes
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .is_some_and(|e| {
+                        let ev = &e["event"];
+                        ev["type"] == socai_model::REDACTION_TYPE
+                            && ev["id"] == id.as_str()
+                            && ev["agency"] == parts.agency.as_ref()
+                            && ev["data"]["target_id"] == parts.id.as_ref()
+                            && ev["data"]["target_seq"] == seq
+                    });
+                real.then_some(r.seq)
+            }
+            None => None,
+        };
+        Ok((format!("{}/{id}", parts.agency), found))
+    };
+    match storage.personal(seq) {
+        Ok(Some(rec)) => {
+            let salt = hex::decode(&rec.salt)
+                .ok()
+                .and_then(|s| <[u8; 16]>::try_from(s).ok());
+            if salt.is_some_and(|salt| check_personal(commitment, &salt, &rec.personal)) {
+                Ok(true)
+            } else {
+                Err(ChainError {
+                    seq,
+                    kind: ChainErrorKind::PersonalMismatch,
+                }
+                .into())
+            }
+        }
+        Ok(None) => match redaction()? {
+            (_, Some(_)) => Ok(false),
+            (id, None) => Err(fail(format!(
+                "the personal record is missing, and no redaction entry {id} after this seq says it was erased"
+            ))),
+        },
+        Err(StorageError::Keys(e)) => Err(fail(match redaction()? {
+            (id, Some(at)) => format!(
+                "the personal record is still stored although redaction entry {id} (seq {at}) erased it: {e}"
+            ),
+            (id, None) => format!(
+                "the personal record cannot be opened: {e}; and no redaction entry {id} says it was erased"
+            ),
+        })),
+        Err(e) => Err(fail(format!(
+            "the personal record cannot be opened: {}",
+            storage_reason(&e)
+        ))),
+    }
+}
+
+/// The seq of the leaf whose appending added stored hash `index` (at least `from`).
+fn leaf_of(index: u64, from: u64) -> u64 {
+    let mut n = from;
+    while stored_hash_count(n + 1) <= index {
+        n += 1;
+    }
+    n
 }
 
 /// Verifies the whole ledger against `trusted` (the auditor's verifier key). `progress` is called
@@ -198,6 +422,10 @@ pub fn verify_ledger<S: Storage>(
     let cuts: BTreeSet<u64> = signed_roots.keys().copied().collect();
     let threads = options.threads.max(1);
     let chunk_entries = options.chunk_entries.max(1);
+    let keys = options
+        .indexes
+        .then(|| SetKeys(RandomState::new(), RandomState::new()));
+    let keys = keys.as_ref();
 
     // Cut [0, head) into ranges (also at every checkpoint size); each worker reads its own range
     // from the store and checks it, so reading uses every core too.
@@ -213,7 +441,31 @@ pub fn verify_ledger<S: Storage>(
         first = last;
     }
 
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        // The indexes' side of the set comparison, read while the entries are checked.
+        let index_sums = keys.map(|keys| {
+            let stop = &stop;
+            scope.spawn(move || -> Result<(SetSum, SetSum), VerifyError> {
+                let (mut ids, mut dossiers) = (SetSum::default(), SetSum::default());
+                for item in storage.id_index() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (key, rec) = item?;
+                    ids.add(keys, id_item(&key.agency, &key.id, rec.seq, &rec.digest));
+                }
+                for item in storage.dossier_index() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (dossier, seq) = item?;
+                    dossiers.add(keys, (dossier.as_str(), seq));
+                }
+                Ok((ids, dossiers))
+            })
+        });
+
         let (work_tx, work_rx) = sync_channel::<Work>(threads * 2);
         let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
         // Ranges in flight (read, hashing, or waiting to be joined in order) are bounded by tokens:
@@ -241,7 +493,7 @@ pub fn verify_ledger<S: Storage>(
                         return;
                     };
                     if done_tx
-                        .send((first, check_range(storage, first, last)))
+                        .send((first, check_range(storage, first, last, keys)))
                         .is_err()
                     {
                         return;
@@ -256,16 +508,61 @@ pub fn verify_ledger<S: Storage>(
         let mut pending: BTreeMap<u64, RangeResult> = BTreeMap::new();
         let mut entry_bytes = 0u64;
         let mut personal_checked = 0u64;
+        let mut personal_redacted = 0u64;
         let mut checkpoints_checked = 0usize;
+        let (mut ids, mut dossiers) = (SetSum::default(), SetSum::default());
+        let mut derived = Vec::new();
         let result = (|| -> Result<(), VerifyError> {
             for (first, result) in done_rx.iter() {
                 pending.insert(first, result);
                 while let Some(result) = pending.remove(&chain.size()) {
-                    let (chunk, bytes, personal) = result?;
-                    personal_checked += personal;
-                    chain.push_chunk(&chunk)?;
+                    let out = result?;
+                    let first = out.chunk.first_seq;
+                    derived.clear();
+                    chain.push_chunk_stored(&out.chunk, &mut derived)?;
+                    // The first problem of the range, by seq: a stored hash, personal data, or
+                    // the chunk's own error (whose entry has no leaf, hence no stored hash).
+                    let mut first_bad: Option<VerifyError> =
+                        out.chunk.error.clone().map(Into::into);
+                    let mismatch = derived
+                        .iter()
+                        .enumerate()
+                        .find(|&(i, h)| out.stored.get(i) != Some(h));
+                    if let Some((i, h)) = mismatch {
+                        let index = stored_hash_count(first) + i as u64;
+                        let reason = match out.stored.get(i) {
+                            Some(found) => format!("is {found}, the entries give {h}"),
+                            None => format!(
+                                "cannot be read ({})",
+                                out.stored_error.as_deref().unwrap_or("missing")
+                            ),
+                        };
+                        let seq = leaf_of(index, first);
+                        if first_bad
+                            .as_ref()
+                            .and_then(VerifyError::seq)
+                            .is_none_or(|s| seq < s)
+                        {
+                            first_bad = Some(VerifyError::StoredHash { seq, index, reason });
+                        }
+                    }
+                    if let Some(problem) = out.problem {
+                        let seq = problem.seq();
+                        if first_bad.as_ref().and_then(VerifyError::seq) > seq
+                            || first_bad.is_none()
+                        {
+                            first_bad = Some(problem);
+                        }
+                    }
+                    if let Some(e) = first_bad {
+                        return Err(e);
+                    }
+                    personal_checked += out.personal;
+                    personal_redacted += out.redacted;
+                    ids.merge(out.ids);
+                    dossiers.merge(out.dossiers);
                     let _ = token_tx.send(());
-                    entry_bytes += bytes;
+                    entry_bytes += out.bytes;
                     if let Some(root) = signed_roots.get(&chain.size()) {
                         chain.check_root(root)?;
                         checkpoints_checked += 1;
@@ -277,6 +574,10 @@ pub fn verify_ledger<S: Storage>(
         })();
         drop(done_rx);
         drop(token_tx);
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let index_sums = index_sums.map(|h| h.join().expect("the index scan does not panic"));
         result?;
         // Nothing may follow the head.
         if let Some(item) = storage.entries(end, u64::MAX).next() {
@@ -299,12 +600,42 @@ pub fn verify_ledger<S: Storage>(
                 found: chain.size(),
             });
         }
-        if head.size != chain.size() || head.leaf != chain.head() {
+        if head.size == chain.size() && head.leaf != chain.head() {
+            return Err(VerifyError::HeadLeaf {
+                seq: head.size.saturating_sub(1),
+                recorded: head.leaf,
+                computed: chain.head(),
+            });
+        }
+        if head.size != chain.size() {
             return Err(VerifyError::Head {
                 seq: chain.size().min(head.size),
                 head_size: head.size,
                 found: chain.size(),
             });
+        }
+        // Nor may the stored hashes run past it.
+        let next = stored_hash_count(chain.size());
+        if storage.read_hashes(&[next]).is_ok() {
+            return Err(VerifyError::StoredHash {
+                seq: chain.size(),
+                index: next,
+                reason: format!(
+                    "exists, but {} entries have only {next} stored hashes",
+                    chain.size()
+                ),
+            });
+        }
+        if let Some(sums) = index_sums {
+            let (index_ids, index_dossiers) = sums?;
+            if index_ids != ids || index_dossiers != dossiers {
+                return Err(locate_index_fault(
+                    storage,
+                    chain.size(),
+                    index_ids == ids,
+                    index_dossiers == dossiers,
+                ));
+            }
         }
         Ok(VerifyReport {
             entries: chain.size(),
@@ -313,7 +644,148 @@ pub fn verify_ledger<S: Storage>(
             checkpoints_checked,
             latest_checkpoint_size: signed_roots.keys().next_back().copied().unwrap_or(0),
             personal_checked,
+            personal_redacted,
             pinned_checked,
+            stored_hashes_checked: stored_hash_count(chain.size()),
+            indexes_checked: keys.is_some(),
         })
     })
+}
+
+/// The slow pass after the index sums differed: the first entry whose key is missing or wrong,
+/// else the first key that names no entry. Entries are known good here.
+fn locate_index_fault<S: Storage>(
+    storage: &S,
+    size: u64,
+    ids_ok: bool,
+    dossiers_ok: bool,
+) -> VerifyError {
+    match find_index_fault(storage, size, ids_ok, dossiers_ok) {
+        Ok(Some(e)) => e,
+        Ok(None) => VerifyError::Index {
+            seq: size,
+            reason: format!(
+                "the {} index does not hold exactly one key per entry, but no single key is to blame (repeated keys?)",
+                if ids_ok { "dossier" } else { "id" }
+            ),
+        },
+        Err(e) => e,
+    }
+}
+
+fn find_index_fault<S: Storage>(
+    storage: &S,
+    size: u64,
+    ids_ok: bool,
+    dossiers_ok: bool,
+) -> Result<Option<VerifyError>, VerifyError> {
+    let decode = |seq: u64, bytes: &[u8]| -> Result<(String, String, String, Hash), VerifyError> {
+        let parts = Entry::decode_parts(bytes).map_err(|e| ChainError {
+            seq,
+            kind: ChainErrorKind::Entry(e),
+        })?;
+        let digest = content_digest(parts.event, parts.header.personal_commitment.as_ref());
+        Ok((
+            parts.agency.into_owned(),
+            parts.id.into_owned(),
+            parts.dossier.into_owned(),
+            digest,
+        ))
+    };
+    let index = |seq: u64, reason: String| Ok(Some(VerifyError::Index { seq, reason }));
+    for item in storage.entries(0, size) {
+        let (seq, bytes) = item?;
+        let (agency, id, dossier, digest) = decode(seq, &bytes)?;
+        if !ids_ok {
+            match storage.id(&agency, &id)? {
+                None => {
+                    return index(
+                        seq,
+                        format!("the id index has no key for event {agency}/{id}"),
+                    );
+                }
+                Some(rec) if rec.seq != seq => {
+                    return index(
+                        seq,
+                        format!("the id index maps event {agency}/{id} to seq {}", rec.seq),
+                    );
+                }
+                Some(rec) if rec.digest != digest => {
+                    return index(
+                        seq,
+                        format!(
+                            "the id index records content digest {} for event {agency}/{id}, the entry's is {digest}",
+                            rec.digest
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if !dossiers_ok && !storage.dossier(&dossier)?.contains(&seq) {
+            return index(
+                seq,
+                format!("the dossier index has no key for this entry of dossier {dossier:?}"),
+            );
+        }
+    }
+    // Every entry has its keys: some key names no entry.
+    let entry_at = |seq: u64| -> Result<Option<(String, String, String, Hash)>, VerifyError> {
+        match storage.entry(seq)? {
+            Some(bytes) if seq < size => decode(seq, &bytes).map(Some),
+            _ => Ok(None),
+        }
+    };
+    if !ids_ok {
+        for item in storage.id_index() {
+            let (key, rec) = item?;
+            let (agency, id) = (&key.agency, &key.id);
+            match entry_at(rec.seq)? {
+                None => {
+                    return index(
+                        rec.seq,
+                        format!(
+                            "the id index maps event {agency}/{id} to seq {}, past the last entry",
+                            rec.seq
+                        ),
+                    );
+                }
+                Some((a, i, _, _)) if (&a, &i) != (agency, id) => {
+                    return index(
+                        rec.seq,
+                        format!(
+                            "the id index maps event {agency}/{id} to seq {}, which is event {a}/{i}",
+                            rec.seq
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !dossiers_ok {
+        for item in storage.dossier_index() {
+            let (dossier, seq) = item?;
+            match entry_at(seq)? {
+                None => {
+                    return index(
+                        seq,
+                        format!(
+                            "the dossier index lists seq {seq} in dossier {dossier:?}, past the last entry"
+                        ),
+                    );
+                }
+                Some((_, _, d, _)) if d != dossier => {
+                    return index(
+                        seq,
+                        format!(
+                            "the dossier index lists this entry in dossier {dossier:?}, but it belongs to {d:?}"
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(None)
 }

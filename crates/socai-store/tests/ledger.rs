@@ -474,8 +474,41 @@ impl Storage for FlakyCommit {
     ) -> Box<dyn Iterator<Item = socai_store::storage::Result<(u64, Vec<u8>)>> + '_> {
         self.inner.entries(from, to)
     }
-    fn id(&self, id: &str) -> socai_store::storage::Result<Option<socai_store::storage::IdRecord>> {
-        self.inner.id(id)
+    fn id(
+        &self,
+        agency: &str,
+        id: &str,
+    ) -> socai_store::storage::Result<Option<socai_store::storage::IdRecord>> {
+        self.inner.id(agency, id)
+    }
+    fn ids_named(
+        &self,
+        id: &str,
+    ) -> socai_store::storage::Result<Vec<(String, socai_store::storage::IdRecord)>> {
+        self.inner.ids_named(id)
+    }
+    fn id_index(
+        &self,
+    ) -> Box<
+        dyn Iterator<
+                Item = socai_store::storage::Result<(
+                    socai_store::EventKey,
+                    socai_store::storage::IdRecord,
+                )>,
+            > + '_,
+    > {
+        self.inner.id_index()
+    }
+    fn dossier_index(
+        &self,
+    ) -> Box<dyn Iterator<Item = socai_store::storage::Result<(String, u64)>> + '_> {
+        self.inner.dossier_index()
+    }
+    fn copies(&self, event: &socai_store::EventKey) -> socai_store::storage::Result<Vec<u64>> {
+        self.inner.copies(event)
+    }
+    fn erasures_pending(&self) -> socai_store::storage::Result<Vec<socai_store::EventKey>> {
+        self.inner.erasures_pending()
     }
     fn dossier(&self, dossier: &str) -> socai_store::storage::Result<Vec<u64>> {
         self.inner.dossier(dossier)
@@ -556,26 +589,54 @@ fn tampered_personal_data_is_named_by_seq() {
     let evs = events(300, 13);
     l.append_batch(&evs, AT).unwrap();
     l.checkpoint().unwrap();
-    let seq = l
-        .seq_of(&evs.iter().rev().find(|e| e.personal.is_some()).unwrap().id)
-        .unwrap();
-    let mut rec = l.personal(seq).unwrap().unwrap();
-    rec.personal["full_name"] = serde_json::json!("Someone Else");
-    let mut k = vec![b'p'];
-    k.extend_from_slice(&seq.to_be_bytes());
-    l.storage()
-        .raw_tree()
-        .insert(k, serde_json::to_vec(&rec).unwrap())
-        .unwrap();
-    let err = verify_ledger(
-        l.storage(),
-        l.verifier(),
-        &VerifyOptions::default(),
-        &|_| {},
-    )
-    .expect_err("a changed personal record must fail");
-    assert_eq!(err.seq(), Some(seq), "{err}");
-    assert!(err.to_string().contains("personal"), "{err}");
+    let personal: Vec<u64> = evs
+        .iter()
+        .filter(|e| e.personal.is_some())
+        .map(|e| l.seq_of(&e.id).unwrap())
+        .collect();
+    let (a, b) = (personal[personal.len() - 2], personal[personal.len() - 1]);
+    let key = |seq: u64| {
+        let mut k = vec![b'p'];
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    };
+    let tree = l.storage().raw_tree();
+    let (sealed_a, sealed_b) = (
+        tree.get(key(a)).unwrap().unwrap().to_vec(),
+        tree.get(key(b)).unwrap().unwrap().to_vec(),
+    );
+    let check = |what: &str, expected_seq: u64| {
+        let err = verify_ledger(
+            l.storage(),
+            l.verifier(),
+            &VerifyOptions::default(),
+            &|_| {},
+        )
+        .expect_err(what);
+        assert_eq!(err.seq(), Some(expected_seq), "{what}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("seq {expected_seq}: ")) && text.contains("personal record"),
+            "{what}: {text}"
+        );
+    };
+
+    // One ciphertext byte flipped: the record no longer opens under its key.
+    let mut flipped = sealed_b.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    tree.insert(key(b), flipped).unwrap();
+    check("a flipped ciphertext byte must fail", b);
+    tree.insert(key(b), sealed_b.clone()).unwrap();
+    verify(&l);
+
+    // Two sealed records swapped: each is bound to its seq, so neither opens.
+    tree.insert(key(a), sealed_b.clone()).unwrap();
+    tree.insert(key(b), sealed_a.clone()).unwrap();
+    check("swapped records must fail", a);
+    tree.insert(key(a), sealed_a).unwrap();
+    tree.insert(key(b), sealed_b).unwrap();
+    verify(&l);
 }
 
 #[test]

@@ -104,7 +104,10 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
         .enumerate()
         .map(|(seq, r)| {
             let v: serde_json::Value = serde_json::from_slice(r).unwrap_or_default();
-            let id = SledStorage::id_key(v["id"].as_str().unwrap_or_default());
+            let id = SledStorage::id_key(
+                v["agency"].as_str().unwrap_or_default(),
+                v["id"].as_str().unwrap_or_default(),
+            );
             let dossier =
                 SledStorage::dossier_key(v["dossier"].as_str().unwrap_or_default(), seq as u64);
             (id, dossier)

@@ -73,12 +73,18 @@ pub enum Command {
         #[arg(long)]
         batch_size: Option<usize>,
     },
-    /// Verify the whole ledger: every entry, link, checkpoint signature and root (with --api: a
-    /// running ledger, from its C2SP tiles alone)
+    /// Verify the whole ledger: every entry (canonical form), link, stored Merkle hash, checkpoint
+    /// signature and root, personal record, and the id and dossier indexes (with --api: a running
+    /// ledger, from its C2SP tiles alone). Without --vkey only internal consistency is checked and
+    /// the exit status is 5, never "ok"
     Verify {
-        /// Trusted verifier key file (default: <data-dir>/checkpoint.vkey; required with --api)
+        /// The log's published verifier key (checkpoint.vkey), obtained independently of the data
+        /// dir: the only key a success is certified against (required with --api)
         #[arg(long)]
         vkey: Option<PathBuf>,
+        /// Skip the id and dossier index check (on by default)
+        #[arg(long)]
+        no_indexes: bool,
         /// Worker threads (default: all cores)
         #[arg(long)]
         threads: Option<usize>,

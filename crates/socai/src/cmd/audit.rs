@@ -24,11 +24,44 @@ fn verification_failed(message: String) -> anyhow::Error {
     Exit::error(EXIT_VERIFY, "verification_failed", message)
 }
 
+/// Exit status of `socai verify` without `--vkey`: the ledger is internally consistent, but
+/// nothing was checked against a key the auditor trusts, so nothing is certified.
+pub const EXIT_NOT_CERTIFIED: u8 = 5;
+
+/// `socai verify` with the default checks (indexes included).
 pub fn verify(
     g: &Global,
     vkey: Option<&Path>,
     threads: Option<usize>,
     pinned: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    verify_checked(g, vkey, threads, pinned, true, false)
+}
+
+/// `socai verify`. With `vkey` (the log's published checkpoint.vkey, obtained independently of
+/// the data dir) a success certifies the log. Without it the data dir's own checkpoint.vkey is
+/// used only to check internal consistency: whoever rewrote a data dir could have replaced that
+/// key and re-signed every checkpoint, so the result is "consistent, NOT verified" and the exit
+/// status [`EXIT_NOT_CERTIFIED`], never "ok".
+pub fn verify_with(
+    g: &Global,
+    vkey: Option<&Path>,
+    threads: Option<usize>,
+    pinned: &[std::path::PathBuf],
+    indexes: bool,
+) -> anyhow::Result<()> {
+    verify_checked(g, vkey, threads, pinned, indexes, true)
+}
+
+/// `warn_own_key`: warn when `vkey` is the data dir's own key file (not for the demo, which
+/// made that key a moment ago).
+fn verify_checked(
+    g: &Global,
+    vkey: Option<&Path>,
+    threads: Option<usize>,
+    pinned: &[std::path::PathBuf],
+    indexes: bool,
+    warn_own_key: bool,
 ) -> anyhow::Result<()> {
     if let Some(remote) = super::remote::Remote::from(g)? {
         let Some(vkey) = vkey else {
@@ -41,13 +74,30 @@ pub fn verify(
         return remote.verify(vkey, pinned);
     }
     let dir = data_dir(g);
+    let own_vkey = dir.vkey_path();
     let trusted = match vkey {
-        Some(p) => read_vkey(p)?,
+        Some(p) => {
+            let same = std::fs::canonicalize(p)
+                .ok()
+                .zip(std::fs::canonicalize(&own_vkey).ok())
+                .is_some_and(|(a, b)| a == b);
+            if same && warn_own_key {
+                tracing::warn!(
+                    vkey = %p.display(),
+                    "--vkey is the data dir's own key file; an auditor should pass a copy of the published checkpoint.vkey obtained independently of this data dir"
+                );
+            }
+            read_vkey(p)?
+        }
+        // Internal consistency only (see below): the data dir's own key, never certified.
         None => dir.verifier()?,
     };
     let storage = dir.open_storage()?;
     let head = storage.head()?;
-    let mut options = VerifyOptions::default();
+    let mut options = VerifyOptions {
+        indexes,
+        ..VerifyOptions::default()
+    };
     if let Some(t) = threads {
         options.threads = t.max(1);
     }
@@ -66,20 +116,50 @@ pub fn verify(
         Ok(report) => {
             let rate = report.entries as f64 / secs.max(1e-9);
             let unattested = report.entries - report.latest_checkpoint_size;
+            let summary = format!(
+                "{} entries ({} stored Merkle hashes re-derived, {} checkpoints, {} personal records, {} redacted{}) in {secs:.2}s ({rate:.0}/s)\nroot {}",
+                report.entries,
+                report.stored_hashes_checked,
+                report.checkpoints_checked,
+                report.personal_checked,
+                report.personal_redacted,
+                if report.indexes_checked {
+                    ", id and dossier indexes"
+                } else {
+                    "; indexes NOT checked (--no-indexes)"
+                },
+                report.root
+            );
+            let key = format!("{} ({:08x})", trusted.name(), trusted.key_id());
+            let Some(vkey) = vkey else {
+                emit(
+                    &json!({"ok": false, "consistent": true, "certified": false,
+                        "reason": "no trusted key: pass --vkey <path of the published checkpoint.vkey>",
+                        "data_dir_vkey": own_vkey, "key": key, "report": report,
+                        "seconds": secs, "entries_per_second": rate}),
+                    || format!("internally consistent: {summary}"),
+                );
+                return Err(Exit::error(
+                    EXIT_NOT_CERTIFIED,
+                    "not_certified",
+                    format!(
+                        "NOT verified against a trusted key: the checkpoints are signed by the data dir's own {} ({key}), which whoever wrote this data dir could have replaced; pass --vkey <path of the published checkpoint.vkey> (a copy obtained from the log's operator, not from this data dir)",
+                        own_vkey.display()
+                    ),
+                ));
+            };
             emit(
-                &json!({"ok": true, "report": report, "seconds": secs, "entries_per_second": rate}),
+                &json!({"ok": true, "consistent": true, "certified": true, "vkey": vkey,
+                    "key": key, "report": report, "seconds": secs, "entries_per_second": rate}),
                 || {
                     let mut s = format!(
-                        "ok: {} entries verified ({} checkpoints, {} personal records) in {secs:.2}s ({rate:.0}/s)\nroot {}",
-                        report.entries,
-                        report.checkpoints_checked,
-                        report.personal_checked,
-                        report.root
+                        "ok: {summary}\nsigned by {key}, the key in {}",
+                        vkey.display()
                     );
                     if unattested > 0 {
                         s.push_str(&format!(
-                        "\nnote: the last {unattested} entries are not covered by a signed checkpoint yet; run `socai checkpoint`"
-                    ));
+                            "\nnote: the last {unattested} entries are not covered by a signed checkpoint yet; run `socai checkpoint`"
+                        ));
                     }
                     s
                 },

@@ -208,7 +208,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let projected = std::sync::Arc::new(ProjectorCounters::default());
         let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
         let projector = tokio::spawn(projector::run(
-            async_nats::jetstream::new(pclient),
+            socai_client::jetstream(pclient).await,
             plive,
             ProjectorConfig::new("projector", &g.data_dir.join("metrics")),
             projected.clone(),

@@ -67,16 +67,21 @@ pub fn project(
     worker.flush_interval = Duration::from_millis(config.metrics.flush_interval_ms);
     worker.kv_interval = Duration::from_millis(config.metrics.kv_interval_ms);
     worker.snapshot_interval = Duration::from_secs(config.metrics.snapshot_interval_s);
-    worker.replicas = config.ingest.stream_replicas;
     let mut nats = nats_config(g, &format!("socai-{name}"));
     nats.retry_initial_connect = true;
     let counters = Arc::new(ProjectorCounters::default());
     runtime()?.block_on(async {
         let shutdown = super::nats::shutdown_signal(for_seconds.map(Duration::from_secs))?;
+        let mut shutdown = Box::pin(shutdown);
         let (client, _errors) = socai_client::publisher::connect(&nats).await?;
         // A second connection for the live values, so they never queue behind KV writes.
         let (live, _) = socai_client::publisher::connect(&nats).await?;
-        let js = async_nats::jetstream::new(client);
+        // Workers run in an account without JetStream: the ledger's API under its prefix
+        // (known once nats-server answers).
+        let js = tokio::select! {
+            js = socai_client::jetstream(client) => js,
+            _ = &mut shutdown => return Ok(()),
+        };
         let stats = tokio::spawn(log_stats(counters.clone()));
         let result = projector::run(js, live, worker, counters.clone(), shutdown).await;
         stats.abort();
@@ -162,7 +167,7 @@ pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
             let nats = nats_config(g, "socai-metrics");
             let published = runtime()?.block_on(async {
                 let (client, _errors) = socai_client::publisher::connect(&nats).await?;
-                let js = async_nats::jetstream::new(client);
+                let js = socai_client::jetstream(client).await;
                 anyhow::Ok(projector::read_published(&js, false, &filter.key_filter()).await?)
             })?;
             let values: Vec<MetricValue> = published
@@ -303,7 +308,7 @@ pub fn audit(g: &Global, at: Option<u64>) -> anyhow::Result<()> {
     let nats = nats_config(g, "socai-audit");
     let published = runtime()?.block_on(async {
         let (client, _errors) = socai_client::publisher::connect(&nats).await?;
-        let js = async_nats::jetstream::new(client);
+        let js = socai_client::jetstream(client).await;
         anyhow::Ok(projector::read_published(&js, true, ">").await?)
     })?;
     let mut marks: Vec<WorkerMark> = Vec::new();

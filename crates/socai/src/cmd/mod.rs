@@ -29,9 +29,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify {
             vkey,
+            no_indexes,
             threads,
             pinned,
-        } => audit::verify(g, vkey.as_deref(), threads, &pinned),
+        } => audit::verify_with(g, vkey.as_deref(), threads, &pinned, !no_indexes),
         Command::Checkpoint { list } => checkpoint(g, list),
         Command::Proof { kind } => audit::proof(g, kind),
         Command::Export {
@@ -192,6 +193,7 @@ fn local_only(g: &Global, what: &str) -> anyhow::Result<()> {
 pub fn not_found(err: LedgerError) -> anyhow::Error {
     match err {
         LedgerError::UnknownId(_)
+        | LedgerError::AmbiguousId { .. }
         | LedgerError::UnknownSeq { .. }
         | LedgerError::NoCheckpointAt(_) => {
             Exit::error(EXIT_NOT_FOUND, "not_found", err.to_string())
@@ -343,16 +345,31 @@ fn redact(g: &Global, id: &str, reason: &str, by: &str) -> anyhow::Result<()> {
     let (mut ledger, _) = open_ledger(g)?;
     let (target, redaction) = ledger
         .redact(id, reason, by, &now_rfc3339())
-        .map_err(not_found)?;
+        .map_err(|e| match e {
+            LedgerError::InvalidRedaction(why) => Exit::error(
+                2,
+                "usage",
+                format!(
+                    "--reason or --by is not allowed in the public redaction entry: {why} (/data/reason is --reason, 1-2000 characters; /data/redacted_by is --by, 1-500 characters on one line)"
+                ),
+            ),
+            other => not_found(other),
+        })?;
     let signed = ledger.checkpoint()?;
+    let pending = ledger.storage().erasures_pending()?.len();
     emit(
-        &json!({"id": id, "target_seq": target, "redaction_seq": redaction, "tree_size": signed.checkpoint.size}),
+        &json!({"id": id, "target_seq": target, "redaction_seq": redaction, "tree_size": signed.checkpoint.size, "copies_pending": pending}),
         || {
             format!(
                 "redacted personal data of {id} (seq {target}); redaction recorded at seq {redaction}"
             )
         },
     );
+    if pending > 0 {
+        eprintln!(
+            "note: the event's copies on NATS (EVENTS, REJECTED) are erased when `socai serve` next starts on this data dir; until then they still hold the personal data (redact through a running ledger with --api to erase them at once)"
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,131 @@
+//! Erasing what NATS still holds of a redacted event (DESIGN.md, "Redaction and personal data").
+//!
+//! The store records, in the commit of each batch, the EVENTS stream seq of every message that
+//! carried personal data (`Storage::copies`); a redaction marks its event in the same commit as
+//! the redaction entry (`Storage::erasures_pending`). The writer then erases here, through
+//! JetStream (`STREAM.MSG.DELETE` without `no_erase`: nats-server overwrites the message in its
+//! files): every recorded EVENTS copy, and every REJECTED copy of the event (found by the
+//! `Socai-Event-Id` header among the agency's rejections) together with the EVENTS message it was
+//! copied from. Only then is the mark removed; until then a restart erases again (idempotent:
+//! a message already gone counts as erased).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream::DeleteMessageErrorKind};
+use futures::StreamExt;
+use socai_store::EventKey;
+use socai_wire::{header, stream, subject};
+
+/// JetStream's error codes for a message that is already gone: 10057 (the delete found no
+/// message, e.g. erased before) and 10043 (no such sequence).
+const GONE: [u64; 2] = [10057, 10043];
+
+/// Erases stream `name`'s message `seq`; a message already gone is fine.
+async fn erase_message(js: &jetstream::Context, name: &str, seq: u64) -> Result<(), String> {
+    let s = js
+        .get_stream_no_info(name)
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    match s.delete_message(seq).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.kind() {
+            DeleteMessageErrorKind::JetStream(err) if GONE.contains(&err.error_code().0) => Ok(()),
+            _ => Err(format!("erasing {name} message {seq}: {e}")),
+        },
+    }
+}
+
+/// The REJECTED seqs (and the EVENTS seqs they were copied from) of `event`'s rejections.
+async fn rejected_copies(
+    js: &jetstream::Context,
+    event: &EventKey,
+) -> Result<Vec<(u64, Option<u64>)>, String> {
+    let rejected = js
+        .get_stream(stream::REJECTED)
+        .await
+        .map_err(|e| format!("stream {}: {e}", stream::REJECTED))?;
+    let consumer = rejected
+        .create_consumer(pull::Config {
+            filter_subject: subject::agency_rejected_wildcard(&event.agency),
+            headers_only: true,
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("scanning {}: {e}", stream::REJECTED))?;
+    let mut pending = consumer.cached_info().num_pending;
+    let mut found = Vec::new();
+    while pending > 0 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| format!("scanning {}: {e}", stream::REJECTED))?;
+        let mut got = 0;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| format!("scanning {}: {e}", stream::REJECTED))?;
+            got += 1;
+            let info = msg.info().map_err(|e| e.to_string())?;
+            pending = info.pending;
+            let stream_seq = info.stream_sequence;
+            let headers = msg.headers.as_ref();
+            let id = headers.and_then(|h| h.get(header::EVENT_ID));
+            if id.map(|v| v.as_str()) == Some(event.id.as_str()) {
+                let source = headers
+                    .and_then(|h| h.get(header::STREAM_SEQ))
+                    .and_then(|v| v.as_str().parse().ok());
+                found.push((stream_seq, source));
+            }
+        }
+        if got == 0 {
+            // Not the end (messages are pending): a scan that came back short must not count as
+            // complete, or the mark would be cleared with copies left. Retried later.
+            let _ = rejected.delete_consumer(&consumer.cached_info().name).await;
+            return Err(format!(
+                "scanning {} timed out with {pending} messages left",
+                stream::REJECTED
+            ));
+        }
+    }
+    let _ = rejected.delete_consumer(&consumer.cached_info().name).await;
+    Ok(found)
+}
+
+/// Erases every copy NATS holds of `event`: the recorded EVENTS seqs `copies` and its REJECTED
+/// copies. Returns how many messages were erased (or were already gone).
+pub async fn erase_copies(
+    js: &jetstream::Context,
+    event: &EventKey,
+    copies: &[u64],
+) -> Result<usize, String> {
+    let mut events: Vec<u64> = copies.to_vec();
+    let rejected = rejected_copies(js, event).await?;
+    events.extend(rejected.iter().filter_map(|(_, source)| *source));
+    events.sort_unstable();
+    events.dedup();
+    // Every copy is tried even if one fails: a REJECTED copy erased now is not found by the
+    // next scan, so its EVENTS source must not wait behind another copy's failure. The event
+    // stays marked (and is retried) unless all went.
+    let mut erased = 0;
+    let mut first_error = None;
+    for (name, seq) in events
+        .iter()
+        .map(|&s| (stream::EVENTS, s))
+        .chain(rejected.iter().map(|&(s, _)| (stream::REJECTED, s)))
+    {
+        match erase_message(js, name, seq).await {
+            Ok(()) => erased += 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "erasing a copy of a redacted event failed; retrying later");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(erased),
+        Some(e) => Err(e),
+    }
+}
