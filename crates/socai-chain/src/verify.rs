@@ -177,28 +177,7 @@ impl ChainVerifier {
     /// An empty chunk is accepted and changes nothing. A chunk carrying an [`Chunk::error`] appends
     /// its good entries, then returns that error (so `size()` is then the bad seq).
     pub fn push_chunk(&mut self, chunk: &Chunk) -> Result<(), ChainError> {
-        let Some(&last) = chunk.leaves.last() else {
-            return chunk.error.clone().map_or(Ok(()), Err);
-        };
-        let size = self.size();
-        if chunk.first_seq != size {
-            let kind = ChainErrorKind::SeqMismatch {
-                expected: size,
-                found: chunk.first_seq,
-            };
-            return Err(ChainError { seq: size, kind });
-        }
-        if chunk.first_prev != self.head {
-            let kind = ChainErrorKind::PrevMismatch {
-                expected: self.head,
-                found: chunk.first_prev,
-            };
-            return Err(ChainError { seq: size, kind });
-        }
-        for leaf in &chunk.leaves {
-            self.range.push(*leaf);
-        }
-        self.head = last;
+        self.link(chunk, |range, leaf| range.push(leaf))?;
         chunk.error.clone().map_or(Ok(()), Err)
     }
     /// [`ChainVerifier::push_chunk`], also appending to `stored` the hashes the Merkle stored-hash
@@ -209,6 +188,14 @@ impl ChainVerifier {
         &mut self,
         chunk: &Chunk,
         stored: &mut Vec<Hash>,
+    ) -> Result<(), ChainError> {
+        self.link(chunk, |range, leaf| range.push_stored(leaf, stored))
+    }
+    /// Checks the chunk continues the chain (seq and prev), then pushes its good leaves with `push`.
+    fn link(
+        &mut self,
+        chunk: &Chunk,
+        mut push: impl FnMut(&mut CompactRange, Hash),
     ) -> Result<(), ChainError> {
         let Some(&last) = chunk.leaves.last() else {
             return Ok(());
@@ -229,7 +216,7 @@ impl ChainVerifier {
             return Err(ChainError { seq: size, kind });
         }
         for leaf in &chunk.leaves {
-            self.range.push_stored(*leaf, stored);
+            push(&mut self.range, *leaf);
         }
         self.head = last;
         Ok(())
