@@ -174,7 +174,7 @@ impl Writer {
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Copies of redacted events left by a crash or a redaction made without NATS.
-        self.erase_pending().await?;
+        self.erase_copies_now().await?;
         'consumer: loop {
             // Not raced against shutdown: a reset must never stop between delete and create.
             // Where to start if the consumer is gone (e.g. a reset interrupted by a crash): after
@@ -245,7 +245,7 @@ impl Writer {
                     }
                     _ = checkpoint_tick.tick() => {
                         self.checkpoint_if_due().await?;
-                        self.erase_pending().await?;
+                        self.erase_copies_now().await?;
                     }
                 }
             }
@@ -343,6 +343,22 @@ impl Writer {
         }
     }
 
+    /// Commits erasure marks (`f` on the ledger) in a blocking task.
+    async fn commit_marks(
+        &mut self,
+        f: impl FnOnce(&mut Ledger<SledStorage>) -> Result<(), LedgerError> + Send + 'static,
+    ) -> Result<(), IngestError> {
+        let mut ledger = self.ledger()?;
+        let (ledger, marked) = tokio::task::spawn_blocking(move || {
+            let marked = f(&mut ledger);
+            (ledger, marked)
+        })
+        .await
+        .map_err(|e| IngestError::Ledger(format!("erasure task failed: {e}")))?;
+        self.ledger = Some(ledger);
+        marked.map_err(|e| IngestError::Ledger(e.to_string()))
+    }
+
     /// Erases the NATS copies of every event a redaction marked, then records which are done.
     /// Returns (messages erased, events still pending). A NATS failure leaves the mark for the
     /// next try (every checkpoint interval and at start).
@@ -351,15 +367,7 @@ impl Writer {
         self.settled().await;
         if !self.late_copies.is_empty() {
             let late = std::mem::take(&mut self.late_copies);
-            let mut ledger = self.ledger()?;
-            let (ledger, marked) = tokio::task::spawn_blocking(move || {
-                let marked = ledger.mark_for_erasure(late);
-                (ledger, marked)
-            })
-            .await
-            .map_err(|e| IngestError::Ledger(format!("erasure task failed: {e}")))?;
-            self.ledger = Some(ledger);
-            marked.map_err(|e| IngestError::Ledger(e.to_string()))?;
+            self.commit_marks(move |l| l.mark_for_erasure(late)).await?;
         }
         let Some(ledger) = self.ledger.as_ref() else {
             return Ok((0, 0));
@@ -401,21 +409,9 @@ impl Writer {
         }
         let left = total - done.len();
         if !done.is_empty() {
-            let mut ledger = self.ledger()?;
-            let (ledger, marked) = tokio::task::spawn_blocking(move || {
-                let marked = ledger.mark_erased(done);
-                (ledger, marked)
-            })
-            .await
-            .map_err(|e| IngestError::Ledger(format!("erasure task failed: {e}")))?;
-            self.ledger = Some(ledger);
-            marked.map_err(|e| IngestError::Ledger(e.to_string()))?;
+            self.commit_marks(move |l| l.mark_erased(done)).await?;
         }
         Ok((erased, left))
-    }
-
-    async fn erase_pending(&mut self) -> Result<(), IngestError> {
-        self.erase_copies_now().await.map(|_| ())
     }
 
     async fn checkpoint_if_due(&mut self) -> Result<(), IngestError> {
