@@ -142,6 +142,13 @@ impl CheckpointSigner {
     pub fn vkey(&self) -> String {
         self.vkey.clone()
     }
+    /// Signs arbitrary bytes with this key (Ed25519). Used for receipts, whose signed bytes
+    /// start with a prefix no checkpoint note can start with.
+    pub fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>, CheckpointError> {
+        self.signer
+            .sign(msg)
+            .map_err(|e| CheckpointError::BadKey(format!("signing failed: {e}")))
+    }
     /// Signs `checkpoint`, whose origin must be this key's name.
     pub fn sign(&self, checkpoint: &Checkpoint) -> Result<SignedCheckpoint, CheckpointError> {
         if checkpoint.origin != self.name() {
@@ -210,6 +217,11 @@ impl CheckpointVerifier {
     /// The verifier key text this was made from.
     pub fn vkey(&self) -> &str {
         &self.vkey
+    }
+    /// Whether `signature` is this key's Ed25519 signature of `msg` (see
+    /// [`CheckpointSigner::sign_bytes`]).
+    pub fn verify_bytes(&self, msg: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify(msg, signature)
     }
     /// Parses a signed note and checks it carries a valid signature by this key (other signatures
     /// are ignored). The origin line must equal the key name.

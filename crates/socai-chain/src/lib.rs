@@ -9,6 +9,7 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint signed notes with Ed25519 (signed-note key ids).
 //! - [`proof`]: the proof JSON objects of the auditors' contract, each able to verify itself.
 //! - [`verify`]: a streaming chain verifier (entry → leaf, `prev` links, seq, root).
+//! - [`receipt`]: signed receipts (which event ids got which seq, under a signed tree head).
 //! - [`tiles`]: C2SP tlog-tiles paths, hash tiles and entry bundles.
 
 pub mod bundle;
@@ -17,6 +18,7 @@ pub mod entry;
 pub mod hash;
 pub mod merkle;
 pub mod proof;
+pub mod receipt;
 pub mod tiles;
 pub mod verify;
 
@@ -25,5 +27,6 @@ pub use entry::{Entry, canonical_json};
 pub use hash::{Hash, leaf_hash, node_hash};
 pub use merkle::{CompactRange, HashReader};
 pub use proof::{ConsistencyProof, InclusionProof};
+pub use receipt::{Receipt, ReceiptError, ReceiptEvent, ReceiptRejection};
 pub use verify::{ChainError, ChainVerifier};
 pub use verify::{Chunk, verify_chunk, verify_chunk_parts};

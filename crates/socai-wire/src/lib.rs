@@ -5,7 +5,9 @@
 //! ```text
 //! dvc.events.<agency token>.<type>    agencies → stream EVENTS          (Nats-Msg-Id = event id)
 //! dvc.rejected.<agency token>.<type>  ledger → stream REJECTED          (H_CODE, H_PATH, H_REASON, ...)
-//! dvc.ledger.committed                ledger → stream COMMITTED         (H_SEQ; msg-id = seq)
+//! dvc.ledger.committed                ledger → stream COMMITTED         (one message per commit: an
+//!                                     entry bundle of H_COUNT entries from H_SEQ; msg-id = H_SEQ)
+//! dvc.receipts.<agency token>         ledger → each agency, after the fsync (signed receipts)
 //! dvc.ledger.checkpoint               ledger → stream CHECKPOINTS       (H_TREE_SIZE)
 //! dvc.metrics.<metric>.<scope token>  projection workers → live subscribers
 //! $KV.METRICS.<metric>.<scope token>.<window>   KV bucket METRICS (stream KV_METRICS)
@@ -44,8 +46,10 @@ pub mod header {
     pub const EVENT_ID: &str = "Socai-Event-Id";
     /// REJECTED: when JetStream stored the original (RFC 3339).
     pub const PUBLISHED_AT: &str = "Socai-Published-At";
-    /// COMMITTED: the entry's seq.
+    /// COMMITTED: the seq of the message's first entry.
     pub const SEQ: &str = "Socai-Seq";
+    /// COMMITTED: how many entries the message carries (seqs `SEQ .. SEQ + COUNT`).
+    pub const COUNT: &str = "Socai-Count";
     /// CHECKPOINTS: the checkpoint's tree size.
     pub const TREE_SIZE: &str = "Socai-Tree-Size";
 }

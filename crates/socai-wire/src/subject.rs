@@ -15,6 +15,16 @@ pub const COMMITTED_SUBJECT: &str = "dvc.ledger.committed";
 pub const CHECKPOINT_SUBJECT: &str = "dvc.ledger.checkpoint";
 /// Prefix of the live metric values, `dvc.metrics.<metric>.<scope token>`.
 pub const METRICS_PREFIX: &str = "dvc.metrics";
+/// Prefix of the receipts the ledger sends each agency after a commit's fsync,
+/// `dvc.receipts.<agency token>`.
+pub const RECEIPTS_PREFIX: &str = "dvc.receipts";
+
+/// `dvc.receipts.<agency token>`: where the ledger tells one agency which of its event ids got
+/// which seq (a core NATS subject, not a stream: a receipt lost in transit is asked for again by
+/// re-publishing, and the ledger answers a re-published event with a duplicate receipt).
+pub fn receipts_subject(agency: &str) -> String {
+    format!("{RECEIPTS_PREFIX}.{}", agency_token(agency))
+}
 
 /// `dvc.metrics.<metric>.<scope token>`: where a projection worker publishes the changed values
 /// of one metric and scope.
