@@ -53,7 +53,7 @@ async fn published(url: &str) -> (BTreeMap<String, MetricValue>, BTreeMap<String
 }
 
 async fn committed(js: &async_nats::jetstream::Context) -> u64 {
-    stream_messages(js, socai_wire::stream::COMMITTED).await
+    committed_entries(js).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 
 pub mod nats;
 pub mod openapi;
+pub mod rfc6962;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -138,6 +138,31 @@ impl Ledger {
         user: Option<&str>,
         ready: &'static str,
     ) -> Serve {
+        self.spawn_env(data_dir, args, url, user, ready, &[])
+    }
+
+    /// `socai serve` with extra environment variables (e.g. a test-only fault point).
+    pub fn serve_env(&self, url: &str, user: Option<&str>, env: &[(&str, &str)]) -> Serve {
+        self.spawn_env(
+            &self.dir(),
+            &["serve", "--http", "127.0.0.1:0"],
+            url,
+            user,
+            "serving",
+            env,
+        )
+    }
+
+    /// [`Ledger::spawn`] with extra environment variables.
+    pub fn spawn_env(
+        &self,
+        data_dir: &Path,
+        args: &[&str],
+        url: &str,
+        user: Option<&str>,
+        ready: &'static str,
+        env: &[(&str, &str)],
+    ) -> Serve {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.path(&format!("{}-{n}.log", args[0]));
@@ -154,6 +179,7 @@ impl Ledger {
             .env("SOCAI_LOG", "info")
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(file);
+        cmd.envs(env.iter().copied());
         if let Some(user) = user {
             cmd.env("SOCAI_NATS_USER", user)
                 .env("SOCAI_NATS_PASSWORD", password(user));
@@ -278,20 +304,68 @@ pub async fn wait_for_streams(js: &jetstream::Context) {
     .await;
 }
 
-/// Waits until COMMITTED holds `n` entries and the ledger consumer has nothing pending.
+/// Entries COMMITTED holds (the last message's `Socai-Seq + Socai-Count`; 0 if none yet).
+pub async fn committed_entries(js: &jetstream::Context) -> u64 {
+    socai_projector::committed::committed_size(js)
+        .await
+        .unwrap_or(0)
+}
+
+/// Waits until COMMITTED holds `n` entries and the ledger's EVENTS consumer has delivered every
+/// message EVENTS holds.
 pub async fn wait_committed(js: &jetstream::Context, n: u64, limit: Duration) {
     wait_until(limit, &format!("{n} entries on COMMITTED"), || async {
-        stream_messages(js, socai_wire::stream::COMMITTED).await >= n
+        committed_entries(js).await >= n
     })
     .await;
-    wait_until(limit, "the ledger consumer to drain", || async {
-        match js.get_stream(socai_wire::stream::EVENTS).await {
-            Ok(s) => match s.consumer_info("ledger").await {
-                Ok(i) => i.num_pending == 0 && i.num_ack_pending == 0,
-                Err(_) => false,
-            },
-            Err(_) => false,
+    wait_read_all(js, limit).await;
+}
+
+/// Waits until the ledger's EVENTS consumer has delivered every message EVENTS holds.
+pub async fn wait_read_all(js: &jetstream::Context, limit: Duration) {
+    wait_until(limit, "the ledger to read all of EVENTS", || async {
+        let Ok(mut s) = js.get_stream(socai_wire::stream::EVENTS).await else {
+            return false;
+        };
+        let Ok(info) = s.info().await else {
+            return false;
+        };
+        let last = info.state.last_sequence;
+        let mut names = s.consumer_names();
+        while let Some(Ok(name)) = futures::StreamExt::next(&mut names).await {
+            if name.starts_with("ledger")
+                && let Ok(c) = s.consumer_info(&name).await
+                && c.num_pending == 0
+                && c.delivered.stream_sequence >= last
+            {
+                return true;
+            }
         }
+        false
+    })
+    .await;
+}
+
+/// Waits until the ledger behind `serve` has finished (committed, or found duplicate or
+/// rejected) every message EVENTS holds, as its `/metrics` says.
+pub async fn wait_processed(serve: &mut Serve, js: &jetstream::Context, limit: Duration) {
+    let url = format!("{}/metrics", serve.http_url());
+    wait_until(limit, "the ledger to process all of EVENTS", || async {
+        let Ok(mut s) = js.get_stream(socai_wire::stream::EVENTS).await else {
+            return false;
+        };
+        let Ok(info) = s.info().await else {
+            return false;
+        };
+        let last = info.state.last_sequence;
+        let Ok(text) = reqwest::get(&url).await.and_then(|r| r.error_for_status()) else {
+            return false;
+        };
+        let text = text.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("socai_events_processed_seq "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|seq| seq as u64 >= last)
     })
     .await;
 }

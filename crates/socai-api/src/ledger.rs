@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/dossiers/{dossier}", get(dossier))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
+        .route(
+            "/v1/proofs/receipt",
+            post(receipt_proof).layer(DefaultBodyLimit::max(RECEIPT_MAX_BYTES)),
+        )
         .route("/v1/export", get(export))
 }
 
@@ -335,6 +339,31 @@ async fn consistency(
     let reader = state.reader().clone();
     let proof = state
         .blocking(move || Ok(reader.consistency_proof(from, Some(new))?))
+        .await?;
+    json(&proof, FRESH)
+}
+
+/// The largest receipt `POST /v1/proofs/receipt` takes: a receipt is one NATS message, at most
+/// the server's `max_payload` (1 MiB in deploy/nats), whatever `[http] max_body_bytes` says.
+pub const RECEIPT_MAX_BYTES: usize = 1024 * 1024;
+
+/// The inclusion proof of an event a receipt names, under the receipt's own tree head.
+async fn receipt_proof(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["id"])?;
+    let id = params.str("id")?.map(str::to_owned);
+    let receipt = socai_chain::Receipt::from_json(&body).map_err(|e| {
+        ApiError::bad_param(
+            "body",
+            format!("expected a receipt (the JSON of a dvc.receipts.<agency> message): {e}"),
+        )
+    })?;
+    let reader = state.reader().clone();
+    let proof = state
+        .blocking(move || Ok(reader.receipt_inclusion_proof(&receipt, id.as_deref())?))
         .await?;
     json(&proof, FRESH)
 }

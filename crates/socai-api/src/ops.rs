@@ -186,7 +186,16 @@ async fn readyz(
         .as_ref()
         .map(|n| n.client.connection_state() == async_nats::connection::State::Connected);
     let writer = state.inner.counters.as_ref().map(|c| c.status());
-    let ready = store && nats != Some(false) && writer.is_none_or(|w| w == WriterStatus::Running);
+    // The data-loss alarm stays until the ledger restarts: an operator must look.
+    let data_loss = state
+        .inner
+        .counters
+        .as_ref()
+        .and_then(|c| c.data_loss.lock().ok().and_then(|a| a.clone()));
+    let ready = store
+        && nats != Some(false)
+        && writer.is_none_or(|w| w == WriterStatus::Running)
+        && data_loss.is_none();
     let writer_text = writer.map(|w| match w {
         WriterStatus::Starting => "starting (waiting for nats-server or the EVENTS consumer)",
         WriterStatus::Running => "running",
@@ -200,6 +209,12 @@ async fn readyz(
         "writer": writer_text,
         "size": state.reader().head().size,
     });
+    let mut body = body;
+    if let Some(alarm) = data_loss {
+        body["data_loss"] = serde_json::Value::String(format!(
+            "{alarm} (this alarm stays until `socai serve` restarts)"
+        ));
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use socai_store::LedgerError;
+use socai_store::reader::ReceiptProofError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -60,6 +61,7 @@ impl ApiError {
             "no_checkpoint" => "No signed checkpoint",
             "not_covered" => "Not covered by a signed checkpoint",
             "nothing_to_redact" => "Nothing to redact",
+            "receipt_mismatch" => "The receipt does not match this ledger",
             "unauthorized" => "Authentication required",
             "forbidden" => "Not allowed for this token",
             "too_many" => "Too many results",
@@ -117,6 +119,20 @@ impl From<LedgerError> for ApiError {
                 tracing::error!(cause = %e, "ledger read failed");
                 ApiError::internal(format!("the ledger failed: {e}"))
             }
+        }
+    }
+}
+
+impl From<ReceiptProofError> for ApiError {
+    fn from(e: ReceiptProofError) -> ApiError {
+        match e {
+            ReceiptProofError::Choice(_) | ReceiptProofError::Rejected { .. } => {
+                ApiError::bad_param("id", e.to_string())
+            }
+            ReceiptProofError::NotThisLog { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "receipt_mismatch", e.to_string())
+            }
+            ReceiptProofError::Ledger(e) => e.into(),
         }
     }
 }

@@ -11,28 +11,38 @@
 //!   "events": [ { "id": "…", "seq": 41, "leaf_hash": "<hex>" },
 //!               { "id": "…", "seq": 7, "leaf_hash": "<hex>", "duplicate": true } ],
 //!   "rejected": [ { "id": "…", "code": "schema_violation", "path": "/data/x", "reason": "…" } ],
+//!   "batch": { "index": 3, "count": 120, "root": "<hex>", "path": ["<hex>", …] },
 //!   "signature": "<base64 Ed25519 signature>" }
 //! ```
 //!
-//! The signature covers `socai-receipt/v1\n` followed by the RFC 8785 canonical JSON of the
-//! receipt without its `signature` member, made with the same Ed25519 key as the checkpoints (so
-//! one published key checks both; the prefix keeps the two kinds of signed bytes apart: a
-//! checkpoint note's text starts with the origin line, never with `socai-receipt/`). Every seq a
-//! receipt names is below its checkpoint's tree size. `duplicate` marks an event the ledger
-//! already held (a re-publish): its seq is the original one.
+//! One commit answers many agencies, so the ledger signs once per commit, not once per receipt:
+//! each receipt's leaf hash is SHA-256(0x00 ‖ `socai-receipt/v1\n` ‖ the RFC 8785 canonical JSON
+//! of the receipt without `batch` and `signature`); the commit's receipts, in order, form an RFC
+//! 6962 Merkle tree; `batch` gives this receipt's index, the tree's size and root, and its audit
+//! path; `signature` is the log key's Ed25519 signature of `socai-receipts/v1\n` ‖ the
+//! checkpoint note ‖ `<count> <root hex>\n`, the same for every receipt of the commit (so a
+//! client checks it once per commit). The same key signs the checkpoints; the prefix keeps the
+//! two kinds of signed bytes apart (a checkpoint note's text starts with the origin line, never
+//! with `socai-receipts/`). Every seq a receipt names is below its checkpoint's tree size.
+//! `duplicate` marks an event the ledger already held (a re-publish): its seq is the original
+//! one.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint};
-use crate::hash::Hash;
+use crate::hash::{Hash, leaf_hash};
+use crate::merkle::{CompactRange, HashReader, MerkleError, prove_inclusion, verify_inclusion};
 
 /// The receipt format's version.
 pub const RECEIPT_VERSION: u32 = 1;
 
-/// What precedes the canonical JSON in the signed bytes.
-pub const RECEIPT_SIGNING_PREFIX: &[u8] = b"socai-receipt/v1\n";
+/// What precedes a receipt's canonical JSON in its leaf.
+pub const RECEIPT_LEAF_PREFIX: &[u8] = b"socai-receipt/v1\n";
+
+/// What precedes the checkpoint note and the receipts' root in the signed bytes.
+pub const RECEIPTS_SIGNING_PREFIX: &[u8] = b"socai-receipts/v1\n";
 
 /// One agency's receipt for one commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +58,24 @@ pub struct Receipt {
     /// Events refused (their copies are on REJECTED with the same reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<ReceiptRejection>,
-    /// Base64 Ed25519 signature by the log's key (see the module docs).
+    /// This receipt's place among the commit's receipts (see the module docs).
+    #[serde(default)]
+    pub batch: ReceiptBatch,
+    /// Base64 Ed25519 signature by the log's key over the checkpoint and the batch's root.
     #[serde(default)]
     pub signature: String,
+}
+
+/// Where a receipt sits in the Merkle tree of its commit's receipts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBatch {
+    pub index: u64,
+    pub count: u64,
+    /// Hex root of the tree of the commit's receipts.
+    pub root: String,
+    /// Hex RFC 6962 audit path of this receipt's leaf.
+    pub path: Vec<String>,
 }
 
 /// An event the ledger holds, and where.
@@ -86,45 +111,158 @@ pub enum ReceiptError {
     Checkpoint(#[from] CheckpointError),
     #[error("the receipt's signature does not verify with key {0}")]
     BadSignature(String),
+    #[error("the receipt is not in its commit's batch: {0}")]
+    NotInBatch(String),
     #[error("event {id:?}: seq {seq} is not below the receipt's tree size {size}")]
     SeqBeyondTree { id: String, seq: u64, size: u64 },
     #[error("event {id:?}: leaf_hash {leaf_hash:?} is not 64 hex digits")]
     BadLeafHash { id: String, leaf_hash: String },
 }
 
+/// Stored hashes of a small in-memory tree (the receipts of one commit).
+struct Stored(Vec<Hash>);
+
+impl HashReader for Stored {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                self.0
+                    .get(i as usize)
+                    .copied()
+                    .ok_or(MerkleError::OutOfRange {
+                        index: i,
+                        tree_size: self.0.len() as u64,
+                    })
+            })
+            .collect()
+    }
+}
+
+fn unhex(what: &str, s: &str) -> Result<Hash, ReceiptError> {
+    Hash::from_hex(s)
+        .map_err(|_| ReceiptError::NotInBatch(format!("{what} {s:?} is not 64 hex digits")))
+}
+
 impl Receipt {
-    /// The bytes the signature covers.
-    pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut unsigned = serde_json::to_value(self).expect("a receipt always serializes");
-        if let Some(map) = unsigned.as_object_mut() {
+    /// This receipt's leaf in its commit's tree (see the module docs).
+    pub fn leaf_hash(&self) -> Hash {
+        let mut content = serde_json::to_value(self).expect("a receipt always serializes");
+        if let Some(map) = content.as_object_mut() {
+            map.remove("batch");
             map.remove("signature");
         }
-        let mut bytes = RECEIPT_SIGNING_PREFIX.to_vec();
-        bytes.extend_from_slice(&crate::entry::canonical_json(&unsigned));
+        let mut bytes = RECEIPT_LEAF_PREFIX.to_vec();
+        bytes.extend_from_slice(&crate::entry::canonical_json(&content));
+        leaf_hash(&bytes)
+    }
+
+    /// The bytes the signature covers: the same for every receipt of a commit.
+    pub fn signed_bytes(checkpoint: &str, count: u64, root: &Hash) -> Vec<u8> {
+        let mut bytes = RECEIPTS_SIGNING_PREFIX.to_vec();
+        bytes.extend_from_slice(checkpoint.as_bytes());
+        bytes.extend_from_slice(format!("{count} {root}\n").as_bytes());
         bytes
     }
 
-    /// Signs the receipt (sets `signature`) with the log's key.
-    pub fn sign(&mut self, signer: &CheckpointSigner) -> Result<(), CheckpointError> {
-        let signature = signer.sign_bytes(&self.signed_bytes())?;
-        self.signature = STANDARD.encode(signature);
+    /// Signs a commit's receipts (all under the same checkpoint) with one signature: sets each
+    /// one's `batch` and `signature`.
+    pub fn sign_all(
+        receipts: &mut [Receipt],
+        signer: &CheckpointSigner,
+    ) -> Result<(), CheckpointError> {
+        let Some(first) = receipts.first() else {
+            return Ok(());
+        };
+        let checkpoint = first.checkpoint.clone();
+        if let Some(other) = receipts.iter().find(|r| r.checkpoint != checkpoint) {
+            return Err(CheckpointError::Malformed(format!(
+                "receipts of one batch name different checkpoints ({})",
+                other.agency
+            )));
+        }
+        let mut range = CompactRange::new();
+        let mut stored = Vec::new();
+        for r in receipts.iter() {
+            range.push_stored(r.leaf_hash(), &mut stored);
+        }
+        let (count, root) = (receipts.len() as u64, range.root());
+        let signature = STANDARD.encode(signer.sign_bytes(&Receipt::signed_bytes(
+            &checkpoint,
+            count,
+            &root,
+        ))?);
+        let stored = Stored(stored);
+        for (i, r) in receipts.iter_mut().enumerate() {
+            let path = prove_inclusion(count, i as u64, &stored)
+                .map_err(|e| CheckpointError::Malformed(format!("receipts tree: {e}")))?;
+            r.batch = ReceiptBatch {
+                index: i as u64,
+                count,
+                root: root.to_string(),
+                path: path.iter().map(Hash::to_string).collect(),
+            };
+            r.signature = signature.clone();
+        }
         Ok(())
     }
 
+    /// Signs one receipt alone (a batch of one).
+    pub fn sign(&mut self, signer: &CheckpointSigner) -> Result<(), CheckpointError> {
+        Receipt::sign_all(std::slice::from_mut(self), signer)
+    }
+
     /// Checks everything a receipt claims with the log's published key: the checkpoint's
-    /// signature, the receipt's signature, and that every seq is inside the signed tree.
-    /// Returns the signed tree head.
+    /// signature, this receipt's place in its commit's batch, the batch's signature, and that
+    /// every seq is inside the signed tree. Returns the signed tree head.
     pub fn verify(&self, verifier: &CheckpointVerifier) -> Result<SignedCheckpoint, ReceiptError> {
+        self.verify_with(verifier, &mut |_| false, &mut |_| {})
+    }
+
+    /// [`Receipt::verify`] that skips the two signature checks when `known` says this
+    /// receipt's (checkpoint, root, signature) was verified before, and tells `verified` when
+    /// it verifies them now (see [`ReceiptVerifier`]).
+    pub fn verify_with(
+        &self,
+        verifier: &CheckpointVerifier,
+        known: &mut dyn FnMut(&Hash) -> bool,
+        verified: &mut dyn FnMut(Hash),
+    ) -> Result<SignedCheckpoint, ReceiptError> {
         if self.v != RECEIPT_VERSION {
             return Err(ReceiptError::Version(self.v));
         }
-        let signed = verifier.verify(&self.checkpoint)?;
-        let signature = STANDARD
-            .decode(&self.signature)
-            .map_err(|_| ReceiptError::BadSignature(verifier.vkey().to_owned()))?;
-        if !verifier.verify_bytes(&self.signed_bytes(), &signature) {
-            return Err(ReceiptError::BadSignature(verifier.vkey().to_owned()));
-        }
+        let root = unhex("batch root", &self.batch.root)?;
+        let path = self
+            .batch
+            .path
+            .iter()
+            .map(|h| unhex("batch path hash", h))
+            .collect::<Result<Vec<_>, _>>()?;
+        verify_inclusion(
+            &self.leaf_hash(),
+            self.batch.index,
+            self.batch.count,
+            &path,
+            &root,
+        )
+        .map_err(|e| ReceiptError::NotInBatch(e.to_string()))?;
+        let signed_bytes = Receipt::signed_bytes(&self.checkpoint, self.batch.count, &root);
+        let mut key = signed_bytes.clone();
+        key.extend_from_slice(self.signature.as_bytes());
+        let key = crate::hash::sha256(&key);
+        let signed = if known(&key) {
+            crate::checkpoint::parse_unverified(&self.checkpoint)?
+        } else {
+            let signed = verifier.verify(&self.checkpoint)?;
+            let signature = STANDARD
+                .decode(&self.signature)
+                .map_err(|_| ReceiptError::BadSignature(verifier.vkey().to_owned()))?;
+            if !verifier.verify_bytes(&signed_bytes, &signature) {
+                return Err(ReceiptError::BadSignature(verifier.vkey().to_owned()));
+            }
+            verified(key);
+            signed
+        };
         let size = signed.checkpoint.size;
         for event in &self.events {
             if event.seq >= size {
@@ -152,6 +290,45 @@ impl Receipt {
     /// The receipt's JSON (one line).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a receipt always serializes")
+    }
+}
+
+/// Verifies receipts with the log's key, checking each commit's two signatures once: receipts of
+/// one commit share them, so a client answered by hundreds of receipts per commit (a gateway)
+/// pays for one check. Remembers the last [`ReceiptVerifier::REMEMBERED`] commits.
+#[derive(Debug)]
+pub struct ReceiptVerifier {
+    verifier: CheckpointVerifier,
+    seen: std::sync::Mutex<std::collections::VecDeque<Hash>>,
+}
+
+impl ReceiptVerifier {
+    pub const REMEMBERED: usize = 64;
+
+    pub fn new(verifier: CheckpointVerifier) -> ReceiptVerifier {
+        ReceiptVerifier {
+            verifier,
+            seen: Default::default(),
+        }
+    }
+
+    pub fn verifier(&self) -> &CheckpointVerifier {
+        &self.verifier
+    }
+
+    /// [`Receipt::verify`], with the signatures of a commit already seen not checked again.
+    pub fn verify(&self, receipt: &Receipt) -> Result<SignedCheckpoint, ReceiptError> {
+        let seen = |key: &Hash| self.seen.lock().map(|s| s.contains(key)).unwrap_or(false);
+        let remember = |key: Hash| {
+            if let Ok(mut s) = self.seen.lock() {
+                if s.len() == Self::REMEMBERED {
+                    s.pop_front();
+                }
+                s.push_back(key);
+            }
+        };
+        let (mut seen, mut remember) = (seen, remember);
+        receipt.verify_with(&self.verifier, &mut seen, &mut remember)
     }
 }
 
@@ -200,10 +377,18 @@ mod tests {
                 path: "/data/x".into(),
                 reason: "must be a string".into(),
             }],
+            batch: ReceiptBatch::default(),
             signature: String::new(),
         };
         r.sign(signer).unwrap();
         r
+    }
+
+    fn tampered(e: Result<SignedCheckpoint, ReceiptError>) -> bool {
+        matches!(
+            e,
+            Err(ReceiptError::NotInBatch(_)) | Err(ReceiptError::BadSignature(_))
+        )
     }
 
     #[test]
@@ -217,13 +402,13 @@ mod tests {
 
         let mut moved = r.clone();
         moved.events[0].seq = 8;
-        assert!(matches!(moved.verify(&verifier), Err(ReceiptError::BadSignature(_))));
+        assert!(tampered(moved.verify(&verifier)));
         let mut renamed = r.clone();
         renamed.agency = "000.00.12.H02".into();
-        assert!(matches!(renamed.verify(&verifier), Err(ReceiptError::BadSignature(_))));
+        assert!(tampered(renamed.verify(&verifier)));
         let mut hidden = r.clone();
         hidden.rejected.clear();
-        assert!(matches!(hidden.verify(&verifier), Err(ReceiptError::BadSignature(_))));
+        assert!(tampered(hidden.verify(&verifier)));
 
         // Signed by another log's key: refused.
         let (other, _, _) = CheckpointSigner::generate("test.example/log").unwrap();
@@ -236,11 +421,54 @@ mod tests {
         beyond.sign(&signer).unwrap();
         assert!(matches!(
             beyond.verify(&verifier),
-            Err(ReceiptError::SeqBeyondTree { seq: 10, size: 10, .. })
+            Err(ReceiptError::SeqBeyondTree {
+                seq: 10,
+                size: 10,
+                ..
+            })
         ));
         // Unknown members are refused, not ignored.
         let mut v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
         v["extra"] = serde_json::json!(1);
         assert!(Receipt::from_json(&serde_json::to_vec(&v).unwrap()).is_err());
+    }
+
+    #[test]
+    fn one_signature_covers_a_commits_receipts_and_each_proves_its_place() {
+        let (signer, _, vkey) = CheckpointSigner::generate("test.example/log").unwrap();
+        let verifier = CheckpointVerifier::from_vkey(&vkey).unwrap();
+        for n in [1usize, 2, 3, 7, 64, 100] {
+            let mut batch: Vec<Receipt> = (0..n)
+                .map(|i| {
+                    let mut r = receipt(&signer);
+                    r.agency = format!("000.00.12.H{i:02}");
+                    r
+                })
+                .collect();
+            Receipt::sign_all(&mut batch, &signer).unwrap();
+            let cached = ReceiptVerifier::new(verifier.clone());
+            for (i, r) in batch.iter().enumerate() {
+                assert_eq!(r.batch.index, i as u64);
+                assert_eq!(r.batch.count, n as u64);
+                assert_eq!(r.signature, batch[0].signature, "one signature per commit");
+                r.verify(&verifier).unwrap();
+                cached.verify(r).unwrap();
+                // Another receipt's place, or a changed receipt, does not verify, cached or not.
+                let mut moved = r.clone();
+                moved.batch.index = (i as u64 + 1) % n as u64;
+                if n > 1 {
+                    assert!(tampered(moved.verify(&verifier)));
+                    assert!(tampered(cached.verify(&moved)));
+                }
+                let mut changed = r.clone();
+                changed.events[0].seq = 3;
+                assert!(tampered(cached.verify(&changed)));
+                let mut resigned = r.clone();
+                resigned.signature = batch[0].signature.replace('A', "B");
+                if resigned.signature != r.signature {
+                    assert!(tampered(cached.verify(&resigned)));
+                }
+            }
+        }
     }
 }

@@ -169,7 +169,7 @@ pub struct Published {
     pub attempts: u32,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("event {id:?} to {subject}: {reason}")]
     Refused {
@@ -244,6 +244,19 @@ impl Publisher {
         self.js.client()
     }
 
+    /// The errors the server reported on this publisher's connection.
+    pub fn server_errors(&self) -> &ServerErrors {
+        &self.errors
+    }
+
+    /// Waits for the ledger's receipts too (see [`crate::receipts`]).
+    pub fn with_receipts(
+        self,
+        options: crate::receipts::ReceiptOptions,
+    ) -> crate::receipts::ReceiptPublisher {
+        crate::receipts::ReceiptPublisher::new(self, options)
+    }
+
     /// Publishes one event and waits for the stream to store it.
     pub async fn publish(&self, event: &Event) -> Result<Published, PublishError> {
         self.publish_outgoing(Outgoing::event(event)).await
@@ -256,7 +269,7 @@ impl Publisher {
     }
 
     /// Turns the result of a first attempt into the final result, retrying while it is transient.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         msg: Outgoing,
         first: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
@@ -301,7 +314,7 @@ impl Publisher {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         msg: &Outgoing,
     ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {

@@ -77,7 +77,7 @@ fn humanize(d: jiff::SignedDuration) -> String {
 }
 
 /// A header value: one line, at most `max` bytes (cut on a char boundary).
-fn header_value(value: &str, max: usize) -> String {
+pub(crate) fn header_value(value: &str, max: usize) -> String {
     let mut line: String = value
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -101,8 +101,12 @@ pub fn rejection_headers(
     published: &str,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    // One REJECTED copy per EVENTS message, even if the writer dies before terminating it.
-    headers.insert("Nats-Msg-Id", format!("events-{stream_seq}").as_str());
+    // One REJECTED copy per EVENTS message, even when a crash makes the ledger reject it again;
+    // with its time, since nats-server may reuse a seq after losing acknowledged writes.
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("events-{stream_seq}-{published}").as_str(),
+    );
     headers.insert(header::CODE, rejection.code.as_str());
     headers.insert(header::PATH, header_value(&rejection.path, 1024).as_str());
     headers.insert(

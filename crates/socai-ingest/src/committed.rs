@@ -1,9 +1,14 @@
-//! Follows the ledger head and publishes every committed entry to COMMITTED (msg-id = seq, in
-//! seq order), then the latest signed checkpoint to `dvc.ledger.checkpoint`.
+//! Follows the ledger head and publishes the committed entries to COMMITTED, one message per
+//! commit (a backlog is merged, up to [`MESSAGE_MAX_BYTES`] a message): an entry bundle (each
+//! entry with a 2-byte length, as C2SP tlog-tiles entry bundles) of `Socai-Count` entries from
+//! seq `Socai-Seq` (msg-id = that seq), then the latest signed checkpoints to
+//! `dvc.ledger.checkpoint`.
 //!
-//! The cursor is the stream itself: at start and after any failure the publisher reads the last
-//! seq COMMITTED holds and goes on from there, so a crash between commit and publish loses
-//! nothing and publishes nothing twice. A checkpoint is published only once every entry it
+//! The cursor is the stream itself: at start and after any failure the publisher reads
+//! COMMITTED's last message and goes on after its last entry, so a crash between commit and
+//! publish loses nothing and publishes nothing twice. Each message is published with the
+//! stream's expected last sequence, so the server stores it only right after its predecessor:
+//! COMMITTED never has a gap or a repeat. A checkpoint is published only once every entry it
 //! covers is on COMMITTED.
 
 use std::sync::Arc;
@@ -13,15 +18,18 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
 use bytes::Bytes;
 use socai_store::{SledStorage, Storage};
-use socai_wire::header::{SEQ as H_SEQ, TREE_SIZE as H_TREE_SIZE};
+use socai_wire::header::{COUNT as H_COUNT, SEQ as H_SEQ, TREE_SIZE as H_TREE_SIZE};
 use socai_wire::stream::{CHECKPOINTS, COMMITTED};
 use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT};
 use tokio::sync::watch;
 
 use crate::{Counters, IngestError};
 
-/// Entries read and published per round.
-const ROUND_MAX_ENTRIES: u64 = 1000;
+/// Entries read per round.
+const ROUND_MAX_ENTRIES: u64 = 4096;
+
+/// Largest COMMITTED message (payload): well under nats-server's default max_payload (1 MiB).
+pub const MESSAGE_MAX_BYTES: usize = 512 * 1024;
 
 pub(crate) struct CommittedPublisher {
     pub js: jetstream::Context,
@@ -30,14 +38,23 @@ pub(crate) struct CommittedPublisher {
     pub counters: Arc<Counters>,
 }
 
-/// The last message on `subject` of `stream`: its header `name` parsed, and its payload; `None`
-/// if the stream has no message there.
+/// The last message of a stream: the header the caller named, `Socai-Count` if present, its
+/// stream seq, its payload.
+struct Last {
+    value: u64,
+    count: Option<u64>,
+    stream_seq: u64,
+    payload: Bytes,
+}
+
+/// The last message on `subject` of `stream`, with its header `name` parsed; `None` if the
+/// stream has no message there.
 async fn last_message(
     js: &jetstream::Context,
     stream: &str,
     subject: &str,
     name: &str,
-) -> Result<Option<(u64, Bytes)>, IngestError> {
+) -> Result<Option<Last>, IngestError> {
     let stream = js
         .get_stream_no_info(stream)
         .await
@@ -54,13 +71,36 @@ async fn last_message(
                         msg.sequence
                     ))
                 })?;
-            Ok(Some((value, msg.payload)))
+            let count = msg
+                .headers
+                .get(H_COUNT)
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            Ok(Some(Last {
+                value,
+                count,
+                stream_seq: msg.sequence,
+                payload: msg.payload,
+            }))
         }
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(IngestError::Nats(format!(
             "cannot read the last message on {subject}: {e}"
         ))),
     }
+}
+
+/// The last seq a stream ever stored (it stays after a purge).
+async fn stream_last_seq(js: &jetstream::Context, name: &str) -> Result<u64, IngestError> {
+    let mut stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| IngestError::Nats(format!("cannot open stream {name}: {e}")))?;
+    Ok(stream
+        .info()
+        .await
+        .map_err(|e| IngestError::Nats(format!("cannot read stream {name}: {e}")))?
+        .state
+        .last_sequence)
 }
 
 /// Waits before a retry; `true` when it is time to give up (the writer is gone and the drain
@@ -76,6 +116,15 @@ async fn pause(give_up_at: Option<tokio::time::Instant>) -> bool {
     false
 }
 
+/// Where the publisher stands: the next entry seq to publish, the size of the last checkpoint
+/// published, COMMITTED's last stream seq.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    next: u64,
+    checkpoint: u64,
+    stream_seq: u64,
+}
+
 impl CommittedPublisher {
     /// Runs until the writer is gone (its head sender dropped) and everything is published, or
     /// `drain_timeout` after the writer is gone while NATS keeps failing.
@@ -84,10 +133,10 @@ impl CommittedPublisher {
     pub async fn run(mut self, drain_timeout: Duration) -> Result<(), IngestError> {
         let mut writer_gone = false;
         let mut give_up_at: Option<tokio::time::Instant> = None;
-        let mut cursor: Option<(u64, u64)> = None; // (next seq, last checkpoint size published)
+        let mut cursor: Option<Cursor> = None;
         loop {
             let head = *self.head.borrow_and_update();
-            let (next, checkpoint) = match cursor {
+            let mut at = match cursor {
                 Some(c) => c,
                 None => match self.resume(head).await {
                     Ok(c) => c,
@@ -101,12 +150,12 @@ impl CommittedPublisher {
                     }
                 },
             };
-            if next < head {
-                let to = head.min(next + ROUND_MAX_ENTRIES);
-                match self.publish_entries(next, to).await {
-                    Ok(()) => cursor = Some((to, checkpoint)),
+            if at.next < head {
+                let to = head.min(at.next + ROUND_MAX_ENTRIES);
+                match self.publish_entries(at, to).await {
+                    Ok(published) => cursor = Some(published),
                     Err(e) => {
-                        tracing::warn!(error = %e, from = next, to, "publishing committed entries failed; retrying");
+                        tracing::warn!(error = %e, from = at.next, to, "publishing committed entries failed; retrying");
                         cursor = None;
                         if pause(give_up_at).await {
                             return Ok(());
@@ -115,8 +164,11 @@ impl CommittedPublisher {
                 }
                 continue;
             }
-            match self.publish_checkpoint(next, checkpoint).await {
-                Ok(size) => cursor = Some((next, size)),
+            match self.publish_checkpoint(at.next, at.checkpoint).await {
+                Ok(size) => {
+                    at.checkpoint = size;
+                    cursor = Some(at);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "publishing a checkpoint failed; retrying");
                     cursor = None;
@@ -137,20 +189,50 @@ impl CommittedPublisher {
         }
     }
 
-    /// Where COMMITTED and CHECKPOINTS stand: the next seq to publish and the size of the last
-    /// checkpoint published. COMMITTED's last entry must be this ledger's entry at that seq.
-    async fn resume(&self, head: u64) -> Result<(u64, u64), IngestError> {
+    /// Where COMMITTED and CHECKPOINTS stand. COMMITTED's last entry must be this ledger's entry
+    /// at that seq.
+    async fn resume(&self, head: u64) -> Result<Cursor, IngestError> {
         let last = last_message(&self.js, COMMITTED, COMMITTED_SUBJECT, H_SEQ).await?;
-        let next = match last {
-            None => 0,
-            Some((seq, payload)) => {
+        let (next, stream_seq) = match last {
+            // Empty, or purged: the next message goes after the stream's last seq.
+            None => (0, stream_last_seq(&self.js, COMMITTED).await?),
+            Some(Last {
+                value: first,
+                count,
+                stream_seq,
+                payload,
+            }) => {
+                // Messages of older socai versions carry one entry, as it is, and no count.
+                let legacy = count.is_none();
+                let count = count.unwrap_or(1).max(1);
+                let seq = first.checked_add(count - 1).ok_or_else(|| {
+                    IngestError::Diverged(format!(
+                        "COMMITTED's last message (stream seq {stream_seq}) names entries {first} + {count}: only the ledger may publish to dvc.ledger.committed"
+                    ))
+                })?;
+                let theirs: Vec<u8> = if legacy {
+                    payload.to_vec()
+                } else {
+                    let entries = socai_chain::tiles::split_entry_bundle(&payload).map_err(|e| {
+                        IngestError::Diverged(format!(
+                            "COMMITTED's last message (stream seq {stream_seq}) is not an entry bundle ({e}): only the ledger may publish to dvc.ledger.committed"
+                        ))
+                    })?;
+                    if entries.len() as u64 != count {
+                        return Err(IngestError::Diverged(format!(
+                            "COMMITTED's last message (stream seq {stream_seq}) holds {} entries but says {count}: only the ledger may publish to dvc.ledger.committed",
+                            entries.len()
+                        )));
+                    }
+                    entries.last().map(|e| e.to_vec()).unwrap_or_default()
+                };
                 let storage = self.storage.clone();
                 let ours = tokio::task::spawn_blocking(move || storage.entry(seq))
                     .await
                     .map_err(|e| IngestError::Ledger(format!("reading entry {seq} failed: {e}")))?
                     .map_err(|e| IngestError::Ledger(format!("reading entry {seq}: {e}")))?;
                 match ours {
-                    Some(entry) if entry.as_slice() == payload.as_ref() => seq + 1,
+                    Some(entry) if entry == theirs => (seq + 1, stream_seq),
                     Some(_) => {
                         return Err(IngestError::Diverged(format!(
                             "COMMITTED's entry {seq} differs from this ledger's entry {seq}: the stream belongs to another ledger; give this ledger its own NATS account or streams, or delete COMMITTED and CHECKPOINTS if this ledger replaces the old one"
@@ -166,11 +248,18 @@ impl CommittedPublisher {
         };
         let checkpoint = last_message(&self.js, CHECKPOINTS, CHECKPOINT_SUBJECT, H_TREE_SIZE)
             .await?
-            .map_or(0, |(size, _)| size);
-        Ok((next, checkpoint))
+            .map_or(0, |last| last.value);
+        Ok(Cursor {
+            next,
+            checkpoint,
+            stream_seq,
+        })
     }
 
-    async fn publish_entries(&self, from: u64, to: u64) -> Result<(), IngestError> {
+    /// Publishes entries `at.next..to` as entry bundles of at most [`MESSAGE_MAX_BYTES`] (one
+    /// message for a commit of ordinary size), each only right after its predecessor.
+    async fn publish_entries(&self, at: Cursor, to: u64) -> Result<Cursor, IngestError> {
+        let from = at.next;
         let storage = self.storage.clone();
         let entries = tokio::task::spawn_blocking(move || {
             storage.entries(from, to).collect::<Result<Vec<_>, _>>()
@@ -178,32 +267,45 @@ impl CommittedPublisher {
         .await
         .map_err(|e| IngestError::Ledger(format!("reading entries failed: {e}")))?
         .map_err(|e| IngestError::Ledger(format!("reading entries {from}..{to}: {e}")))?;
-        let mut acks = Vec::with_capacity(entries.len());
-        for (seq, entry) in entries {
+        let mut at = at;
+        let mut rest = &entries[..];
+        while !rest.is_empty() {
+            let first = rest[0].0;
+            let mut bundle = Vec::new();
+            let mut count = 0;
+            for (seq, entry) in rest {
+                if count > 0 && bundle.len() + 2 + entry.len() > MESSAGE_MAX_BYTES {
+                    break;
+                }
+                socai_chain::tiles::push_bundle_entry(&mut bundle, *seq, entry).map_err(|e| {
+                    IngestError::Ledger(format!("entry {seq} cannot go on COMMITTED: {e}"))
+                })?;
+                count += 1;
+            }
+            rest = &rest[count..];
             let msg = PublishMessage::build()
-                .payload(Bytes::from(entry))
-                .message_id(seq.to_string())
-                .header(H_SEQ, seq.to_string().as_str());
-            // The server stores entry seq only right after entry seq-1: COMMITTED never has a gap,
-            // even if an earlier publish of this round is lost and a later one is not.
-            let msg = if seq == 0 {
-                msg.expected_last_sequence(0)
-            } else {
-                msg.expected_last_message_id((seq - 1).to_string())
-            };
+                .payload(Bytes::from(bundle))
+                .message_id(first.to_string())
+                .header(H_SEQ, first.to_string().as_str())
+                .header(H_COUNT, count.to_string().as_str())
+                // The server stores it only right after the message this publisher saw last:
+                // COMMITTED never has a gap or a repeat.
+                .expected_last_sequence(at.stream_seq);
             let ack = self
                 .js
                 .send_publish(COMMITTED_SUBJECT, msg)
                 .await
-                .map_err(|e| IngestError::Nats(format!("publishing seq {seq}: {e}")))?;
-            acks.push(ack.into_future());
+                .map_err(|e| IngestError::Nats(format!("publishing entries from {first}: {e}")))?
+                .into_future()
+                .await
+                .map_err(|e| {
+                    IngestError::Nats(format!("COMMITTED did not store entries from {first}: {e}"))
+                })?;
+            at.next = first + count as u64;
+            at.stream_seq = ack.sequence;
+            self.counters.published.store(at.next, Relaxed);
         }
-        for result in futures::future::join_all(acks).await {
-            result
-                .map_err(|e| IngestError::Nats(format!("COMMITTED did not store an entry: {e}")))?;
-        }
-        self.counters.published.store(to, Relaxed);
-        Ok(())
+        Ok(at)
     }
 
     /// Publishes, in order, every signed checkpoint newer than `published` that COMMITTED covers

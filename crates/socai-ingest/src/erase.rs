@@ -35,6 +35,39 @@ async fn erase_message(js: &jetstream::Context, name: &str, seq: u64) -> Result<
     }
 }
 
+/// Erases EVENTS message `seq` if it is still a copy of `event` (same agency and id): after
+/// nats-server lost acknowledged writes its seqs may have been reused by other events, which
+/// must not be erased. A message already gone, or another event's, is fine.
+async fn erase_event_copy(
+    js: &jetstream::Context,
+    event: &EventKey,
+    seq: u64,
+) -> Result<(), String> {
+    let s = js
+        .get_stream_no_info(stream::EVENTS)
+        .await
+        .map_err(|e| format!("stream {}: {e}", stream::EVENTS))?;
+    match s.direct_get(seq).await {
+        Ok(msg) => {
+            let agency = subject::parse_event_subject(&msg.subject).map(|(a, _)| a);
+            let id = crate::check::event_id_of(&msg.payload);
+            if agency.as_deref() != Some(event.agency.as_str())
+                || id.as_deref() != Some(event.id.as_str())
+            {
+                tracing::warn!(
+                    seq,
+                    subject = %msg.subject,
+                    "EVENTS message {seq} is no longer a copy of the redacted event (its seq was reused after nats-server lost writes): left alone"
+                );
+                return Ok(());
+            }
+        }
+        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("reading EVENTS message {seq}: {e}")),
+    }
+    erase_message(js, stream::EVENTS, seq).await
+}
+
 /// The REJECTED seqs (and the EVENTS seqs they were copied from) of `event`'s rejections.
 async fn rejected_copies(
     js: &jetstream::Context,
@@ -96,16 +129,26 @@ async fn rejected_copies(
 
 /// Erases every copy NATS holds of `event`: the recorded EVENTS seqs `copies` and its REJECTED
 /// copies. Returns how many messages were erased (or were already gone).
+///
+/// EVENTS messages above `read_up_to` (the EVENTS cursor the ledger stored) are not erased yet:
+/// the ledger reads them again after a restart, and a hole there would look like data loss.
+/// Then the event stays marked and this is an error (retried at the next pass).
 pub async fn erase_copies(
     js: &jetstream::Context,
     event: &EventKey,
     copies: &[u64],
+    read_up_to: u64,
 ) -> Result<usize, String> {
     let mut events: Vec<u64> = copies.to_vec();
     let rejected = rejected_copies(js, event).await?;
     events.extend(rejected.iter().filter_map(|(_, source)| *source));
     events.sort_unstable();
     events.dedup();
+    if let Some(seq) = events.iter().find(|&&s| s > read_up_to) {
+        return Err(format!(
+            "EVENTS message {seq} is beyond the ledger's stored cursor ({read_up_to}): erased once the ledger has stored a cursor past it"
+        ));
+    }
     // Every copy is tried even if one fails: a REJECTED copy erased now is not found by the
     // next scan, so its EVENTS source must not wait behind another copy's failure. The event
     // stays marked (and is retried) unless all went.
@@ -116,7 +159,12 @@ pub async fn erase_copies(
         .map(|&s| (stream::EVENTS, s))
         .chain(rejected.iter().map(|&(s, _)| (stream::REJECTED, s)))
     {
-        match erase_message(js, name, seq).await {
+        let erased_now = if name == stream::EVENTS {
+            erase_event_copy(js, event, seq).await
+        } else {
+            erase_message(js, name, seq).await
+        };
+        match erased_now {
             Ok(()) => erased += 1,
             Err(e) => {
                 tracing::warn!(error = %e, "erasing a copy of a redacted event failed; retrying later");

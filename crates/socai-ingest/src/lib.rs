@@ -1,10 +1,13 @@
 //! socai-ingest: agencies' events from JetStream into the ledger, exactly once.
 //!
 //! ```text
-//! EVENTS (dvc.events.<agency>.<type>) ─ durable pull consumer "ledger", explicit ack
-//!   └─► writer: validate + subject + clock ─bad─► REJECTED (original bytes + Socai-Error-*) → Term
-//!        └─ good ─► one sled commit + fsync ─► ack each message (server-confirmed)
-//!             └─► committed publisher: COMMITTED (msg-id = seq) ─► CHECKPOINTS (dvc.ledger.checkpoint)
+//! EVENTS (dvc.events.<agency>.<type>) ─ ordered consumer from the ledger's own cursor (no acks)
+//!   └─► source: in stream order, data-loss and rewind alarms ─► validate (while the previous
+//!       batch commits): subject + schema + clock
+//!        └─► writer: one sled commit + fsync (entries + the EVENTS cursor)
+//!             ├─► bad: REJECTED (original bytes + Socai-Error-*), then the cursor may pass it
+//!             ├─► receipts: dvc.receipts.<agency> (ids → seqs, under the commit's signed tree head)
+//!             └─► committed publisher: COMMITTED (one entry bundle per commit) ─► CHECKPOINTS
 //! ```
 //!
 //! Knows nothing of HTTP. The binary wires it (`socai serve`).
@@ -12,6 +15,7 @@
 pub mod check;
 mod committed;
 pub mod erase;
+mod source;
 pub mod streams;
 pub mod telemetry;
 mod writer;
@@ -36,7 +40,7 @@ pub enum IngestError {
     #[error("nats: {0}")]
     Nats(String),
     #[error(
-        "ledger: {0}; nothing of the batch in hand was acked: restart `socai serve` (it reopens the ledger and the messages come again)"
+        "ledger: {0}; nothing of the batch in hand was answered: restart `socai serve` (it reopens the ledger and reads those messages again)"
     )]
     Ledger(String),
     /// COMMITTED does not continue this ledger; the message says what to do.
@@ -49,16 +53,24 @@ pub enum IngestError {
 pub struct Counters {
     /// Events newly committed.
     pub committed: AtomicU64,
-    /// Events already in the ledger (redeliveries, republished ids), acked.
+    /// Events already in the ledger (messages read again, republished ids), answered as such.
     pub duplicates: AtomicU64,
-    /// Events copied to REJECTED and terminated.
+    /// Events copied to REJECTED.
     pub rejected: AtomicU64,
     /// Commits (batches) made.
     pub batches: AtomicU64,
     /// Time spent validating and committing (fsync included), in microseconds.
     pub commit_us: AtomicU64,
-    /// Acks the server did not confirm (those messages come back as duplicates).
-    pub ack_failures: AtomicU64,
+    /// Receipts sent to agencies (one per agency per commit).
+    pub receipts: AtomicU64,
+    /// Rejections REJECTED did not take at the first try (retried until it does).
+    pub rejection_retries: AtomicU64,
+    /// EVENTS messages gone from the stream before the ledger read them (the data-loss alarm).
+    pub events_lost: AtomicU64,
+    /// Times EVENTS was found rewound (nats-server lost acknowledged messages).
+    pub events_rewinds: AtomicU64,
+    /// The last data-loss alarm, kept for `/readyz` until the ledger restarts.
+    pub data_loss: std::sync::Mutex<Option<String>>,
     /// COMMITTED holds every entry below this seq.
     pub published: AtomicU64,
     /// Tree size of the last checkpoint published.
@@ -108,7 +120,7 @@ impl Counters {
 }
 
 /// The ledger service: ensures the streams, then runs the writer and the committed publisher
-/// until `shutdown` resolves. On shutdown the batch in hand is committed and acked, and the
+/// until `shutdown` resolves. On shutdown the batch in hand is committed and answered, and the
 /// committed publisher gets `drain_timeout` to catch up. `commands` (e.g. redactions from the
 /// HTTP API) are executed by the writer between batches.
 pub async fn serve(
@@ -181,6 +193,8 @@ async fn serve_inner(
         settling: tokio::task::JoinSet::new(),
         commands,
         late_copies: Vec::new(),
+        unsettled: Default::default(),
+        last_input: None,
     };
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());

@@ -1,5 +1,5 @@
-//! The JetStream streams and the ledger's durable consumer: names, configs, creation, and the
-//! consumer reset that keeps per-subject order across a restart.
+//! The JetStream streams: names, configs, creation (and the removal of the durable consumer older
+//! socai versions read EVENTS with).
 //!
 //! The ledger's account is the only one with JetStream (`deploy/nats/users.conf`), so the
 //! ledger also creates the METRICS bucket the projection workers write into. Every stream
@@ -8,8 +8,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, stream};
 use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject};
 use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
 use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
@@ -45,12 +44,10 @@ pub struct StreamSettings {
     pub events_max_bytes: i64,
     /// REJECTED keeps messages this long.
     pub rejected_max_age: Duration,
-    /// The durable consumer's name; a ledger replica on another machine uses its own.
+    /// Prefix of the names of the ledger's (ephemeral, ordered) consumers on EVENTS; a ledger
+    /// replica on another machine uses its own. Also the name of the durable consumer older
+    /// socai versions used, removed at start.
     pub consumer: String,
-    /// A delivered message not acked within this time is redelivered.
-    pub ack_wait: Duration,
-    /// At most this many delivered, unacked messages.
-    pub max_ack_pending: i64,
 }
 
 impl Default for StreamSettings {
@@ -63,8 +60,6 @@ impl Default for StreamSettings {
             events_max_bytes: -1,
             rejected_max_age: Duration::from_secs(365 * 24 * 3600),
             consumer: "ledger".into(),
-            ack_wait: Duration::from_secs(30),
-            max_ack_pending: 20_000,
         }
     }
 }
@@ -136,7 +131,7 @@ impl StreamSettings {
     /// The METRICS bucket's stream as async-nats makes a KV bucket (history per subject,
     /// rollups, direct gets), plus asynchronous persistence: its values are derived from the
     /// ledger and can be republished at any time, so it does not wait for an fsync per value
-    /// (`persist_mode: async`, nats-server 2.12+); under the shipped `sync_interval: always` a
+    /// (`persist_mode: async`, nats-server 2.12+); under `sync_interval: always` (a deployment's choice) a
     /// per-value fsync would starve the ledger's own streams of disk.
     pub fn metrics(&self) -> stream::Config {
         stream::Config {
@@ -157,20 +152,6 @@ impl StreamSettings {
             num_replicas: self.replicas.max(1),
             discard: stream::DiscardPolicy::New,
             persist_mode: Some(stream::PersistenceMode::Async),
-            ..Default::default()
-        }
-    }
-
-    fn consumer_config(&self, deliver: consumer::DeliverPolicy) -> consumer::pull::Config {
-        consumer::pull::Config {
-            durable_name: Some(self.consumer.clone()),
-            description: Some("the ledger writer".into()),
-            deliver_policy: deliver,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.ack_wait,
-            // Never give up on an event: a bad one is terminated explicitly after REJECTED has it.
-            max_deliver: -1,
-            max_ack_pending: self.max_ack_pending,
             ..Default::default()
         }
     }
@@ -271,80 +252,25 @@ async fn ensure_metrics_bucket(
     Ok(())
 }
 
-/// The ledger's durable pull consumer on EVENTS, ready to deliver in stream order.
-///
-/// A message delivered to a writer that then died stays pending until `ack_wait`, while newer
-/// messages would be delivered first: that would reorder a subject. So when the consumer has
-/// pending (delivered, unacked) messages, it is recreated at its ack floor: everything after
-/// the floor is delivered again in stream order, and what the ledger already holds comes back
-/// as duplicates. Only the single writer calls this, with nothing of its own in flight.
-///
-/// When the consumer does not exist, it is created to deliver from just after `committed_up_to`
-/// (the last EVENTS stream seq the ledger committed), or from the beginning for a new ledger.
-pub async fn ledger_consumer(
-    js: &jetstream::Context,
-    settings: &StreamSettings,
-    committed_up_to: Option<u64>,
-) -> Result<consumer::PullConsumer, IngestError> {
-    let nats = |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
-    let stream = js
-        .get_stream(EVENTS)
-        .await
-        .map_err(|e| nats("cannot open stream EVENTS", &e))?;
-    match stream.consumer_info(&settings.consumer).await {
-        Ok(info) => {
-            if info.num_ack_pending == 0 {
-                // Same delivery start, settings from this config (ack_wait, max_ack_pending...).
-                let config = settings.consumer_config(info.config.deliver_policy);
-                return match stream.create_consumer(config).await {
-                    Ok(c) => Ok(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot update the ledger consumer's settings; using it as it is");
-                        stream
-                            .get_consumer(&settings.consumer)
-                            .await
-                            .map_err(|e| nats("cannot open the ledger consumer", &e))
-                    }
-                };
-            }
-            let from = info.ack_floor.stream_sequence + 1;
-            tracing::info!(
-                consumer = %settings.consumer,
-                pending = info.num_ack_pending,
-                from_stream_seq = from,
-                "recreating the ledger consumer at its ack floor to keep stream order"
-            );
-            stream
-                .delete_consumer(&settings.consumer)
-                .await
-                .map_err(|e| nats("cannot reset the ledger consumer", &e))?;
-            return stream
-                .create_consumer(settings.consumer_config(
-                    consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: from,
-                    },
-                ))
-                .await
-                .map_err(|e| nats("cannot create the ledger consumer", &e));
-        }
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {}
-        Err(e) => return Err(nats("cannot read the ledger consumer", &e)),
-    }
-    let deliver = match committed_up_to {
-        Some(seq) => {
-            tracing::info!(
-                consumer = %settings.consumer,
-                from_stream_seq = seq + 1,
-                "creating the ledger consumer after the last EVENTS message the ledger committed"
-            );
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: seq + 1,
-            }
-        }
-        None => consumer::DeliverPolicy::All,
+/// Deletes the durable consumer that socai before receipts used on EVENTS (named like
+/// `[ingest] consumer`): the ledger now reads with an ordered consumer from its own cursor, and
+/// a durable consumer left behind would keep its pending state on the server forever.
+pub async fn remove_legacy_consumer(js: &jetstream::Context, settings: &StreamSettings) {
+    let Ok(stream) = js.get_stream_no_info(EVENTS).await else {
+        return;
     };
-    stream
-        .create_consumer(settings.consumer_config(deliver))
-        .await
-        .map_err(|e| nats("cannot create the ledger consumer", &e))
+    match stream.consumer_info(&settings.consumer).await {
+        Ok(info) if info.config.durable_name.is_some() => {
+            match stream.delete_consumer(&settings.consumer).await {
+                Ok(_) => tracing::info!(
+                    consumer = %settings.consumer,
+                    "removed the durable EVENTS consumer of an older socai (the ledger reads from its own cursor now)"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = %settings.consumer, "cannot remove the durable EVENTS consumer of an older socai; remove it by hand (`nats consumer rm EVENTS {}`)", settings.consumer)
+                }
+            }
+        }
+        _ => {}
+    }
 }

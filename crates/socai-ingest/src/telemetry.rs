@@ -105,9 +105,35 @@ impl Collector for CountersCollector {
         )?;
         counter(
             &mut e,
-            "socai_ack_failures",
-            "Acks the server did not confirm (those messages come back as duplicates)",
-            c.ack_failures.load(Relaxed),
+            "socai_receipts_sent",
+            "Receipts sent to agencies (one per publishing agency per commit)",
+            c.receipts.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "socai_rejection_retries",
+            "Copies to REJECTED that failed and were tried again",
+            c.rejection_retries.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "socai_events_lost",
+            "EVENTS messages gone from the stream before the ledger read them (data-loss alarm: any value above 0 needs an operator)",
+            c.events_lost.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "socai_events_rewinds",
+            "Times EVENTS was found rewound: nats-server lost messages it had acknowledged (the ledger read again from the last message's time)",
+            c.events_rewinds.load(Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "socai_data_loss_alarm",
+            "1 once a data-loss or rewind alarm was raised since the ledger started (see /readyz and the log), else 0",
+            f64::from(u8::from(
+                c.data_loss.lock().map(|a| a.is_some()).unwrap_or(true),
+            )),
         )?;
         counter(
             &mut e,
@@ -144,6 +170,12 @@ impl Collector for CountersCollector {
             "socai_checkpoint_age_seconds",
             "Seconds since the latest checkpoint was signed (or since this process started, for one signed before)",
             age,
+        )?;
+        gauge(
+            &mut e,
+            "socai_events_processed_seq",
+            "EVENTS stream seq of the last message the writer finished (committed, duplicate or rejected)",
+            c.events_cursor.load(Relaxed) as f64,
         )?;
         gauge(
             &mut e,

@@ -1,24 +1,35 @@
-//! The ledger writer: the one task that owns the chain head. It pulls batches from the durable
-//! consumer, validates them, appends them in one atomic, fsynced commit, and only then acks each
-//! message (waiting for the server to confirm the ack). Bad events are copied to REJECTED with
-//! their reason and then terminated.
+//! The ledger writer: the one task that owns the chain head.
+//!
+//! A source task reads EVENTS in stream order from the ledger's own cursor (`crate::source`) and
+//! validates each chunk on a blocking thread while the writer commits the previous one. The
+//! writer appends a validated batch in one atomic, fsynced commit that also stores the EVENTS
+//! cursor; only then does anything leave the ledger about it: in the background (while the next
+//! batch commits) bad events are copied to REJECTED with their reason, and each publishing agency
+//! gets one signed receipt naming which of its event ids got which seq (duplicates with their
+//! original seq, rejections with their reason) under the commit's signed tree head.
+//!
+//! The stored cursor never passes a rejected message whose REJECTED copy is not confirmed yet:
+//! after a crash the ledger reads again from there, what it already holds comes back as
+//! duplicates, and the rejection is made again (REJECTED dedups its copy by EVENTS seq).
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, message::PublishMessage};
-use bytes::Bytes;
-use futures::StreamExt;
+use async_nats::jetstream::{self, message::PublishMessage};
+use socai_chain::receipt::{RECEIPT_VERSION, Receipt, ReceiptEvent, ReceiptRejection};
+use socai_chain::{Checkpoint, CheckpointSigner, Hash};
 use socai_model::{Event, Limits, Rejection, Validator};
-use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage, Storage};
-use socai_wire::subject::rejected_subject;
+use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage, SourceCursor, Storage};
+use socai_wire::subject::{parse_event_subject, receipts_subject, rejected_subject};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{check_message, event_id_of, rejection_headers};
-use crate::streams::{StreamSettings, ledger_consumer};
+use crate::source::{EventsSource, Input, Position};
+use crate::streams::StreamSettings;
 use crate::{Counters, IngestError};
 
 /// Writer settings (socai.toml `[ingest]` and the ledger's limits).
@@ -46,47 +57,17 @@ impl Default for WriterConfig {
     }
 }
 
-/// A message's subject, payload, EVENTS stream seq and JetStream timestamp.
-type Input = (String, Bytes, u64, jiff::Timestamp);
-
-/// Longest a batch's acks and rejections may take.
-const SETTLE_MAX: Duration = Duration::from_secs(30);
-
-/// Batches whose acks and rejections may be in flight while the next batch is committed.
+/// Batches whose rejections and receipts may be in flight while the next batch is committed.
 const SETTLING_MAX_BATCHES: usize = 4;
 
-/// The messages of a pulled chunk that can be committed in order: up to the first pull error, or
-/// the first gap in the consumer's delivery sequence (a message lost in transit, e.g. in a
-/// reconnect, would otherwise come back after ack_wait behind newer messages of its subject).
-/// Returns them and whether the consumer must be reopened at its ack floor.
-fn in_order(
-    items: Vec<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>,
-    last_consumer_seq: &mut u64,
-) -> (Vec<jetstream::Message>, bool) {
-    let mut batch = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Ok(msg) => {
-                let consumer_seq = msg.info().map(|i| i.consumer_sequence).unwrap_or(0);
-                if consumer_seq != *last_consumer_seq + 1 {
-                    tracing::warn!(
-                        expected = *last_consumer_seq + 1,
-                        got = consumer_seq,
-                        "a delivery went missing; reopening the consumer at its ack floor"
-                    );
-                    return (batch, true);
-                }
-                *last_consumer_seq = consumer_seq;
-                batch.push(msg);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling from the ledger consumer failed");
-                return (batch, true);
-            }
-        }
-    }
-    (batch, false)
-}
+/// Longest wait at shutdown for the rejections and receipts of committed batches.
+const SHUTDOWN_SETTLE_MAX: Duration = Duration::from_secs(30);
+
+/// How long a REJECTED copy is tried before it is left for the next start.
+const REJECT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Longest pause between two tries of a REJECTED copy.
+const REJECT_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Work for the writer besides EVENTS, executed between two batches in a commit of its own.
 #[derive(Debug)]
@@ -128,12 +109,76 @@ async fn next_command(commands: &mut Option<mpsc::Receiver<WriterCommand>>) -> W
     std::future::pending().await
 }
 
+/// A chunk of EVENTS, validated (by the source task, while the previous batch commits).
+struct Validated {
+    inputs: Vec<Input>,
+    events: Vec<Event>,
+    recorded: Vec<String>,
+    sources: Vec<u64>,
+    /// Per input: Ok(index into `events`) or its rejection.
+    checked: Vec<Result<usize, Rejection>>,
+}
+
+fn validate(validator: &Validator, skew: jiff::SignedDuration, inputs: Vec<Input>) -> Validated {
+    let mut v = Validated {
+        events: Vec::with_capacity(inputs.len()),
+        recorded: Vec::with_capacity(inputs.len()),
+        sources: Vec::with_capacity(inputs.len()),
+        checked: Vec::with_capacity(inputs.len()),
+        inputs: Vec::new(),
+    };
+    for (subject, payload, stream_seq, published) in &inputs {
+        let checked = check_message(validator, subject, payload, *published, skew).map(|event| {
+            v.events.push(event);
+            v.recorded.push(published.to_string());
+            v.sources.push(*stream_seq);
+            v.events.len() - 1
+        });
+        v.checked.push(checked);
+    }
+    v.inputs = inputs;
+    v
+}
+
+fn cursor_of(input: &Input) -> SourceCursor {
+    SourceCursor {
+        seq: input.2,
+        time_ns: input
+            .3
+            .as_nanosecond()
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+    }
+}
+
+/// The earlier of two cursors, `None` (nothing settled) being earliest.
+fn earlier(a: Option<SourceCursor>, b: Option<SourceCursor>) -> Option<SourceCursor> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a.seq <= b.seq { a } else { b }),
+        _ => None,
+    }
+}
+
+/// Rejections whose REJECTED copy is not confirmed yet: EVENTS seq → the message before it.
+/// The stored cursor stays at or before the earliest one's predecessor.
+type Unsettled = Arc<Mutex<BTreeMap<u64, Option<SourceCursor>>>>;
+
 /// What became of one message of a batch.
 enum Verdict {
-    /// Committed now or before (duplicate): ack.
-    Ack { duplicate: bool },
-    /// Copy to REJECTED, then terminate.
+    /// Committed now (or before: duplicate) at `seq`.
+    Held { seq: u64, duplicate: bool },
+    /// Copy to REJECTED; the cursor waits for it.
     Reject(Rejection),
+}
+
+/// What the settle stage needs to answer a committed batch.
+struct Answer {
+    inputs: Vec<Input>,
+    verdicts: Vec<Verdict>,
+    /// Leaf hash of every seq a verdict names.
+    leaves: HashMap<u64, Hash>,
+    /// The commit's tree head.
+    size: u64,
+    root: Hash,
 }
 
 pub(crate) struct Writer {
@@ -143,12 +188,15 @@ pub(crate) struct Writer {
     pub config: WriterConfig,
     pub counters: Arc<Counters>,
     pub head: watch::Sender<u64>,
-    /// Acks and rejections of committed batches, settling while the next batch commits.
+    /// Rejections and receipts of committed batches, settling while the next batch commits.
     pub settling: tokio::task::JoinSet<()>,
     pub commands: Option<mpsc::Receiver<WriterCommand>>,
     /// Rejected copies of already redacted events (not seen by the ledger's append): marked for
     /// erasure at the next erasure pass, once their REJECTED copies are stored.
     pub late_copies: Vec<socai_store::EventKey>,
+    pub unsettled: Unsettled,
+    /// The last message of the last batch committed: the first predecessor of the next batch.
+    pub last_input: Option<SourceCursor>,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -159,14 +207,86 @@ impl Writer {
     /// signed for what it committed) or the ledger fails.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
         let pumped = self.pump(shutdown).await;
-        self.settled().await;
+        // Bounded: NATS may be down. What is not settled is not past the stored cursor, so the
+        // next start reads it again.
+        if tokio::time::timeout(SHUTDOWN_SETTLE_MAX, self.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stopping with rejections or receipts not sent; the next start reads those messages again"
+            );
+            self.settling.abort_all();
+        }
         pumped?;
+        self.store_settled_cursor().await?;
         self.checkpoint_if_due().await
     }
 
-    /// Waits until every committed batch is acked or rejected.
+    /// Waits until every committed batch's rejections and receipts are out.
     async fn settled(&mut self) {
         while self.settling.join_next().await.is_some() {}
+    }
+
+    /// Where the source starts: right after the cursor the ledger stored.
+    fn start_position(&self) -> Result<Position, IngestError> {
+        let ledger = self
+            .ledger
+            .as_ref()
+            .ok_or_else(|| IngestError::Ledger("the ledger was lost by a failed task".into()))?;
+        let position = ledger
+            .source_position()
+            .map_err(|e| IngestError::Ledger(e.to_string()))?;
+        Ok(
+            position.map_or(Position::default(), |(seq, time_ns)| Position {
+                seq,
+                time_ns,
+            }),
+        )
+    }
+
+    /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most).
+    fn spawn_source(
+        &self,
+        position: Position,
+    ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Validated>) {
+        let (tx, rx) = mpsc::channel::<Validated>(1);
+        let mut source = EventsSource::new(
+            self.js.clone(),
+            self.config.streams.consumer.clone(),
+            self.config.batch_max_events,
+            self.counters.clone(),
+            position,
+        );
+        let validator = self.validator.clone();
+        let skew = self.config.max_future_skew;
+        let counters = self.counters.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let chunk = match source.next_chunk().await {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read EVENTS; retrying");
+                        counters.set_status(crate::WriterStatus::Starting);
+                        tokio::time::sleep(NATS_RETRY).await;
+                        continue;
+                    }
+                };
+                let validator = validator.clone();
+                let Ok(validated) =
+                    tokio::task::spawn_blocking(move || validate(&validator, skew, chunk)).await
+                else {
+                    tracing::error!(
+                        "validating a batch failed (a bug); stopping the EVENTS reader"
+                    );
+                    return;
+                };
+                if tx.send(validated).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (task, rx)
     }
 
     async fn pump(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
@@ -175,81 +295,67 @@ impl Writer {
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Copies of redacted events left by a crash or a redaction made without NATS.
         self.erase_copies_now().await?;
-        'consumer: loop {
-            // Not raced against shutdown: a reset must never stop between delete and create.
-            // Where to start if the consumer is gone (e.g. a reset interrupted by a crash): after
-            // the last EVENTS message this ledger committed, not from the stream's beginning.
-            let committed_up_to = match self.ledger.as_ref().map(Ledger::source_cursor) {
-                Some(Ok(cursor)) => cursor,
-                Some(Err(e)) => return Err(IngestError::Ledger(e.to_string())),
-                None => None,
-            };
-            let consumer = ledger_consumer(&self.js, &self.config.streams, committed_up_to).await;
-            let (messages, mut last_consumer_seq) = match consumer {
-                Ok(c) => {
-                    let delivered = c.cached_info().delivered.consumer_sequence;
-                    let messages = c
-                        .stream()
-                        .max_messages_per_batch(self.config.batch_max_events)
-                        .heartbeat(Duration::from_secs(5))
-                        .messages()
-                        .await;
-                    (messages, delivered)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open the ledger consumer; retrying");
-                    self.counters.set_status(crate::WriterStatus::Starting);
-                    tokio::select! {
-                        _ = &mut shutdown => return Ok(()),
-                        cmd = next_command(&mut self.commands) => {
-                            self.execute(cmd).await?;
-                            continue 'consumer;
-                        }
-                        _ = tokio::time::sleep(NATS_RETRY) => continue 'consumer,
+        crate::streams::remove_legacy_consumer(&self.js, &self.config.streams).await;
+        let (source, mut batches) = self.spawn_source(self.start_position()?);
+        let source = AbortOnDrop(source);
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                // Commands (a redaction) between two batches, even while a backlog drains.
+                cmd = next_command(&mut self.commands) => {
+                    if let Err(e) = self.execute(cmd).await {
+                        break Err(e);
                     }
                 }
-            };
-            let messages = match messages {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot pull from the ledger consumer; retrying");
-                    self.settled().await;
-                    tokio::time::sleep(NATS_RETRY).await;
-                    continue 'consumer;
-                }
-            };
-            let mut chunks = messages.ready_chunks(self.config.batch_max_events);
-            self.counters.set_status(crate::WriterStatus::Running);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => return Ok(()),
-                    // Commands (a redaction) between two batches, even while a backlog drains.
-                    cmd = next_command(&mut self.commands) => self.execute(cmd).await?,
-                    chunk = chunks.next() => {
-                        let Some(items) = chunk else {
-                            tracing::warn!("the pull subscription ended; reopening the consumer");
-                            self.settled().await;
-                            continue 'consumer;
-                        };
-                        let (batch, broken) = in_order(items, &mut last_consumer_seq);
-                        if !batch.is_empty() {
-                            self.process(batch).await?;
-                        }
-                        if broken {
-                            self.settled().await;
-                            // What was skipped stays pending on the server; reopening the
-                            // consumer at its ack floor delivers it again, in stream order.
-                            continue 'consumer;
-                        }
+                batch = batches.recv() => {
+                    let Some(batch) = batch else {
+                        break Err(IngestError::Nats("the EVENTS reader stopped".into()));
+                    };
+                    if let Err(e) = self.process(batch).await {
+                        break Err(e);
                     }
-                    _ = checkpoint_tick.tick() => {
+                }
+                _ = checkpoint_tick.tick() => {
+                    let ticked = async {
                         self.checkpoint_if_due().await?;
                         self.erase_copies_now().await?;
+                        self.store_settled_cursor().await
+                    };
+                    if let Err(e) = ticked.await {
+                        break Err(e);
                     }
                 }
             }
+        };
+        drop(source);
+        result
+    }
+
+    /// Stores the cursor of everything settled when the last commits could not (a batch of
+    /// duplicates only, or rejections confirmed after their batch's commit): a restart then
+    /// reads less again.
+    async fn store_settled_cursor(&mut self) -> Result<(), IngestError> {
+        let cursor = {
+            let unsettled = self.unsettled.lock().expect("unsettled");
+            match unsettled.first_key_value() {
+                Some((_, before)) => *before,
+                None => self.last_input,
+            }
+        };
+        let Some(cursor) = cursor else {
+            return Ok(());
+        };
+        if self
+            .ledger
+            .as_ref()
+            .and_then(|l| l.source_cursor().ok().flatten())
+            .is_some_and(|stored| stored >= cursor.seq)
+        {
+            return Ok(());
         }
+        self.commit_marks(move |l| l.set_source_cursor(cursor))
+            .await
     }
 
     fn ledger(&mut self) -> Result<Ledger<SledStorage>, IngestError> {
@@ -363,8 +469,11 @@ impl Writer {
     /// Returns (messages erased, events still pending). A NATS failure leaves the mark for the
     /// next try (every checkpoint interval and at start).
     async fn erase_copies_now(&mut self) -> Result<(usize, usize), IngestError> {
-        // Rejections still being copied to REJECTED must be there before it is scanned.
+        // Rejections still being copied to REJECTED must be there before it is scanned; then
+        // the cursor is stored past everything read, so that no erased EVENTS message lies
+        // ahead of it (a restart would take the hole for data loss).
         self.settled().await;
+        self.store_settled_cursor().await?;
         if !self.late_copies.is_empty() {
             let late = std::mem::take(&mut self.late_copies);
             self.commit_marks(move |l| l.mark_for_erasure(late)).await?;
@@ -373,6 +482,10 @@ impl Writer {
             return Ok((0, 0));
         };
         let storage = ledger.storage();
+        let read_up_to = storage
+            .source_cursor()
+            .map_err(|e| IngestError::Ledger(e.to_string()))?
+            .unwrap_or(0);
         let pending = storage
             .erasures_pending()
             .map_err(|e| IngestError::Ledger(e.to_string()))?;
@@ -390,7 +503,7 @@ impl Writer {
         let mut erased = 0;
         let total = work.len();
         for (event, copies) in work {
-            match crate::erase::erase_copies(&self.js, &event, &copies).await {
+            match crate::erase::erase_copies(&self.js, &event, &copies, read_up_to).await {
                 Ok(n) => {
                     erased += n;
                     done.push(event);
@@ -432,87 +545,88 @@ impl Writer {
         Ok(())
     }
 
-    /// Validate, commit (fsync), then settle every message of the batch.
-    async fn process(&mut self, batch: Vec<jetstream::Message>) -> Result<(), IngestError> {
-        let mut inputs: Vec<Input> = Vec::with_capacity(batch.len());
-        for msg in &batch {
-            let (stream_seq, published) = match msg.info() {
-                Ok(info) => (
-                    info.stream_sequence,
-                    jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos())
-                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-                ),
-                Err(e) => {
-                    return Err(IngestError::Nats(format!(
-                        "message on {} has no JetStream metadata: {e}",
-                        msg.subject
-                    )));
-                }
-            };
-            inputs.push((
-                msg.subject.to_string(),
-                msg.payload.clone(),
-                stream_seq,
-                published,
-            ));
-        }
-        let mut ledger = self.ledger()?;
-        let validator = self.validator.clone();
-        let skew = self.config.max_future_skew;
-        let inputs = Arc::new(inputs);
-        let task_inputs = inputs.clone();
-        let started = std::time::Instant::now();
-        let task = tokio::task::spawn_blocking(move || {
-            let mut events: Vec<Event> = Vec::with_capacity(task_inputs.len());
-            let mut recorded: Vec<String> = Vec::with_capacity(task_inputs.len());
-            let mut sources: Vec<u64> = Vec::with_capacity(task_inputs.len());
-            // Per message: Ok(index into events) or the rejection.
-            let mut checked: Vec<Result<usize, Rejection>> = Vec::with_capacity(task_inputs.len());
-            for (subject, payload, stream_seq, published) in task_inputs.iter() {
-                checked.push(
-                    check_message(&validator, subject, payload, *published, skew).map(|event| {
-                        events.push(event);
-                        recorded.push(published.to_string());
-                        sources.push(*stream_seq);
-                        events.len() - 1
-                    }),
-                );
-            }
-            let last_stream_seq = task_inputs.iter().map(|i| i.2).max();
-            let outcomes =
-                ledger.append_batch_sourced(&events, &recorded, &sources, last_stream_seq);
-            (ledger, events, checked, outcomes)
-        });
-        // A long commit must not let ack_wait expire: tell the server we are still at it.
-        let mut task = pin!(task);
-        let every = self.config.streams.ack_wait / 3;
-        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let joined = loop {
-            tokio::select! {
-                joined = &mut task => break joined,
-                _ = progress.tick() => {
-                    for msg in &batch {
-                        let _ = msg.ack_with(AckKind::Progress).await;
+    /// Commits (fsync) a validated batch, then settles it in the background.
+    async fn process(&mut self, batch: Validated) -> Result<(), IngestError> {
+        let Validated {
+            inputs,
+            events,
+            recorded,
+            sources,
+            checked,
+        } = batch;
+        // Each message's predecessor in the stream: how far the cursor may go while it is not
+        // settled.
+        let preds: Vec<Option<SourceCursor>> = std::iter::once(self.last_input)
+            .chain(inputs.iter().map(|i| Some(cursor_of(i))))
+            .take(inputs.len())
+            .collect();
+        let last = inputs.last().map(cursor_of);
+        let mut event_preds = Vec::with_capacity(events.len());
+        let upper = {
+            let mut unsettled = self.unsettled.lock().expect("unsettled");
+            for (k, c) in checked.iter().enumerate() {
+                match c {
+                    Ok(_) => event_preds.push(preds[k]),
+                    Err(_) => {
+                        unsettled.insert(inputs[k].2, preds[k]);
                     }
                 }
             }
+            unsettled.first_key_value().map(|(_, before)| *before)
         };
-        let (ledger, events, checked, outcomes) =
-            joined.map_err(|e| IngestError::Ledger(format!("commit task failed: {e}")))?;
+        let cursor = move |outcomes: &[AppendOutcome]| {
+            let mut cursor = match upper {
+                Some(before) => before,
+                None => last,
+            };
+            if let Some(i) = outcomes.iter().position(|o| o.refusal("").is_some()) {
+                cursor = earlier(cursor, event_preds[i]);
+            }
+            cursor
+        };
+        let mut ledger = self.ledger()?;
+        let started = std::time::Instant::now();
+        let (ledger, events, outcomes) = tokio::task::spawn_blocking(move || {
+            let outcomes = ledger
+                .append_batch_sourced(&events, &recorded, &sources, cursor)
+                .and_then(|outcomes| {
+                    // The leaf hash of every seq a receipt will name (stored hashes: cheap).
+                    let seqs: Vec<u64> = outcomes
+                        .iter()
+                        .filter_map(|o| match o {
+                            AppendOutcome::Committed { seq } | AppendOutcome::Duplicate { seq } => {
+                                Some(*seq)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let leaves = ledger.leaf_hashes(&seqs)?;
+                    Ok((
+                        outcomes,
+                        seqs.into_iter().zip(leaves).collect::<HashMap<_, _>>(),
+                    ))
+                });
+            (ledger, events, outcomes)
+        })
+        .await
+        .map_err(|e| IngestError::Ledger(format!("commit task failed: {e}")))?;
         let elapsed = started.elapsed();
         self.after_commit(&ledger);
+        let (size, root) = (ledger.head().size, ledger.root());
         self.ledger = Some(ledger);
+        // The batch is fsynced (or nothing of it is): only now may anything leave the ledger.
+        let (outcomes, leaves) = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
+        self.last_input = last.or(self.last_input);
         self.counters.batches.fetch_add(1, Relaxed);
         self.counters
             .commit_us
             .fetch_add(elapsed.as_micros() as u64, Relaxed);
-        // The batch is fsynced (or nothing of it is): only now may anything be acked.
-        let outcomes = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
         let telemetry = &self.counters.telemetry;
         telemetry.commit_seconds.observe(elapsed.as_secs_f64());
-        telemetry.batch_events.observe(batch.len() as f64);
-        if let Some(last) = inputs.iter().map(|i| i.2).max() {
-            self.counters.events_cursor.fetch_max(last, Relaxed);
+        telemetry.batch_events.observe(inputs.len() as f64);
+        if let Some(last) = last {
+            // The seq of the last message finished (after a rewind it may go down).
+            self.counters.events_cursor.store(last.seq, Relaxed);
         }
 
         // A copy of a redacted event refused before the ledger saw it (e.g. a bad field): its
@@ -522,30 +636,50 @@ impl Writer {
                 if c.is_ok() {
                     continue;
                 }
-                let (Some((agency, _)), Some(id)) = (
-                    socai_wire::subject::parse_event_subject(subject),
-                    event_id_of(payload),
-                ) else {
+                let (Some((agency, _)), Some(id)) =
+                    (parse_event_subject(subject), event_id_of(payload))
+                else {
                     continue;
                 };
                 let key = socai_store::EventKey::new(agency, id);
-                if ledger.is_redacted(&key).unwrap_or(false) {
+                if ledger
+                    .is_redacted(&key)
+                    .map_err(|e| IngestError::Ledger(e.to_string()))?
+                {
                     self.late_copies.push(key);
                 }
             }
         }
-        let verdicts: Vec<Verdict> = checked
-            .into_iter()
-            .map(|c| match c {
-                Err(rejection) => Verdict::Reject(rejection),
-                Ok(i) => match outcomes[i].refusal(&events[i].id) {
-                    None => Verdict::Ack {
-                        duplicate: matches!(outcomes[i], AppendOutcome::Duplicate { .. }),
+        let mut verdicts = Vec::with_capacity(inputs.len());
+        {
+            let mut unsettled = self.unsettled.lock().expect("unsettled");
+            for (k, c) in checked.into_iter().enumerate() {
+                verdicts.push(match c {
+                    Err(rejection) => Verdict::Reject(rejection),
+                    Ok(i) => match (&outcomes[i], outcomes[i].refusal(&events[i].id)) {
+                        (_, Some(rejection)) => {
+                            unsettled.insert(inputs[k].2, preds[k]);
+                            Verdict::Reject(rejection)
+                        }
+                        (AppendOutcome::Committed { seq }, None) => {
+                            self.counters.committed.fetch_add(1, Relaxed);
+                            Verdict::Held {
+                                seq: *seq,
+                                duplicate: false,
+                            }
+                        }
+                        (AppendOutcome::Duplicate { seq }, None) => {
+                            self.counters.duplicates.fetch_add(1, Relaxed);
+                            Verdict::Held {
+                                seq: *seq,
+                                duplicate: true,
+                            }
+                        }
+                        (other, None) => unreachable!("{other:?} is neither held nor refused"),
                     },
-                    Some(rejection) => Verdict::Reject(rejection),
-                },
-            })
-            .collect();
+                });
+            }
+        }
         // The batch is durable: settle it in the background while the next one commits.
         while self.settling.len() >= SETTLING_MAX_BATCHES {
             self.settling.join_next().await;
@@ -553,72 +687,154 @@ impl Writer {
         let settler = Settler {
             js: self.js.clone(),
             counters: self.counters.clone(),
+            unsettled: self.unsettled.clone(),
+            signer: self
+                .ledger
+                .as_ref()
+                .map(Ledger::signer)
+                .ok_or_else(|| IngestError::Ledger("the ledger was lost".into()))?,
         };
-        self.settling.spawn(async move {
-            // NATS may be down: unconfirmed acks come back as duplicates and unterminated
-            // rejections are rejected again, so neither may hold the writer forever.
-            let settle = settler.settle(batch, inputs, verdicts);
-            if tokio::time::timeout(SETTLE_MAX, settle).await.is_err() {
-                tracing::warn!(
-                    "settling a committed batch timed out; its messages come back as duplicates"
-                );
-            }
-        });
+        let answer = Answer {
+            inputs,
+            verdicts,
+            leaves,
+            size,
+            root,
+        };
+        self.settling.spawn(settler.settle(answer));
         Ok(())
     }
 }
 
-/// What the settle stage needs: a handle on NATS and the counters.
-#[derive(Clone)]
+/// Aborts a task when dropped (the source reader stops with the writer).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the settle stage needs: a handle on NATS, the counters, the unsettled rejections, the
+/// log's key.
 struct Settler {
     js: jetstream::Context,
     counters: Arc<Counters>,
+    unsettled: Unsettled,
+    signer: Arc<CheckpointSigner>,
 }
 
 impl Settler {
-    /// Acks what is committed; copies what is rejected to REJECTED and then terminates it.
-    async fn settle(
-        self,
-        batch: Vec<jetstream::Message>,
-        inputs: Arc<Vec<Input>>,
-        verdicts: Vec<Verdict>,
-    ) {
-        let mut acks = Vec::new();
-        let mut rejects = Vec::new();
-        for ((msg, input), verdict) in batch.iter().zip(inputs.iter()).zip(verdicts) {
-            match verdict {
-                Verdict::Ack { duplicate } => {
-                    let counter = if duplicate {
-                        &self.counters.duplicates
-                    } else {
-                        &self.counters.committed
-                    };
-                    counter.fetch_add(1, Relaxed);
-                    acks.push(msg.double_ack());
-                }
-                Verdict::Reject(rejection) => rejects.push(self.reject(msg, input, rejection)),
-            }
-        }
-        let (acked, _) = futures::join!(
-            futures::future::join_all(acks),
-            futures::future::join_all(rejects)
-        );
-        let failed = acked.iter().filter(|r| r.is_err()).count();
-        if failed > 0 {
-            // Not lost: the server redelivers them and the ledger answers "duplicate".
-            self.counters.ack_failures.fetch_add(failed as u64, Relaxed);
-            tracing::warn!(
-                failed,
-                "acks not confirmed by the server; those messages will come back as duplicates"
-            );
+    /// Copies what is rejected to REJECTED (trying until REJECTED has it), then sends each
+    /// publishing agency its receipt.
+    async fn settle(self, answer: Answer) {
+        let rejections =
+            answer
+                .inputs
+                .iter()
+                .zip(&answer.verdicts)
+                .filter_map(|(input, v)| match v {
+                    Verdict::Reject(r) => Some(self.reject(input, r)),
+                    Verdict::Held { .. } => None,
+                });
+        futures::future::join_all(rejections).await;
+        if let Err(e) = self.send_receipts(&answer).await {
+            tracing::warn!(error = %e, "cannot send receipts for a commit; agencies re-publish what has none and get a duplicate receipt");
         }
     }
 
+    /// One receipt per agency that published in the batch, under the commit's signed tree head.
+    async fn send_receipts(&self, answer: &Answer) -> Result<(), String> {
+        let mut receipts: BTreeMap<String, Receipt> = BTreeMap::new();
+        let mut head: Option<String> = None;
+        for ((subject, payload, _, _), verdict) in answer.inputs.iter().zip(&answer.verdicts) {
+            let Some((agency, _)) = parse_event_subject(subject) else {
+                continue;
+            };
+            let Some(id) = event_id_of(payload) else {
+                continue;
+            };
+            if id.len() > 256 {
+                // Not an id the ledger could hold (the schema bounds ids): nothing to answer.
+                continue;
+            }
+            let checkpoint = match &head {
+                Some(note) => note.clone(),
+                None => {
+                    let signed = self
+                        .signer
+                        .sign(&Checkpoint {
+                            origin: self.signer.name().to_owned(),
+                            size: answer.size,
+                            root: answer.root,
+                        })
+                        .map_err(|e| e.to_string())?;
+                    head = Some(signed.note.clone());
+                    signed.note
+                }
+            };
+            let receipt = receipts.entry(agency.clone()).or_insert_with(|| Receipt {
+                v: RECEIPT_VERSION,
+                agency,
+                checkpoint,
+                events: Vec::new(),
+                rejected: Vec::new(),
+                batch: Default::default(),
+                signature: String::new(),
+            });
+            match verdict {
+                Verdict::Held { seq, duplicate } => {
+                    let leaf = answer
+                        .leaves
+                        .get(seq)
+                        .ok_or_else(|| format!("no leaf hash for seq {seq}"))?;
+                    receipt.events.push(ReceiptEvent {
+                        id,
+                        seq: *seq,
+                        leaf_hash: leaf.to_string(),
+                        duplicate: *duplicate,
+                    });
+                }
+                // Bounded as in REJECTED's headers: one agency's odd ids or field names must
+                // not make its receipt too large for NATS.
+                Verdict::Reject(r) => receipt.rejected.push(ReceiptRejection {
+                    id: crate::check::header_value(&id, 256),
+                    code: r.code.as_str().to_owned(),
+                    path: crate::check::header_value(&r.path, 1024),
+                    reason: crate::check::header_value(&r.reason, 1024),
+                }),
+            }
+        }
+        // One signature for the commit's receipts (each carries its place in their tree).
+        let mut receipts: Vec<Receipt> = receipts.into_values().collect();
+        Receipt::sign_all(&mut receipts, &self.signer).map_err(|e| e.to_string())?;
+        let client = self.js.client();
+        let mut failed = None;
+        for receipt in receipts {
+            let agency = &receipt.agency;
+            // Core NATS, fire and forget: a receipt lost in transit is asked for again by the
+            // client's re-publish. One agency's failure must not hold back the others'.
+            match client
+                .publish(receipts_subject(agency), receipt.to_json().into())
+                .await
+            {
+                Ok(()) => {
+                    self.counters.receipts.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    failed.get_or_insert(format!("receipt for {agency}: {e}"));
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Stores the rejection on REJECTED, trying again until it is there; then the cursor may
+    /// pass the message.
     async fn reject(
         &self,
-        msg: &jetstream::Message,
         (subject, payload, stream_seq, published): &Input,
-        rejection: Rejection,
+        rejection: &Rejection,
     ) {
         let id = event_id_of(payload);
         tracing::info!(
@@ -631,43 +847,50 @@ impl Settler {
             "event rejected"
         );
         let headers = rejection_headers(
-            &rejection,
+            rejection,
             subject,
             *stream_seq,
             id.as_deref(),
             &published.to_string(),
         );
-        let copy = PublishMessage::build()
-            .payload(payload.clone())
-            .headers(headers);
-        let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
-            Ok(ack) => ack
-                .into_future()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match stored {
-            Ok(()) => {
-                self.counters.rejected.fetch_add(1, Relaxed);
-                self.counters
-                    .telemetry
-                    .rejected
-                    .get_or_create(&crate::telemetry::CodeLabel {
-                        code: rejection.code.as_str().to_owned(),
-                    })
-                    .inc();
-                if let Err(e) = msg.double_ack_with(AckKind::Term).await {
-                    // Redelivered later, rejected again; REJECTED dedups its copy by stream seq.
-                    tracing::warn!(error = %e, stream_seq, "terminating a rejected message failed");
+        let mut pause = Duration::from_millis(100);
+        let give_up = tokio::time::Instant::now() + REJECT_RETRY_FOR;
+        loop {
+            let copy = PublishMessage::build()
+                .payload(payload.clone())
+                .headers(headers.clone());
+            let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
+                Ok(ack) => ack
+                    .into_future()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() >= give_up => {
+                    // Left unsettled: the stored cursor stays before this message, so the next
+                    // start reads and rejects it again.
+                    tracing::error!(error = %e, stream_seq, "cannot store a rejection on REJECTED; giving up for this run (the EVENTS cursor stays before it, so the next start rejects it again): check REJECTED's limits and nats-server");
+                    return;
+                }
+                Err(e) => {
+                    self.counters.rejection_retries.fetch_add(1, Relaxed);
+                    tracing::warn!(error = %e, stream_seq, "cannot store a rejection on REJECTED yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(REJECT_RETRY_MAX);
                 }
             }
-            Err(e) => {
-                // Never terminate what REJECTED does not hold: let it come back and try again.
-                tracing::warn!(error = %e, stream_seq, "cannot store a rejection on REJECTED; it will be retried");
-                let _ = msg.ack_with(AckKind::Nak(Some(NATS_RETRY))).await;
-            }
         }
+        self.counters.rejected.fetch_add(1, Relaxed);
+        self.counters
+            .telemetry
+            .rejected
+            .get_or_create(&crate::telemetry::CodeLabel {
+                code: rejection.code.as_str().to_owned(),
+            })
+            .inc();
+        self.unsettled.lock().expect("unsettled").remove(stream_seq);
     }
 }

@@ -3,20 +3,29 @@
 //!
 //! The cursor is the state file: the fold's snapshot and the Merkle frontier of the entries it
 //! applied, written atomically (temp file, fsync, rename) only once every value changed up to
-//! that tree size is stored in KV. A restart resumes COMMITTED right after it: nothing is skipped,
-//! and entries after it are re-applied to the state as of the snapshot, so nothing is counted
-//! twice. Each entry is checked against its predecessor's leaf hash, so every value carries the
-//! root of the entries it was computed from.
+//! that tree size is stored in KV. A restart resumes COMMITTED at the first entry the file does
+//! not hold: nothing is skipped, and entries after it are re-applied to the state as of the
+//! snapshot, so nothing is counted twice. Each entry is checked against its predecessor's leaf
+//! hash, so every value carries the root of the entries it was computed from.
 //!
 //! Several workers may split the scopes (`shard_index` of `shard_count`, by a hash of the scope):
 //! each folds every entry and publishes only its scopes.
 //!
+//! COMMITTED holds one message per commit (a large one split, a backlog merged): entries
+//! `Socai-Seq .. Socai-Seq + Socai-Count` as an entry bundle, or a single entry for a message
+//! without `Socai-Count` (older ledgers), so an entry's stream seq is not derived from its seq
+//! (see [`committed`]). At start the worker finds the message holding the entry after its state
+//! file by a binary search over the stream's seqs ([`committed::locate`], O(log n) direct gets),
+//! then reads on from there; entries of that message below its tree size are skipped.
+//!
 //! Workers run in a NATS account without JetStream (`deploy/nats/users.conf`): they may not
-//! create consumers or streams (nats-server#8274), so they read COMMITTED by batched direct gets
-//! from the entry after their state file (`socai_client::js::StreamReader`; polled every
-//! `poll_interval` once caught up), write METRICS through the ledger's imported KV subjects, and
-//! wait for `socai serve` to create the bucket. Reading the bucket back (`read_published`) uses
-//! direct gets too, so dashboards and auditors need no consumer either.
+//! create consumers or streams (nats-server#8274), so they read COMMITTED by its stream info and
+//! batched direct gets (`socai_client::js::StreamReader`; polled every `poll_interval` once
+//! caught up), write METRICS through the ledger's imported KV subjects, and wait for `socai
+//! serve` to create the bucket. Reading the bucket back (`read_published`) uses direct gets too,
+//! so dashboards and auditors need no consumer either.
+
+pub mod committed;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,7 +46,6 @@ use socai_client::js::{
 };
 use socai_metrics::{MetricValue, Projection, Scope};
 
-use socai_wire::header::SEQ as H_SEQ;
 use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject, worker_key};
 use socai_wire::stream::COMMITTED;
 
@@ -398,14 +406,16 @@ pub async fn run(
     let mut snapshot: Option<(u64, Vec<u8>)> = None;
     let mut last_snapshot = tokio::time::Instant::now();
     let mut flush_at = tokio::time::Instant::now();
-    // COMMITTED by direct gets: entry seq n is stream seq n + 1.
-    let mut committed = StreamReader::new(js.clone(), COMMITTED, state.tree_size() + 1);
+    // COMMITTED by direct gets, from the message holding entry `tree_size` (found at the first
+    // read, once the stream can be read).
+    let mut committed: Option<StreamReader> = None;
     // When to ask COMMITTED again after it had nothing new (or failed).
     let mut poll_at: Option<tokio::time::Instant> = None;
     let mut unreadable_since: Option<tokio::time::Instant> = None;
     loop {
         {
             let wait = poll_at;
+            let tree_size = state.tree_size();
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -426,10 +436,11 @@ pub async fn run(
                     if let Some(at) = wait {
                         tokio::time::sleep_until(at).await;
                     }
-                    committed.next().await
+                    next_committed(&js, &mut committed, tree_size).await
                 } => {
                     poll_at = None;
                     match next {
+                        Err(e @ ProjectorError::Diverged(_)) => return Err(e),
                         Ok(Some(msg)) => {
                             unreadable_since = None;
                             apply_committed(&mut state, &msg, &path)?;
@@ -505,36 +516,64 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Applies one message of COMMITTED: entry `Socai-Seq`, which must be the next one.
-fn apply_committed(
+/// The next message of COMMITTED (`None`: nothing new yet). The first call finds where to
+/// start ([`committed::locate`]); until it succeeds, every call tries again.
+async fn next_committed(
+    js: &jetstream::Context,
+    reader: &mut Option<StreamReader>,
+    tree_size: u64,
+) -> Result<Option<StoredMessage>, ProjectorError> {
+    let reader = match reader {
+        Some(reader) => reader,
+        None => {
+            let located = committed::locate(js, tree_size).await?;
+            tracing::info!(
+                tree_size,
+                stream_seq = located.stream_seq,
+                committed_size = located.committed_size,
+                reads = located.reads,
+                "reading COMMITTED from stream seq {}",
+                located.stream_seq
+            );
+            reader.insert(StreamReader::new(js.clone(), COMMITTED, located.stream_seq))
+        }
+    };
+    reader
+        .next()
+        .await
+        .map_err(|e| ProjectorError::Nats(e.to_string()))
+}
+
+/// Applies one message of COMMITTED (see [`committed::message_entries`]): its entries from the
+/// fold's tree size on, in order; those below it were applied before. A message that starts
+/// after the tree size means entries are missing.
+pub fn apply_committed(
     state: &mut FoldState,
     msg: &StoredMessage,
     path: &Path,
 ) -> Result<(), ProjectorError> {
-    let seq = msg
-        .header(H_SEQ)
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| {
-            ProjectorError::Diverged(format!(
-                "message {} of COMMITTED has no {H_SEQ} header: only the ledger may publish there",
-                msg.seq
-            ))
-        })?;
-    if seq < state.tree_size() {
-        return Ok(()); // already applied
-    }
-    if seq > state.tree_size() {
+    let (span, entries) = committed::message_entries(msg)?;
+    if span.first > state.tree_size() {
         return Err(ProjectorError::Diverged(format!(
-            "COMMITTED jumps from entry {} to entry {seq}: entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
-            state.tree_size() as i64 - 1
+            "COMMITTED jumps from entry {} to entry {} (stream seq {}): entries are missing from the stream (purged or recreated?); restore COMMITTED from the ledger (a fresh stream is refilled by `socai serve`), then restart the worker",
+            state.tree_size() as i64 - 1,
+            span.first,
+            msg.seq
         )));
     }
-    state.apply(seq, &msg.payload).map_err(|e| {
-        ProjectorError::Diverged(format!(
-            "{e} (state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
-            path.display()
-        ))
-    })
+    for (seq, entry) in (span.first..).zip(entries) {
+        if seq < state.tree_size() {
+            continue; // already applied
+        }
+        state.apply(seq, entry).map_err(|e| {
+            ProjectorError::Diverged(format!(
+                "{e} (COMMITTED stream seq {}, state file {}); if it was made from another ledger's entries, stop the worker and move the file away to rebuild from COMMITTED",
+                msg.seq,
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// One message on `dvc.metrics.<metric>.<scope>`: the values of that metric and scope that

@@ -13,6 +13,7 @@ use socai_chain::merkle::{self, CompactRange, MerkleError};
 use socai_chain::{Hash, leaf_hash};
 use socai_model::Event;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -141,7 +142,7 @@ impl Default for LedgerConfig {
 /// [`Ledger::reader`] hands out readers that other threads can use while it appends.
 pub struct Ledger<S: Storage> {
     reader: LedgerReader<S>,
-    signer: CheckpointSigner,
+    signer: Arc<CheckpointSigner>,
     salt_key: Vec<u8>,
     config: LedgerConfig,
     head: Head,
@@ -153,12 +154,29 @@ pub struct Ledger<S: Storage> {
     poisoned: bool,
     /// The source cursor of the batch being appended (see `append_batch_recorded`).
     cursor: Option<u64>,
+    /// Its source timestamp (see [`SourceCursor`]).
+    cursor_time: Option<i64>,
+    /// Computes the source cursor from the batch's outcomes (see
+    /// [`Ledger::append_batch_sourced`]).
+    cursor_of: Option<CursorOf>,
     /// The EVENTS stream seq of each event of the batch being appended, if known (see
     /// [`Ledger::append_batch_sourced`]).
     sources: Vec<u64>,
     /// The event whose outside copies the redaction being appended marks for erasure.
     pending_erasure: Option<EventKey>,
 }
+
+/// Where the last message a batch dealt with is in its source (for NATS: its EVENTS stream seq
+/// and JetStream timestamp), stored in the batch's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceCursor {
+    pub seq: u64,
+    /// The source's timestamp of that message, ns since the epoch.
+    pub time_ns: i64,
+}
+
+/// See [`Ledger::append_batch_sourced`].
+type CursorOf = Box<dyn FnOnce(&[AppendOutcome]) -> Option<SourceCursor> + Send + Sync>;
 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
 /// `verify` recomputes it from each entry's event bytes.
@@ -263,7 +281,7 @@ impl<S: Storage> Ledger<S> {
         );
         Ok(Ledger {
             reader,
-            signer,
+            signer: Arc::new(signer),
             salt_key,
             config,
             head,
@@ -271,6 +289,8 @@ impl<S: Storage> Ledger<S> {
             latest,
             poisoned: false,
             cursor: None,
+            cursor_time: None,
+            cursor_of: None,
             sources: Vec::new(),
             pending_erasure: None,
         })
@@ -361,12 +381,15 @@ impl<S: Storage> Ledger<S> {
     /// outside the ledger (`sources[i]`: the EVENTS stream seq of `events[i]`). For events that
     /// carry personal data those places are recorded in the same commit, so that a redaction can
     /// erase every copy; a copy of an already redacted event is marked for erasure at once.
+    /// `source_cursor` is given the outcomes and says which source cursor the commit stores
+    /// (e.g. not past a refused event whose rejection is not recorded elsewhere yet); it is
+    /// stored only when the batch commits anything (see [`Ledger::set_source_cursor`]).
     pub fn append_batch_sourced(
         &mut self,
         events: &[Event],
         recorded_at: &[String],
         sources: &[u64],
-        source_cursor: Option<u64>,
+        source_cursor: impl FnOnce(&[AppendOutcome]) -> Option<SourceCursor> + Send + Sync + 'static,
     ) -> Result<Vec<AppendOutcome>> {
         if sources.len() != events.len() {
             return Err(LedgerError::Invariant(format!(
@@ -376,8 +399,11 @@ impl<S: Storage> Ledger<S> {
             )));
         }
         self.sources = sources.to_vec();
-        let outcomes = self.append_batch_recorded(events, recorded_at, source_cursor);
+        self.cursor_of = Some(Box::new(source_cursor));
+        let outcomes = self.append_batch_recorded(events, recorded_at, None);
         self.sources.clear();
+        self.cursor_of = None;
+        self.cursor_time = None;
         outcomes
     }
 
@@ -459,6 +485,11 @@ impl<S: Storage> Ledger<S> {
             };
             outcomes.push(AppendOutcome::Committed { seq });
         }
+        if let Some(cursor_of) = self.cursor_of.take() {
+            let cursor = cursor_of(&outcomes);
+            self.cursor = cursor.map(|c| c.seq);
+            self.cursor_time = cursor.map(|c| c.time_ns);
+        }
         if batch.entries.is_empty() && erase_personal.is_empty() && batch.copies.is_empty() {
             return Ok(outcomes);
         }
@@ -492,6 +523,7 @@ impl<S: Storage> Ledger<S> {
         batch.erase_personal = erase_personal;
         batch.erasures_pending.extend(self.pending_erasure.take());
         batch.source_cursor = self.cursor;
+        batch.source_cursor_time = self.cursor.and(self.cursor_time);
         batch.new_head = head;
         self.commit(batch)?;
         self.head = head;
@@ -560,6 +592,59 @@ impl<S: Storage> Ledger<S> {
     /// The last source cursor committed (see [`Ledger::append_batch_recorded`]).
     pub fn source_cursor(&self) -> Result<Option<u64>> {
         Ok(self.storage().source_cursor()?)
+    }
+
+    /// The last source cursor committed, with the source's timestamp of that message when it
+    /// was stored with one (see [`Ledger::append_batch_sourced`]).
+    pub fn source_position(&self) -> Result<Option<(u64, Option<i64>)>> {
+        let Some(seq) = self.storage().source_cursor()? else {
+            return Ok(None);
+        };
+        Ok(Some((seq, self.storage().source_cursor_time()?)))
+    }
+
+    /// Stores a new source cursor alone (e.g. when a batch committed nothing new but the
+    /// messages up to `cursor` are all dealt with), in a commit of its own. Nothing is written
+    /// when the stored cursor is already there or beyond.
+    pub fn set_source_cursor(&mut self, cursor: SourceCursor) -> Result<()> {
+        if self
+            .source_cursor()?
+            .is_some_and(|stored| stored >= cursor.seq)
+        {
+            return Ok(());
+        }
+        let batch = CommitBatch {
+            hashes_from: merkle::stored_hash_count(self.head.size),
+            source_cursor: Some(cursor.seq),
+            source_cursor_time: Some(cursor.time_ns),
+            new_head: self.head,
+            ..CommitBatch::default()
+        };
+        self.commit(batch)
+    }
+
+    /// The leaf hash of each entry `seqs` names (each below the head), from the stored Merkle
+    /// hashes: what a receipt names beside the seq.
+    pub fn leaf_hashes(&self, seqs: &[u64]) -> Result<Vec<Hash>> {
+        if let Some(&seq) = seqs.iter().find(|&&s| s >= self.head.size) {
+            return Err(LedgerError::Range(format!(
+                "seq {seq} is beyond the ledger's {} entries",
+                self.head.size
+            )));
+        }
+        let indexes: Vec<u64> = seqs
+            .iter()
+            .map(|&s| merkle::stored_hash_index(0, s))
+            .collect();
+        Ok(socai_chain::HashReader::read_hashes(
+            &self.hashes(),
+            &indexes,
+        )?)
+    }
+
+    /// The key that signs checkpoints, receipts and tree heads, to share with other threads.
+    pub fn signer(&self) -> Arc<CheckpointSigner> {
+        self.signer.clone()
     }
 
     /// Whether the head has moved past the latest signed checkpoint.

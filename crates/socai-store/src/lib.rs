@@ -19,7 +19,7 @@ pub mod storage;
 pub mod verify;
 
 pub use datadir::DataDir;
-pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError};
+pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError, SourceCursor};
 pub use reader::{LedgerReader, View};
 pub use storage::{EventKey, Head, SledStorage, Storage, StorageError};
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_ledger};

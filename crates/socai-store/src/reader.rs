@@ -13,6 +13,7 @@ use socai_chain::bundle::{BUNDLE_FORMAT, Bundle, PersonalDisclosure};
 use socai_chain::checkpoint::{CheckpointVerifier, SignedCheckpoint};
 use socai_chain::entry::Entry;
 use socai_chain::merkle;
+use socai_chain::receipt::{Receipt, ReceiptEvent, ReceiptRejection};
 use socai_chain::{ConsistencyProof, Hash, InclusionProof, leaf_hash};
 use std::io::Write;
 use std::sync::{Arc, RwLock};
@@ -287,6 +288,84 @@ impl<S: Storage> LedgerReader<S> {
         })
     }
 
+    /// Inclusion proof of `seq` under a tree head this ledger signed but may not have stored as
+    /// a checkpoint: a receipt's (`note`, a C2SP checkpoint note). The note must carry this
+    /// log's signature, its size must be within the durable head, and this ledger's root at that
+    /// size must be the note's root (otherwise the note is another log's, or this ledger forked
+    /// or lost entries); `seq` must be below its size. The proof's `checkpoint` is `note` as
+    /// given, so `socai proof verify --vkey` checks it like any other.
+    pub fn inclusion_proof_under(
+        &self,
+        seq: u64,
+        note: &str,
+    ) -> std::result::Result<InclusionProof, ReceiptProofError> {
+        let signed = self
+            .verifier
+            .verify(note)
+            .map_err(|e| ReceiptProofError::NotThisLog {
+                why: format!("its tree head is not signed by this ledger's key: {e}"),
+            })?;
+        let size = signed.checkpoint.size;
+        let head = self.head();
+        if size > head.size {
+            return Err(ReceiptProofError::NotThisLog {
+                why: format!(
+                    "its tree head is of size {size}, but this ledger holds {} entries: it lost entries it had signed (restored from an older backup?) or the receipt is another log's",
+                    head.size
+                ),
+            });
+        }
+        if seq >= size {
+            return Err(ReceiptProofError::NotThisLog {
+                why: format!("seq {seq} is not below its tree head's size {size}"),
+            });
+        }
+        let ours = self.tree_root(size)?;
+        if ours != signed.checkpoint.root {
+            return Err(ReceiptProofError::NotThisLog {
+                why: format!(
+                    "its tree head's root at size {size} is {}, this ledger's is {ours}: the receipt's tree head is not this ledger's (a fork, or another log under the same key)",
+                    signed.checkpoint.root
+                ),
+            });
+        }
+        let entry = self.entry_bytes(seq)?;
+        let path = merkle::prove_inclusion(size, seq, &StoredHashes(&self.storage))?;
+        Ok(InclusionProof {
+            leaf_index: seq,
+            tree_size: size,
+            leaf_hash: leaf_hash(&entry),
+            entry,
+            path,
+            checkpoint: signed.note,
+        })
+    }
+
+    /// The inclusion proof a receipt entitles its holder to: the event `id` names (`ID` or
+    /// `AGENCY/ID`; without `id`, the receipt's only event), at the receipt's tree size, under
+    /// the receipt's tree head ([`LedgerReader::inclusion_proof_under`]). The receipt must carry
+    /// this log's signature and the entry at its seq must have the leaf hash it states.
+    pub fn receipt_inclusion_proof(
+        &self,
+        receipt: &Receipt,
+        id: Option<&str>,
+    ) -> std::result::Result<InclusionProof, ReceiptProofError> {
+        let event = receipt_event(receipt, id)?;
+        receipt
+            .verify(&self.verifier)
+            .map_err(|e| ReceiptProofError::NotThisLog { why: e.to_string() })?;
+        let proof = self.inclusion_proof_under(event.seq, &receipt.checkpoint)?;
+        if event.leaf_hash() != Some(proof.leaf_hash) {
+            return Err(ReceiptProofError::NotThisLog {
+                why: format!(
+                    "it says event {:?} is seq {} with leaf hash {}, but this ledger's entry {} has leaf hash {}",
+                    event.id, event.seq, event.leaf_hash, event.seq, proof.leaf_hash
+                ),
+            });
+        }
+        Ok(proof)
+    }
+
     /// Consistency proof between two tree sizes (new default: the latest signed checkpoint).
     pub fn consistency_proof(
         &self,
@@ -434,6 +513,104 @@ impl<S: Storage> LedgerReader<S> {
     }
 }
 
+/// Why a receipt gives no inclusion proof.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptProofError {
+    /// The event to prove is not (or not uniquely) named by the receipt: the caller's choice.
+    #[error("{0}")]
+    Choice(String),
+    /// The receipt names the event as rejected: there is nothing in the ledger to prove.
+    #[error(
+        "the receipt says event {id:?} was rejected ({code} at {path:?}: {reason}); the ledger holds no entry for it (its copy is on the REJECTED stream)"
+    )]
+    Rejected {
+        id: String,
+        code: String,
+        path: String,
+        reason: String,
+    },
+    /// The receipt is not this ledger's, or this ledger no longer matches it.
+    #[error("the receipt does not match this ledger: {why}")]
+    NotThisLog { why: String },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<socai_chain::merkle::MerkleError> for ReceiptProofError {
+    fn from(e: socai_chain::merkle::MerkleError) -> Self {
+        ReceiptProofError::Ledger(e.into())
+    }
+}
+
+/// The event of `receipt` that `id` names (`ID`, or `AGENCY/ID` with the receipt's agency);
+/// without `id`, the receipt's only event. A rejected event is [`ReceiptProofError::Rejected`].
+pub fn receipt_event<'r>(
+    receipt: &'r Receipt,
+    id: Option<&str>,
+) -> std::result::Result<&'r ReceiptEvent, ReceiptProofError> {
+    let listed = || {
+        let ids: Vec<&str> = receipt
+            .events
+            .iter()
+            .map(|e| e.id.as_str())
+            .chain(receipt.rejected.iter().map(|r| r.id.as_str()))
+            .collect();
+        let shown: Vec<String> = ids.iter().take(20).map(|i| format!("{i:?}")).collect();
+        format!(
+            "{}{}",
+            shown.join(", "),
+            if ids.len() > 20 {
+                format!(" and {} more", ids.len() - 20)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let Some(spec) = id else {
+        return match (receipt.events.as_slice(), receipt.rejected.as_slice()) {
+            ([only], []) => Ok(only),
+            ([], [only]) => Err(rejected(only)),
+            ([], []) => Err(ReceiptProofError::Choice(
+                "the receipt names no event".into(),
+            )),
+            _ => Err(ReceiptProofError::Choice(format!(
+                "the receipt names {} events; choose one with id: {}",
+                receipt.events.len() + receipt.rejected.len(),
+                listed()
+            ))),
+        };
+    };
+    let id = match spec.split_once('/') {
+        Some((agency, id)) if agency == receipt.agency => id,
+        Some((agency, _)) => {
+            return Err(ReceiptProofError::Choice(format!(
+                "{spec:?} names agency {agency}, but the receipt is agency {}'s",
+                receipt.agency
+            )));
+        }
+        None => spec,
+    };
+    if let Some(event) = receipt.events.iter().find(|e| e.id == id) {
+        return Ok(event);
+    }
+    if let Some(r) = receipt.rejected.iter().find(|r| r.id == id) {
+        return Err(rejected(r));
+    }
+    Err(ReceiptProofError::Choice(format!(
+        "the receipt does not name event {id:?}; it names {}",
+        listed()
+    )))
+}
+
+fn rejected(r: &ReceiptRejection) -> ReceiptProofError {
+    ReceiptProofError::Rejected {
+        id: r.id.clone(),
+        code: r.code.clone(),
+        path: r.path.clone(),
+        reason: r.reason.clone(),
+    }
+}
+
 /// `serde_json::to_string` for the few values written by hand above.
 mod erased {
     pub trait Json {
@@ -459,5 +636,165 @@ impl Write for CountingWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ledger, LedgerConfig, SledStorage};
+    use socai_chain::checkpoint::{Checkpoint, CheckpointSigner};
+    use socai_chain::receipt::RECEIPT_VERSION;
+
+    const ORIGIN: &str = "test.socai/ledger";
+
+    fn ledger(n: usize) -> (tempfile::TempDir, Ledger<SledStorage>, CheckpointSigner) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, skey, _) = CheckpointSigner::generate(ORIGIN).unwrap();
+        let storage = SledStorage::open(&tmp.path().join("ledger")).unwrap();
+        let mut l = Ledger::open(
+            storage,
+            CheckpointSigner::from_skey(&skey).unwrap(),
+            vec![9; 32],
+            LedgerConfig::default(),
+        )
+        .unwrap();
+        let events: Vec<_> = socai_sim::Generator::new(socai_sim::SimConfig {
+            seed: 5,
+            provinces: 2,
+            procedures_per_agency: 3,
+            ..Default::default()
+        })
+        .take(n)
+        .collect();
+        l.append_batch(&events, "2026-11-22T03:00:00.000Z").unwrap();
+        (tmp, l, CheckpointSigner::from_skey(&skey).unwrap())
+    }
+
+    /// A receipt for entries `seqs` under a tree head of `size` with `root`, signed by `signer`.
+    fn receipt(
+        l: &Ledger<SledStorage>,
+        signer: &CheckpointSigner,
+        seqs: &[u64],
+        size: u64,
+        root: Hash,
+    ) -> Receipt {
+        let head = signer
+            .sign(&Checkpoint {
+                origin: ORIGIN.into(),
+                size,
+                root,
+            })
+            .unwrap();
+        let mut r = Receipt {
+            v: RECEIPT_VERSION,
+            agency: "000.00.12.H01".into(),
+            checkpoint: head.note,
+            events: seqs
+                .iter()
+                .map(|&seq| {
+                    let entry = l.entry(seq).unwrap();
+                    ReceiptEvent {
+                        id: entry.event_id().to_owned(),
+                        seq,
+                        leaf_hash: leaf_hash(&l.entry_bytes(seq).unwrap()).to_hex(),
+                        duplicate: false,
+                    }
+                })
+                .collect(),
+            rejected: vec![ReceiptRejection {
+                id: "bad-1".into(),
+                code: "schema_violation".into(),
+                path: "/data".into(),
+                reason: "missing".into(),
+            }],
+            batch: Default::default(),
+            signature: String::new(),
+        };
+        r.sign(signer).unwrap();
+        r
+    }
+
+    #[test]
+    fn a_receipt_gives_a_proof_under_its_own_tree_head() {
+        let (_tmp, l, signer) = ledger(40);
+        // A tree head of size 30 that the ledger never stored as a checkpoint.
+        let root = l.tree_root(30).unwrap();
+        let r = receipt(&l, &signer, &[3, 29], 30, root);
+        let id = r.events[1].id.clone();
+        let proof = l.receipt_inclusion_proof(&r, Some(&id)).unwrap();
+        assert_eq!((proof.leaf_index, proof.tree_size), (29, 30));
+        assert_eq!(proof.checkpoint, r.checkpoint);
+        let (entry, signed) = proof.verify(l.verifier()).unwrap();
+        assert_eq!(entry.event_id(), id);
+        assert_eq!(signed.checkpoint.root, root);
+        // AGENCY/ID works with the receipt's agency only.
+        assert!(
+            l.receipt_inclusion_proof(&r, Some(&format!("000.00.12.H01/{id}")))
+                .is_ok()
+        );
+        assert!(matches!(
+            l.receipt_inclusion_proof(&r, Some(&format!("000.00.12.H02/{id}"))),
+            Err(ReceiptProofError::Choice(_))
+        ));
+        // Two events: the id must be given; a rejected one has nothing to prove.
+        assert!(matches!(
+            l.receipt_inclusion_proof(&r, None),
+            Err(ReceiptProofError::Choice(m)) if m.contains(&id) && m.contains("bad-1")
+        ));
+        assert!(matches!(
+            l.receipt_inclusion_proof(&r, Some("bad-1")),
+            Err(ReceiptProofError::Rejected { code, .. }) if code == "schema_violation"
+        ));
+        assert!(matches!(
+            l.receipt_inclusion_proof(&r, Some("nope")),
+            Err(ReceiptProofError::Choice(_))
+        ));
+    }
+
+    #[test]
+    fn a_receipt_that_is_not_this_ledgers_gives_no_proof() {
+        let (_tmp, l, signer) = ledger(40);
+        let root = l.tree_root(30).unwrap();
+        let good = receipt(&l, &signer, &[3], 30, root);
+        let not_this_log = |r: &Receipt| {
+            matches!(
+                l.receipt_inclusion_proof(r, Some(&r.events[0].id)),
+                Err(ReceiptProofError::NotThisLog { .. })
+            )
+        };
+        // A changed seq breaks the signature.
+        let mut moved = good.clone();
+        moved.events[0].seq = 4;
+        assert!(not_this_log(&moved));
+        // Signed, but the leaf hash is not the entry's.
+        let mut other_leaf = good.clone();
+        other_leaf.events[0].leaf_hash = hex::encode([7u8; 32]);
+        other_leaf.sign(&signer).unwrap();
+        let err = l
+            .receipt_inclusion_proof(&other_leaf, Some(&good.events[0].id))
+            .unwrap_err();
+        assert!(err.to_string().contains("leaf hash"), "{err}");
+        // Signed, but the root at that size is not this ledger's: a fork.
+        let fork = receipt(&l, &signer, &[3], 30, Hash([1; 32]));
+        let err = l
+            .receipt_inclusion_proof(&fork, Some(&good.events[0].id))
+            .unwrap_err();
+        assert!(err.to_string().contains("fork"), "{err}");
+        // A tree head beyond the ledger.
+        let ahead = receipt(&l, &signer, &[3], 41, root);
+        let err = l
+            .receipt_inclusion_proof(&ahead, Some(&good.events[0].id))
+            .unwrap_err();
+        assert!(err.to_string().contains("holds 40 entries"), "{err}");
+        // Another log's key.
+        let (other, _, _) = CheckpointSigner::generate(ORIGIN).unwrap();
+        assert!(not_this_log(&receipt(&l, &other, &[3], 30, root)));
+        // inclusion_proof_under checks the note alone the same way.
+        assert!(matches!(
+            l.inclusion_proof_under(30, &good.checkpoint),
+            Err(ReceiptProofError::NotThisLog { .. })
+        ));
+        assert!(l.inclusion_proof_under(0, &good.checkpoint).is_ok());
     }
 }

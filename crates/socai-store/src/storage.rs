@@ -123,6 +123,9 @@ pub struct CommitBatch {
     /// Where the committed events came from (e.g. the EVENTS stream seq of the batch's last
     /// message), stored in the same atomic batch; `None` leaves the stored value.
     pub source_cursor: Option<u64>,
+    /// The source's timestamp of the message at `source_cursor` (ns since the epoch), stored
+    /// with it: lets the consumer tell the same message from another one that took its place.
+    pub source_cursor_time: Option<i64>,
     pub new_head: Head,
 }
 
@@ -169,6 +172,10 @@ pub trait Storage: Send + Sync {
     fn size_on_disk(&self) -> Result<u64>;
     /// The last `CommitBatch::source_cursor` committed.
     fn source_cursor(&self) -> Result<Option<u64>>;
+    /// The `CommitBatch::source_cursor_time` committed with the last source cursor, if any.
+    fn source_cursor_time(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
 }
 
 /// sled layout (version [`LAYOUT`]): one tree, keys prefixed by kind, numbers big-endian so they
@@ -188,7 +195,13 @@ pub struct SledStorage {
     keys: Arc<KeyStore>,
     /// Key slots committed so far (the next record's slot); only the writer advances it.
     next_slot: Arc<AtomicU64>,
+    /// Test-only fault point (`SOCAI_FAULT=abort-before-fsync`): abort the process after sled
+    /// took a batch with entries and before the fsync, as a crash there would.
+    abort_before_fsync: bool,
 }
+
+/// The environment variable that arms the test-only fault points.
+pub const FAULT_ENV: &str = "SOCAI_FAULT";
 
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
@@ -283,6 +296,7 @@ impl SledStorage {
             path: path.to_path_buf(),
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
+            abort_before_fsync: std::env::var(FAULT_ENV).as_deref() == Ok("abort-before-fsync"),
         };
         storage.migrate()?;
         storage.finish_erasures()?;
@@ -683,13 +697,23 @@ impl Storage for SledStorage {
             b.insert(&key(b'c', *size), note.as_bytes());
         }
         if let Some(cursor) = batch.source_cursor {
-            b.insert(CURSOR_KEY, &cursor.to_be_bytes()[..]);
+            let mut value = cursor.to_be_bytes().to_vec();
+            if let Some(time) = batch.source_cursor_time {
+                value.extend_from_slice(&time.to_be_bytes());
+            }
+            b.insert(CURSOR_KEY, value);
         }
         let mut head = [0u8; 40];
         head[..8].copy_from_slice(&batch.new_head.size.to_be_bytes());
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
         b.insert(HEAD_KEY, &head[..]);
         self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        if self.abort_before_fsync && !batch.entries.is_empty() {
+            eprintln!(
+                "{FAULT_ENV}=abort-before-fsync: aborting before the fsync (test-only fault point)"
+            );
+            std::process::abort();
+        }
         self.db.flush().map_err(|e| self.err(e))?;
         self.next_slot
             .store(first_slot + new_slots, Ordering::SeqCst);
@@ -913,6 +937,14 @@ impl Storage for SledStorage {
                 .map(Some)
                 .ok_or_else(|| StorageError::Corrupt("source cursor is truncated".into())),
         }
+    }
+
+    fn source_cursor_time(&self) -> Result<Option<i64>> {
+        // Older stores wrote the seq alone (8 bytes).
+        Ok(self.get(CURSOR_KEY)?.and_then(|v| {
+            v.get(8..16)
+                .map(|t| i64::from_be_bytes(t.try_into().expect("8 bytes")))
+        }))
     }
 
     fn size_on_disk(&self) -> Result<u64> {

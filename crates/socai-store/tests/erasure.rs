@@ -134,8 +134,13 @@ fn personal_data_is_sealed_and_redaction_destroys_its_key_in_place() {
     evs[kept] = marked(evs[kept].clone(), "Trần Văn Keepme");
     let sources: Vec<u64> = (1000..1000 + evs.len() as u64).collect();
     let times = vec![AT.to_string(); evs.len()];
-    l.append_batch_sourced(&evs, &times, &sources, Some(1199))
-        .unwrap();
+    l.append_batch_sourced(&evs, &times, &sources, |_| {
+        Some(socai_store::SourceCursor {
+            seq: 1199,
+            time_ns: 0,
+        })
+    })
+    .unwrap();
     l.checkpoint().unwrap();
     // Sealed: the plaintext is in no file of the store, yet readable through the ledger.
     let erasable = "Nguyễn Thị Erasable".as_bytes();
@@ -195,7 +200,12 @@ fn personal_data_is_sealed_and_redaction_destroys_its_key_in_place() {
         std::slice::from_ref(&evs[target]),
         &[AT.to_string()],
         &[5000],
-        Some(5000),
+        |_| {
+            Some(socai_store::SourceCursor {
+                seq: 5000,
+                time_ns: 0,
+            })
+        },
     )
     .unwrap();
     assert_eq!(l.storage().erasures_pending().unwrap(), vec![key.clone()]);

@@ -9,12 +9,21 @@ use socai_model::{Limits, Validator};
 use socai_store::storage::{ENTRY_BUNDLE, join_bundle};
 use socai_store::{Ledger, LedgerConfig, SledStorage, Storage, VerifyOptions, verify_ledger};
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 /// One line of the figures table: our figure, the in-run baseline (if any), their ratio, the target.
 fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
     let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
-    println!("{figure:<34} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
+    println!("{figure:<40} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
+}
+
+/// The head of the figures table.
+fn header() {
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}  target",
+        "figure", "socai", "baseline", "ratio"
+    );
 }
 
 pub(crate) fn per_s(rate: f64) -> String {
@@ -55,10 +64,7 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
         "socai bench store: {n} events, {:.0} bytes/event published, batches of {batch_size}, fsync per batch",
         raw_bytes as f64 / n as f64
     );
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}  target",
-        "figure", "socai", "baseline", "ratio"
-    );
+    header();
 
     // 1. socai: validate + hash + chain + Merkle + indexes + one atomic batch + fsync.
     let (signer, _, _) = CheckpointSigner::generate("bench.socai/ledger")?;
@@ -312,17 +318,157 @@ fn mib(v: Option<f64>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-/// `socai bench ingest`: publish → committed, fsynced, acked, through a real nats-server, beside a
-/// bare pipeline that moves the same payloads through JetStream into sled (no validation, hashing
-/// or indexes) with the same batch size, fsync per batch and acks.
+/// PubAcks awaited at once by the publisher of every run.
+const IN_FLIGHT: usize = 512;
+
+/// What one run of `socai bench ingest` measured.
+struct Measured {
+    /// Publish start → every event committed (and, with receipts, answered).
+    secs: f64,
+    /// CPU seconds of this process (publisher + consumer/ledger) and of nats-server.
+    cpu_self: f64,
+    cpu_nats: f64,
+    rss: Option<f64>,
+    /// Commits (one fsync each).
+    batches: u64,
+    /// Publish → receipt, in µs (runs with receipts).
+    receipt_latency: Option<Histogram<u64>>,
+    summary: Option<socai_client::receipts::Summary>,
+    /// The ledger's counters (socai runs).
+    counters: Option<std::sync::Arc<socai_ingest::Counters>>,
+    /// Seconds from the start to the last event's send, and the publisher's stalls.
+    sent_secs: f64,
+    sending: Sending,
+}
+
+/// When the publisher took the events (each just before sending it): the last one, and the
+/// pauses of more than [`STALL`] between two.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sending {
+    last: Option<Instant>,
+    stalls: u64,
+    stalled_secs: f64,
+}
+
+/// A pause between two sends longer than this is counted as a publisher stall.
+const STALL: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Sending {
+    /// Notes that the publisher takes an event now; returns now.
+    fn take(cell: &std::cell::Cell<Sending>) -> Instant {
+        let now = Instant::now();
+        let mut s = cell.get();
+        if let Some(last) = s.last {
+            let gap = now.duration_since(last);
+            if gap > STALL {
+                s.stalls += 1;
+                s.stalled_secs += gap.as_secs_f64();
+            }
+        }
+        s.last = Some(now);
+        cell.set(s);
+        now
+    }
+}
+
+/// How a socai run's publisher knows it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// `ReceiptPublisher`: every event waits for its receipt.
+    Receipts,
+    /// `Publisher::publish_all`: PubAcks only; the clock stops when the ledger committed all.
+    PubAcks,
+}
+
+/// A nats-server of its own (fresh store dir), with JetStream's default sync or
+/// `sync_interval: always`.
+fn start_nats(
+    binary: &Path,
+    dir: &Path,
+    sync_always: bool,
+) -> anyhow::Result<socai_testkit::LocalNats> {
+    use socai_testkit::{LocalNats, LocalNatsOptions};
+    let config = if sync_always {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("nats-server.conf");
+        let store = dir.join("jetstream").display().to_string();
+        std::fs::write(
+            &path,
+            format!("jetstream {{\n  store_dir: {store:?}\n  sync_interval: always\n}}\n"),
+        )?;
+        Some(path)
+    } else {
+        None
+    };
+    LocalNats::start(LocalNatsOptions {
+        binary: binary.to_path_buf(),
+        dir: dir.to_path_buf(),
+        config,
+        ..Default::default()
+    })
+    .with_context(|| format!("starting nats-server in {}", dir.display()))
+}
+
+/// CPU seconds of this process and of `server` so far.
+fn cpu_now(server: &socai_testkit::LocalNats) -> (f64, f64) {
+    let nats = server
+        .pid()
+        .map(|p| cpu_secs(&p.to_string()))
+        .unwrap_or(0.0);
+    (cpu_secs("self"), nats)
+}
+
+/// The upper bounds of the buckets holding the `qs` quantiles of the ledger's commit latency
+/// (validate + append + fsync of one batch), in seconds, read from its Prometheus histogram.
+fn commit_quantiles(counters: &std::sync::Arc<socai_ingest::Counters>, qs: &[f64]) -> Vec<f64> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    socai_ingest::telemetry::register(counters, &mut registry);
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        return Vec::new();
+    }
+    // Cumulative counts: `socai_commit_latency_seconds_bucket{le="0.004"} 17`.
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("socai_commit_latency_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map(|b| b.1).unwrap_or(0);
+    qs.iter()
+        .map(|q| {
+            let want = (q * total as f64).ceil() as u64;
+            buckets
+                .iter()
+                .find(|b| b.1 >= want.max(1))
+                .map(|b| b.0)
+                .unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
+/// `socai bench ingest`: publish → committed (fsynced) through a real nats-server, four runs on
+/// the same generated events, each with a fresh nats-server store and a fresh store:
+/// 1. bare: the same bytes, publisher → JetStream → one consumer → sled, one fsync and one ack
+///    per batch (AckPolicy::All, the batch's last message acked); default sync;
+/// 2. socai with receipts (every event waits for its receipt), default sync;
+/// 3. socai with PubAcks only, until the ledger committed everything, default sync;
+/// 4. socai with receipts on `sync_interval: always`.
 pub fn ingest(
     g: &crate::cli::Global,
     events: u64,
     nats_server: Option<&Path>,
     dir: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
-    use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server};
+    use socai_client::publisher::Outgoing;
+    let _ = g;
 
     let tmp = tempfile::Builder::new()
         .prefix("socai-bench-ingest-")
@@ -334,131 +480,137 @@ pub fn ingest(
         .map(|e| Outgoing::event(&e))
         .collect();
     let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
-    let binary = find_nats_server(nats_server)?;
-    let server = LocalNats::start(LocalNatsOptions {
-        binary: binary.clone(),
-        dir: tmp.path().join("nats"),
-        ..Default::default()
-    })?;
+    let agencies = messages
+        .iter()
+        .filter_map(|m| socai_wire::subject::parse_event_subject(&m.subject))
+        .map(|(agency, _)| agency)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let binary = socai_testkit::find_nats_server(nats_server)?;
     let batch = socai_ingest::WriterConfig::default().batch_max_events;
+    let receipt_pending = socai_client::receipts::ReceiptOptions::default().max_pending;
     println!(
-        "socai bench ingest: {n} events, {:.0} bytes/event, 1 publisher with 512 in flight, batches of {batch}, fsync per batch, {} ({})",
+        "socai bench ingest: {n} events from {agencies} agencies, {:.0} bytes/event; 1 publisher, {IN_FLIGHT} PubAcks in flight (with receipts: up to {receipt_pending} events awaiting theirs, receipts verified); batches of up to {batch}, fsync per batch; a fresh {} and a fresh store per run",
         bytes as f64 / n as f64,
         binary.display(),
-        server.url()
-    );
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}  target",
-        "figure", "socai", "baseline", "ratio"
     );
     let rt = crate::cmd::nats::runtime()?;
-    let url = server.url();
-    let _ = g;
 
-    let nats_pid = server.pid().map(|p| p.to_string()).unwrap_or_default();
-    let cpu = || (cpu_secs("self"), cpu_secs(&nats_pid));
-
-    // 1. baseline: JetStream → sled, no validation, hashing or indexes.
-    reset_peak_rss();
-    let bare_path = tmp.path().join("bare");
-    let cpu0 = cpu();
-    let bare_secs = rt.block_on(bare_pipeline(&url, &messages, batch, &bare_path))?;
-    let bare_cpu = (cpu().0 - cpu0.0, cpu().1 - cpu0.1);
-    let bare_rss = peak_rss_mib();
-
-    // 2. socai: the real writer (socai_ingest::serve) on a fresh ledger.
-    reset_peak_rss();
-    let data = socai_store::DataDir::new(tmp.path().join("socai"));
-    data.init("bench.socai/ledger")?;
-    let ledger = data.open_ledger(LedgerConfig::default())?;
-    let counters = std::sync::Arc::new(socai_ingest::Counters::default());
-    let cpu0 = cpu();
-    let (socai_secs, publish_secs) = rt.block_on(async {
-        let (client, _) = socai_client::publisher::connect(&NatsConfig::new(&url)).await?;
-        let js = async_nats::jetstream::new(client);
-        socai_ingest::ensure_streams(&js, &socai_ingest::StreamSettings::default()).await?;
-        let done = counters.clone();
-        let target = n as u64;
-        let finished = async move {
-            while done.committed.load(std::sync::atomic::Ordering::Relaxed) < target {
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        };
-        let publisher = Publisher::connect(&NatsConfig::new(&url)).await?;
-        let started = Instant::now();
-        let writer = tokio::spawn(socai_ingest::serve(
-            js,
-            ledger,
-            socai_ingest::WriterConfig::default(),
-            counters.clone(),
-            None,
-            finished,
-            std::time::Duration::from_secs(30),
-        ));
-        let bar = crate::output::progress(target, "publish");
-        let failed = publisher
-            .publish_all(messages.iter().cloned(), 512, |_| bar.inc(1))
-            .await;
-        bar.finish_and_clear();
-        anyhow::ensure!(failed == 0, "{failed} publishes failed");
-        let publish_secs = started.elapsed().as_secs_f64();
-        writer.await??;
-        anyhow::Ok((started.elapsed().as_secs_f64(), publish_secs))
-    })?;
-    let socai_cpu = (cpu().0 - cpu0.0, cpu().1 - cpu0.1);
-    let socai_rss = peak_rss_mib();
-
-    // 3. backlog: both streams now hold the N events; a new consumer and a new store each catch
-    // up on them with no publisher running (the ledger's capacity, and the bare one's).
-    let (backlog_bare_secs, backlog_socai_secs) = rt.block_on(async {
-        let (client, _) = socai_client::publisher::connect(&NatsConfig::new(&url)).await?;
-        let js = async_nats::jetstream::new(client);
-        let bare = js.get_stream("BARE").await?;
-        let bare_secs = bare_consume(
-            &bare,
-            "bare-backlog",
-            n,
+    // 1. bare, then (outside the measured window) its backlog catch-up on the same server.
+    eprintln!("1/4 bare pipeline...");
+    let (bare, (backlog_bare_secs, backlog_bare_batches)) = {
+        let server = start_nats(&binary, &tmp.path().join("nats-bare"), false)?;
+        let url = server.url();
+        reset_peak_rss();
+        let cpu0 = cpu_now(&server);
+        let (secs, batches) = rt.block_on(bare_pipeline(
+            &url,
+            &messages,
             batch,
-            &tmp.path().join("bare-backlog"),
-        )
-        .await?;
-        // A new ledger starts COMMITTED and CHECKPOINTS from scratch, as a new deployment would.
-        js.delete_stream(socai_wire::stream::COMMITTED).await?;
-        js.delete_stream(socai_wire::stream::CHECKPOINTS).await?;
-        let data = socai_store::DataDir::new(tmp.path().join("socai-backlog"));
-        data.init("bench.socai/ledger")?;
-        let ledger = data.open_ledger(LedgerConfig::default())?;
-        let mut config = socai_ingest::WriterConfig::default();
-        config.streams.consumer = "ledger-backlog".into();
-        let counters = std::sync::Arc::new(socai_ingest::Counters::default());
-        let done = counters.clone();
-        let target = n as u64;
-        let finished = async move {
-            while done.committed.load(std::sync::atomic::Ordering::Relaxed) < target {
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
+            &tmp.path().join("bare"),
+        ))?;
+        let cpu1 = cpu_now(&server);
+        let rss = peak_rss_mib();
+        let backlog = rt.block_on(async {
+            let (client, _) =
+                socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(&url))
+                    .await?;
+            let js = async_nats::jetstream::new(client);
+            let stream = js.get_stream("BARE").await?;
+            let bar = crate::output::progress(n as u64, "bare backlog");
+            let backlog = bare_consume(
+                &stream,
+                "bare-backlog",
+                n,
+                batch,
+                &tmp.path().join("bare-backlog"),
+                &bar,
+            )
+            .await?;
+            bar.finish_and_clear();
+            anyhow::Ok(backlog)
+        })?;
+        let measured = Measured {
+            secs,
+            cpu_self: cpu1.0 - cpu0.0,
+            cpu_nats: cpu1.1 - cpu0.1,
+            rss,
+            batches,
+            receipt_latency: None,
+            summary: None,
+            counters: None,
+            sent_secs: 0.0,
+            sending: Sending::default(),
         };
-        let started = Instant::now();
-        socai_ingest::serve(
-            js,
-            ledger,
-            config,
-            counters,
-            None,
-            finished,
-            std::time::Duration::from_secs(30),
-        )
-        .await?;
-        anyhow::Ok((bare_secs, started.elapsed().as_secs_f64()))
-    })?;
-    let socai_rate = rate(events, socai_secs);
-    let bare_rate = rate(events, bare_secs);
+        (measured, backlog)
+    };
+
+    eprintln!("2/4 socai, receipts, default sync...");
+    let (receipts, server) = socai_run(
+        &rt,
+        &binary,
+        tmp.path(),
+        "receipts",
+        &messages,
+        Wait::Receipts,
+        false,
+    )?;
+    drop(server);
+
+    eprintln!("3/4 socai, PubAcks only, default sync...");
+    let (pubacks, server) = socai_run(
+        &rt,
+        &binary,
+        tmp.path(),
+        "pubacks",
+        &messages,
+        Wait::PubAcks,
+        false,
+    )?;
+    // Backlog: EVENTS holds the N events; a new ledger (new store, COMMITTED and CHECKPOINTS
+    // from scratch, as a new deployment) catches up with no publisher running.
+    let (backlog_socai_secs, backlog_counters) = rt.block_on(socai_backlog(
+        &server.url(),
+        &tmp.path().join("ledger-backlog"),
+        n as u64,
+    ))?;
+    drop(server);
+
+    eprintln!("4/4 socai, receipts, sync_interval: always...");
+    let (always, server) = socai_run(
+        &rt,
+        &binary,
+        tmp.path(),
+        "always",
+        &messages,
+        Wait::Receipts,
+        true,
+    )?;
+    drop(server);
+
+    // The table.
+    header();
+    let r = |m: &Measured| rate(events, m.secs);
     row(
-        "ingest end to end",
-        per_s(socai_rate),
-        &per_s(bare_rate),
-        Some(socai_rate / bare_rate),
-        ">= 40k/s and >= 0.8x bare",
+        "ingest end to end with receipts",
+        per_s(r(&receipts)),
+        &per_s(r(&bare)),
+        Some(r(&receipts) / r(&bare)),
+        ">= 0.8x bare",
+    );
+    row(
+        "receipts vs PubAck only (default sync)",
+        per_s(r(&receipts)),
+        &per_s(r(&pubacks)),
+        Some(r(&receipts) / r(&pubacks)),
+        ">= 0.8x",
+    );
+    row(
+        "receipts on sync_interval: always",
+        per_s(r(&always)),
+        &per_s(r(&receipts)),
+        Some(r(&always) / r(&receipts)),
+        "beside receipts on default sync (informational)",
     );
     let (backlog_socai, backlog_bare) = (
         rate(events, backlog_socai_secs),
@@ -469,63 +621,404 @@ pub fn ingest(
         per_s(backlog_socai),
         &per_s(backlog_bare),
         Some(backlog_socai / backlog_bare),
-        "(the ledger's own capacity)",
+        "the ledger's own capacity, beside the bare consumer's",
     );
-    row(
-        "  publishing alone (PubAcks)",
-        per_s(rate(events, publish_secs)),
-        "",
-        None,
-        "",
+    let us = |secs: f64| secs * 1e6 / events as f64;
+    let cpu_row = |figure: &str, socai: f64, bare: f64, note: &str| {
+        row(
+            figure,
+            format!("{socai:.1} µs"),
+            &format!("{bare:.1} µs"),
+            Some(socai / bare),
+            note,
+        );
+    };
+    for (i, (name, m)) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cpu_row(
+            &format!("  CPU/event, socai process: {name}"),
+            us(m.cpu_self),
+            us(bare.cpu_self),
+            if i == 0 {
+                "publisher + ledger share this process (bare: publisher + consumer)"
+            } else {
+                ""
+            },
+        );
+    }
+    for (name, m) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ] {
+        cpu_row(
+            &format!("  CPU/event, nats-server: {name}"),
+            us(m.cpu_nats),
+            us(bare.cpu_nats),
+            "",
+        );
+    }
+    // What the CPU per event allows at most, were the machine's cores all the run's.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let bound = |m: &Measured| cores * 1e6 / (us(m.cpu_self) + us(m.cpu_nats)).max(1e-9);
+    for (i, (name, m)) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        row(
+            &format!("  CPU ceiling: {name}"),
+            per_s(bound(m)),
+            &per_s(bound(&bare)),
+            Some(bound(m) / bound(&bare)),
+            &if i == 0 {
+                format!("{cores} cores / CPU per event of both processes")
+            } else {
+                String::new()
+            },
+        );
+    }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (name, m) in [("receipts", &receipts), ("always", &always)] {
+        if let Some(h) = &m.receipt_latency {
+            row(
+                &format!("  publish → receipt p50/p99: {name}"),
+                format!("{:.0}/{:.0} ms", ms(h, 0.5), ms(h, 0.99)),
+                "",
+                None,
+                &format!("max {:.0} ms", ms(h, 1.0)),
+            );
+        }
+    }
+    for (name, m) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ] {
+        row(
+            &format!("  last event sent at: {name}"),
+            format!("{:.2} s", m.sent_secs),
+            "",
+            None,
+            &format!(
+                "of {:.2} s; {} pauses > {} ms between two sends, {:.2} s in all",
+                m.secs,
+                m.sending.stalls,
+                STALL.as_millis(),
+                m.sending.stalled_secs
+            ),
+        );
+    }
+    let commits = |name: &str,
+                   c: &std::sync::Arc<socai_ingest::Counters>,
+                   bare_batches: u64,
+                   secs: f64| {
+        let batches = c.batches.load(Relaxed).max(1);
+        let q = commit_quantiles(c, &[0.5, 0.99]);
+        row(
+            &format!("  commits: {name}"),
+            format!(
+                "{batches} × {:.0} ev",
+                c.committed.load(Relaxed) as f64 / batches as f64
+            ),
+            &format!(
+                "{bare_batches} × {:.0} ev",
+                events as f64 / bare_batches.max(1) as f64
+            ),
+            None,
+            &format!(
+                "validate+append+fsync mean {:.1} ms, p50 <= {:.0} ms, p99 <= {:.0} ms; {:.0}% of the run",
+                c.commit_us.load(Relaxed) as f64 / batches as f64 / 1000.0,
+                q.first().copied().unwrap_or(f64::NAN) * 1000.0,
+                q.get(1).copied().unwrap_or(f64::NAN) * 1000.0,
+                c.commit_us.load(Relaxed) as f64 / 1e6 / secs * 100.0,
+            ),
+        );
+    };
+    for (name, m) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ] {
+        if let Some(c) = &m.counters {
+            commits(name, c, bare.batches, m.secs);
+        }
+    }
+    commits(
+        "backlog",
+        &backlog_counters,
+        backlog_bare_batches,
+        backlog_socai_secs,
     );
-    let us_per_event = |secs: f64| format!("{:.1} µs", secs * 1e6 / events as f64);
-    row(
-        "  CPU per event: socai process",
-        us_per_event(socai_cpu.0),
-        &us_per_event(bare_cpu.0),
-        None,
-        "publisher + ledger, one process",
-    );
-    row(
-        "  CPU per event: nats-server",
-        us_per_event(socai_cpu.1),
-        &us_per_event(bare_cpu.1),
-        None,
-        "",
-    );
-    row(
-        "peak RSS (whole process)",
-        mib(socai_rss),
-        &mib(bare_rss),
-        None,
-        "bounded",
-    );
-    let c = &counters;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let batches = load(&c.batches).max(1);
-    println!(
-        "committed {} duplicates {} rejected {} ack failures {}; {} commits of {:.0} events on average, validate + commit {:.1} ms each ({:.0}% of the run)",
-        load(&c.committed),
-        load(&c.duplicates),
-        load(&c.rejected),
-        load(&c.ack_failures),
-        batches,
-        load(&c.committed) as f64 / batches as f64,
-        load(&c.commit_us) as f64 / batches as f64 / 1000.0,
-        load(&c.commit_us) as f64 / 1e6 / socai_secs * 100.0,
-    );
-    drop(server);
+    for (name, m) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ] {
+        row(
+            &format!("peak RSS (whole process): {name}"),
+            mib(m.rss),
+            &mib(bare.rss),
+            None,
+            "bounded",
+        );
+    }
+    for (name, m) in [
+        ("receipts", &receipts),
+        ("PubAck only", &pubacks),
+        ("always", &always),
+    ] {
+        let Some(c) = &m.counters else { continue };
+        let mut line = format!(
+            "{name}: committed {} duplicates {} rejected {}; receipts sent {}",
+            c.committed.load(Relaxed),
+            c.duplicates.load(Relaxed),
+            c.rejected.load(Relaxed),
+            c.receipts.load(Relaxed),
+        );
+        if let Some(s) = &m.summary {
+            line.push_str(&format!(
+                "; publisher: {} receipts accepted, {} committed, {} duplicates, {} rejected, {} re-published, {} without receipt",
+                s.receipts, s.committed, s.duplicates, s.rejected, s.republished, s.no_receipt
+            ));
+        }
+        println!("{line}");
+    }
     Ok(())
 }
 
-/// The bare pipeline: publish the same payloads to a plain stream; a pull consumer writes each
-/// ready chunk (≤ `batch`) into sled with one batch + fsync, then double-acks every message.
+/// One socai run on a nats-server of its own: the real ledger (`socai_ingest::serve`) on a fresh
+/// store and one publisher, waiting as `wait` says. Returns the figures and the server (still
+/// running, with its streams).
+fn socai_run(
+    rt: &tokio::runtime::Runtime,
+    binary: &Path,
+    root: &Path,
+    name: &str,
+    messages: &[socai_client::publisher::Outgoing],
+    wait: Wait,
+    sync_always: bool,
+) -> anyhow::Result<(Measured, socai_testkit::LocalNats)> {
+    use socai_client::publisher::{NatsConfig, Publisher};
+    use socai_client::receipts::{Outcome, ReceiptOptions, Report};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let n = messages.len() as u64;
+    let server = start_nats(binary, &root.join(format!("nats-{name}")), sync_always)?;
+    let url = server.url();
+    let data = socai_store::DataDir::new(root.join(format!("ledger-{name}")));
+    data.init("bench.socai/ledger")?;
+    let verifier = data.verifier()?;
+    let ledger = data.open_ledger(LedgerConfig::default())?;
+    let counters = Arc::new(socai_ingest::Counters::default());
+    reset_peak_rss();
+    let cpu0 = cpu_now(&server);
+    let (secs, receipt_latency, summary, sent_secs, sending) = rt.block_on(async {
+        let nats = NatsConfig::new(&url);
+        let (client, _) = socai_client::publisher::connect(&nats).await?;
+        let js = async_nats::jetstream::new(client);
+        socai_ingest::ensure_streams(&js, &socai_ingest::StreamSettings::default()).await?;
+        let publisher = Publisher::connect(&nats).await?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let bar = crate::output::progress(n, name);
+        let started = Instant::now();
+        let mut writer = tokio::spawn(socai_ingest::serve(
+            js,
+            ledger,
+            socai_ingest::WriterConfig::default(),
+            counters.clone(),
+            None,
+            async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            },
+            Duration::from_secs(30),
+        ));
+        let stopped = |r: Result<Result<(), socai_ingest::IngestError>, tokio::task::JoinError>| {
+            anyhow::anyhow!(
+                "the ledger stopped during the run: {}",
+                match r {
+                    Ok(Ok(())) => "without an error".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                }
+            )
+        };
+        let mut latency = None;
+        let mut summary = None;
+        let sending = std::cell::Cell::new(Sending::default());
+        match wait {
+            Wait::Receipts => {
+                let publisher = publisher.with_receipts(ReceiptOptions {
+                    max_in_flight: IN_FLIGHT,
+                    verifier: Some(verifier),
+                    ..ReceiptOptions::default()
+                });
+                let mut hist = Histogram::<u64>::new(3).context("histogram")?;
+                let mut bad = 0u64;
+                // Each event's tag is the moment the publisher took it (just before sending).
+                let run = publisher.publish_all(
+                    messages
+                        .iter()
+                        .map(|m| (m.clone(), Sending::take(&sending))),
+                    |report| {
+                        if let Report::Event(e) = report {
+                            hist.record(e.tag.elapsed().as_micros() as u64).ok();
+                            if !matches!(e.outcome, Outcome::Committed { .. }) {
+                                bad += 1;
+                            }
+                            bar.inc(1);
+                        }
+                    },
+                );
+                let s = tokio::select! {
+                    s = run => s?,
+                    r = &mut writer => return Err(stopped(r)),
+                };
+                anyhow::ensure!(
+                    bad == 0 && s.committed == n,
+                    "{name}: {} of {n} events committed ({} duplicates, {} rejected, {} without receipt, {} not published)",
+                    s.committed,
+                    s.duplicates,
+                    s.rejected,
+                    s.no_receipt,
+                    s.not_published
+                );
+                latency = Some(hist);
+                summary = Some(s);
+            }
+            Wait::PubAcks => {
+                let run = publisher.publish_all(
+                    messages.iter().map(|m| {
+                        Sending::take(&sending);
+                        m.clone()
+                    }),
+                    IN_FLIGHT,
+                    |_| {},
+                );
+                let failed = tokio::select! {
+                    f = run => f,
+                    r = &mut writer => return Err(stopped(r)),
+                };
+                anyhow::ensure!(failed == 0, "{name}: {failed} publishes failed");
+                bar.set_message(format!("{name} (commits)"));
+                loop {
+                    let committed = counters.committed.load(Relaxed);
+                    bar.set_position(committed);
+                    if committed >= n {
+                        break;
+                    }
+                    if writer.is_finished() {
+                        return Err(stopped((&mut writer).await));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let _ = stop_tx.send(true);
+        writer.await??;
+        let sending = sending.get();
+        let sent_secs = sending
+            .last
+            .map(|l| l.duration_since(started).as_secs_f64())
+            .unwrap_or(0.0);
+        anyhow::Ok((secs, latency, summary, sent_secs, sending))
+    })?;
+    let cpu1 = cpu_now(&server);
+    let rss = peak_rss_mib();
+    anyhow::ensure!(
+        counters.committed.load(Relaxed) == n,
+        "{name}: the ledger committed {} of {n} events",
+        counters.committed.load(Relaxed)
+    );
+    let measured = Measured {
+        secs,
+        cpu_self: cpu1.0 - cpu0.0,
+        cpu_nats: cpu1.1 - cpu0.1,
+        rss,
+        batches: counters.batches.load(Relaxed),
+        receipt_latency,
+        summary,
+        counters: Some(counters),
+        sent_secs,
+        sending,
+    };
+    Ok((measured, server))
+}
+
+/// A new ledger (new store; COMMITTED and CHECKPOINTS deleted, as for a new deployment) reads the
+/// `n` events EVENTS already holds, with no publisher. Returns the seconds it took and the
+/// ledger's counters.
+async fn socai_backlog(
+    url: &str,
+    path: &Path,
+    n: u64,
+) -> anyhow::Result<(f64, std::sync::Arc<socai_ingest::Counters>)> {
+    use std::sync::Arc;
+    let (client, _) =
+        socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(url)).await?;
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(socai_wire::stream::COMMITTED).await?;
+    js.delete_stream(socai_wire::stream::CHECKPOINTS).await?;
+    let data = socai_store::DataDir::new(path);
+    data.init("bench.socai/ledger")?;
+    let ledger = data.open_ledger(LedgerConfig::default())?;
+    let mut config = socai_ingest::WriterConfig::default();
+    config.streams.consumer = "ledger-backlog".into();
+    let counters = Arc::new(socai_ingest::Counters::default());
+    let done = counters.clone();
+    let bar = crate::output::progress(n, "backlog");
+    let progress = bar.clone();
+    let finished = async move {
+        loop {
+            let committed = done.committed.load(Relaxed);
+            progress.set_position(committed);
+            if committed >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    };
+    let started = Instant::now();
+    socai_ingest::serve(
+        js,
+        ledger,
+        config,
+        counters.clone(),
+        None,
+        finished,
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    anyhow::ensure!(
+        counters.committed.load(Relaxed) == n,
+        "backlog: the ledger committed {} of {n} events",
+        counters.committed.load(Relaxed)
+    );
+    Ok((secs, counters))
+}
+
+/// The bare pipeline: publish the same payloads to a plain stream while one consumer writes them
+/// into sled (see [`bare_consume`]). Returns the seconds it took and the number of batches.
 async fn bare_pipeline(
     url: &str,
     messages: &[socai_client::publisher::Outgoing],
     batch: usize,
     path: &Path,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, u64)> {
     use async_nats::jetstream::stream;
     use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
 
@@ -551,33 +1044,41 @@ async fn bare_pipeline(
             payload: m.payload.clone(),
         })
         .collect();
+    let bar = crate::output::progress(total as u64, "bare");
     let started = Instant::now();
-    let publish =
-        tokio::spawn(async move { publisher.publish_all(bare_messages, 512, |_| {}).await });
-    bare_consume(&bare, "bare", total, batch, path).await?;
+    let publish = tokio::spawn(async move {
+        publisher
+            .publish_all(bare_messages, IN_FLIGHT, |_| {})
+            .await
+    });
+    let (_, batches) = bare_consume(&bare, "bare", total, batch, path, &bar).await?;
     let secs = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
     anyhow::ensure!(publish.await? == 0, "bare publishes failed");
-    Ok(secs)
+    Ok((secs, batches))
 }
 
-/// The bare consumer: `total` messages of `stream` through a new durable consumer `name`, each
-/// ready chunk (≤ `batch`) written to a sled at `path` with one batch + fsync, then double-acked.
-/// Returns the seconds it took.
+/// The bare consumer: `total` messages of `stream` through a new durable pull consumer `name`
+/// (AckPolicy::All), each ready chunk (everything delivered, ≤ `batch`) written to a sled at `path` in one batch (keyed
+/// by stream seq) + one fsync, then ONE ack, of the chunk's last message, which acks the whole
+/// chunk. Returns the seconds it took and the number of batches.
 async fn bare_consume(
     stream: &async_nats::jetstream::stream::Stream,
     name: &str,
     total: usize,
     batch: usize,
     path: &Path,
-) -> anyhow::Result<f64> {
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<(f64, u64)> {
     use async_nats::jetstream::consumer;
     use futures::StreamExt;
     let started = Instant::now();
     let consumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            max_ack_pending: 20_000,
+            ack_policy: consumer::AckPolicy::All,
+            // Room for the batch being written and the next ones already pulled.
+            max_ack_pending: (batch * 20) as i64,
             ..Default::default()
         })
         .await?;
@@ -594,9 +1095,11 @@ async fn bare_consume(
         .messages()
         .await?
         .ready_chunks(batch);
-    let mut done = 0;
+    let (mut done, mut batches) = (0, 0);
     while done < total {
-        let Some(chunk) = chunks.next().await else {
+        // Unconstrained: under tokio's cooperative budget a task's channel reads return
+        // Pending after ~128 items, which would cap every chunk near 127 messages.
+        let Some(chunk) = tokio::task::unconstrained(chunks.next()).await else {
             anyhow::bail!("bare consumer ended after {done} of {total}");
         };
         let msgs: Vec<_> = chunk.into_iter().collect::<Result<_, _>>()?;
@@ -612,12 +1115,14 @@ async fn bare_consume(
             Ok(())
         })
         .await??;
-        for r in futures::future::join_all(msgs.iter().map(|m| m.double_ack())).await {
-            r.map_err(anyhow::Error::msg)?;
+        if let Some(last) = msgs.last() {
+            last.ack().await.map_err(anyhow::Error::msg)?;
         }
         done += msgs.len();
+        batches += 1;
+        bar.inc(msgs.len() as u64);
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), batches))
 }
 
 /// `socai bench metrics`: (1) projection rebuild rate from a ledger of `events` entries, beside
@@ -658,10 +1163,7 @@ pub fn metrics(
     println!(
         "socai bench metrics: rebuild from a {size}-entry ledger (63 provinces, simulated), then freshness at {rate_per_s} events/s for {seconds} s"
     );
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}  target",
-        "figure", "socai", "baseline", "ratio"
-    );
+    header();
     // Baseline: read every entry (what any rebuild must do).
     let started = Instant::now();
     let mut bytes = 0u64;
@@ -737,7 +1239,6 @@ fn freshness(
     use socai_projector::{self as projector, ProjectorConfig, ProjectorCounters};
     use socai_testkit::{LocalNats, LocalNatsOptions, find_nats_server};
     use std::sync::Arc;
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
     let binary = find_nats_server(nats_server)?;
@@ -846,13 +1347,20 @@ fn freshness(
                         break;
                     };
                     let now = Instant::now();
-                    // A COMMITTED entry carries its seq (tree size = seq + 1); values their size.
-                    let size = match msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(socai_wire::header::SEQ))
-                    {
-                        Some(seq) => seq.as_str().parse::<u64>().map(|s| s + 1).unwrap_or(0),
+                    // A COMMITTED message carries one commit's entries: its first seq and their
+                    // count (tree size = seq + count; no count: one entry); values their size.
+                    let headers = msg.headers.as_ref();
+                    let size = match headers.and_then(|h| h.get(socai_wire::header::SEQ)) {
+                        Some(seq) => {
+                            let count = headers
+                                .and_then(|h| h.get(socai_wire::header::COUNT))
+                                .and_then(|c| c.as_str().parse::<u64>().ok())
+                                .unwrap_or(1);
+                            match seq.as_str().parse::<u64>() {
+                                Ok(seq) => seq + count,
+                                Err(_) => continue,
+                            }
+                        }
                         None => match serde_json::from_slice::<Sized>(&msg.payload) {
                             Ok(v) => v.tree_size,
                             Err(_) => continue,

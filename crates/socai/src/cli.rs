@@ -175,11 +175,35 @@ pub enum Command {
         http: Option<String>,
     },
     /// Publish events from a JSON Lines file to EVENTS (msg-id = event id, retried until stored)
+    /// and wait for the ledger's signed receipts: each event is reported committed, already in
+    /// the ledger (duplicate), rejected, or with no receipt (exit status 1 unless all are in the
+    /// ledger)
     Publish {
         file: PathBuf,
         /// Events awaiting their PubAck at once (1 = strict order even across failures)
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
+        /// Append every receipt received to FILE, one JSON per line (evidence of what the ledger
+        /// accepted; `socai proof inclusion --receipt FILE --id ID` turns one into a proof)
+        #[arg(long, value_name = "FILE", conflicts_with = "no_receipts")]
+        receipts: Option<PathBuf>,
+        /// Verify every receipt with the log's published verifier key (checkpoint.vkey); a
+        /// receipt that does not verify is reported and answers nothing
+        #[arg(long, value_name = "FILE", conflicts_with = "no_receipts")]
+        vkey: Option<PathBuf>,
+        /// Publish an event again when it has no receipt this long after its PubAck (doubling
+        /// at each re-publish, up to 300 s)
+        #[arg(long, value_name = "SECS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        receipt_timeout: u64,
+        /// Report an event as "no receipt" this long after its first publish
+        #[arg(long, value_name = "SECS", default_value_t = 600,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        give_up_after: u64,
+        /// Wait for PubAcks only (the stream holds the events; nothing is confirmed committed,
+        /// and nats-server may lose what it has not synced yet)
+        #[arg(long)]
+        no_receipts: bool,
     },
     /// Run a projection worker: fold COMMITTED into the metrics, publish them to the METRICS KV
     /// bucket and dvc.metrics.<metric>.<scope> (state in <data-dir>/metrics/<name>.state)
@@ -228,15 +252,20 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ProofKind {
-    /// Prove one entry is in the tree of a signed checkpoint
+    /// Prove one entry is in the tree of a signed checkpoint (or of a receipt's signed tree head)
     Inclusion {
-        #[arg(long, conflicts_with = "seq", required_unless_present = "seq")]
+        /// Event id (or AGENCY/ID); with --receipt, which of the receipt's events
+        #[arg(long, conflicts_with = "seq", required_unless_present_any = ["seq", "receipt"])]
         id: Option<String>,
         #[arg(long)]
         seq: Option<u64>,
         /// Checkpoint tree size to prove against (default: the latest)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "receipt")]
         tree_size: Option<u64>,
+        /// A receipt (one JSON, or JSON Lines such as `socai publish --receipts`): prove its event
+        /// at the receipt's tree size, under the receipt's signed tree head
+        #[arg(long, value_name = "FILE", conflicts_with = "seq")]
+        receipt: Option<PathBuf>,
     },
     /// Prove the tree at --to extends the tree at --from
     Consistency {

@@ -11,8 +11,7 @@
 //! max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected
 //! stream_replicas = 1              # 3 on a JetStream cluster (R3)
 //! duplicate_window_s = 120         # JetStream's msg-id dedup window
-//! ack_wait_s = 30                  # redelivery after this long without an ack
-//! consumer = "ledger"              # durable consumer; a replica on another machine uses its own
+//! consumer = "ledger"              # name of the ledger's EVENTS consumers; a replica uses its own
 //!
 //! [metrics]                        # `socai project`
 //! flush_interval_ms = 200          # longest a changed value waits before it is published
@@ -127,7 +126,9 @@ pub struct Ingest {
     pub max_future_skew_s: i64,
     pub stream_replicas: usize,
     pub duplicate_window_s: u64,
-    pub ack_wait_s: u64,
+    /// No longer used (the ledger reads EVENTS from its own cursor, without acks); accepted so
+    /// that older config files still load.
+    pub ack_wait_s: Option<u64>,
     pub consumer: String,
 }
 
@@ -140,7 +141,7 @@ impl Default for Ingest {
             max_future_skew_s: writer.max_future_skew.as_secs(),
             stream_replicas: writer.streams.replicas,
             duplicate_window_s: writer.streams.duplicate_window.as_secs(),
-            ack_wait_s: writer.streams.ack_wait.as_secs(),
+            ack_wait_s: None,
             consumer: writer.streams.consumer,
         }
     }
@@ -170,9 +171,15 @@ impl Config {
                     path.display()
                 );
                 let i = &config.ingest;
+                if i.ack_wait_s.is_some() {
+                    tracing::warn!(
+                        "{}: [ingest] ack_wait_s is no longer used (the ledger reads EVENTS from its own cursor, without acks); remove it",
+                        path.display()
+                    );
+                }
                 anyhow::ensure!(
-                    i.batch_max_events >= 1 && i.ack_wait_s >= 3 && i.checkpoint_interval_s >= 1,
-                    "{}: [ingest] needs batch_max_events >= 1, ack_wait_s >= 3, checkpoint_interval_s >= 1",
+                    i.batch_max_events >= 1 && i.checkpoint_interval_s >= 1,
+                    "{}: [ingest] needs batch_max_events >= 1, checkpoint_interval_s >= 1",
                     path.display()
                 );
                 anyhow::ensure!(
@@ -219,8 +226,7 @@ impl Config {
          max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected\n\
          stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
          duplicate_window_s = 120         # JetStream's msg-id dedup window\n\
-         ack_wait_s = 30                  # redelivery after this long without an ack\n\
-         consumer = \"ledger\"              # durable consumer; a replica elsewhere uses its own\n\
+         consumer = \"ledger\"              # name of the ledger's EVENTS consumers; a replica uses its own\n\
          \n\
          [metrics]                        # socai project\n\
          flush_interval_ms = 200         # longest a changed value waits before it is published\n\
@@ -280,7 +286,6 @@ impl Config {
         };
         writer.streams.replicas = i.stream_replicas;
         writer.streams.duplicate_window = Duration::from_secs(i.duplicate_window_s);
-        writer.streams.ack_wait = Duration::from_secs(i.ack_wait_s);
         writer.streams.consumer = i.consumer.clone();
         writer
     }

@@ -187,7 +187,9 @@ pub fn proof(g: &Global, kind: ProofKind) -> anyhow::Result<()> {
         return remote.proof(&kind);
     }
     match kind {
-        ProofKind::Inclusion { id, seq, tree_size } => {
+        ProofKind::Inclusion {
+            id, seq, tree_size, ..
+        } => {
             let (ledger, _) = open_ledger(g)?;
             let seq = match (id, seq) {
                 (Some(id), _) => ledger.seq_of(&id).map_err(not_found)?,

@@ -1,5 +1,5 @@
 //! `socai demo`: the whole story on one machine, in a fresh data dir: a nats-server runs with the
-//! shipped config (per-agency users, sync_interval: always); the ledger writer consumes what an
+//! shipped config (per-agency users, nats-server's default sync); the ledger writer consumes what an
 //! integration gateway publishes (a realistic workload, a retry, a few bad events that land on
 //! REJECTED); then the ledger is verified, proven, exported and verified offline, and personal data
 //! is redacted with everything still verifying.
@@ -50,6 +50,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
             id: Some(id.clone()),
             seq: None,
             tree_size: None,
+            receipt: None,
         },
     )?;
 
@@ -134,6 +135,7 @@ fn over_http(g: &Global, vkey: &std::path::Path, id: &str) -> anyhow::Result<()>
                 id: Some(id.to_owned()),
                 seq: None,
                 tree_size: None,
+                receipt: None,
             },
         )
     })();
@@ -201,6 +203,9 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let js = async_nats::jetstream::new(client);
         socai_ingest::ensure_streams(&js, &writer.streams).await?;
         let gateway = Publisher::connect(&as_user("gateway")).await?;
+        let vkey = socai_chain::CheckpointVerifier::from_vkey(
+            std::fs::read_to_string(g.data_dir.join("checkpoint.vkey"))?.trim(),
+        )?;
         // The projection worker (user `projector`) folds COMMITTED into the metrics while the
         // ledger commits; a dashboard (user `dashboard`) watches the live values.
         let (pclient, _) = socai_client::publisher::connect(&as_user("projector")).await?;
@@ -234,12 +239,12 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         let started = std::time::Instant::now();
         let part1 = first.len() as u64;
         with_writer(&js, ledger, &writer, async {
-            publish(&gateway, first).await?;
+            publish(&gateway, &vkey, first).await?;
             Ok(part1)
         })
         .await?;
         println!(
-            "part 1: {part1} events published by the gateway and committed in {:.1} s",
+            "part 1: {part1} events published by the gateway and committed (receipts back) in {:.1} s",
             started.elapsed().as_secs_f64()
         );
         let mut ledger = super::open_ledger(g)?.0;
@@ -259,7 +264,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
             ("dossier.teleported", r#"{"id":"demo-bad-3","type":"dossier.teleported","agency":"000.00.12.H01","procedure":"1.0","dossier":"D1","occurred_at":"2026-06-09T08:15:00+07:00","schema":1,"data":{}}"#.to_string()),
         ];
         let counters = with_writer(&js, ledger, &writer, async {
-            publish(&gateway, second.clone()).await?;
+            publish(&gateway, &vkey, second.clone()).await?;
             // A retry of 1000 events of part 2: JetStream's dedup window answers "duplicate".
             let mut duplicates = 0;
             let retry = second.iter().take(1000).cloned();
@@ -295,7 +300,8 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
                 h(socai_wire::header::REASON)
             );
         }
-        let committed = js.get_stream(socai_wire::stream::COMMITTED).await?.info().await?.state.messages;
+        // One message per commit: the entries are counted from the last message's headers.
+        let committed = projector::committed::committed_size(&js).await?;
         println!("COMMITTED stream holds {committed} entries for the projection workers");
         let waited = std::time::Instant::now();
         while projected.published_size.load(Relaxed) < committed {
@@ -348,15 +354,47 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
     Ok(())
 }
 
-/// Publishes with a progress bar; every event must be stored.
+/// Publishes with a progress bar and waits for the ledger's receipts (each checked with the
+/// log's published key); every event must be committed.
 async fn publish(
     gateway: &socai_client::publisher::Publisher,
+    vkey: &socai_chain::CheckpointVerifier,
     msgs: Vec<socai_client::publisher::Outgoing>,
 ) -> anyhow::Result<()> {
-    let bar = crate::output::progress(msgs.len() as u64, "publish");
-    let failed = gateway.publish_all(msgs, 512, |_| bar.inc(1)).await;
+    use socai_client::receipts::{ReceiptOptions, ReceiptPublisher, Report};
+    let n = msgs.len() as u64;
+    let bar = crate::output::progress(n, "receipts");
+    let receipts = ReceiptPublisher::new(
+        gateway.clone(),
+        ReceiptOptions {
+            max_in_flight: 512,
+            verifier: Some(vkey.clone()),
+            ..Default::default()
+        },
+    );
+    let summary = receipts
+        .publish_all(msgs.into_iter().map(|m| (m, ())), |r| {
+            if let Report::Event(_) = r {
+                bar.inc(1);
+            }
+        })
+        .await?;
     bar.finish_and_clear();
-    anyhow::ensure!(failed == 0, "{failed} events could not be published");
+    anyhow::ensure!(
+        summary.committed + summary.duplicates == n,
+        "{} of {n} events have no receipt of the ledger: {summary:?}",
+        n - summary.committed - summary.duplicates
+    );
+    println!(
+        "  {} receipts (signed, checked with checkpoint.vkey) confirm {} events committed{}",
+        summary.receipts,
+        summary.committed,
+        if summary.duplicates > 0 {
+            format!(", {} already in the ledger", summary.duplicates)
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
 

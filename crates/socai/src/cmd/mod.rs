@@ -8,9 +8,9 @@ pub mod metrics;
 pub mod nats;
 mod remote;
 
-use crate::cli::{AuditKind, BenchKind, Cli, Command, Global, TokenKind};
+use crate::cli::{AuditKind, BenchKind, Cli, Command, Global, ProofKind, TokenKind};
 use crate::config::{self, Config};
-use crate::output::{EXIT_NOT_FOUND, Exit, emit};
+use crate::output::{EXIT_NOT_FOUND, EXIT_VERIFY, Exit, emit};
 use anyhow::Context;
 use serde_json::json;
 use socai_store::{DataDir, Ledger, LedgerError, SledStorage, Storage};
@@ -34,6 +34,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             pinned,
         } => audit::verify_with(g, vkey.as_deref(), threads, &pinned, !no_indexes),
         Command::Checkpoint { list } => checkpoint(g, list),
+        Command::Proof {
+            kind:
+                ProofKind::Inclusion {
+                    receipt: Some(file),
+                    id,
+                    ..
+                },
+        } => receipt_proof(g, &file, id.as_deref()),
         Command::Proof { kind } => audit::proof(g, kind),
         Command::Export {
             from,
@@ -65,7 +73,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             simulate(events, config, out.as_deref())
         }
         Command::Serve { for_seconds, http } => nats::serve(g, for_seconds, http.as_deref()),
-        Command::Publish { file, in_flight } => nats::publish(g, &file, in_flight),
+        Command::Publish {
+            file,
+            in_flight,
+            receipts,
+            vkey,
+            receipt_timeout,
+            give_up_after,
+            no_receipts,
+        } => nats::publish(
+            g,
+            &nats::PublishArgs {
+                file,
+                in_flight,
+                receipts_out: receipts,
+                vkey,
+                receipt_timeout: std::time::Duration::from_secs(receipt_timeout),
+                give_up_after: std::time::Duration::from_secs(give_up_after),
+                no_receipts,
+            },
+        ),
         Command::Demo { events } => demo::run(g, events),
         Command::Project {
             name,
@@ -175,6 +202,160 @@ pub fn print_proof_bytes(bytes: &[u8]) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     }
     Ok(())
+}
+
+/// The receipts of a file: one receipt JSON (possibly indented), or JSON Lines of receipts.
+fn read_receipts(path: &std::path::Path) -> anyhow::Result<Vec<socai_chain::Receipt>> {
+    use socai_chain::Receipt;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading receipts from {}", path.display()))?;
+    if let Ok(one) = Receipt::from_json(text.trim().as_bytes()) {
+        return Ok(vec![one]);
+    }
+    let mut all = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        all.push(Receipt::from_json(line.as_bytes()).map_err(|e| {
+            Exit::error(
+                2,
+                "usage",
+                format!(
+                    "{}:{}: {e}; --receipt takes one receipt JSON or JSON Lines of receipts (what `socai publish --receipts FILE` writes)",
+                    path.display(),
+                    i + 1
+                ),
+            )
+        })?);
+    }
+    if all.is_empty() {
+        return Err(Exit::error(
+            2,
+            "usage",
+            format!("{} holds no receipt", path.display()),
+        ));
+    }
+    Ok(all)
+}
+
+/// The receipt of `receipts` that answers the event `id` names (`ID` or `AGENCY/ID`): the first
+/// that lists it as held by the ledger, else the first that lists it as rejected. Without `id`,
+/// the one receipt there is, or the one receipt naming the only event named.
+fn choose_receipt<'r>(
+    path: &std::path::Path,
+    receipts: &'r [socai_chain::Receipt],
+    id: Option<&str>,
+) -> anyhow::Result<&'r socai_chain::Receipt> {
+    let names = |r: &socai_chain::Receipt| -> Vec<(String, String)> {
+        r.events
+            .iter()
+            .map(|e| (r.agency.clone(), e.id.clone()))
+            .chain(r.rejected.iter().map(|j| (r.agency.clone(), j.id.clone())))
+            .collect()
+    };
+    let listing = || {
+        let mut all: Vec<String> = receipts
+            .iter()
+            .flat_map(&names)
+            .map(|(agency, id)| format!("{agency}/{id}"))
+            .collect();
+        all.sort();
+        all.dedup();
+        let n = all.len();
+        all.truncate(20);
+        format!(
+            "{}{}",
+            all.join(", "),
+            if n > 20 {
+                format!(" and {} more", n - 20)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let Some(spec) = id else {
+        if let [only] = receipts {
+            return Ok(only);
+        }
+        let mut named: Vec<(String, String)> = receipts.iter().flat_map(&names).collect();
+        named.sort();
+        named.dedup();
+        if named.len() == 1 {
+            return Ok(&receipts[0]);
+        }
+        return Err(Exit::error(
+            2,
+            "usage",
+            format!(
+                "{} holds {} receipts naming several events; choose one with --id: {}",
+                path.display(),
+                receipts.len(),
+                listing()
+            ),
+        ));
+    };
+    let (agency, id) = match spec.split_once('/') {
+        Some((agency, id)) => (Some(agency), id),
+        None => (None, spec),
+    };
+    let ours = |r: &&socai_chain::Receipt| agency.is_none_or(|a| a == r.agency);
+    receipts
+        .iter()
+        .filter(ours)
+        .find(|r| r.events.iter().any(|e| e.id == id))
+        .or_else(|| {
+            receipts
+                .iter()
+                .filter(ours)
+                .find(|r| r.rejected.iter().any(|j| j.id == id))
+        })
+        .ok_or_else(|| {
+            Exit::error(
+                EXIT_NOT_FOUND,
+                "not_found",
+                format!(
+                    "no receipt in {} names event {spec:?}; its receipts name: {}",
+                    path.display(),
+                    listing()
+                ),
+            )
+        })
+}
+
+/// `socai proof inclusion --receipt FILE [--id ID]`: the inclusion proof of the receipt's event
+/// at the receipt's tree size, with the receipt's tree head as its checkpoint (locally, or with
+/// --api from the running ledger: the same bytes).
+fn receipt_proof(g: &Global, path: &std::path::Path, id: Option<&str>) -> anyhow::Result<()> {
+    let receipts = read_receipts(path)?;
+    let receipt = choose_receipt(path, &receipts, id)?;
+    if let Some(remote) = remote::Remote::from(g)? {
+        return remote.receipt_proof(receipt, id);
+    }
+    let (ledger, _) = open_ledger(g)?;
+    let proof = ledger
+        .receipt_inclusion_proof(receipt, id)
+        .map_err(|e| receipt_proof_error(path, e))?;
+    print_proof_bytes(&serde_json::to_vec(&proof)?)
+}
+
+/// A receipt that gives no proof: which exit status.
+fn receipt_proof_error(
+    path: &std::path::Path,
+    e: socai_store::reader::ReceiptProofError,
+) -> anyhow::Error {
+    use socai_store::reader::ReceiptProofError;
+    match e {
+        ReceiptProofError::Choice(_) | ReceiptProofError::Rejected { .. } => {
+            Exit::error(2, "usage", format!("{}: {e}", path.display()))
+        }
+        ReceiptProofError::NotThisLog { .. } => Exit::error(
+            EXIT_VERIFY,
+            "verification_failed",
+            format!("{}: {e}", path.display()),
+        ),
+        ReceiptProofError::Ledger(e) => not_found(e),
+    }
 }
 
 /// A command that needs the store itself, given --api.

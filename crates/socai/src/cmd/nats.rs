@@ -1,4 +1,5 @@
-//! The NATS-facing commands: `serve` (the ledger writer) and `publish` (an agency's CLI).
+//! The NATS-facing commands: `serve` (the ledger writer) and `publish` (an agency's CLI, which
+//! waits for the ledger's receipts).
 
 use crate::cli::Global;
 use crate::output::{EXIT_FAILURE, Exit, emit, progress_bytes};
@@ -6,7 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 use socai_client::publisher::{NatsConfig, Outgoing, Publisher};
 use socai_client::subject::event_subject;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -194,99 +195,439 @@ struct Route {
     agency: String,
 }
 
-pub fn publish(g: &Global, file: &Path, in_flight: usize) -> anyhow::Result<()> {
-    use std::io::BufRead;
+/// `socai publish`'s options.
+#[derive(Debug, Clone)]
+pub struct PublishArgs {
+    pub file: PathBuf,
+    /// Events awaiting their PubAck at once.
+    pub in_flight: usize,
+    /// Append every receipt accepted to this file, one JSON per line, as received.
+    pub receipts_out: Option<PathBuf>,
+    /// Verify every receipt with this key file (the log's published checkpoint.vkey).
+    pub vkey: Option<PathBuf>,
+    /// Publish again after this long without a receipt (doubling, up to 5 min).
+    pub receipt_timeout: Duration,
+    /// Report "no receipt" after this long.
+    pub give_up_after: Duration,
+    /// PubAcks only: nothing is confirmed committed.
+    pub no_receipts: bool,
+}
+
+/// Most "no receipt" lines printed one by one (the rest are counted).
+const NO_RECEIPT_LISTED: usize = 100;
+/// Most rejections kept for `--json` and the final message.
+const REJECTIONS_KEPT: usize = 100;
+
+/// The file's lines as messages, streamed: each routable line becomes (message, line number);
+/// an unroutable one is reported on stderr and counted; a read error ends the stream.
+struct Lines<'a> {
+    file: &'a Path,
+    bar: &'a indicatif::ProgressBar,
+    unroutable: std::cell::RefCell<Vec<usize>>,
+    read_error: std::cell::RefCell<Option<String>>,
+}
+
+impl<'a> Lines<'a> {
+    fn messages(
+        &'a self,
+        reader: impl std::io::BufRead + 'a,
+    ) -> impl Iterator<Item = (Outgoing, usize)> + 'a {
+        reader
+            .split(b'\n')
+            .enumerate()
+            .map_while(|(i, line)| match line {
+                Ok(line) => Some((i + 1, line)),
+                Err(e) => {
+                    *self.read_error.borrow_mut() = Some(format!(
+                        "reading {} at line {}: {e}",
+                        self.file.display(),
+                        i + 1
+                    ));
+                    None
+                }
+            })
+            .filter_map(|(line_no, mut line)| {
+                self.bar.inc(line.len() as u64 + 1);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    return None;
+                }
+                let why = match serde_json::from_slice::<Route>(&line) {
+                    Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
+                        return Some((
+                            Outgoing {
+                                subject: event_subject(&r.agency, &r.event_type),
+                                id: r.id,
+                                payload: bytes::Bytes::from(line),
+                            },
+                            line_no,
+                        ));
+                    }
+                    Ok(_) => "empty agency or type".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "{}:{line_no}: not sent: cannot read id, type and agency to route it ({why})",
+                        self.file.display()
+                    )
+                });
+                self.unroutable.borrow_mut().push(line_no);
+                None
+            })
+    }
+}
+
+/// `socai publish FILE`: streams the file's events to EVENTS and, unless `--no-receipts`, keeps
+/// each until the ledger's receipt names it (re-publishing what has none in time), then reports
+/// what the ledger did with every event.
+pub fn publish(g: &Global, args: &PublishArgs) -> anyhow::Result<()> {
+    let file = args.file.as_path();
     let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // Lines are read as they are sent: memory stays bounded by the in-flight window.
+    let verifier = match &args.vkey {
+        Some(path) => Some(super::audit::read_vkey(path)?),
+        None => None,
+    };
+    // Lines are read as they are sent: memory stays bounded by the windows.
     let bar = progress_bytes(len, "publish");
-    let unroutable = std::cell::RefCell::new(Vec::new());
-    let read_error = std::cell::RefCell::new(None);
-    let messages = std::io::BufReader::new(f)
-        .split(b'\n')
-        .enumerate()
-        .map_while(|(i, line)| match line {
-            Ok(line) => Some((i + 1, line)),
-            Err(e) => {
-                *read_error.borrow_mut() =
-                    Some(format!("reading {} at line {}: {e}", file.display(), i + 1));
-                None
-            }
-        })
-        .filter_map(|(line_no, mut line)| {
-            bar.inc(line.len() as u64 + 1);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                return None;
-            }
-            let why = match serde_json::from_slice::<Route>(&line) {
-                Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
-                    return Some(Outgoing {
-                        subject: event_subject(&r.agency, &r.event_type),
-                        id: r.id,
-                        payload: bytes::Bytes::from(line),
-                    });
-                }
-                Ok(_) => "empty agency or type".to_string(),
-                Err(e) => e.to_string(),
-            };
-            bar.suspend(|| {
-                eprintln!(
-                    "{}:{line_no}: not sent: cannot read id, type and agency to route it ({why})",
-                    file.display()
-                )
-            });
-            unroutable.borrow_mut().push(line_no);
-            None
-        });
-    let (mut published, mut duplicates, mut failures) = (0u64, 0u64, Vec::new());
+    let lines = Lines {
+        file,
+        bar: &bar,
+        unroutable: Default::default(),
+        read_error: Default::default(),
+    };
+    let messages = lines.messages(std::io::BufReader::new(f));
+    let result = if args.no_receipts {
+        publish_acked(g, args, messages.map(|(m, _)| m), &bar)
+    } else {
+        publish_receipted(g, args, verifier, messages, &bar)
+    };
+    bar.finish_and_clear();
+    let tally = result?;
+    if let Some(e) = lines.read_error.into_inner() {
+        anyhow::bail!("{e}; the lines before it were published, publishing the file again is safe");
+    }
+    tally.finish(args, &lines.unroutable.into_inner())
+}
+
+/// What happened to the file's events.
+#[derive(Default)]
+struct Tally {
+    /// PubAck'ed (--no-receipts) or committed.
+    committed: u64,
+    duplicates: u64,
+    rejected: u64,
+    no_receipt: u64,
+    /// Not stored on EVENTS (refused, or no PubAck with --no-receipts).
+    failed: u64,
+    receipts: u64,
+    bad_receipts: u64,
+    republished: u64,
+    /// (line, id, code, path, reason) of the first rejections.
+    rejections: Vec<(usize, String, String, String, String)>,
+    receipts_write_error: Option<String>,
+    receipts_mode: bool,
+    verified: bool,
+}
+
+/// PubAcks only (the behaviour before receipts).
+fn publish_acked(
+    g: &Global,
+    args: &PublishArgs,
+    messages: impl Iterator<Item = Outgoing>,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
     runtime()?.block_on(async {
         let publisher = Publisher::connect(&nats_config(g, "socai-publish")).await?;
         publisher
-            .publish_all(messages, in_flight, |result| match result {
-                Ok(p) if p.duplicate => duplicates += 1,
-                Ok(_) => published += 1,
+            .publish_all(messages, args.in_flight, |result| match result {
+                Ok(p) if p.duplicate => tally.duplicates += 1,
+                Ok(_) => tally.committed += 1,
                 Err(e) => {
                     bar.suspend(|| eprintln!("error: {e}"));
-                    failures.push(e.to_string());
+                    tally.failed += 1;
                 }
             })
             .await;
         anyhow::Ok(())
     })?;
-    bar.finish_and_clear();
-    if let Some(e) = read_error.into_inner() {
-        anyhow::bail!("{e}; the lines before it were published, publishing the file again is safe");
+    Ok(tally)
+}
+
+/// Publishes and waits for the ledger's receipts.
+fn publish_receipted(
+    g: &Global,
+    args: &PublishArgs,
+    verifier: Option<socai_chain::CheckpointVerifier>,
+    messages: impl Iterator<Item = (Outgoing, usize)>,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Tally> {
+    use socai_client::receipts::{Outcome, ReceiptOptions, Report};
+    use std::io::Write;
+    let file = args.file.display().to_string();
+    let mut tally = Tally {
+        receipts_mode: true,
+        verified: verifier.is_some(),
+        ..Tally::default()
+    };
+    let mut receipts_out = match &args.receipts_out {
+        Some(path) => Some((
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {} to append receipts", path.display()))?,
+            path.clone(),
+        )),
+        None => None,
+    };
+    let options = ReceiptOptions {
+        receipt_timeout: args.receipt_timeout,
+        give_up_after: args.give_up_after,
+        max_in_flight: args.in_flight,
+        verifier,
+        ..ReceiptOptions::default()
+    };
+    let give_up_s = args.give_up_after.as_secs();
+    // Once the file is read, what is left is waiting for receipts.
+    let messages = messages.chain(std::iter::from_fn(|| {
+        bar.set_message("receipts");
+        None
+    }));
+    let mut listed_no_receipt = 0usize;
+    runtime()?.block_on(async {
+        let publisher = Publisher::connect(&nats_config(g, "socai-publish"))
+            .await?
+            .with_receipts(options);
+        let summary = publisher
+            .publish_all(messages, |report| match report {
+                Report::Receipt { raw, .. } => {
+                    if let Some((out, path)) = &mut receipts_out
+                        && tally.receipts_write_error.is_none()
+                    {
+                        let written = out
+                            .write_all(&raw)
+                            .and_then(|()| out.write_all(b"\n"))
+                            .and_then(|()| out.flush());
+                        if let Err(e) = written {
+                            let message = format!("appending a receipt to {}: {e}", path.display());
+                            bar.suspend(|| eprintln!("error: {message}"));
+                            tally.receipts_write_error = Some(message);
+                        }
+                    }
+                }
+                Report::BadReceipt {
+                    subject,
+                    error,
+                    raw,
+                } => bar.suspend(|| {
+                    eprintln!(
+                        "error: a receipt on {subject} was not accepted: {error}; it answers nothing (received: {})",
+                        String::from_utf8_lossy(&raw[..raw.len().min(300)])
+                    )
+                }),
+                Report::Republished {
+                    agency,
+                    id,
+                    publishes,
+                    after,
+                } => tracing::info!(
+                    %agency, %id, publishes, after_s = after.as_secs(),
+                    "no receipt yet: published again"
+                ),
+                Report::Event(e) => match e.outcome {
+                    Outcome::Committed { .. } | Outcome::Duplicate { .. } => {}
+                    Outcome::Rejected {
+                        code, path, reason, ..
+                    } => {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "{file}:{}: event {:?} rejected by the ledger: {code} at {path:?}: {reason}",
+                                e.tag, e.id
+                            )
+                        });
+                        if tally.rejections.len() < REJECTIONS_KEPT {
+                            tally.rejections.push((e.tag, e.id, code, path, reason));
+                        }
+                    }
+                    Outcome::NoReceipt { last_error } => {
+                        listed_no_receipt += 1;
+                        if listed_no_receipt <= NO_RECEIPT_LISTED {
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "{file}:{}: event {:?}: no receipt within {give_up_s} s ({} publishes){}",
+                                    e.tag,
+                                    e.id,
+                                    e.publishes,
+                                    last_error
+                                        .map(|l| format!("; last publish error: {l}"))
+                                        .unwrap_or_default()
+                                )
+                            });
+                        }
+                    }
+                    Outcome::NotPublished(error) => {
+                        bar.suspend(|| eprintln!("{file}:{}: not stored: {error}", e.tag));
+                    }
+                },
+            })
+            .await
+            .map_err(|e| Exit::error(EXIT_FAILURE, "no_receipt", e.to_string()))?;
+        tally.committed = summary.committed;
+        tally.duplicates = summary.duplicates;
+        tally.rejected = summary.rejected;
+        tally.no_receipt = summary.no_receipt;
+        tally.failed = summary.not_published;
+        tally.receipts = summary.receipts;
+        tally.bad_receipts = summary.bad_receipts;
+        tally.republished = summary.republished;
+        anyhow::Ok(())
+    })?;
+    if listed_no_receipt > NO_RECEIPT_LISTED {
+        eprintln!(
+            "... and {} more events with no receipt",
+            listed_no_receipt - NO_RECEIPT_LISTED
+        );
     }
-    let unroutable = unroutable.into_inner();
-    let total = published + duplicates + failures.len() as u64;
-    emit(
-        &json!({
-            "published": published,
-            "duplicates": duplicates,
-            "failed": failures.len(),
-            "unroutable": unroutable.len(),
-        }),
-        || {
-            format!(
-                "{published} published, {duplicates} already in the stream (same id), {} failed, {} unroutable lines; the ledger's verdicts: COMMITTED and REJECTED streams",
-                failures.len(),
-                unroutable.len()
-            )
-        },
-    );
-    if !failures.is_empty() || !unroutable.is_empty() {
-        return Err(Exit::error(
-            EXIT_FAILURE,
-            "publish_failed",
-            format!(
-                "{} of {} events were not stored; publishing the same file again is safe (same ids)",
-                failures.len() + unroutable.len(),
-                total + unroutable.len() as u64
-            ),
-        ));
+    Ok(tally)
+}
+
+impl Tally {
+    /// Prints the summary; an error (exit status 1) unless every event is in the ledger.
+    fn finish(self, args: &PublishArgs, unroutable: &[usize]) -> anyhow::Result<()> {
+        let not_stored = self.failed + unroutable.len() as u64;
+        let total = self.committed + self.duplicates + self.rejected + self.no_receipt + not_stored;
+        if !self.receipts_mode {
+            emit(
+                &json!({
+                    "published": self.committed,
+                    "duplicates": self.duplicates,
+                    "failed": self.failed,
+                    "unroutable": unroutable.len(),
+                    "confirmed": false,
+                }),
+                || {
+                    format!(
+                        "{} published, {} already in the stream (same id), {} failed, {} unroutable lines; PubAcks only (--no-receipts): nothing is confirmed committed, the ledger's verdicts are on the COMMITTED and REJECTED streams",
+                        self.committed,
+                        self.duplicates,
+                        self.failed,
+                        unroutable.len()
+                    )
+                },
+            );
+            if not_stored > 0 {
+                return Err(Exit::error(
+                    EXIT_FAILURE,
+                    "publish_failed",
+                    format!(
+                        "{not_stored} of {total} events were not stored; publishing the same file again is safe (same ids)"
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        let rejections: Vec<_> = self
+            .rejections
+            .iter()
+            .map(|(line, id, code, path, reason)| {
+                json!({"line": line, "id": id, "code": code, "path": path, "reason": reason})
+            })
+            .collect();
+        emit(
+            &json!({
+                "committed": self.committed,
+                "duplicates": self.duplicates,
+                "rejected": self.rejected,
+                "no_receipt": self.no_receipt,
+                "failed": self.failed,
+                "unroutable": unroutable.len(),
+                "receipts": self.receipts,
+                "bad_receipts": self.bad_receipts,
+                "republished": self.republished,
+                "verified": self.verified,
+                "receipts_file": args.receipts_out,
+                "rejections": rejections,
+            }),
+            || {
+                format!(
+                    "{} committed, {} already in the ledger (duplicate), {} rejected, {} with no receipt, {} not published, {} unroutable lines; {} receipts{}{}",
+                    self.committed,
+                    self.duplicates,
+                    self.rejected,
+                    self.no_receipt,
+                    self.failed,
+                    unroutable.len(),
+                    self.receipts,
+                    if self.verified {
+                        " verified with the log's key"
+                    } else {
+                        " (signatures not checked: pass --vkey checkpoint.vkey)"
+                    },
+                    if self.republished > 0 {
+                        format!(", {} re-publishes", self.republished)
+                    } else {
+                        String::new()
+                    }
+                )
+            },
+        );
+        let mut problems = Vec::new();
+        let mut kind = None;
+        if not_stored > 0 {
+            kind.get_or_insert("publish_failed");
+            problems.push(format!(
+                "{not_stored} of {total} events were not stored; publishing the same file again is safe (same ids)"
+            ));
+        }
+        if self.no_receipt > 0 {
+            kind.get_or_insert("no_receipt");
+            problems.push(format!(
+                "{} of {total} events got no receipt within {} s, so the ledger may not hold them: is `socai serve` running and connected to this nats-server? Publishing the same file again is safe (same ids): the ledger answers what it already holds as duplicates",
+                self.no_receipt,
+                args.give_up_after.as_secs()
+            ));
+        }
+        if self.bad_receipts > 0 {
+            kind.get_or_insert("bad_receipt");
+            problems.push(format!(
+                "{} receipts were not accepted (see above){}",
+                self.bad_receipts,
+                if self.verified {
+                    ": they do not verify with --vkey, so they are not the log's"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(e) = &self.receipts_write_error {
+            kind.get_or_insert("publish_failed");
+            problems.push(format!("{e}: the receipts file is incomplete"));
+        }
+        if self.rejected > 0 {
+            kind.get_or_insert("rejected");
+            let mut shown: Vec<String> = self
+                .rejections
+                .iter()
+                .take(20)
+                .map(|(line, id, code, ..)| format!("line {line} ({id}: {code})"))
+                .collect();
+            if self.rejected > shown.len() as u64 {
+                shown.push(format!("{} more", self.rejected - shown.len() as u64));
+            }
+            problems.push(format!(
+                "{} of {total} events were rejected by the ledger: {}; the REJECTED stream holds them with their reasons (dvc.rejected.<agency>.>): fix those lines and publish them again",
+                self.rejected,
+                shown.join(", ")
+            ));
+        }
+        match kind {
+            None => Ok(()),
+            Some(kind) => Err(Exit::error(EXIT_FAILURE, kind, problems.join("; "))),
+        }
     }
-    Ok(())
 }

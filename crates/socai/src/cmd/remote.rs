@@ -33,7 +33,14 @@ fn problem(url: &str, status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error
         .ok()
         .and_then(|v| v["detail"].as_str().map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    let code_of = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned));
     let (code, kind) = match status.as_u16() {
+        // A receipt that is not this ledger's: what `proof verify` calls a failed verification.
+        409 if code_of.as_deref() == Some("receipt_mismatch") => {
+            (EXIT_VERIFY, "verification_failed")
+        }
         404 => (EXIT_NOT_FOUND, "not_found"),
         400 => (2, "usage"),
         401 | 403 => (EXIT_FAILURE, "unauthorized"),
@@ -178,7 +185,9 @@ impl Remote {
     /// `socai proof inclusion|consistency --api`: the proof JSON as served.
     pub fn proof(&self, kind: &ProofKind) -> anyhow::Result<()> {
         let bytes = match kind {
-            ProofKind::Inclusion { id, seq, tree_size } => {
+            ProofKind::Inclusion {
+                id, seq, tree_size, ..
+            } => {
                 let mut query = Vec::new();
                 match (id, seq) {
                     (Some(id), _) => query.push(("id", id.clone())),
@@ -199,6 +208,33 @@ impl Remote {
             }
             ProofKind::Verify { .. } => unreachable!("proof verify is offline"),
         };
+        super::print_proof_bytes(&bytes)
+    }
+
+    /// `socai proof inclusion --receipt FILE --api`: the running ledger's proof for the
+    /// receipt's event (`POST /v1/proofs/receipt`), printed as the local command prints it.
+    pub fn receipt_proof(
+        &self,
+        receipt: &socai_chain::Receipt,
+        id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let query: Vec<(&str, String)> = id.map(|id| ("id", id.to_owned())).into_iter().collect();
+        let url = self.url(&["v1", "proofs", "receipt"], &query);
+        let bytes = self.rt.block_on(async {
+            let request = self
+                .http
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(receipt.to_json());
+            let response = self.send(request).await?;
+            anyhow::Ok(
+                response
+                    .bytes()
+                    .await
+                    .with_context(|| format!("reading {url}"))?
+                    .to_vec(),
+            )
+        })?;
         super::print_proof_bytes(&bytes)
     }
 

@@ -1,0 +1,927 @@
+//! Publishing until the ledger answers: an event is safe when its **receipt** arrives.
+//!
+//! After each commit's fsync the ledger sends every publishing agency one signed receipt on
+//! `dvc.receipts.<agency token>` naming which of its event ids got which seq (or were already in
+//! the ledger, `duplicate`, or were rejected), under the commit's signed tree head
+//! ([`socai_chain::Receipt`]). A PubAck only says nats-server holds the message (in memory, until
+//! its next sync); a receipt says the ledger holds the event on disk.
+//!
+//! [`ReceiptPublisher`]:
+//! - subscribes to `dvc.receipts.<agency token>` for every agency it publishes for (one exact
+//!   subject each, which both an agency user and the gateway may subscribe to), and flushes,
+//!   before the first publish for that agency, so no receipt is missed;
+//! - publishes as [`Publisher::publish_all`] does (same `Nats-Msg-Id` = `<event id>.<nonce>`,
+//!   PubAck, retries, sent in input order with at most `max_in_flight` PubAcks awaited);
+//! - keeps every event until a receipt names it (by agency and id, under `events` or
+//!   `rejected`), at most `max_pending` at once (reading more input waits when full);
+//! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (the same
+//!   msg-id: inside JetStream's duplicate window the server drops the repeat and the original is
+//!   still on its way to the ledger; after it, or if nats-server lost the original, the repeat is
+//!   stored and the ledger answers it, as a duplicate if it already held it), doubling the timeout
+//!   at each re-publish up to `max_receipt_timeout` so a slow ledger is not flooded with repeats;
+//! - gives up on an event `give_up_after` its first publish ([`Outcome::NoReceipt`]);
+//! - with a [`CheckpointVerifier`] (the log's published key) checks every receipt: one that does
+//!   not verify is reported ([`Report::BadReceipt`]) and answers nothing.
+//!
+//! Memory is bounded by `max_pending` events (their bytes are kept for re-publishing).
+//!
+//! Two messages of one run with the same agency and id share their msg-id: JetStream keeps the
+//! first, and one answer of the ledger ends both (the first as it says, the others as
+//! duplicates of its seq).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, SelectAll};
+use socai_chain::checkpoint::CheckpointVerifier;
+use socai_chain::receipt::ReceiptVerifier;
+use socai_chain::{Hash, Receipt};
+use socai_model::Event;
+use tokio::time::Instant;
+
+use crate::publisher::{Outgoing, PublishError, Published, Publisher};
+use crate::subject::{RECEIPTS_PREFIX, agency_token, parse_event_subject, receipts_subject};
+
+/// How long to wait for receipts, and how much to keep waiting for at once.
+#[derive(Debug, Clone)]
+pub struct ReceiptOptions {
+    /// Re-publish an event that has no receipt this long after its PubAck (default 30 s).
+    pub receipt_timeout: Duration,
+    /// The timeout doubles at each re-publish, up to this (default 5 min).
+    pub max_receipt_timeout: Duration,
+    /// An event with no receipt this long after its first publish is reported as
+    /// [`Outcome::NoReceipt`] (default 10 min).
+    pub give_up_after: Duration,
+    /// Events waiting for their receipt at once; reading more input waits when full (default
+    /// 10 000).
+    pub max_pending: usize,
+    /// Events awaiting their PubAck at once (default 256; 1 keeps strict order even across
+    /// failures).
+    pub max_in_flight: usize,
+    /// Check every receipt with the log's published key (recommended); without it receipts are
+    /// only parsed.
+    pub verifier: Option<CheckpointVerifier>,
+}
+
+impl Default for ReceiptOptions {
+    fn default() -> Self {
+        ReceiptOptions {
+            receipt_timeout: Duration::from_secs(30),
+            max_receipt_timeout: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(600),
+            max_pending: 10_000,
+            max_in_flight: 256,
+            verifier: None,
+        }
+    }
+}
+
+/// What became of one event.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Committed by the ledger at `seq` (first time it holds this event).
+    Committed {
+        seq: u64,
+        leaf_hash: Hash,
+        receipt: Arc<Receipt>,
+    },
+    /// The ledger already held this event (same agency, id and content) at `seq`: a re-publish,
+    /// or an event published before.
+    Duplicate {
+        seq: u64,
+        leaf_hash: Hash,
+        receipt: Arc<Receipt>,
+    },
+    /// Refused by the ledger (its copy is on REJECTED with the same code, path and reason).
+    Rejected {
+        code: String,
+        path: String,
+        reason: String,
+        receipt: Arc<Receipt>,
+    },
+    /// No receipt within `give_up_after`: the ledger may or may not hold it (is `socai serve`
+    /// running?). Publishing it again is safe.
+    NoReceipt {
+        /// The last publish error, if the last attempt did not even get a PubAck.
+        last_error: Option<String>,
+    },
+    /// The stream refused it (permissions, size, ...): it cannot be in the ledger.
+    NotPublished(PublishError),
+}
+
+impl Outcome {
+    /// The receipt that answered this event, if any.
+    pub fn receipt(&self) -> Option<&Arc<Receipt>> {
+        match self {
+            Outcome::Committed { receipt, .. }
+            | Outcome::Duplicate { receipt, .. }
+            | Outcome::Rejected { receipt, .. } => Some(receipt),
+            _ => None,
+        }
+    }
+}
+
+/// One event's result, with the caller's tag (e.g. its line number).
+#[derive(Debug, Clone)]
+pub struct EventOutcome<T> {
+    pub tag: T,
+    /// The agency of the subject it was published on.
+    pub agency: String,
+    pub id: String,
+    /// How many times it was published (1 = no re-publish).
+    pub publishes: u32,
+    pub outcome: Outcome,
+}
+
+/// What [`ReceiptPublisher::publish_all`] tells its caller as it happens.
+#[derive(Debug)]
+pub enum Report<T> {
+    /// A receipt accepted (parsed, for the agency of its subject, verified when a key was
+    /// given), with its bytes as received. It may answer none of this run's events (another
+    /// publisher of the same agency).
+    Receipt { receipt: Arc<Receipt>, raw: Bytes },
+    /// A message on a receipts subject that was not accepted, and why; it answers nothing.
+    BadReceipt {
+        subject: String,
+        error: String,
+        raw: Bytes,
+    },
+    /// An event was published again: no receipt `after` its last PubAck.
+    Republished {
+        agency: String,
+        id: String,
+        publishes: u32,
+        after: Duration,
+    },
+    /// An event is done.
+    Event(EventOutcome<T>),
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub committed: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub no_receipt: u64,
+    pub not_published: u64,
+    /// Receipts accepted (including ones that answered none of this run's events).
+    pub receipts: u64,
+    pub bad_receipts: u64,
+    pub republished: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptsError {
+    #[error(
+        "the server refused the subscription to {subject}: {server_error}; this user may not receive the ledger's receipts (deploy/nats/users.conf: the account must import {subject} from LEDGER and the user may subscribe to it); the events already published are on EVENTS, publishing them again is safe"
+    )]
+    SubscriptionRefused {
+        subject: String,
+        server_error: String,
+    },
+    #[error("subscribing to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    #[error("flushing the subscription to {subject} to nats-server: {source}")]
+    Flush {
+        subject: String,
+        #[source]
+        source: async_nats::client::FlushError,
+    },
+}
+
+/// A [`Publisher`] that waits for the ledger's receipts. Cheap to clone.
+#[derive(Clone)]
+pub struct ReceiptPublisher {
+    publisher: Publisher,
+    options: ReceiptOptions,
+}
+
+/// One event waiting for its receipt.
+struct Pending<T> {
+    tag: T,
+    msg: Outgoing,
+    token: String,
+    agency: String,
+    give_up_at: Instant,
+    publishes: u32,
+    /// The receipt timeout after the next PubAck.
+    timeout: Duration,
+    /// When it is published again (after its PubAck, unless that is past `give_up_at`).
+    republish_at: Option<Instant>,
+    /// Its PubAck (or the failure to get one) is awaited.
+    awaiting_ack: bool,
+    last_error: Option<String>,
+}
+
+type Key = (String, String);
+type AckFuture = BoxFuture<'static, (u64, Result<Published, PublishError>)>;
+
+/// The run's state: pending events by slot, by (agency token, id), by re-publish time and by
+/// give-up time.
+struct Run<T> {
+    options: ReceiptOptions,
+    /// Checks receipts, each commit's signatures once.
+    verifier: Option<ReceiptVerifier>,
+    slots: HashMap<u64, Pending<T>>,
+    by_key: HashMap<Key, Vec<u64>>,
+    republish: BTreeSet<(Instant, u64)>,
+    give_ups: BTreeSet<(Instant, u64)>,
+    next_slot: u64,
+    summary: Summary,
+}
+
+impl ReceiptPublisher {
+    pub fn new(publisher: Publisher, options: ReceiptOptions) -> ReceiptPublisher {
+        ReceiptPublisher { publisher, options }
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    pub fn options(&self) -> &ReceiptOptions {
+        &self.options
+    }
+
+    /// Publishes one event and waits for its receipt (or gives up). For many events use
+    /// [`ReceiptPublisher::publish_all`]: it subscribes once per agency and keeps many waiting.
+    pub async fn publish(&self, event: &Event) -> Result<EventOutcome<()>, ReceiptsError> {
+        let mut out = None;
+        self.publish_all([(Outgoing::event(event), ())], |report| {
+            if let Report::Event(e) = report {
+                out = Some(e);
+            }
+        })
+        .await?;
+        Ok(out.expect("every event ends with an outcome"))
+    }
+
+    /// Publishes `messages` (each with a tag the caller gets back in its [`EventOutcome`]) and
+    /// waits until every one is answered by a receipt, refused, or given up on; `report` hears
+    /// about every receipt and every event's end as they happen (see the module docs). Input is
+    /// read only as fast as the bounds allow. Fails only when receipts cannot be received at all
+    /// (a subscription the server refuses).
+    pub async fn publish_all<I, T, F>(
+        &self,
+        messages: I,
+        mut report: F,
+    ) -> Result<Summary, ReceiptsError>
+    where
+        I: IntoIterator<Item = (Outgoing, T)>,
+        F: FnMut(Report<T>),
+    {
+        let client = self.publisher.client();
+        let mut input = messages.into_iter();
+        let mut input_done = false;
+        let mut run = Run {
+            options: self.options.clone(),
+            verifier: self.options.verifier.clone().map(ReceiptVerifier::new),
+            slots: HashMap::new(),
+            by_key: HashMap::new(),
+            republish: BTreeSet::new(),
+            give_ups: BTreeSet::new(),
+            next_slot: 0,
+            summary: Summary::default(),
+        };
+        let mut receipts: SelectAll<async_nats::Subscriber> = SelectAll::new();
+        let mut subscribed: HashSet<String> = HashSet::new();
+        let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let max_in_flight = self.options.max_in_flight.max(1);
+        let max_pending = self.options.max_pending.max(1);
+        let mut refusal_check = tokio::time::interval(Duration::from_secs(1));
+        refusal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Read and send more while the bounds allow.
+            while !input_done && acks.len() < max_in_flight && run.slots.len() < max_pending {
+                let Some((msg, tag)) = input.next() else {
+                    input_done = true;
+                    break;
+                };
+                let Some((agency, _)) = parse_event_subject(&msg.subject) else {
+                    let error = PublishError::Refused {
+                        id: msg.id.clone(),
+                        subject: msg.subject.clone(),
+                        reason: "not an event subject (dvc.events.<agency>.<type>): no receipt could name it".into(),
+                    };
+                    run.summary.not_published += 1;
+                    report(Report::Event(EventOutcome {
+                        tag,
+                        agency: String::new(),
+                        id: msg.id,
+                        publishes: 0,
+                        outcome: Outcome::NotPublished(error),
+                    }));
+                    continue;
+                };
+                let token = agency_token(&agency);
+                if subscribed.insert(token.clone()) {
+                    receipts.push(self.subscribe(&client, &agency).await?);
+                }
+                let slot = run.add(tag, msg.clone(), token, agency);
+                let ack = self.send(slot, msg).await;
+                acks.push(ack);
+            }
+            if input_done && run.slots.is_empty() {
+                break;
+            }
+            // Give up on what waited too long (its PubAck awaited or not); re-publish what is
+            // due while the window allows.
+            let now = Instant::now();
+            while let Some(&(at, slot)) = run.give_ups.first() {
+                if at > now {
+                    break;
+                }
+                let Some(p) = run.remove(slot) else {
+                    run.give_ups.remove(&(at, slot));
+                    continue;
+                };
+                run.summary.no_receipt += 1;
+                let last_error = p.last_error.or_else(|| {
+                    p.awaiting_ack.then(|| {
+                        "no PubAck yet: is nats-server reachable, and does the EVENTS stream exist (`socai serve` creates it)?".to_owned()
+                    })
+                });
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome: Outcome::NoReceipt { last_error },
+                }));
+            }
+            while acks.len() < max_in_flight {
+                let Some(&(at, slot)) = run.republish.first() else {
+                    break;
+                };
+                if at > now {
+                    break;
+                }
+                run.republish.remove(&(at, slot));
+                let Some(p) = run.slots.get_mut(&slot) else {
+                    continue;
+                };
+                p.republish_at = None;
+                p.awaiting_ack = true;
+                let after = p.timeout;
+                p.publishes += 1;
+                p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
+                run.summary.republished += 1;
+                report(Report::Republished {
+                    agency: p.agency.clone(),
+                    id: p.msg.id.clone(),
+                    publishes: p.publishes,
+                    after,
+                });
+                tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, "no receipt: publishing again");
+                let msg = p.msg.clone();
+                let ack = self.send(slot, msg).await;
+                acks.push(ack);
+            }
+            // Wake for the next give-up, and for the next re-publish when the window has room
+            // (when it is full, the next PubAck wakes the loop).
+            let window_full = acks.len() >= max_in_flight;
+            let next_give_up = run.give_ups.first().map(|&(at, _)| at);
+            let next_republish = run
+                .republish
+                .first()
+                .map(|&(at, _)| at)
+                .filter(|_| !window_full);
+            let next_deadline = match (next_give_up, next_republish) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let awaiting_acks = !acks.is_empty();
+            tokio::select! {
+                Some(message) = receipts.next() => {
+                    run.receipt(message, &mut report);
+                }
+                Some((slot, result)) = acks.next(), if awaiting_acks => {
+                    run.acked(slot, result, &mut report);
+                }
+                () = sleep_until(next_deadline), if next_deadline.is_some() => {}
+                _ = refusal_check.tick() => {
+                    if let Some((subject, server_error)) = self.refused(&subscribed) {
+                        return Err(ReceiptsError::SubscriptionRefused { subject, server_error });
+                    }
+                }
+            }
+        }
+        Ok(run.summary)
+    }
+
+    /// Subscribes to one agency's receipts and makes sure the server has the subscription
+    /// before anything is published for it.
+    async fn subscribe(
+        &self,
+        client: &async_nats::Client,
+        agency: &str,
+    ) -> Result<async_nats::Subscriber, ReceiptsError> {
+        let subject = receipts_subject(agency);
+        let subscriber =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| ReceiptsError::Subscribe {
+                    subject: subject.clone(),
+                    source,
+                })?;
+        client
+            .flush()
+            .await
+            .map_err(|source| ReceiptsError::Flush {
+                subject: subject.clone(),
+                source,
+            })?;
+        // The server answers a refused subscription with an error before the flush's PONG; the
+        // connection's event handler may record it a moment later: then the check every second
+        // in `publish_all` finds it.
+        let token = agency_token(agency);
+        if let Some((subject, server_error)) = self.refused(&HashSet::from([token])) {
+            return Err(ReceiptsError::SubscriptionRefused {
+                subject,
+                server_error,
+            });
+        }
+        tracing::debug!(%subject, "subscribed to receipts");
+        Ok(subscriber)
+    }
+
+    /// A server error refusing the subscription to one of these agencies' receipts.
+    fn refused(&self, tokens: &HashSet<String>) -> Option<(String, String)> {
+        let errors = self.publisher.server_errors().recent();
+        tokens.iter().find_map(|token| {
+            let subject = format!("{RECEIPTS_PREFIX}.{token}");
+            let needle = format!("Subscription to \"{subject}\"");
+            errors
+                .iter()
+                .rev()
+                .find(|e| e.contains(&needle))
+                .map(|e| (subject, e.clone()))
+        })
+    }
+
+    /// Sends `msg` now (in order) and returns the future of its PubAck, retried as
+    /// [`Publisher`] does.
+    async fn send(&self, slot: u64, msg: Outgoing) -> AckFuture {
+        let sent = self.publisher.send(&msg).await;
+        let publisher = self.publisher.clone();
+        Box::pin(async move {
+            let first = match sent {
+                Ok(ack) => ack.into_future().await,
+                Err(error) => Err(error),
+            };
+            (slot, publisher.settle(msg, first).await)
+        })
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<T> Run<T> {
+    fn add(&mut self, tag: T, msg: Outgoing, token: String, agency: String) -> u64 {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.by_key
+            .entry((token.clone(), msg.id.clone()))
+            .or_default()
+            .push(slot);
+        let give_up_at = Instant::now() + self.options.give_up_after;
+        self.give_ups.insert((give_up_at, slot));
+        self.slots.insert(
+            slot,
+            Pending {
+                tag,
+                msg,
+                token,
+                agency,
+                give_up_at,
+                publishes: 1,
+                timeout: self.options.receipt_timeout,
+                republish_at: None,
+                awaiting_ack: true,
+                last_error: None,
+            },
+        );
+        slot
+    }
+
+    fn remove(&mut self, slot: u64) -> Option<Pending<T>> {
+        let p = self.slots.remove(&slot)?;
+        if let Some(at) = p.republish_at {
+            self.republish.remove(&(at, slot));
+        }
+        self.give_ups.remove(&(p.give_up_at, slot));
+        let key = (p.token.clone(), p.msg.id.clone());
+        if let Some(slots) = self.by_key.get_mut(&key) {
+            slots.retain(|&s| s != slot);
+            if slots.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+        Some(p)
+    }
+
+    /// Publishes `slot` again at `at` (unless it is given up on first).
+    fn republish_at(&mut self, slot: u64, at: Instant) {
+        if let Some(p) = self.slots.get_mut(&slot) {
+            if let Some(old) = p.republish_at.take() {
+                self.republish.remove(&(old, slot));
+            }
+            if at < p.give_up_at {
+                p.republish_at = Some(at);
+                self.republish.insert((at, slot));
+            }
+        }
+    }
+
+    /// A PubAck (or a failure to get one) for `slot`.
+    fn acked(
+        &mut self,
+        slot: u64,
+        result: Result<Published, PublishError>,
+        report: &mut impl FnMut(Report<T>),
+    ) {
+        let Some(p) = self.slots.get_mut(&slot) else {
+            return; // answered by a receipt already
+        };
+        p.awaiting_ack = false;
+        let timeout = p.timeout;
+        match result {
+            Ok(_) => p.last_error = None,
+            // Retrying cannot help: it is not on EVENTS, so no receipt will come.
+            Err(error @ PublishError::Refused { .. }) => {
+                let p = self.remove(slot).expect("present above");
+                self.summary.not_published += 1;
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome: Outcome::NotPublished(error),
+                }));
+                return;
+            }
+            // No PubAck: it may still have been stored. Wait for a receipt as for a PubAck'ed
+            // one, then publish again.
+            Err(error) => p.last_error = Some(error.to_string()),
+        }
+        self.republish_at(slot, Instant::now() + timeout);
+    }
+
+    /// A message on a receipts subject.
+    fn receipt(&mut self, message: async_nats::Message, report: &mut impl FnMut(Report<T>)) {
+        let subject = message.subject.to_string();
+        let raw = message.payload;
+        let bad = |error: String| Report::BadReceipt {
+            subject: subject.clone(),
+            error,
+            raw: raw.clone(),
+        };
+        let token = subject
+            .strip_prefix(RECEIPTS_PREFIX)
+            .and_then(|t| t.strip_prefix('.'))
+            .unwrap_or_default()
+            .to_owned();
+        let receipt = match Receipt::from_json(&raw) {
+            Ok(r) => r,
+            Err(e) => {
+                self.summary.bad_receipts += 1;
+                report(bad(e.to_string()));
+                return;
+            }
+        };
+        if agency_token(&receipt.agency) != token {
+            self.summary.bad_receipts += 1;
+            report(bad(format!(
+                "it names agency {:?}, not the agency of its subject",
+                receipt.agency
+            )));
+            return;
+        }
+        if let Some(verifier) = &self.verifier
+            && let Err(e) = verifier.verify(&receipt)
+        {
+            self.summary.bad_receipts += 1;
+            report(bad(format!(
+                "it does not verify with the log's key {}: {e}",
+                verifier.verifier().vkey()
+            )));
+            return;
+        }
+        let receipt = Arc::new(receipt);
+        self.summary.receipts += 1;
+        report(Report::Receipt {
+            receipt: receipt.clone(),
+            raw: raw.clone(),
+        });
+        for event in &receipt.events {
+            let Some(leaf_hash) = event.leaf_hash() else {
+                continue; // only possible unverified; never taken as an answer
+            };
+            for (n, p) in self.take(&token, &event.id).into_iter().enumerate() {
+                let outcome = if event.duplicate || n > 0 {
+                    self.summary.duplicates += 1;
+                    Outcome::Duplicate {
+                        seq: event.seq,
+                        leaf_hash,
+                        receipt: receipt.clone(),
+                    }
+                } else {
+                    self.summary.committed += 1;
+                    Outcome::Committed {
+                        seq: event.seq,
+                        leaf_hash,
+                        receipt: receipt.clone(),
+                    }
+                };
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome,
+                }));
+            }
+        }
+        for rejection in &receipt.rejected {
+            for p in self.take(&token, &rejection.id) {
+                self.summary.rejected += 1;
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome: Outcome::Rejected {
+                        code: rejection.code.clone(),
+                        path: rejection.path.clone(),
+                        reason: rejection.reason.clone(),
+                        receipt: receipt.clone(),
+                    },
+                }));
+            }
+        }
+    }
+
+    /// Every pending event of this agency token and id, oldest first, removed.
+    fn take(&mut self, token: &str, id: &str) -> Vec<Pending<T>> {
+        let Some(slots) = self.by_key.get(&(token.to_owned(), id.to_owned())).cloned() else {
+            return Vec::new();
+        };
+        slots.into_iter().filter_map(|s| self.remove(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socai_chain::checkpoint::{Checkpoint, CheckpointSigner};
+    use socai_chain::receipt::{RECEIPT_VERSION, ReceiptEvent, ReceiptRejection};
+
+    const H01: &str = "000.00.12.H01";
+
+    fn run(verifier: Option<CheckpointVerifier>) -> Run<usize> {
+        Run {
+            verifier: verifier.clone().map(ReceiptVerifier::new),
+            options: ReceiptOptions {
+                verifier,
+                ..ReceiptOptions::default()
+            },
+            slots: HashMap::new(),
+            by_key: HashMap::new(),
+            republish: BTreeSet::new(),
+            give_ups: BTreeSet::new(),
+            next_slot: 0,
+            summary: Summary::default(),
+        }
+    }
+
+    fn add(run: &mut Run<usize>, agency: &str, id: &str, tag: usize) -> u64 {
+        let msg = Outgoing {
+            subject: crate::subject::event_subject(agency, "dossier.submitted"),
+            id: id.into(),
+            payload: Bytes::from_static(b"{}"),
+        };
+        run.add(tag, msg, agency_token(agency), agency.into())
+    }
+
+    fn signed(
+        signer: &CheckpointSigner,
+        agency: &str,
+        events: &[(&str, u64, bool)],
+        rejected: &[&str],
+    ) -> Receipt {
+        let head = signer
+            .sign(&Checkpoint {
+                origin: signer.name().into(),
+                size: 100,
+                root: Hash([3; 32]),
+            })
+            .unwrap();
+        let mut r = Receipt {
+            v: RECEIPT_VERSION,
+            agency: agency.into(),
+            checkpoint: head.note,
+            events: events
+                .iter()
+                .map(|&(id, seq, duplicate)| ReceiptEvent {
+                    id: id.into(),
+                    seq,
+                    leaf_hash: hex_hash(seq),
+                    duplicate,
+                })
+                .collect(),
+            rejected: rejected
+                .iter()
+                .map(|id| ReceiptRejection {
+                    id: (*id).into(),
+                    code: "schema_violation".into(),
+                    path: "/data/channel".into(),
+                    reason: "not one of the allowed values".into(),
+                })
+                .collect(),
+            batch: Default::default(),
+            signature: String::new(),
+        };
+        r.sign(signer).unwrap();
+        r
+    }
+
+    fn hex_hash(seq: u64) -> String {
+        format!("{:064x}", seq + 1)
+    }
+
+    fn message(subject_agency: &str, payload: Vec<u8>) -> async_nats::Message {
+        async_nats::Message {
+            subject: receipts_subject(subject_agency).into(),
+            reply: None,
+            payload: payload.into(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        }
+    }
+
+    fn deliver(run: &mut Run<usize>, m: async_nats::Message) -> Vec<Report<usize>> {
+        let mut out = Vec::new();
+        run.receipt(m, &mut |r| out.push(r));
+        out
+    }
+
+    fn events(reports: &[Report<usize>]) -> Vec<(usize, String)> {
+        reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Event(e) => Some((
+                    e.tag,
+                    match &e.outcome {
+                        Outcome::Committed { seq, .. } => format!("committed {seq}"),
+                        Outcome::Duplicate { seq, .. } => format!("duplicate {seq}"),
+                        Outcome::Rejected { code, .. } => format!("rejected {code}"),
+                        other => format!("{other:?}"),
+                    },
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_receipt_answers_its_agencys_events_by_id() {
+        let (signer, _, vkey) = CheckpointSigner::generate("test.socai/ledger").unwrap();
+        let mut run = run(Some(CheckpointVerifier::from_vkey(&vkey).unwrap()));
+        add(&mut run, H01, "a", 0);
+        add(&mut run, H01, "b", 1);
+        add(&mut run, H01, "a", 2); // the same id again: one answer ends both
+        add(&mut run, H01, "c", 3);
+        add(&mut run, "000.00.12.H02", "a", 4); // another agency's "a"
+        let r = signed(
+            &signer,
+            H01,
+            &[("a", 7, false), ("b", 2, true), ("x", 9, false)],
+            &["c"],
+        );
+        let reports = deliver(&mut run, message(H01, r.to_json()));
+        assert!(matches!(reports[0], Report::Receipt { .. }));
+        assert_eq!(
+            events(&reports),
+            vec![
+                (0, "committed 7".into()),
+                (2, "duplicate 7".into()),
+                (1, "duplicate 2".into()),
+                (3, "rejected schema_violation".into()),
+            ]
+        );
+        // Only H02's "a" waits; "x" was not this run's.
+        assert_eq!(run.slots.len(), 1);
+        assert_eq!(run.slots.values().next().unwrap().tag, 4);
+        assert_eq!(
+            (
+                run.summary.committed,
+                run.summary.duplicates,
+                run.summary.rejected,
+                run.summary.receipts
+            ),
+            (1, 2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_receipt_that_is_not_accepted_answers_nothing() {
+        let (signer, _, vkey) = CheckpointSigner::generate("test.socai/ledger").unwrap();
+        let mut run = run(Some(CheckpointVerifier::from_vkey(&vkey).unwrap()));
+        add(&mut run, H01, "a", 0);
+        let bad = |reports: Vec<Report<usize>>| -> String {
+            assert_eq!(reports.len(), 1, "{reports:?}");
+            match &reports[0] {
+                Report::BadReceipt { error, .. } => error.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        // Not JSON.
+        bad(deliver(&mut run, message(H01, b"nope".to_vec())));
+        // Another agency's receipt on H01's subject.
+        let other = signed(&signer, "000.00.12.H02", &[("a", 1, false)], &[]);
+        let why = bad(deliver(&mut run, message(H01, other.to_json())));
+        assert!(why.contains("000.00.12.H02"), "{why}");
+        // A changed seq: the signature fails.
+        let mut moved = signed(&signer, H01, &[("a", 1, false)], &[]);
+        moved.events[0].seq = 2;
+        let why = bad(deliver(&mut run, message(H01, moved.to_json())));
+        assert!(why.contains("does not verify"), "{why}");
+        // Another log's key.
+        let (forger, _, _) = CheckpointSigner::generate("test.socai/ledger").unwrap();
+        let forged = signed(&forger, H01, &[("a", 1, false)], &[]);
+        bad(deliver(&mut run, message(H01, forged.to_json())));
+        assert_eq!(run.slots.len(), 1, "still waiting");
+        assert_eq!(run.summary.bad_receipts, 4);
+        // The real one.
+        let good = signed(&signer, H01, &[("a", 1, false)], &[]);
+        let reports = deliver(&mut run, message(H01, good.to_json()));
+        assert_eq!(events(&reports), vec![(0, "committed 1".into())]);
+        assert!(run.slots.is_empty() && run.give_ups.is_empty() && run.by_key.is_empty());
+    }
+
+    #[test]
+    fn re_publishes_follow_the_pubacks_and_never_pass_the_give_up_time() {
+        let mut run = run(None);
+        run.options.give_up_after = Duration::from_secs(45);
+        let slot = add(&mut run, H01, "a", 0);
+        let give_up = run.slots[&slot].give_up_at;
+        assert!(
+            run.republish.is_empty(),
+            "nothing to re-publish while the PubAck is awaited"
+        );
+        assert_eq!(
+            run.give_ups.first(),
+            Some(&(give_up, slot)),
+            "given up on even then"
+        );
+        let ok = Published {
+            id: "a".into(),
+            stream_seq: 1,
+            duplicate: false,
+            attempts: 1,
+        };
+        let mut reports = Vec::new();
+        run.acked(slot, Ok(ok.clone()), &mut |r| reports.push(r));
+        let first = run.slots[&slot].republish_at.expect("a re-publish time");
+        assert!(first < give_up);
+        assert!(!run.slots[&slot].awaiting_ack);
+        // After a re-publish the timeout has doubled (60 s), past the give-up time: no
+        // re-publish, the give-up comes first.
+        run.slots.get_mut(&slot).unwrap().timeout = Duration::from_secs(60);
+        run.acked(slot, Ok(ok), &mut |r| reports.push(r));
+        assert_eq!(run.slots[&slot].republish_at, None);
+        assert!(run.republish.is_empty());
+        // A refusal ends it at once.
+        let refused = PublishError::Refused {
+            id: "a".into(),
+            subject: "s".into(),
+            reason: "Permissions Violation".into(),
+        };
+        run.acked(slot, Err(refused), &mut |r| reports.push(r));
+        assert!(run.slots.is_empty() && run.republish.is_empty() && run.give_ups.is_empty());
+        assert!(matches!(
+            &reports[..],
+            [Report::Event(EventOutcome {
+                outcome: Outcome::NotPublished(_),
+                ..
+            })]
+        ));
+    }
+}

@@ -1,0 +1,323 @@
+//! Reading EVENTS in stream order from the ledger's own cursor.
+//!
+//! The ledger keeps its cursor itself (the EVENTS seq and JetStream timestamp of the last message
+//! it dealt with, stored in the same sled commit as the entries), so it reads EVENTS with an
+//! ephemeral, ordered consumer (no acks, in memory, one replica) created at cursor + 1, and
+//! recreates that consumer itself at its own position after anything unexpected: a pull error, a
+//! missed heartbeat, a delivery that skips a number, a message at or before one already read
+//! (async-nats' own ordered consumer falls back to the stream's beginning in one case; this
+//! reader never relies on the library to recreate anything).
+//!
+//! Every (re)open checks the stream against the position first:
+//! - **Lost before the ledger read them**: the position is below the stream's first seq (messages
+//!   aged out, or deleted by someone other than the ledger's erasure path, which only ever
+//!   deletes what the ledger committed): a data-loss alarm (log, `/readyz`, Prometheus), then
+//!   reading goes on at the first seq there is.
+//! - **Rewound**: the stream no longer holds the message at the position (its seq is beyond the
+//!   stream's last, or the message there has another timestamp): nats-server lost writes it had
+//!   acknowledged (a crash under its default sync) and new messages may have reused those seqs.
+//!   Reading restarts from the position's timestamp (DeliverPolicy by start time), so every
+//!   message stored since is read; those the ledger already holds come back as duplicates.
+//! - A seq that skips numbers while reading is a data-loss alarm too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use bytes::Bytes;
+use futures::StreamExt;
+use socai_wire::stream::EVENTS;
+
+use crate::{Counters, IngestError};
+
+/// A message's subject, payload, EVENTS stream seq and JetStream timestamp.
+pub(crate) type Input = (String, Bytes, u64, jiff::Timestamp);
+
+/// The last message read: its EVENTS seq (0: none) and its JetStream timestamp (ns), if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Position {
+    pub seq: u64,
+    pub time_ns: Option<i64>,
+}
+
+/// How far before the last message's time reading starts again after a rewind.
+const REWIND_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long to wait before reopening after a failure.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
+
+/// The pull stream of the current consumer, and its last consumer sequence.
+struct Open {
+    messages: consumer::pull::Stream,
+    consumer_seq: u64,
+}
+
+pub(crate) struct EventsSource {
+    js: jetstream::Context,
+    /// Prefix of the ephemeral consumers' names (a replica uses its own).
+    name: String,
+    batch_max: usize,
+    counters: Arc<Counters>,
+    position: Position,
+    open: Option<Open>,
+    serial: u64,
+    /// The consumer was opened after an alarm (by time after a rewind, or past lost messages):
+    /// its first message may be at any seq.
+    accept_any: bool,
+}
+
+/// Raises the data-loss alarm: logged, counted, and kept for `/readyz` until restart.
+fn data_loss(counters: &Counters, lost: u64, what: String) {
+    tracing::error!(lost, "{what}");
+    counters.events_lost.fetch_add(lost, Relaxed);
+    if let Ok(mut alarm) = counters.data_loss.lock() {
+        *alarm = Some(what);
+    }
+}
+
+fn nanos(ts: jiff::Timestamp) -> i64 {
+    ts.as_nanosecond().clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+impl EventsSource {
+    pub fn new(
+        js: jetstream::Context,
+        name: String,
+        batch_max: usize,
+        counters: Arc<Counters>,
+        position: Position,
+    ) -> EventsSource {
+        EventsSource {
+            js,
+            name,
+            batch_max: batch_max.max(1),
+            counters,
+            position,
+            open: None,
+            serial: 0,
+            accept_any: false,
+        }
+    }
+
+    /// Creates a consumer that delivers what follows the position, after checking the stream
+    /// against it (see the module docs).
+    async fn open(&mut self) -> Result<Open, IngestError> {
+        let nats =
+            |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
+        let mut stream = self
+            .js
+            .get_stream(EVENTS)
+            .await
+            .map_err(|e| nats("cannot open stream EVENTS", &e))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| nats("cannot read stream EVENTS", &e))?
+            .state
+            .clone();
+        let Position { seq, time_ns } = self.position;
+        self.accept_any = false;
+        let rewound = if seq == 0 {
+            false
+        } else if seq > state.last_sequence {
+            true
+        } else if let Some(expected) = time_ns {
+            match stream.direct_get(seq).await {
+                Ok(msg) => msg.time.unix_timestamp_nanos() as i64 != expected,
+                // Erased by the ledger itself (it held personal data), or aged out.
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => false,
+                Err(e) => return Err(nats(&format!("cannot read EVENTS message {seq}"), &e)),
+            }
+        } else {
+            false
+        };
+        let deliver = if rewound {
+            let what = format!(
+                "EVENTS no longer holds the message at seq {seq} that the ledger read last (the stream's last seq is {}): nats-server lost messages it had acknowledged (a crash under its default sync?). Reading again from that message's time, so everything stored since is read; events whose receipt never came are re-published by their agencies' clients. Check nats-server's logs and disk",
+                state.last_sequence
+            );
+            tracing::error!("{what}");
+            if let Ok(mut alarm) = self.counters.data_loss.lock() {
+                *alarm = Some(what);
+            }
+            self.counters.events_rewinds.fetch_add(1, Relaxed);
+            self.accept_any = true;
+            // A margin before that time: nats-server's clock may have stepped back (another
+            // node's, after a leader change). What is read twice comes back as duplicates.
+            let margin = REWIND_MARGIN.as_nanos() as i64;
+            match time_ns.and_then(|t| {
+                jiff::Timestamp::from_nanosecond(t.saturating_sub(margin).into()).ok()
+            }) {
+                Some(t) => consumer::DeliverPolicy::ByStartTime {
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond())
+                        .map_err(|e| IngestError::Nats(format!("bad cursor time: {e}")))?,
+                },
+                // A cursor stored without its time (older socai): everything after what is left.
+                None => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: seq.min(state.last_sequence) + 1,
+                },
+            }
+        } else {
+            let next = seq + 1;
+            if next < state.first_sequence {
+                data_loss(
+                    &self.counters,
+                    state.first_sequence - next,
+                    format!(
+                        "EVENTS seqs {next}..{} are gone from the stream before the ledger committed them (aged out past the stream's max_age, or deleted outside the ledger): those events are lost to the ledger unless their agencies re-publish them (clients waiting for receipts do). Reading on from seq {}; find out who or what removed them",
+                        state.first_sequence - 1,
+                        state.first_sequence
+                    ),
+                );
+                self.accept_any = true;
+            }
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: next.max(state.first_sequence).max(1),
+            }
+        };
+        self.serial += 1;
+        let config: consumer::pull::Config = consumer::pull::OrderedConfig {
+            name: Some(format!(
+                "{}-{}-{}",
+                self.name,
+                std::process::id(),
+                self.serial
+            )),
+            description: Some("the ledger writer (ordered, from its own cursor)".into()),
+            deliver_policy: deliver,
+            max_batch: self.batch_max as i64,
+            ..Default::default()
+        }
+        .into();
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| nats("cannot create the ledger's consumer on EVENTS", &e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.batch_max)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| nats("cannot pull from EVENTS", &e))?;
+        self.counters.set_status(crate::WriterStatus::Running);
+        Ok(Open {
+            messages,
+            consumer_seq: 0,
+        })
+    }
+
+    /// Forgets the current consumer (the server removes it after its inactivity threshold).
+    fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// The next messages in stream order (at least one, at most `batch_max`), waiting for them.
+    /// Reopens the consumer by itself after any failure or anomaly; returns an error only when
+    /// reopening failed (the caller waits and calls again).
+    pub async fn next_chunk(&mut self) -> Result<Vec<Input>, IngestError> {
+        loop {
+            if self.open.is_none() {
+                self.open = Some(self.open().await?);
+            }
+            let open = self.open.as_mut().expect("opened above");
+            let mut chunk = Vec::new();
+            let mut broken = false;
+            // Everything already delivered, without waiting once something is in hand.
+            loop {
+                let item = if chunk.is_empty() {
+                    open.messages.next().await
+                } else {
+                    // Unconstrained: tokio's cooperative budget (128 polls) would otherwise
+                    // end the drain early and cap batches near 127 events.
+                    let ready = tokio::task::unconstrained(open.messages.next());
+                    match futures::FutureExt::now_or_never(ready) {
+                        Some(item) => item,
+                        None => break,
+                    }
+                };
+                let Some(item) = item else {
+                    tracing::warn!("the EVENTS pull subscription ended; reopening");
+                    broken = true;
+                    break;
+                };
+                let msg = match item {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pulling from EVENTS failed; reopening at the ledger's position");
+                        broken = true;
+                        break;
+                    }
+                };
+                let info = match msg.info() {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::warn!(error = %e, subject = %msg.subject, "a message without JetStream metadata; reopening");
+                        broken = true;
+                        break;
+                    }
+                };
+                let (consumer_seq, stream_seq) = (info.consumer_sequence, info.stream_sequence);
+                let published =
+                    jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos())
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                if consumer_seq != open.consumer_seq + 1 {
+                    tracing::warn!(
+                        expected = open.consumer_seq + 1,
+                        got = consumer_seq,
+                        "a delivery went missing; reopening at the ledger's position"
+                    );
+                    broken = true;
+                    break;
+                }
+                open.consumer_seq = consumer_seq;
+                let last = self.position.seq;
+                if stream_seq <= last && !self.accept_any {
+                    tracing::warn!(
+                        last,
+                        got = stream_seq,
+                        "EVENTS delivered a message at or before one already read; reopening at the ledger's position"
+                    );
+                    broken = true;
+                    break;
+                }
+                if stream_seq > last + 1 && !self.accept_any {
+                    data_loss(
+                        &self.counters,
+                        stream_seq - last - 1,
+                        format!(
+                            "EVENTS seqs {}..{} are gone from the stream before the ledger committed them (deleted outside the ledger): those events are lost to the ledger unless their agencies re-publish them (clients waiting for receipts do); find out who or what deleted them",
+                            last + 1,
+                            stream_seq - 1
+                        ),
+                    );
+                }
+                self.position = Position {
+                    seq: stream_seq,
+                    time_ns: Some(nanos(published)),
+                };
+                self.accept_any = false;
+                chunk.push((
+                    msg.subject.to_string(),
+                    msg.payload.clone(),
+                    stream_seq,
+                    published,
+                ));
+                if chunk.len() >= self.batch_max {
+                    break;
+                }
+            }
+            if broken {
+                self.close();
+                if chunk.is_empty() {
+                    tokio::time::sleep(REOPEN_PAUSE).await;
+                    continue;
+                }
+            }
+            if !chunk.is_empty() {
+                return Ok(chunk);
+            }
+        }
+    }
+}
