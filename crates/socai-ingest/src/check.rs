@@ -208,6 +208,6 @@ mod tests {
         let h = rejection_headers(&r, "dvc.events.A.b.c", 7, Some("e1"), "t");
         assert_eq!(h.get(header::CODE).unwrap().as_str(), "conflict");
         assert_eq!(h.get(header::REASON).unwrap().as_str().len(), 1024);
-        assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "events-7");
+        assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "events-7-t");
     }
 }
