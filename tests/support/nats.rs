@@ -321,16 +321,19 @@ pub async fn wait_committed(js: &jetstream::Context, n: u64, limit: Duration) {
     wait_read_all(js, limit).await;
 }
 
+/// The EVENTS stream and its last seq, if they can be read.
+async fn events_last_seq(js: &jetstream::Context) -> Option<(jetstream::stream::Stream, u64)> {
+    let mut s = js.get_stream(socai_wire::stream::EVENTS).await.ok()?;
+    let last = s.info().await.ok()?.state.last_sequence;
+    Some((s, last))
+}
+
 /// Waits until the ledger's EVENTS consumer has delivered every message EVENTS holds.
 pub async fn wait_read_all(js: &jetstream::Context, limit: Duration) {
     wait_until(limit, "the ledger to read all of EVENTS", || async {
-        let Ok(mut s) = js.get_stream(socai_wire::stream::EVENTS).await else {
+        let Some((s, last)) = events_last_seq(js).await else {
             return false;
         };
-        let Ok(info) = s.info().await else {
-            return false;
-        };
-        let last = info.state.last_sequence;
         let mut names = s.consumer_names();
         while let Some(Ok(name)) = futures::StreamExt::next(&mut names).await {
             if name.starts_with("ledger")
@@ -351,13 +354,9 @@ pub async fn wait_read_all(js: &jetstream::Context, limit: Duration) {
 pub async fn wait_processed(serve: &mut Serve, js: &jetstream::Context, limit: Duration) {
     let url = format!("{}/metrics", serve.http_url());
     wait_until(limit, "the ledger to process all of EVENTS", || async {
-        let Ok(mut s) = js.get_stream(socai_wire::stream::EVENTS).await else {
+        let Some((_, last)) = events_last_seq(js).await else {
             return false;
         };
-        let Ok(info) = s.info().await else {
-            return false;
-        };
-        let last = info.state.last_sequence;
         let Ok(text) = reqwest::get(&url).await.and_then(|r| r.error_for_status()) else {
             return false;
         };

@@ -276,16 +276,7 @@ impl<S: Storage> LedgerReader<S> {
                 checkpoint_size: size,
             });
         }
-        let entry = self.entry_bytes(seq)?;
-        let path = merkle::prove_inclusion(size, seq, &StoredHashes(&self.storage))?;
-        Ok(InclusionProof {
-            leaf_index: seq,
-            tree_size: size,
-            leaf_hash: leaf_hash(&entry),
-            entry,
-            path,
-            checkpoint: signed.note,
-        })
+        self.proof_at(seq, size, signed.note)
     }
 
     /// Inclusion proof of `seq` under a tree head this ledger signed but may not have stored as
@@ -329,6 +320,11 @@ impl<S: Storage> LedgerReader<S> {
                 ),
             });
         }
+        Ok(self.proof_at(seq, size, signed.note)?)
+    }
+
+    /// The inclusion proof of `seq` (below `size`) in the tree of `size` entries, under `note`.
+    fn proof_at(&self, seq: u64, size: u64, note: String) -> Result<InclusionProof> {
         let entry = self.entry_bytes(seq)?;
         let path = merkle::prove_inclusion(size, seq, &StoredHashes(&self.storage))?;
         Ok(InclusionProof {
@@ -337,7 +333,7 @@ impl<S: Storage> LedgerReader<S> {
             leaf_hash: leaf_hash(&entry),
             entry,
             path,
-            checkpoint: signed.note,
+            checkpoint: note,
         })
     }
 
