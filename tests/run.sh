@@ -10,6 +10,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# A clean clone gains nothing from incremental compilation, and its cache doubles the disk the
+# build needs (CI machines can be short of disk). Set CARGO_INCREMENTAL=1 to keep it locally.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== nats-server (the ingestion tests start real ones)"
 SOCAI_NATS_SERVER=$(deploy/install-nats.sh)
 export SOCAI_NATS_SERVER
