@@ -155,7 +155,8 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     })
     .await;
     phase("both workers published at the final size");
-    // Derived values do not cost an fsync each under the shipped sync_interval: always.
+    // Derived values never cost an fsync each (async persistence), whatever the server's
+    // sync_interval.
     let mut bucket = js
         .get_stream(socai_wire::kv::METRICS_STREAM)
         .await
