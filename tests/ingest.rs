@@ -1034,16 +1034,44 @@ async fn no_receipt_is_sent_for_an_event_the_ledger_had_not_fsynced() {
     let js = async_nats::jetstream::new(client.clone());
     let mut receipts = client.subscribe("dvc.receipts.>").await.expect("subscribe");
     client.flush().await.expect("flush");
-    // The fault point: the first commit that carries entries aborts the process after sled
-    // took the batch and before the fsync.
-    let mut serve = ledger.serve_env(&url, None, &[("SOCAI_FAULT", "abort-before-fsync")]);
+    // The fault point: the third commit that carries entries stalls a second after sled took
+    // the batch and before the fsync (a receipt sent too early would reach us meanwhile), then
+    // aborts the process. The commits before it are fsynced and answered: receipts flow up to
+    // the crash.
+    let mut serve = ledger.serve_env(&url, None, &[("SOCAI_FAULT", "abort-before-fsync:3")]);
     wait_for_streams(&js).await;
+    let vkey = socai_chain::CheckpointVerifier::from_vkey(
+        std::fs::read_to_string(ledger.dir().join("checkpoint.vkey"))
+            .expect("checkpoint.vkey")
+            .trim(),
+    )
+    .expect("vkey");
     let events = workload(300, 21);
     let publisher = publisher(&url, None).await;
-    let failed = publisher
-        .publish_all(events.iter().map(Outgoing::event), 64, |_| {})
-        .await;
-    assert_eq!(failed, 0);
+    let answered = |got: &HashMap<(String, String), Vec<(u64, bool)>>, e: &Event| {
+        got.contains_key(&(e.agency.clone(), e.id.clone()))
+    };
+    let mut got = HashMap::new();
+    // In waves of 30, each once the one before is answered, until the ledger stops.
+    let mut published = 0;
+    for wave in events.chunks(30) {
+        if !serve.running() {
+            break;
+        }
+        let failed = publisher
+            .publish_all(wave.iter().map(Outgoing::event), 64, |_| {})
+            .await;
+        assert_eq!(failed, 0);
+        published += wave.len();
+        let started = std::time::Instant::now();
+        while serve.running() && !wave.iter().all(|e| answered(&got, e)) {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "a wave was not answered and the ledger did not stop"
+            );
+            collect_receipts(&mut receipts, &vkey, &mut got, Duration::from_millis(100)).await;
+        }
+    }
     let started = std::time::Instant::now();
     while serve.running() {
         assert!(
@@ -1058,19 +1086,29 @@ async fn no_receipt_is_sent_for_an_event_the_ledger_had_not_fsynced() {
             .contains("abort-before-fsync"),
         "the ledger stopped at the fault point"
     );
-    let vkey = socai_chain::CheckpointVerifier::from_vkey(
-        std::fs::read_to_string(ledger.dir().join("checkpoint.vkey"))
-            .expect("checkpoint.vkey")
-            .trim(),
-    )
-    .expect("vkey");
-    let mut got = HashMap::new();
     collect_receipts(&mut receipts, &vkey, &mut got, Duration::from_millis(500)).await;
     assert!(
-        got.is_empty(),
-        "receipts were sent for events never fsynced: {:?}",
-        got.keys().take(3).collect::<Vec<_>>()
+        !got.is_empty(),
+        "the fault came after receipts for earlier commits (none of {published} published was answered)"
     );
+    let fsynced: HashSet<String> = ledger_events(&ledger)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    let early: Vec<_> = got
+        .keys()
+        .filter(|(_, id)| !fsynced.contains(id))
+        .take(3)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "receipts were sent for events never fsynced: {early:?}"
+    );
+    // The rest of the workload, published while the ledger is down.
+    let failed = publisher
+        .publish_all(events[published..].iter().map(Outgoing::event), 64, |_| {})
+        .await;
+    assert_eq!(failed, 0);
 
     // Back without the fault: every event gets its receipt, and the ledger holds each once.
     let mut serve = ledger.serve(&url, None);

@@ -264,15 +264,17 @@ impl Publisher {
 
     /// Publishes one message, retrying transient failures; see the module docs.
     pub async fn publish_outgoing(&self, msg: Outgoing) -> Result<Published, PublishError> {
-        let first = self.attempt(&msg).await;
-        self.settle(msg, first).await
+        let first = self.attempt(&msg, 0).await;
+        self.settle(msg, first, 0).await
     }
 
-    /// Turns the result of a first attempt into the final result, retrying while it is transient.
+    /// Turns the result of a first attempt into the final result, retrying while it is transient
+    /// (with the msg-id of the same `round`, see [`Publisher::send`]).
     pub(crate) async fn settle(
         &self,
         msg: Outgoing,
         first: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+        round: u32,
     ) -> Result<Published, PublishError> {
         let started = tokio::time::Instant::now();
         let mut backoff = self.retry.first_backoff;
@@ -310,25 +312,36 @@ impl Publisher {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.retry.max_backoff);
             attempts += 1;
-            result = self.attempt(&msg).await;
+            result = self.attempt(&msg, round).await;
         }
     }
 
+    /// Sends `msg` with the msg-id of publishing round `round`: `<id>.<nonce>` for the first
+    /// (its retries are repeats JetStream drops inside its duplicate window), `<id>.<nonce>.<round>`
+    /// for a re-publish after no receipt came: that one must reach the ledger even inside the
+    /// window (the receipt may have been lost), and the ledger answers it as a duplicate.
     pub(crate) async fn send(
         &self,
         msg: &Outgoing,
+        round: u32,
     ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+        let msg_id = if round == 0 {
+            format!("{}.{:016x}", msg.id, self.nonce)
+        } else {
+            format!("{}.{:016x}.{round}", msg.id, self.nonce)
+        };
         let publish = jetstream::message::PublishMessage::build()
             .payload(msg.payload.clone())
-            .message_id(format!("{}.{:016x}", msg.id, self.nonce).as_str());
+            .message_id(msg_id.as_str());
         self.js.send_publish(msg.subject.clone(), publish).await
     }
 
     async fn attempt(
         &self,
         msg: &Outgoing,
+        round: u32,
     ) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
-        self.send(msg).await?.into_future().await
+        self.send(msg, round).await?.into_future().await
     }
 
     /// `Some(reason)` when retrying cannot help.
@@ -387,14 +400,14 @@ impl Publisher {
                 }
             }
             // Sent now, in order; the PubAck and any retry are awaited in the window.
-            let sent = self.send(&msg).await;
+            let sent = self.send(&msg, 0).await;
             let publisher = self.clone();
             in_flight.push_back(async move {
                 let first = match sent {
                     Ok(ack) => ack.into_future().await,
                     Err(error) => Err(error),
                 };
-                publisher.settle(msg, first).await
+                publisher.settle(msg, first, 0).await
             });
         }
         while let Some(result) = in_flight.next().await {

@@ -14,11 +14,11 @@
 //!   PubAck, retries, sent in input order with at most `max_in_flight` PubAcks awaited);
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
-//! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (the same
-//!   msg-id: inside JetStream's duplicate window the server drops the repeat and the original is
-//!   still on its way to the ledger; after it, or if nats-server lost the original, the repeat is
-//!   stored and the ledger answers it, as a duplicate if it already held it), doubling the timeout
-//!   at each re-publish up to `max_receipt_timeout` so a slow ledger is not flooded with repeats;
+//! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck, with a msg-id
+//!   of that round (`<event id>.<nonce>.<round>`: JetStream stores it even inside its duplicate
+//!   window, since the receipt itself may be what was lost; the ledger answers it, as a duplicate
+//!   if it already held the event), doubling the timeout at each re-publish up to
+//!   `max_receipt_timeout` so a slow ledger is not flooded with repeats;
 //! - gives up on an event `give_up_after` its first publish ([`Outcome::NoReceipt`]);
 //! - with a [`CheckpointVerifier`] (the log's published key) checks every receipt: one that does
 //!   not verify is reported ([`Report::BadReceipt`]) and answers nothing.
@@ -327,7 +327,7 @@ impl ReceiptPublisher {
                     receipts.push(self.subscribe(&client, &agency).await?);
                 }
                 let slot = run.add(tag, msg.clone(), token, agency);
-                let ack = self.send(slot, msg).await;
+                let ack = self.send(slot, msg, 0).await;
                 acks.push(ack);
             }
             if input_done && run.slots.is_empty() {
@@ -382,8 +382,8 @@ impl ReceiptPublisher {
                     after,
                 });
                 tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, "no receipt: publishing again");
-                let msg = p.msg.clone();
-                let ack = self.send(slot, msg).await;
+                let (msg, round) = (p.msg.clone(), p.publishes - 1);
+                let ack = self.send(slot, msg, round).await;
                 acks.push(ack);
             }
             // Wake for the next give-up, and for the next re-publish when the window has room
@@ -470,16 +470,17 @@ impl ReceiptPublisher {
     }
 
     /// Sends `msg` now (in order) and returns the future of its PubAck, retried as
-    /// [`Publisher`] does.
-    async fn send(&self, slot: u64, msg: Outgoing) -> AckFuture {
-        let sent = self.publisher.send(&msg).await;
+    /// [`Publisher`] does; `round` 0 is the first publish, each re-publish after no receipt came
+    /// has the next (a msg-id of its own, see [`Publisher::send`]).
+    async fn send(&self, slot: u64, msg: Outgoing, round: u32) -> AckFuture {
+        let sent = self.publisher.send(&msg, round).await;
         let publisher = self.publisher.clone();
         Box::pin(async move {
             let first = match sent {
                 Ok(ack) => ack.into_future().await,
                 Err(error) => Err(error),
             };
-            (slot, publisher.settle(msg, first).await)
+            (slot, publisher.settle(msg, first, round).await)
         })
     }
 }

@@ -301,6 +301,16 @@ impl CommittedPublisher {
                 .map_err(|e| {
                     IngestError::Nats(format!("COMMITTED did not store entries from {first}: {e}"))
                 })?;
+            // nats-server answers a msg-id it has seen (checked before the expected last
+            // sequence) with the first message's seq: this bundle was not stored, and that one
+            // may hold fewer entries (an earlier try whose PubAck was lost). Read the stream
+            // again rather than skip entries.
+            if ack.duplicate {
+                return Err(IngestError::Nats(format!(
+                    "COMMITTED already holds a message for entries from {first} (stream seq {}); reading where it stands",
+                    ack.sequence
+                )));
+            }
             at.next = first + count as u64;
             at.stream_seq = ack.sequence;
             self.counters.published.store(at.next, Relaxed);

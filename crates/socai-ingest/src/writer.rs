@@ -60,6 +60,11 @@ impl Default for WriterConfig {
 /// Batches whose rejections and receipts may be in flight while the next batch is committed.
 const SETTLING_MAX_BATCHES: usize = 4;
 
+/// A receipt's answers take at most about this many bytes; an agency with more in one commit gets
+/// several receipts (each under the commit's one signature), so none nears NATS's `max_payload`
+/// (1 MiB by default) whatever the batch size, ids and rejection reasons.
+const RECEIPT_MAX_BYTES: usize = 256 * 1024;
+
 /// Longest wait at shutdown for the rejections and receipts of committed batches.
 const SHUTDOWN_SETTLE_MAX: Duration = Duration::from_secs(30);
 
@@ -158,9 +163,15 @@ fn earlier(a: Option<SourceCursor>, b: Option<SourceCursor>) -> Option<SourceCur
     }
 }
 
-/// Rejections whose REJECTED copy is not confirmed yet: EVENTS seq → the message before it.
-/// The stored cursor stays at or before the earliest one's predecessor.
-type Unsettled = Arc<Mutex<BTreeMap<u64, Option<SourceCursor>>>>;
+/// Rejections whose REJECTED copy is not confirmed yet: (EVENTS seq, JetStream time in ns; seqs
+/// can be reused after nats-server lost writes) → the message before it. The stored cursor stays
+/// at or before the earliest one's predecessor.
+type Unsettled = Arc<Mutex<BTreeMap<(u64, i128), Option<SourceCursor>>>>;
+
+/// An input's key in [`Unsettled`].
+fn unsettled_key((_, _, stream_seq, published): &Input) -> (u64, i128) {
+    (*stream_seq, published.as_nanosecond())
+}
 
 /// What became of one message of a batch.
 enum Verdict {
@@ -469,6 +480,16 @@ impl Writer {
     /// Returns (messages erased, events still pending). A NATS failure leaves the mark for the
     /// next try (every checkpoint interval and at start).
     async fn erase_copies_now(&mut self) -> Result<(usize, usize), IngestError> {
+        // Nothing to erase (the usual tick): do not drain the settling pipeline for nothing.
+        if self.late_copies.is_empty()
+            && self.ledger.as_ref().is_none_or(|l| {
+                l.storage()
+                    .erasures_pending()
+                    .is_ok_and(|pending| pending.is_empty())
+            })
+        {
+            return Ok((0, 0));
+        }
         // Rejections still being copied to REJECTED must be there before it is scanned; then
         // the cursor is stored past everything read, so that no erased EVENTS message lies
         // ahead of it (a restart would take the hole for data loss).
@@ -568,7 +589,7 @@ impl Writer {
                 match c {
                     Ok(_) => event_preds.push(preds[k]),
                     Err(_) => {
-                        unsettled.insert(inputs[k].2, preds[k]);
+                        unsettled.insert(unsettled_key(&inputs[k]), preds[k]);
                     }
                 }
             }
@@ -658,7 +679,7 @@ impl Writer {
                     Err(rejection) => Verdict::Reject(rejection),
                     Ok(i) => match (&outcomes[i], outcomes[i].refusal(&events[i].id)) {
                         (_, Some(rejection)) => {
-                            unsettled.insert(inputs[k].2, preds[k]);
+                            unsettled.insert(unsettled_key(&inputs[k]), preds[k]);
                             Verdict::Reject(rejection)
                         }
                         (AppendOutcome::Committed { seq }, None) => {
@@ -743,70 +764,19 @@ impl Settler {
         }
     }
 
-    /// One receipt per agency that published in the batch, under the commit's signed tree head.
+    /// Signs and sends the commit's receipts (see [`receipts_of`]).
     async fn send_receipts(&self, answer: &Answer) -> Result<(), String> {
-        let mut receipts: BTreeMap<String, Receipt> = BTreeMap::new();
-        let mut head: Option<String> = None;
-        for ((subject, payload, _, _), verdict) in answer.inputs.iter().zip(&answer.verdicts) {
-            let Some((agency, _)) = parse_event_subject(subject) else {
-                continue;
-            };
-            let Some(id) = event_id_of(payload) else {
-                continue;
-            };
-            if id.len() > 256 {
-                // Not an id the ledger could hold (the schema bounds ids): nothing to answer.
-                continue;
-            }
-            let checkpoint = match &head {
-                Some(note) => note.clone(),
-                None => {
-                    let signed = self
-                        .signer
-                        .sign(&Checkpoint {
-                            origin: self.signer.name().to_owned(),
-                            size: answer.size,
-                            root: answer.root,
-                        })
-                        .map_err(|e| e.to_string())?;
-                    head = Some(signed.note.clone());
-                    signed.note
-                }
-            };
-            let receipt = receipts.entry(agency.clone()).or_insert_with(|| Receipt {
-                v: RECEIPT_VERSION,
-                agency,
-                checkpoint,
-                events: Vec::new(),
-                rejected: Vec::new(),
-                batch: Default::default(),
-                signature: String::new(),
-            });
-            match verdict {
-                Verdict::Held { seq, duplicate } => {
-                    let leaf = answer
-                        .leaves
-                        .get(seq)
-                        .ok_or_else(|| format!("no leaf hash for seq {seq}"))?;
-                    receipt.events.push(ReceiptEvent {
-                        id,
-                        seq: *seq,
-                        leaf_hash: leaf.to_string(),
-                        duplicate: *duplicate,
-                    });
-                }
-                // Bounded as in REJECTED's headers: one agency's odd ids or field names must
-                // not make its receipt too large for NATS.
-                Verdict::Reject(r) => receipt.rejected.push(ReceiptRejection {
-                    id: crate::check::header_value(&id, 256),
-                    code: r.code.as_str().to_owned(),
-                    path: crate::check::header_value(&r.path, 1024),
-                    reason: crate::check::header_value(&r.reason, 1024),
-                }),
-            }
-        }
+        let mut receipts = receipts_of(answer, || {
+            self.signer
+                .sign(&Checkpoint {
+                    origin: self.signer.name().to_owned(),
+                    size: answer.size,
+                    root: answer.root,
+                })
+                .map(|signed| signed.note)
+                .map_err(|e| e.to_string())
+        })?;
         // One signature for the commit's receipts (each carries its place in their tree).
-        let mut receipts: Vec<Receipt> = receipts.into_values().collect();
         Receipt::sign_all(&mut receipts, &self.signer).map_err(|e| e.to_string())?;
         let client = self.js.client();
         let mut failed = None;
@@ -891,6 +861,173 @@ impl Settler {
                 code: rejection.code.as_str().to_owned(),
             })
             .inc();
-        self.unsettled.lock().expect("unsettled").remove(stream_seq);
+        self.unsettled
+            .lock()
+            .expect("unsettled")
+            .remove(&(*stream_seq, published.as_nanosecond()));
+    }
+}
+
+/// The commit's receipts, unsigned: one per agency that published in the batch, more when one
+/// would take more than [`RECEIPT_MAX_BYTES`]; `tree_head` signs the commit's tree head (asked
+/// once, and only if there is something to answer).
+fn receipts_of(
+    answer: &Answer,
+    mut tree_head: impl FnMut() -> Result<String, String>,
+) -> Result<Vec<Receipt>, String> {
+    // Per agency: its receipts, the last one being filled, and that one's size so far.
+    let mut receipts: BTreeMap<String, (Vec<Receipt>, usize)> = BTreeMap::new();
+    let mut head: Option<String> = None;
+    for ((subject, payload, _, _), verdict) in answer.inputs.iter().zip(&answer.verdicts) {
+        let Some((agency, _)) = parse_event_subject(subject) else {
+            continue;
+        };
+        let Some(id) = event_id_of(payload) else {
+            continue;
+        };
+        if id.len() > 256 {
+            // Not an id the ledger could hold (the schema bounds ids): nothing to answer.
+            continue;
+        }
+        let checkpoint = match &head {
+            Some(note) => note.clone(),
+            None => head.insert(tree_head()?).clone(),
+        };
+        // What this answer adds to the receipt's JSON, generously (names, quotes, escapes of
+        // the bounded strings below).
+        let adds = match verdict {
+            Verdict::Held { .. } => 2 * id.len() + 140,
+            Verdict::Reject(r) => {
+                2 * (id.len() + r.path.len().min(1024) + r.reason.len().min(1024)) + 120
+            }
+        };
+        let new_receipt = || Receipt {
+            v: RECEIPT_VERSION,
+            agency: agency.clone(),
+            checkpoint: checkpoint.clone(),
+            events: Vec::new(),
+            rejected: Vec::new(),
+            batch: Default::default(),
+            signature: String::new(),
+        };
+        let (parts, size) = receipts
+            .entry(agency.clone())
+            .or_insert_with(|| (vec![new_receipt()], 0));
+        if *size > 0 && *size + adds > RECEIPT_MAX_BYTES {
+            parts.push(new_receipt());
+            *size = 0;
+        }
+        *size += adds;
+        let receipt = parts.last_mut().expect("one receipt at least");
+        match verdict {
+            Verdict::Held { seq, duplicate } => {
+                let leaf = answer
+                    .leaves
+                    .get(seq)
+                    .ok_or_else(|| format!("no leaf hash for seq {seq}"))?;
+                receipt.events.push(ReceiptEvent {
+                    id,
+                    seq: *seq,
+                    leaf_hash: leaf.to_string(),
+                    duplicate: *duplicate,
+                });
+            }
+            // Bounded as in REJECTED's headers: one agency's odd ids or field names must not
+            // make its receipt too large for NATS.
+            Verdict::Reject(r) => receipt.rejected.push(ReceiptRejection {
+                id: crate::check::header_value(&id, 256),
+                code: r.code.as_str().to_owned(),
+                path: crate::check::header_value(&r.path, 1024),
+                reason: crate::check::header_value(&r.reason, 1024),
+            }),
+        }
+    }
+    Ok(receipts.into_values().flat_map(|(r, _)| r).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use socai_model::ErrorCode;
+
+    fn input(agency_token: &str, id: &str, seq: u64) -> Input {
+        let payload = serde_json::to_vec(&serde_json::json!({ "id": id })).unwrap();
+        (
+            format!("dvc.events.{agency_token}.dossier.submitted"),
+            Bytes::from(payload),
+            seq,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn receipts_are_split_by_size_and_each_answer_is_in_exactly_one() {
+        let long = |i: usize| format!("{i:0>250}");
+        let mut inputs = Vec::new();
+        let mut verdicts = Vec::new();
+        let mut leaves = HashMap::new();
+        // 1000 answers for one agency: held events with the longest ids, and rejections with
+        // the longest reasons; and one event of another agency.
+        for i in 0..1000usize {
+            inputs.push(input("H01", &long(i), i as u64 + 1));
+            if i % 2 == 0 {
+                verdicts.push(Verdict::Held {
+                    seq: i as u64,
+                    duplicate: i % 4 == 0,
+                });
+                leaves.insert(i as u64, Hash([i as u8; 32]));
+            } else {
+                verdicts.push(Verdict::Reject(Rejection::new(
+                    ErrorCode::SchemaViolation,
+                    "/data/".to_owned() + &"p".repeat(2000),
+                    "\"".repeat(3000),
+                )));
+            }
+        }
+        inputs.push(input("G09-20", "other", 1001));
+        verdicts.push(Verdict::Held {
+            seq: 1000,
+            duplicate: false,
+        });
+        leaves.insert(1000, Hash([7; 32]));
+        let answer = Answer {
+            inputs,
+            verdicts,
+            leaves,
+            size: 1001,
+            root: Hash([1; 32]),
+        };
+        let mut heads = 0;
+        let mut receipts = receipts_of(&answer, || {
+            heads += 1;
+            Ok("tree head".to_owned())
+        })
+        .unwrap();
+        assert_eq!(heads, 1, "the tree head is signed once per commit");
+        let (signer, _, _) = CheckpointSigner::generate("test.socai/log").unwrap();
+        Receipt::sign_all(&mut receipts, &signer).unwrap();
+        let h01: Vec<&Receipt> = receipts.iter().filter(|r| r.agency == "H01").collect();
+        assert!(h01.len() > 1, "{} receipts", h01.len());
+        for r in &receipts {
+            let bytes = r.to_json().len();
+            assert!(bytes < 512 * 1024, "a receipt of {bytes} bytes");
+        }
+        let mut answered: Vec<&str> = h01
+            .iter()
+            .flat_map(|r| {
+                r.events
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .chain(r.rejected.iter().map(|e| e.id.as_str()))
+            })
+            .collect();
+        answered.sort_unstable();
+        let mut expected: Vec<String> = (0..1000).map(long).collect();
+        expected.sort_unstable();
+        assert_eq!(answered, expected);
+        let other: Vec<&Receipt> = receipts.iter().filter(|r| r.agency == "G09.20").collect();
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].events[0].seq, 1000);
     }
 }

@@ -359,6 +359,24 @@ impl<S: Storage> LedgerReader<S> {
                 ),
             });
         }
+        // The entry must be the event the receipt names (its agency's, with its id).
+        let entry = self.entry(event.seq)?;
+        let field = |name: &str| entry.event.get(name).and_then(|v| v.as_str());
+        if field("id") != Some(event.id.as_str())
+            || field("agency") != Some(receipt.agency.as_str())
+        {
+            return Err(ReceiptProofError::NotThisLog {
+                why: format!(
+                    "it says entry {} is event {:?} of {}, but this ledger's entry {} is event {:?} of {:?}",
+                    event.seq,
+                    event.id,
+                    receipt.agency,
+                    event.seq,
+                    field("id").unwrap_or_default(),
+                    field("agency").unwrap_or_default()
+                ),
+            });
+        }
         Ok(proof)
     }
 

@@ -195,13 +195,27 @@ pub struct SledStorage {
     keys: Arc<KeyStore>,
     /// Key slots committed so far (the next record's slot); only the writer advances it.
     next_slot: Arc<AtomicU64>,
-    /// Test-only fault point (`SOCAI_FAULT=abort-before-fsync`): abort the process after sled
-    /// took a batch with entries and before the fsync, as a crash there would.
-    abort_before_fsync: bool,
+    /// Test-only fault point (`SOCAI_FAULT=abort-before-fsync[:N]`): at the N-th commit with
+    /// entries (default 1), the process stalls a second after sled took the batch and before the
+    /// fsync (so anything sent too early would reach its reader), then aborts, as a crash there
+    /// would. Holds the commits with entries still to go before it.
+    abort_before_fsync: Option<Arc<AtomicU64>>,
 }
 
 /// The environment variable that arms the test-only fault points.
 pub const FAULT_ENV: &str = "SOCAI_FAULT";
+
+/// `SOCAI_FAULT=abort-before-fsync[:N]`: the commits with entries to go until the fault.
+fn abort_before_fsync_fault() -> Option<Arc<AtomicU64>> {
+    let value = std::env::var(FAULT_ENV).ok()?;
+    let rest = value.strip_prefix("abort-before-fsync")?;
+    let n = match rest.strip_prefix(':') {
+        Some(n) => n.parse().ok().filter(|&n| n > 0)?,
+        None if rest.is_empty() => 1,
+        None => return None,
+    };
+    Some(Arc::new(AtomicU64::new(n)))
+}
 
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
@@ -296,7 +310,7 @@ impl SledStorage {
             path: path.to_path_buf(),
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
-            abort_before_fsync: std::env::var(FAULT_ENV).as_deref() == Ok("abort-before-fsync"),
+            abort_before_fsync: abort_before_fsync_fault(),
         };
         storage.migrate()?;
         storage.finish_erasures()?;
@@ -708,10 +722,14 @@ impl Storage for SledStorage {
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
         b.insert(HEAD_KEY, &head[..]);
         self.tree.apply_batch(b).map_err(|e| self.err(e))?;
-        if self.abort_before_fsync && !batch.entries.is_empty() {
+        if let Some(to_go) = &self.abort_before_fsync
+            && !batch.entries.is_empty()
+            && to_go.fetch_sub(1, Ordering::SeqCst) == 1
+        {
             eprintln!(
-                "{FAULT_ENV}=abort-before-fsync: aborting before the fsync (test-only fault point)"
+                "{FAULT_ENV}=abort-before-fsync: stalling, then aborting before the fsync (test-only fault point)"
             );
+            std::thread::sleep(std::time::Duration::from_secs(1));
             std::process::abort();
         }
         self.db.flush().map_err(|e| self.err(e))?;
