@@ -700,9 +700,14 @@ mod tests {
                 root,
             })
             .unwrap();
+        // The agency of the first event (a receipt names one agency's events).
+        let agency = l.entry(seqs[0]).unwrap().event["agency"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let mut r = Receipt {
             v: RECEIPT_VERSION,
-            agency: "000.00.12.H01".into(),
+            agency,
             checkpoint: head.note,
             events: seqs
                 .iter()
@@ -734,7 +739,18 @@ mod tests {
         let (_tmp, l, signer) = ledger(40);
         // A tree head of size 30 that the ledger never stored as a checkpoint.
         let root = l.tree_root(30).unwrap();
-        let r = receipt(&l, &signer, &[3, 29], 30, root);
+        // Two events of one agency: entry 29 and an earlier one of its agency.
+        let agency_of = |seq: u64| l.entry(seq).unwrap().event["agency"].clone();
+        let first = (0..29)
+            .find(|&seq| agency_of(seq) == agency_of(29))
+            .expect("the test ledger's agency of entry 29 has an earlier entry");
+        let r = receipt(&l, &signer, &[first, 29], 30, root);
+        let agency = r.agency.clone();
+        let other_agency = if agency == "000.00.12.H01" {
+            "000.00.12.H02"
+        } else {
+            "000.00.12.H01"
+        };
         let id = r.events[1].id.clone();
         let proof = l.receipt_inclusion_proof(&r, Some(&id)).unwrap();
         assert_eq!((proof.leaf_index, proof.tree_size), (29, 30));
@@ -744,11 +760,11 @@ mod tests {
         assert_eq!(signed.checkpoint.root, root);
         // AGENCY/ID works with the receipt's agency only.
         assert!(
-            l.receipt_inclusion_proof(&r, Some(&format!("000.00.12.H01/{id}")))
+            l.receipt_inclusion_proof(&r, Some(&format!("{agency}/{id}")))
                 .is_ok()
         );
         assert!(matches!(
-            l.receipt_inclusion_proof(&r, Some(&format!("000.00.12.H02/{id}"))),
+            l.receipt_inclusion_proof(&r, Some(&format!("{other_agency}/{id}"))),
             Err(ReceiptProofError::Choice(_))
         ));
         // Two events: the id must be given; a rejected one has nothing to prove.
@@ -795,6 +811,23 @@ mod tests {
             .receipt_inclusion_proof(&fork, Some(&good.events[0].id))
             .unwrap_err();
         assert!(err.to_string().contains("fork"), "{err}");
+        // Signed, with the entry's leaf hash, but under another agency: the entry is not that
+        // agency's event.
+        let mut other_agency = good.clone();
+        other_agency.agency = if good.agency == "000.00.12.H01" {
+            "000.00.12.H02".into()
+        } else {
+            "000.00.12.H01".into()
+        };
+        other_agency.sign(&signer).unwrap();
+        let err = l
+            .receipt_inclusion_proof(&other_agency, Some(&good.events[0].id))
+            .unwrap_err();
+        assert!(
+            matches!(err, ReceiptProofError::NotThisLog { .. })
+                && err.to_string().contains("this ledger's entry 3 is event"),
+            "{err}"
+        );
         // A tree head beyond the ledger.
         let ahead = receipt(&l, &signer, &[3], 41, root);
         let err = l
