@@ -109,7 +109,7 @@ impl ProjectorConfig {
             flush_interval: Duration::from_millis(200),
             kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(20),
         }
     }
     pub fn state_file(&self) -> PathBuf {
