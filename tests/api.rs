@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use socai_chain::tiles::{Tile, TileKind, split_entry_bundle, split_hash_tile};
-use socai_chain::{
-    CheckpointVerifier, ConsistencyProof, Hash, InclusionProof, leaf_hash, node_hash,
-};
+use socai_chain::{ConsistencyProof, Hash, InclusionProof, leaf_hash, node_hash};
 use socai_client::publisher::Outgoing;
 use socai_e2e::nats::*;
 use socai_e2e::openapi::OpenApi;
@@ -206,11 +204,6 @@ async fn wait_checkpoint(api: &Api, n: u64) {
         },
     )
     .await;
-}
-
-fn vkey(ledger: &Ledger) -> CheckpointVerifier {
-    let text = std::fs::read_to_string(ledger.dir().join("checkpoint.vkey")).expect("vkey");
-    CheckpointVerifier::from_vkey(text.trim()).expect("a verifier key")
 }
 
 /// Publishes `events` as the gateway (on the secured server), `chunk` at a time with `pause`
@@ -529,7 +522,7 @@ async fn every_route_answers_as_documented_and_as_the_cli_does() {
 
     // From here on, events keep coming while every route is exercised.
     let publishing = publish_paced(&url, true, rest.to_vec(), 20, Duration::from_millis(200));
-    let key = vkey(&ledger);
+    let key = ledger.verifier();
 
     // Health, readiness, Prometheus.
     let a = api.get("/healthz", "/healthz").await;
@@ -1347,7 +1340,7 @@ async fn an_auditor_with_only_the_url_and_the_key_verifies_a_hundred_thousand_en
     let auditor = tempfile::tempdir().expect("auditor dir");
     let key_file = auditor.path().join("log.vkey");
     std::fs::copy(ledger.dir().join("checkpoint.vkey"), &key_file).expect("copy the key");
-    let key = vkey(&ledger);
+    let key = ledger.verifier();
     let audit = |args: &[&str]| {
         let out = std::process::Command::new(socai_e2e::socai_bin())
             .arg("--data-dir")
@@ -1852,7 +1845,7 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
         .await;
     let bundle: socai_chain::bundle::Bundle = serde_json::from_slice(&export.body).unwrap();
     let report = bundle
-        .verify(Some(&vkey(&ledger)))
+        .verify(Some(&ledger.verifier()))
         .expect("the auditor's export verifies");
     assert!(report.personal_checked > 100);
     assert!(bundle.personal.iter().all(|d| d.seq != victim_seq));
@@ -1866,7 +1859,7 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
     )
     .unwrap();
     proof
-        .verify(&vkey(&ledger))
+        .verify(&ledger.verifier())
         .expect("the redacted event's proof verifies");
     // The live stream carried changes, and no personal data.
     let mut frames = 0;

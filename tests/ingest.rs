@@ -1040,12 +1040,7 @@ async fn no_receipt_is_sent_for_an_event_the_ledger_had_not_fsynced() {
     // the crash.
     let mut serve = ledger.serve_env(&url, None, &[("SOCAI_FAULT", "abort-before-fsync:3")]);
     wait_for_streams(&js).await;
-    let vkey = socai_chain::CheckpointVerifier::from_vkey(
-        std::fs::read_to_string(ledger.dir().join("checkpoint.vkey"))
-            .expect("checkpoint.vkey")
-            .trim(),
-    )
-    .expect("vkey");
+    let vkey = ledger.verifier();
     let events = workload(300, 21);
     let publisher = publisher(&url, None).await;
     let answered = |got: &HashMap<(String, String), Vec<(u64, bool)>>, e: &Event| {
@@ -1203,12 +1198,7 @@ async fn nats_server_losing_unsynced_writes_loses_no_event_an_agency_waits_a_rec
         Some("ledger"),
     )
     .await;
-    let vkey = socai_chain::CheckpointVerifier::from_vkey(
-        std::fs::read_to_string(ledger.dir().join("checkpoint.vkey"))
-            .expect("checkpoint.vkey")
-            .trim(),
-    )
-    .expect("vkey");
+    let vkey = ledger.verifier();
     let events = workload(12_000, 17);
     let mut publishing = Vec::new();
     for share in split_by_agency(&events, 2) {

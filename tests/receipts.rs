@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use futures::StreamExt;
-use socai_chain::{CheckpointVerifier, Receipt};
+use socai_chain::Receipt;
 use socai_client::publisher::Outgoing;
 use socai_client::receipts::{
     EventOutcome, Outcome, ReceiptOptions, ReceiptPublisher, Report, Summary,
@@ -53,11 +53,6 @@ fn bad_event(agency: &str, id: &str) -> Outgoing {
             .expect("json")
             .into(),
     }
-}
-
-fn vkey(ledger: &Ledger) -> CheckpointVerifier {
-    let text = std::fs::read_to_string(ledger.dir().join("checkpoint.vkey")).expect("vkey");
-    CheckpointVerifier::from_vkey(text.trim()).expect("a verifier key")
 }
 
 /// What one run of a [`ReceiptPublisher`] reported.
@@ -163,7 +158,7 @@ async fn an_agency_receives_only_its_own_receipts_and_proves_its_events_with_the
     let api = serve.http_url();
     let (client, _) = connect(&url, Some("ledger")).await;
     wait_for_streams(&async_nats::jetstream::new(client)).await;
-    let key = vkey(&ledger);
+    let key = ledger.verifier();
 
     // H01 listens to its own receipts subject, and tries H02's: the server refuses that one.
     let (h01_raw, h01_errors) = connect(&url, Some(H01)).await;
@@ -621,7 +616,7 @@ async fn socai_publish_fails_unless_every_event_is_in_the_ledger() {
     wait_for_streams(&async_nats::jetstream::new(client)).await;
     let vkey_path = ledger.dir().join("checkpoint.vkey");
     let vkey_arg = vkey_path.to_str().expect("utf-8");
-    let key = vkey(&ledger);
+    let key = ledger.verifier();
 
     // Every event committed: exit 0, every receipt appended to --receipts and verified.
     let first = ledger.path("first.jsonl");

@@ -126,6 +126,12 @@ impl Ledger {
         path
     }
 
+    /// The log's published key (`checkpoint.vkey`), as an auditor holds it.
+    pub fn verifier(&self) -> socai_chain::CheckpointVerifier {
+        let text = std::fs::read_to_string(self.dir().join("checkpoint.vkey")).expect("vkey");
+        socai_chain::CheckpointVerifier::from_vkey(text.trim()).expect("a verifier key")
+    }
+
     /// Ledger size from `verify --json --vkey <its checkpoint.vkey>` (which must pass).
     pub fn verified_size(&self) -> u64 {
         let vkey = self.dir().join("checkpoint.vkey");
