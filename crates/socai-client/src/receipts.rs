@@ -282,16 +282,7 @@ impl ReceiptPublisher {
         let client = self.publisher.client();
         let mut input = messages.into_iter();
         let mut input_done = false;
-        let mut run = Run {
-            options: self.options.clone(),
-            verifier: self.options.verifier.clone().map(ReceiptVerifier::new),
-            slots: HashMap::new(),
-            by_key: HashMap::new(),
-            republish: BTreeSet::new(),
-            give_ups: BTreeSet::new(),
-            next_slot: 0,
-            summary: Summary::default(),
-        };
+        let mut run = Run::new(self.options.clone());
         let mut receipts: SelectAll<async_nats::Subscriber> = SelectAll::new();
         let mut subscribed: HashSet<String> = HashSet::new();
         let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
@@ -493,6 +484,19 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl<T> Run<T> {
+    fn new(options: ReceiptOptions) -> Run<T> {
+        Run {
+            verifier: options.verifier.clone().map(ReceiptVerifier::new),
+            options,
+            slots: HashMap::new(),
+            by_key: HashMap::new(),
+            republish: BTreeSet::new(),
+            give_ups: BTreeSet::new(),
+            next_slot: 0,
+            summary: Summary::default(),
+        }
+    }
+
     fn add(&mut self, tag: T, msg: Outgoing, token: String, agency: String) -> u64 {
         let slot = self.next_slot;
         self.next_slot += 1;
@@ -695,19 +699,10 @@ mod tests {
     const H01: &str = "000.00.12.H01";
 
     fn run(verifier: Option<CheckpointVerifier>) -> Run<usize> {
-        Run {
-            verifier: verifier.clone().map(ReceiptVerifier::new),
-            options: ReceiptOptions {
-                verifier,
-                ..ReceiptOptions::default()
-            },
-            slots: HashMap::new(),
-            by_key: HashMap::new(),
-            republish: BTreeSet::new(),
-            give_ups: BTreeSet::new(),
-            next_slot: 0,
-            summary: Summary::default(),
-        }
+        Run::new(ReceiptOptions {
+            verifier,
+            ..ReceiptOptions::default()
+        })
     }
 
     fn add(run: &mut Run<usize>, agency: &str, id: &str, tag: usize) -> u64 {
