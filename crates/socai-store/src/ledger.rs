@@ -329,7 +329,7 @@ impl<S: Storage> Ledger<S> {
     /// Duplicate or Conflict if its id is known, Oversized if its entry could be too large.
     pub fn classify(&self, event: &Event) -> Result<Option<AppendOutcome>> {
         let (public, salted, digest) = self.digest(event);
-        let Some(rec) = self.storage().id(&event.agency, &event.id)? else {
+        let Some(rec) = self.storage().id_if_known(&event.agency, &event.id)? else {
             let bound = entry_size_bound(&public, salted.as_ref().map(|(_, c)| c));
             return Ok((bound > socai_chain::tiles::MAX_ENTRY_BYTES)
                 .then_some(AppendOutcome::Oversized { entry_bytes: bound }));
@@ -425,7 +425,7 @@ impl<S: Storage> Ledger<S> {
             let (public, salted, digest) = self.digest(event);
             let existing = match in_batch.get(&(event.agency.as_str(), event.id.as_str())) {
                 Some(rec) => Some(*rec),
-                None => self.storage().id(&event.agency, &event.id)?,
+                None => self.storage().id_if_known(&event.agency, &event.id)?,
             };
             if let (Some(&stream_seq), Some(_)) = (self.sources.get(i), &event.personal) {
                 let key = EventKey::new(&event.agency, &event.id);

@@ -2,6 +2,7 @@
 //!
 //! - [`storage`]: the engine boundary ([`Storage`]) and its sled implementation: one tree, every
 //!   commit a single atomic `apply_batch` followed by one blocking `flush` (fsync).
+//! - [`idfilter`]: the in-memory new-id filter that spares the writer an index read per new id.
 //! - [`ledger`]: the single writer (append with group commit, dedup by id forever, Merkle state,
 //!   checkpoints, redaction) and the readers (entries, history, proofs, export).
 //! - [`reader`]: readers of a ledger being appended to (entries, proofs, export, tiles), which
@@ -12,6 +13,7 @@
 //! Knows nothing of NATS or HTTP.
 
 pub mod datadir;
+pub mod idfilter;
 pub mod keystore;
 pub mod ledger;
 pub mod reader;

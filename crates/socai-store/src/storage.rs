@@ -7,12 +7,13 @@
 //! - `flush` is called from exactly one place ([`SledStorage::commit`]); sled's background flusher
 //!   is disabled, so no concurrent `flush_async` can deadlock (sled #1308, #1412).
 
+use crate::idfilter::IdFilter;
 use crate::keystore::{KeyStore, KeyStoreError, RecordKey};
 use socai_chain::Hash;
 use socai_chain::merkle::MerkleError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
 pub const HASH_CHUNK: u64 = 256;
@@ -139,6 +140,11 @@ pub trait Storage: Send + Sync {
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>;
     /// The id index record of `id` published by `agency`.
     fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>>;
+    /// [`Storage::id`] for the writer's hot path: may answer `None` without reading the index
+    /// when `id` was certainly never committed (see [`crate::idfilter`]).
+    fn id_if_known(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
+        self.id(agency, id)
+    }
     /// Every agency's record of `id` (ids are unique per agency only), by agency.
     fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>>;
     /// The whole id index, in key order.
@@ -200,6 +206,23 @@ pub struct SledStorage {
     /// fsync (so anything sent too early would reach its reader), then aborts, as a crash there
     /// would. Holds the commits with entries still to go before it.
     abort_before_fsync: Option<Arc<AtomicU64>>,
+    /// Every committed (agency, id), approximately (see [`crate::idfilter`]); filled from the id
+    /// index by a background thread started at the first [`Storage::id_if_known`].
+    ids: Arc<IdFilter>,
+    fill: Arc<Fill>,
+}
+
+/// The background fill of the id filter: started once, stopped when the last handle of the
+/// store is dropped (the thread holds the tree, and with it sled's lock on the store).
+struct Fill {
+    started: std::sync::Once,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }
 
 /// The environment variable that arms the test-only fault points.
@@ -285,6 +308,13 @@ impl SledStorage {
     /// after a `Db` is dropped, so a lock held by this same process is retried for up to
     /// [`LOCK_WAIT_MS`] before reporting [`StorageError::Locked`].
     pub fn open(path: &Path) -> Result<SledStorage> {
+        Self::open_with_id_filter(path, crate::idfilter::FP_RATE)
+    }
+
+    /// [`SledStorage::open`] with the new-id filter at another false-positive rate (tests use a
+    /// high one, so that the fallback to the index is taken often).
+    #[doc(hidden)]
+    pub fn open_with_id_filter(path: &Path, fp_rate: f64) -> Result<SledStorage> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
         let db = loop {
             let opened = sled::Config::new()
@@ -304,6 +334,13 @@ impl SledStorage {
             .open_tree("ledger")
             .map_err(|e| StorageError::engine(path, e))?;
         let keys = Arc::new(KeyStore::open(&Self::keys_path(path))?);
+        // Sized for the log as it is: the filter doubles as it grows.
+        let entries = tree
+            .get(HEAD_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| be_u64(&v))
+            .unwrap_or(0);
         let storage = SledStorage {
             db,
             tree,
@@ -311,6 +348,11 @@ impl SledStorage {
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
             abort_before_fsync: abort_before_fsync_fault(),
+            ids: Arc::new(IdFilter::with_fp_rate(entries, fp_rate)),
+            fill: Arc::new(Fill {
+                started: std::sync::Once::new(),
+                stop: Arc::new(AtomicBool::new(false)),
+            }),
         };
         storage.migrate()?;
         storage.finish_erasures()?;
@@ -335,6 +377,24 @@ impl SledStorage {
         }
         storage.next_slot.store(slots, Ordering::SeqCst);
         Ok(storage)
+    }
+
+    /// Starts filling the id filter from the stored id index, once, on a thread of its own.
+    fn start_fill(&self) {
+        self.fill.started.call_once(|| {
+            let (tree, ids, stop) = (self.tree.clone(), self.ids.clone(), self.fill.stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name("socai-idfilter".into())
+                .spawn(move || fill_id_filter(&tree, &ids, &stop));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start filling the new-id filter; every append reads the id index");
+            }
+        });
+    }
+
+    /// The new-id filter (for the benchmarks and tests).
+    pub fn id_filter(&self) -> &IdFilter {
+        &self.ids
     }
 
     /// Where the personal-data keys of the store at `path` live: `<path>.keys`, beside it.
@@ -643,6 +703,13 @@ impl Storage for SledStorage {
             rest = &rest[take..];
             seq += take as u64;
         }
+        // Before the batch is applied: the filter may only over-approximate the index.
+        self.ids.insert(
+            batch
+                .ids
+                .iter()
+                .map(|(k, _)| (k.agency.as_str(), k.id.as_str())),
+        );
         for (event, rec) in &batch.ids {
             let mut v = [0u8; 40];
             v[..8].copy_from_slice(&rec.seq.to_be_bytes());
@@ -783,6 +850,14 @@ impl Storage for SledStorage {
             None => Ok(None),
             Some(v) => id_record(&v, id).map(Some),
         }
+    }
+
+    fn id_if_known(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
+        self.start_fill();
+        if !self.ids.may_hold(agency, id) {
+            return Ok(None);
+        }
+        self.id(agency, id)
     }
 
     fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>> {
@@ -967,6 +1042,50 @@ impl Storage for SledStorage {
 
     fn size_on_disk(&self) -> Result<u64> {
         self.db.size_on_disk().map_err(|e| self.err(e))
+    }
+}
+
+/// Inserts every id of the stored index into `ids`, then marks it complete; gives up (leaving it
+/// incomplete, so that it keeps answering "maybe") on a read error or a malformed key, and stops
+/// early when `stop` is set.
+fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool) {
+    let started = std::time::Instant::now();
+    let mut keys: Vec<sled::IVec> = Vec::with_capacity(4096);
+    let insert = |keys: &mut Vec<sled::IVec>| -> bool {
+        let mut parsed = Vec::with_capacity(keys.len());
+        for k in keys.iter() {
+            let Some((id, agency)) = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|t| t.split_once('\0'))
+            else {
+                tracing::warn!("an id index key is malformed; the new-id filter stays off (run `socai verify`)");
+                return false;
+            };
+            parsed.push((agency, id));
+        }
+        ids.insert(parsed);
+        keys.clear();
+        true
+    };
+    for r in tree.scan_prefix(b"i") {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        match r {
+            Ok((k, _)) => keys.push(k),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the id index failed; the new-id filter stays off");
+                return;
+            }
+        }
+        if keys.len() == keys.capacity() && !insert(&mut keys) {
+            return;
+        }
+    }
+    if insert(&mut keys) {
+        ids.set_complete();
+        let (held, bytes) = ids.usage();
+        tracing::debug!(ids = held, bytes, secs = started.elapsed().as_secs_f64(), "new-id filter ready");
     }
 }
 

@@ -173,6 +173,35 @@ fn duplicates_return_the_existing_seq_and_conflicts_write_nothing() {
 }
 
 #[test]
+fn after_reopen_the_filled_filter_still_finds_every_committed_id() {
+    let f = Fixture::new();
+    let evs = events(3000, 4);
+    let mut l = f.open(LedgerConfig::default());
+    for chunk in evs.chunks(500) {
+        l.append_batch(chunk, AT).unwrap();
+    }
+    drop(l);
+    let mut l = f.open(LedgerConfig::default());
+    let new = events(3001, 4).pop().unwrap();
+    // The first lookup starts the fill; until it is complete every lookup reads the index.
+    assert_eq!(l.classify(&new).unwrap(), None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !l.storage().id_filter().is_complete() {
+        assert!(std::time::Instant::now() < deadline, "the filter never completed");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(l.storage().id_filter().usage().0, 3000);
+    let again = l.append_batch(&evs, "2027-01-01T00:00:00.000Z").unwrap();
+    for (seq, outcome) in again.iter().enumerate() {
+        assert_eq!(*outcome, AppendOutcome::Duplicate { seq: seq as u64 });
+    }
+    assert_eq!(
+        l.append_batch(&[new], AT).unwrap(),
+        vec![AppendOutcome::Committed { seq: 3000 }]
+    );
+}
+
+#[test]
 fn stored_merkle_state_matches_an_independent_tree() {
     let f = Fixture::new();
     let mut l = f.open(LedgerConfig::default());
@@ -379,6 +408,80 @@ fn a_second_writer_is_locked_out() {
         err.to_string().contains("locked by another process"),
         "{err}"
     );
+}
+
+/// One event of the dedup proptest: pool event `i` as is (0), under the agency of pool event
+/// `j` (1: the same id from another agency), or with other content (2).
+fn dedup_event(pool: &[Event], (kind, i, j): (u8, usize, usize)) -> Event {
+    let mut e = pool[i % pool.len()].clone();
+    match kind {
+        1 => e.agency = pool[j % pool.len()].agency.clone(),
+        2 => e.occurred_at = format!("2026-03-{:02}T10:00:00+07:00", 1 + j % 28),
+        _ => {}
+    }
+    e
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// The new-id filter never lets a duplicate or a conflict through: a pool of ids reused within
+    /// batches, across batches, across agencies and across reopens (with the filter still being
+    /// filled from the index, or complete), with half of all new ids answered "maybe" (false
+    /// positives, so the index is read), gives exactly the outcomes of a plain map.
+    #[test]
+    fn dedup_with_the_filter_matches_a_map(
+        batches in proptest::collection::vec(
+            (0u8..3, proptest::collection::vec((0u8..3, 0usize..40, 0usize..40), 1..30)),
+            1..8,
+        ),
+    ) {
+        let pool = events(40, 21);
+        let f = Fixture::new();
+        let open = || {
+            let storage = SledStorage::open_with_id_filter(&f.path, 0.5).unwrap();
+            Ledger::open(
+                storage,
+                CheckpointSigner::from_skey(&f.skey).unwrap(),
+                vec![9; 32],
+                LedgerConfig::default(),
+            )
+            .unwrap()
+        };
+        let mut l = open();
+        let mut model: std::collections::HashMap<(String, String), (u64, Event)> = Default::default();
+        for (reopen, picks) in batches {
+            // 0: keep going; 1: reopen, filter being filled; 2: reopen and wait until it is full.
+            if reopen > 0 {
+                drop(l);
+                l = open();
+                if reopen == 2 {
+                    l.classify(&pool[0]).unwrap(); // starts the fill
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while !l.storage().id_filter().is_complete() {
+                        prop_assert!(std::time::Instant::now() < deadline, "the filter never completed");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+            let batch: Vec<Event> = picks.iter().map(|&p| dedup_event(&pool, p)).collect();
+            let mut expected = Vec::new();
+            let mut size = l.head().size;
+            for e in &batch {
+                let key = (e.agency.clone(), e.id.clone());
+                expected.push(match model.get(&key) {
+                    Some((seq, old)) if old == e => AppendOutcome::Duplicate { seq: *seq },
+                    Some((seq, _)) => AppendOutcome::Conflict { existing_seq: *seq },
+                    None => {
+                        model.insert(key, (size, e.clone()));
+                        size += 1;
+                        AppendOutcome::Committed { seq: size - 1 }
+                    }
+                });
+            }
+            prop_assert_eq!(l.append_batch(&batch, AT).unwrap(), expected);
+            prop_assert_eq!(l.head().size, model.len() as u64);
+        }
+    }
 }
 
 proptest! {
