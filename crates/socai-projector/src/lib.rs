@@ -106,7 +106,7 @@ impl ProjectorConfig {
             shard_index: 0,
             shard_count: 1,
             state_dir: state_dir.into(),
-            flush_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_millis(100),
             kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
             poll_interval: Duration::from_millis(20),

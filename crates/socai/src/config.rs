@@ -14,7 +14,7 @@
 //! consumer = "ledger"              # name of the ledger's EVENTS consumers; a replica uses its own
 //!
 //! [metrics]                        # `socai project`
-//! flush_interval_ms = 200          # longest a changed value waits before it is published
+//! flush_interval_ms = 100          # longest a changed value waits before it is published
 //! kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long
 //! snapshot_interval_s = 10         # the worker's state file is rewritten at most this often
 //!
@@ -97,7 +97,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            flush_interval_ms: 200,
+            flush_interval_ms: 100,
             kv_interval_ms: 1000,
             snapshot_interval_s: 10,
         }
@@ -229,7 +229,7 @@ impl Config {
          consumer = \"ledger\"              # name of the ledger's EVENTS consumers; a replica uses its own\n\
          \n\
          [metrics]                        # socai project\n\
-         flush_interval_ms = 200         # longest a changed value waits before it is published\n\
+         flush_interval_ms = 100         # longest a changed value waits before it is published\n\
          kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long\n\
          snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n\
          \n\
