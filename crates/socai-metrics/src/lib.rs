@@ -19,6 +19,6 @@ pub use metric::{
     Detail, INDICATORS, Indicator, IndicatorScore, METRICS, Metric, MetricValue,
     SIGNIFICANT_DIGITS, WindowBounds, indicator_points, key,
 };
-pub use projection::{Anomalies, Changes, FoldError, Projection};
+pub use projection::{Anomalies, Changes, Decoded, FoldError, Projection};
 pub use scope::{SCOPE_KINDS, Scope, ScopeKind, province_of};
 pub use time::{Day, VN_OFFSET_SECS, WINDOW_KINDS, Window, parse_timestamp};

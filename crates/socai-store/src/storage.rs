@@ -1058,7 +1058,9 @@ fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool) {
                 .ok()
                 .and_then(|t| t.split_once('\0'))
             else {
-                tracing::warn!("an id index key is malformed; the new-id filter stays off (run `socai verify`)");
+                tracing::warn!(
+                    "an id index key is malformed; the new-id filter stays off (run `socai verify`)"
+                );
                 return false;
             };
             parsed.push((agency, id));
@@ -1085,7 +1087,12 @@ fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool) {
     if insert(&mut keys) {
         ids.set_complete();
         let (held, bytes) = ids.usage();
-        tracing::debug!(ids = held, bytes, secs = started.elapsed().as_secs_f64(), "new-id filter ready");
+        tracing::debug!(
+            ids = held,
+            bytes,
+            secs = started.elapsed().as_secs_f64(),
+            "new-id filter ready"
+        );
     }
 }
 

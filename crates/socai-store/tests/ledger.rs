@@ -187,7 +187,10 @@ fn after_reopen_the_filled_filter_still_finds_every_committed_id() {
     assert_eq!(l.classify(&new).unwrap(), None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !l.storage().id_filter().is_complete() {
-        assert!(std::time::Instant::now() < deadline, "the filter never completed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter never completed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     assert_eq!(l.storage().id_filter().usage().0, 3000);
