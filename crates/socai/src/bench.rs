@@ -14,6 +14,7 @@ use std::time::Instant;
 
 /// One line of the figures table: our figure, the in-run baseline (if any), their ratio, the target.
 fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
+    crate::bench_report::record_row(figure, &socai, baseline, ratio, target);
     let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
     println!("{figure:<40} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
 }
@@ -545,6 +546,11 @@ pub fn ingest(
         (measured, backlog)
     };
 
+    let bare_rate = rate(n as u64, bare.secs);
+    for x in [0.0, bare.secs] {
+        crate::bench_report::record_point("ingest rate: bare pipeline (its average)", x, bare_rate);
+    }
+
     eprintln!("2/4 socai, receipts, default sync...");
     let (receipts, server) = socai_run(
         &rt,
@@ -832,6 +838,23 @@ fn socai_run(
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let bar = crate::output::progress(n, name);
         let started = Instant::now();
+        // For `bench all`'s chart: the commit rate every 250 ms.
+        let sampler = crate::bench_report::recording().then(|| {
+            let (counters, series) = (counters.clone(), format!("ingest rate: socai, {name}"));
+            tokio::spawn(async move {
+                let mut last = (0.0f64, 0u64);
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tick.tick().await;
+                    let (t, c) = (started.elapsed().as_secs_f64(), counters.committed.load(Relaxed));
+                    if t > last.0 + 0.1 {
+                        let rate = c.saturating_sub(last.1) as f64 / (t - last.0);
+                        crate::bench_report::record_point(&series, t, rate);
+                        last = (t, c);
+                    }
+                }
+            })
+        });
         let mut writer = tokio::spawn(socai_ingest::serve(
             js,
             ledger,
@@ -925,6 +948,9 @@ fn socai_run(
             }
         }
         let secs = started.elapsed().as_secs_f64();
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
         bar.finish_and_clear();
         let _ = stop_tx.send(true);
         writer.await??;
@@ -1187,7 +1213,17 @@ pub fn metrics(
     drop((alone, sample));
     reset_peak_rss();
     let started = Instant::now();
-    let projection = crate::cmd::metrics::rebuild(&ledger, size)?;
+    let rss_before = crate::bench_report::rss_now_mib();
+    let projection = crate::cmd::metrics::rebuild_with(&ledger, size, &mut |p| {
+        if let (Some(mib), Some(before)) = (crate::bench_report::rss_now_mib(), rss_before) {
+            let grown = mib - before;
+            crate::bench_report::record_point(
+                "memory: the rebuild's growth",
+                p.dossiers() as f64,
+                grown,
+            );
+        }
+    })?;
     let fold_secs = started.elapsed().as_secs_f64();
     let rss = peak_rss_mib();
     let started = Instant::now();
@@ -1322,15 +1358,29 @@ fn freshness(
         let sent_at: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
             Arc::new(std::sync::Mutex::new(vec![None; catalogue + measured]));
         let mut watchers = Vec::new();
+        let watch_start = Instant::now();
         for subject in [
             socai_wire::subject::COMMITTED_SUBJECT.to_owned(),
             socai_wire::subject::metrics_subject("*", "national"),
             socai_wire::subject::metrics_subject("*", "procedure.>"),
         ] {
             let (sub_client, _) = connect().await?;
-            let mut values = sub_client.subscribe(subject).await?;
+            let mut values = sub_client.subscribe(subject.clone()).await?;
             sub_client.flush().await?;
             let sent_at = sent_at.clone();
+            // For `bench all`'s chart: the worst latency each message resolved.
+            let series = if subject.starts_with("dvc.metrics") {
+                format!(
+                    "freshness: {} values",
+                    if subject.ends_with("national") {
+                        "national"
+                    } else {
+                        "procedure"
+                    }
+                )
+            } else {
+                "freshness: COMMITTED (the ledger's part)".to_owned()
+            };
             watchers.push(tokio::spawn(async move {
                 #[derive(serde::Deserialize)]
                 struct Sized {
@@ -1367,11 +1417,21 @@ fn freshness(
                         },
                     };
                     let sent = sent_at.lock().expect("lock");
+                    let mut worst = None;
                     while seen < size.min(end) {
                         if let Some(t) = sent[seen as usize] {
-                            hist.record(now.duration_since(t).as_micros() as u64).ok();
+                            let us = now.duration_since(t).as_micros() as u64;
+                            hist.record(us).ok();
+                            worst = worst.max(Some(us));
                         }
                         seen += 1;
+                    }
+                    if let Some(us) = worst {
+                        crate::bench_report::record_point(
+                            &series,
+                            now.duration_since(watch_start).as_secs_f64(),
+                            us as f64 / 1000.0,
+                        );
                     }
                 }
                 hist

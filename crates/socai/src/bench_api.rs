@@ -54,6 +54,7 @@ const LOAD_THREAD: &str = "bench-load";
 
 /// One line of the figures table: our figure, the in-run baseline (if any), their ratio, the target.
 fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
+    crate::bench_report::record_row(figure, &socai, baseline, ratio, target);
     let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
     println!("{figure:<38} {socai:>16} {baseline:>16} {ratio:>6}  {target}");
 }

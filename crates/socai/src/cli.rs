@@ -314,6 +314,22 @@ pub enum AuditKind {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchKind {
+    /// Every benchmark below, each as its own process; writes OUT/BENCHMARKS.md, OUT/benchmarks.json
+    /// and PNG charts in OUT/benchmarks/ (about 10 minutes; --quick: smaller runs)
+    All {
+        /// Where the report goes
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+        /// Smaller runs (a minute or two), for a first look
+        #[arg(long)]
+        quick: bool,
+        /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// Where to put the bench stores (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Append, verify, proof latency and disk use of the sled store
     Store {
         #[arg(long, default_value_t = 1_000_000)]

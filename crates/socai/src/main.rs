@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_report;
 mod cli;
 mod cmd;
 mod config;

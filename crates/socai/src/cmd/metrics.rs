@@ -20,6 +20,15 @@ use crate::output::{EXIT_VERIFY, Exit, emit, progress};
 
 /// Folds entries `[0, size)` of the ledger, with a progress bar on a terminal.
 pub fn rebuild(ledger: &Ledger<SledStorage>, size: u64) -> anyhow::Result<Projection> {
+    rebuild_with(ledger, size, &mut |_| {})
+}
+
+/// [`rebuild`], calling `on_progress` with the projection every 8192 entries.
+pub fn rebuild_with(
+    ledger: &Ledger<SledStorage>,
+    size: u64,
+    on_progress: &mut dyn FnMut(&Projection),
+) -> anyhow::Result<Projection> {
     let bar = progress(size, "metrics");
     let mut projection = Projection::untracked();
     // Two cores: this thread folds while another reads and decodes the next entries (each
@@ -57,6 +66,7 @@ pub fn rebuild(ledger: &Ledger<SledStorage>, size: u64) -> anyhow::Result<Projec
                 projection.apply_decoded(decoded)?;
                 if seq % 8192 == 0 {
                     bar.set_position(seq);
+                    on_progress(&projection);
                 }
             }
         }

@@ -168,6 +168,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                 },
         } => crate::bench::ingest(g, events, nats_server.as_deref(), dir.as_deref()),
+        Command::Bench {
+            kind:
+                BenchKind::All {
+                    out,
+                    quick,
+                    nats_server,
+                    dir,
+                },
+        } => crate::bench_report::all(&out, quick, nats_server.as_deref(), dir.as_deref()),
     }
 }
 
