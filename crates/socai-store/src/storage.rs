@@ -217,6 +217,19 @@ pub struct SledStorage {
 struct Fill {
     started: std::sync::Once,
     stop: Arc<AtomicBool>,
+    testing: IdFilterTesting,
+}
+
+/// Test knobs of the new-id filter (see [`SledStorage::open_with_id_filter`]).
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct IdFilterTesting {
+    /// Keep only this many low bits of each hash (false positives become common).
+    pub hash_bits: Option<u32>,
+    /// Ids per chunk of the fill (default 4096).
+    pub fill_chunk: Option<usize>,
+    /// After its first chunk, the fill waits twice on this barrier: the test commits in between.
+    pub fill_gate: Option<Arc<std::sync::Barrier>>,
 }
 
 impl Drop for Fill {
@@ -308,13 +321,12 @@ impl SledStorage {
     /// after a `Db` is dropped, so a lock held by this same process is retried for up to
     /// [`LOCK_WAIT_MS`] before reporting [`StorageError::Locked`].
     pub fn open(path: &Path) -> Result<SledStorage> {
-        Self::open_with_id_filter(path, crate::idfilter::FP_RATE)
+        Self::open_with_id_filter(path, IdFilterTesting::default())
     }
 
-    /// [`SledStorage::open`] with the new-id filter at another false-positive rate (tests use a
-    /// high one, so that the fallback to the index is taken often).
+    /// [`SledStorage::open`] with the new-id filter's test knobs.
     #[doc(hidden)]
-    pub fn open_with_id_filter(path: &Path, fp_rate: f64) -> Result<SledStorage> {
+    pub fn open_with_id_filter(path: &Path, testing: IdFilterTesting) -> Result<SledStorage> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
         let db = loop {
             let opened = sled::Config::new()
@@ -348,10 +360,14 @@ impl SledStorage {
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
             abort_before_fsync: abort_before_fsync_fault(),
-            ids: Arc::new(IdFilter::with_fp_rate(entries, fp_rate)),
+            ids: Arc::new(IdFilter::with_hash_bits(
+                entries,
+                testing.hash_bits.unwrap_or(64),
+            )),
             fill: Arc::new(Fill {
                 started: std::sync::Once::new(),
                 stop: Arc::new(AtomicBool::new(false)),
+                testing,
             }),
         };
         storage.migrate()?;
@@ -383,9 +399,10 @@ impl SledStorage {
     fn start_fill(&self) {
         self.fill.started.call_once(|| {
             let (tree, ids, stop) = (self.tree.clone(), self.ids.clone(), self.fill.stop.clone());
+            let testing = self.fill.testing.clone();
             let spawned = std::thread::Builder::new()
                 .name("socai-idfilter".into())
-                .spawn(move || fill_id_filter(&tree, &ids, &stop));
+                .spawn(move || fill_id_filter(&tree, &ids, &stop, &testing));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "could not start filling the new-id filter; every append reads the id index");
             }
@@ -1048,9 +1065,11 @@ impl Storage for SledStorage {
 /// Inserts every id of the stored index into `ids`, then marks it complete; gives up (leaving it
 /// incomplete, so that it keeps answering "maybe") on a read error or a malformed key, and stops
 /// early when `stop` is set.
-fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool) {
+fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool, testing: &IdFilterTesting) {
     let started = std::time::Instant::now();
-    let mut keys: Vec<sled::IVec> = Vec::with_capacity(4096);
+    let chunk = testing.fill_chunk.unwrap_or(4096).max(1);
+    let mut keys: Vec<sled::IVec> = Vec::with_capacity(chunk);
+    let mut gate = testing.fill_gate.clone();
     let insert = |keys: &mut Vec<sled::IVec>| -> bool {
         let mut parsed = Vec::with_capacity(keys.len());
         for k in keys.iter() {
@@ -1080,13 +1099,19 @@ fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool) {
                 return;
             }
         }
-        if keys.len() == keys.capacity() && !insert(&mut keys) {
-            return;
+        if keys.len() >= chunk {
+            if !insert(&mut keys) {
+                return;
+            }
+            if let Some(gate) = gate.take() {
+                gate.wait();
+                gate.wait();
+            }
         }
     }
     if insert(&mut keys) {
         ids.set_complete();
-        let (held, bytes) = ids.usage();
+        let (held, bytes, _) = ids.usage();
         tracing::debug!(
             ids = held,
             bytes,

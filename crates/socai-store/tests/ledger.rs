@@ -5,7 +5,7 @@ use socai_chain::checkpoint::CheckpointSigner;
 use socai_chain::merkle::{MemoryHashes, tree_root};
 use socai_chain::{CheckpointVerifier, leaf_hash};
 use socai_model::Event;
-use socai_store::storage::StoredHashes;
+use socai_store::storage::{IdFilterTesting, StoredHashes};
 use socai_store::{
     AppendOutcome, Ledger, LedgerConfig, LedgerError, SledStorage, Storage, VerifyOptions,
     verify_ledger,
@@ -201,6 +201,73 @@ fn after_reopen_the_filled_filter_still_finds_every_committed_id() {
     assert_eq!(
         l.append_batch(&[new], AT).unwrap(),
         vec![AppendOutcome::Committed { seq: 3000 }]
+    );
+}
+
+/// The writer commits while the filter is still being filled from the index (the fill paused
+/// after its first chunk): the ids it commits meanwhile and the ids the fill inserts after it
+/// are all found once the filter is complete.
+#[test]
+fn commits_during_the_fill_are_in_the_filter_too() {
+    let f = Fixture::new();
+    let evs = events(3500, 6);
+    let (old, new) = evs.split_at(3000);
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(old, AT).unwrap();
+    drop(l);
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let testing = IdFilterTesting {
+        fill_chunk: Some(500),
+        fill_gate: Some(gate.clone()),
+        ..IdFilterTesting::default()
+    };
+    let storage = SledStorage::open_with_id_filter(&f.path, testing).unwrap();
+    let mut l = Ledger::open(
+        storage,
+        CheckpointSigner::from_skey(&f.skey).unwrap(),
+        vec![9; 32],
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(l.classify(&new[0]).unwrap(), None); // starts the fill
+    gate.wait(); // the fill holds its first 500 ids and waits
+    assert!(!l.storage().id_filter().is_complete());
+    // While it waits: new ids commit, and known ids (not yet in the filter) are still found.
+    let out = l.append_batch(new, AT).unwrap();
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, AppendOutcome::Committed { .. }))
+    );
+    assert_eq!(
+        l.append_batch(&old[2990..], AT).unwrap(),
+        (2990..3000)
+            .map(|seq| AppendOutcome::Duplicate { seq })
+            .collect::<Vec<_>>()
+    );
+    gate.wait(); // let it finish
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !l.storage().id_filter().is_complete() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let filter = l.storage().id_filter();
+    for e in &evs {
+        assert!(
+            filter.may_hold(&e.agency, &e.id),
+            "{} {} missing",
+            e.agency,
+            e.id
+        );
+    }
+    let again = l.append_batch(&evs, AT).unwrap();
+    assert!(
+        again
+            .iter()
+            .enumerate()
+            .all(|(seq, o)| *o == AppendOutcome::Duplicate { seq: seq as u64 })
     );
 }
 
@@ -429,8 +496,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     /// The new-id filter never lets a duplicate or a conflict through: a pool of ids reused within
     /// batches, across batches, across agencies and across reopens (with the filter still being
-    /// filled from the index, or complete), with half of all new ids answered "maybe" (false
-    /// positives, so the index is read), gives exactly the outcomes of a plain map.
+    /// filled from the index, or complete), with hashes cut to 8 bits (so that many new ids are
+    /// false positives and read the index), gives exactly the outcomes of a plain map.
     #[test]
     fn dedup_with_the_filter_matches_a_map(
         batches in proptest::collection::vec(
@@ -441,7 +508,11 @@ proptest! {
         let pool = events(40, 21);
         let f = Fixture::new();
         let open = || {
-            let storage = SledStorage::open_with_id_filter(&f.path, 0.5).unwrap();
+            let testing = IdFilterTesting {
+                hash_bits: Some(8),
+                ..IdFilterTesting::default()
+            };
+            let storage = SledStorage::open_with_id_filter(&f.path, testing).unwrap();
             Ledger::open(
                 storage,
                 CheckpointSigner::from_skey(&f.skey).unwrap(),

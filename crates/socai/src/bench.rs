@@ -1390,6 +1390,7 @@ fn freshness(
                 let mut hist = Histogram::<u64>::new(3).expect("histogram");
                 let mut seen = catalogue as u64;
                 let end = (catalogue + measured) as u64;
+                let (mut worst, mut last_point) = (None::<u64>, f64::NEG_INFINITY);
                 while seen < end {
                     let Ok(Some(msg)) =
                         tokio::time::timeout(Duration::from_secs(10), values.next()).await
@@ -1417,7 +1418,6 @@ fn freshness(
                         },
                     };
                     let sent = sent_at.lock().expect("lock");
-                    let mut worst = None;
                     while seen < size.min(end) {
                         if let Some(t) = sent[seen as usize] {
                             let us = now.duration_since(t).as_micros() as u64;
@@ -1426,12 +1426,12 @@ fn freshness(
                         }
                         seen += 1;
                     }
-                    if let Some(us) = worst {
-                        crate::bench_report::record_point(
-                            &series,
-                            now.duration_since(watch_start).as_secs_f64(),
-                            us as f64 / 1000.0,
-                        );
+                    drop(sent); // the publisher takes this lock too
+                    // One point per 100 ms at most: the worst latency since the last one.
+                    let at = now.duration_since(watch_start).as_secs_f64();
+                    if let Some(us) = worst.filter(|_| at - last_point >= 0.1) {
+                        crate::bench_report::record_point(&series, at, us as f64 / 1000.0);
+                        (worst, last_point) = (None, at);
                     }
                 }
                 hist

@@ -121,11 +121,38 @@ struct Run {
     name: String,
     command: String,
     seconds: f64,
-    /// The lines it printed that are not table rows (what was measured, summaries).
-    notes: Vec<String>,
-    rows: Vec<Row>,
+    /// What it printed, in order: table rows and the lines between them (what was measured,
+    /// which part of the run a table is about, summaries).
+    output: Vec<Item>,
     /// `None` if it succeeded.
     error: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Item {
+    Row(Row),
+    Note(String),
+}
+
+/// Puts the recorded rows back among the other lines the benchmark printed, in order (each row
+/// is the next printed line that starts with its figure; table headers are dropped).
+fn interleave(stdout: &str, rows: Vec<Row>) -> Vec<Item> {
+    let mut rows = rows.into_iter().peekable();
+    let mut out = Vec::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        if rows
+            .peek()
+            .is_some_and(|r| line.trim_start().starts_with(r.figure.as_str()))
+        {
+            out.push(Item::Row(rows.next().expect("peeked")));
+        } else if !line.starts_with("figure ") {
+            out.push(Item::Note(line.to_owned()));
+        }
+    }
+    // Rows whose line was not found (never expected) still count.
+    out.extend(rows.map(Item::Row));
+    out
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -267,19 +294,12 @@ pub fn all(
             .with_context(|| format!("starting {command}"))?;
         let seconds = t.elapsed().as_secs_f64();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let rows: Vec<Row> = read_jsonl(&rows_path)?;
-        points.extend(read_jsonl::<Point>(&series_path)?);
-        let figures: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.figure.as_str()).collect();
-        let notes = stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .filter(|l| !l.starts_with("figure "))
-            .filter(|l| !figures.iter().any(|f| l.trim_start().starts_with(f)))
-            .map(str::to_owned)
-            .collect();
-        let error = (!output.status.success())
-            .then(|| format!("exited with {} (its stderr is above)", output.status));
+        let rows: Vec<Row> = read_jsonl(&rows_path);
+        points.extend(read_jsonl::<Point>(&series_path));
+        let status = output.status;
+        let output = interleave(&stdout, rows);
+        let error =
+            (!status.success()).then(|| format!("exited with {status} (its stderr is above)"));
         if let Some(e) = &error {
             eprintln!("bench all: {command} {e}; going on with the others");
         }
@@ -287,15 +307,14 @@ pub fn all(
             name: name.to_string(),
             command,
             seconds,
-            notes,
-            rows,
+            output,
             error,
         });
     }
     let machine = machine();
     std::fs::create_dir_all(out.join("benchmarks"))
         .with_context(|| format!("creating {}", out.join("benchmarks").display()))?;
-    let charts = charts(&points, &out.join("benchmarks"))?;
+    // The figures first: a chart that cannot be drawn must not lose them.
     let json = serde_json::json!({
         "started_at": started_at.to_string(),
         "quick": quick,
@@ -306,6 +325,10 @@ pub fn all(
     let json_path = out.join("benchmarks.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
+    let charts = charts(&points, &out.join("benchmarks")).unwrap_or_else(|e| {
+        eprintln!("bench all: no charts ({e:#}); the figures are in the report");
+        Vec::new()
+    });
     let md_path = out.join("BENCHMARKS.md");
     std::fs::write(
         &md_path,
@@ -332,15 +355,30 @@ pub fn all(
     Ok(())
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+/// The records of a JSON Lines file (none if it is missing); a line that does not parse (a
+/// benchmark killed mid-write) is skipped with a warning.
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!("bench all: cannot read {}: {e}", path.display());
+            }
+            return Vec::new();
+        }
     };
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: {l}", path.display())))
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!(
+                    "bench all: {}: skipping a record ({e}): {l}",
+                    path.display()
+                );
+                None
+            }
+        })
         .collect()
 }
 
@@ -358,7 +396,7 @@ fn markdown(
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
     md.push_str(&format!(
-        "Written by `socai bench all{}` on {started_at} (socai {}). Every figure stands beside a baseline measured in the same run, on the same machine, and its target (../shared/DESIGN.md, the issues). Benchmarks print; they never assert a time. Regenerate with `cargo run --release -p socai -- bench all` (about 10 minutes; `--quick` for smaller runs). The same figures, and every point of the charts, are in [benchmarks.json](benchmarks.json).\n\n",
+        "Written by `socai bench all{}` on {started_at} (socai {}). Every figure stands beside a baseline measured in the same run, on the same machine, and its target (from the design's performance targets and the issues). Benchmarks print; they never assert a time. Regenerate with `cargo run --release -p socai -- bench all` (about 10 minutes; `--quick` for smaller runs). The same figures, and every point of the charts, are in [benchmarks.json](benchmarks.json).\n\n",
         if quick { " --quick" } else { "" },
         m.socai_commit
     ));
@@ -374,32 +412,47 @@ fn markdown(
         if let Some(e) = &run.error {
             md.push_str(&format!("**Failed:** {e}\n\n"));
         }
-        if let Some(first) = run.notes.first() {
-            md.push_str(&format!("{}\n\n", first.trim()));
-        }
-        if !run.rows.is_empty() {
-            md.push_str(
-                "| figure | socai | baseline | ratio | target |\n|---|---:|---:|---:|---|\n",
-            );
-            for r in &run.rows {
-                md.push_str(&format!(
-                    "| {} | {} | {} | {} | {} |\n",
-                    cell(&r.figure),
-                    cell(&r.socai),
-                    cell(&r.baseline),
-                    r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
-                    cell(&r.target)
-                ));
+        // Runs of rows become tables, runs of other lines code blocks, in the order printed;
+        // the first line (what the benchmark measures) is a paragraph.
+        let mut first = true;
+        let mut items = run.output.iter().peekable();
+        while let Some(item) = items.next() {
+            match item {
+                Item::Note(line) if first => md.push_str(&format!("{}\n\n", line.trim())),
+                Item::Note(line) => {
+                    md.push_str("```text\n");
+                    md.push_str(line);
+                    md.push('\n');
+                    while let Some(Item::Note(line)) = items.peek() {
+                        md.push_str(line);
+                        md.push('\n');
+                        items.next();
+                    }
+                    md.push_str("```\n\n");
+                }
+                Item::Row(r) => {
+                    md.push_str(
+                        "| figure | socai | baseline | ratio | target |\n|---|---:|---:|---:|---|\n",
+                    );
+                    let mut row = Some(r);
+                    while let Some(r) = row.take() {
+                        md.push_str(&format!(
+                            "| {} | {} | {} | {} | {} |\n",
+                            cell(&r.figure),
+                            cell(&r.socai),
+                            cell(&r.baseline),
+                            r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
+                            cell(&r.target)
+                        ));
+                        if let Some(Item::Row(next)) = items.peek() {
+                            row = Some(next);
+                            items.next();
+                        }
+                    }
+                    md.push('\n');
+                }
             }
-            md.push('\n');
-        }
-        if run.notes.len() > 1 {
-            md.push_str("```text\n");
-            for n in &run.notes[1..] {
-                md.push_str(n);
-                md.push('\n');
-            }
-            md.push_str("```\n\n");
+            first = false;
         }
     }
     if !charts.is_empty() {
@@ -424,7 +477,7 @@ const CHARTS: &[(&str, &str, &str, &str, &str)] = &[
         "freshness.png",
         "Freshness over time at 5k events/s (socai bench metrics)",
         "seconds",
-        "ms, publish → value (max per 250 ms)",
+        "ms, publish → value (worst per 100 ms)",
         "freshness",
     ),
     (
@@ -555,18 +608,27 @@ mod tests {
             kernel: "6".into(),
             socai_commit: "abc".into(),
         };
+        let row = |figure: &str| Row {
+            figure: figure.into(),
+            socai: "100/s".into(),
+            baseline: "200/s".into(),
+            ratio: Some(0.5),
+            target: ">= 1M/s | x".into(),
+        };
+        let stdout = "socai bench store: 10 events\nfigure  socai  baseline\nverify (entries/s)   100/s\n\nidle:\nproof p99  1 ms\nloaded:\nproof p99  2 ms\na | note\n";
+        let output = interleave(
+            stdout,
+            vec![
+                row("verify (entries/s)"),
+                row("proof p99"),
+                row("proof p99"),
+            ],
+        );
         let runs = vec![Run {
             name: "store".into(),
             command: "socai bench store --events 10".into(),
             seconds: 1.0,
-            notes: vec!["socai bench store: 10 events".into(), "a | note".into()],
-            rows: vec![Row {
-                figure: "verify (entries/s)".into(),
-                socai: "100/s".into(),
-                baseline: "200/s".into(),
-                ratio: Some(0.5),
-                target: ">= 1M/s | x".into(),
-            }],
+            output,
             error: None,
         }];
         let md = markdown(
@@ -579,6 +641,19 @@ mod tests {
         assert!(
             md.contains("| verify (entries/s) | 100/s | 200/s | 0.50 | >= 1M/s \\| x |"),
             "{md}"
+        );
+        // Each part keeps its heading line: two tables of "proof p99", each after its own.
+        let idle = md.find("idle:").unwrap();
+        let loaded = md.find("loaded:").unwrap();
+        let proofs: Vec<usize> = md.match_indices("| proof p99 |").map(|(i, _)| i).collect();
+        assert_eq!(proofs.len(), 2, "{md}");
+        assert!(
+            idle < proofs[0] && proofs[0] < loaded && loaded < proofs[1],
+            "{md}"
+        );
+        assert!(
+            !md.contains("figure  socai"),
+            "table headers of the text output are dropped"
         );
         assert!(md.contains("`socai bench store --events 10`"));
         assert!(md.contains("![Ingest](benchmarks/ingest-rate.png)"));

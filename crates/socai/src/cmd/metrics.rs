@@ -46,6 +46,8 @@ pub fn rebuild_with(
                 match decoded {
                     Ok(d) => chunk.push(d),
                     Err(e) => {
+                        // The entries before it first: a fold error among them comes first.
+                        let _ = tx.send(Ok(std::mem::take(&mut chunk)));
                         let _ = tx.send(Err(e));
                         return;
                     }
