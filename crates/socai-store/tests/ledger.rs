@@ -53,6 +53,18 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
     .collect()
 }
 
+/// Waits (up to 10 s) until the new-id filter holds every stored id.
+fn wait_for_filter(l: &Ledger<SledStorage>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !l.storage().id_filter().is_complete() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the filter never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn verify(l: &Ledger<SledStorage>) -> socai_store::VerifyReport {
     verify_ledger(
         l.storage(),
@@ -185,14 +197,7 @@ fn after_reopen_the_filled_filter_still_finds_every_committed_id() {
     let new = events(3001, 4).pop().unwrap();
     // The first lookup starts the fill; until it is complete every lookup reads the index.
     assert_eq!(l.classify(&new).unwrap(), None);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !l.storage().id_filter().is_complete() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the filter never completed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_for_filter(&l);
     assert_eq!(l.storage().id_filter().usage().0, 3000);
     let again = l.append_batch(&evs, "2027-01-01T00:00:00.000Z").unwrap();
     for (seq, outcome) in again.iter().enumerate() {
@@ -245,14 +250,7 @@ fn commits_during_the_fill_are_in_the_filter_too() {
             .collect::<Vec<_>>()
     );
     gate.wait(); // let it finish
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !l.storage().id_filter().is_complete() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the filter never completed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_for_filter(&l);
     let filter = l.storage().id_filter();
     for e in &evs {
         assert!(
@@ -530,11 +528,7 @@ proptest! {
                 l = open();
                 if reopen == 2 {
                     l.classify(&pool[0]).unwrap(); // starts the fill
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                    while !l.storage().id_filter().is_complete() {
-                        prop_assert!(std::time::Instant::now() < deadline, "the filter never completed");
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
+                    wait_for_filter(&l);
                 }
             }
             let batch: Vec<Event> = picks.iter().map(|&p| dedup_event(&pool, p)).collect();
