@@ -13,14 +13,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 /// One line of the figures table: our figure, the in-run baseline (if any), their ratio, the target.
-fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
+pub(crate) fn row(figure: &str, socai: String, baseline: &str, ratio: Option<f64>, target: &str) {
     crate::bench_report::record_row(figure, &socai, baseline, ratio, target);
     let ratio = ratio.map(|r| format!("{r:.2}")).unwrap_or_default();
     println!("{figure:<40} {socai:>14} {baseline:>14} {ratio:>8}  {target}");
 }
 
 /// The head of the figures table.
-fn header() {
+pub(crate) fn header() {
     println!(
         "{:<40} {:>14} {:>14} {:>8}  target",
         "figure", "socai", "baseline", "ratio"

@@ -400,6 +400,7 @@ fn markdown(
         if quick { " --quick" } else { "" },
         m.socai_commit
     ));
+    md.push_str("The national-year scale run (20M entries, 30M dossiers; not part of `bench all`) is in [SCALE.md](SCALE.md).\n\n");
     md.push_str(&format!(
         "Machine: {} CPUs ({}), {:.1} GiB memory, Linux {}. Everything (nats-server, publishers, the ledger, projections) shares these cores.\n\n",
         m.cpus, m.cpu_model, m.memory_gib, m.kernel

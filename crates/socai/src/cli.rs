@@ -330,6 +330,18 @@ pub enum BenchKind {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The national-year scale run (not in CI, tens of minutes): a ledger of --entries events
+    /// (restart to ready, verify, proof latency, disk at that size), then --dossiers dossiers
+    /// folded by one projection straight from the simulator (rate, memory)
+    Scale {
+        #[arg(long, default_value_t = 20_000_000)]
+        entries: u64,
+        #[arg(long, default_value_t = 30_000_000)]
+        dossiers: u64,
+        /// Where to put the ledger (default: a temp dir); it needs ~2.2 KB per entry
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Append, verify, proof latency and disk use of the sled store
     Store {
         #[arg(long, default_value_t = 1_000_000)]

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_api;
 mod bench_report;
+mod bench_scale;
 mod cli;
 mod cmd;
 mod config;

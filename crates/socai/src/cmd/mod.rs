@@ -170,6 +170,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => crate::bench::ingest(g, events, nats_server.as_deref(), dir.as_deref()),
         Command::Bench {
             kind:
+                BenchKind::Scale {
+                    entries,
+                    dossiers,
+                    dir,
+                },
+        } => crate::bench_scale::run(entries, dossiers, dir.as_deref()),
+        Command::Bench {
+            kind:
                 BenchKind::All {
                     out,
                     quick,
