@@ -166,6 +166,7 @@ fn socai_model_exit(code: &str) -> i32 {
         "conflict",
         "subject_mismatch",
         "future_timestamp",
+        "unmappable_sync",
     ];
     10 + all.iter().position(|c| *c == code).expect("known code") as i32
 }

@@ -27,6 +27,6 @@ pub use entry::{Entry, canonical_json};
 pub use hash::{Hash, leaf_hash, node_hash};
 pub use merkle::{CompactRange, HashReader};
 pub use proof::{ConsistencyProof, InclusionProof};
-pub use receipt::{Receipt, ReceiptError, ReceiptEvent, ReceiptRejection};
+pub use receipt::{Receipt, ReceiptError, ReceiptEvent, ReceiptRejection, ReceiptSync};
 pub use verify::{ChainError, ChainVerifier};
 pub use verify::{Chunk, verify_chunk, verify_chunk_parts};

@@ -58,6 +58,10 @@ pub struct Receipt {
     /// Events refused (their copies are on REJECTED with the same reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<ReceiptRejection>,
+    /// Portal sync bodies (`dvc.sync.<agency>`) this commit dealt with: the events each yielded
+    /// (answered above, in `events` or `rejected`) and the parts that could not be mapped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syncs: Vec<ReceiptSync>,
     /// This receipt's place among the commit's receipts (see the module docs).
     #[serde(default)]
     pub batch: ReceiptBatch,
@@ -89,6 +93,18 @@ pub struct ReceiptEvent {
     /// The ledger already held this event (same id, same content): `seq` is the original.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+}
+
+/// A portal sync body, answered: its id (`sync-` + 32 hex digits of the SHA-256 of its bytes),
+/// the ids of the events it yielded (none when the ledger already held everything it says), and
+/// what could not be mapped (`id` = the dossier, or empty for the whole body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptSync {
+    pub id: String,
+    pub events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<ReceiptRejection>,
 }
 
 /// An event refused, with the reason REJECTED carries.
@@ -377,6 +393,7 @@ mod tests {
                 path: "/data/x".into(),
                 reason: "must be a string".into(),
             }],
+            syncs: Vec::new(),
             batch: ReceiptBatch::default(),
             signature: String::new(),
         };

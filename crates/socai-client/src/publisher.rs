@@ -198,6 +198,16 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A portal sync body (DongBoHoSoMC, CapNhatTienDoHoSoMC) as the agency sends it, on
+    /// `dvc.sync.<agency>`, under its id (`socai_dvc::sync_id`: the same body is the same id).
+    pub fn sync(agency: &str, body: Bytes) -> Outgoing {
+        Outgoing {
+            subject: crate::subject::sync_subject(agency),
+            id: socai_dvc::sync_id(&body),
+            payload: body,
+        }
+    }
+
     /// The event's JSON on its subject `dvc.events.<agency>.<type>`, with its id as msg-id.
     pub fn event(event: &Event) -> Outgoing {
         Outgoing {

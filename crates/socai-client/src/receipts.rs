@@ -38,13 +38,13 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, SelectAll};
 use socai_chain::checkpoint::CheckpointVerifier;
-use socai_chain::receipt::ReceiptVerifier;
+use socai_chain::receipt::{ReceiptRejection, ReceiptVerifier};
 use socai_chain::{Hash, Receipt};
 use socai_model::Event;
 use tokio::time::Instant;
 
 use crate::publisher::{Outgoing, PublishError, Published, Publisher};
-use crate::subject::{RECEIPTS_PREFIX, agency_token, parse_event_subject, receipts_subject};
+use crate::subject::{RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_subject};
 
 /// How long to wait for receipts, and how much to keep waiting for at once.
 #[derive(Debug, Clone)]
@@ -96,6 +96,14 @@ pub enum Outcome {
         leaf_hash: Hash,
         receipt: Arc<Receipt>,
     },
+    /// A portal sync body (`dvc.sync.<agency>`), dealt with: the ids of the events it yielded
+    /// that the ledger now holds (none when it already held everything the body says), those
+    /// refused (with their reasons) and the parts that could not be mapped (`id` = the dossier).
+    Synced {
+        events: Vec<String>,
+        rejected: Vec<ReceiptRejection>,
+        receipt: Arc<Receipt>,
+    },
     /// Refused by the ledger (its copy is on REJECTED with the same code, path and reason).
     Rejected {
         code: String,
@@ -119,6 +127,7 @@ impl Outcome {
         match self {
             Outcome::Committed { receipt, .. }
             | Outcome::Duplicate { receipt, .. }
+            | Outcome::Synced { receipt, .. }
             | Outcome::Rejected { receipt, .. } => Some(receipt),
             _ => None,
         }
@@ -167,6 +176,8 @@ pub struct Summary {
     pub committed: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Sync bodies answered (their events and refused parts are in their outcomes).
+    pub synced: u64,
     pub no_receipt: u64,
     pub not_published: u64,
     /// Receipts accepted (including ones that answered none of this run's events).
@@ -297,11 +308,11 @@ impl ReceiptPublisher {
                     input_done = true;
                     break;
                 };
-                let Some((agency, _)) = parse_event_subject(&msg.subject) else {
+                let Some(agency) = agency_of_subject(&msg.subject) else {
                     let error = PublishError::Refused {
                         id: msg.id.clone(),
                         subject: msg.subject.clone(),
-                        reason: "not an event subject (dvc.events.<agency>.<type>): no receipt could name it".into(),
+                        reason: "not an event subject (dvc.events.<agency>.<type>) or a sync subject (dvc.sync.<agency>): no receipt could name it".into(),
                     };
                     run.summary.not_published += 1;
                     report(Report::Event(EventOutcome {
@@ -662,6 +673,7 @@ impl<T> Run<T> {
                 }));
             }
         }
+        self.synced(&token, &receipt, report);
         for rejection in &receipt.rejected {
             for p in self.take(&token, &rejection.id) {
                 self.summary.rejected += 1;
@@ -674,6 +686,33 @@ impl<T> Run<T> {
                         code: rejection.code.clone(),
                         path: rejection.path.clone(),
                         reason: rejection.reason.clone(),
+                        receipt: receipt.clone(),
+                    },
+                }));
+            }
+        }
+    }
+
+    /// Answers the sync bodies a receipt names.
+    fn synced(&mut self, token: &str, receipt: &Arc<Receipt>, report: &mut impl FnMut(Report<T>)) {
+        for sync in &receipt.syncs {
+            for p in self.take(token, &sync.id) {
+                self.summary.synced += 1;
+                let (mut events, mut rejected) = (Vec::new(), sync.rejected.clone());
+                for id in &sync.events {
+                    match receipt.rejected.iter().find(|r| &r.id == id) {
+                        Some(r) => rejected.push(r.clone()),
+                        None => events.push(id.clone()),
+                    }
+                }
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome: Outcome::Synced {
+                        events,
+                        rejected,
                         receipt: receipt.clone(),
                     },
                 }));
@@ -749,6 +788,7 @@ mod tests {
                     reason: "not one of the allowed values".into(),
                 })
                 .collect(),
+            syncs: Vec::new(),
             batch: Default::default(),
             signature: String::new(),
         };

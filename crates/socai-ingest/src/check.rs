@@ -92,21 +92,28 @@ pub(crate) fn header_value(value: &str, max: usize) -> String {
     line
 }
 
-/// The headers of the REJECTED copy of a message.
+/// The headers of the REJECTED copy of a message, or (`part`: its key) of a part of a sync body.
 pub fn rejection_headers(
     rejection: &Rejection,
     subject: &str,
     stream_seq: u64,
+    part: Option<&str>,
     event_id: Option<&str>,
     published: &str,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    // One REJECTED copy per EVENTS message, even when a crash makes the ledger reject it again;
-    // with its time, since nats-server may reuse a seq after losing acknowledged writes.
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("events-{stream_seq}-{published}").as_str(),
-    );
+    // One REJECTED copy per EVENTS message (per part of a sync body), even when a crash makes
+    // the ledger reject it again; with its time, since nats-server may reuse a seq after losing
+    // acknowledged writes.
+    let msg_id = match part {
+        None => format!("events-{stream_seq}-{published}"),
+        Some(key) => {
+            use sha2::Digest;
+            let digest = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+            format!("events-{stream_seq}-{published}-{}", &digest[..16])
+        }
+    };
+    headers.insert("Nats-Msg-Id", msg_id.as_str());
     headers.insert(header::CODE, rejection.code.as_str());
     headers.insert(header::PATH, header_value(&rejection.path, 1024).as_str());
     headers.insert(
@@ -205,7 +212,7 @@ mod tests {
         assert_eq!(header_value("a\nb\r\tc", 100), "a b  c");
         assert_eq!(header_value("ồồồ", 4), "ồ");
         let r = Rejection::new(ErrorCode::Conflict, "/id", "x".repeat(5000));
-        let h = rejection_headers(&r, "dvc.events.A.b.c", 7, Some("e1"), "t");
+        let h = rejection_headers(&r, "dvc.events.A.b.c", 7, None, Some("e1"), "t");
         assert_eq!(h.get(header::CODE).unwrap().as_str(), "conflict");
         assert_eq!(h.get(header::REASON).unwrap().as_str().len(), 1024);
         assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "events-7-t");

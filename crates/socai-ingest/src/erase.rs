@@ -51,9 +51,18 @@ async fn erase_event_copy(
         Ok(msg) => {
             let agency = subject::parse_event_subject(&msg.subject).map(|(a, _)| a);
             let id = crate::check::event_id_of(&msg.payload);
-            if agency.as_deref() != Some(event.agency.as_str())
-                || id.as_deref() != Some(event.id.as_str())
-            {
+            let copy = match subject::parse_sync_subject(&msg.subject) {
+                // A sync body the event was derived from (`<MaHoSo>:<what>`): it names the
+                // dossier. The whole body goes: it carries the personal data.
+                Some(sync_agency) => {
+                    sync_agency == event.agency && names_dossier_of(&msg.payload, &event.id)
+                }
+                None => {
+                    agency.as_deref() == Some(event.agency.as_str())
+                        && id.as_deref() == Some(event.id.as_str())
+                }
+            };
+            if !copy {
                 tracing::warn!(
                     seq,
                     subject = %msg.subject,
@@ -66,6 +75,14 @@ async fn erase_event_copy(
         Err(e) => return Err(format!("reading EVENTS message {seq}: {e}")),
     }
     erase_message(js, stream::EVENTS, seq).await
+}
+
+/// Whether a sync body names the dossier of a derived event id (`<MaHoSo>:<what>`; the dossier
+/// code may itself hold ':').
+fn names_dossier_of(body: &[u8], id: &str) -> bool {
+    let body = String::from_utf8_lossy(body);
+    id.match_indices(':')
+        .any(|(i, _)| body.contains(&format!("\"{}\"", &id[..i])))
 }
 
 /// The REJECTED seqs (and the EVENTS seqs they were copied from) of `event`'s rejections.

@@ -183,8 +183,11 @@ async fn serve_inner(
     };
     let publisher = tokio::spawn(publisher.run(drain_timeout));
     let validator = Arc::new(Validator::new(config.limits));
+    let reader = ledger.reader();
     let writer = writer::Writer {
         js,
+        reader: Some(reader),
+        finished: watch::channel(0).0,
         ledger: Some(ledger),
         validator,
         config,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject};
 use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
-use socai_wire::subject::{CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX};
+use socai_wire::subject::{
+    CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX, SYNC_PREFIX,
+};
 
 use crate::IngestError;
 
@@ -68,8 +70,11 @@ impl StreamSettings {
     pub fn events(&self) -> stream::Config {
         stream::Config {
             name: EVENTS.into(),
-            description: Some("agency dossier events, dvc.events.<agency>.<type>".into()),
-            subjects: vec![format!("{EVENTS_PREFIX}.*.>")],
+            description: Some(
+                "agency dossier events, dvc.events.<agency>.<type>, and portal sync bodies, dvc.sync.<agency>"
+                    .into(),
+            ),
+            subjects: vec![format!("{EVENTS_PREFIX}.*.>"), format!("{SYNC_PREFIX}.*")],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::New,

@@ -20,11 +20,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
+use socai_chain::receipt::ReceiptSync;
 use socai_chain::receipt::{RECEIPT_VERSION, Receipt, ReceiptEvent, ReceiptRejection};
 use socai_chain::{Checkpoint, CheckpointSigner, Hash};
-use socai_model::{Event, Limits, Rejection, Validator};
-use socai_store::{AppendOutcome, Ledger, LedgerError, SledStorage, SourceCursor, Storage};
-use socai_wire::subject::{parse_event_subject, receipts_subject, rejected_subject};
+use socai_dvc::KnownEvent;
+use socai_model::{ErrorCode, Event, Limits, Rejection, Validator};
+use socai_store::{
+    AppendOutcome, Ledger, LedgerError, LedgerReader, SledStorage, SourceCursor, Storage,
+};
+use socai_wire::subject::{
+    event_subject, parse_event_subject, parse_sync_subject, receipts_subject, rejected_subject,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::check::{check_message, event_id_of, rejection_headers};
@@ -114,34 +120,208 @@ async fn next_command(commands: &mut Option<mpsc::Receiver<WriterCommand>>) -> W
     std::future::pending().await
 }
 
-/// A chunk of EVENTS, validated (by the source task, while the previous batch commits).
+/// A chunk of EVENTS, validated (by the source task, while the previous batch commits). A
+/// portal sync body becomes several inputs (one per event it yields, one per part that could not
+/// be mapped), all with its stream seq and time.
 struct Validated {
     inputs: Vec<Input>,
+    /// Per input: which part of its EVENTS message it is.
+    parts: Vec<Part>,
     events: Vec<Event>,
     recorded: Vec<String>,
     sources: Vec<u64>,
     /// Per input: Ok(index into `events`) or its rejection.
     checked: Vec<Result<usize, Rejection>>,
+    /// The sync bodies of the chunk, to answer in receipts.
+    syncs: Vec<SyncBody>,
+    /// Held events whose personal data a sync body of the chunk carries again, with the body's
+    /// EVENTS seq: recorded as copies to erase with them.
+    copies: Vec<(socai_store::EventKey, u64)>,
+    /// The chunk's last EVENTS message (a sync body may yield no input at all).
+    last: Option<SourceCursor>,
 }
 
-fn validate(validator: &Validator, skew: jiff::SignedDuration, inputs: Vec<Input>) -> Validated {
+/// Which part of an EVENTS message an input is: none for an event as published; for a sync
+/// body, the part's key (a derived event's id, a refused part's path: the same whichever of the
+/// body's events the ledger already holds when it reads the body again after a crash, so
+/// REJECTED dedups the copy), and the event id a REJECTED copy is filed under.
+#[derive(Debug, Clone, Default)]
+struct Part {
+    key: Option<String>,
+    event_id: Option<String>,
+    /// The dossier a refused part of a sync body concerns (none: the whole body).
+    dossier: Option<String>,
+}
+
+/// A sync body of a chunk: its agency, its id, and its inputs.
+#[derive(Debug, Clone)]
+struct SyncBody {
+    agency: String,
+    id: String,
+    inputs: std::ops::Range<usize>,
+}
+
+/// What a sync body is compared with: the ledger's last durable commit (which, when a chunk
+/// holds a sync body, includes every earlier chunk: the source waits for them) plus the events
+/// validated earlier in the same chunk.
+struct SyncHistory<'a> {
+    reader: &'a LedgerReader<SledStorage>,
+    chunk: HashMap<(String, String), Vec<KnownEvent>>,
+}
+
+impl SyncHistory<'_> {
+    fn held(&self, agency: &str, dossier: &str) -> Result<Vec<KnownEvent>, String> {
+        let mut known = Vec::new();
+        for seq in self.reader.history(dossier).map_err(|e| e.to_string())? {
+            let entry = self.reader.entry(seq).map_err(|e| e.to_string())?;
+            if let Some(event) = KnownEvent::from_envelope(&entry.event)
+                && event.agency == agency
+            {
+                known.push(event);
+            }
+        }
+        if let Some(more) = self.chunk.get(&(agency.to_owned(), dossier.to_owned())) {
+            known.extend(more.iter().cloned());
+        }
+        Ok(known)
+    }
+
+    fn note(&mut self, event: &Event) {
+        self.chunk
+            .entry((event.agency.clone(), event.dossier.clone()))
+            .or_default()
+            .push(KnownEvent {
+                id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                agency: event.agency.clone(),
+                procedure: event.procedure.clone(),
+                data: event.data.clone(),
+            });
+    }
+}
+
+fn validate(
+    validator: &Validator,
+    skew: jiff::SignedDuration,
+    raw: Vec<Input>,
+    reader: Option<&LedgerReader<SledStorage>>,
+) -> Validated {
     let mut v = Validated {
-        events: Vec::with_capacity(inputs.len()),
-        recorded: Vec::with_capacity(inputs.len()),
-        sources: Vec::with_capacity(inputs.len()),
-        checked: Vec::with_capacity(inputs.len()),
-        inputs: Vec::new(),
+        events: Vec::with_capacity(raw.len()),
+        recorded: Vec::with_capacity(raw.len()),
+        sources: Vec::with_capacity(raw.len()),
+        checked: Vec::with_capacity(raw.len()),
+        parts: Vec::with_capacity(raw.len()),
+        inputs: Vec::with_capacity(raw.len()),
+        syncs: Vec::new(),
+        copies: Vec::new(),
+        last: raw.last().map(cursor_of),
     };
-    for (subject, payload, stream_seq, published) in &inputs {
-        let checked = check_message(validator, subject, payload, *published, skew).map(|event| {
+    let has_sync = raw.iter().any(|i| parse_sync_subject(&i.0).is_some());
+    let mut history = match (has_sync, reader) {
+        (true, Some(reader)) => Some(SyncHistory {
+            reader,
+            chunk: HashMap::new(),
+        }),
+        _ => None,
+    };
+    let check = |v: &mut Validated,
+                 history: &mut Option<SyncHistory>,
+                 input: Input,
+                 part: Part,
+                 checked: Result<Event, Rejection>| {
+        let checked = checked.map(|event| {
+            if let Some(h) = history.as_mut() {
+                h.note(&event);
+            }
             v.events.push(event);
-            v.recorded.push(published.to_string());
-            v.sources.push(*stream_seq);
+            v.recorded.push(input.3.to_string());
+            v.sources.push(input.2);
             v.events.len() - 1
         });
         v.checked.push(checked);
+        v.parts.push(part);
+        v.inputs.push(input);
+    };
+    for input in raw {
+        let (subject, payload, stream_seq, published) = &input;
+        let Some(agency) = parse_sync_subject(subject) else {
+            let checked = check_message(validator, subject, payload, *published, skew);
+            check(&mut v, &mut history, input, Part::default(), checked);
+            continue;
+        };
+        let first = v.inputs.len();
+        let derived = match history.as_mut() {
+            Some(h) => socai_dvc::derive(payload, &agency, *published, &mut |a: &str, d: &str| {
+                h.held(a, d)
+            }),
+            None => socai_dvc::Derived {
+                id: socai_dvc::sync_id(payload),
+                items: vec![socai_dvc::Item::Rejected(socai_dvc::SyncRejection {
+                    dossier: None,
+                    path: String::new(),
+                    reason: "this ledger cannot read its own history to map sync bodies".into(),
+                    raw: payload.to_vec(),
+                })],
+                copies: Vec::new(),
+            },
+        };
+        v.copies.extend(
+            derived
+                .copies
+                .iter()
+                .map(|id| (socai_store::EventKey::new(&agency, id), *stream_seq)),
+        );
+        for item in derived.items {
+            match item {
+                socai_dvc::Item::Event(event) => {
+                    let bytes = serde_json::to_vec(&event).expect("JSON");
+                    let event_type = event["type"].as_str().unwrap_or_default();
+                    let id = event["id"].as_str().map(str::to_owned);
+                    let derived: Input = (
+                        event_subject(&agency, event_type),
+                        bytes.into(),
+                        *stream_seq,
+                        *published,
+                    );
+                    let checked =
+                        check_message(validator, &derived.0, &derived.1, *published, skew);
+                    let part = Part {
+                        key: id.clone(),
+                        event_id: id,
+                        dossier: None,
+                    };
+                    check(&mut v, &mut history, derived, part, checked);
+                }
+                socai_dvc::Item::Rejected(r) => {
+                    // Filed under the dossier's submission id, so that redacting the dossier's
+                    // personal data erases this copy too.
+                    let event_id = r
+                        .dossier
+                        .as_deref()
+                        .map(|d| socai_dvc::event_id(d, "submitted"));
+                    let rejected: Input = (
+                        subject.clone(),
+                        r.raw.clone().into(),
+                        *stream_seq,
+                        *published,
+                    );
+                    let part = Part {
+                        key: Some(r.path.clone()),
+                        event_id,
+                        dossier: r.dossier,
+                    };
+                    let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
+                    check(&mut v, &mut history, rejected, part, Err(rejection));
+                }
+            }
+        }
+        v.syncs.push(SyncBody {
+            agency,
+            id: derived.id,
+            inputs: first..v.inputs.len(),
+        });
     }
-    v.inputs = inputs;
     v
 }
 
@@ -164,9 +344,19 @@ fn earlier(a: Option<SourceCursor>, b: Option<SourceCursor>) -> Option<SourceCur
 }
 
 /// Rejections whose REJECTED copy is not confirmed yet: (EVENTS seq, JetStream time in ns; seqs
-/// can be reused after nats-server lost writes) → the message before it. The stored cursor stays
-/// at or before the earliest one's predecessor.
-type Unsettled = Arc<Mutex<BTreeMap<(u64, i128), Option<SourceCursor>>>>;
+/// can be reused after nats-server lost writes) → the message before it, and how many copies of
+/// that message are awaited (a sync body may have several parts refused). The stored cursor
+/// stays at or before the earliest one's predecessor.
+type Unsettled = Arc<Mutex<BTreeMap<(u64, i128), (Option<SourceCursor>, u32)>>>;
+
+/// One more REJECTED copy of `input` awaited before the cursor may pass it.
+fn hold(
+    unsettled: &mut BTreeMap<(u64, i128), (Option<SourceCursor>, u32)>,
+    input: &Input,
+    pred: Option<SourceCursor>,
+) {
+    unsettled.entry(unsettled_key(input)).or_insert((pred, 0)).1 += 1;
+}
 
 /// An input's key in [`Unsettled`].
 fn unsettled_key((_, _, stream_seq, published): &Input) -> (u64, i128) {
@@ -184,7 +374,9 @@ enum Verdict {
 /// What the settle stage needs to answer a committed batch.
 struct Answer {
     inputs: Vec<Input>,
+    parts: Vec<Part>,
     verdicts: Vec<Verdict>,
+    syncs: Vec<SyncBody>,
     /// Leaf hash of every seq a verdict names.
     leaves: HashMap<u64, Hash>,
     /// The commit's tree head.
@@ -194,6 +386,10 @@ struct Answer {
 
 pub(crate) struct Writer {
     pub js: jetstream::Context,
+    /// The ledger's last durable commit, for mapping sync bodies on the source task.
+    pub reader: Option<LedgerReader<SledStorage>>,
+    /// How many chunks the writer has finished (committed, or refused whole).
+    pub finished: watch::Sender<u64>,
     pub ledger: Option<Ledger<SledStorage>>,
     pub validator: Arc<Validator>,
     pub config: WriterConfig,
@@ -256,7 +452,9 @@ impl Writer {
         )
     }
 
-    /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most).
+    /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most). A
+    /// chunk holding a sync body waits until the writer has finished every chunk before it:
+    /// a body is compared with everything before it in the stream.
     fn spawn_source(
         &self,
         position: Position,
@@ -272,6 +470,9 @@ impl Writer {
         let validator = self.validator.clone();
         let skew = self.config.max_future_skew;
         let counters = self.counters.clone();
+        let reader = self.reader.clone();
+        let mut finished = self.finished.subscribe();
+        let mut sent: u64 = *finished.borrow();
         let task = tokio::spawn(async move {
             loop {
                 let chunk = match source.next_chunk().await {
@@ -283,9 +484,18 @@ impl Writer {
                         continue;
                     }
                 };
+                if chunk.iter().any(|i| parse_sync_subject(&i.0).is_some())
+                    && finished.wait_for(|&done| done >= sent).await.is_err()
+                {
+                    return;
+                }
+                sent += 1;
                 let validator = validator.clone();
-                let Ok(validated) =
-                    tokio::task::spawn_blocking(move || validate(&validator, skew, chunk)).await
+                let reader = reader.clone();
+                let Ok(validated) = tokio::task::spawn_blocking(move || {
+                    validate(&validator, skew, chunk, reader.as_ref())
+                })
+                .await
                 else {
                     tracing::error!(
                         "validating a batch failed (a bug); stopping the EVENTS reader"
@@ -350,7 +560,7 @@ impl Writer {
         let cursor = {
             let unsettled = self.unsettled.lock().expect("unsettled");
             match unsettled.first_key_value() {
-                Some((_, before)) => *before,
+                Some((_, (before, _))) => *before,
                 None => self.last_input,
             }
         };
@@ -570,30 +780,36 @@ impl Writer {
     async fn process(&mut self, batch: Validated) -> Result<(), IngestError> {
         let Validated {
             inputs,
+            parts,
             events,
             recorded,
             sources,
             checked,
+            syncs,
+            copies,
+            last,
         } = batch;
-        // Each message's predecessor in the stream: how far the cursor may go while it is not
-        // settled.
-        let preds: Vec<Option<SourceCursor>> = std::iter::once(self.last_input)
-            .chain(inputs.iter().map(|i| Some(cursor_of(i))))
-            .take(inputs.len())
-            .collect();
-        let last = inputs.last().map(cursor_of);
+        // Each input's predecessor in the stream (the message before its own: a sync body's
+        // parts share one message): how far the cursor may go while it is not settled.
+        let mut preds: Vec<Option<SourceCursor>> = Vec::with_capacity(inputs.len());
+        for (k, input) in inputs.iter().enumerate() {
+            let pred = match k.checked_sub(1).map(|j| &inputs[j]) {
+                None => self.last_input,
+                Some(before) if unsettled_key(before) == unsettled_key(input) => preds[k - 1],
+                Some(before) => Some(cursor_of(before)),
+            };
+            preds.push(pred);
+        }
         let mut event_preds = Vec::with_capacity(events.len());
         let upper = {
             let mut unsettled = self.unsettled.lock().expect("unsettled");
             for (k, c) in checked.iter().enumerate() {
                 match c {
                     Ok(_) => event_preds.push(preds[k]),
-                    Err(_) => {
-                        unsettled.insert(unsettled_key(&inputs[k]), preds[k]);
-                    }
+                    Err(_) => hold(&mut unsettled, &inputs[k], preds[k]),
                 }
             }
-            unsettled.first_key_value().map(|(_, before)| *before)
+            unsettled.first_key_value().map(|(_, (before, _))| *before)
         };
         let cursor = move |outcomes: &[AppendOutcome]| {
             let mut cursor = match upper {
@@ -608,6 +824,7 @@ impl Writer {
         let mut ledger = self.ledger()?;
         let started = std::time::Instant::now();
         let (ledger, events, outcomes) = tokio::task::spawn_blocking(move || {
+            ledger.note_copies(copies);
             let outcomes = ledger
                 .append_batch_sourced(&events, &recorded, &sources, cursor)
                 .and_then(|outcomes| {
@@ -635,6 +852,8 @@ impl Writer {
         self.after_commit(&ledger);
         let (size, root) = (ledger.head().size, ledger.root());
         self.ledger = Some(ledger);
+        // The reader sees this commit now: a chunk with a sync body may be compared with it.
+        self.finished.send_modify(|n| *n += 1);
         // The batch is fsynced (or nothing of it is): only now may anything leave the ledger.
         let (outcomes, leaves) = outcomes.map_err(|e| IngestError::Ledger(e.to_string()))?;
         self.last_input = last.or(self.last_input);
@@ -679,7 +898,7 @@ impl Writer {
                     Err(rejection) => Verdict::Reject(rejection),
                     Ok(i) => match (&outcomes[i], outcomes[i].refusal(&events[i].id)) {
                         (_, Some(rejection)) => {
-                            unsettled.insert(unsettled_key(&inputs[k]), preds[k]);
+                            hold(&mut unsettled, &inputs[k], preds[k]);
                             Verdict::Reject(rejection)
                         }
                         (AppendOutcome::Committed { seq }, None) => {
@@ -717,7 +936,9 @@ impl Writer {
         };
         let answer = Answer {
             inputs,
+            parts,
             verdicts,
+            syncs,
             leaves,
             size,
             root,
@@ -749,15 +970,15 @@ impl Settler {
     /// Copies what is rejected to REJECTED (trying until REJECTED has it), then sends each
     /// publishing agency its receipt.
     async fn settle(self, answer: Answer) {
-        let rejections =
-            answer
-                .inputs
-                .iter()
-                .zip(&answer.verdicts)
-                .filter_map(|(input, v)| match v {
-                    Verdict::Reject(r) => Some(self.reject(input, r)),
-                    Verdict::Held { .. } => None,
-                });
+        let rejections = answer
+            .inputs
+            .iter()
+            .zip(&answer.parts)
+            .zip(&answer.verdicts)
+            .filter_map(|((input, part), v)| match v {
+                Verdict::Reject(r) => Some(self.reject(input, part, r)),
+                Verdict::Held { .. } => None,
+            });
         futures::future::join_all(rejections).await;
         if let Err(e) = self.send_receipts(&answer).await {
             tracing::warn!(error = %e, "cannot send receipts for a commit; agencies re-publish what has none and get a duplicate receipt");
@@ -804,9 +1025,10 @@ impl Settler {
     async fn reject(
         &self,
         (subject, payload, stream_seq, published): &Input,
+        part: &Part,
         rejection: &Rejection,
     ) {
-        let id = event_id_of(payload);
+        let id = part.event_id.clone().or_else(|| event_id_of(payload));
         tracing::info!(
             code = rejection.code.as_str(),
             path = %rejection.path,
@@ -820,6 +1042,7 @@ impl Settler {
             rejection,
             subject,
             *stream_seq,
+            part.key.as_deref(),
             id.as_deref(),
             &published.to_string(),
         );
@@ -861,10 +1084,14 @@ impl Settler {
                 code: rejection.code.as_str().to_owned(),
             })
             .inc();
-        self.unsettled
-            .lock()
-            .expect("unsettled")
-            .remove(&(*stream_seq, published.as_nanosecond()));
+        let mut unsettled = self.unsettled.lock().expect("unsettled");
+        let key = (*stream_seq, published.as_nanosecond());
+        if let Some((_, waiting)) = unsettled.get_mut(&key) {
+            *waiting -= 1;
+            if *waiting == 0 {
+                unsettled.remove(&key);
+            }
+        }
     }
 }
 
@@ -907,6 +1134,7 @@ fn receipts_of(
             checkpoint: checkpoint.clone(),
             events: Vec::new(),
             rejected: Vec::new(),
+            syncs: Vec::new(),
             batch: Default::default(),
             signature: String::new(),
         };
@@ -941,6 +1169,60 @@ fn receipts_of(
                 reason: crate::check::header_value(&r.reason, 1024),
             }),
         }
+    }
+    // Each sync body, answered in its agency's last receipt: the events it yielded (each
+    // answered above) and its parts that could not be mapped.
+    for body in &answer.syncs {
+        let checkpoint = match &head {
+            Some(note) => note.clone(),
+            None => head.insert(tree_head()?).clone(),
+        };
+        let mut answered = ReceiptSync {
+            id: body.id.clone(),
+            events: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for k in body.inputs.clone() {
+            let (subject, payload, _, _) = &answer.inputs[k];
+            if parse_event_subject(subject).is_some() {
+                answered.events.extend(
+                    answer.parts[k]
+                        .event_id
+                        .clone()
+                        .or_else(|| event_id_of(payload)),
+                );
+            } else if let Verdict::Reject(r) = &answer.verdicts[k] {
+                answered.rejected.push(ReceiptRejection {
+                    id: crate::check::header_value(
+                        answer.parts[k].dossier.as_deref().unwrap_or(""),
+                        256,
+                    ),
+                    code: r.code.as_str().to_owned(),
+                    path: crate::check::header_value(&r.path, 1024),
+                    reason: crate::check::header_value(&r.reason, 1024),
+                });
+            }
+        }
+        let (parts, _) = receipts.entry(body.agency.clone()).or_insert_with(|| {
+            (
+                vec![Receipt {
+                    v: RECEIPT_VERSION,
+                    agency: body.agency.clone(),
+                    checkpoint,
+                    events: Vec::new(),
+                    rejected: Vec::new(),
+                    syncs: Vec::new(),
+                    batch: Default::default(),
+                    signature: String::new(),
+                }],
+                0,
+            )
+        });
+        parts
+            .last_mut()
+            .expect("one receipt at least")
+            .syncs
+            .push(answered);
     }
     Ok(receipts.into_values().flat_map(|(r, _)| r).collect())
 }
@@ -992,8 +1274,10 @@ mod tests {
         });
         leaves.insert(1000, Hash([7; 32]));
         let answer = Answer {
+            parts: vec![Part::default(); inputs.len()],
             inputs,
             verdicts,
+            syncs: Vec::new(),
             leaves,
             size: 1001,
             root: Hash([1; 32]),
@@ -1029,5 +1313,152 @@ mod tests {
         let other: Vec<&Receipt> = receipts.iter().filter(|r| r.agency == "G09.20").collect();
         assert_eq!(other.len(), 1);
         assert_eq!(other[0].events[0].seq, 1000);
+    }
+
+    /// A sync body's events and refused parts, chunked in with other messages: validated,
+    /// answered under the body's id, each REJECTED copy with its own part number.
+    #[test]
+    fn a_sync_body_becomes_its_events_and_parts_and_is_answered_under_its_id() {
+        let validator = Validator::new(Limits::default());
+        let t: jiff::Timestamp = "2026-11-10T01:00:00Z".parse().unwrap();
+        let fixture = |name: &str| {
+            let path = format!(
+                "{}/../socai-dvc/fixtures/{name}.jsonl",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (_, skey, _) = CheckpointSigner::generate("test.socai/w").unwrap();
+        let ledger = Ledger::open(
+            SledStorage::open(dir.path()).unwrap(),
+            CheckpointSigner::from_skey(&skey).unwrap(),
+            vec![1; 32],
+            Default::default(),
+        )
+        .unwrap();
+        let reader = ledger.reader();
+        let counter = fixture("counter")[0].clone();
+        let bad = fixture("bad")[0].clone();
+        let raw: Vec<Input> = vec![
+            input("000-00-12-H01", "native-1", 1),
+            (
+                "dvc.sync.000-00-12-H01".into(),
+                Bytes::from(counter.clone()),
+                2,
+                t,
+            ),
+            (
+                "dvc.sync.000-00-12-H01".into(),
+                Bytes::from(bad.clone()),
+                3,
+                t,
+            ),
+        ];
+        let v = validate(
+            &validator,
+            jiff::SignedDuration::from_hours(24),
+            raw,
+            Some(&reader),
+        );
+        // native (schema-invalid here: only an id), 4 events of the counter body, 2 refused
+        // dossiers and 1 event of the bad body.
+        assert_eq!(v.inputs.len(), 1 + 4 + 3);
+        assert_eq!(v.events.len(), 5);
+        assert_eq!(v.syncs.len(), 2);
+        assert_eq!(v.syncs[0].inputs, 1..5);
+        assert_eq!(v.syncs[1].inputs, 5..8);
+        assert_eq!(v.last.map(|c| c.seq), Some(3));
+        assert!(
+            v.inputs[1..5]
+                .iter()
+                .all(|i| i.2 == 2 && i.0.starts_with("dvc.events."))
+        );
+        let keys: Vec<Option<&str>> = v.parts.iter().map(|p| p.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            [
+                None,
+                Some("H01-261102-0002:submitted"),
+                Some("H01-261102-0002:accepted"),
+                Some("H01-261102-0002:resolved"),
+                Some("H01-261102-0002:returned"),
+                Some("/data/0/NgayHenTra"),
+                Some("/data/1/TrangThaiHoSo"),
+                Some("H01-261102-0008:submitted"),
+            ]
+        );
+        let refused: Vec<&Part> = v.parts.iter().filter(|p| p.dossier.is_some()).collect();
+        assert_eq!(refused.len(), 2);
+        assert_eq!(
+            refused[0].event_id.as_deref(),
+            Some("H01-261102-0009:submitted"),
+            "filed under the dossier's submission, for erasure"
+        );
+        // Answered: the events in the agency's receipt, each body under its id.
+        let verdicts: Vec<Verdict> = v
+            .checked
+            .iter()
+            .map(|c| match c {
+                Ok(i) => Verdict::Held {
+                    seq: *i as u64,
+                    duplicate: false,
+                },
+                Err(r) => Verdict::Reject(r.clone()),
+            })
+            .collect();
+        let leaves = (0..5u64).map(|s| (s, Hash([s as u8; 32]))).collect();
+        let answer = Answer {
+            inputs: v.inputs,
+            parts: v.parts,
+            verdicts,
+            syncs: v.syncs,
+            leaves,
+            size: 5,
+            root: Hash([1; 32]),
+        };
+        let receipts = receipts_of(&answer, || Ok("head".to_owned())).unwrap();
+        assert_eq!(receipts.len(), 1);
+        let r = &receipts[0];
+        assert_eq!(r.agency, "000.00.12.H01");
+        assert_eq!(r.events.len(), 5);
+        assert_eq!(r.syncs.len(), 2);
+        assert_eq!(r.syncs[0].id, socai_dvc::sync_id(counter.as_bytes()));
+        assert_eq!(r.syncs[0].events.len(), 4);
+        assert!(r.syncs[0].rejected.is_empty());
+        assert_eq!(r.syncs[1].events, ["H01-261102-0008:submitted"]);
+        let paths: Vec<&str> = r.syncs[1]
+            .rejected
+            .iter()
+            .map(|x| x.path.as_str())
+            .collect();
+        assert_eq!(paths, ["/data/0/NgayHenTra", "/data/1/TrangThaiHoSo"]);
+        assert_eq!(r.syncs[1].rejected[0].id, "H01-261102-0009");
+        assert_eq!(r.syncs[1].rejected[0].code, "unmappable_sync");
+        // A REJECTED copy per part, dedup'd by the part's key.
+        let id = |key| {
+            rejection_headers(
+                &Rejection::new(ErrorCode::UnmappableSync, "/x", "y"),
+                "dvc.sync.000-00-12-H01",
+                3,
+                key,
+                None,
+                "t",
+            )
+            .get("Nats-Msg-Id")
+            .unwrap()
+            .as_str()
+            .to_owned()
+        };
+        assert_eq!(id(None), "events-3-t");
+        assert!(id(Some("/data/0/NgayHenTra")).starts_with("events-3-t-"));
+        assert_ne!(
+            id(Some("/data/0/NgayHenTra")),
+            id(Some("/data/1/TrangThaiHoSo"))
+        );
     }
 }

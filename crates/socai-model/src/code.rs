@@ -22,10 +22,13 @@ pub enum ErrorCode {
     SubjectMismatch,
     /// occurred_at too far in the future.
     FutureTimestamp,
+    /// A portal sync body (or one of its dossiers) that cannot be turned into events: the path
+    /// and reason name the dossier and the field.
+    UnmappableSync,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::MalformedJson,
         ErrorCode::SchemaViolation,
         ErrorCode::UnknownType,
@@ -34,6 +37,7 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::SubjectMismatch,
         ErrorCode::FutureTimestamp,
+        ErrorCode::UnmappableSync,
     ];
 
     /// snake_case name, e.g. "schema_violation".
@@ -47,6 +51,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::SubjectMismatch => "subject_mismatch",
             ErrorCode::FutureTimestamp => "future_timestamp",
+            ErrorCode::UnmappableSync => "unmappable_sync",
         }
     }
 
@@ -93,8 +98,9 @@ mod tests {
     #[test]
     fn exit_codes_are_distinct_and_clear_of_reserved_ones() {
         let codes: Vec<i32> = ErrorCode::ALL.iter().map(|c| c.exit_code()).collect();
-        assert_eq!(codes, (10..18).collect::<Vec<i32>>());
+        assert_eq!(codes, (10..19).collect::<Vec<i32>>());
         assert_eq!(ErrorCode::MalformedJson.exit_code(), 10);
         assert_eq!(ErrorCode::FutureTimestamp.exit_code(), 17);
+        assert_eq!(ErrorCode::UnmappableSync.exit_code(), 18);
     }
 }

@@ -162,6 +162,9 @@ pub struct Ledger<S: Storage> {
     /// The EVENTS stream seq of each event of the batch being appended, if known (see
     /// [`Ledger::append_batch_sourced`]).
     sources: Vec<u64>,
+    /// More outside copies of held events, recorded in the next append's commit (see
+    /// [`Ledger::note_copies`]).
+    more_copies: Vec<(EventKey, u64)>,
     /// The event whose outside copies the redaction being appended marks for erasure.
     pending_erasure: Option<EventKey>,
 }
@@ -292,6 +295,7 @@ impl<S: Storage> Ledger<S> {
             cursor_time: None,
             cursor_of: None,
             sources: Vec::new(),
+            more_copies: Vec::new(),
             pending_erasure: None,
         })
     }
@@ -407,6 +411,14 @@ impl<S: Storage> Ledger<S> {
         outcomes
     }
 
+    /// Records, in the next append's commit, that the EVENTS messages at these stream seqs hold
+    /// personal data of these events although they are not the events themselves (a portal sync
+    /// body that repeats a dossier's personal data after its submission is held): a redaction of
+    /// the event erases them too; one of an event already redacted is marked for erasure at once.
+    pub fn note_copies(&mut self, copies: Vec<(EventKey, u64)>) {
+        self.more_copies.extend(copies);
+    }
+
     fn append_inner(
         &mut self,
         events: &[Event],
@@ -417,6 +429,12 @@ impl<S: Storage> Ledger<S> {
             hashes_from: merkle::stored_hash_count(self.head.size),
             ..CommitBatch::default()
         };
+        for (key, stream_seq) in std::mem::take(&mut self.more_copies) {
+            if self.is_redacted(&key)? {
+                batch.erasures_pending.push(key.clone());
+            }
+            batch.copies.push((key, stream_seq));
+        }
         let mut outcomes = Vec::with_capacity(events.len());
         let mut in_batch: HashMap<(&str, &str), IdRecord> = HashMap::new();
         let mut range = self.range.clone();

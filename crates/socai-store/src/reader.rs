@@ -727,6 +727,7 @@ mod tests {
                 path: "/data".into(),
                 reason: "missing".into(),
             }],
+            syncs: Vec::new(),
             batch: Default::default(),
             signature: String::new(),
         };

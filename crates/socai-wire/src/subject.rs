@@ -7,6 +7,9 @@
 
 /// Prefix of the subjects agencies publish events to.
 pub const EVENTS_PREFIX: &str = "dvc.events";
+/// Prefix of the subjects agencies publish the portal's dossier sync bodies to
+/// (`dvc.sync.<agency token>`, captured by EVENTS like events are).
+pub const SYNC_PREFIX: &str = "dvc.sync";
 /// Prefix of the subjects rejected events are kept under (`dvc.rejected.<agency token>.<type>`).
 pub const REJECTED_PREFIX: &str = "dvc.rejected";
 /// Every committed entry, in seq order.
@@ -64,6 +67,25 @@ pub fn agency_rejected_wildcard(agency: &str) -> String {
     format!("{REJECTED_PREFIX}.{}.>", agency_token(agency))
 }
 
+/// `dvc.sync.<agency token>`: where an agency publishes its portal sync bodies (DongBoHoSoMC,
+/// CapNhatTienDoHoSoMC), one body per message.
+pub fn sync_subject(agency: &str) -> String {
+    format!("{SYNC_PREFIX}.{}", agency_token(agency))
+}
+
+/// The agency a `dvc.sync.<agency token>` subject names (exactly one token after the prefix).
+pub fn parse_sync_subject(subject: &str) -> Option<String> {
+    let token = subject.strip_prefix(SYNC_PREFIX)?.strip_prefix('.')?;
+    (!token.is_empty() && !token.contains('.')).then(|| agency_from_token(token))
+}
+
+/// The agency a message on EVENTS was published for: an event subject's or a sync subject's.
+pub fn agency_of_subject(subject: &str) -> Option<String> {
+    parse_event_subject(subject)
+        .map(|(agency, _)| agency)
+        .or_else(|| parse_sync_subject(subject))
+}
+
 /// The agency and type an event subject names, or `None` if it is not an event subject
 /// (`dvc.events.<token>.<at least one more token>`).
 pub fn parse_event_subject(subject: &str) -> Option<(String, String)> {
@@ -77,8 +99,11 @@ pub fn parse_event_subject(subject: &str) -> Option<(String, String)> {
 
 /// The REJECTED subject for an event that arrived on `subject`: the same tail under
 /// `dvc.rejected`, so an agency sees its own rejections. Anything else goes to
-/// `dvc.rejected.unrouted`.
+/// `dvc.rejected.unrouted`. A sync body's parts go to `dvc.rejected.<agency token>.sync`.
 pub fn rejected_subject(subject: &str) -> String {
+    if let Some(agency) = parse_sync_subject(subject) {
+        return format!("{REJECTED_PREFIX}.{}.sync", agency_token(&agency));
+    }
     match subject
         .strip_prefix(EVENTS_PREFIX)
         .and_then(|r| r.strip_prefix('.'))
@@ -113,6 +138,15 @@ mod tests {
             Some(("on_time_rate", "province.H01"))
         );
         assert_eq!(parse_metrics_subject("dvc.metrics.x"), None);
+        let sync = sync_subject("000.00.12.H56");
+        assert_eq!(sync, "dvc.sync.000-00-12-H56");
+        assert_eq!(parse_sync_subject(&sync), Some("000.00.12.H56".into()));
+        assert_eq!(agency_of_subject(&sync), Some("000.00.12.H56".into()));
+        assert_eq!(agency_of_subject(&subject), Some("000.00.12.H56".into()));
+        assert_eq!(rejected_subject(&sync), "dvc.rejected.000-00-12-H56.sync");
+        for s in ["dvc.sync", "dvc.sync.", "dvc.sync.a.b", "dvc.syncX.a"] {
+            assert_eq!(parse_sync_subject(s), None, "{s}");
+        }
     }
 
     #[test]

@@ -174,10 +174,10 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
     },
-    /// Publish events from a JSON Lines file to EVENTS (msg-id = event id, retried until stored)
-    /// and wait for the ledger's signed receipts: each event is reported committed, already in
-    /// the ledger (duplicate), rejected, or with no receipt (exit status 1 unless all are in the
-    /// ledger)
+    /// Publish events (or, with --format dvc-sync, the portal's dossier sync bodies) from a JSON
+    /// Lines file to EVENTS (msg-id = event id, retried until stored) and wait for the ledger's
+    /// signed receipts: each event is reported committed, already in the ledger (duplicate),
+    /// rejected, or with no receipt (exit status 1 unless all are in the ledger)
     Publish {
         file: PathBuf,
         /// Events awaiting their PubAck at once (1 = strict order even across failures)
@@ -204,6 +204,14 @@ pub enum Command {
         /// and nats-server may lose what it has not synced yet)
         #[arg(long)]
         no_receipts: bool,
+        /// What each line is: a socai event (`events`), or a body an agency system posts to the
+        /// national portal (`dvc-sync`: DongBoHoSoMC or CapNhatTienDoHoSoMC, sent to
+        /// dvc.sync.<agency>; the ledger turns it into events, see schemas/dvc-sync.md)
+        #[arg(long, value_enum, default_value_t = PublishFormat::Events)]
+        format: PublishFormat,
+        /// With --format dvc-sync: the agency (MaDonVi) of bodies that carry no `madonvi`
+        #[arg(long, value_name = "MADONVI")]
+        agency: Option<String>,
     },
     /// Run a projection worker: fold COMMITTED into the metrics, publish them to the METRICS KV
     /// bucket and dvc.metrics.<metric>.<scope> (state in <data-dir>/metrics/<name>.state)
@@ -411,4 +419,13 @@ pub enum BenchKind {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// What the lines of `socai publish FILE` are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PublishFormat {
+    /// One socai event (schemas/envelope.json) per line.
+    Events,
+    /// One national-portal sync body per line (DongBoHoSoMC, CapNhatTienDoHoSoMC).
+    DvcSync,
 }

@@ -81,6 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             receipt_timeout,
             give_up_after,
             no_receipts,
+            format,
+            agency,
         } => nats::publish(
             g,
             &nats::PublishArgs {
@@ -91,6 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 receipt_timeout: std::time::Duration::from_secs(receipt_timeout),
                 give_up_after: std::time::Duration::from_secs(give_up_after),
                 no_receipts,
+                format,
+                agency,
             },
         ),
         Command::Demo { events } => demo::run(g, events),

@@ -211,6 +211,16 @@ pub struct PublishArgs {
     pub give_up_after: Duration,
     /// PubAcks only: nothing is confirmed committed.
     pub no_receipts: bool,
+    /// Events, or the portal's sync bodies.
+    pub format: crate::cli::PublishFormat,
+    /// The agency of sync bodies (else each body's `madonvi`).
+    pub agency: Option<String>,
+}
+
+/// What `publish --format dvc-sync` reads of a body to route it.
+#[derive(serde::Deserialize)]
+struct SyncRoute {
+    madonvi: Option<serde_json::Value>,
 }
 
 /// Most "no receipt" lines printed one by one (the rest are counted).
@@ -222,6 +232,8 @@ const REJECTIONS_KEPT: usize = 100;
 /// an unroutable one is reported on stderr and counted; a read error ends the stream.
 struct Lines<'a> {
     file: &'a Path,
+    format: crate::cli::PublishFormat,
+    agency: Option<&'a str>,
     bar: &'a indicatif::ProgressBar,
     unroutable: std::cell::RefCell<Vec<usize>>,
     read_error: std::cell::RefCell<Option<String>>,
@@ -254,6 +266,9 @@ impl<'a> Lines<'a> {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     return None;
                 }
+                if self.format == crate::cli::PublishFormat::DvcSync {
+                    return self.sync_message(line_no, line);
+                }
                 let why = match serde_json::from_slice::<Route>(&line) {
                     Ok(r) if !r.agency.is_empty() && !r.event_type.is_empty() => {
                         return Some((
@@ -280,6 +295,33 @@ impl<'a> Lines<'a> {
     }
 }
 
+impl Lines<'_> {
+    /// A sync body, on its agency's `dvc.sync.<agency>` (`--agency`, else its `madonvi`).
+    fn sync_message(&self, line_no: usize, line: Vec<u8>) -> Option<(Outgoing, usize)> {
+        let madonvi = serde_json::from_slice::<SyncRoute>(&line)
+            .ok()
+            .and_then(|r| r.madonvi)
+            .and_then(|m| match m {
+                serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        match self.agency.map(str::to_owned).or(madonvi) {
+            Some(agency) => Some((Outgoing::sync(&agency, bytes::Bytes::from(line)), line_no)),
+            None => {
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "{}:{line_no}: not sent: the body names no agency (madonvi); pass --agency MADONVI",
+                        self.file.display()
+                    )
+                });
+                self.unroutable.borrow_mut().push(line_no);
+                None
+            }
+        }
+    }
+}
+
 /// `socai publish FILE`: streams the file's events to EVENTS and, unless `--no-receipts`, keeps
 /// each until the ledger's receipt names it (re-publishing what has none in time), then reports
 /// what the ledger did with every event.
@@ -295,6 +337,8 @@ pub fn publish(g: &Global, args: &PublishArgs) -> anyhow::Result<()> {
     let bar = progress_bytes(len, "publish");
     let lines = Lines {
         file,
+        format: args.format,
+        agency: args.agency.as_deref(),
         bar: &bar,
         unroutable: Default::default(),
         read_error: Default::default(),
@@ -320,6 +364,10 @@ struct Tally {
     committed: u64,
     duplicates: u64,
     rejected: u64,
+    /// Sync bodies answered, the events they yielded, and their parts refused.
+    synced: u64,
+    sync_events: u64,
+    sync_rejected: u64,
     no_receipt: u64,
     /// Not stored on EVENTS (refused, or no PubAck with --no-receipts).
     failed: u64,
@@ -441,6 +489,28 @@ fn publish_receipted(
                 ),
                 Report::Event(e) => match e.outcome {
                     Outcome::Committed { .. } | Outcome::Duplicate { .. } => {}
+                    Outcome::Synced {
+                        events, rejected, ..
+                    } => {
+                        tally.sync_events += events.len() as u64;
+                        tally.sync_rejected += rejected.len() as u64;
+                        for r in rejected {
+                            let what = if r.id.is_empty() {
+                                "the body".to_owned()
+                            } else {
+                                format!("{:?}", r.id)
+                            };
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "{file}:{}: body {}: {what} not taken by the ledger: {} at {:?}: {}",
+                                    e.tag, e.id, r.code, r.path, r.reason
+                                )
+                            });
+                            if tally.rejections.len() < REJECTIONS_KEPT {
+                                tally.rejections.push((e.tag, r.id, r.code, r.path, r.reason));
+                            }
+                        }
+                    }
                     Outcome::Rejected {
                         code, path, reason, ..
                     } => {
@@ -480,6 +550,7 @@ fn publish_receipted(
         tally.committed = summary.committed;
         tally.duplicates = summary.duplicates;
         tally.rejected = summary.rejected;
+        tally.synced = summary.synced;
         tally.no_receipt = summary.no_receipt;
         tally.failed = summary.not_published;
         tally.receipts = summary.receipts;
@@ -500,7 +571,12 @@ impl Tally {
     /// Prints the summary; an error (exit status 1) unless every event is in the ledger.
     fn finish(self, args: &PublishArgs, unroutable: &[usize]) -> anyhow::Result<()> {
         let not_stored = self.failed + unroutable.len() as u64;
-        let total = self.committed + self.duplicates + self.rejected + self.no_receipt + not_stored;
+        let total = self.committed
+            + self.duplicates
+            + self.rejected
+            + self.synced
+            + self.no_receipt
+            + not_stored;
         if !self.receipts_mode {
             emit(
                 &json!({
@@ -543,6 +619,9 @@ impl Tally {
                 "committed": self.committed,
                 "duplicates": self.duplicates,
                 "rejected": self.rejected,
+                "synced": self.synced,
+                "sync_events": self.sync_events,
+                "sync_rejected": self.sync_rejected,
                 "no_receipt": self.no_receipt,
                 "failed": self.failed,
                 "unroutable": unroutable.len(),
@@ -554,8 +633,17 @@ impl Tally {
                 "rejections": rejections,
             }),
             || {
+                let synced = if self.synced > 0 || args.format == crate::cli::PublishFormat::DvcSync
+                {
+                    format!(
+                        "{} sync bodies answered ({} events yielded, {} parts not taken); ",
+                        self.synced, self.sync_events, self.sync_rejected
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{} committed, {} already in the ledger (duplicate), {} rejected, {} with no receipt, {} not published, {} unroutable lines; {} receipts{}{}",
+                    "{synced}{} committed, {} already in the ledger (duplicate), {} rejected, {} with no receipt, {} not published, {} unroutable lines; {} receipts{}{}",
                     self.committed,
                     self.duplicates,
                     self.rejected,
@@ -623,6 +711,13 @@ impl Tally {
                 "{} of {total} events were rejected by the ledger: {}; the REJECTED stream holds them with their reasons (dvc.rejected.<agency>.>): fix those lines and publish them again",
                 self.rejected,
                 shown.join(", ")
+            ));
+        }
+        if self.sync_rejected > 0 {
+            kind.get_or_insert("rejected");
+            problems.push(format!(
+                "{} parts of sync bodies were not taken by the ledger (see above); REJECTED holds each with its reason (dvc.rejected.<agency>.sync): fix those dossiers and send them again",
+                self.sync_rejected
             ));
         }
         match kind {
