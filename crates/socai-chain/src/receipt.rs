@@ -102,9 +102,19 @@ pub struct ReceiptEvent {
 #[serde(deny_unknown_fields)]
 pub struct ReceiptSync {
     pub id: String,
+    /// Events it yielded that the ledger holds.
     pub events: Vec<String>,
+    /// Its parts that could not be mapped (`id`: the dossier, empty for the whole body) and the
+    /// events it yielded that the ledger refused (`id`: the event's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<ReceiptRejection>,
+    /// Answers left out to keep the receipt small (REJECTED and COMMITTED hold them all).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An event refused, with the reason REJECTED carries.

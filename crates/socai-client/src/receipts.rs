@@ -102,6 +102,8 @@ pub enum Outcome {
     Synced {
         events: Vec<String>,
         rejected: Vec<ReceiptRejection>,
+        /// Answers the receipt left out to stay small.
+        more: u64,
         receipt: Arc<Receipt>,
     },
     /// Refused by the ledger (its copy is on REJECTED with the same code, path and reason).
@@ -698,13 +700,7 @@ impl<T> Run<T> {
         for sync in &receipt.syncs {
             for p in self.take(token, &sync.id) {
                 self.summary.synced += 1;
-                let (mut events, mut rejected) = (Vec::new(), sync.rejected.clone());
-                for id in &sync.events {
-                    match receipt.rejected.iter().find(|r| &r.id == id) {
-                        Some(r) => rejected.push(r.clone()),
-                        None => events.push(id.clone()),
-                    }
-                }
+                let (events, rejected) = (sync.events.clone(), sync.rejected.clone());
                 report(Report::Event(EventOutcome {
                     tag: p.tag,
                     agency: p.agency,
@@ -713,6 +709,7 @@ impl<T> Run<T> {
                     outcome: Outcome::Synced {
                         events,
                         rejected,
+                        more: sync.more,
                         receipt: receipt.clone(),
                     },
                 }));

@@ -90,9 +90,28 @@ pub struct SyncRejection {
     /// JSON pointer into the body, e.g. `/data/3/NgayHenTra`.
     pub path: String,
     pub reason: String,
-    /// The dossier's JSON object as sent (the whole body when `dossier` is `None`).
+    /// What can be sent again once fixed: the whole body as sent, or, for one dossier, a body
+    /// of the same service and agency whose `data` holds that dossier's JSON object exactly as
+    /// sent.
     pub raw: Vec<u8>,
+    /// The event this refusal is filed under on REJECTED: the dossier's submission as the
+    /// ledger holds it (else `<MaHoSo>:submitted`), which holds its personal data, so that
+    /// redacting it erases this copy too. `None` for a whole body.
+    pub event_id: Option<String>,
 }
+
+/// The ledger's history could not be read: nothing of the body may be decided (the caller
+/// stops and reads the body again later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryError(pub String);
+
+impl std::fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the ledger's history could not be read: {}", self.0)
+    }
+}
+
+impl std::error::Error for HistoryError {}
 
 /// What a body yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,8 +142,8 @@ impl Derived {
 }
 
 /// Where [`derive`] learns what the ledger holds: a dossier's events, in ledger order, including
-/// those derived earlier in the same stream but not committed yet. An `Err` refuses the dossier
-/// with that reason (the ledger could not be read: the body is answered, not lost).
+/// those derived earlier in the same stream but not committed yet. An `Err` stops [`derive`]
+/// with a [`HistoryError`].
 pub trait History {
     fn events_of(&mut self, agency: &str, dossier: &str) -> Result<Vec<KnownEvent>, String>;
 }
@@ -138,34 +157,67 @@ where
     }
 }
 
+/// What the caller checks of each event a dossier implies before the dossier is taken (its
+/// schemas, its subject, its time against the message's): `Err((path, reason))` refuses the
+/// whole dossier, so a dossier is never half taken.
+pub type Check<'a> = dyn FnMut(&Value) -> Result<(), (String, String)> + 'a;
+
+/// A [`History`] that also holds what this body yielded so far (a dossier listed twice in one
+/// body is compared with what its first record yielded) and remembers a read failure.
+struct Tracking<'h> {
+    inner: &'h mut dyn History,
+    body: std::collections::HashMap<String, Vec<KnownEvent>>,
+    failed: Option<String>,
+}
+
+impl History for Tracking<'_> {
+    fn events_of(&mut self, agency: &str, dossier: &str) -> Result<Vec<KnownEvent>, String> {
+        let mut known = match self.inner.events_of(agency, dossier) {
+            Ok(known) => known,
+            Err(e) => {
+                self.failed.get_or_insert(e.clone());
+                return Err(e);
+            }
+        };
+        if let Some(more) = self.body.get(dossier) {
+            known.extend(more.iter().cloned());
+        }
+        Ok(known)
+    }
+}
+
 /// Turns one body received on `dvc.sync.<agency>` at `received` (its JetStream time) into
 /// events. Each dossier is mapped whole or not at all: a dossier with a field that cannot be
-/// mapped gives one rejection naming it, and the body's other dossiers still go through. The
-/// whole body is refused only when it is not a body at all (not JSON, an unknown `service`, no
-/// `data` list) or names another agency in `madonvi`.
+/// mapped, or an event that `check` refuses, gives one rejection naming it, and the body's
+/// other dossiers still go through. The whole body is refused only when it is not a body at all
+/// (not JSON, an unknown `service`, no `data` list) or names another agency in `madonvi`.
 pub fn derive(
     body: &[u8],
     agency: &str,
     received: jiff::Timestamp,
     history: &mut dyn History,
-) -> Derived {
+    check: &mut Check<'_>,
+) -> Result<Derived, HistoryError> {
     let id = sync_id(body);
-    let refuse = |path: &str, reason: String| Derived {
-        id: id.clone(),
-        items: vec![Item::Rejected(SyncRejection {
-            dossier: None,
-            path: path.to_owned(),
-            reason,
-            raw: body.to_vec(),
-        })],
-        copies: Vec::new(),
+    let refuse = |path: &str, reason: String| {
+        Ok(Derived {
+            id: id.clone(),
+            items: vec![Item::Rejected(SyncRejection {
+                dossier: None,
+                path: path.to_owned(),
+                reason,
+                raw: body.to_vec(),
+                event_id: None,
+            })],
+            copies: Vec::new(),
+        })
     };
     #[derive(serde::Deserialize)]
     struct Body<'a> {
         service: Option<String>,
         madonvi: Option<Value>,
         #[serde(rename = "isUpdating")]
-        _is_updating: Option<Value>,
+        is_updating: Option<Value>,
         #[serde(borrow)]
         data: Option<Vec<&'a RawValue>>,
     }
@@ -211,14 +263,28 @@ pub fn derive(
         return refuse("/data", "no data list of dossiers".to_owned());
     };
     let now = vn_time(received);
+    let is_updating = parsed.is_updating.unwrap_or(Value::Bool(false));
+    let mut history = Tracking {
+        inner: history,
+        body: std::collections::HashMap::new(),
+        failed: None,
+    };
     let mut items = Vec::new();
     let mut copies = Vec::new();
     for (i, raw) in data.iter().enumerate() {
+        // The dossier alone, as a body that can be sent again once fixed.
+        let resend = format!(
+            "{{\"service\":{},\"madonvi\":{},\"isUpdating\":{},\"data\":[{}]}}",
+            Value::from(service),
+            Value::from(agency),
+            is_updating,
+            raw.get()
+        );
         let mut out = Out {
             items: Vec::new(),
             copies: Vec::new(),
             base: format!("/data/{i}"),
-            raw: raw.get().as_bytes(),
+            raw: resend.as_bytes(),
         };
         let mapped = match serde_json::from_str::<Map<String, Value>>(raw.get()) {
             Err(_) => Err(out.fail(None, "", "not a JSON object".to_owned())),
@@ -229,21 +295,65 @@ pub fn derive(
                     now: &now,
                 };
                 if service == SERVICE_SYNC {
-                    dossier.snapshot(history, &mut out)
+                    dossier.snapshot(&mut history, &mut out)
                 } else {
-                    dossier.progress(history, &mut out)
+                    dossier.progress(&mut history, &mut out)
                 }
             }
         };
+        if let Some(e) = history.failed.take() {
+            return Err(HistoryError(e));
+        }
+        // Every event the dossier implies must pass the caller's checks, or none is taken.
+        let mapped = mapped.and_then(|()| {
+            for item in &out.items {
+                if let Item::Event(event) = item
+                    && let Err((path, reason)) = check(event)
+                {
+                    let dossier = event["dossier"].as_str().unwrap_or_default();
+                    let event_type = event["type"].as_str().unwrap_or_default();
+                    return Err(out.fail(
+                        Some(dossier),
+                        "",
+                        format!("the {event_type} it implies is not valid: {path}: {reason}"),
+                    ));
+                }
+            }
+            Ok(())
+        });
         match mapped {
             Ok(()) => {
+                for item in &out.items {
+                    if let Item::Event(event) = item
+                        && let (Some(known), Some(dossier)) =
+                            (KnownEvent::from_envelope(event), event["dossier"].as_str())
+                    {
+                        history
+                            .body
+                            .entry(dossier.to_owned())
+                            .or_default()
+                            .push(known);
+                    }
+                }
                 items.append(&mut out.items);
                 copies.append(&mut out.copies);
             }
-            Err(rejection) => items.push(Item::Rejected(rejection)),
+            Err(mut rejection) => {
+                // Filed under the dossier's submission as the ledger holds it.
+                if let Some(d) = rejection.dossier.clone() {
+                    let held = history
+                        .events_of(agency, &d)
+                        .map_err(HistoryError)?
+                        .into_iter()
+                        .find(|e| e.agency == agency && e.event_type == "dossier.submitted");
+                    rejection.event_id =
+                        Some(held.map_or_else(|| event_id(&d, "submitted"), |e| e.id));
+                }
+                items.push(Item::Rejected(rejection));
+            }
         }
     }
-    Derived { id, items, copies }
+    Ok(Derived { id, items, copies })
 }
 
 /// Collects one dossier's items; a hard failure replaces them with one rejection.
@@ -275,6 +385,7 @@ impl Out<'_> {
             path,
             reason: format!("{what}{field}: {reason}"),
             raw: self.raw.to_vec(),
+            event_id: None,
         }
     }
 }
@@ -467,6 +578,63 @@ impl State {
     }
 }
 
+/// What the ledger held before a record: enough to tell a record that contradicts it (a
+/// lifecycle that cannot be: events after a refusal, withdrawal or stop; a refusal after an
+/// acceptance; a withdrawal or stop after a resolution). A stale record (out of order) adds
+/// nothing and contradicts nothing.
+struct Before {
+    ended: Option<&'static str>,
+    accepted: bool,
+    resolved: bool,
+}
+
+impl Before {
+    fn of(state: &State) -> Before {
+        Before {
+            ended: [
+                (state.refused, "dossier.refused"),
+                (state.withdrawn, "dossier.withdrawn"),
+                (state.stopped, "dossier.stopped"),
+            ]
+            .into_iter()
+            .find_map(|(held, t)| held.then_some(t)),
+            accepted: state.accepted,
+            resolved: state.resolved,
+        }
+    }
+
+    fn contradicted_by(&self, status: u8, new: &[Item]) -> Option<String> {
+        let types: Vec<&str> = new
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => e["type"].as_str(),
+                Item::Rejected(_) => None,
+            })
+            .collect();
+        if let Some(end) = self.ended
+            && !types.is_empty()
+        {
+            return Some(format!(
+                "status {status} would add {} after the {end} the ledger holds for this dossier; an ended dossier cannot go on (a committed fact cannot be corrected by a sync body)",
+                types.join(", ")
+            ));
+        }
+        if types.contains(&"dossier.refused") && self.accepted {
+            return Some(format!(
+                "status {status} (not received) contradicts the acceptance the ledger holds for this dossier"
+            ));
+        }
+        if (types.contains(&"dossier.withdrawn") || types.contains(&"dossier.stopped"))
+            && self.resolved
+        {
+            return Some(format!(
+                "status {status} (withdrawn or stopped) comes after the resolution the ledger holds for this dossier"
+            ));
+        }
+        None
+    }
+}
+
 /// One dossier record of a body.
 struct Dossier<'a> {
     record: &'a Map<String, Value>,
@@ -599,13 +767,11 @@ impl Dossier<'_> {
         out: &Out,
         dossier: &str,
     ) -> Result<State, SyncRejection> {
-        let known = history.events_of(self.agency, dossier).map_err(|e| {
-            out.fail(
-                Some(dossier),
-                "",
-                format!("the ledger's history could not be read ({e}); send the body again"),
-            )
-        })?;
+        // A read failure is remembered by `Tracking`: `derive` returns it, this rejection is
+        // never used.
+        let known = history
+            .events_of(self.agency, dossier)
+            .map_err(|e| out.fail(Some(dossier), "", e))?;
         Ok(State::of(
             &known
                 .into_iter()
@@ -641,6 +807,7 @@ impl Dossier<'_> {
             )
         })?;
         let state = self.load(history, out, d)?;
+        let before = Before::of(&state);
         if let Some(known) = &state.procedure
             && *known != procedure
         {
@@ -753,7 +920,7 @@ impl Dossier<'_> {
         // 3 refused: nothing else follows.
         if status == 3 {
             e.emit("dossier.refused", "refused", &at(&finished_at), json!({ "reason": format!("Không được tiếp nhận (TrangThaiHoSo 3, {SERVICE_SYNC})") }), None);
-            return self.finish(out, e, corrections);
+            return self.finish(out, e, corrections, &before, status);
         }
         // 2 accepted: any status past acceptance, or a withdrawal/stop with a due date set.
         let accepted =
@@ -797,12 +964,17 @@ impl Dossier<'_> {
         }
         // 5 supplements asked and received (the clock pauses between them).
         for s in &supplements {
+            let note: Map<String, Value> = s
+                .note
+                .iter()
+                .map(|n| ("note".to_owned(), Value::String(n.clone())))
+                .collect();
             e.emit(
                 "dossier.supplement_requested",
                 &format!("supplement:{}:requested", s.key),
                 &s.asked_at,
-                json!({ "reason": s.reason }),
-                None,
+                json!({ "reason": format!("Yêu cầu bổ sung hồ sơ (DanhSachHoSoBoSung, {SERVICE_SYNC})") }),
+                Some(note),
             );
             if let Some(received) = &s.received_at {
                 let mut data = json!({});
@@ -875,7 +1047,7 @@ impl Dossier<'_> {
             }
             _ => {}
         }
-        self.finish(out, e, corrections)
+        self.finish(out, e, corrections, &before, status)
     }
 
     fn finish(
@@ -883,7 +1055,12 @@ impl Dossier<'_> {
         out: &mut Out,
         e: Emitter,
         corrections: Vec<SyncRejection>,
+        before: &Before,
+        status: u8,
     ) -> Result<(), SyncRejection> {
+        if let Some(reason) = before.contradicted_by(status, &e.items) {
+            return Err(out.fail(Some(e.dossier), "TrangThaiHoSo", reason));
+        }
         out.items.extend(e.items);
         out.copies.extend(e.copies);
         out.items
@@ -963,13 +1140,7 @@ impl Dossier<'_> {
                 .map_or_else(|| compact(&asked_at), |k| id_part(&k));
             all.push(Supplement {
                 key,
-                reason: sub
-                    .text("NoiDungBoSung")
-                    .as_deref()
-                    .and_then(label)
-                    .unwrap_or_else(|| {
-                        format!("Yêu cầu bổ sung hồ sơ (DanhSachHoSoBoSung, {SERVICE_SYNC})")
-                    }),
+                note: sub.text("NoiDungBoSung"),
                 asked_at,
                 received_at: time("NgayTiepNhanBoSung")?,
                 due_before: time("NgayHenTraTruoc")?,
@@ -1024,7 +1195,11 @@ impl Dossier<'_> {
                 ));
             }
             all.push(Fee {
-                key: id_part(&sub.text("MaPhiLePhi").unwrap_or_else(|| i.to_string())),
+                // Without a code, the fee's name and amount (not its place in the list, which
+                // the sender may reorder).
+                key: id_part(&sub.text("MaPhiLePhi").unwrap_or_else(|| {
+                    format!("{}-{amount}", sub.text("TenPhiLePhi").unwrap_or_default())
+                })),
                 name: sub.text("TenPhiLePhi").as_deref().and_then(label),
                 amount,
                 online: sub.text("HinhThucThu").as_deref() == Some("2"),
@@ -1067,6 +1242,7 @@ impl Dossier<'_> {
         let status = self.status(out, d, "TrangThai")?;
         let due = self.time(out, d, "NgayKetThucTheoQuyDinh")?;
         let state = self.load(history, out, d)?;
+        let before = Before::of(&state);
         let Some(procedure) = state.procedure.clone() else {
             return Err(out.fail(Some(d), "MaHoSo", format!("the ledger holds no event of this dossier, and {SERVICE_PROGRESS} names no procedure: send the dossier's {SERVICE_SYNC} first")));
         };
@@ -1096,7 +1272,8 @@ impl Dossier<'_> {
             .iter()
             .filter_map(|(f, k)| Some(((*k).to_owned(), Value::String(self.text(f)?))))
             .collect();
-        let key = compact(&at);
+        // Two steps in the same second differ by status.
+        let key = format!("{}-{}", compact(&at), status.unwrap_or(0));
         e.emit(
             "dossier.processing_step",
             &format!("step:{key}"),
@@ -1110,13 +1287,14 @@ impl Dossier<'_> {
             Some(8) => e.emit("dossier.stopped", "stopped", &at, json!({ "reason": format!("Dừng xử lý (TrangThai 8, {SERVICE_PROGRESS})") }), None),
             _ => {}
         }
-        self.finish(out, e, Vec::new())
+        self.finish(out, e, Vec::new(), &before, status.unwrap_or(4))
     }
 }
 
 struct Supplement {
     key: String,
-    reason: String,
+    /// NoiDungBoSung: an official's free text, which may name people: personal.
+    note: Option<String>,
     asked_at: String,
     received_at: Option<String>,
     due_before: Option<String>,

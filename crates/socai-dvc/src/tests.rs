@@ -48,7 +48,21 @@ impl Ledger {
                 .cloned()
                 .unwrap_or_default())
         };
-        let derived = derive(body.as_bytes(), AGENCY, at(received), &mut history);
+        let validator = &self.validator;
+        let mut check = |event: &Value| {
+            validator
+                .validate(&serde_json::to_vec(event).unwrap())
+                .map(|_| ())
+                .map_err(|r| (r.path, r.reason))
+        };
+        let derived = derive(
+            body.as_bytes(),
+            AGENCY,
+            at(received),
+            &mut history,
+            &mut check,
+        )
+        .expect("the history is readable");
         for event in derived.events() {
             let bytes = serde_json::to_vec(event).unwrap();
             if let Err(r) = self.validator.validate(&bytes) {
@@ -205,7 +219,11 @@ fn supplement_requested_and_received() {
         ]
     );
     let d = &ledger.held[&(AGENCY.to_owned(), "H01-261102-0004".to_owned())];
-    assert_eq!(d[2].data["reason"], "Thiếu bản sao giấy chứng nhận kết hôn");
+    // The official's text may name people: personal; the public reason is fixed.
+    assert_eq!(
+        d[2].data["reason"],
+        "Yêu cầu bổ sung hồ sơ (DanhSachHoSoBoSung, DongBoHoSoMC)"
+    );
     assert_eq!(d[3].data["new_due_at"], "2026-11-07T17:00:00+07:00");
     // The new date came with the supplement: no extension.
     assert!(
@@ -301,7 +319,14 @@ fn malformed_dates_and_unknown_statuses_refuse_their_dossier_only() {
     assert_eq!(r[0].path, "/data/0/NgayHenTra");
     assert!(r[0].reason.contains("yyyyMMddHHmmss"), "{}", r[0].reason);
     assert!(r[0].reason.contains("H01-261102-0009"), "{}", r[0].reason);
-    assert!(String::from_utf8_lossy(&r[0].raw).starts_with("{\"MaHoSo\": \"H01-261102-0009\""));
+    // What is kept can be sent again once fixed: the dossier alone, as sent, in a body.
+    let kept: Value = serde_json::from_slice(&r[0].raw).unwrap();
+    assert_eq!(kept["service"], "DongBoHoSoMC");
+    assert_eq!(kept["madonvi"], AGENCY);
+    assert_eq!(kept["data"].as_array().unwrap().len(), 1);
+    assert_eq!(kept["data"][0]["MaHoSo"], "H01-261102-0009");
+    assert!(String::from_utf8_lossy(&r[0].raw).contains("{\"MaHoSo\": \"H01-261102-0009\""));
+    assert_eq!(r[0].event_id.as_deref(), Some("H01-261102-0009:submitted"));
     assert_eq!(r[1].path, "/data/1/TrangThaiHoSo");
     assert!(r[1].reason.contains("\"11\""), "{}", r[1].reason);
     // The good dossier beside them went through.
@@ -353,7 +378,7 @@ fn progress_records_a_step_for_known_dossiers() {
     // Again: nothing new (the unknown one is refused again); the step holds the handler's name.
     let d = ledger.feed(body, "2026-11-10T02:00:00Z");
     assert_eq!(d.events().count(), 0);
-    assert_eq!(d.copies, ["H01-261102-0004:step:20261102100000"]);
+    assert_eq!(d.copies, ["H01-261102-0004:step:20261102100000-4"]);
 }
 
 #[test]
@@ -448,7 +473,8 @@ proptest! {
 }
 
 #[test]
-fn every_fixture_event_is_schema_valid_and_deterministic() {
+fn a_dossier_yields_the_same_events_alone_or_beside_others() {
+    let other: Value = serde_json::from_str(&fixture("bad")[0]).unwrap();
     for name in [
         "online",
         "counter",
@@ -458,15 +484,146 @@ fn every_fixture_event_is_schema_valid_and_deterministic() {
         "refused",
         "withdrawn",
     ] {
-        let (mut a, mut b) = (Ledger::new(), Ledger::new());
+        let (mut alone, mut beside) = (Ledger::new(), Ledger::new());
         for body in fixture(name) {
-            let (x, y) = (
-                a.feed(&body, "2026-11-10T00:00:00Z"),
-                b.feed(&body, "2026-11-10T00:00:00Z"),
+            let mut joined: Value = serde_json::from_str(&body).unwrap();
+            let mut data = other["data"].as_array().unwrap().clone();
+            data.insert(1, joined["data"][0].clone());
+            joined["data"] = data.into();
+            let a = alone.feed(&body, "2026-11-10T00:00:00Z");
+            let b = beside.feed(&joined.to_string(), "2026-11-10T00:00:00Z");
+            let mine = |d: &Derived| -> Vec<Value> {
+                d.events()
+                    .filter(|e| e["dossier"] != "H01-261102-0008")
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(mine(&a), mine(&b), "{name}");
+            assert!(a.events().all(|e| e["agency"] == AGENCY));
+            assert_eq!(
+                b.rejections().count(),
+                2,
+                "{name}: the other dossiers' refusals only"
             );
-            assert_eq!(x, y, "{name}");
-            let first: Vec<Value> = x.events().cloned().collect();
-            assert!(first.iter().all(|e| e["agency"] == AGENCY));
         }
     }
+}
+
+#[test]
+fn a_dossier_listed_twice_in_one_body_is_taken_once() {
+    let mut ledger = Ledger::new();
+    let first: Value = serde_json::from_str(&fixture("extension")[0]).unwrap();
+    let later: Value = serde_json::from_str(&fixture("extension")[1]).unwrap();
+    let body = serde_json::json!({
+        "service": "DongBoHoSoMC", "madonvi": AGENCY, "isUpdating": false,
+        "data": [first["data"][0], later["data"][0]]
+    });
+    let d = ledger.feed(&body.to_string(), "2026-11-10T00:00:00Z");
+    assert_eq!(d.rejections().count(), 0, "{:?}", d.items);
+    assert_eq!(
+        types(&d),
+        strs(&["submitted", "accepted", "deadline_extended"])
+    );
+}
+
+#[test]
+fn a_record_that_contradicts_the_ledger_is_refused_and_a_stale_one_is_not() {
+    let mut ledger = Ledger::new();
+    ledger.run("withdrawn");
+    // Resolved after the withdrawal the ledger holds: refused, naming the status.
+    let resolved =
+        fixture("withdrawn")[1].replace("\"TrangThaiHoSo\": \"7\"", "\"TrangThaiHoSo\": \"9\"");
+    let d = ledger.feed(&resolved, "2026-11-11T00:00:00Z");
+    assert_eq!(d.events().count(), 0);
+    let r = d.rejections().next().expect("refused");
+    assert_eq!(r.path, "/data/0/TrangThaiHoSo");
+    assert!(r.reason.contains("dossier.withdrawn"), "{}", r.reason);
+    // The older body (status 2), late: nothing, and no complaint.
+    assert!(
+        ledger
+            .feed(&fixture("withdrawn")[0], "2026-11-11T00:00:00Z")
+            .items
+            .is_empty()
+    );
+    // Not received (3) after the acceptance the ledger holds: refused.
+    let mut other = Ledger::new();
+    other.run("postal");
+    let refused =
+        fixture("postal")[0].replace("\"TrangThaiHoSo\": \"2\"", "\"TrangThaiHoSo\": \"3\"");
+    let d = other.feed(&refused, "2026-11-11T00:00:00Z");
+    assert_eq!(d.events().count(), 0);
+    assert!(d.rejections().next().unwrap().reason.contains("acceptance"));
+}
+
+#[test]
+fn a_dossier_with_an_event_the_caller_refuses_is_refused_whole() {
+    let held = HashMap::<(String, String), Vec<KnownEvent>>::new();
+    let mut history = |_: &str, _: &str| -> Result<Vec<KnownEvent>, String> { Ok(Vec::new()) };
+    // The caller refuses results returned in the future (as the ledger does with its clock
+    // check); the counter body's resolution and return are in November 2026.
+    let mut check = |event: &Value| {
+        if event["type"] == "dossier.result_returned" {
+            Err((
+                "/occurred_at".to_owned(),
+                "too far in the future".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let body = fixture("counter")[0].clone();
+    let d = derive(
+        body.as_bytes(),
+        AGENCY,
+        at("2026-11-10T00:00:00Z"),
+        &mut history,
+        &mut check,
+    )
+    .unwrap();
+    assert_eq!(d.events().count(), 0, "nothing of the dossier is taken");
+    let r = d.rejections().next().unwrap();
+    assert_eq!(r.dossier.as_deref(), Some("H01-261102-0002"));
+    assert!(
+        r.reason.contains("dossier.result_returned") && r.reason.contains("/occurred_at"),
+        "{}",
+        r.reason
+    );
+    assert!(held.is_empty());
+}
+
+#[test]
+fn an_unreadable_history_decides_nothing() {
+    let mut history =
+        |_: &str, _: &str| -> Result<Vec<KnownEvent>, String> { Err("disk on fire".into()) };
+    let mut check = |_: &Value| Ok(());
+    let body = fixture("counter")[0].clone();
+    let e = derive(
+        body.as_bytes(),
+        AGENCY,
+        at("2026-11-10T00:00:00Z"),
+        &mut history,
+        &mut check,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("disk on fire"));
+}
+
+#[test]
+fn a_refusal_is_filed_under_the_submission_the_ledger_holds() {
+    let mut ledger = Ledger::new();
+    let key = (AGENCY.to_owned(), "H01-261102-0009".to_owned());
+    ledger.held.insert(
+        key,
+        vec![KnownEvent {
+            id: "native-sub".into(),
+            event_type: "dossier.submitted".into(),
+            agency: AGENCY.into(),
+            procedure: "1.004227".into(),
+            data: serde_json::json!({"channel": "online"}),
+        }],
+    );
+    let d = ledger.feed(&fixture("bad")[0], "2026-11-10T00:00:00Z");
+    let r = d.rejections().next().unwrap();
+    assert_eq!(r.dossier.as_deref(), Some("H01-261102-0009"));
+    assert_eq!(r.event_id.as_deref(), Some("native-sub"));
 }

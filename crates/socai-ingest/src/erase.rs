@@ -41,6 +41,7 @@ async fn erase_message(js: &jetstream::Context, name: &str, seq: u64) -> Result<
 async fn erase_event_copy(
     js: &jetstream::Context,
     event: &EventKey,
+    dossier: Option<&str>,
     seq: u64,
 ) -> Result<(), String> {
     let s = js
@@ -52,10 +53,11 @@ async fn erase_event_copy(
             let agency = subject::parse_event_subject(&msg.subject).map(|(a, _)| a);
             let id = crate::check::event_id_of(&msg.payload);
             let copy = match subject::parse_sync_subject(&msg.subject) {
-                // A sync body the event was derived from (`<MaHoSo>:<what>`): it names the
-                // dossier. The whole body goes: it carries the personal data.
+                // A sync body that carries the event's personal data (the one it came from, or a
+                // later one about its dossier): it names the dossier. The whole body goes.
                 Some(sync_agency) => {
-                    sync_agency == event.agency && names_dossier_of(&msg.payload, &event.id)
+                    sync_agency == event.agency
+                        && dossier.is_some_and(|d| names_dossier(&msg.payload, d))
                 }
                 None => {
                     agency.as_deref() == Some(event.agency.as_str())
@@ -77,12 +79,10 @@ async fn erase_event_copy(
     erase_message(js, stream::EVENTS, seq).await
 }
 
-/// Whether a sync body names the dossier of a derived event id (`<MaHoSo>:<what>`; the dossier
-/// code may itself hold ':').
-fn names_dossier_of(body: &[u8], id: &str) -> bool {
-    let body = String::from_utf8_lossy(body);
-    id.match_indices(':')
-        .any(|(i, _)| body.contains(&format!("\"{}\"", &id[..i])))
+/// Whether a sync body names `dossier` (as a JSON string: its MaHoSo).
+fn names_dossier(body: &[u8], dossier: &str) -> bool {
+    let quoted = serde_json::to_string(dossier).expect("a string serializes");
+    String::from_utf8_lossy(body).contains(&quoted)
 }
 
 /// The REJECTED seqs (and the EVENTS seqs they were copied from) of `event`'s rejections.
@@ -153,6 +153,7 @@ async fn rejected_copies(
 pub async fn erase_copies(
     js: &jetstream::Context,
     event: &EventKey,
+    dossier: Option<&str>,
     copies: &[u64],
     read_up_to: u64,
 ) -> Result<usize, String> {
@@ -177,7 +178,7 @@ pub async fn erase_copies(
         .chain(rejected.iter().map(|&(s, _)| (stream::REJECTED, s)))
     {
         let erased_now = if name == stream::EVENTS {
-            erase_event_copy(js, event, seq).await
+            erase_event_copy(js, event, dossier, seq).await
         } else {
             erase_message(js, name, seq).await
         };

@@ -71,6 +71,10 @@ const SETTLING_MAX_BATCHES: usize = 4;
 /// (1 MiB by default) whatever the batch size, ids and rejection reasons.
 const RECEIPT_MAX_BYTES: usize = 256 * 1024;
 
+/// A sync body's answer in a receipt takes at most about this many bytes; what does not fit is
+/// counted (`more`), not listed.
+const SYNC_ANSWER_MAX_BYTES: usize = 128 * 1024;
+
 /// Longest wait at shutdown for the rejections and receipts of committed batches.
 const SHUTDOWN_SETTLE_MAX: Duration = Duration::from_secs(30);
 
@@ -163,10 +167,13 @@ struct SyncBody {
 
 /// What a sync body is compared with: the ledger's last durable commit (which, when a chunk
 /// holds a sync body, includes every earlier chunk: the source waits for them) plus the events
-/// validated earlier in the same chunk.
+/// validated earlier in the same chunk that the ledger will append (not those it will refuse as
+/// duplicates, conflicts or oversized: the state must not depend on where chunks end).
 struct SyncHistory<'a> {
     reader: &'a LedgerReader<SledStorage>,
     chunk: HashMap<(String, String), Vec<KnownEvent>>,
+    /// (agency, id) of every event noted in `chunk`.
+    ids: std::collections::HashSet<(String, String)>,
 }
 
 impl SyncHistory<'_> {
@@ -186,7 +193,20 @@ impl SyncHistory<'_> {
         Ok(known)
     }
 
-    fn note(&mut self, event: &Event) {
+    fn note(&mut self, event: &Event) -> Result<(), String> {
+        let key = (event.agency.clone(), event.id.clone());
+        if self.ids.contains(&key)
+            || socai_store::ledger::entry_too_large(event)
+            || self
+                .reader
+                .storage()
+                .id_if_known(&event.agency, &event.id)
+                .map_err(|e| e.to_string())?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.ids.insert(key);
         self.chunk
             .entry((event.agency.clone(), event.dossier.clone()))
             .or_default()
@@ -197,15 +217,18 @@ impl SyncHistory<'_> {
                 procedure: event.procedure.clone(),
                 data: event.data.clone(),
             });
+        Ok(())
     }
 }
 
+/// Validates a chunk; a sync body is first turned into the events it implies. Fails only when
+/// the ledger's own history cannot be read to map a body (nothing of the chunk is decided).
 fn validate(
     validator: &Validator,
     skew: jiff::SignedDuration,
     raw: Vec<Input>,
     reader: Option<&LedgerReader<SledStorage>>,
-) -> Validated {
+) -> Result<Validated, String> {
     let mut v = Validated {
         events: Vec::with_capacity(raw.len()),
         recorded: Vec::with_capacity(raw.len()),
@@ -222,50 +245,68 @@ fn validate(
         (true, Some(reader)) => Some(SyncHistory {
             reader,
             chunk: HashMap::new(),
+            ids: Default::default(),
         }),
+        (true, None) => return Err("no reader of the ledger to map sync bodies with".into()),
         _ => None,
     };
     let check = |v: &mut Validated,
                  history: &mut Option<SyncHistory>,
                  input: Input,
                  part: Part,
-                 checked: Result<Event, Rejection>| {
-        let checked = checked.map(|event| {
-            if let Some(h) = history.as_mut() {
-                h.note(&event);
+                 checked: Result<Event, Rejection>|
+     -> Result<(), String> {
+        let checked = match checked {
+            Ok(event) => {
+                if let Some(h) = history.as_mut() {
+                    h.note(&event)?;
+                }
+                v.events.push(event);
+                v.recorded.push(input.3.to_string());
+                v.sources.push(input.2);
+                Ok(v.events.len() - 1)
             }
-            v.events.push(event);
-            v.recorded.push(input.3.to_string());
-            v.sources.push(input.2);
-            v.events.len() - 1
-        });
+            Err(r) => Err(r),
+        };
         v.checked.push(checked);
         v.parts.push(part);
         v.inputs.push(input);
+        Ok(())
     };
     for input in raw {
         let (subject, payload, stream_seq, published) = &input;
         let Some(agency) = parse_sync_subject(subject) else {
             let checked = check_message(validator, subject, payload, *published, skew);
-            check(&mut v, &mut history, input, Part::default(), checked);
+            check(&mut v, &mut history, input, Part::default(), checked)?;
             continue;
         };
         let first = v.inputs.len();
-        let derived = match history.as_mut() {
-            Some(h) => socai_dvc::derive(payload, &agency, *published, &mut |a: &str, d: &str| {
-                h.held(a, d)
-            }),
-            None => socai_dvc::Derived {
-                id: socai_dvc::sync_id(payload),
-                items: vec![socai_dvc::Item::Rejected(socai_dvc::SyncRejection {
-                    dossier: None,
-                    path: String::new(),
-                    reason: "this ledger cannot read its own history to map sync bodies".into(),
-                    raw: payload.to_vec(),
-                })],
-                copies: Vec::new(),
-            },
+        let h = history
+            .as_mut()
+            .expect("a chunk with a sync body has a history");
+        // Each implied event is checked as the writer checks a published one, before its
+        // dossier is taken: a dossier is never half taken.
+        let mut event_check = |event: &serde_json::Value| {
+            let event_type = event["type"].as_str().unwrap_or_default();
+            let bytes = serde_json::to_vec(event).map_err(|e| (String::new(), e.to_string()))?;
+            check_message(
+                validator,
+                &event_subject(&agency, event_type),
+                &bytes,
+                *published,
+                skew,
+            )
+            .map(|_| ())
+            .map_err(|r| (r.path, format!("{}: {}", r.code.as_str(), r.reason)))
         };
+        let derived = socai_dvc::derive(
+            payload,
+            &agency,
+            *published,
+            &mut |a: &str, d: &str| h.held(a, d),
+            &mut event_check,
+        )
+        .map_err(|e| e.to_string())?;
         v.copies.extend(
             derived
                 .copies
@@ -291,15 +332,9 @@ fn validate(
                         event_id: id,
                         dossier: None,
                     };
-                    check(&mut v, &mut history, derived, part, checked);
+                    check(&mut v, &mut history, derived, part, checked)?;
                 }
                 socai_dvc::Item::Rejected(r) => {
-                    // Filed under the dossier's submission id, so that redacting the dossier's
-                    // personal data erases this copy too.
-                    let event_id = r
-                        .dossier
-                        .as_deref()
-                        .map(|d| socai_dvc::event_id(d, "submitted"));
                     let rejected: Input = (
                         subject.clone(),
                         r.raw.clone().into(),
@@ -308,11 +343,11 @@ fn validate(
                     );
                     let part = Part {
                         key: Some(r.path.clone()),
-                        event_id,
+                        event_id: r.event_id,
                         dossier: r.dossier,
                     };
                     let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
-                    check(&mut v, &mut history, rejected, part, Err(rejection));
+                    check(&mut v, &mut history, rejected, part, Err(rejection))?;
                 }
             }
         }
@@ -322,7 +357,7 @@ fn validate(
             inputs: first..v.inputs.len(),
         });
     }
-    v
+    Ok(v)
 }
 
 fn cursor_of(input: &Input) -> SourceCursor {
@@ -404,6 +439,11 @@ pub(crate) struct Writer {
     pub unsettled: Unsettled,
     /// The last message of the last batch committed: the first predecessor of the next batch.
     pub last_input: Option<SourceCursor>,
+    /// A sync body was committed while the stored cursor stayed before it (a rejection at or
+    /// before it was not settled yet): nothing after it may be committed until the rejections
+    /// settle, or a crash would make the ledger read the body again and compare it with entries
+    /// that came after it.
+    pub sync_behind_cursor: bool,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -453,8 +493,9 @@ impl Writer {
     }
 
     /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most). A
-    /// chunk holding a sync body waits until the writer has finished every chunk before it:
-    /// a body is compared with everything before it in the stream.
+    /// sync body ends its chunk (nothing after it is committed with it), and its chunk waits until
+    /// the writer has finished every chunk before it: a body is compared with exactly what comes
+    /// before it in the stream, also when it is read again after a crash (see `process`).
     fn spawn_source(
         &self,
         position: Position,
@@ -474,33 +515,52 @@ impl Writer {
         let mut finished = self.finished.subscribe();
         let mut sent: u64 = *finished.borrow();
         let task = tokio::spawn(async move {
+            // What was read after a sync body, for the next chunk.
+            let mut rest: Vec<Input> = Vec::new();
             loop {
-                let chunk = match source.next_chunk().await {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read EVENTS; retrying");
-                        counters.set_status(crate::WriterStatus::Starting);
-                        tokio::time::sleep(NATS_RETRY).await;
-                        continue;
+                let mut chunk = if rest.is_empty() {
+                    match source.next_chunk().await {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read EVENTS; retrying");
+                            counters.set_status(crate::WriterStatus::Starting);
+                            tokio::time::sleep(NATS_RETRY).await;
+                            continue;
+                        }
                     }
+                } else {
+                    std::mem::take(&mut rest)
                 };
-                if chunk.iter().any(|i| parse_sync_subject(&i.0).is_some())
-                    && finished.wait_for(|&done| done >= sent).await.is_err()
+                if let Some(at) = chunk
+                    .iter()
+                    .position(|i| parse_sync_subject(&i.0).is_some())
                 {
-                    return;
+                    rest = chunk.split_off(at + 1);
+                    if finished.wait_for(|&done| done >= sent).await.is_err() {
+                        return;
+                    }
                 }
                 sent += 1;
                 let validator = validator.clone();
                 let reader = reader.clone();
-                let Ok(validated) = tokio::task::spawn_blocking(move || {
+                let validated = match tokio::task::spawn_blocking(move || {
                     validate(&validator, skew, chunk, reader.as_ref())
                 })
                 .await
-                else {
-                    tracing::error!(
-                        "validating a batch failed (a bug); stopping the EVENTS reader"
-                    );
-                    return;
+                {
+                    Ok(Ok(validated)) => validated,
+                    Ok(Err(e)) => {
+                        // Nothing of the chunk is decided; the writer stops and the next start
+                        // reads it again.
+                        tracing::error!(error = %e, "cannot map a sync body: the ledger's own history cannot be read; stopping the EVENTS reader (check the data dir's disk, then restart `socai serve`)");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::error!(
+                            "validating a batch failed (a bug); stopping the EVENTS reader"
+                        );
+                        return;
+                    }
                 };
                 if tx.send(validated).await.is_err() {
                     return;
@@ -728,13 +788,33 @@ impl Writer {
             let copies = storage
                 .copies(&event)
                 .map_err(|e| IngestError::Ledger(e.to_string()))?;
-            work.push((event, copies));
+            // Its dossier: a sync body holding a copy is recognised by naming it.
+            let dossier = match storage
+                .id_if_known(&event.agency, &event.id)
+                .map_err(|e| IngestError::Ledger(e.to_string()))?
+            {
+                Some(rec) => ledger
+                    .reader()
+                    .entry(rec.seq)
+                    .ok()
+                    .map(|e| e.dossier().to_owned()),
+                None => None,
+            };
+            work.push((event, copies, dossier));
         }
         let mut done = Vec::new();
         let mut erased = 0;
         let total = work.len();
-        for (event, copies) in work {
-            match crate::erase::erase_copies(&self.js, &event, &copies, read_up_to).await {
+        for (event, copies, dossier) in work {
+            match crate::erase::erase_copies(
+                &self.js,
+                &event,
+                dossier.as_deref(),
+                &copies,
+                read_up_to,
+            )
+            .await
+            {
                 Ok(n) => {
                     erased += n;
                     done.push(event);
@@ -778,6 +858,10 @@ impl Writer {
 
     /// Commits (fsync) a validated batch, then settles it in the background.
     async fn process(&mut self, batch: Validated) -> Result<(), IngestError> {
+        if self.sync_behind_cursor {
+            self.settled().await;
+            self.sync_behind_cursor = false;
+        }
         let Validated {
             inputs,
             parts,
@@ -872,13 +956,17 @@ impl Writer {
         // A copy of a redacted event refused before the ledger saw it (e.g. a bad field): its
         // REJECTED copy and EVENTS message must be erased too.
         if let Some(ledger) = self.ledger.as_ref() {
-            for (c, (subject, payload, _, _)) in checked.iter().zip(inputs.iter()) {
+            for ((c, (subject, payload, _, _)), part) in
+                checked.iter().zip(inputs.iter()).zip(parts.iter())
+            {
                 if c.is_ok() {
                     continue;
                 }
-                let (Some((agency, _)), Some(id)) =
-                    (parse_event_subject(subject), event_id_of(payload))
-                else {
+                // A refused part of a sync body is filed under its dossier's submission.
+                let (Some(agency), Some(id)) = (
+                    socai_wire::subject::agency_of_subject(subject),
+                    part.event_id.clone().or_else(|| event_id_of(payload)),
+                ) else {
                     continue;
                 };
                 let key = socai_store::EventKey::new(agency, id);
@@ -920,6 +1008,8 @@ impl Writer {
                 });
             }
         }
+        self.sync_behind_cursor =
+            !syncs.is_empty() && !self.unsettled.lock().expect("unsettled").is_empty();
         // The batch is durable: settle it in the background while the next one commits.
         while self.settling.len() >= SETTLING_MAX_BATCHES {
             self.settling.join_next().await;
@@ -1170,8 +1260,9 @@ fn receipts_of(
             }),
         }
     }
-    // Each sync body, answered in its agency's last receipt: the events it yielded (each
-    // answered above) and its parts that could not be mapped.
+    // Each sync body, answered in its agency's receipt: the events it yielded (each also
+    // answered above), those refused, and its parts that could not be mapped; at most
+    // SYNC_ANSWER_MAX_BYTES of them, the rest counted in `more` (REJECTED and COMMITTED hold all).
     for body in &answer.syncs {
         let checkpoint = match &head {
             Some(note) => note.clone(),
@@ -1181,34 +1272,56 @@ fn receipts_of(
             id: body.id.clone(),
             events: Vec::new(),
             rejected: Vec::new(),
+            more: 0,
         };
+        let mut adds = 2 * body.id.len() + 80;
         for k in body.inputs.clone() {
             let (subject, payload, _, _) = &answer.inputs[k];
-            if parse_event_subject(subject).is_some() {
-                answered.events.extend(
+            let refusal = |id: &str, r: &Rejection| ReceiptRejection {
+                id: crate::check::header_value(id, 256),
+                code: r.code.as_str().to_owned(),
+                path: crate::check::header_value(&r.path, 1024),
+                reason: crate::check::header_value(&r.reason, 1024),
+            };
+            let (event, rejected) = match (&answer.verdicts[k], parse_event_subject(subject)) {
+                (Verdict::Held { .. }, Some(_)) => (
                     answer.parts[k]
                         .event_id
                         .clone()
                         .or_else(|| event_id_of(payload)),
-                );
-            } else if let Verdict::Reject(r) = &answer.verdicts[k] {
-                answered.rejected.push(ReceiptRejection {
-                    id: crate::check::header_value(
-                        answer.parts[k].dossier.as_deref().unwrap_or(""),
-                        256,
-                    ),
-                    code: r.code.as_str().to_owned(),
-                    path: crate::check::header_value(&r.path, 1024),
-                    reason: crate::check::header_value(&r.reason, 1024),
+                    None,
+                ),
+                (Verdict::Reject(r), Some(_)) => {
+                    let id = answer.parts[k].event_id.clone().unwrap_or_default();
+                    (None, Some(refusal(&id, r)))
+                }
+                (Verdict::Reject(r), None) => (
+                    None,
+                    Some(refusal(answer.parts[k].dossier.as_deref().unwrap_or(""), r)),
+                ),
+                (Verdict::Held { .. }, None) => (None, None),
+            };
+            let size = event.as_ref().map_or(0, |id| 2 * id.len() + 4)
+                + rejected.as_ref().map_or(0, |r| {
+                    2 * (r.id.len() + r.path.len() + r.reason.len()) + 120
                 });
+            if size == 0 {
+                continue;
             }
+            if adds + size > SYNC_ANSWER_MAX_BYTES {
+                answered.more += 1;
+                continue;
+            }
+            adds += size;
+            answered.events.extend(event);
+            answered.rejected.extend(rejected);
         }
-        let (parts, _) = receipts.entry(body.agency.clone()).or_insert_with(|| {
+        let (parts, size) = receipts.entry(body.agency.clone()).or_insert_with(|| {
             (
                 vec![Receipt {
                     v: RECEIPT_VERSION,
                     agency: body.agency.clone(),
-                    checkpoint,
+                    checkpoint: checkpoint.clone(),
                     events: Vec::new(),
                     rejected: Vec::new(),
                     syncs: Vec::new(),
@@ -1218,6 +1331,20 @@ fn receipts_of(
                 0,
             )
         });
+        if *size > 0 && *size + adds > RECEIPT_MAX_BYTES {
+            parts.push(Receipt {
+                v: RECEIPT_VERSION,
+                agency: body.agency.clone(),
+                checkpoint,
+                events: Vec::new(),
+                rejected: Vec::new(),
+                syncs: Vec::new(),
+                batch: Default::default(),
+                signature: String::new(),
+            });
+            *size = 0;
+        }
+        *size += adds;
         parts
             .last_mut()
             .expect("one receipt at least")
@@ -1364,7 +1491,8 @@ mod tests {
             jiff::SignedDuration::from_hours(24),
             raw,
             Some(&reader),
-        );
+        )
+        .unwrap();
         // native (schema-invalid here: only an id), 4 events of the counter body, 2 refused
         // dossiers and 1 event of the bad body.
         assert_eq!(v.inputs.len(), 1 + 4 + 3);
@@ -1460,5 +1588,66 @@ mod tests {
             id(Some("/data/0/NgayHenTra")),
             id(Some("/data/1/TrangThaiHoSo"))
         );
+    }
+
+    /// A commit with many sync bodies, each with many long refusals: every receipt stays well
+    /// under NATS's max_payload, every body is answered once, and what is left out is counted.
+    #[test]
+    fn sync_answers_keep_receipts_small() {
+        let mut inputs = Vec::new();
+        let mut parts = Vec::new();
+        let mut verdicts = Vec::new();
+        let mut syncs = Vec::new();
+        for b in 0..40u64 {
+            let first = inputs.len();
+            for d in 0..200u64 {
+                inputs.push((
+                    "dvc.sync.000-00-12-H01".to_owned(),
+                    Bytes::from_static(b"{}"),
+                    b + 1,
+                    jiff::Timestamp::UNIX_EPOCH,
+                ));
+                parts.push(Part {
+                    key: Some(format!("/data/{d}")),
+                    event_id: None,
+                    dossier: Some(format!("{d:0>120}")),
+                });
+                verdicts.push(Verdict::Reject(Rejection::new(
+                    ErrorCode::UnmappableSync,
+                    format!("/data/{d}/NgayHenTra"),
+                    "x".repeat(900),
+                )));
+            }
+            syncs.push(SyncBody {
+                agency: "000.00.12.H01".into(),
+                id: format!("sync-{b}"),
+                inputs: first..inputs.len(),
+            });
+        }
+        let answer = Answer {
+            inputs,
+            parts,
+            verdicts,
+            syncs,
+            leaves: HashMap::new(),
+            size: 1,
+            root: Hash([1; 32]),
+        };
+        let receipts = receipts_of(&answer, || Ok("head".to_owned())).unwrap();
+        assert!(receipts.len() > 1);
+        let mut answered = Vec::new();
+        for r in &receipts {
+            assert!(
+                r.to_json().len() < 512 * 1024,
+                "{} bytes",
+                r.to_json().len()
+            );
+            for s in &r.syncs {
+                answered.push(s.id.clone());
+                assert_eq!(s.rejected.len() as u64 + s.more, 200);
+                assert!(s.more > 0, "200 long refusals do not fit in one answer");
+            }
+        }
+        assert_eq!(answered.len(), 40, "each body answered once");
     }
 }

@@ -110,6 +110,15 @@ impl AppendOutcome {
     }
 }
 
+/// Whether the ledger refuses `event` as `oversized` (its entry could exceed the largest entry
+/// a tile may hold), as [`Ledger::classify`] says, without the ledger's keys: the bound depends
+/// on the commitment's presence only.
+pub fn entry_too_large(event: &Event) -> bool {
+    let commitment = event.personal.as_ref().map(|_| Hash::ZERO);
+    entry_size_bound(&public_canonical(event), commitment.as_ref())
+        > socai_chain::tiles::MAX_ENTRY_BYTES
+}
+
 /// An upper bound of the entry size of an event with this public canonical JSON and personal
 /// commitment: the entry's own fields at their longest.
 fn entry_size_bound(public: &[u8], commitment: Option<&Hash>) -> usize {

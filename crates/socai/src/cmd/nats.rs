@@ -490,8 +490,19 @@ fn publish_receipted(
                 Report::Event(e) => match e.outcome {
                     Outcome::Committed { .. } | Outcome::Duplicate { .. } => {}
                     Outcome::Synced {
-                        events, rejected, ..
+                        events,
+                        rejected,
+                        more,
+                        ..
                     } => {
+                        if more > 0 {
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "{file}:{}: body {}: {more} more answers left out of the receipt (REJECTED holds every part refused, COMMITTED every event)",
+                                    e.tag, e.id
+                                )
+                            });
+                        }
                         tally.sync_events += events.len() as u64;
                         tally.sync_rejected += rejected.len() as u64;
                         for r in rejected {
