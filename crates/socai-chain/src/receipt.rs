@@ -108,9 +108,13 @@ pub struct ReceiptSync {
     /// events it yielded that the ledger refused (`id`: the event's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<ReceiptRejection>,
-    /// Answers left out to keep the receipt small (REJECTED and COMMITTED hold them all).
+    /// Events yielded left out to keep the receipt small (COMMITTED holds them all).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub more: u64,
+    /// Refusals left out to keep the receipt small (REJECTED holds them all): not zero means
+    /// parts of the body were refused.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_rejected: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

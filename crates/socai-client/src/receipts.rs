@@ -102,8 +102,10 @@ pub enum Outcome {
     Synced {
         events: Vec<String>,
         rejected: Vec<ReceiptRejection>,
-        /// Answers the receipt left out to stay small.
+        /// Events yielded that the receipt left out to stay small.
         more: u64,
+        /// Refusals the receipt left out to stay small (REJECTED holds them).
+        more_rejected: u64,
         receipt: Arc<Receipt>,
     },
     /// Refused by the ledger (its copy is on REJECTED with the same code, path and reason).
@@ -710,6 +712,7 @@ impl<T> Run<T> {
                         events,
                         rejected,
                         more: sync.more,
+                        more_rejected: sync.more_rejected,
                         receipt: receipt.clone(),
                     },
                 }));

@@ -212,15 +212,6 @@ pub fn derive(
             copies: Vec::new(),
         })
     };
-    #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        service: Option<String>,
-        madonvi: Option<Value>,
-        #[serde(rename = "isUpdating")]
-        is_updating: Option<Value>,
-        #[serde(borrow)]
-        data: Option<Vec<&'a RawValue>>,
-    }
     let parsed: Body = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => {
@@ -273,13 +264,7 @@ pub fn derive(
     let mut copies = Vec::new();
     for (i, raw) in data.iter().enumerate() {
         // The dossier alone, as a body that can be sent again once fixed.
-        let resend = format!(
-            "{{\"service\":{},\"madonvi\":{},\"isUpdating\":{},\"data\":[{}]}}",
-            Value::from(service),
-            Value::from(agency),
-            is_updating,
-            raw.get()
-        );
+        let resend = resend(service, agency, &is_updating, raw.get());
         let mut out = Out {
             items: Vec::new(),
             copies: Vec::new(),
@@ -323,6 +308,14 @@ pub fn derive(
         });
         match mapped {
             Ok(()) => {
+                // A correction refused beside the dossier's events is filed like a refusal.
+                for item in out.items.iter_mut() {
+                    if let Item::Rejected(r) = item
+                        && let (Some(d), None) = (r.dossier.clone(), &r.event_id)
+                    {
+                        r.event_id = Some(filing_id(&mut history, agency, &d)?);
+                    }
+                }
                 for item in &out.items {
                     if let Item::Event(event) = item
                         && let (Some(known), Some(dossier)) =
@@ -339,21 +332,73 @@ pub fn derive(
                 copies.append(&mut out.copies);
             }
             Err(mut rejection) => {
-                // Filed under the dossier's submission as the ledger holds it.
                 if let Some(d) = rejection.dossier.clone() {
-                    let held = history
-                        .events_of(agency, &d)
-                        .map_err(HistoryError)?
-                        .into_iter()
-                        .find(|e| e.agency == agency && e.event_type == "dossier.submitted");
-                    rejection.event_id =
-                        Some(held.map_or_else(|| event_id(&d, "submitted"), |e| e.id));
+                    rejection.event_id = Some(filing_id(&mut history, agency, &d)?);
                 }
                 items.push(Item::Rejected(rejection));
             }
         }
     }
     Ok(Derived { id, items, copies })
+}
+
+/// The event a refusal about dossier `d` is filed under: its submission as the ledger holds it
+/// (it holds the personal data a redaction erases), else `<MaHoSo>:submitted`.
+fn filing_id(history: &mut Tracking, agency: &str, d: &str) -> Result<String, HistoryError> {
+    let held = history
+        .events_of(agency, d)
+        .map_err(HistoryError)?
+        .into_iter()
+        .find(|e| e.agency == agency && e.event_type == "dossier.submitted");
+    Ok(held.map_or_else(|| event_id(d, "submitted"), |e| e.id))
+}
+
+/// A body as [`derive`] reads it.
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    service: Option<String>,
+    madonvi: Option<Value>,
+    #[serde(rename = "isUpdating")]
+    is_updating: Option<Value>,
+    #[serde(borrow)]
+    data: Option<Vec<&'a RawValue>>,
+}
+
+/// One dossier of a body as a body of its own, its JSON exactly as sent.
+fn resend(service: &str, agency: &str, is_updating: &Value, dossier: &str) -> String {
+    format!(
+        "{{\"service\":{},\"madonvi\":{},\"isUpdating\":{},\"data\":[{}]}}",
+        Value::from(service),
+        Value::from(agency),
+        is_updating,
+        dossier
+    )
+}
+
+/// The bytes [`derive`] keeps for a part refused at `path` of `body` (see
+/// [`SyncRejection::raw`]): the dossier at `/data/<i>…` as a body of its own, else the whole
+/// body. A ledger answering a body again from what it recorded uses this.
+pub fn refused_bytes(body: &[u8], agency: &str, path: &str) -> Vec<u8> {
+    let index = path
+        .strip_prefix("/data/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|i| i.parse::<usize>().ok());
+    let parsed = serde_json::from_slice::<Body>(body).ok();
+    match (index, parsed) {
+        (Some(i), Some(b)) => {
+            match (b.service.as_deref(), b.data.as_ref().and_then(|d| d.get(i))) {
+                (Some(service), Some(raw)) => resend(
+                    service,
+                    agency,
+                    &b.is_updating.unwrap_or(Value::Bool(false)),
+                    raw.get(),
+                )
+                .into_bytes(),
+                _ => body.to_vec(),
+            }
+        }
+        _ => body.to_vec(),
+    }
 }
 
 /// Collects one dossier's items; a hard failure replaces them with one rejection.
@@ -611,12 +656,23 @@ impl Before {
                 Item::Rejected(_) => None,
             })
             .collect();
+        // Steps and fees may still be reported after an end; the lifecycle may not go on.
+        let lifecycle: Vec<&str> = types
+            .iter()
+            .copied()
+            .filter(|t| {
+                !matches!(
+                    *t,
+                    "dossier.processing_step" | "dossier.fee_requested" | "dossier.fee_paid"
+                )
+            })
+            .collect();
         if let Some(end) = self.ended
-            && !types.is_empty()
+            && !lifecycle.is_empty()
         {
             return Some(format!(
                 "status {status} would add {} after the {end} the ledger holds for this dossier; an ended dossier cannot go on (a committed fact cannot be corrected by a sync body)",
-                types.join(", ")
+                lifecycle.join(", ")
             ));
         }
         if types.contains(&"dossier.refused") && self.accepted {
@@ -1153,6 +1209,7 @@ impl Dossier<'_> {
 
     fn fees(&self, out: &Out, d: &str) -> Result<Vec<Fee>, SyncRejection> {
         let mut all = Vec::new();
+        let mut unnamed: std::collections::HashMap<(String, u64), u32> = Default::default();
         for (i, item) in self.list(out, d, "DanhSachLePhi")?.into_iter().enumerate() {
             let sub = Dossier {
                 record: item,
@@ -1198,7 +1255,11 @@ impl Dossier<'_> {
                 // Without a code, the fee's name and amount (not its place in the list, which
                 // the sender may reorder).
                 key: id_part(&sub.text("MaPhiLePhi").unwrap_or_else(|| {
-                    format!("{}-{amount}", sub.text("TenPhiLePhi").unwrap_or_default())
+                    let name = sub.text("TenPhiLePhi").unwrap_or_default();
+                    // Identical fees (same name and amount) are told apart by their count.
+                    let same = unnamed.entry((name.clone(), amount)).or_insert(0u32);
+                    *same += 1;
+                    format!("{name}-{amount}-{same}")
                 })),
                 name: sub.text("TenPhiLePhi").as_deref().and_then(label),
                 amount,

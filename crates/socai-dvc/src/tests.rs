@@ -301,6 +301,8 @@ fn an_is_updating_correction_of_a_committed_fact_is_reported_and_the_rest_record
     assert_eq!(r[0].dossier.as_deref(), Some("H01-261102-0001"));
     assert_eq!(r[0].path, "/data/0/KenhThucHien");
     assert!(r[0].reason.contains("\"online\""), "{}", r[0].reason);
+    // Filed under the submission, which a redaction of the applicant's data erases with it.
+    assert_eq!(r[0].event_id.as_deref(), Some("H01-261102-0001:submitted"));
     // A correction of the procedure refuses the dossier.
     let other = bodies[2].replace("2.000720", "2.000721");
     let d = ledger.feed(&other, "2026-11-10T02:00:00Z");
@@ -626,4 +628,38 @@ fn a_refusal_is_filed_under_the_submission_the_ledger_holds() {
     let r = d.rejections().next().unwrap();
     assert_eq!(r.dossier.as_deref(), Some("H01-261102-0009"));
     assert_eq!(r.event_id.as_deref(), Some("native-sub"));
+}
+
+#[test]
+fn identical_fees_without_codes_are_each_asked_once_whatever_their_order() {
+    let mut ledger = Ledger::new();
+    let body = |fees: Value| {
+        let mut b: Value = serde_json::from_str(&fixture("online")[2]).unwrap();
+        b["data"][0]["DanhSachLePhi"] = fees;
+        b.to_string()
+    };
+    let fee = |name: &str, gia: &str| serde_json::json!({"TenPhiLePhi": name, "Gia": gia});
+    let d = ledger.feed(
+        &body(serde_json::json!([
+            fee("Bản sao", "10000"),
+            fee("Bản sao", "10000"),
+            fee("Lệ phí", "50000")
+        ])),
+        "2026-11-10T00:00:00Z",
+    );
+    let fees = d
+        .events()
+        .filter(|e| e["type"] == "dossier.fee_requested")
+        .count();
+    assert_eq!(fees, 3, "two identical fees are two fees");
+    // The same fees listed in another order: nothing new.
+    let d = ledger.feed(
+        &body(serde_json::json!([
+            fee("Lệ phí", "50000"),
+            fee("Bản sao", "10000"),
+            fee("Bản sao", "10000")
+        ])),
+        "2026-11-10T01:00:00Z",
+    );
+    assert!(d.items.is_empty(), "{:?}", d.items);
 }

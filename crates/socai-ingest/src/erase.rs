@@ -79,10 +79,20 @@ async fn erase_event_copy(
     erase_message(js, stream::EVENTS, seq).await
 }
 
-/// Whether a sync body names `dossier` (as a JSON string: its MaHoSo).
+/// Whether a sync body lists `dossier` (a record's `MaHoSo`, a string or a number).
 fn names_dossier(body: &[u8], dossier: &str) -> bool {
-    let quoted = serde_json::to_string(dossier).expect("a string serializes");
-    String::from_utf8_lossy(body).contains(&quoted)
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        data: Vec<serde_json::Value>,
+    }
+    serde_json::from_slice::<Body>(body).is_ok_and(|b| {
+        b.data.iter().any(|r| match r.get("MaHoSo") {
+            Some(serde_json::Value::String(s)) => s.trim() == dossier,
+            Some(serde_json::Value::Number(n)) => n.to_string() == dossier,
+            _ => false,
+        })
+    })
 }
 
 /// The REJECTED seqs (and the EVENTS seqs they were copied from) of `event`'s rejections.

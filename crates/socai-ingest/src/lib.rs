@@ -198,7 +198,6 @@ async fn serve_inner(
         late_copies: Vec::new(),
         unsettled: Default::default(),
         last_input: None,
-        sync_behind_cursor: false,
     };
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());

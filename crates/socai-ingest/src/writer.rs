@@ -141,8 +141,22 @@ struct Validated {
     /// Held events whose personal data a sync body of the chunk carries again, with the body's
     /// EVENTS seq: recorded as copies to erase with them.
     copies: Vec<(socai_store::EventKey, u64)>,
+    /// The sync bodies decided in this chunk: (EVENTS seq, JetStream time, their refused parts),
+    /// recorded in the commit (see [`Ledger::note_sync_marks`]).
+    marks: Vec<(u64, i64, Vec<u8>)>,
     /// The chunk's last EVENTS message (a sync body may yield no input at all).
     last: Option<SourceCursor>,
+}
+
+/// A part of a sync body the ledger refused, as recorded in the body's mark.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MarkedRefusal {
+    path: String,
+    reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dossier: Option<String>,
 }
 
 /// Which part of an EVENTS message an input is: none for an event as published; for a sync
@@ -238,6 +252,7 @@ fn validate(
         inputs: Vec::with_capacity(raw.len()),
         syncs: Vec::new(),
         copies: Vec::new(),
+        marks: Vec::new(),
         last: raw.last().map(cursor_of),
     };
     let has_sync = raw.iter().any(|i| parse_sync_subject(&i.0).is_some());
@@ -284,20 +299,55 @@ fn validate(
         let h = history
             .as_mut()
             .expect("a chunk with a sync body has a history");
+        let time_ns = cursor_of(&input).time_ns;
+        // Decided before (read again after a crash or a rewind): answered from its mark, never
+        // compared with entries that came after it. Its events are in the ledger already.
+        if let Some(mark) = h
+            .reader
+            .storage()
+            .sync_mark(*stream_seq, time_ns)
+            .map_err(|e| e.to_string())?
+        {
+            let refused: Vec<MarkedRefusal> = serde_json::from_slice(&mark)
+                .map_err(|e| format!("sync body mark {stream_seq} is not readable: {e}"))?;
+            for r in refused {
+                let bytes = socai_dvc::refused_bytes(payload, &agency, &r.path);
+                let rejected: Input = (subject.clone(), bytes.into(), *stream_seq, *published);
+                let part = Part {
+                    key: Some(r.path.clone()),
+                    event_id: r.event_id,
+                    dossier: r.dossier,
+                };
+                let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
+                check(&mut v, &mut history, rejected, part, Err(rejection))?;
+            }
+            v.syncs.push(SyncBody {
+                agency,
+                id: socai_dvc::sync_id(payload),
+                inputs: first..v.inputs.len(),
+            });
+            continue;
+        }
         // Each implied event is checked as the writer checks a published one, before its
         // dossier is taken: a dossier is never half taken.
         let mut event_check = |event: &serde_json::Value| {
             let event_type = event["type"].as_str().unwrap_or_default();
             let bytes = serde_json::to_vec(event).map_err(|e| (String::new(), e.to_string()))?;
-            check_message(
+            let event = check_message(
                 validator,
                 &event_subject(&agency, event_type),
                 &bytes,
                 *published,
                 skew,
             )
-            .map(|_| ())
-            .map_err(|r| (r.path, format!("{}: {}", r.code.as_str(), r.reason)))
+            .map_err(|r| (r.path, format!("{}: {}", r.code.as_str(), r.reason)))?;
+            if socai_store::ledger::entry_too_large(&event) {
+                return Err((
+                    String::new(),
+                    "oversized: its entry would exceed the largest entry the ledger holds".into(),
+                ));
+            }
+            Ok(())
         };
         let derived = socai_dvc::derive(
             payload,
@@ -313,6 +363,20 @@ fn validate(
                 .iter()
                 .map(|id| (socai_store::EventKey::new(&agency, id), *stream_seq)),
         );
+        let refused: Vec<MarkedRefusal> = derived
+            .rejections()
+            .map(|r| MarkedRefusal {
+                path: r.path.clone(),
+                reason: r.reason.clone(),
+                event_id: r.event_id.clone(),
+                dossier: r.dossier.clone(),
+            })
+            .collect();
+        v.marks.push((
+            *stream_seq,
+            time_ns,
+            serde_json::to_vec(&refused).expect("JSON"),
+        ));
         for item in derived.items {
             match item {
                 socai_dvc::Item::Event(event) => {
@@ -439,11 +503,6 @@ pub(crate) struct Writer {
     pub unsettled: Unsettled,
     /// The last message of the last batch committed: the first predecessor of the next batch.
     pub last_input: Option<SourceCursor>,
-    /// A sync body was committed while the stored cursor stayed before it (a rejection at or
-    /// before it was not settled yet): nothing after it may be committed until the rejections
-    /// settle, or a crash would make the ledger read the body again and compare it with entries
-    /// that came after it.
-    pub sync_behind_cursor: bool,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -493,9 +552,9 @@ impl Writer {
     }
 
     /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most). A
-    /// sync body ends its chunk (nothing after it is committed with it), and its chunk waits until
-    /// the writer has finished every chunk before it: a body is compared with exactly what comes
-    /// before it in the stream, also when it is read again after a crash (see `process`).
+    /// chunk holding a sync body waits until the writer has finished every chunk before it: a
+    /// body is compared with exactly what comes before it in the stream (and, read again after
+    /// a crash or a rewind, answered from the mark its commit recorded).
     fn spawn_source(
         &self,
         position: Position,
@@ -515,30 +574,20 @@ impl Writer {
         let mut finished = self.finished.subscribe();
         let mut sent: u64 = *finished.borrow();
         let task = tokio::spawn(async move {
-            // What was read after a sync body, for the next chunk.
-            let mut rest: Vec<Input> = Vec::new();
             loop {
-                let mut chunk = if rest.is_empty() {
-                    match source.next_chunk().await {
-                        Ok(chunk) => chunk,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot read EVENTS; retrying");
-                            counters.set_status(crate::WriterStatus::Starting);
-                            tokio::time::sleep(NATS_RETRY).await;
-                            continue;
-                        }
+                let chunk = match source.next_chunk().await {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read EVENTS; retrying");
+                        counters.set_status(crate::WriterStatus::Starting);
+                        tokio::time::sleep(NATS_RETRY).await;
+                        continue;
                     }
-                } else {
-                    std::mem::take(&mut rest)
                 };
-                if let Some(at) = chunk
-                    .iter()
-                    .position(|i| parse_sync_subject(&i.0).is_some())
+                if chunk.iter().any(|i| parse_sync_subject(&i.0).is_some())
+                    && finished.wait_for(|&done| done >= sent).await.is_err()
                 {
-                    rest = chunk.split_off(at + 1);
-                    if finished.wait_for(|&done| done >= sent).await.is_err() {
-                        return;
-                    }
+                    return;
                 }
                 sent += 1;
                 let validator = validator.clone();
@@ -793,11 +842,14 @@ impl Writer {
                 .id_if_known(&event.agency, &event.id)
                 .map_err(|e| IngestError::Ledger(e.to_string()))?
             {
-                Some(rec) => ledger
-                    .reader()
-                    .entry(rec.seq)
-                    .ok()
-                    .map(|e| e.dossier().to_owned()),
+                Some(rec) => Some(
+                    ledger
+                        .reader()
+                        .entry(rec.seq)
+                        .map_err(|e| IngestError::Ledger(e.to_string()))?
+                        .dossier()
+                        .to_owned(),
+                ),
                 None => None,
             };
             work.push((event, copies, dossier));
@@ -858,10 +910,6 @@ impl Writer {
 
     /// Commits (fsync) a validated batch, then settles it in the background.
     async fn process(&mut self, batch: Validated) -> Result<(), IngestError> {
-        if self.sync_behind_cursor {
-            self.settled().await;
-            self.sync_behind_cursor = false;
-        }
         let Validated {
             inputs,
             parts,
@@ -871,6 +919,7 @@ impl Writer {
             checked,
             syncs,
             copies,
+            marks,
             last,
         } = batch;
         // Each input's predecessor in the stream (the message before its own: a sync body's
@@ -909,6 +958,7 @@ impl Writer {
         let started = std::time::Instant::now();
         let (ledger, events, outcomes) = tokio::task::spawn_blocking(move || {
             ledger.note_copies(copies);
+            ledger.note_sync_marks(marks);
             let outcomes = ledger
                 .append_batch_sourced(&events, &recorded, &sources, cursor)
                 .and_then(|outcomes| {
@@ -1008,8 +1058,6 @@ impl Writer {
                 });
             }
         }
-        self.sync_behind_cursor =
-            !syncs.is_empty() && !self.unsettled.lock().expect("unsettled").is_empty();
         // The batch is durable: settle it in the background while the next one commits.
         while self.settling.len() >= SETTLING_MAX_BATCHES {
             self.settling.join_next().await;
@@ -1273,8 +1321,11 @@ fn receipts_of(
             events: Vec::new(),
             rejected: Vec::new(),
             more: 0,
+            more_rejected: 0,
         };
         let mut adds = 2 * body.id.len() + 80;
+        let mut events = Vec::new();
+        let mut refused = Vec::new();
         for k in body.inputs.clone() {
             let (subject, payload, _, _) = &answer.inputs[k];
             let refusal = |id: &str, r: &Rejection| ReceiptRejection {
@@ -1283,38 +1334,41 @@ fn receipts_of(
                 path: crate::check::header_value(&r.path, 1024),
                 reason: crate::check::header_value(&r.reason, 1024),
             };
-            let (event, rejected) = match (&answer.verdicts[k], parse_event_subject(subject)) {
-                (Verdict::Held { .. }, Some(_)) => (
+            match (&answer.verdicts[k], parse_event_subject(subject)) {
+                (Verdict::Held { .. }, Some(_)) => events.extend(
                     answer.parts[k]
                         .event_id
                         .clone()
                         .or_else(|| event_id_of(payload)),
-                    None,
                 ),
                 (Verdict::Reject(r), Some(_)) => {
                     let id = answer.parts[k].event_id.clone().unwrap_or_default();
-                    (None, Some(refusal(&id, r)))
+                    refused.push(refusal(&id, r));
                 }
-                (Verdict::Reject(r), None) => (
-                    None,
-                    Some(refusal(answer.parts[k].dossier.as_deref().unwrap_or(""), r)),
-                ),
-                (Verdict::Held { .. }, None) => (None, None),
-            };
-            let size = event.as_ref().map_or(0, |id| 2 * id.len() + 4)
-                + rejected.as_ref().map_or(0, |r| {
-                    2 * (r.id.len() + r.path.len() + r.reason.len()) + 120
-                });
-            if size == 0 {
-                continue;
+                (Verdict::Reject(r), None) => {
+                    refused.push(refusal(answer.parts[k].dossier.as_deref().unwrap_or(""), r))
+                }
+                (Verdict::Held { .. }, None) => {}
             }
+        }
+        // Refusals first: they are what an agency must act on; what does not fit is counted.
+        for r in refused {
+            let size = 2 * (r.id.len() + r.path.len() + r.reason.len()) + 120;
+            if adds + size > SYNC_ANSWER_MAX_BYTES {
+                answered.more_rejected += 1;
+            } else {
+                adds += size;
+                answered.rejected.push(r);
+            }
+        }
+        for id in events {
+            let size = 2 * id.len() + 4;
             if adds + size > SYNC_ANSWER_MAX_BYTES {
                 answered.more += 1;
-                continue;
+            } else {
+                adds += size;
+                answered.events.push(id);
             }
-            adds += size;
-            answered.events.extend(event);
-            answered.rejected.extend(rejected);
         }
         let (parts, size) = receipts.entry(body.agency.clone()).or_insert_with(|| {
             (
@@ -1644,10 +1698,107 @@ mod tests {
             );
             for s in &r.syncs {
                 answered.push(s.id.clone());
-                assert_eq!(s.rejected.len() as u64 + s.more, 200);
-                assert!(s.more > 0, "200 long refusals do not fit in one answer");
+                assert_eq!(s.rejected.len() as u64 + s.more_rejected, 200);
+                assert!(
+                    s.more_rejected > 0,
+                    "200 long refusals do not fit in one answer"
+                );
             }
         }
         assert_eq!(answered.len(), 40, "each body answered once");
+    }
+
+    /// A body read again (after a crash, or a rewind) is answered from the mark its commit
+    /// recorded, not compared with what the ledger holds now: a progress body refused while its
+    /// dossier was unknown stays refused, although the dossier is known by then.
+    #[test]
+    fn a_body_read_again_is_answered_from_its_mark() {
+        let validator = Validator::new(Limits::default());
+        let skew = jiff::SignedDuration::from_hours(24);
+        let read = |name: &str| {
+            let path = format!(
+                "{}/../socai-dvc/fixtures/{name}.jsonl",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (_, skey, _) = CheckpointSigner::generate("test.socai/w").unwrap();
+        let mut ledger = Ledger::open(
+            SledStorage::open(dir.path()).unwrap(),
+            CheckpointSigner::from_skey(&skey).unwrap(),
+            vec![1; 32],
+            Default::default(),
+        )
+        .unwrap();
+        let reader = ledger.reader();
+        let t: jiff::Timestamp = "2026-11-10T01:00:00Z".parse().unwrap();
+        let progress: Input = (
+            "dvc.sync.000-00-12-H01".into(),
+            Bytes::from(read("progress")),
+            5,
+            t,
+        );
+        let commit = |ledger: &mut Ledger<SledStorage>, v: Validated| {
+            ledger.note_sync_marks(v.marks);
+            ledger
+                .append_batch_recorded(&v.events, &v.recorded, None)
+                .unwrap();
+        };
+        // First reading: both of its dossiers are unknown, both refused.
+        let v = validate(&validator, skew, vec![progress.clone()], Some(&reader)).unwrap();
+        assert_eq!(v.events.len(), 0);
+        let first: Vec<String> = v
+            .checked
+            .iter()
+            .map(|c| c.as_ref().unwrap_err().reason.clone())
+            .collect();
+        assert_eq!(first.len(), 2);
+        commit(&mut ledger, v);
+        // Then the dossier the body's first record names becomes known.
+        let snapshot: Input = (
+            "dvc.sync.000-00-12-H01".into(),
+            Bytes::from(read("supplement")),
+            6,
+            t,
+        );
+        let v = validate(&validator, skew, vec![snapshot], Some(&reader)).unwrap();
+        assert_eq!(v.events.len(), 2);
+        commit(&mut ledger, v);
+        // Read again: the same answer, from the mark; and the same bytes kept for REJECTED.
+        let again = validate(&validator, skew, vec![progress.clone()], Some(&reader)).unwrap();
+        assert_eq!(again.events.len(), 0, "nothing derived again");
+        assert!(again.marks.is_empty());
+        let reasons: Vec<String> = again
+            .checked
+            .iter()
+            .map(|c| c.as_ref().unwrap_err().reason.clone())
+            .collect();
+        assert_eq!(reasons, first);
+        let kept: serde_json::Value = serde_json::from_slice(&again.inputs[0].1).unwrap();
+        assert_eq!(
+            kept["data"].as_array().unwrap().len(),
+            1,
+            "the dossier alone"
+        );
+        assert_eq!(again.syncs[0].id, socai_dvc::sync_id(&progress.1));
+        // The same body as another message (another time) is a new body: it maps now.
+        let later: Input = (
+            progress.0.clone(),
+            progress.1.clone(),
+            7,
+            t + jiff::SignedDuration::from_secs(1),
+        );
+        let fresh = validate(&validator, skew, vec![later], Some(&reader)).unwrap();
+        assert_eq!(
+            fresh.events.len(),
+            1,
+            "the step, now that its dossier is known"
+        );
     }
 }

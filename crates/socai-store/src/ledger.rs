@@ -174,6 +174,8 @@ pub struct Ledger<S: Storage> {
     /// More outside copies of held events, recorded in the next append's commit (see
     /// [`Ledger::note_copies`]).
     more_copies: Vec<(EventKey, u64)>,
+    /// Sync bodies decided by the next append (see [`Ledger::note_sync_marks`]).
+    sync_marks: Vec<(u64, i64, Vec<u8>)>,
     /// The event whose outside copies the redaction being appended marks for erasure.
     pending_erasure: Option<EventKey>,
 }
@@ -305,6 +307,7 @@ impl<S: Storage> Ledger<S> {
             cursor_of: None,
             sources: Vec::new(),
             more_copies: Vec::new(),
+            sync_marks: Vec::new(),
             pending_erasure: None,
         })
     }
@@ -428,6 +431,13 @@ impl<S: Storage> Ledger<S> {
         self.more_copies.extend(copies);
     }
 
+    /// Records, in the next append's commit, that these sync bodies (EVENTS seq, JetStream time)
+    /// were decided, with what the ledger refused of each: read again (after a crash or a
+    /// rewind) a body is answered from its mark, never compared with entries that came after it.
+    pub fn note_sync_marks(&mut self, marks: Vec<(u64, i64, Vec<u8>)>) {
+        self.sync_marks.extend(marks);
+    }
+
     fn append_inner(
         &mut self,
         events: &[Event],
@@ -438,6 +448,7 @@ impl<S: Storage> Ledger<S> {
             hashes_from: merkle::stored_hash_count(self.head.size),
             ..CommitBatch::default()
         };
+        batch.sync_marks = std::mem::take(&mut self.sync_marks);
         for (key, stream_seq) in std::mem::take(&mut self.more_copies) {
             if self.is_redacted(&key)? {
                 batch.erasures_pending.push(key.clone());
@@ -517,7 +528,11 @@ impl<S: Storage> Ledger<S> {
             self.cursor = cursor.map(|c| c.seq);
             self.cursor_time = cursor.map(|c| c.time_ns);
         }
-        if batch.entries.is_empty() && erase_personal.is_empty() && batch.copies.is_empty() {
+        if batch.entries.is_empty()
+            && erase_personal.is_empty()
+            && batch.copies.is_empty()
+            && batch.sync_marks.is_empty()
+        {
             return Ok(outcomes);
         }
         // Invariant, checked before the write: the hashes continue the stored array exactly.

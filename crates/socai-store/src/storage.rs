@@ -119,6 +119,9 @@ pub struct CommitBatch {
     pub erasures_pending: Vec<EventKey>,
     /// Events whose outside copies were erased.
     pub erasures_done: Vec<EventKey>,
+    /// Sync bodies decided by this commit: (EVENTS seq, JetStream time in ns) → what the ledger
+    /// refused of it (opaque to the store), so a body read again is never decided again.
+    pub sync_marks: Vec<(u64, i64, Vec<u8>)>,
     /// Signed checkpoint notes to store, by tree size.
     pub checkpoints: Vec<(u64, String)>,
     /// Where the committed events came from (e.g. the EVENTS stream seq of the batch's last
@@ -153,6 +156,9 @@ pub trait Storage: Send + Sync {
     fn dossier_index(&self) -> Box<dyn Iterator<Item = Result<(String, u64)>> + '_>;
     /// EVENTS stream seqs of the copies of an event that carried personal data.
     fn copies(&self, event: &EventKey) -> Result<Vec<u64>>;
+    /// What was recorded when the sync body at this EVENTS seq and time was decided (see
+    /// [`CommitBatch::sync_marks`]); `None` if it never was.
+    fn sync_mark(&self, stream_seq: u64, time_ns: i64) -> Result<Option<Vec<u8>>>;
     /// Events whose outside copies a redaction still has to erase.
     fn erasures_pending(&self) -> Result<Vec<EventKey>>;
     /// Seqs of a dossier's entries, ascending.
@@ -668,6 +674,15 @@ impl SledStorage {
         k
     }
 
+    /// `s` + EVENTS seq + JetStream time: a decided sync body.
+    fn sync_mark_key(stream_seq: u64, time_ns: i64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(17);
+        k.push(b's');
+        k.extend_from_slice(&stream_seq.to_be_bytes());
+        k.extend_from_slice(&time_ns.to_be_bytes());
+        k
+    }
+
     pub fn dossier_key(dossier: &str, seq: u64) -> Vec<u8> {
         let mut k = dossier_prefix(dossier);
         k.extend_from_slice(&seq.to_be_bytes());
@@ -741,6 +756,9 @@ impl Storage for SledStorage {
         }
         for event in &batch.erasures_done {
             b.remove(Self::event_key(b'y', event));
+        }
+        for (stream_seq, time_ns, mark) in &batch.sync_marks {
+            b.insert(Self::sync_mark_key(*stream_seq, *time_ns), &mark[..]);
         }
         for (dossier, seq) in &batch.dossiers {
             b.insert(Self::dossier_key(dossier, *seq), &[][..]);
@@ -915,6 +933,12 @@ impl Storage for SledStorage {
                 .map_err(|_| StorageError::Corrupt("a dossier key is not UTF-8".into()))?;
             Ok((dossier, be_u64(&k[i + 1..]).expect("8 bytes checked above")))
         }))
+    }
+
+    fn sync_mark(&self, stream_seq: u64, time_ns: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get(&Self::sync_mark_key(stream_seq, time_ns))?
+            .map(|v| v.to_vec()))
     }
 
     fn copies(&self, event: &EventKey) -> Result<Vec<u64>> {

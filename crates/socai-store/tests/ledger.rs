@@ -678,6 +678,13 @@ impl Storage for FlakyCommit {
     fn copies(&self, event: &socai_store::EventKey) -> socai_store::storage::Result<Vec<u64>> {
         self.inner.copies(event)
     }
+    fn sync_mark(
+        &self,
+        stream_seq: u64,
+        time_ns: i64,
+    ) -> socai_store::storage::Result<Option<Vec<u8>>> {
+        self.inner.sync_mark(stream_seq, time_ns)
+    }
     fn erasures_pending(&self) -> socai_store::storage::Result<Vec<socai_store::EventKey>> {
         self.inner.erasures_pending()
     }

@@ -493,12 +493,14 @@ fn publish_receipted(
                         events,
                         rejected,
                         more,
+                        more_rejected,
                         ..
                     } => {
-                        if more > 0 {
+                        tally.sync_rejected += more_rejected;
+                        if more + more_rejected > 0 {
                             bar.suspend(|| {
                                 eprintln!(
-                                    "{file}:{}: body {}: {more} more answers left out of the receipt (REJECTED holds every part refused, COMMITTED every event)",
+                                    "{file}:{}: body {}: {more} more events and {more_rejected} more refusals left out of the receipt (COMMITTED holds every event, REJECTED every part refused)",
                                     e.tag, e.id
                                 )
                             });
