@@ -633,19 +633,6 @@ mod over_nats {
         assert!(verified.status.success(), "{}", stderr(&verified));
     }
 
-    /// The entries of a data dir's ledger, as stored (no socai process may be running on it).
-    fn entries(ledger: &DataDir) -> Vec<Vec<u8>> {
-        use socai_store::Storage;
-        let storage = socai_store::DataDir::new(ledger.dir())
-            .open_storage()
-            .expect("open the ledger store");
-        let size = storage.head().expect("head").size;
-        storage
-            .entries(0, size)
-            .map(|r| r.expect("entry").1)
-            .collect()
-    }
-
     /// Two ledgers with the same keys read the same EVENTS stream (native events, sync bodies
     /// that depend on them, a conflicting event, bodies refused then mapped) in chunks of 1000
     /// and of 1 message: byte-identical entries, whatever the chunk boundaries.
@@ -752,7 +739,7 @@ mod over_nats {
                 js.delete_stream(name).await.expect("delete stream");
             }
         }
-        let (ea, eb) = (entries(&a), entries(&b));
+        let (ea, eb) = (ledger_entries(&a), ledger_entries(&b));
         assert!(ea.len() > 30, "{} entries", ea.len());
         assert_eq!(ea.len(), eb.len());
         for (seq, (x, y)) in ea.iter().zip(&eb).enumerate() {

@@ -406,9 +406,9 @@ pub async fn stream_contents(js: &jetstream::Context, name: &str) -> Vec<Kept> {
     out
 }
 
-/// (id, agency, type) of every entry of a data dir's ledger, in seq order (no socai process may
-/// be running on it).
-pub fn ledger_events(ledger: &Ledger) -> Vec<(String, String, String)> {
+/// The entries of a data dir's ledger, as stored, in seq order (no socai process may be running
+/// on it).
+pub fn ledger_entries(ledger: &Ledger) -> Vec<Vec<u8>> {
     use socai_store::Storage;
     let storage = socai_store::DataDir::new(ledger.dir())
         .open_storage()
@@ -416,9 +416,17 @@ pub fn ledger_events(ledger: &Ledger) -> Vec<(String, String, String)> {
     let size = storage.head().expect("head").size;
     storage
         .entries(0, size)
-        .map(|r| {
-            let (_, bytes) = r.expect("entry");
-            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("entry json");
+        .map(|r| r.expect("entry").1)
+        .collect()
+}
+
+/// (id, agency, type) of every entry of a data dir's ledger, in seq order (no socai process may
+/// be running on it).
+pub fn ledger_events(ledger: &Ledger) -> Vec<(String, String, String)> {
+    ledger_entries(ledger)
+        .iter()
+        .map(|bytes| {
+            let v: serde_json::Value = serde_json::from_slice(bytes).expect("entry json");
             let e = &v["event"];
             (
                 e["id"].as_str().expect("id").to_string(),

@@ -710,7 +710,18 @@ struct Emitter<'a> {
     copies: Vec<String>,
 }
 
-impl Emitter<'_> {
+impl<'a> Emitter<'a> {
+    fn new(agency: &'a str, dossier: &'a str, procedure: String, state: State) -> Emitter<'a> {
+        Emitter {
+            agency,
+            dossier,
+            procedure,
+            state,
+            items: Vec::new(),
+            copies: Vec::new(),
+        }
+    }
+
     fn emit(
         &mut self,
         event_type: &str,
@@ -943,14 +954,7 @@ impl Dossier<'_> {
                 format!("{now:?} differs from channel {held:?} the ledger holds for this dossier; a committed fact cannot be corrected by a sync body (the dossier's other changes were recorded)"),
             ));
         }
-        let mut e = Emitter {
-            agency: self.agency,
-            dossier: d,
-            procedure,
-            state,
-            items: Vec::new(),
-            copies: Vec::new(),
-        };
+        let mut e = Emitter::new(self.agency, d, procedure, state);
         let at = |t: &Option<String>| t.clone().unwrap_or_else(|| self.now.to_owned());
 
         // 1 submitted.
@@ -1307,14 +1311,7 @@ impl Dossier<'_> {
         let Some(procedure) = state.procedure.clone() else {
             return Err(out.fail(Some(d), "MaHoSo", format!("the ledger holds no event of this dossier, and {SERVICE_PROGRESS} names no procedure: send the dossier's {SERVICE_SYNC} first")));
         };
-        let mut e = Emitter {
-            agency: self.agency,
-            dossier: d,
-            procedure,
-            state,
-            items: Vec::new(),
-            copies: Vec::new(),
-        };
+        let mut e = Emitter::new(self.agency, d, procedure, state);
         let step = match status {
             Some(n) => format!("{} (TrangThai {n})", STATUS_NAMES[n as usize - 1]),
             None => "Xử lý hồ sơ".to_owned(),

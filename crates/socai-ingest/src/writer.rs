@@ -159,6 +159,19 @@ struct MarkedRefusal {
     dossier: Option<String>,
 }
 
+/// A refused part of the sync body `body` as an input of its own (its bytes for REJECTED), its
+/// part and its rejection.
+fn refused_part(body: &Input, bytes: Vec<u8>, r: MarkedRefusal) -> (Input, Part, Rejection) {
+    let input = (body.0.clone(), bytes.into(), body.2, body.3);
+    let part = Part {
+        key: Some(r.path.clone()),
+        event_id: r.event_id,
+        dossier: r.dossier,
+    };
+    let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
+    (input, part, rejection)
+}
+
 /// Which part of an EVENTS message an input is: none for an event as published; for a sync
 /// body, the part's key (a derived event's id, a refused part's path: the same whichever of the
 /// body's events the ledger already holds when it reads the body again after a crash, so
@@ -312,13 +325,7 @@ fn validate(
                 .map_err(|e| format!("sync body mark {stream_seq} is not readable: {e}"))?;
             for r in refused {
                 let bytes = socai_dvc::refused_bytes(payload, &agency, &r.path);
-                let rejected: Input = (subject.clone(), bytes.into(), *stream_seq, *published);
-                let part = Part {
-                    key: Some(r.path.clone()),
-                    event_id: r.event_id,
-                    dossier: r.dossier,
-                };
-                let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
+                let (rejected, part, rejection) = refused_part(&input, bytes, r);
                 check(&mut v, &mut history, rejected, part, Err(rejection))?;
             }
             v.syncs.push(SyncBody {
@@ -399,18 +406,14 @@ fn validate(
                     check(&mut v, &mut history, derived, part, checked)?;
                 }
                 socai_dvc::Item::Rejected(r) => {
-                    let rejected: Input = (
-                        subject.clone(),
-                        r.raw.clone().into(),
-                        *stream_seq,
-                        *published,
-                    );
-                    let part = Part {
-                        key: Some(r.path.clone()),
+                    let bytes = r.raw.clone();
+                    let marked = MarkedRefusal {
+                        path: r.path,
+                        reason: r.reason,
                         event_id: r.event_id,
                         dossier: r.dossier,
                     };
-                    let rejection = Rejection::new(ErrorCode::UnmappableSync, r.path, r.reason);
+                    let (rejected, part, rejection) = refused_part(&input, bytes, marked);
                     check(&mut v, &mut history, rejected, part, Err(rejection))?;
                 }
             }
