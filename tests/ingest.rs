@@ -1226,6 +1226,10 @@ async fn nats_server_losing_unsynced_writes_loses_no_event_an_agency_waits_a_rec
         committed_entries(&js).await >= 4000
     })
     .await;
+    // The ledger pauses (SIGSTOP) while the publishers go on: the newest messages, the ones
+    // the cut takes, are PubAck'ed but not committed, whatever the machine's speed.
+    serve.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut events_stream = js
         .get_stream(socai_wire::stream::EVENTS)
         .await
@@ -1234,6 +1238,7 @@ async fn nats_server_losing_unsynced_writes_loses_no_event_an_agency_waits_a_rec
     let before = events_stream.cached_info().state.last_sequence;
     let cut = lose_unsynced_events(&ledger.path("nats").join("jetstream"));
     nats.restart().expect("nats-server restarts");
+    serve.signal("CONT");
     eprintln!("cut {cut} bytes of EVENTS (last seq {before} seen before the kill)");
 
     let mut republished = 0;

@@ -257,6 +257,17 @@ impl Serve {
     }
 
     /// Whether the process is still running.
+    /// Sends `signal` (e.g. "STOP", "CONT") to the process, as `kill -<signal>` does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()
