@@ -1499,32 +1499,39 @@ mod tests {
         assert_eq!(other[0].events[0].seq, 1000);
     }
 
-    /// A sync body's events and refused parts, chunked in with other messages: validated,
-    /// answered under the body's id, each REJECTED copy with its own part number.
-    #[test]
-    fn a_sync_body_becomes_its_events_and_parts_and_is_answered_under_its_id() {
-        let validator = Validator::new(Limits::default());
-        let t: jiff::Timestamp = "2026-11-10T01:00:00Z".parse().unwrap();
-        let fixture = |name: &str| {
-            let path = format!(
-                "{}/../socai-dvc/fixtures/{name}.jsonl",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            std::fs::read_to_string(path)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        };
-        let dir = tempfile::tempdir().unwrap();
+    /// The lines of a portal sync fixture (crates/socai-dvc/fixtures/NAME.jsonl).
+    fn fixture(name: &str) -> Vec<String> {
+        let path = format!(
+            "{}/../socai-dvc/fixtures/{name}.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// An empty ledger in `dir`.
+    fn empty_ledger(dir: &std::path::Path) -> Ledger<SledStorage> {
         let (_, skey, _) = CheckpointSigner::generate("test.socai/w").unwrap();
-        let ledger = Ledger::open(
-            SledStorage::open(dir.path()).unwrap(),
+        Ledger::open(
+            SledStorage::open(dir).unwrap(),
             CheckpointSigner::from_skey(&skey).unwrap(),
             vec![1; 32],
             Default::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A sync body's events and refused parts, chunked in with other messages: validated,
+    /// answered under the body's id, each REJECTED copy keyed by its part.
+    #[test]
+    fn a_sync_body_becomes_its_events_and_parts_and_is_answered_under_its_id() {
+        let validator = Validator::new(Limits::default());
+        let t: jiff::Timestamp = "2026-11-10T01:00:00Z".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = empty_ledger(dir.path());
         let reader = ledger.reader();
         let counter = fixture("counter")[0].clone();
         let bad = fixture("bad")[0].clone();
@@ -1718,32 +1725,13 @@ mod tests {
     fn a_body_read_again_is_answered_from_its_mark() {
         let validator = Validator::new(Limits::default());
         let skew = jiff::SignedDuration::from_hours(24);
-        let read = |name: &str| {
-            let path = format!(
-                "{}/../socai-dvc/fixtures/{name}.jsonl",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            std::fs::read_to_string(path)
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap()
-                .to_owned()
-        };
         let dir = tempfile::tempdir().unwrap();
-        let (_, skey, _) = CheckpointSigner::generate("test.socai/w").unwrap();
-        let mut ledger = Ledger::open(
-            SledStorage::open(dir.path()).unwrap(),
-            CheckpointSigner::from_skey(&skey).unwrap(),
-            vec![1; 32],
-            Default::default(),
-        )
-        .unwrap();
+        let mut ledger = empty_ledger(dir.path());
         let reader = ledger.reader();
         let t: jiff::Timestamp = "2026-11-10T01:00:00Z".parse().unwrap();
         let progress: Input = (
             "dvc.sync.000-00-12-H01".into(),
-            Bytes::from(read("progress")),
+            Bytes::from(fixture("progress")[0].clone()),
             5,
             t,
         );
@@ -1766,7 +1754,7 @@ mod tests {
         // Then the dossier the body's first record names becomes known.
         let snapshot: Input = (
             "dvc.sync.000-00-12-H01".into(),
-            Bytes::from(read("supplement")),
+            Bytes::from(fixture("supplement")[0].clone()),
             6,
             t,
         );
