@@ -267,17 +267,25 @@ impl Sse {
 
     /// The next frame with data (comments and keep-alives skipped), or None after `within`;
     /// its data is checked against the OpenAPI document's `LiveUpdate` or `StreamReset`.
+    /// Workers' heartbeats (`worker`) are checked against `WorkerHeartbeat` and skipped.
     async fn next(&mut self, within: Duration) -> Option<Frame> {
-        let frame = self.next_raw(within).await?;
-        let data: serde_json::Value = serde_json::from_str(&frame.data)
-            .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {}", frame.data));
-        let schema = match frame.event.as_str() {
-            "metric" => "LiveUpdate",
-            "reset" => "StreamReset",
-            other => panic!("unexpected SSE event {other:?}"),
-        };
-        OPENAPI.with(|o| o.check_schema(schema, &data));
-        Some(frame)
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.next_raw(left).await?;
+            let data: serde_json::Value = serde_json::from_str(&frame.data)
+                .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {}", frame.data));
+            let schema = match frame.event.as_str() {
+                "metric" => "LiveUpdate",
+                "reset" => "StreamReset",
+                "worker" => "WorkerHeartbeat",
+                other => panic!("unexpected SSE event {other:?}"),
+            };
+            OPENAPI.with(|o| o.check_schema(schema, &data));
+            if frame.event != "worker" {
+                return Some(frame);
+            }
+        }
     }
 
     async fn next_raw(&mut self, within: Duration) -> Option<Frame> {
@@ -1621,6 +1629,26 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
         ),
         ("/v1/export", "/v1/export".into()),
         ("/v1/metrics", "/v1/metrics?scope=national".into()),
+        ("/v1/dashboard", "/v1/dashboard".into()),
+        (
+            "/v1/dashboard/view",
+            format!(
+                "/v1/dashboard/view?scope=agency:{}&window=day",
+                victim.agency
+            ),
+        ),
+        (
+            "/v1/dashboard/series",
+            format!(
+                "/v1/dashboard/series?scope=agency:{}&metric=backlog&kind=day",
+                victim.agency
+            ),
+        ),
+        ("/dashboard", "/dashboard".into()),
+        (
+            "/dashboard/assets/{file}",
+            "/dashboard/assets/app.js".into(),
+        ),
         ("/v1/openapi.json", "/v1/openapi.json".into()),
         ("/checkpoint", "/checkpoint".into()),
         ("/healthz", "/healthz".into()),

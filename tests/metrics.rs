@@ -103,6 +103,7 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     let events: Vec<Outgoing> = socai_sim::Generator::new(socai_sim::SimConfig {
         seed: 11,
         provinces: 3,
+        communes_per_province: 2,
         procedures_per_agency: 5,
         ..Default::default()
     })

@@ -19,6 +19,26 @@ SOCAI_NATS_SERVER=$(deploy/install-nats.sh)
 export SOCAI_NATS_SERVER
 "$SOCAI_NATS_SERVER" --version
 
+echo "== chromium and chromedriver (the dashboard's browser tests drive a real Chromium)"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: chromium and chromedriver are missing and there is no apt-get to install them; install Chromium and its WebDriver (chromedriver) of the same version, on PATH" >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "error: installing chromium needs root: run 'apt-get install chromium chromium-driver' as root, then this again" >&2
+      exit 1
+    fi
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+chromium --version
+chromedriver --version
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

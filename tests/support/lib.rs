@@ -202,6 +202,7 @@ pub fn workload(n: usize, seed: u64) -> Vec<socai_model::Event> {
     socai_sim::Generator::new(socai_sim::SimConfig {
         seed,
         provinces: 3,
+        communes_per_province: 2,
         procedures_per_agency: 5,
         ..Default::default()
     })

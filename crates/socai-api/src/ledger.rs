@@ -155,7 +155,16 @@ async fn latest_checkpoint(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
-    json(&checkpoint_json(&latest(&state)?), FRESH)
+    let mut signed = latest(&state)?;
+    if state.config().fault == Some(crate::TestFault::ForeignKey) {
+        // Test only: the same checkpoint, signed by another key of the same name.
+        let (other, _, _) = socai_chain::CheckpointSigner::generate(state.reader().origin())
+            .map_err(|e| ApiError::internal(format!("test fault: {e}")))?;
+        signed = other
+            .sign(&signed.checkpoint)
+            .map_err(|e| ApiError::internal(format!("test fault: {e}")))?;
+    }
+    json(&checkpoint_json(&signed), FRESH)
 }
 
 async fn checkpoint_at(
@@ -337,9 +346,16 @@ async fn consistency(
         ));
     }
     let reader = state.reader().clone();
-    let proof = state
+    let mut proof = state
         .blocking(move || Ok(reader.consistency_proof(from, Some(new))?))
         .await?;
+    if state.config().fault == Some(crate::TestFault::ForgedConsistency) {
+        // Test only: one hash of the path changed (or one added where there was none).
+        match proof.path.first_mut() {
+            Some(hash) => hash.0[0] ^= 1,
+            None => proof.path.push(socai_chain::Hash([7; 32])),
+        }
+    }
     json(&proof, FRESH)
 }
 

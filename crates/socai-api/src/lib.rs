@@ -14,6 +14,7 @@
 //! Knows nothing of sled's internals: it reads through `socai-store`'s reader.
 
 pub mod auth;
+mod dashboard;
 mod ledger;
 mod live;
 mod ops;
@@ -34,6 +35,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 
 pub use auth::{Caller, Role, TokenConfig, Tokens, token_digest};
+pub use dashboard::{DashboardConfig, TestFault, TileConfig};
 pub use live::LiveHub;
 
 /// The OpenAPI 3.1 description of every route (also served at `/v1/openapi.json`).
@@ -60,6 +62,10 @@ pub struct ApiConfig {
     /// the threads readers take from the cores the writer needs.
     pub max_concurrent_reads: usize,
     pub tokens: Tokens,
+    /// The dashboard's tiles, targets and timings (socai.toml `[dashboard]`).
+    pub dashboard: DashboardConfig,
+    /// Test only: a fault to inject (environment `SOCAI_TEST_FAULT`).
+    pub fault: Option<TestFault>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +80,8 @@ impl Default for ApiConfig {
             max_exports: 4,
             max_concurrent_reads: 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             tokens: Tokens::default(),
+            dashboard: DashboardConfig::default(),
+            fault: None,
         }
     }
 }
@@ -110,6 +118,8 @@ struct Inner {
     read_slots: Arc<Semaphore>,
     /// Metric reads from the METRICS bucket at once (each makes a JetStream consumer).
     metric_slots: Arc<Semaphore>,
+    /// Who runs what, learned from the ledger for the dashboard.
+    directory: dashboard::SharedDirectory,
 }
 
 impl AppState {
@@ -137,6 +147,7 @@ impl AppState {
                 export_slots: Arc::new(Semaphore::new(config.max_exports)),
                 read_slots: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
                 metric_slots: Arc::new(Semaphore::new(METRIC_READS)),
+                directory: Default::default(),
                 reader,
                 config,
                 nats,
@@ -165,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ledger::routes())
         .merge(tiles::routes())
         .merge(live::value_routes())
+        .merge(dashboard::routes())
         .merge(ops::routes())
         .layer(
             tower::ServiceBuilder::new()

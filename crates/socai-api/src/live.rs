@@ -49,7 +49,7 @@ fn filter(params: &Params, default_window: &str) -> Result<Filter, ApiError> {
         .map_err(|e| ApiError::bad_param(e.param, e.to_string()))
 }
 
-fn nats(state: &AppState) -> Result<&Nats, ApiError> {
+pub(crate) fn nats(state: &AppState) -> Result<&Nats, ApiError> {
     state.inner.nats.as_ref().ok_or_else(|| {
         ApiError::unavailable("this server has no NATS connection: metric values come from the METRICS bucket of `socai serve`")
     })
@@ -106,13 +106,16 @@ async fn values(
 #[derive(Debug)]
 pub struct LiveEvent {
     n: u64,
+    /// A worker's heartbeat (`dvc.workers.<name>`), not metric values.
+    worker: bool,
     metric: String,
     scope: String,
     /// `{"tree_size", "root", "values": [...]}` as published.
     data: Bytes,
 }
 
-/// Relays `dvc.metrics.>` to every SSE client, keeping the last events for resumption.
+/// Relays `dvc.metrics.>` (and the workers' heartbeats, `dvc.workers.>`) to every SSE client,
+/// keeping the last events for resumption.
 pub struct LiveHub {
     epoch: String,
     next: AtomicU64,
@@ -132,7 +135,8 @@ impl std::fmt::Debug for LiveHub {
 }
 
 impl LiveHub {
-    /// Subscribes to `dvc.metrics.>` on `client` (the subscription survives reconnects).
+    /// Subscribes to `dvc.metrics.>` and `dvc.workers.>` on `client` (the subscriptions survive
+    /// reconnects).
     pub fn start(client: async_nats::Client, capacity: usize) -> Arc<LiveHub> {
         let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -179,23 +183,38 @@ impl LiveHub {
     }
 
     async fn relay(self: Arc<Self>, client: async_nats::Client) {
-        let subject = format!("{}.>", socai_wire::subject::METRICS_PREFIX);
-        let mut sub = loop {
-            match client.subscribe(subject.clone()).await {
-                Ok(sub) => break sub,
-                Err(e) => {
-                    tracing::warn!(cause = %e, "cannot subscribe to {subject} yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        let subscribe = |subject: String| {
+            let client = client.clone();
+            async move {
+                loop {
+                    match client.subscribe(subject.clone()).await {
+                        Ok(sub) => break sub,
+                        Err(e) => {
+                            tracing::warn!(cause = %e, "cannot subscribe to {subject} yet; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
                 }
             }
         };
+        let values = subscribe(format!("{}.>", socai_wire::subject::METRICS_PREFIX)).await;
+        let beats = subscribe(format!("{}.>", socai_wire::subject::WORKERS_PREFIX)).await;
+        let mut sub = futures::stream::select(values, beats);
         while let Some(msg) = sub.next().await {
-            let Some((metric, scope)) = socai_wire::subject::parse_metrics_subject(&msg.subject)
-            else {
-                continue;
+            let worker = msg
+                .subject
+                .strip_prefix(socai_wire::subject::WORKERS_PREFIX)
+                .and_then(|rest| rest.strip_prefix('.'));
+            let (metric, scope) = match worker {
+                Some(name) => ("", name),
+                None => match socai_wire::subject::parse_metrics_subject(&msg.subject) {
+                    Some(parsed) => parsed,
+                    None => continue,
+                },
             };
             let event = Arc::new(LiveEvent {
                 n: self.next.fetch_add(1, Relaxed),
+                worker: worker.is_some(),
                 metric: metric.to_owned(),
                 scope: scope.to_owned(),
                 data: msg.payload,
@@ -236,6 +255,16 @@ impl LiveHub {
 
 /// The SSE event for `event` under `filter`, or `None` if nothing in it matches.
 fn sse_event(hub: &LiveHub, event: &LiveEvent, filter: &Filter) -> Option<Event> {
+    if event.worker {
+        // A worker's heartbeat goes to every client, whatever it filters: it says the figures
+        // are being computed, not what they are.
+        return Some(
+            Event::default()
+                .id(hub.id(event.n))
+                .event("worker")
+                .data(&*String::from_utf8_lossy(&event.data)),
+        );
+    }
     if !filter.matches_subject(&event.metric, &event.scope) {
         return None;
     }

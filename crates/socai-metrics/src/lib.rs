@@ -3,6 +3,9 @@
 //! DESIGN.md is given for any scope (national, province, agency, procedure) and window (day,
 //! rolling 7 and 30 days, month, quarter, year to date) on the Asia/Ho_Chi_Minh calendar.
 //!
+//! Scopes come from the administrative units of `schemas/units/vn.json` (embedded, [`units`]):
+//! an agency of a province that has since merged counts toward the province that exists now.
+//!
 //! No I/O and no clock: the same entries give the same values, whether folded in one pass, in
 //! batches, or resumed from a snapshot; "now" is the latest event time applied. Publication
 //! (NATS) and reading the ledger belong to the callers.
@@ -12,7 +15,9 @@ mod filter;
 mod metric;
 mod projection;
 mod scope;
+mod score;
 mod time;
+mod units;
 
 pub use filter::{Filter, FilterError};
 pub use metric::{
@@ -21,4 +26,6 @@ pub use metric::{
 };
 pub use projection::{Anomalies, Changes, Decoded, FoldError, Projection};
 pub use scope::{SCOPE_KINDS, Scope, ScopeKind, province_of};
+pub use score::{SCORE_766, SCORE_766_JSON, ScoreGroup, ScoreIndicator, ScoreTable, check_table};
 pub use time::{Day, VN_OFFSET_SECS, WINDOW_KINDS, Window, parse_timestamp};
+pub use units::{FormerName, Level, UNITS_JSON, Unit, Units, UnitsError, units};

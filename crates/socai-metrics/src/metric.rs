@@ -2,7 +2,7 @@
 //! additive per-day counts.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -150,43 +150,32 @@ pub const METRICS: [Metric; 14] = [
 
 /// A Decision 766 indicator that score_766 covers: full points at rate ≥ threshold, else
 /// rate × points / threshold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Indicator {
-    pub id: &'static str,
+    pub id: String,
     pub metric: Metric,
     pub threshold: f64,
     pub points: f64,
 }
 
-/// The indicators with a threshold in DESIGN.md. Each weighs the same (2 points, 8 in all) until
-/// the official point table is configured: the score is reported both in points and as a
-/// percentage of the points of the indicators that have data.
-pub const INDICATORS: [Indicator; 4] = [
-    Indicator {
-        id: "3.1",
-        metric: Metric::ProceduresFullOnlineShare,
-        threshold: 0.8,
-        points: 2.0,
-    },
-    Indicator {
-        id: "3.3",
-        metric: Metric::OnlineSubmissionRate,
-        threshold: 0.5,
-        points: 2.0,
-    },
-    Indicator {
-        id: "4.2",
-        metric: Metric::DigitizationRate,
-        threshold: 0.8,
-        points: 2.0,
-    },
-    Indicator {
-        id: "5.4",
-        metric: Metric::SatisfactionRate,
-        threshold: 0.9,
-        points: 2.0,
-    },
-];
+/// The covered indicators of the score table (`schemas/score-766.json`, [`crate::SCORE_766`]),
+/// in table order. The score is reported both in points and as a percentage of the points of
+/// the covered indicators that have data.
+pub static INDICATORS: LazyLock<Vec<Indicator>> = LazyLock::new(|| {
+    crate::score::SCORE_766
+        .groups
+        .iter()
+        .flat_map(|g| &g.indicators)
+        .filter_map(|i| {
+            Some(Indicator {
+                id: i.id.clone(),
+                metric: i.metric?,
+                threshold: i.threshold?,
+                points: i.points,
+            })
+        })
+        .collect()
+});
 
 /// Points earned by one indicator at `rate`.
 pub fn indicator_points(indicator: &Indicator, rate: f64) -> f64 {
@@ -377,11 +366,11 @@ pub(crate) fn figures(metric: Metric, sums: &WindowSums<'_>) -> Option<Figures> 
     match metric {
         Metric::Score766 => {
             let mut indicators = Vec::new();
-            for indicator in &INDICATORS {
+            for indicator in INDICATORS.iter() {
                 if let Some((n, d, Some(rate), _)) = figures(indicator.metric, sums) {
                     debug_assert!(d.is_some() && n >= 0);
                     indicators.push(IndicatorScore {
-                        indicator: indicator.id.into(),
+                        indicator: indicator.id.clone(),
                         metric: indicator.metric.name().into(),
                         rate,
                         threshold: indicator.threshold,
@@ -455,10 +444,11 @@ mod tests {
 
     #[test]
     fn thresholds_give_full_points_and_scale_below() {
-        let online = &INDICATORS[1];
-        assert_eq!(indicator_points(online, 0.5), 2.0);
-        assert_eq!(indicator_points(online, 0.9), 2.0);
-        assert_eq!(indicator_points(online, 0.25), 1.0);
+        let online = INDICATORS.iter().find(|i| i.id == "3.3").unwrap();
+        assert_eq!((online.threshold, online.points), (0.5, 6.0));
+        assert_eq!(indicator_points(online, 0.5), 6.0);
+        assert_eq!(indicator_points(online, 0.9), 6.0);
+        assert_eq!(indicator_points(online, 0.25), 3.0);
         assert_eq!(indicator_points(online, 0.0), 0.0);
     }
 

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::{agency_province_token, units};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScopeKind {
@@ -84,26 +86,18 @@ impl fmt::Display for Scope {
     }
 }
 
-/// The province an agency belongs to, from its MaDonVi: a local agency's code ends in the
-/// province's `Hnn` (`000.00.12.H01`, `000.01.00.H29`); a ministry's provincial branch is
-/// `Gmm.nn` (the police's `G09.20` is in province `H20`). Anything else (a ministry itself)
-/// belongs to no province and counts only nationally.
+/// The province an agency counts toward: the CURRENT province of the token its MaDonVi names. A
+/// local agency's code ends in the province's `Hnn` (`000.00.12.H01`, `000.01.01.H29`); a
+/// ministry's provincial branch is `Gmm.nn` (the police's `G09.20` is in province `H20`). A
+/// province that has since merged ([`crate::units`]) counts toward the unit that exists now:
+/// `000.00.12.H02` (Hà Giang, merged into Tuyên Quang on 2025-07-01) gives `H05`. A token the
+/// units file does not know is kept as written. Anything else (a ministry itself) belongs to no
+/// province and counts only nationally.
 pub fn province_of(agency: &str) -> Option<String> {
-    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
-    let last = agency.rsplit('.').next()?;
-    if let Some(nn) = last.strip_prefix('H')
-        && two_digits(nn)
-    {
-        return Some(last.to_owned());
-    }
-    let mut parts = agency.split('.');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(ministry), Some(nn), None)
-            if ministry.starts_with('G') && two_digits(&ministry[1..]) && two_digits(nn) =>
-        {
-            Some(format!("H{nn}"))
-        }
-        _ => None,
+    let token = agency_province_token(agency)?;
+    match units().current_province(&token) {
+        Some(current) => Some(current.code.clone()),
+        None => Some(token),
     }
 }
 
@@ -116,13 +110,43 @@ mod tests {
         for (agency, province) in [
             ("000.00.12.H01", Some("H01")),
             ("000.02.00.H63", Some("H63")),
+            ("000.01.01.H01", Some("H01")),
             ("G09.20", Some("H20")),
             ("G09", None),
             ("000.00.12.X01", None),
             ("G09.2", None),
             ("H1", None),
+            // a token the units file does not know is kept as written
+            ("000.00.12.H99", Some("H99")),
         ] {
             assert_eq!(province_of(agency).as_deref(), province, "{agency}");
+        }
+    }
+
+    #[test]
+    fn merged_provinces_count_toward_the_province_that_exists_now() {
+        for (agency, province) in [
+            // Hà Giang (GSO 02) merged into Tuyên Quang (GSO 08)
+            ("000.00.12.H02", "H05"),
+            ("G09.02", "H05"),
+            // old Lào Cai (GSO 10) merged into the unit of GSO 15 (Yên Bái, now named Lào Cai)
+            ("000.00.21.H06", "H10"),
+            ("G09.06", "H10"),
+            // Hải Dương into Hải Phòng; Bình Dương and Bà Rịa - Vũng Tàu into Hồ Chí Minh
+            ("000.00.16.H19", "H20"),
+            ("000.01.00.H47", "H50"),
+            ("G09.49", "H50"),
+            // continuing units, renamed or not, stay themselves
+            ("000.00.12.H10", "H10"),
+            ("G09.05", "H05"),
+        ] {
+            assert_eq!(province_of(agency).as_deref(), Some(province), "{agency}");
+        }
+        // every province that ended counts toward a current one
+        for unit in units().all().iter().filter(|u| !u.is_current()) {
+            let current = province_of(&format!("000.00.12.{}", unit.code)).unwrap();
+            assert_eq!(Some(&current), unit.merged_into.as_ref(), "{}", unit.code);
+            assert!(units().get(&current).unwrap().is_current());
         }
     }
 

@@ -16,6 +16,7 @@ fn log(n: usize, seed: u64, delays: &[(usize, usize)]) -> Vec<Vec<u8>> {
     let config = SimConfig {
         seed,
         provinces: 2,
+        communes_per_province: 2,
         procedures_per_agency: 3,
         ..SimConfig::default()
     };

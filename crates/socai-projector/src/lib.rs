@@ -97,6 +97,9 @@ pub struct ProjectorConfig {
     pub snapshot_interval: Duration,
     /// Once COMMITTED holds nothing new, ask again after this long.
     pub poll_interval: Duration,
+    /// How often the worker says it is alive on `dvc.workers.<name>` (dashboards show
+    /// a stale warning when it stops).
+    pub heartbeat_interval: Duration,
 }
 
 impl ProjectorConfig {
@@ -110,6 +113,7 @@ impl ProjectorConfig {
             kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
             poll_interval: Duration::from_millis(20),
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
     pub fn state_file(&self) -> PathBuf {
@@ -412,6 +416,9 @@ pub async fn run(
     // When to ask COMMITTED again after it had nothing new (or failed).
     let mut poll_at: Option<tokio::time::Instant> = None;
     let mut unreadable_since: Option<tokio::time::Instant> = None;
+    let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat_subject = socai_wire::subject::worker_heartbeat_subject(&config.name);
     loop {
         {
             let wait = poll_at;
@@ -419,6 +426,17 @@ pub async fn run(
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                _ = heartbeat.tick() => {
+                    let beat = serde_json::json!({
+                        "worker": config.name,
+                        "tree_size": state.tree_size(),
+                        "root": state.root().to_hex(),
+                    });
+                    // Core NATS, fire and forget: a lost beat only delays "last updated".
+                    if let Err(e) = live.publish(heartbeat_subject.clone(), beat.to_string().into()).await {
+                        tracing::debug!(cause = %e, "heartbeat not sent");
+                    }
+                }
                 _ = tokio::time::sleep_until(flush_at), if dirty && state.tree_size() >= hold_until => {
                     flush(&live, &config, &mut state, &shared, republish_all).await;
                     republish_all = false;
@@ -782,7 +800,7 @@ pub async fn read_published(
     all_revisions: bool,
     filter: &str,
 ) -> Result<Vec<(String, Published)>, ProjectorError> {
-    read(js, all_revisions, filter, None)
+    read(js, all_revisions, &[filter.to_owned()], None)
         .await
         .map_err(|e| match e {
             ReadError::Other(e) => e,
@@ -805,13 +823,26 @@ pub async fn read_published_bounded(
     filter: &str,
     max: usize,
 ) -> Result<Vec<(String, Published)>, ReadError> {
-    read(js, false, filter, Some(max)).await
+    read(js, false, &[filter.to_owned()], Some(max)).await
+}
+
+/// The latest revision of each key matching any of `filters` (one request for all of them),
+/// unless more than `max` keys match.
+pub async fn read_published_any(
+    js: &jetstream::Context,
+    filters: &[String],
+    max: usize,
+) -> Result<Vec<(String, Published)>, ReadError> {
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    read(js, false, filters, Some(max)).await
 }
 
 async fn read(
     js: &jetstream::Context,
     all_revisions: bool,
-    filter: &str,
+    filters: &[String],
     max: Option<usize>,
 ) -> Result<Vec<(String, Published)>, ReadError> {
     let stream = match js.get_stream(METRICS_STREAM).await {
@@ -836,9 +867,15 @@ async fn read(
         return Ok(Vec::new());
     }
     let last_seq = state.last_sequence;
-    let subjects = kv_subject(filter);
+    let subjects: Vec<String> = filters.iter().map(|f| kv_subject(f)).collect();
     let messages = if all_revisions {
-        scan(js, &subjects, last_seq).await?
+        let mut all = Vec::new();
+        for subjects in &subjects {
+            all.extend(scan(js, subjects, last_seq).await?);
+        }
+        all.sort_by_key(|m| m.seq);
+        all.dedup_by_key(|m| m.seq);
+        all
     } else {
         latest(js, &subjects, max, last_seq).await?
     };
@@ -895,12 +932,12 @@ async fn scan(
 /// beyond that the stream is scanned.
 async fn latest(
     js: &jetstream::Context,
-    subjects: &str,
+    subjects: &[String],
     max: Option<usize>,
     last_seq: u64,
 ) -> Result<Vec<StoredMessage>, ReadError> {
     let mut request = BatchRequest {
-        multi_last: vec![subjects.to_owned()],
+        multi_last: subjects.to_vec(),
         batch: 1024,
         max_bytes: 8 << 20,
         ..Default::default()
@@ -911,8 +948,12 @@ async fn latest(
             Ok(batch) => batch,
             Err(DirectGetError::TooManyResults { .. }) => {
                 let mut last: BTreeMap<String, StoredMessage> = BTreeMap::new();
-                for msg in scan(js, subjects, last_seq).await? {
-                    last.insert(msg.subject.clone(), msg);
+                for subjects in subjects {
+                    for msg in scan(js, subjects, last_seq).await? {
+                        if last.get(&msg.subject).is_none_or(|m| m.seq < msg.seq) {
+                            last.insert(msg.subject.clone(), msg);
+                        }
+                    }
                 }
                 if let Some(max) = max
                     && last.len() > max

@@ -2,11 +2,13 @@
 //! events. Codes follow the national formats (MaDonVi, MaTTHC) but are illustrative, not the
 //! official code lists.
 //!
-//! Agency codes, per province `nn` (01-63, in `provinces` order):
+//! The country is today's: the 34 provinces and their communes of `schemas/units/vn.json`
+//! (`socai_metrics::units`). Agency codes, per province token `Hnn`:
 //! - provincial departments `000.00.<dd>.H<nn>`: 12 Sở Tư pháp, 15 Sở Xây dựng, 16 Sở Tài chính,
 //!   20 Sở Nội vụ, 21 Sở Nông nghiệp và Môi trường;
 //! - the provincial police `G09.<nn>` (a ministry's provincial branch, "G09.20"-style);
-//! - two communes `000.<cc>.00.H<nn>` (cc = 01, 02).
+//! - the communes' People's Committees, with the `agency` code of the units file
+//!   (`000.<cc>.<dd>.H<nn>`, cc ≥ 01).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceLevel {
@@ -60,46 +62,39 @@ pub enum AgencyKind {
     Commune,
 }
 
-/// Agencies of one province, in order.
-pub const PROVINCE_AGENCIES: [AgencyKind; 8] = [
+/// A province's own agencies (departments and the police), in order; its communes follow them.
+pub const DEPARTMENTS: [AgencyKind; 6] = [
     AgencyKind::Justice,
     AgencyKind::Construction,
     AgencyKind::Finance,
     AgencyKind::HomeAffairs,
     AgencyKind::AgricultureEnvironment,
     AgencyKind::Police,
-    AgencyKind::Commune,
-    AgencyKind::Commune,
 ];
 
-/// The agencies of one province: each kind in [`PROVINCE_AGENCIES`] order with its MaDonVi
-/// (communes numbered 0, 1, ... among themselves).
-pub fn province_agencies(province: usize) -> impl Iterator<Item = (AgencyKind, String)> {
-    let mut communes = 0;
-    PROVINCE_AGENCIES.into_iter().map(move |kind| {
-        let nth = if kind == AgencyKind::Commune {
-            communes
-        } else {
-            0
-        };
-        communes += usize::from(kind == AgencyKind::Commune);
-        (kind, kind.code(province, nth))
-    })
-}
-
 impl AgencyKind {
-    /// MaDonVi of this kind of agency in province `province` (0-based); `nth` numbers agencies
-    /// of the same kind in a province (communes).
-    pub fn code(self, province: usize, nth: usize) -> String {
-        let nn = province + 1;
+    /// MaDonVi of a department or the police of the province with token `Hnn`; `None` for a
+    /// commune (its code comes from the units file).
+    pub fn code(self, token: &str) -> Option<String> {
+        let nn = token.strip_prefix('H').unwrap_or(token);
+        let dd = match self {
+            AgencyKind::Justice => 12,
+            AgencyKind::Construction => 15,
+            AgencyKind::Finance => 16,
+            AgencyKind::HomeAffairs => 20,
+            AgencyKind::AgricultureEnvironment => 21,
+            AgencyKind::Police => return Some(format!("G09.{nn}")),
+            AgencyKind::Commune => return None,
+        };
+        Some(format!("000.00.{dd}.H{nn}"))
+    }
+
+    /// How many procedures an agency of this kind publishes when asked for `wanted`: communes
+    /// run only the listed commune procedures; departments add synthetic ones beyond theirs.
+    pub fn offered(self, wanted: usize) -> usize {
         match self {
-            AgencyKind::Justice => format!("000.00.12.H{nn:02}"),
-            AgencyKind::Construction => format!("000.00.15.H{nn:02}"),
-            AgencyKind::Finance => format!("000.00.16.H{nn:02}"),
-            AgencyKind::HomeAffairs => format!("000.00.20.H{nn:02}"),
-            AgencyKind::AgricultureEnvironment => format!("000.00.21.H{nn:02}"),
-            AgencyKind::Police => format!("G09.{nn:02}"),
-            AgencyKind::Commune => format!("000.{:02}.00.H{nn:02}", nth + 1),
+            AgencyKind::Commune => wanted.min(COMMUNE.len()),
+            _ => wanted,
         }
     }
 
@@ -314,13 +309,6 @@ const AGRICULTURE_ENVIRONMENT: &[Procedure] = &[
 /// Weight of a synthetic procedure (beyond an agency kind's listed ones): rarely used.
 pub const SYNTHETIC_WEIGHT: u32 = 1;
 
-/// Province codes used as the first three digits of a citizen id (số định danh cá nhân).
-pub const CITIZEN_ID_PROVINCES: [u16; 63] = [
-    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37,
-    38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75, 77,
-    79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
-];
-
 /// Family names with rough frequencies (percent).
 pub const FAMILY_NAMES: [(&str, u32); 16] = [
     ("Nguyễn", 38),
@@ -365,72 +353,6 @@ pub const STEPS: [&str; 3] = [
 /// Who handles a step: the first steps a case officer, the last one the management.
 pub const HANDLER_ROLES: [&str; 3] = ["Chuyên viên thụ lý", "Lãnh đạo phòng", "Lãnh đạo cơ quan"];
 
-/// Province names (the 63 provinces before the 2025 merger), in province order.
-pub const PROVINCE_NAMES: [&str; 63] = [
-    "Hà Nội",
-    "Hà Giang",
-    "Cao Bằng",
-    "Bắc Kạn",
-    "Tuyên Quang",
-    "Lào Cai",
-    "Điện Biên",
-    "Lai Châu",
-    "Sơn La",
-    "Yên Bái",
-    "Hòa Bình",
-    "Thái Nguyên",
-    "Lạng Sơn",
-    "Quảng Ninh",
-    "Bắc Giang",
-    "Phú Thọ",
-    "Vĩnh Phúc",
-    "Bắc Ninh",
-    "Hải Dương",
-    "Hải Phòng",
-    "Hưng Yên",
-    "Thái Bình",
-    "Hà Nam",
-    "Nam Định",
-    "Ninh Bình",
-    "Thanh Hóa",
-    "Nghệ An",
-    "Hà Tĩnh",
-    "Quảng Bình",
-    "Quảng Trị",
-    "Thừa Thiên Huế",
-    "Đà Nẵng",
-    "Quảng Nam",
-    "Quảng Ngãi",
-    "Bình Định",
-    "Phú Yên",
-    "Khánh Hòa",
-    "Ninh Thuận",
-    "Bình Thuận",
-    "Kon Tum",
-    "Gia Lai",
-    "Đắk Lắk",
-    "Đắk Nông",
-    "Lâm Đồng",
-    "Bình Phước",
-    "Tây Ninh",
-    "Bình Dương",
-    "Đồng Nai",
-    "Bà Rịa - Vũng Tàu",
-    "Hồ Chí Minh",
-    "Long An",
-    "Tiền Giang",
-    "Bến Tre",
-    "Trà Vinh",
-    "Vĩnh Long",
-    "Đồng Tháp",
-    "An Giang",
-    "Kiên Giang",
-    "Cần Thơ",
-    "Hậu Giang",
-    "Sóc Trăng",
-    "Bạc Liêu",
-    "Cà Mau",
-];
 pub const STREETS: [&str; 10] = [
     "Lê Lợi",
     "Trần Hưng Đạo",
@@ -488,7 +410,7 @@ mod tests {
 
     #[test]
     fn procedure_codes_are_unique_within_an_agency_kind() {
-        for kind in PROVINCE_AGENCIES {
+        for kind in DEPARTMENTS.into_iter().chain([AgencyKind::Commune]) {
             let mut codes: Vec<&str> = kind.procedures().iter().map(|p| p.code).collect();
             codes.sort_unstable();
             codes.dedup();
@@ -498,15 +420,25 @@ mod tests {
 
     #[test]
     fn agency_codes_are_unique() {
-        let mut codes: Vec<String> = (0..63)
-            .flat_map(province_agencies)
-            .map(|(_, code)| code)
+        let units = socai_metrics::units();
+        let mut codes: Vec<String> = units
+            .provinces()
+            .flat_map(|p| {
+                let departments = DEPARTMENTS.into_iter().filter_map(|k| k.code(&p.code));
+                let communes = units
+                    .communes_of(&p.code)
+                    .map(|c| c.agency.clone().unwrap());
+                departments.chain(communes).collect::<Vec<_>>()
+            })
             .collect();
         let count = codes.len();
+        assert_eq!(count, 34 * DEPARTMENTS.len() + 3321);
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), count);
-        assert!(codes.contains(&"000.00.12.H12".to_owned()));
+        assert!(codes.contains(&"000.00.12.H13".to_owned()));
         assert!(codes.contains(&"G09.20".to_owned()));
+        assert!(codes.contains(&"000.01.01.H01".to_owned()));
+        assert_eq!(AgencyKind::Commune.code("H01"), None);
     }
 }

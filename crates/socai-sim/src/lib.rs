@@ -12,10 +12,14 @@
 //! in `schemas/` (the tests check it). The set of open dossiers is bounded by
 //! [`OPEN_DOSSIERS_MAX`]: an infinite stream runs in bounded memory.
 //!
+//! The country is today's: the 34 provinces of `schemas/units/vn.json` (`socai_metrics::units`),
+//! in GSO order, each with its departments, its police and its communes' People's Committees.
 //! Agency and procedure codes follow the national formats but are illustrative (the scheme is
 //! described in `src/catalogue.rs`): provincial departments `000.00.<dd>.H<nn>`, the provincial
-//! police `G09.<nn>`, communes `000.<cc>.00.H<nn>`. Event ids are ULID-shaped: 26 Crockford
-//! base32 characters, the event time in milliseconds first, unique within a stream.
+//! police `G09.<nn>`, communes the `agency` code of the units file (`000.<cc>.<dd>.H<nn>`).
+//! Citizen ids and addresses use the provinces' GSO codes and the communes' names. Event ids are
+//! ULID-shaped: 26 Crockford base32 characters, the event time in milliseconds first, unique
+//! within a stream.
 
 mod calendar;
 mod catalogue;
@@ -32,15 +36,20 @@ use crate::calendar::{
     WORKING_DAY_SECS, add_working_secs, close_after_working_days, is_working_time,
 };
 use crate::catalogue::{
-    AgencyKind, Duration, PROVINCE_AGENCIES, Procedure, SYNTHETIC_WEIGHT, ServiceLevel,
+    AgencyKind, DEPARTMENTS, Duration, Procedure, SYNTHETIC_WEIGHT, ServiceLevel,
 };
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub seed: u64,
-    /// Number of provinces (each with a few agencies).
+    /// Number of provinces: the first N of today's 34, in GSO order (0 counts as 1, more than
+    /// 34 as 34).
     pub provinces: usize,
-    /// Procedures per agency.
+    /// Communes per province (their People's Committees), the first by ward code; 0 = all of
+    /// them (the default: 3,321 in the whole country).
+    pub communes_per_province: usize,
+    /// Procedures per agency: a department's listed ones, then synthetic ones; a commune runs
+    /// only the listed commune procedures (at most 11).
     pub procedures_per_agency: usize,
     /// First event time (RFC 3339, +07:00).
     pub start: String,
@@ -50,7 +59,8 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             seed: 1,
-            provinces: 63,
+            provinces: 34,
+            communes_per_province: 0,
             procedures_per_agency: 20,
             start: "2026-01-05T08:00:00+07:00".into(),
         }
@@ -61,12 +71,33 @@ impl Default for SimConfig {
 /// away (no event), so memory stays bounded however long the stream runs.
 pub const OPEN_DOSSIERS_MAX: usize = 1 << 16;
 
-/// Agencies per simulated province.
-pub const AGENCIES_PER_PROVINCE: usize = PROVINCE_AGENCIES.len();
+/// Agencies a config simulates: per province its departments and police, then its communes.
+pub fn agency_count(config: &SimConfig) -> usize {
+    layout(config).agencies.len()
+}
 
-/// Average submissions per agency per working day. At 63 provinces about 3,000 dossiers a working
-/// day, some 30,000 of them open at a time.
+/// The `procedure.published` events that open a config's stream: one per (agency, procedure)
+/// pair. Equals [`Generator::catalogue_len`].
+pub fn catalogue_len(config: &SimConfig) -> usize {
+    let per_agency = config.procedures_per_agency.max(1);
+    layout(config)
+        .agencies
+        .iter()
+        .map(|a| a.kind.offered(per_agency))
+        .sum()
+}
+
+/// Average submissions per working day per department (and the police), and per province for
+/// all its communes together twice that ([`COMMUNES_SHARE`]): 48 a province, about 1,600 a
+/// working day for the 34 provinces, some 10,000 of them open at a time.
 const DOSSIERS_PER_AGENCY_PER_WORKING_DAY: f64 = 6.0;
+/// A province's communes together receive as many dossiers as this many departments (each
+/// commune its share): the weight two communes each had when the simulator had two a province,
+/// so a small config keeps its mix and a whole province's communes do not drown its departments.
+const COMMUNES_SHARE: u64 = 2;
+/// Scale of offering weights (procedure weight × this for a department), so a commune's share
+/// of [`COMMUNES_SHARE`] stays an integer.
+const AGENCY_WEIGHT: u64 = 1_000;
 /// Share of the working-hours submission rate that continues at night and at weekends (online).
 const OFF_HOURS_RATE_SHARE: f64 = 0.08;
 
@@ -74,6 +105,9 @@ const OFF_HOURS_RATE_SHARE: f64 = 0.08;
 /// dossier lifecycles. Same config → same events, byte for byte.
 pub struct Generator {
     rng: StdRng,
+    provinces: Vec<Province>,
+    /// GSO codes of all current provinces (birth provinces of citizen ids).
+    gso_codes: Vec<u16>,
     agencies: Vec<Agency>,
     offerings: Vec<Offering>,
     /// Cumulative offering weights, for picking the procedure of a new dossier.
@@ -97,10 +131,95 @@ pub struct Generator {
     turned_away: u64,
 }
 
+/// A simulated province.
+struct Province {
+    /// `Hnn`.
+    token: &'static str,
+    gso: u16,
+    /// As written in an address: "tỉnh Tuyên Quang", "thành phố Hà Nội".
+    address_name: String,
+    /// All its communes as written in an address ("phường Ba Đình", "xã Hồ Thầu"), by code.
+    communes: Vec<String>,
+}
+
+/// An agency of the simulated country, before the generator draws its certificates.
+struct AgencySpec {
+    code: String,
+    kind: AgencyKind,
+    /// Index into the layout's provinces.
+    province: u32,
+    /// A commune's index among its province's communes.
+    commune: Option<u32>,
+    /// Weight of each of its procedures, per unit of procedure weight.
+    weight: u64,
+}
+
+struct Layout {
+    provinces: Vec<Province>,
+    agencies: Vec<AgencySpec>,
+}
+
+/// The simulated country of a config: the first provinces of the units file, each with its
+/// departments, police and first communes.
+fn layout(config: &SimConfig) -> Layout {
+    let units = socai_metrics::units();
+    let mut provinces = Vec::new();
+    let mut agencies = Vec::new();
+    for (index, unit) in units.provinces().take(config.provinces.max(1)).enumerate() {
+        let communes: Vec<&socai_metrics::Unit> = units.communes_of(&unit.code).collect();
+        let simulated = match config.communes_per_province {
+            0 => communes.len(),
+            n => n.min(communes.len()),
+        };
+        provinces.push(Province {
+            token: &unit.code,
+            gso: unit.gso.parse().expect("a province's GSO code is a number"),
+            address_name: address_form(&unit.name),
+            communes: communes.iter().map(|c| address_form(&c.name)).collect(),
+        });
+        for kind in DEPARTMENTS {
+            agencies.push(AgencySpec {
+                code: kind.code(&unit.code).expect("a department has a code"),
+                kind,
+                province: index as u32,
+                commune: None,
+                weight: AGENCY_WEIGHT,
+            });
+        }
+        let commune_weight = (COMMUNES_SHARE * AGENCY_WEIGHT / simulated.max(1) as u64).max(1);
+        for (nth, commune) in communes[..simulated].iter().enumerate() {
+            agencies.push(AgencySpec {
+                code: commune
+                    .agency
+                    .clone()
+                    .expect("a commune of the units file has an agency code"),
+                kind: AgencyKind::Commune,
+                province: index as u32,
+                commune: Some(nth as u32),
+                weight: commune_weight,
+            });
+        }
+    }
+    Layout {
+        provinces,
+        agencies,
+    }
+}
+
+/// "Tỉnh Tuyên Quang" → "tỉnh Tuyên Quang", "Phường Ba Đình" → "phường Ba Đình".
+fn address_form(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 struct Agency {
     code: String,
     kind: AgencyKind,
-    province: usize,
+    province: u32,
+    commune: Option<u32>,
     /// Serial numbers of the agency's two signing certificates (one per signer).
     serials: [String; 2],
     algorithm: &'static str,
@@ -111,6 +230,8 @@ struct Agency {
 
 struct Offering {
     agency: u32,
+    /// Relative weight among all offerings: the procedure's × its agency's.
+    weight: u64,
     code: String,
     name: String,
     /// What its fee is called on a payment request ("Lệ phí ...").
@@ -213,62 +334,71 @@ impl Generator {
             .unwrap_or_else(|err| panic!("invalid simulation start {:?}: {err}", config.start))
             .as_second();
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let provinces = config.provinces.max(1);
         let per_agency = config.procedures_per_agency.max(1);
-        let mut agencies = Vec::with_capacity(provinces * AGENCIES_PER_PROVINCE);
-        for province in 0..provinces {
-            for (kind, code) in catalogue::province_agencies(province) {
-                let serial = |rng: &mut StdRng| {
-                    format!("{:016X}{:016X}", rng.r#gen::<u64>(), rng.r#gen::<u64>())
-                };
-                agencies.push(Agency {
-                    code,
-                    kind,
-                    province,
-                    serials: [serial(&mut rng), serial(&mut rng)],
-                    algorithm: if rng.gen_bool(0.1) {
-                        "ECDSA-SHA256"
-                    } else {
-                        "RSA-SHA256"
-                    },
-                    dossiers: 0,
-                    results: 0,
-                    receipts: 0,
-                });
-            }
-        }
-        let mut offerings = Vec::with_capacity(agencies.len() * per_agency);
-        for (index, agency) in agencies.iter().enumerate() {
-            let listed = agency.kind.procedures();
-            for j in 0..per_agency {
+        let Layout {
+            provinces,
+            agencies: specs,
+        } = layout(&config);
+        let mut agencies = Vec::with_capacity(specs.len());
+        let mut offerings = Vec::new();
+        for spec in specs {
+            let serial = |rng: &mut StdRng| {
+                format!("{:016X}{:016X}", rng.r#gen::<u64>(), rng.r#gen::<u64>())
+            };
+            let listed = spec.kind.procedures();
+            for j in 0..spec.kind.offered(per_agency) {
                 let (code, name, procedure) = match listed.get(j) {
                     Some(p) => (p.code.to_owned(), p.name.to_owned(), *p),
-                    None => synthetic_procedure(agency.kind, j),
+                    None => synthetic_procedure(spec.kind, j),
                 };
                 let fee_name = fee_name(&name);
                 offerings.push(Offering {
-                    agency: index as u32,
+                    agency: agencies.len() as u32,
+                    weight: u64::from(procedure.weight) * spec.weight,
                     code,
                     name,
                     fee_name,
                     procedure,
                 });
             }
+            agencies.push(Agency {
+                code: spec.code,
+                kind: spec.kind,
+                province: spec.province,
+                commune: spec.commune,
+                serials: [serial(&mut rng), serial(&mut rng)],
+                algorithm: if rng.gen_bool(0.1) {
+                    "ECDSA-SHA256"
+                } else {
+                    "RSA-SHA256"
+                },
+                dossiers: 0,
+                results: 0,
+                receipts: 0,
+            });
         }
         let mut total = 0u64;
         let offering_weights = offerings
             .iter()
             .map(|o| {
-                total += u64::from(o.procedure.weight);
+                total += o.weight;
                 total
             })
             .collect();
-        let arrival_rate =
-            agencies.len() as f64 * DOSSIERS_PER_AGENCY_PER_WORKING_DAY / WORKING_DAY_SECS as f64;
+        // Departments and police count one each, a province's communes COMMUNES_SHARE together.
+        let agency_equivalents = provinces.len() * (DEPARTMENTS.len() + COMMUNES_SHARE as usize);
+        let gso_codes = socai_metrics::units()
+            .provinces()
+            .map(|p| p.gso.parse().expect("a province's GSO code is a number"))
+            .collect();
+        let arrival_rate = agency_equivalents as f64 * DOSSIERS_PER_AGENCY_PER_WORKING_DAY
+            / WORKING_DAY_SECS as f64;
         let id_key = rng.r#gen::<u64>();
         let id_tag = rng.r#gen::<u16>();
         let mut generator = Generator {
             rng,
+            provinces,
+            gso_codes,
             agencies,
             offerings,
             offering_weights,
@@ -420,7 +550,7 @@ impl Generator {
             calendar::compact_date(t),
             agency.dossiers % 10_000_000
         );
-        let province = agency.province;
+        let (province, commune) = (agency.province, agency.commune);
 
         let mut data = Map::new();
         data.insert("channel".into(), channel.as_str().into());
@@ -435,7 +565,7 @@ impl Generator {
             (false, _) => "organization",
         };
         data.insert("applicant_kind".into(), applicant.into());
-        let personal = self.personal(province);
+        let personal = self.personal(province, commune);
         let mut event = self.event(offering_index, code.clone(), t, "dossier.submitted", data);
         event.personal = Some(personal);
 
@@ -450,8 +580,11 @@ impl Generator {
         Some(event)
     }
 
-    fn personal(&mut self, province: usize) -> Value {
+    /// Personal data of an applicant filing in `province` (at a commune's People's Committee when
+    /// `commune` is given).
+    fn personal(&mut self, province: u32, commune: Option<u32>) -> Value {
         let rng = &mut self.rng;
+        let province = &self.provinces[province as usize];
         let female = rng.gen_bool(0.5);
         let birth_year: u32 = rng.gen_range(1950..2008);
         let century_digit = match (birth_year >= 2000, female) {
@@ -462,9 +595,9 @@ impl Generator {
         };
         // Mostly born in the province where they file.
         let birth_province = if rng.gen_bool(0.8) {
-            catalogue::CITIZEN_ID_PROVINCES[province % catalogue::CITIZEN_ID_PROVINCES.len()]
+            province.gso
         } else {
-            catalogue::CITIZEN_ID_PROVINCES[rng.gen_range(0..catalogue::CITIZEN_ID_PROVINCES.len())]
+            self.gso_codes[rng.gen_range(0..self.gso_codes.len())]
         };
         let mut citizen_id = String::with_capacity(12);
         calendar::push_digits(&mut citizen_id, u32::from(birth_province), 3);
@@ -488,12 +621,20 @@ impl Generator {
             .push_str(catalogue::PHONE_PREFIXES[rng.gen_range(0..catalogue::PHONE_PREFIXES.len())]);
         calendar::push_digits(&mut phone, rng.gen_range(0..10_000_000), 7);
 
-        let province_name = catalogue::PROVINCE_NAMES[province % catalogue::PROVINCE_NAMES.len()];
+        // Mostly living in the commune where they file; anywhere in the province otherwise.
+        let lives_in = match commune {
+            Some(commune) if rng.gen_bool(0.85) => commune as usize,
+            _ => rng.gen_range(0..province.communes.len().max(1)),
+        };
         let address = format!(
-            "Số {} đường {}, phường {}, {province_name}",
+            "Số {} đường {}, {}{}",
             rng.gen_range(1..300),
             catalogue::STREETS[rng.gen_range(0..catalogue::STREETS.len())],
-            rng.gen_range(1..20),
+            province
+                .communes
+                .get(lives_in)
+                .map_or(String::new(), |c| format!("{c}, ")),
+            province.address_name,
         );
 
         let mut personal = Map::new();
@@ -899,9 +1040,10 @@ impl Generator {
                 data.insert("gateway".into(), gateways[gateway as usize].0.into());
                 data.insert("amount_vnd".into(), procedure.fee_vnd.into());
                 agency.receipts += 1;
+                let token = self.provinces[agency.province as usize].token;
                 let receipt = format!(
-                    "BL{:02}-{}-{:09}",
-                    agency.province + 1,
+                    "BL{}-{}-{:09}",
+                    token.trim_start_matches('H'),
                     agency.kind.digit(),
                     agency.receipts
                 );

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use socai_model::{EVENT_TYPES, Event, Limits, Validator};
-use socai_sim::{AGENCIES_PER_PROVINCE, Generator, OPEN_DOSSIERS_MAX, SimConfig};
+use socai_sim::{Generator, OPEN_DOSSIERS_MAX, SimConfig, agency_count, catalogue_len};
 
 static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| Validator::new(Limits::default()));
 
@@ -12,6 +12,7 @@ fn small() -> SimConfig {
     SimConfig {
         seed: 7,
         provinces: 3,
+        communes_per_province: 2,
         procedures_per_agency: 8,
         start: "2026-06-01T08:00:00+07:00".into(),
     }
@@ -28,9 +29,11 @@ fn assert_valid(event: &Event) {
 }
 
 #[test]
-fn the_first_20k_events_are_valid() {
+fn the_catalogue_and_the_first_20k_events_after_it_are_valid() {
     for config in [SimConfig::default(), small()] {
-        for event in Generator::new(config).take(20_000) {
+        let generator = Generator::new(config);
+        let n = generator.catalogue_len() + 20_000;
+        for event in generator.take(n) {
             assert_valid(&event);
         }
     }
@@ -40,8 +43,11 @@ fn the_first_20k_events_are_valid() {
 fn catalogue_comes_first_one_event_per_agency_and_procedure() {
     let config = small();
     let generator = Generator::new(config.clone());
-    let pairs = config.provinces * AGENCIES_PER_PROVINCE * config.procedures_per_agency;
+    // 3 provinces × (5 departments, the police, 2 communes), 8 procedures each
+    assert_eq!(agency_count(&config), 3 * 8);
+    let pairs = agency_count(&config) * config.procedures_per_agency;
     assert_eq!(generator.catalogue_len(), pairs);
+    assert_eq!(catalogue_len(&config), pairs);
     let events: Vec<Event> = generator.take(pairs + 1).collect();
     let mut seen = HashSet::new();
     for event in &events[..pairs] {
@@ -55,12 +61,26 @@ fn catalogue_comes_first_one_event_per_agency_and_procedure() {
     }
     assert_eq!(events[pairs].event_type, "dossier.submitted");
     let agencies: HashSet<&str> = events[..pairs].iter().map(|e| e.agency.as_str()).collect();
-    assert_eq!(agencies.len(), config.provinces * AGENCIES_PER_PROVINCE);
+    assert_eq!(agencies.len(), agency_count(&config));
+    // the first three of today's provinces in GSO order: Hà Nội (H01, GSO 01), Cao Bằng (H03,
+    // GSO 04), Tuyên Quang (H05, GSO 08); each commune with its agency code from the units file
     assert!(
         agencies.contains("000.00.12.H01")
-            && agencies.contains("G09.02")
-            && agencies.contains("000.02.00.H03")
+            && agencies.contains("G09.03")
+            && agencies.contains("000.01.02.H05"),
+        "{agencies:?}"
     );
+    let units = socai_metrics::units();
+    for agency in &agencies {
+        let province = socai_metrics::province_of(agency).unwrap();
+        assert!(
+            ["H01", "H03", "H05"].contains(&province.as_str()),
+            "{agency}"
+        );
+        if agency.starts_with("000.0") && !agency.starts_with("000.00.") {
+            assert!(units.commune_by_agency(agency).is_some(), "{agency}");
+        }
+    }
 }
 
 #[test]
@@ -346,6 +366,7 @@ fn degenerate_configs_still_stream() {
     let config = SimConfig {
         seed: 0,
         provinces: 0,
+        communes_per_province: 1,
         procedures_per_agency: 0,
         start: "2026-01-01T00:00:00Z".into(),
     };
@@ -354,14 +375,17 @@ fn degenerate_configs_still_stream() {
     for event in &events {
         assert_valid(event);
     }
-    // many procedures per agency: beyond the listed ones come synthetic ones, still unique
+    // many procedures per agency: beyond the listed ones come synthetic ones, still unique; a
+    // commune runs only the listed commune procedures
     let config = SimConfig {
         procedures_per_agency: 40,
         provinces: 1,
         ..small()
     };
-    let generator = Generator::new(config);
+    let generator = Generator::new(config.clone());
     let n = generator.catalogue_len();
+    assert_eq!(n, 6 * 40 + 2 * 11);
+    assert_eq!(catalogue_len(&config), n);
     let catalogue: Vec<Event> = generator.take(n).collect();
     let pairs: HashSet<(String, String)> = catalogue
         .iter()
@@ -378,4 +402,98 @@ fn a_bad_start_is_refused() {
         start: "monday".into(),
         ..SimConfig::default()
     });
+}
+
+#[test]
+fn the_default_country_is_todays_34_provinces_with_all_their_communes() {
+    let config = SimConfig::default();
+    let units = socai_metrics::units();
+    assert_eq!(config.provinces, 34);
+    assert_eq!(config.communes_per_province, 0);
+    assert_eq!(agency_count(&config), 34 * 6 + 3321);
+    let generator = Generator::new(config.clone());
+    let n = generator.catalogue_len();
+    // departments 20 procedures each, communes the 11 listed commune procedures
+    assert_eq!(n, 34 * 6 * 20 + 3321 * 11);
+    assert_eq!(catalogue_len(&config), n);
+    let mut agencies = HashSet::new();
+    let mut submitted = 0;
+    for event in generator.take(n + 20_000) {
+        if agencies.insert(event.agency.clone()) {
+            let province = socai_metrics::province_of(&event.agency).unwrap();
+            // never a province that has merged
+            let unit = units.province(&province).unwrap();
+            assert!(unit.is_current(), "{}", event.agency);
+            assert!(
+                event.agency.starts_with("000.00.")
+                    || event.agency.starts_with("G09.")
+                    || units.commune_by_agency(&event.agency).is_some(),
+                "{}",
+                event.agency
+            );
+        }
+        if let Some(personal) = &event.personal {
+            submitted += 1;
+            let province = units
+                .province(&socai_metrics::province_of(&event.agency).unwrap())
+                .unwrap();
+            let address = personal["address"].as_str().unwrap();
+            // "Số 12 đường Lê Lợi, phường Ba Đình, thành phố Hà Nội"
+            let province_name = province.name.to_lowercase();
+            assert!(
+                address
+                    .to_lowercase()
+                    .ends_with(&format!(", {province_name}")),
+                "{address} in {}",
+                province.code
+            );
+            let commune = address.split(", ").nth(1).unwrap().to_lowercase();
+            assert!(
+                units
+                    .communes_of(&province.code)
+                    .any(|c| c.name.to_lowercase() == commune),
+                "{address}"
+            );
+            // the citizen id starts with a current province's GSO code
+            let citizen_id = personal["citizen_id"].as_str().unwrap();
+            assert!(
+                units
+                    .provinces()
+                    .any(|p| citizen_id[1..3] == p.gso && &citizen_id[..1] == "0"),
+                "{citizen_id}"
+            );
+        }
+    }
+    assert_eq!(agencies.len(), agency_count(&SimConfig::default()));
+    assert!(submitted > 1_000, "{submitted}");
+}
+
+#[test]
+fn communes_share_a_province_work_and_departments_keep_theirs() {
+    // a province's communes together get about as many dossiers as with two communes, so its
+    // departments are not drowned by a hundred communes
+    let share = |communes_per_province: usize| {
+        let config = SimConfig {
+            seed: 9,
+            provinces: 2,
+            communes_per_province,
+            procedures_per_agency: 8,
+            start: "2026-06-01T08:00:00+07:00".into(),
+        };
+        let generator = Generator::new(config);
+        let skip = generator.catalogue_len();
+        let (mut communes, mut all) = (0, 0);
+        for event in generator.skip(skip).take(30_000) {
+            if event.event_type == "dossier.submitted" {
+                all += 1;
+                communes += usize::from(
+                    !event.agency.starts_with("000.00.") && !event.agency.starts_with("G09."),
+                );
+            }
+        }
+        communes as f64 / all as f64
+    };
+    let (two, all) = (share(2), share(0));
+    assert!((0.4..0.65).contains(&two), "{two}");
+    assert!((two - all).abs() < 0.06, "two communes {two}, all {all}");
 }

@@ -676,6 +676,7 @@ mod tests {
         let events: Vec<_> = socai_sim::Generator::new(socai_sim::SimConfig {
             seed: 5,
             provinces: 2,
+            communes_per_province: 2,
             procedures_per_agency: 3,
             ..Default::default()
         })

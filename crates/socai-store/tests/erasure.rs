@@ -38,6 +38,7 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
     socai_sim::Generator::new(socai_sim::SimConfig {
         seed,
         provinces: 2,
+        communes_per_province: 2,
         procedures_per_agency: 3,
         ..Default::default()
     })

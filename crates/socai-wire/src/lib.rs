@@ -10,6 +10,7 @@
 //! dvc.receipts.<agency token>         ledger → each agency, after the fsync (signed receipts)
 //! dvc.ledger.checkpoint               ledger → stream CHECKPOINTS       (H_TREE_SIZE)
 //! dvc.metrics.<metric>.<scope token>  projection workers → live subscribers
+//! dvc.workers.<name>                   each projection worker's heartbeat (every 5 s)
 //! $KV.METRICS.<metric>.<scope token>.<window>   KV bucket METRICS (stream KV_METRICS)
 //! $KV.METRICS._workers.<name>         each worker's last flush (its mark)
 //! ```

@@ -35,6 +35,16 @@ pub fn metrics_subject(metric: &str, scope_token: &str) -> String {
     format!("{METRICS_PREFIX}.{metric}.{scope_token}")
 }
 
+/// Prefix of the projection workers' heartbeats, `dvc.workers.<name>`.
+pub const WORKERS_PREFIX: &str = "dvc.workers";
+
+/// `dvc.workers.<name>`: a projection worker's heartbeat (`{"worker", "tree_size", "root"}`),
+/// every few seconds while it runs, so a dashboard can tell "nothing changed" from "nobody is
+/// computing". Not under `dvc.metrics.>`, whose messages are all metric values.
+pub fn worker_heartbeat_subject(name: &str) -> String {
+    format!("{WORKERS_PREFIX}.{name}")
+}
+
 /// The metric and scope token of a `dvc.metrics.<metric>.<scope token>` subject.
 pub fn parse_metrics_subject(subject: &str) -> Option<(&str, &str)> {
     let rest = subject.strip_prefix(METRICS_PREFIX)?.strip_prefix('.')?;

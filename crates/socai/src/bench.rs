@@ -1187,7 +1187,7 @@ pub fn metrics(
     bar.finish_and_clear();
     let size = ledger.head().size;
     println!(
-        "socai bench metrics: rebuild from a {size}-entry ledger (63 provinces, simulated), then freshness at {rate_per_s} events/s for {seconds} s"
+        "socai bench metrics: rebuild from a {size}-entry ledger (34 provinces, simulated), then freshness at {rate_per_s} events/s for {seconds} s"
     );
     header();
     // Baseline: read every entry (what any rebuild must do).
@@ -1287,9 +1287,10 @@ fn freshness(
     // A smaller country than the rebuild (8 provinces) keeps the catalogue warm-up short.
     let config = socai_sim::SimConfig {
         provinces: 8,
+        communes_per_province: 2,
         ..Default::default()
     };
-    let catalogue = 8 * socai_sim::AGENCIES_PER_PROVINCE * config.procedures_per_agency;
+    let catalogue = socai_sim::catalogue_len(&config);
     let measured = (rate_per_s * seconds) as usize;
     let messages: Vec<Outgoing> = socai_sim::Generator::new(config)
         .take(catalogue + measured)

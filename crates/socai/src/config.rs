@@ -32,6 +32,15 @@
 //! # name = "inspector-7"
 //! # role = "auditor"
 //! # sha256 = "<hex SHA-256 of the token>"
+//!
+//! [dashboard]                      # the page at /dashboard (socai serve)
+//! stale_after_secs = 30            # warn when no live update arrived for this long
+//! wall_rotate_secs = 20            # wall mode: seconds per province
+//! # [[dashboard.tiles]]            # replaces the eight default tiles (all of them, in order)
+//! # metric = "fully_online_rate"
+//! # target = 0.8                   # green at or above (a fraction; score_766: points of 100)
+//! # amber = 0.6                    # amber at or above, red below
+//! # source = "Resolution 57-NQ/TW: 80% fully online"
 //! ```
 
 use anyhow::Context;
@@ -48,6 +57,43 @@ pub struct Config {
     pub ingest: Ingest,
     pub metrics: Metrics,
     pub http: Http,
+    pub dashboard: Dashboard,
+}
+
+/// `[dashboard]`: the page served at /dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dashboard {
+    pub stale_after_secs: u64,
+    pub wall_rotate_secs: u64,
+    /// Empty: the default tiles (socai_api::DashboardConfig::default()).
+    pub tiles: Vec<socai_api::TileConfig>,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        let d = socai_api::DashboardConfig::default();
+        Dashboard {
+            stale_after_secs: d.stale_after_secs,
+            wall_rotate_secs: d.wall_rotate_secs,
+            tiles: Vec::new(),
+        }
+    }
+}
+
+impl Dashboard {
+    fn api(&self) -> socai_api::DashboardConfig {
+        let default = socai_api::DashboardConfig::default();
+        socai_api::DashboardConfig {
+            stale_after_secs: self.stale_after_secs,
+            wall_rotate_secs: self.wall_rotate_secs,
+            tiles: if self.tiles.is_empty() {
+                default.tiles
+            } else {
+                self.tiles.clone()
+            },
+        }
+    }
 }
 
 /// `[http]`: the HTTP API inside `socai serve`.
@@ -113,6 +159,7 @@ impl Default for Config {
             ingest: Ingest::default(),
             metrics: Metrics::default(),
             http: Http::default(),
+            dashboard: Dashboard::default(),
         }
     }
 }
@@ -207,6 +254,11 @@ impl Config {
                 );
                 socai_api::Tokens::new(h.tokens.clone())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                config
+                    .dashboard
+                    .api()
+                    .check()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -247,7 +299,18 @@ impl Config {
          # [[http.tokens]]\n\
          # name = \"inspector-7\"\n\
          # role = \"auditor\"\n\
-         # sha256 = \"<hex SHA-256 of the token>\"\n"
+         # sha256 = \"<hex SHA-256 of the token>\"\n\
+         \n\
+         [dashboard]                      # the page at /dashboard (socai serve)\n\
+         stale_after_secs = 30            # warn when no live update arrived for this long\n\
+         wall_rotate_secs = 20            # wall mode: seconds per province\n\
+         # The eight tiles and their targets are built in (each with its source); to change them,\n\
+         # list all the tiles you want, in order:\n\
+         # [[dashboard.tiles]]\n\
+         # metric = \"fully_online_rate\"\n\
+         # target = 0.8                   # green at or above (a fraction; score_766: points of 100)\n\
+         # amber = 0.6                    # amber at or above, red below\n\
+         # source = \"Resolution 57-NQ/TW: 80% fully online\"\n"
     }
 
     /// The API's limits and tokens (checked at load).
@@ -266,6 +329,8 @@ impl Config {
                 n => n,
             },
             tokens: socai_api::Tokens::new(h.tokens.clone()).map_err(anyhow::Error::msg)?,
+            dashboard: self.dashboard.api(),
+            fault: test_fault()?,
         })
     }
 
@@ -293,6 +358,25 @@ impl Config {
     pub fn limits(&self) -> socai_model::Limits {
         socai_model::Limits {
             max_event_bytes: self.max_event_bytes,
+        }
+    }
+}
+
+/// `SOCAI_TEST_FAULT`: a fault the tests ask the API to inject (never set in production).
+fn test_fault() -> anyhow::Result<Option<socai_api::TestFault>> {
+    match std::env::var("SOCAI_TEST_FAULT") {
+        Err(_) => Ok(None),
+        Ok(text) => {
+            let fault = socai_api::TestFault::parse(&text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "SOCAI_TEST_FAULT={text:?} is not a known test fault (forged-consistency, foreign-key); unset it"
+                )
+            })?;
+            tracing::warn!(
+                ?fault,
+                "SOCAI_TEST_FAULT is set: this server serves forged data on purpose (tests only)"
+            );
+            Ok(Some(fault))
         }
     }
 }

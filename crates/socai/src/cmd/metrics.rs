@@ -262,7 +262,7 @@ pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
     for v in &shown {
         rows.push([
             v.metric.name().into(),
-            v.scope.to_string(),
+            scope_label(&v.scope),
             v.window.id.clone(),
             format!("{}..{}", v.window.from, v.window.to),
             format_value(v),
@@ -279,6 +279,21 @@ pub fn show(g: &Global, filter: &Filter) -> anyhow::Result<()> {
         shown.len()
     );
     Ok(())
+}
+
+/// A scope with its unit's name beside its code (`province:H05 Tuyên Quang`, `agency:000.01.01.H01
+/// Phường Ba Đình`), from the administrative units file; the code alone when it names no unit.
+fn scope_label(scope: &socai_metrics::Scope) -> String {
+    use socai_metrics::ScopeKind;
+    match scope.kind {
+        ScopeKind::Province | ScopeKind::Agency => {
+            match socai_metrics::units().name_of_scope(scope) {
+                Some((name, _)) => format!("{scope} {name}"),
+                None => scope.to_string(),
+            }
+        }
+        ScopeKind::National | ScopeKind::Procedure => scope.to_string(),
+    }
 }
 
 fn format_value(v: &MetricValue) -> String {

@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 provinces,
                 procedures_per_agency,
+                communes_per_province: 2,
                 ..Default::default()
             };
             simulate(events, config, out.as_deref())
