@@ -104,8 +104,8 @@ impl Ledger {
         serde_json::from_str(out.lines().last().unwrap_or("null")).expect("json output")
     }
 
-    /// Writes `n` simulated events (a small country: 3 provinces, 5 procedures per agency, so
-    /// dossiers start early) to a file and returns its path.
+    /// Writes `n` simulated events (a small country: 3 provinces with 2 communes each, 5
+    /// procedures per agency, so dossiers start early) to a file and returns its path.
     pub fn simulate(&self, name: &str, n: u64, seed: u64) -> PathBuf {
         let path = self.path(name);
         let (n, seed) = (n.to_string(), seed.to_string());
@@ -118,6 +118,8 @@ impl Ledger {
             &seed,
             "--provinces",
             "3",
+            "--communes-per-province",
+            "2",
             "--procedures-per-agency",
             "5",
             "--out",

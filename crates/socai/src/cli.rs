@@ -153,9 +153,12 @@ pub enum Command {
         events: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Provinces in the simulated country
-        #[arg(long, default_value_t = 63)]
-        provinces: usize,
+        /// Provinces in the simulated country: the first N of today's 34 (schemas/units/vn.json)
+        #[arg(long, default_value_t = 34, value_parser = clap::value_parser!(u16).range(1..=34))]
+        provinces: u16,
+        /// Communes (People's Committees) per province that file dossiers; 0: all of them
+        #[arg(long, default_value_t = 0)]
+        communes_per_province: usize,
         /// Procedures each agency publishes before dossiers start
         #[arg(long, default_value_t = 20)]
         procedures_per_agency: usize,
@@ -246,10 +249,32 @@ pub enum Command {
         #[command(subcommand)]
         kind: AuditKind,
     },
-    /// The demo: generate a workload, import it, verify, prove, export, redact
+    /// The demo, left running: nats-server (shipped config), the ledger (`socai serve`: writer,
+    /// HTTP API, dashboard) and a projection worker on a persistent dir; a realistic workload,
+    /// then a live trickle of events at office-hours pace until Ctrl-C (which stops everything
+    /// cleanly; running it again resumes). With --once: every step (publish, verify, prove,
+    /// export, redact, serve over HTTP) in a fresh temporary dir, then exit
     Demo {
-        #[arg(long, default_value_t = 200_000)]
-        events: u64,
+        /// Run every step once in a fresh temporary dir and exit
+        #[arg(long)]
+        once: bool,
+        /// Events of the initial workload, published on a dir's first run (with --once: the
+        /// whole workload) [default: 200000]
+        #[arg(long)]
+        events: Option<u64>,
+        /// The demo's dir: nats-server's store, the ledger's data dir, the projection worker's
+        /// state, the simulator's position, the logs (default: <repo>/target/socai-demo;
+        /// ignored with --once)
+        #[arg(long, env = "SOCAI_DEMO_DIR", value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// Live trickle: events per second while the simulated offices are open (Mon-Fri
+        /// 07:30-11:30, 13:30-17:00); the simulated clock is scaled to give it, and runs 12×
+        /// faster outside office hours, where fewer events arrive
+        #[arg(long, default_value_t = 5.0, conflicts_with = "once")]
+        rate: f64,
+        /// The HTTP API's (and dashboard's) address (default: a free port on 127.0.0.1)
+        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+        http: Option<String>,
     },
     /// Benchmarks, each printed beside a baseline measured in the same run
     Bench {

@@ -1,8 +1,13 @@
-//! `socai demo`: the whole story on one machine, in a fresh data dir: a nats-server runs with the
-//! shipped config (per-agency users, nats-server's default sync); the ledger writer consumes what an
-//! integration gateway publishes (a realistic workload, a retry, a few bad events that land on
-//! REJECTED); then the ledger is verified, proven, exported and verified offline, and personal data
-//! is redacted with everything still verifying.
+//! `socai demo`: by default the system left running on a persistent dir with a live trickle of
+//! events until Ctrl-C (`live`). `socai demo --once`: the whole story on one machine, in a fresh
+//! data dir: a nats-server runs with the shipped config (per-agency users, nats-server's default
+//! sync); the ledger writer consumes what an integration gateway publishes (a realistic workload,
+//! a retry, a few bad events that land on REJECTED); then the ledger is verified, proven, exported
+//! and verified offline, and personal data is redacted with everything still verifying.
+
+mod clock;
+mod live;
+mod procs;
 
 use super::audit;
 use crate::cli::{Global, ProofKind};
@@ -13,7 +18,34 @@ pub(crate) fn step(title: &str) {
     println!("\n== {title}");
 }
 
-pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
+/// The workload when `--events` is not given.
+const DEFAULT_EVENTS: u64 = 200_000;
+
+/// `socai demo [--once]`.
+pub fn run(
+    g: &Global,
+    once: bool,
+    events: Option<u64>,
+    dir: Option<std::path::PathBuf>,
+    rate: f64,
+    http: Option<String>,
+) -> anyhow::Result<()> {
+    if once {
+        return run_once(g, events.unwrap_or(DEFAULT_EVENTS));
+    }
+    live::run(
+        g,
+        &live::Options {
+            events,
+            dir,
+            rate,
+            http,
+        },
+    )
+}
+
+/// `socai demo --once`: every step in a fresh temporary dir, then exit.
+fn run_once(g: &Global, events: u64) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("socai-demo-")
         .tempdir()?
@@ -27,7 +59,7 @@ pub fn run(g: &Global, events: u64) -> anyhow::Result<()> {
     super::init(&g, "demo.socai.vn/ledger")?;
 
     step(&format!(
-        "2. simulate {events} realistic dossier events (63 provinces); publish them over NATS; the ledger commits each once"
+        "2. simulate {events} realistic dossier events (34 provinces and their communes); publish them over NATS; the ledger commits each once"
     ));
     let all = work.join("events.jsonl");
     super::simulate(events, socai_sim::SimConfig::default(), Some(&all))?;

@@ -61,14 +61,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             seed,
             provinces,
+            communes_per_province,
             procedures_per_agency,
             out,
         } => {
             let config = socai_sim::SimConfig {
                 seed,
-                provinces,
+                provinces: usize::from(provinces),
                 procedures_per_agency,
-                communes_per_province: 2,
+                communes_per_province,
                 ..Default::default()
             };
             simulate(events, config, out.as_deref())
@@ -98,7 +99,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 agency,
             },
         ),
-        Command::Demo { events } => demo::run(g, events),
+        Command::Demo {
+            once,
+            events,
+            dir,
+            rate,
+            http,
+        } => demo::run(g, once, events, dir, rate, http),
         Command::Project {
             name,
             shard,
