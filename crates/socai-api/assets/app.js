@@ -200,6 +200,9 @@
     const p = new URLSearchParams(location.search);
     const scope = p.get('scope');
     state.scope = scope && SCOPE_RE.test(scope) ? scope : 'national';
+    // The agency a procedure view was reached from (the breadcrumb goes through it).
+    const via = p.get('via');
+    state.via = via && /^agency:/.test(via) && SCOPE_RE.test(via) && /^procedure:/.test(state.scope) ? via : null;
     const w = p.get('window');
     state.window = WINDOWS.includes(w) ? w : 'month';
     state.lang = p.get('lang') === 'en' ? 'en' : 'vi';
@@ -209,8 +212,10 @@
   }
 
   function urlFor(patch) {
-    const s = Object.assign({ scope: state.scope, window: state.window, lang: state.lang, metric: state.metric, wall: state.wall }, patch || {});
-    let qs = `?scope=${q(s.scope)}&window=${q(s.window)}&lang=${q(s.lang)}`;
+    const s = Object.assign({ scope: state.scope, via: state.via, window: state.window, lang: state.lang, metric: state.metric, wall: state.wall }, patch || {});
+    let qs = `?scope=${q(s.scope)}`;
+    if (s.via && /^procedure:/.test(s.scope)) qs += `&via=${q(s.via)}`;
+    qs += `&window=${q(s.window)}&lang=${q(s.lang)}`;
     if (s.metric && s.metric !== tileMetrics()[0]) qs += `&metric=${q(s.metric)}`;
     if (s.wall) qs += '&wall=1';
     return location.pathname + qs;
@@ -240,7 +245,8 @@
     const win = state.window;
     const metric = state.metric;
     try {
-      const viewP = getJSON(`/v1/dashboard/view?scope=${q(scope)}&window=${q(win)}`);
+      const via = state.via && /^procedure:/.test(scope) ? `&via=${q(state.via)}` : '';
+      const viewP = getJSON(`/v1/dashboard/view?scope=${q(scope)}${via}&window=${q(win)}`);
       // score_766 is reported for provinces and agencies only (Decision 766 scores those).
       const reported = (m) => m !== 'score_766' || /^(province|agency):/.test(scope);
       const seriesP = state.wall ? Promise.resolve([]) : Promise.all([metric, ...COUNT_METRICS].map((m) => (reported(m)
@@ -543,9 +549,13 @@
           const li = c
             ? el('li', { 'data-indicator': i.id, 'data-covered': 'true', 'data-earned': String(c.earned),
               text: t('score_indicator', { id: i.id, name: iname, earned: fmtDec1(c.earned), points: fmtNum(c.points !== undefined ? c.points : i.points), rate: fmtPct(c.rate), threshold: fmtPct(c.threshold !== undefined ? c.threshold : i.threshold) }) })
-            : el('li', { className: 'uncovered', 'data-indicator': i.id, 'data-covered': 'false',
-              text: t('score_indicator_uncovered', { id: i.id, name: iname, points: fmtNum(i.points) }) });
-          if (i.source) li.title = t('score_source', { source: i.source });
+            : i.metric
+              ? el('li', { 'data-indicator': i.id, 'data-covered': 'no-data',
+                text: t('score_indicator_nodata', { id: i.id, name: iname, points: fmtNum(i.points) }) })
+              : el('li', { className: 'uncovered', 'data-indicator': i.id, 'data-covered': 'false',
+                text: t('score_indicator_uncovered', { id: i.id, name: iname, points: fmtNum(i.points) })
+                  + (i.not_covered && state.lang === 'en' ? ` (${i.not_covered})` : '') });
+          if (i.source) li.title = t('score_source', { source: i.source }) + (i.not_covered ? ` — ${i.not_covered}` : '');
           list.append(li);
         }
         groups.append(el('li', { 'data-group': g.id, 'data-points': String(g.points) }, el('strong', { text: head }), list));
@@ -1002,6 +1012,16 @@
 
   let eventSource = null;
   let trailingTimer = null;
+  /** Whether a live message holds values of the view's scope or of a unit it ranks. */
+  function concerns(message) {
+    const shown = new Set([state.scope]);
+    const rows = (state.view && state.view.children && state.view.children.rows) || [];
+    for (const r of rows) shown.add(r.scope);
+    return (message.values || []).some((v) => {
+      const sc = v.scope || {};
+      return shown.has(sc.kind === 'national' ? 'national' : `${sc.kind}:${sc.code}`);
+    });
+  }
   /** The tree size the METRICS bucket held at the last view read (the workers' marks). */
   function storedSize() {
     const marks = (state.view && state.view.workers) || [];
@@ -1018,10 +1038,15 @@
     };
     eventSource.addEventListener('metric', (ev) => {
       heard();
+      let relevant = true;
       try {
         const d = JSON.parse(ev.data);
         api.lastMetricEvent = d;
+        relevant = concerns(d);
       } catch (_) { /* ignore */ }
+      // Values of other places change all the time across the country: only this view's scope
+      // and the units it ranks make it read the view again.
+      if (!relevant) return;
       scheduleRefresh();
       // A worker sends its live values before the METRICS bucket stores them (within about a
       // second, [metrics] kv_interval_ms): read the view once more after that.
@@ -1130,9 +1155,9 @@
       params.old = fmtInt(stored.size);
     }
 
-    // The figures on screen: computed at the signed size, they must have the signed root. (At
-    // another size nothing is claimed: a proof for them would be one more request to trust, and
-    // Verify is about the checkpoint and this browser's last one.)
+    // The figures on screen: computed at the signed size, they must have the signed root; at an
+    // earlier size, their root must be a prefix of the signed tree (a consistency proof checked
+    // against both roots: nothing of the server is trusted). Newer figures are not covered yet.
     let viewKey = null;
     let viewParams = null;
     const v = state.view;
@@ -1141,8 +1166,13 @@
       if (v.tree_size === head.size) {
         if (v.root.toLowerCase() !== head.rootHex) return fail('view', `figures at ${v.tree_size} have root ${v.root}, the checkpoint ${head.rootHex}`);
         viewKey = 'verify_view_covered';
+      } else if (v.tree_size < head.size) {
+        const proof = await getJSON(`/v1/proofs/consistency?from=${v.tree_size}&to=${head.size}`);
+        const c = await V.verifyConsistencyProof(proof, { size: v.tree_size, root: v.root.toLowerCase() }, head);
+        if (!c.ok) return fail('consistency', `figures at ${v.tree_size}: ${c.error}`);
+        viewKey = 'verify_view_older';
       } else {
-        viewKey = v.tree_size > head.size ? 'verify_view_newer' : 'verify_view_older';
+        viewKey = 'verify_view_newer';
       }
     }
     try {
@@ -1194,7 +1224,10 @@
       if (ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return; // new tab/window: let the browser
       ev.preventDefault();
       if (state.wall) return;
-      navigate({ scope: link.dataset.scope }).then(() => { const h = $('view-title'); if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: false }); } });
+      // From an agency to one of its procedures, the agency stays in the breadcrumb.
+      const to = link.dataset.scope;
+      const via = /^procedure:/.test(to) ? (/^agency:/.test(state.scope) ? state.scope : state.via) : null;
+      navigate({ scope: to, via }).then(() => { const h = $('view-title'); if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: false }); } });
       return;
     }
     const button = target.closest('button');

@@ -113,37 +113,73 @@ impl Default for DashboardConfig {
 }
 
 impl DashboardConfig {
-    /// Every tile names a metric, once, with amber ≤ target.
+    /// Every tile is one of the headline metrics the page can show, once, with
+    /// 0 ≤ amber ≤ target (≤ 1 for rates, ≤ 100 for score_766); the stale warning waits for at
+    /// least two worker heartbeats.
     pub fn check(&self) -> Result<(), String> {
         let mut seen = BTreeSet::new();
         for tile in &self.tiles {
-            if Metric::parse(&tile.metric).is_none() {
+            let Some(metric) = Metric::parse(&tile.metric).filter(|m| HEADLINE.contains(m)) else {
                 return Err(format!(
-                    "[[dashboard.tiles]] metric {:?} is not a metric",
-                    tile.metric
+                    "[[dashboard.tiles]] metric {:?} is not a headline metric; one of: {}",
+                    tile.metric,
+                    HEADLINE.map(Metric::name).join(", ")
                 ));
-            }
+            };
             if !seen.insert(&tile.metric) {
                 return Err(format!(
                     "[[dashboard.tiles]] metric {} is listed twice",
                     tile.metric
                 ));
             }
-            if tile.amber.is_nan() || tile.amber > tile.target || tile.amber < 0.0 {
+            let top = if metric == Metric::Score766 {
+                100.0
+            } else {
+                1.0
+            };
+            let ordered = 0.0 <= tile.amber && tile.amber <= tile.target && tile.target <= top;
+            if !ordered {
                 return Err(format!(
-                    "[[dashboard.tiles]] {}: need 0 <= amber ({}) <= target ({})",
-                    tile.metric, tile.amber, tile.target
+                    "[[dashboard.tiles]] {}: need 0 <= amber ({}) <= target ({}) <= {top}{}",
+                    tile.metric,
+                    tile.amber,
+                    tile.target,
+                    if top == 1.0 {
+                        " (rates are fractions: 0.8 is 80%)"
+                    } else {
+                        " (points)"
+                    }
                 ));
             }
         }
-        if self.stale_after_secs == 0 || self.wall_rotate_secs == 0 {
-            return Err(
-                "[dashboard] stale_after_secs and wall_rotate_secs must be at least 1".into(),
-            );
+        let beats = 2 * HEARTBEAT_SECS;
+        if self.stale_after_secs < beats {
+            return Err(format!(
+                "[dashboard] stale_after_secs = {} is shorter than two worker heartbeats ({beats} s): the page would warn while workers run",
+                self.stale_after_secs
+            ));
+        }
+        if self.wall_rotate_secs == 0 {
+            return Err("[dashboard] wall_rotate_secs must be at least 1".into());
         }
         Ok(())
     }
 }
+
+/// The metrics a headline tile can show (the page has their labels and bands).
+pub const HEADLINE: [Metric; 8] = [
+    Metric::FullyOnlineRate,
+    Metric::OnlineSubmissionRate,
+    Metric::OnTimeRate,
+    Metric::OnlinePaymentRate,
+    Metric::DigitalSignatureRate,
+    Metric::DigitizationRate,
+    Metric::SatisfactionRate,
+    Metric::Score766,
+];
+
+/// How often projection workers send their heartbeat.
+pub use socai_projector::HEARTBEAT_SECS;
 
 /// A fault a test asks `socai serve` to inject (environment `SOCAI_TEST_FAULT`), so the page's
 /// Verify can be shown to turn red. Never set in production.
@@ -321,10 +357,10 @@ async fn config(
 pub struct Directory {
     /// Entries read so far.
     scanned: u64,
+    /// The store's size when the follower last looked (`scanned < size`: still reading).
+    size: u64,
     /// Current province token → agencies that filed anything.
     agencies: BTreeMap<String, BTreeSet<String>>,
-    /// Agencies of no province (ministries).
-    national_agencies: BTreeSet<String>,
     /// Agency → procedures it published.
     procedures: BTreeMap<String, BTreeSet<String>>,
     /// Procedure → its name as last published.
@@ -345,25 +381,45 @@ struct EventHead<'a> {
     agency: &'a str,
     #[serde(borrow, default)]
     procedure: Option<&'a str>,
+    /// Parsed only for `procedure.published` (its `name`).
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ProcedureName {
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    name: Option<String>,
 }
 
 impl Directory {
+    /// Adds what `other` (the next entries) learned.
+    fn merge(&mut self, other: Directory) {
+        for (province, agencies) in other.agencies {
+            self.agencies.entry(province).or_default().extend(agencies);
+        }
+        for (agency, procedures) in other.procedures {
+            self.procedures
+                .entry(agency)
+                .or_default()
+                .extend(procedures);
+        }
+        self.procedure_names.extend(other.procedure_names);
+    }
+
     fn learn(&mut self, entry: &[u8]) {
         let Ok(head) = serde_json::from_slice::<EntryHead<'_>>(entry) else {
             return;
         };
         let event = head.event;
         if !self.procedures.contains_key(event.agency) {
-            match province_of(event.agency) {
-                Some(p) => self
-                    .agencies
+            // A ministry's own code (no province) is reachable by its URL only.
+            if let Some(p) = province_of(event.agency) {
+                self.agencies
                     .entry(p)
                     .or_default()
-                    .insert(event.agency.to_owned()),
-                None => self.national_agencies.insert(event.agency.to_owned()),
-            };
+                    .insert(event.agency.to_owned());
+            }
             self.procedures
                 .insert(event.agency.to_owned(), BTreeSet::new());
         }
@@ -376,38 +432,72 @@ impl Directory {
                 .insert(code.to_owned());
             if let Some(name) = event
                 .data
-                .as_ref()
-                .and_then(|d| d.get("name"))
-                .and_then(|n| n.as_str())
+                .and_then(|d| serde_json::from_str::<ProcedureName>(d.get()).ok())
+                .and_then(|d| d.name)
             {
-                self.procedure_names
-                    .insert(code.to_owned(), name.to_owned());
+                self.procedure_names.insert(code.to_owned(), name);
             }
         }
     }
 }
 
-/// Brings the directory up to the store's durable size and runs `f` on it.
-async fn with_directory<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&Directory) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let directory = state.inner.directory.clone();
-    let reader = state.reader().clone();
-    state
-        .blocking(move || {
-            let mut directory = directory.lock().unwrap_or_else(|e| e.into_inner());
-            let size = reader.head().size;
-            if directory.scanned < size {
-                for item in reader.entries(directory.scanned, size) {
-                    let (seq, bytes) = item?;
-                    directory.learn(&bytes);
-                    directory.scanned = seq + 1;
+/// Entries the follower reads before it lets readers at the directory again.
+const DIRECTORY_CHUNK: u64 = 20_000;
+
+/// Keeps `directory` caught up with the store, on a thread of its own (started with the API):
+/// it reads new entries in chunks, merging each under the lock for a moment, and sleeps a
+/// second once caught up. Requests never wait for it (they see what it has read so far, and
+/// say so), and it takes none of the read slots proofs and entries use. It ends once the API
+/// is gone (it then holds the last reference).
+pub(crate) fn follow_directory(
+    reader: socai_store::LedgerReader<socai_store::SledStorage>,
+    directory: SharedDirectory,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("socai-directory".into())
+        .spawn(move || {
+            while Arc::strong_count(&directory) > 1 {
+                let scanned = directory.lock().unwrap_or_else(|e| e.into_inner()).scanned;
+                let size = reader.head().size;
+                if scanned >= size {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    continue;
                 }
+                let to = size.min(scanned + DIRECTORY_CHUNK);
+                let mut chunk = Directory::default();
+                let mut read = scanned;
+                for item in reader.entries(scanned, to) {
+                    match item {
+                        Ok((seq, bytes)) => {
+                            chunk.learn(&bytes);
+                            read = seq + 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(cause = %e, "the dashboard's directory cannot read entry {read}; retrying in 10 s");
+                            std::thread::sleep(std::time::Duration::from_secs(10));
+                            break;
+                        }
+                    }
+                }
+                let mut d = directory.lock().unwrap_or_else(|e| e.into_inner());
+                d.merge(chunk);
+                d.scanned = read;
+                d.size = size;
             }
-            Ok(f(&directory))
-        })
-        .await
+        });
+    if let Err(e) = spawned {
+        tracing::error!(cause = %e, "cannot start the dashboard's directory thread: provinces will list only their communes");
+    }
+}
+
+/// Runs `f` on the directory as read so far (never waits for the follower to catch up).
+fn with_directory<T>(state: &AppState, f: impl FnOnce(&Directory) -> T) -> T {
+    let d = state
+        .inner
+        .directory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    f(&d)
 }
 
 pub(crate) type SharedDirectory = Arc<std::sync::Mutex<Directory>>;
@@ -514,6 +604,9 @@ fn previous(window: &Window) -> Option<Window> {
 
 const VIEW_KINDS: [&str; 4] = ["day", "month", "quarter", "ytd"];
 
+/// Exact keys per METRICS read (nats-server answers at most 1024 subjects per multi_last).
+const KEYS_PER_READ: usize = 1000;
+
 /// The window a view shows: an exact id, or the latest window of a kind that has national
 /// figures (the projection's current period).
 async fn current_window(state: &AppState, asked: &str) -> Result<Option<Window>, ApiError> {
@@ -528,22 +621,31 @@ async fn current_window(state: &AppState, asked: &str) -> Result<Option<Window>,
             ),
         ));
     }
-    let filters = [
+    // The projection's current day: where its rolling windows end (one exact key per metric,
+    // whatever the ledger's age).
+    let keys = [
         Metric::OnlineSubmissionRate,
         Metric::Backlog,
         Metric::ProceduresFullOnlineShare,
     ]
     .iter()
-    .map(|m| format!("{}.national.{asked}.*", m.name()))
+    .map(|m| format!("{}.national.rolling7", m.name()))
     .collect();
-    let found = values(state, filters).await?;
-    Ok(found
+    let found = values(state, keys).await?;
+    let Some(now) = found
         .iter()
-        .filter_map(|v| Window::parse(&v.window.id))
-        .max_by_key(|w| {
-            w.bounds(socai_metrics::Day(i32::MAX / 4))
-                .map(|(from, _)| from)
-        }))
+        .filter_map(|v| socai_metrics::Day::parse(&v.window.to))
+        .max()
+    else {
+        return Ok(None);
+    };
+    let [day, month, quarter, ytd] = Window::calendar_containing(now);
+    Ok(Some(match asked {
+        "day" => day,
+        "month" => month,
+        "quarter" => quarter,
+        _ => ytd,
+    }))
 }
 
 fn window_json(window: &Window) -> serde_json::Value {
@@ -555,23 +657,36 @@ fn window_json(window: &Window) -> serde_json::Value {
     })
 }
 
-fn value_of(
-    values: &[MetricValue],
-    metric: Metric,
-    scope: &Scope,
-    window: &str,
-) -> Option<MetricValue> {
+/// Values by (metric, scope, window id).
+type Found = std::collections::HashMap<(Metric, Scope, String), MetricValue>;
+
+fn by_key(values: Vec<MetricValue>) -> Found {
     values
-        .iter()
-        .find(|v| v.metric == metric && &v.scope == scope && v.window.id == window)
-        .cloned()
+        .into_iter()
+        .map(|v| ((v.metric, v.scope.clone(), v.window.id.clone()), v))
+        .collect()
 }
 
 /// `GET /v1/dashboard/view?scope=&window=`: everything one view of the page shows.
 async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let params = Params::parse(q.as_deref(), &["scope", "window"])?;
+    let params = Params::parse(q.as_deref(), &["scope", "window", "via"])?;
     let scope = parse_scope(&params)?;
     let asked = params.str("window")?.unwrap_or("month").to_owned();
+    // The agency a procedure was reached from (its breadcrumb goes through it).
+    let via = match params.str("via")? {
+        None => None,
+        Some(text) => match Scope::parse(text) {
+            Some(s) if s.kind == ScopeKind::Agency && scope.kind == ScopeKind::Procedure => Some(s),
+            _ => {
+                return Err(ApiError::bad_param(
+                    "via",
+                    format!(
+                        "{text:?}: via names the agency a procedure view was reached from (agency:000.00.12.H01), only with scope=procedure:…"
+                    ),
+                ));
+            }
+        },
+    };
     let window = current_window(&state, &asked).await?;
     let config = state.config().dashboard.clone();
     let mut metrics = tile_metrics(&config);
@@ -591,18 +706,27 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
                         })
                         .collect(),
                 ),
-                ScopeKind::Province => (
-                    Some(ScopeKind::Agency),
-                    d.agencies
-                        .get(&scope.code)
-                        .into_iter()
-                        .flatten()
-                        .map(|a| Scope {
-                            kind: ScopeKind::Agency,
-                            code: a.clone(),
-                        })
-                        .collect(),
-                ),
+                ScopeKind::Province => {
+                    // Agencies that filed under it (those of merged units too), and every commune
+                    // of it, silent ones included: they are the ones to chase.
+                    let mut agencies: BTreeSet<String> =
+                        d.agencies.get(&scope.code).cloned().unwrap_or_default();
+                    agencies.extend(
+                        socai_metrics::units()
+                            .communes_of(&scope.code)
+                            .filter_map(|c| c.agency.clone()),
+                    );
+                    (
+                        Some(ScopeKind::Agency),
+                        agencies
+                            .into_iter()
+                            .map(|code| Scope {
+                                kind: ScopeKind::Agency,
+                                code,
+                            })
+                            .collect(),
+                    )
+                }
                 ScopeKind::Agency => (
                     Some(ScopeKind::Procedure),
                     d.procedures
@@ -622,7 +746,12 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
                 ScopeKind::Province => socai_metrics::units()
                     .province(&scope.code)
                     .is_some_and(|u| u.is_current()),
-                ScopeKind::Agency => d.procedures.contains_key(&scope.code),
+                ScopeKind::Agency => {
+                    d.procedures.contains_key(&scope.code)
+                        || socai_metrics::units()
+                            .commune_by_agency(&scope.code)
+                            .is_some()
+                }
                 ScopeKind::Procedure => {
                     d.procedure_names.contains_key(&scope.code)
                         || d.procedures.values().any(|p| p.contains(&scope.code))
@@ -631,24 +760,40 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
             let children_json: Vec<serde_json::Value> =
                 children.iter().map(|c| scope_json(c, Some(d))).collect();
             let me = scope_json(&scope, Some(d));
-            (kind, (children, children_json, known), me)
+            let behind = d.size.saturating_sub(d.scanned);
+            (kind, (children, children_json, known, behind), me)
         })
-        .await?
     };
-    let (children, children_json, known) = children;
+    let (children, children_json, known, behind) = children;
     if !known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{scope}: no such unit today, and nothing in the ledger was filed under it"),
-        ));
+        let units = socai_metrics::units();
+        let detail = match units.province(&scope.code) {
+            Some(old) if scope.kind == ScopeKind::Province && !old.is_current() => {
+                let now = units.current_province(&scope.code);
+                format!(
+                    "{scope} ({}) ended on {}: it merged into province:{} ({}), whose figures include everything filed under it",
+                    old.short_name,
+                    old.valid_to.as_deref().unwrap_or("?"),
+                    now.map_or("?", |u| u.code.as_str()),
+                    now.map_or("?", |u| u.short_name.as_str()),
+                )
+            }
+            _ if behind > 0 => format!(
+                "{scope}: not found yet; the dashboard is still reading the ledger ({behind} entries to go): retry shortly"
+            ),
+            _ => {
+                format!("{scope}: no such unit today, and nothing in the ledger was filed under it")
+            }
+        };
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", detail));
     }
 
     let mut breadcrumb = vec![scope_json(&Scope::national(), None)];
     let province = match scope.kind {
         ScopeKind::Province => Some(scope.code.clone()),
         ScopeKind::Agency => province_of(&scope.code),
-        _ => None,
+        ScopeKind::Procedure => via.as_ref().and_then(|a| province_of(&a.code)),
+        ScopeKind::National => None,
     };
     if let Some(p) = &province {
         breadcrumb.push(scope_json(
@@ -658,6 +803,9 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
             },
             None,
         ));
+    }
+    if let Some(agency) = &via {
+        breadcrumb.push(with_directory(&state, |d| scope_json(agency, Some(d))));
     }
     if matches!(scope.kind, ScopeKind::Agency | ScopeKind::Procedure) {
         breadcrumb.push(directory_scope.clone());
@@ -687,6 +835,7 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
                 "overdue": {"value": null, "previous": null},
                 "children": {"kind": children_kind.map(|k| k.as_str()), "rows": []},
                 "workers": workers(&state).await?,
+                "directory_behind": behind,
             }),
             FRESH,
         );
@@ -695,20 +844,27 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     let ids: Vec<String> = std::iter::once(window.id())
         .chain(before.iter().map(Window::id))
         .collect();
-    let mut filters = Vec::new();
+    // Exact keys: the shown metrics of this scope and its children, at both windows.
+    let mut keys = Vec::new();
     for id in &ids {
-        filters.push(format!("*.{}.{id}", scope.token()));
-        match scope.kind {
-            ScopeKind::National => filters.push(format!("*.province.*.{id}")),
-            _ => filters.extend(children.iter().map(|c| format!("*.{}.{id}", c.token()))),
+        for of in std::iter::once(&scope).chain(&children) {
+            for metric in &metrics {
+                keys.push(socai_metrics::key(*metric, of, id));
+            }
         }
     }
-    let found = values(&state, filters).await?;
+    let mut found = Found::new();
+    // nats-server answers at most 1024 subjects per multi_last request.
+    for chunk in keys.chunks(KEYS_PER_READ) {
+        found.extend(by_key(values(&state, chunk.to_vec()).await?));
+    }
     let current_id = window.id();
     let before_id = before.as_ref().map(Window::id).unwrap_or_default();
     let figure = |metric: Metric, of: &Scope| {
-        let now = value_of(&found, metric, of, &current_id);
-        let then = value_of(&found, metric, of, &before_id);
+        let now = found
+            .get(&(metric, of.clone(), current_id.clone()))
+            .cloned();
+        let then = found.get(&(metric, of.clone(), before_id.clone())).cloned();
         (now, then)
     };
     let mut newest: Option<(u64, String)> = None;
@@ -776,6 +932,7 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
             "overdue": gauge(Metric::Overdue),
             "children": {"kind": children_kind.map(|k| k.as_str()), "rows": rows},
             "workers": workers(&state).await?,
+            "directory_behind": behind,
         }),
         FRESH,
     )
@@ -897,6 +1054,15 @@ mod tests {
         let mut bad = config.clone();
         bad.tiles[0].amber = 0.9;
         assert!(bad.check().unwrap_err().contains("amber"));
+        let mut bad = config.clone();
+        bad.tiles[0].target = 80.0;
+        assert!(bad.check().unwrap_err().contains("0.8 is 80%"));
+        let mut bad = config.clone();
+        bad.tiles[0].metric = "resolution_time".into();
+        assert!(bad.check().unwrap_err().contains("not a headline metric"));
+        let mut bad = config.clone();
+        bad.stale_after_secs = 4;
+        assert!(bad.check().unwrap_err().contains("two worker heartbeats"));
         let mut bad = config;
         bad.tiles[1].metric = "fully_online_rate".into();
         assert!(bad.check().unwrap_err().contains("listed twice"));
@@ -918,7 +1084,7 @@ mod tests {
             d.agencies["H05"].iter().collect::<Vec<_>>(),
             ["000.00.12.H02", "000.00.12.H05"]
         );
-        assert!(d.national_agencies.contains("G09"));
+        assert!(d.procedures.contains_key("G09"));
         assert!(d.procedures["000.00.12.H02"].contains("1.001"));
         assert!(d.procedures["000.00.12.H05"].is_empty());
         assert_eq!(d.procedure_names["1.001"], "Cấp phiếu lý lịch tư pháp");

@@ -141,13 +141,15 @@ impl AppState {
         if let Some(hub) = &hub {
             hub.register(&mut registry);
         }
+        let directory = dashboard::SharedDirectory::default();
+        dashboard::follow_directory(reader.clone(), directory.clone());
         AppState {
             inner: Arc::new(Inner {
                 sse_slots: Arc::new(Semaphore::new(config.max_sse_clients)),
                 export_slots: Arc::new(Semaphore::new(config.max_exports)),
                 read_slots: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
                 metric_slots: Arc::new(Semaphore::new(METRIC_READS)),
-                directory: Default::default(),
+                directory,
                 reader,
                 config,
                 nats,

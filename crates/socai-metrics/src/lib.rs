@@ -29,3 +29,19 @@ pub use scope::{SCOPE_KINDS, Scope, ScopeKind, province_of};
 pub use score::{SCORE_766, SCORE_766_JSON, ScoreGroup, ScoreIndicator, ScoreTable, check_table};
 pub use time::{Day, VN_OFFSET_SECS, WINDOW_KINDS, Window, parse_timestamp};
 pub use units::{FormerName, Level, UNITS_JSON, Unit, Units, UnitsError, units};
+
+/// A fingerprint of the definitions compiled into this crate (the units file and the score
+/// table), FNV-1a 64 in hex. A worker whose state or published values came from other
+/// definitions folds and publishes again (`socai-projector`).
+pub fn definitions() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in UNITS_JSON
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(SCORE_766_JSON.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -113,7 +113,7 @@ impl ProjectorConfig {
             kv_interval: Duration::from_millis(1000),
             snapshot_interval: Duration::from_secs(10),
             poll_interval: Duration::from_millis(20),
-            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(HEARTBEAT_SECS),
         }
     }
     pub fn state_file(&self) -> PathBuf {
@@ -142,6 +142,9 @@ pub struct WorkerMark {
     pub shard_count: u32,
     pub tree_size: u64,
     pub root: String,
+    /// `socai_metrics::definitions()` of the values it stored ("" before it was recorded).
+    #[serde(default)]
+    pub definitions: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +153,9 @@ struct StateHeader {
     tree_size: u64,
     frontier: Vec<String>,
     last_leaf: String,
+    /// `socai_metrics::definitions()` the fold was made with ("" before it was recorded).
+    #[serde(default)]
+    definitions: String,
 }
 
 /// The fold and the Merkle frontier of the entries it applied.
@@ -221,6 +227,14 @@ impl FoldState {
         if header.format != 1 {
             return Err(bad(format!("format {}", header.format)));
         }
+        if header.definitions != socai_metrics::definitions() {
+            // Another units file or score table: the fold's scopes and scores may differ.
+            tracing::warn!(
+                path = %path.display(),
+                "the state file was folded with other definitions (units file, score_766 table): folding COMMITTED again from its first entry"
+            );
+            return Ok(None);
+        }
         let frontier = header
             .frontier
             .iter()
@@ -249,6 +263,7 @@ impl FoldState {
             tree_size: self.tree_size(),
             frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
             last_leaf: self.last_leaf.to_hex(),
+            definitions: socai_metrics::definitions(),
         };
         let mut bytes = serde_json::to_vec(&header).expect("a header serializes");
         bytes.push(b'\n');
@@ -304,6 +319,29 @@ pub async fn open_metrics_bucket(js: &jetstream::Context) -> Result<kv::Store, P
     }
 }
 
+/// Deletes the values of provinces that no longer exist (merged into another: their events now
+/// count there), left in the bucket by workers with older definitions.
+async fn purge_ended_units(
+    js: &jetstream::Context,
+    store: &kv::Store,
+) -> Result<(), ProjectorError> {
+    for unit in socai_metrics::units().all() {
+        if unit.level != socai_metrics::Level::Province || unit.is_current() {
+            continue;
+        }
+        let scope = Scope {
+            kind: socai_metrics::ScopeKind::Province,
+            code: unit.code.clone(),
+        };
+        for (key, _) in read_published(js, false, &format!("*.{}.>", scope.token())).await? {
+            store.delete(&key).await.map_err(|e| {
+                ProjectorError::Nats(format!("deleting {key} from {METRICS_BUCKET}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, ProjectorError> {
     let key = worker_key(name);
     let bytes = store
@@ -333,6 +371,10 @@ struct KvShared {
 /// Runs a projection worker until `shutdown` resolves; then publishes what is pending and
 /// saves its state.
 ///
+/// How often a worker sends its heartbeat on `dvc.workers.<name>` by default (dashboards wait
+/// for two before they call the figures stale).
+pub const HEARTBEAT_SECS: u64 = 5;
+
 /// The fold loop applies COMMITTED's entries and, every `flush_interval` while they change
 /// anything, publishes the changed values on `dvc.metrics.…` at once (live subscribers never
 /// wait for storage) and hands them to the KV writer, which stores the latest value of each key
@@ -366,11 +408,24 @@ pub async fn run(
     // A KV bucket that is behind the state file (recreated, restored, or a crash between the
     // state file and the mark) gets every value again.
     // So does a change of shard (keys this worker did not own before).
-    let mut republish_all = state.tree_size() > 0
-        && mark.as_ref().is_none_or(|m| {
-            m.tree_size < state.tree_size()
-                || (m.shard_index, m.shard_count) != (config.shard_index, config.shard_count)
-        });
+    // So does a change of definitions (units file, score table): every value again, and the
+    // keys of provinces that no longer exist go.
+    let redefined = mark
+        .as_ref()
+        .is_some_and(|m| m.definitions != socai_metrics::definitions());
+    if redefined {
+        tracing::warn!(
+            worker = %config.name,
+            "the METRICS bucket holds values made with other definitions (units file, score_766 table): publishing every value again"
+        );
+        purge_ended_units(&js, &store).await?;
+    }
+    let mut republish_all = redefined
+        || state.tree_size() > 0
+            && mark.as_ref().is_none_or(|m| {
+                m.tree_size < state.tree_size()
+                    || (m.shard_index, m.shard_count) != (config.shard_index, config.shard_count)
+            });
     // A state file older than the mark (a crash between two state files): fold without
     // publishing up to the mark's size, so KV never goes back in time.
     let hold_until = mark.as_ref().map_or(0, |m| m.tree_size);
@@ -774,6 +829,7 @@ async fn store_batch(
         shard_count: config.shard_count,
         tree_size: size,
         root: root.to_owned(),
+        definitions: socai_metrics::definitions(),
     };
     store
         .put(

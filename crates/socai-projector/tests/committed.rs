@@ -573,3 +573,86 @@ async fn malformed_bundles_and_gaps_are_diverged() {
         other => panic!("expected Diverged, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_older_definitions_are_published_again_and_ended_provinces_purged() {
+    let nats = Nats::start("redefined");
+    let (_client, js) = connect(&nats).await;
+    create_committed(&js).await;
+    let store = js
+        .create_key_value(kv::Config {
+            bucket: socai_wire::kv::METRICS_BUCKET.into(),
+            history: socai_projector::METRICS_HISTORY,
+            ..Default::default()
+        })
+        .await
+        .expect("the METRICS bucket");
+    let entries = chain(30);
+    publish(&js, 0, &entries, false).await;
+    let scratch = Scratch::new("state");
+    let worker = config("w", &scratch.0);
+    run_worker(&nats, worker.clone(), 30, async || {}, 30).await;
+    let key = "on_time_rate.province.H01.month.2026-01";
+    let read = async |filter: &str| {
+        socai_projector::read_published(&js, false, filter)
+            .await
+            .expect("read METRICS")
+    };
+    let right = read(key).await;
+    assert_eq!(right.len(), 1, "the worker published {key}");
+
+    // As an older version left the bucket: its mark without definitions, a value of a
+    // province that has since merged (H02 into H05), and a value its definitions made other.
+    let mut mark: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(socai_wire::kv::worker_key("w"))
+            .await
+            .unwrap()
+            .expect("a mark"),
+    )
+    .unwrap();
+    assert_eq!(mark["definitions"], socai_metrics::definitions());
+    mark.as_object_mut().unwrap().remove("definitions");
+    store
+        .put(socai_wire::kv::worker_key("w"), mark.to_string().into())
+        .await
+        .unwrap();
+    let socai_projector::Published::Value(mut stale) = right[0].1.clone() else {
+        panic!("a value");
+    };
+    stale.numerator += 7;
+    store
+        .put(key, serde_json::to_vec(&stale).unwrap().into())
+        .await
+        .unwrap();
+    stale.scope.code = "H02".into();
+    store
+        .put(stale.key(), serde_json::to_vec(&stale).unwrap().into())
+        .await
+        .unwrap();
+    assert_eq!(read("*.province.H02.>").await.len(), 1);
+
+    // The same worker, started again with today's definitions.
+    run_worker(&nats, worker, 30, async || {}, 30).await;
+    assert_eq!(
+        read("*.province.H02.>").await.len(),
+        0,
+        "the merged province's values are gone"
+    );
+    let again = read(key).await;
+    let (socai_projector::Published::Value(a), socai_projector::Published::Value(b)) =
+        (&again[0].1, &right[0].1)
+    else {
+        panic!("values");
+    };
+    assert_eq!(a.numerator, b.numerator, "the value is published again");
+    let mark: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(socai_wire::kv::worker_key("w"))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mark["definitions"], socai_metrics::definitions());
+}

@@ -367,6 +367,10 @@ fn test_fault() -> anyhow::Result<Option<socai_api::TestFault>> {
     match std::env::var("SOCAI_TEST_FAULT") {
         Err(_) => Ok(None),
         Ok(text) => {
+            anyhow::ensure!(
+                cfg!(debug_assertions),
+                "SOCAI_TEST_FAULT={text:?} is set, but this is a release build: test faults exist only in debug builds (the tests'); unset it"
+            );
             let fault = socai_api::TestFault::parse(&text).ok_or_else(|| {
                 anyhow::anyhow!(
                     "SOCAI_TEST_FAULT={text:?} is not a known test fault (forged-consistency, foreign-key); unset it"
