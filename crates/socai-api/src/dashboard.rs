@@ -453,12 +453,19 @@ pub(crate) fn follow_directory(
     reader: socai_store::LedgerReader<socai_store::SledStorage>,
     directory: SharedDirectory,
 ) {
+    // Known at once: the request that started the follower already says it is behind.
+    directory.lock().unwrap_or_else(|e| e.into_inner()).size = reader.head().size;
     let spawned = std::thread::Builder::new()
         .name("socai-directory".into())
         .spawn(move || {
             while Arc::strong_count(&directory) > 1 {
-                let scanned = directory.lock().unwrap_or_else(|e| e.into_inner()).scanned;
                 let size = reader.head().size;
+                let scanned = {
+                    let mut d = directory.lock().unwrap_or_else(|e| e.into_inner());
+                    // Known before reading: a view meanwhile says the directory is behind.
+                    d.size = size;
+                    d.scanned
+                };
                 if scanned >= size {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                     continue;
@@ -490,8 +497,13 @@ pub(crate) fn follow_directory(
     }
 }
 
-/// Runs `f` on the directory as read so far (never waits for the follower to catch up).
+/// Runs `f` on the directory as read so far (never waits for the follower to catch up). The
+/// follower starts with the first dashboard request, so an API nobody opens the dashboard of
+/// (a benchmark, an auditor's server) never reads the ledger for it.
 fn with_directory<T>(state: &AppState, f: impl FnOnce(&Directory) -> T) -> T {
+    state.inner.directory_started.call_once(|| {
+        follow_directory(state.reader().clone(), state.inner.directory.clone());
+    });
     let d = state
         .inner
         .directory
@@ -846,16 +858,21 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
         .collect();
     // Exact keys: the shown metrics of this scope and its children, at both windows.
     let mut keys = Vec::new();
+    let row_metrics = tile_metrics(&config);
     for id in &ids {
-        for of in std::iter::once(&scope).chain(&children) {
-            for metric in &metrics {
-                keys.push(socai_metrics::key(*metric, of, id));
+        for metric in &metrics {
+            keys.push(socai_metrics::key(*metric, &scope, id));
+        }
+        for child in &children {
+            for metric in &row_metrics {
+                keys.push(socai_metrics::key(*metric, child, id));
             }
         }
     }
     let mut found = Found::new();
     // nats-server answers at most 1024 subjects per multi_last request.
-    for chunk in keys.chunks(KEYS_PER_READ) {
+    let per_read = KEYS_PER_READ.min(state.config().max_metric_values).max(1);
+    for chunk in keys.chunks(per_read) {
         found.extend(by_key(values(&state, chunk.to_vec()).await?));
     }
     let current_id = window.id();

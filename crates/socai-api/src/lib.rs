@@ -120,6 +120,8 @@ struct Inner {
     metric_slots: Arc<Semaphore>,
     /// Who runs what, learned from the ledger for the dashboard.
     directory: dashboard::SharedDirectory,
+    /// Whether the directory's follower runs (from the first dashboard request on).
+    directory_started: std::sync::Once,
 }
 
 impl AppState {
@@ -142,7 +144,6 @@ impl AppState {
             hub.register(&mut registry);
         }
         let directory = dashboard::SharedDirectory::default();
-        dashboard::follow_directory(reader.clone(), directory.clone());
         AppState {
             inner: Arc::new(Inner {
                 sse_slots: Arc::new(Semaphore::new(config.max_sse_clients)),
@@ -150,6 +151,7 @@ impl AppState {
                 read_slots: Arc::new(Semaphore::new(config.max_concurrent_reads.max(1))),
                 metric_slots: Arc::new(Semaphore::new(METRIC_READS)),
                 directory,
+                directory_started: std::sync::Once::new(),
                 reader,
                 config,
                 nats,

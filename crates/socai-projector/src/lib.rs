@@ -368,13 +368,12 @@ struct KvShared {
     stored: tokio::sync::Notify,
 }
 
-/// Runs a projection worker until `shutdown` resolves; then publishes what is pending and
-/// saves its state.
-///
 /// How often a worker sends its heartbeat on `dvc.workers.<name>` by default (dashboards wait
 /// for two before they call the figures stale).
 pub const HEARTBEAT_SECS: u64 = 5;
 
+/// Runs a projection worker until `shutdown` resolves; then publishes what is pending and
+/// saves its state.
 /// The fold loop applies COMMITTED's entries and, every `flush_interval` while they change
 /// anything, publishes the changed values on `dvc.metrics.…` at once (live subscribers never
 /// wait for storage) and hands them to the KV writer, which stores the latest value of each key
@@ -549,8 +548,10 @@ pub async fn run(
             saved_size = size;
         }
     }
-    // Shutdown: publish what is pending, let KV store it (bounded), then keep the state.
-    if dirty {
+    // Shutdown: publish what is pending, let KV store it (bounded), then keep the state. Not
+    // below the mark's size (a worker folding again after a definitions change, or from an old
+    // state file): KV never goes back in time; the next start holds and republishes again.
+    if dirty && state.tree_size() >= hold_until {
         flush(&live, &config, &mut state, &shared, republish_all).await;
     }
     // The writer stores what is pending once more, then stops (bounded).

@@ -58,19 +58,43 @@ struct State {
     duplicates: u64,
     rejected: u64,
     runs: u64,
+    /// Which stream `generated` counts in: the simulator's stream depends on the units file it
+    /// was built with (`socai_metrics::definitions()`); another one would resume at the same
+    /// index of different events.
+    #[serde(default)]
+    stream: String,
+}
+
+/// The fingerprint of the simulator's default stream in this build.
+fn stream_fingerprint() -> String {
+    format!(
+        "sim-seed-{}-{}",
+        socai_sim::SimConfig::default().seed,
+        socai_metrics::definitions()
+    )
 }
 
 impl State {
     fn load(dir: &Path) -> anyhow::Result<Option<State>> {
         let path = dir.join(STATE_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-                anyhow!(
-                    "{} is not readable ({e}): the demo cannot tell where its simulator stopped; delete {} to start the demo over",
-                    path.display(),
-                    dir.display()
-                )
-            }),
+            Ok(text) => {
+                let state: State = serde_json::from_str(&text).map_err(|e| {
+                    anyhow!(
+                        "{} is not readable ({e}): the demo cannot tell where its simulator stopped; delete {} to start the demo over",
+                        path.display(),
+                        dir.display()
+                    )
+                })?;
+                if state.generated > 0 && state.stream != stream_fingerprint() {
+                    return Err(anyhow!(
+                        "{} was made by a socai whose simulator streams other events (another units file or seed): resuming would send different events under the same ids; delete {} to start the demo over",
+                        dir.display(),
+                        dir.display()
+                    ));
+                }
+                Ok(Some(state))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -79,9 +103,17 @@ impl State {
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(STATE_FILE);
         let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("writing {}", path.display()))
+        let state = State {
+            stream: stream_fingerprint(),
+            ..self.clone()
+        };
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&state)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("writing {}", path.display()))
     }
 }
 

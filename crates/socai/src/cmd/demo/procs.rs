@@ -417,8 +417,12 @@ impl Stack {
             let started = Instant::now();
             let status = p.stop(limit);
             let took = started.elapsed().as_secs_f64();
+            // nats-server before 2.11 exits 1 on SIGTERM (2.11 made it 0): that is its clean
+            // stop too (Debian's and Ubuntu's packages are older).
+            let clean =
+                |s: &ExitStatus| s.success() || (p.name == "nats-server" && s.code() == Some(1));
             match status {
-                Some(s) if s.success() => {
+                Some(s) if clean(&s) => {
                     // Its own last line says what it did.
                     let last = p
                         .log_text()
@@ -427,7 +431,7 @@ impl Stack {
                         .find(|l| l.starts_with("stopped: "))
                         .map(|l| format!(": {}", l.trim_start_matches("stopped: ")))
                         .unwrap_or_default();
-                    lines.push(format!("{} stopped in {took:.1} s (exit 0){last}", p.name));
+                    lines.push(format!("{} stopped in {took:.1} s ({s}){last}", p.name));
                 }
                 other => {
                     let what = other.map_or("an unknown status".to_string(), |s| s.to_string());
