@@ -5,6 +5,23 @@
 //! a retry, a few bad events that land on REJECTED); then the ledger is verified, proven, exported
 //! and verified offline, and personal data is redacted with everything still verifying.
 
+/// `println!` that never panics: the live demo keeps stopping its children cleanly after its
+/// terminal went away (SIGHUP: writes then fail with EIO, where `println!` would panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see `say!`).
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod clock;
 mod live;
 mod procs;

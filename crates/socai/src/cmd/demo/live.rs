@@ -155,13 +155,13 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
         ),
     };
     state.runs += 1;
-    println!(
+    say!(
         "socai demo in {} (run {}; Ctrl-C stops it cleanly, running it again resumes; `--once` runs every step in a temp dir and exits)",
         dir.display(),
         state.runs
     );
     if !first && opts.events.is_some_and(|n| n != state.initial_events) {
-        println!(
+        say!(
             "(--events applies to a new dir: this one's initial workload is {} events, set on its first run; to start over, delete {})",
             state.initial_events,
             dir.display()
@@ -203,7 +203,7 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
     }
     let stopped = stack.stop();
     for line in &stopped.lines {
-        println!("{line}");
+        say!("{line}");
     }
     let saved = state.save(&dir);
     drop(rt);
@@ -234,7 +234,7 @@ struct Run {
 fn summary(dir: &Path, own_dir: bool, state: &State, run: &Run) {
     super::step("summary");
     let secs = run.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    println!(
+    say!(
         "this run: {} events published in {}: {} committed, {} already in the ledger (duplicates, not committed twice), {} rejected; each answered by a signed receipt checked with checkpoint.vkey",
         run.sent,
         duration(secs),
@@ -244,7 +244,7 @@ fn summary(dir: &Path, own_dir: bool, state: &State, run: &Run) {
     );
     if let (Some(t), true) = (run.trickle_started, run.trickled > 0) {
         let s = t.elapsed().as_secs_f64();
-        println!(
+        say!(
             "live trickle: {} events in {} ({:.1}/s)",
             run.trickled,
             duration(s),
@@ -254,7 +254,7 @@ fn summary(dir: &Path, own_dir: bool, state: &State, run: &Run) {
     match (run.size_before, run.size_after) {
         (Some(a), Some(b)) => {
             let same = b.checked_sub(a) == Some(run.committed);
-            println!(
+            say!(
                 "tree size {a} → {b} (+{}){}",
                 b.saturating_sub(a),
                 if same {
@@ -264,10 +264,10 @@ fn summary(dir: &Path, own_dir: bool, state: &State, run: &Run) {
                 }
             );
         }
-        (_, Some(b)) => println!("tree size {b}"),
+        (_, Some(b)) => say!("tree size {b}"),
         _ => {}
     }
-    println!(
+    say!(
         "all runs: {} events of the simulator's stream answered ({} committed, {} duplicates, {} rejected); the next run continues with event {}{}",
         state.generated,
         state.committed,
@@ -284,8 +284,8 @@ fn summary(dir: &Path, own_dir: bool, state: &State, run: &Run) {
         .map(|e| relative(&e))
         .unwrap_or_else(|| "socai".into());
     let data = relative(&dir.join("data"));
-    println!("check it:        {exe} --data-dir {data} verify --vkey {data}/checkpoint.vkey");
-    println!(
+    say!("check it:        {exe} --data-dir {data} verify --vkey {data}/checkpoint.vkey");
+    say!(
         "run it again:    deploy/demo.sh{}   (it resumes; delete {} to start over)",
         if own_dir {
             format!(" --dir {}", relative(dir))
@@ -431,7 +431,7 @@ async fn live(
             )
         })?;
     let url = format!("nats://127.0.0.1:{port}");
-    println!(
+    say!(
         "nats-server {url} with deploy/nats/single.conf (store {}/nats/jetstream, log {}/nats-server.log)",
         relative(&dir),
         relative(&logs)
@@ -481,7 +481,7 @@ async fn live(
         return Ok(());
     }
     run.size_before = tree_size(&client, &api).await;
-    println!(
+    say!(
         "socai serve: the ledger writer and the HTTP API at {api} (log {}/serve.log)",
         relative(&logs)
     );
@@ -516,7 +516,7 @@ async fn live(
     {
         return Ok(());
     }
-    println!(
+    say!(
         "socai project: one projection worker folding COMMITTED into the metrics (log {}/project.log)",
         relative(&logs)
     );
@@ -549,7 +549,7 @@ async fn live(
             sim.next();
         }
         if started.elapsed() > Duration::from_secs(1) {
-            println!(
+            say!(
                 "simulator fast-forwarded past the {} events already sent in {:.1} s",
                 state.generated,
                 started.elapsed().as_secs_f64()
@@ -595,12 +595,12 @@ fn write_env(dir: &Path, url: &str, password: &str) {
 
 fn print_urls(api: &str, dir: &Path) {
     super::step("running");
-    println!("dashboard:      {api}/dashboard");
-    println!("HTTP API:       {api}/v1/log   (every route: {api}/v1/openapi.json)");
-    println!(
+    say!("dashboard:      {api}/dashboard");
+    say!("HTTP API:       {api}/v1/log   (every route: {api}/v1/openapi.json)");
+    say!(
         "metrics:        {api}/v1/metrics?scope=national&window=ytd   live: {api}/v1/metrics/stream"
     );
-    println!(
+    say!(
         "NATS, as the dashboard user: set -a; . {}/nats.env; set +a; socai metrics",
         relative(dir)
     );
@@ -711,7 +711,7 @@ async fn publish_round(
                     if *stop.borrow() {
                         let by = *stop_by.get_or_insert_with(|| Instant::now() + STOP_GRACE);
                         if Instant::now() >= by {
-                            eprintln!(
+                            say_err!(
                                 "no receipts within {} s of the stop: these {} events count as not sent; the next run sends them again",
                                 STOP_GRACE.as_secs(),
                                 msgs.len()
@@ -757,7 +757,7 @@ impl Answered {
                 Outcome::Rejected {
                     code, path, reason, ..
                 } => {
-                    eprintln!(
+                    say_err!(
                         "event {} rejected by the ledger: {code} at {path:?}: {reason}",
                         e.id
                     );
@@ -833,7 +833,7 @@ async fn initial(
         state.save(&stack.dir)?;
         if bar.is_hidden() && (last_line.elapsed() > STATUS_EVERY || state.generated == total) {
             last_line = Instant::now();
-            println!(
+            say!(
                 "  {} of {total} events answered ({:.0}/s)",
                 state.generated,
                 (state.generated - from) as f64 / started.elapsed().as_secs_f64()
@@ -843,7 +843,7 @@ async fn initial(
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let done = state.generated - from;
-    println!(
+    say!(
         "{done} events published and answered in {secs:.1} s ({:.0}/s): {} committed, {} duplicates, {} rejected{}{}",
         done as f64 / secs.max(1e-9),
         run.committed,
@@ -860,7 +860,7 @@ async fn initial(
 }
 
 fn note_round_abandoned() {
-    eprintln!(
+    say_err!(
         "stopped while a round of events waited for its receipts; the next run sends that round again (what the ledger already holds comes back as duplicates)"
     );
 }
@@ -886,7 +886,7 @@ async fn trickle(
         state.generated,
         clock.describe()
     ));
-    println!(
+    say!(
         "the simulated clock follows its offices' hours (Mon-Fri 07:30-11:30 and 13:30-17:00, +07:00) scaled to wall time: while they are open it runs fast enough for about {rate} events/s (now {:.0}× wall time, re-estimated every {} s from the stream ahead), outside them {OFF_HOURS_FACTOR}× faster still, so fewer events arrive at lunch, at night and at weekends without the demo idling for hours (--rate changes the pace); each event is kept until its signed receipt; a status line every {} s; Ctrl-C stops",
         clock.speed,
         STATUS_EVERY.as_secs(),
@@ -932,7 +932,7 @@ async fn trickle(
         if Instant::now() >= status_at {
             let secs = window_start.elapsed().as_secs_f64();
             let dashboard = dashboard_size(client, api).await;
-            println!(
+            say!(
                 "[{}] simulated {} · clock {:.0}× wall time · {} events in {:.0} s ({:.1}/s) · {} committed by the trickle, {} duplicates · tree size {} · dashboard figures at tree size {}",
                 jiff::Zoned::now().strftime("%H:%M:%S"),
                 clock.describe(),

@@ -317,7 +317,7 @@ impl Proc {
         let started = Instant::now();
         while self.exited().is_none() {
             if started.elapsed() > limit {
-                eprintln!(
+                say_err!(
                     "{} did not stop within {} s of SIGTERM: killed (it loses nothing acknowledged; see {})",
                     self.name,
                     limit.as_secs(),
