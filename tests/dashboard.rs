@@ -149,6 +149,15 @@ impl Browser {
         .to_owned()
     }
 
+    /// The page's current URL.
+    async fn url(&self) -> String {
+        self.c()
+            .current_url()
+            .await
+            .expect("the current URL")
+            .to_string()
+    }
+
     /// Clicks the element `css` names. A live update may re-render it between the lookup
     /// and the click (a stale element): looked up again then.
     async fn click(&self, css: &str) {
@@ -489,15 +498,7 @@ async fn the_page_shows_the_ledgers_figures_live_and_verifies_them() {
         .click("[data-testid=\"ranking\"] a[data-scope=\"province:H01\"]")
         .await;
     browser.view_of("province:H01").await;
-    assert!(
-        browser
-            .c()
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .contains("province")
-    );
+    assert!(browser.url().await.contains("province"));
     assert!(browser.text("view-title").await.contains("Hà Nội"));
     browser.screenshot("province").await;
     let commune = browser
@@ -546,15 +547,7 @@ async fn the_page_shows_the_ledgers_figures_live_and_verifies_them() {
     let en = browser.text("tile-fully_online_rate").await;
     assert!(en.contains("Fully online"), "{en}");
     assert_ne!(vi, en);
-    assert!(
-        browser
-            .c()
-            .current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .contains("lang=en")
-    );
+    assert!(browser.url().await.contains("lang=en"));
 
     // Verify: green on an honest ledger, and again once the log grew (a consistency proof).
     let (status, text) = browser.verify().await;

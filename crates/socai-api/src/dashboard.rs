@@ -571,12 +571,7 @@ fn read_error(e: ReadError, max: usize) -> ApiError {
 async fn values(state: &AppState, filters: Vec<String>) -> Result<Vec<MetricValue>, ApiError> {
     let nats = crate::live::nats(state)?;
     let max = state.config().max_metric_values;
-    let _slot = state
-        .inner
-        .metric_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is stopping"))?;
+    let _slot = state.metric_slot().await?;
     let published = read_published_any(&nats.js, &filters, max)
         .await
         .map_err(|e| read_error(e, max))?;

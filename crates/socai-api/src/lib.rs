@@ -170,6 +170,15 @@ impl AppState {
     pub fn config(&self) -> &ApiConfig {
         &self.inner.config
     }
+
+    /// One of the METRICS reads allowed at once, held for the read.
+    async fn metric_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, problem::ApiError> {
+        self.inner
+            .metric_slots
+            .acquire()
+            .await
+            .map_err(|_| problem::ApiError::unavailable("the server is stopping"))
+    }
 }
 
 /// Every route, with the limits of `state`'s config.

@@ -70,12 +70,7 @@ async fn values(
         ));
     }
     let max = state.config().max_metric_values;
-    let _slot = state
-        .inner
-        .metric_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is stopping"))?;
+    let _slot = state.metric_slot().await?;
     let published = read_published_bounded(&nats.js, &filter.key_filter(), max)
         .await
         .map_err(|e| match e {
