@@ -315,3 +315,267 @@ impl Offering {
         out.sort_unstable();
     }
 }
+
+/// Flags of the compact encoding ([`Dossier::encode`]): which facts are present, and their
+/// booleans. The common ones sit in the low 14 bits (a 2-byte varint).
+mod flag {
+    pub const SUBMITTED: u32 = 1 << 0;
+    pub const SUBMITTED_ONLINE: u32 = 1 << 1;
+    pub const ACCEPTED: u32 = 1 << 2;
+    pub const DIGITIZED: u32 = 1 << 3;
+    pub const PAID: u32 = 1 << 4;
+    pub const PAID_ONLINE: u32 = 1 << 5;
+    pub const RESOLVED: u32 = 1 << 6;
+    pub const ELECTRONIC: u32 = 1 << 7;
+    pub const RETURNED: u32 = 1 << 8;
+    /// Two bits: 0 electronic, 1 counter, 2 postal.
+    pub const METHOD_SHIFT: u32 = 9;
+    pub const RATED: u32 = 1 << 11;
+    pub const SATISFIED: u32 = 1 << 12;
+    pub const SIGNED: u32 = 1 << 13;
+    pub const FEE_REQUESTED: u32 = 1 << 14;
+    pub const ENDED: u32 = 1 << 15;
+    /// Supplements or extensions follow.
+    pub const PAUSES: u32 = 1 << 16;
+}
+
+/// Appends `v` as a varint (zigzag for signed values).
+fn put<V: integer_encoding::VarInt>(out: &mut Vec<u8>, v: V) {
+    let mut buf = [0u8; 10];
+    let n = v.encode_var(&mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Reads a varint from the front of `bytes`, advancing it.
+fn take<V: integer_encoding::VarInt>(bytes: &mut &[u8]) -> Option<V> {
+    let (v, n) = V::decode_var(bytes)?;
+    *bytes = &bytes[n..];
+    Some(v)
+}
+
+impl Dossier {
+    /// Whether its lifecycle has ended (resolved, refused, withdrawn or stopped): only late
+    /// events can change it now.
+    pub(crate) fn finished(&self) -> bool {
+        self.resolved.is_some() || self.ended.is_some()
+    }
+
+    /// The whole state in a few dozen bytes (lossless: [`Dossier::decode`] gives it back
+    /// exactly). Times are varint deltas, each from the one written before it, starting from
+    /// `latest`, so a dossier's lifecycle of hours or days costs 2–4 bytes per fact.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        use flag::*;
+        let mut flags = 0u32;
+        let mut set = |bit: u32, yes: bool| {
+            if yes {
+                flags |= bit;
+            }
+        };
+        set(SUBMITTED, self.submitted.is_some());
+        set(SUBMITTED_ONLINE, self.submitted.is_some_and(|s| s.1));
+        set(ACCEPTED, self.accepted.is_some());
+        set(DIGITIZED, self.accepted.is_some_and(|a| a.2));
+        set(PAID, self.paid.is_some());
+        set(PAID_ONLINE, self.paid.is_some_and(|p| p.1));
+        set(RESOLVED, self.resolved.is_some());
+        set(ELECTRONIC, self.resolved.is_some_and(|r| r.1));
+        set(RETURNED, self.returned.is_some());
+        set(RATED, self.rated.is_some());
+        set(SATISFIED, self.rated.is_some_and(|r| r.1));
+        set(SIGNED, self.signed);
+        set(FEE_REQUESTED, self.fee_requested);
+        set(ENDED, self.ended.is_some());
+        set(
+            PAUSES,
+            !(self.supplement_requested.is_empty()
+                && self.supplement_received.is_empty()
+                && self.extended.is_empty()),
+        );
+        if let Some((_, method)) = self.returned {
+            let m = match method {
+                Return::Electronic => 0,
+                Return::Counter => 1,
+                Return::Postal => 2,
+            };
+            flags |= m << METHOD_SHIFT;
+        }
+        put(out, flags);
+        put(out, self.agency);
+        put(out, self.procedure);
+        put(out, self.latest);
+        // Latest first, then backwards through the lifecycle: each delta is small and usually
+        // positive (zigzag keeps it small when not).
+        let mut prev = self.latest;
+        let mut time = |out: &mut Vec<u8>, t: i64| {
+            put(out, prev.wrapping_sub(t));
+            prev = t;
+        };
+        for t in [
+            self.rated.map(|r| r.0),
+            self.returned.map(|r| r.0),
+            self.resolved.map(|r| r.0),
+            self.ended,
+            self.paid.map(|p| p.0),
+            self.accepted.map(|a| a.0),
+            self.submitted.map(|s| s.0),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            time(out, t);
+        }
+        if let Some((at, due, _)) = self.accepted {
+            put(out, due.wrapping_sub(at));
+        }
+        if flags & PAUSES != 0 {
+            put(out, self.supplement_requested.len() as u64);
+            for &t in &self.supplement_requested {
+                put(out, self.latest.wrapping_sub(t));
+            }
+            put(out, self.supplement_received.len() as u64);
+            for &(t, new_due) in &self.supplement_received {
+                put(out, self.latest.wrapping_sub(t));
+                match new_due {
+                    None => out.push(0),
+                    Some(due) => {
+                        out.push(1);
+                        put(out, due.wrapping_sub(t));
+                    }
+                }
+            }
+            put(out, self.extended.len() as u64);
+            for &(t, new_due) in &self.extended {
+                put(out, self.latest.wrapping_sub(t));
+                put(out, new_due.wrapping_sub(t));
+            }
+        }
+    }
+
+    /// The state [`Dossier::encode`] wrote; `None` if the bytes are not one.
+    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Dossier> {
+        use flag::*;
+        let b = &mut bytes;
+        let flags: u32 = take(b)?;
+        let has = |bit: u32| flags & bit != 0;
+        let mut d = Dossier {
+            agency: take(b)?,
+            procedure: take(b)?,
+            latest: take(b)?,
+            fee_requested: has(FEE_REQUESTED),
+            signed: has(SIGNED),
+            ..Dossier::default()
+        };
+        let mut prev = d.latest;
+        let mut time = |b: &mut &[u8], present: bool| -> Option<Option<i64>> {
+            if !present {
+                return Some(None);
+            }
+            prev = prev.wrapping_sub(take::<i64>(b)?);
+            Some(Some(prev))
+        };
+        let rated = time(b, has(RATED))?;
+        let returned = time(b, has(RETURNED))?;
+        let resolved = time(b, has(RESOLVED))?;
+        d.ended = time(b, has(ENDED))?;
+        let paid = time(b, has(PAID))?;
+        let accepted = time(b, has(ACCEPTED))?;
+        let submitted = time(b, has(SUBMITTED))?;
+        d.rated = rated.map(|t| (t, has(SATISFIED)));
+        d.returned = match returned {
+            None => None,
+            Some(t) => Some((
+                t,
+                match (flags >> METHOD_SHIFT) & 3 {
+                    0 => Return::Electronic,
+                    1 => Return::Counter,
+                    2 => Return::Postal,
+                    _ => return None,
+                },
+            )),
+        };
+        d.resolved = resolved.map(|t| (t, has(ELECTRONIC)));
+        d.paid = paid.map(|t| (t, has(PAID_ONLINE)));
+        d.submitted = submitted.map(|t| (t, has(SUBMITTED_ONLINE)));
+        if let Some(at) = accepted {
+            let due = at.wrapping_add(take::<i64>(b)?);
+            d.accepted = Some((at, due, has(DIGITIZED)));
+        }
+        if has(PAUSES) {
+            let latest = d.latest;
+            let n: u64 = take(b)?;
+            for _ in 0..n {
+                d.supplement_requested
+                    .push(latest.wrapping_sub(take::<i64>(b)?));
+            }
+            let n: u64 = take(b)?;
+            for _ in 0..n {
+                let t = latest.wrapping_sub(take::<i64>(b)?);
+                let (&tag, rest) = b.split_first()?;
+                *b = rest;
+                let new_due = match tag {
+                    0 => None,
+                    1 => Some(t.wrapping_add(take::<i64>(b)?)),
+                    _ => return None,
+                };
+                d.supplement_received.push((t, new_due));
+            }
+            let n: u64 = take(b)?;
+            for _ in 0..n {
+                let t = latest.wrapping_sub(take::<i64>(b)?);
+                d.extended.push((t, t.wrapping_add(take::<i64>(b)?)));
+            }
+        }
+        bytes.is_empty().then_some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn time() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            1_600_000_000i64..1_900_000_000,
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(i64::MAX)
+        ]
+    }
+
+    prop_compose! {
+        fn dossier()(
+            agency in any::<u32>(), procedure in any::<u32>(),
+            submitted in proptest::option::of((time(), any::<bool>())),
+            accepted in proptest::option::of((time(), time(), any::<bool>())),
+            supplement_requested in proptest::collection::vec(time(), 0..3),
+            supplement_received in proptest::collection::vec((time(), proptest::option::of(time())), 0..3),
+            extended in proptest::collection::vec((time(), time()), 0..3),
+            fee_requested in any::<bool>(),
+            paid in proptest::option::of((time(), any::<bool>())),
+            signed in any::<bool>(),
+            resolved in proptest::option::of((time(), any::<bool>())),
+            returned in proptest::option::of((time(), prop_oneof![Just(Return::Electronic), Just(Return::Counter), Just(Return::Postal)])),
+            ended in proptest::option::of(time()),
+            rated in proptest::option::of((time(), any::<bool>())),
+            latest in time(),
+        ) -> Dossier {
+            Dossier { agency, procedure, submitted, accepted, supplement_requested,
+                supplement_received, extended, fee_requested, paid, signed, resolved,
+                returned, ended, rated, latest }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_compact_encoding_is_lossless(d in dossier()) {
+            let mut bytes = Vec::new();
+            d.encode(&mut bytes);
+            prop_assert_eq!(Dossier::decode(&bytes), Some(d.clone()));
+            // Truncated or extended bytes are refused, never misread.
+            prop_assert_eq!(Dossier::decode(&bytes[..bytes.len() - 1]), None);
+            bytes.push(0);
+            prop_assert_eq!(Dossier::decode(&bytes), None);
+        }
+    }
+}

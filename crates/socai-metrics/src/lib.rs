@@ -10,6 +10,7 @@
 //! batches, or resumed from a snapshot; "now" is the latest event time applied. Publication
 //! (NATS) and reading the ledger belong to the callers.
 
+mod compact;
 mod dossier;
 mod filter;
 mod metric;
@@ -19,12 +20,13 @@ mod score;
 mod time;
 mod units;
 
+pub use compact::DossierMemory;
 pub use filter::{Filter, FilterError};
 pub use metric::{
     Detail, INDICATORS, Indicator, IndicatorScore, METRICS, Metric, MetricValue,
     SIGNIFICANT_DIGITS, WindowBounds, indicator_points, key,
 };
-pub use projection::{Anomalies, Changes, Decoded, FoldError, Projection};
+pub use projection::{Anomalies, COMPACT_AFTER_SECS, Changes, Decoded, FoldError, Projection};
 pub use scope::{SCOPE_KINDS, Scope, ScopeKind, province_of};
 pub use score::{SCORE_766, SCORE_766_JSON, ScoreGroup, ScoreIndicator, ScoreTable, check_table};
 pub use time::{Day, VN_OFFSET_SECS, WINDOW_KINDS, Window, parse_timestamp};

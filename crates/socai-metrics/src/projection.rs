@@ -2,15 +2,17 @@
 //! values for any window.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The fold's hash maps: foldhash (hashbrown's hasher, seeded at random per process) instead of
 /// SipHash, which was a fifth of the fold's time; dossier codes come from agencies, so the seed
 /// keeps anyone from choosing colliding ones in advance.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{DossierMemory, Dossiers, Fingerprint, fingerprint};
 use crate::dossier::{Contribution, Dossier, Offering, ProcedureFacts, Return, earliest};
 use crate::metric::{
     Bucket, Counts, FIELDS, Field, GAUGE_MASK, METRICS, Metric, MetricValue, WindowSums, bit,
@@ -286,7 +288,13 @@ pub struct Projection {
     procedures: Interner,
     provinces: Interner,
     agency_province: Vec<Option<u32>>,
-    dossiers: HashMap<Box<str>, Dossier>,
+    dossiers: Dossiers,
+    /// Dossiers that were finished when last changed, by their latest event time then: the
+    /// candidates for compaction, oldest first (see [`Projection::compact_some`]).
+    finished: VecDeque<(i64, Fingerprint)>,
+    /// Compact a finished dossier once the watermark is this many seconds past its latest
+    /// event; `None`: never.
+    compact_after: Option<i64>,
     offerings: BTreeMap<(u32, u32), Offering>,
     offering_dossiers: HashMap<(u32, u32), u64>,
     buckets: HashMap<ScopeId, BTreeMap<Day, Bucket>>,
@@ -294,13 +302,20 @@ pub struct Projection {
     track_changes: bool,
     dirty: BTreeMap<ScopeId, BTreeMap<Day, u32>>,
     published_now: Option<Day>,
+    /// Dossiers and offerings changed, and how many names were known, at the last snapshot
+    /// or delta (recorded only with `track_changes`).
+    changed: HashSet<Fingerprint>,
+    changed_offerings: BTreeSet<(u32, u32)>,
+    names_saved: (usize, usize),
+    /// `next_seq` at the last snapshot or delta: where the next delta starts.
+    seq_saved: u64,
     old: Vec<Contribution>,
     new: Vec<Contribution>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    format: u32,
+/// A snapshot of format 1: all of it JSON, dossiers by id.
+#[derive(Deserialize)]
+struct SnapshotV1 {
     next_seq: u64,
     watermark: Option<i64>,
     published_now: Option<Day>,
@@ -311,20 +326,71 @@ struct Snapshot {
     anomalies: Anomalies,
 }
 
-const SNAPSHOT_FORMAT: u32 = 1;
+/// The JSON line that starts a snapshot of format 2 (or a delta after one); the dossiers follow
+/// it in binary, each as fingerprint (16 bytes), varint length, [`Dossier::encode`].
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    format: u32,
+    /// A delta: `agencies` and `procedures` are the names from `*_from` on, `offerings` and the
+    /// dossiers those that changed.
+    #[serde(default)]
+    delta: bool,
+    /// A delta: the tree size of the state it continues.
+    #[serde(default)]
+    from_seq: u64,
+    next_seq: u64,
+    watermark: Option<i64>,
+    published_now: Option<Day>,
+    #[serde(default)]
+    agencies_from: usize,
+    agencies: Vec<String>,
+    #[serde(default)]
+    procedures_from: usize,
+    procedures: Vec<String>,
+    offerings: Vec<((u32, u32), Offering)>,
+    anomalies: Anomalies,
+    dossiers: u64,
+}
+
+const SNAPSHOT_FORMAT: u32 = 2;
+
+/// The default of [`Projection::set_compaction`]: a week of event time after a dossier's last
+/// event. Late events on finished dossiers (a rating, the result's return) mostly come within
+/// days; one that comes later takes its dossier out of the arena again.
+pub const COMPACT_AFTER_SECS: i64 = 7 * 86_400;
+/// Queue items looked at after each entry (at most one is queued per entry).
+const COMPACT_PER_ENTRY: usize = 4;
 
 impl Projection {
     /// An empty projection that records which values change, for publication.
     pub fn new() -> Projection {
         Projection {
             track_changes: true,
-            ..Projection::default()
+            ..Projection::untracked()
         }
     }
 
     /// An empty projection for one-off computation (audits, `socai metrics`): no change log.
     pub fn untracked() -> Projection {
-        Projection::default()
+        Projection {
+            compact_after: Some(COMPACT_AFTER_SECS),
+            ..Projection::default()
+        }
+    }
+
+    /// When finished dossiers are compacted: once the watermark (the latest event time) is
+    /// `after` seconds past their latest event (default [`COMPACT_AFTER_SECS`]), or never
+    /// (`None`). Compaction is lossless: it changes memory, never a value.
+    pub fn set_compaction(&mut self, after: Option<i64>) {
+        self.compact_after = after;
+        if after.is_none() {
+            self.finished.clear();
+        }
+    }
+
+    /// What the dossiers take in memory, open and compacted.
+    pub fn dossier_memory(&self) -> DossierMemory {
+        self.dossiers.memory()
     }
 
     /// Entries applied so far: the ledger tree size the values are computed at.
@@ -394,7 +460,33 @@ impl Projection {
             self.watermark = Some(self.watermark.map_or(at, |w| w.max(at)));
         }
         self.next_seq += 1;
+        self.compact_some();
         Ok(())
+    }
+
+    /// Compacts a few of the finished dossiers whose time has come: called after every entry,
+    /// so the work is spread evenly and the queue drains faster than it fills.
+    fn compact_some(&mut self) {
+        let (Some(after), Some(watermark)) = (self.compact_after, self.watermark) else {
+            return;
+        };
+        let due = |t: i64| t.saturating_add(after) <= watermark;
+        for _ in 0..COMPACT_PER_ENTRY {
+            match self.finished.front() {
+                Some(&(t, fp)) if due(t) => {
+                    self.finished.pop_front();
+                    // Changed since it was queued: its later queue item decides.
+                    if self
+                        .dossiers
+                        .open_get(&fp)
+                        .is_some_and(|d| d.finished() && due(d.latest))
+                    {
+                        self.dossiers.compact(&fp);
+                    }
+                }
+                _ => break,
+            }
+        }
     }
 
     fn scopes(&self, agency: u32, procedure: u32) -> [Option<ScopeId>; 4] {
@@ -424,6 +516,9 @@ impl Projection {
             .as_deref()
             .ok_or("no service_level")?;
         let kind = event.data.result_kind.as_deref().ok_or("no result_kind")?;
+        if self.track_changes {
+            self.changed_offerings.insert((agency, procedure));
+        }
         let offering = self.offerings.entry((agency, procedure)).or_default();
         let facts_before = offering.facts();
         offering.contributions(&mut self.old);
@@ -438,17 +533,17 @@ impl Projection {
         if had_dossiers && facts_before.unwrap_or(UNKNOWN) != facts_after.unwrap_or(UNKNOWN) {
             // The catalogue changed what this offering's dossiers count for: recount them. Rare
             // (a procedure republished with another result kind), so a scan is fine.
-            let keys: Vec<Box<str>> = self
-                .dossiers
-                .iter()
-                .filter(|(_, d)| (d.agency, d.procedure) == (agency, procedure))
-                .map(|(k, _)| k.clone())
-                .collect();
+            let mut keys = Vec::new();
+            self.dossiers.for_each(|fp, d| {
+                if (d.agency, d.procedure) == (agency, procedure) {
+                    keys.push(*fp);
+                }
+            });
             let before = facts_before.unwrap_or(UNKNOWN);
             let after = facts_after.unwrap_or(UNKNOWN);
             let scopes = self.scopes(agency, procedure);
             for key in keys {
-                let dossier = &self.dossiers[&key];
+                let dossier = self.dossiers.get(&key).expect("listed above");
                 dossier.contributions(before, &mut self.old);
                 dossier.contributions(after, &mut self.new);
                 self.apply_diff(scopes);
@@ -467,8 +562,8 @@ impl Projection {
     fn apply_dossier(&mut self, step: &str, at: i64, event: &WireEvent<'_>) -> Result<(), String> {
         let agency = self.intern_agency(&event.agency);
         let procedure = self.procedures.intern(&event.procedure);
-        let key: &str = &event.dossier;
-        if !self.dossiers.contains_key(key) {
+        let fp = fingerprint(&event.dossier);
+        if self.dossiers.get_mut(&fp).is_none() {
             if !self.offerings.contains_key(&(agency, procedure)) {
                 self.anomalies.unknown_procedure += 1;
             }
@@ -477,7 +572,7 @@ impl Projection {
                 .entry((agency, procedure))
                 .or_default() += 1;
             self.dossiers.insert(
-                key.into(),
+                fp,
                 Dossier {
                     agency,
                     procedure,
@@ -490,7 +585,7 @@ impl Projection {
         let time = |field: &str, value: &Option<Cow<'_, str>>| -> Result<i64, String> {
             Ok(due_time(value.as_deref().ok_or(format!("no {field}"))?))
         };
-        let dossier = self.dossiers.get_mut(key).expect("inserted above");
+        let dossier = self.dossiers.get_mut(&fp).expect("inserted above");
         let (agency, procedure) = (dossier.agency, dossier.procedure);
         let facts = self
             .offerings
@@ -614,6 +709,12 @@ impl Projection {
             self.anomalies.repeated += 1;
         }
         dossier.contributions(facts, &mut self.new);
+        if self.track_changes {
+            self.changed.insert(fp);
+        }
+        if self.compact_after.is_some() && dossier.finished() {
+            self.finished.push_back((dossier.latest, fp));
+        }
         if self.old != self.new {
             self.apply_diff(self.scopes(agency, procedure));
         }
@@ -926,65 +1027,154 @@ impl Projection {
     /// The state as bytes, to resume from after a restart. Take it after
     /// [`Projection::take_changes`] has been published: pending changes are not kept.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut dossiers: Vec<(String, Dossier)> = self
-            .dossiers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        dossiers.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let snapshot = Snapshot {
+        let header = SnapshotHeader {
             format: SNAPSHOT_FORMAT,
+            delta: false,
+            from_seq: 0,
             next_seq: self.next_seq,
             watermark: self.watermark,
             published_now: self.published_now,
+            agencies_from: 0,
             agencies: self.agencies.names.clone(),
+            procedures_from: 0,
             procedures: self.procedures.names.clone(),
-            dossiers,
             offerings: self
                 .offerings
                 .iter()
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
             anomalies: self.anomalies.clone(),
+            dossiers: self.dossiers.len() as u64,
         };
-        serde_json::to_vec(&snapshot).expect("a snapshot serializes")
+        let mut bytes = serde_json::to_vec(&header).expect("a snapshot header serializes");
+        bytes.push(b'\n');
+        self.dossiers
+            .for_each_encoded(|fp, encoding| put_record(&mut bytes, fp, encoding));
+        bytes
     }
 
-    /// A projection resumed from [`Projection::snapshot`]: the counts are recomputed from the
-    /// dossier states, so they are exactly what the fold had.
-    pub fn restore(bytes: &[u8]) -> Result<Projection, FoldError> {
-        let snapshot: Snapshot =
-            serde_json::from_slice(bytes).map_err(|e| FoldError::Snapshot(e.to_string()))?;
-        if snapshot.format != SNAPSHOT_FORMAT {
-            return Err(FoldError::Snapshot(format!(
-                "format {} (this build reads {SNAPSHOT_FORMAT})",
-                snapshot.format
-            )));
+    /// [`Projection::snapshot`], and the start of the next [`Projection::take_delta`].
+    pub fn take_snapshot(&mut self) -> Vec<u8> {
+        self.changed.clear();
+        self.changed_offerings.clear();
+        self.names_saved = (self.agencies.names.len(), self.procedures.names.len());
+        self.seq_saved = self.next_seq;
+        self.snapshot()
+    }
+
+    /// What changed since the last [`Projection::take_snapshot`] or `take_delta`: the dossiers
+    /// and offerings an entry touched, the names first seen, and the counters. Restored on top
+    /// of that snapshot and the deltas before it ([`Projection::restore_chain`]), it gives the
+    /// state now. Only a projection made by [`Projection::new`] records what changed.
+    pub fn take_delta(&mut self) -> Vec<u8> {
+        let (agencies_from, procedures_from) = self.names_saved;
+        let header = SnapshotHeader {
+            format: SNAPSHOT_FORMAT,
+            delta: true,
+            from_seq: self.seq_saved,
+            next_seq: self.next_seq,
+            watermark: self.watermark,
+            published_now: self.published_now,
+            agencies_from,
+            agencies: self.agencies.names[agencies_from..].to_vec(),
+            procedures_from,
+            procedures: self.procedures.names[procedures_from..].to_vec(),
+            offerings: std::mem::take(&mut self.changed_offerings)
+                .into_iter()
+                .map(|k| (k, self.offerings[&k].clone()))
+                .collect(),
+            anomalies: self.anomalies.clone(),
+            dossiers: self.changed.len() as u64,
+        };
+        let mut bytes = serde_json::to_vec(&header).expect("a snapshot header serializes");
+        bytes.push(b'\n');
+        let mut encoding = Vec::new();
+        for fp in std::mem::take(&mut self.changed) {
+            let dossier = self.dossiers.get(&fp).expect("a changed dossier is known");
+            encoding.clear();
+            dossier.encode(&mut encoding);
+            put_record(&mut bytes, &fp, &encoding);
         }
+        self.names_saved = (self.agencies.names.len(), self.procedures.names.len());
+        self.seq_saved = self.next_seq;
+        bytes
+    }
+
+    /// A projection resumed from [`Projection::snapshot`] (or a snapshot of format 1): the
+    /// counts are recomputed from the dossier states, so they are exactly what the fold had.
+    pub fn restore(bytes: &[u8]) -> Result<Projection, FoldError> {
+        Projection::restore_chain(bytes, &[])
+    }
+
+    /// A projection resumed from a snapshot and the deltas taken after it, in order.
+    pub fn restore_chain(base: &[u8], deltas: &[&[u8]]) -> Result<Projection, FoldError> {
+        let bad = |why: String| FoldError::Snapshot(why);
+        let (mut header, base_records) = parse_snapshot(base)?;
+        if header.delta {
+            return Err(bad("the first snapshot of a chain is a delta".into()));
+        }
+        let mut offerings: BTreeMap<(u32, u32), Offering> =
+            std::mem::take(&mut header.offerings).into_iter().collect();
+        // The latest encoding of each dossier the deltas hold (borrowed: a long log of a large
+        // state stays in its bytes until used).
+        let mut newer: HashMap<Fingerprint, &[u8]> = HashMap::default();
+        for (i, delta) in deltas.iter().enumerate() {
+            let (d, records) = parse_snapshot(delta)?;
+            let records = match records {
+                Records::Binary(records) if d.delta => records,
+                _ => return Err(bad(format!("delta {i} is not a delta"))),
+            };
+            if (d.agencies_from, d.procedures_from)
+                != (header.agencies.len(), header.procedures.len())
+                || d.from_seq != header.next_seq
+                || d.next_seq < d.from_seq
+            {
+                return Err(bad(format!(
+                    "delta {i} does not continue the state before it"
+                )));
+            }
+            header.agencies.extend(d.agencies);
+            header.procedures.extend(d.procedures);
+            offerings.extend(d.offerings);
+            header.next_seq = d.next_seq;
+            header.watermark = d.watermark;
+            header.published_now = d.published_now;
+            header.anomalies = d.anomalies;
+            let mut rest = records;
+            for j in 0..d.dossiers {
+                let (fp, encoding) = next_record(&mut rest)
+                    .ok_or_else(|| bad(format!("delta {i}: dossier {j} is malformed")))?;
+                newer.insert(fp, encoding);
+            }
+            if !rest.is_empty() {
+                return Err(bad(format!("delta {i}: bytes after the last dossier")));
+            }
+        }
+        header.offerings = offerings.into_iter().collect();
         let mut p = Projection::new();
-        for agency in &snapshot.agencies {
+        for agency in &header.agencies {
             p.intern_agency(agency);
         }
-        for procedure in &snapshot.procedures {
+        for procedure in &header.procedures {
             p.procedures.intern(procedure);
         }
-        let known = |a: u32, pr: u32| {
-            (a as usize) < snapshot.agencies.len() && (pr as usize) < snapshot.procedures.len()
-        };
-        for ((agency, procedure), offering) in snapshot.offerings {
+        let (agencies, procedures) = (header.agencies.len(), header.procedures.len());
+        p.names_saved = (agencies, procedures);
+        p.seq_saved = header.next_seq;
+        let known = |a: u32, pr: u32| (a as usize) < agencies && (pr as usize) < procedures;
+        for ((agency, procedure), offering) in std::mem::take(&mut header.offerings) {
             if !known(agency, procedure) {
-                return Err(FoldError::Snapshot("offering of an unknown agency".into()));
+                return Err(bad("offering of an unknown agency".into()));
             }
             offering.contributions(&mut p.new);
             p.old.clear();
             p.apply_diff(p.scopes(agency, procedure));
             p.offerings.insert((agency, procedure), offering);
         }
-        for (key, dossier) in snapshot.dossiers {
+        p.watermark = header.watermark;
+        let add = |p: &mut Projection, fp: Fingerprint, dossier: Dossier| {
             if !known(dossier.agency, dossier.procedure) {
-                return Err(FoldError::Snapshot(format!(
-                    "dossier {key} of an unknown agency"
-                )));
+                return Err(bad(format!("dossier {} of an unknown agency", hex(&fp))));
             }
             let facts = p.facts(dossier.agency, dossier.procedure);
             dossier.contributions(facts, &mut p.new);
@@ -993,15 +1183,147 @@ impl Projection {
             *p.offering_dossiers
                 .entry((dossier.agency, dossier.procedure))
                 .or_default() += 1;
-            p.dossiers.insert(key.into(), dossier);
+            p.place_restored(fp, dossier);
+            Ok(())
+        };
+        let mut base_count = 0u64;
+        match base_records {
+            Records::V1(dossiers) => {
+                for (fp, dossier) in dossiers {
+                    base_count += 1;
+                    let dossier = newer.remove(&fp).map_or(Some(dossier), Dossier::decode);
+                    add(&mut p, fp, dossier.expect("checked by next_record"))?;
+                }
+            }
+            Records::Binary(mut rest) => {
+                for i in 0..header.dossiers {
+                    let (fp, encoding) = next_record(&mut rest)
+                        .ok_or_else(|| bad(format!("dossier {i} is malformed")))?;
+                    base_count += 1;
+                    let encoding = newer.remove(&fp).unwrap_or(encoding);
+                    let dossier = Dossier::decode(encoding).expect("checked by next_record");
+                    add(&mut p, fp, dossier)?;
+                }
+                if !rest.is_empty() {
+                    return Err(bad(format!("{} bytes after the last dossier", rest.len())));
+                }
+            }
         }
+        let new = newer.len() as u64;
+        for (fp, encoding) in newer {
+            let dossier = Dossier::decode(encoding).expect("checked by next_record");
+            add(&mut p, fp, dossier)?;
+        }
+        if p.dossiers.len() as u64 != base_count + new {
+            return Err(bad("a dossier is listed twice".into()));
+        }
+        let mut queued: Vec<(i64, Fingerprint)> = p.finished.drain(..).collect();
+        queued.sort_unstable();
+        p.finished = queued.into();
         p.dirty.clear();
-        p.next_seq = snapshot.next_seq;
-        p.watermark = snapshot.watermark;
-        p.published_now = snapshot.published_now;
-        p.anomalies = snapshot.anomalies;
+        p.next_seq = header.next_seq;
+        p.published_now = header.published_now;
+        p.anomalies = header.anomalies;
         Ok(p)
     }
+
+    /// Where a restored dossier goes: compacted if its time has come, else open (and queued if
+    /// finished).
+    fn place_restored(&mut self, fp: Fingerprint, dossier: Dossier) {
+        let compact = match (self.compact_after, self.watermark) {
+            (Some(after), Some(watermark)) if dossier.finished() => {
+                if dossier.latest.saturating_add(after) <= watermark {
+                    true
+                } else {
+                    self.finished.push_back((dossier.latest, fp));
+                    false
+                }
+            }
+            _ => false,
+        };
+        self.dossiers.restore(fp, dossier, compact);
+    }
+}
+
+/// Appends a dossier record: fingerprint, varint length, encoding.
+fn put_record(bytes: &mut Vec<u8>, fp: &Fingerprint, encoding: &[u8]) {
+    bytes.extend_from_slice(fp);
+    let mut varint = [0u8; 10];
+    let n = integer_encoding::VarInt::encode_var(encoding.len() as u64, &mut varint);
+    bytes.extend_from_slice(&varint[..n]);
+    bytes.extend_from_slice(encoding);
+}
+
+/// Reads the dossier record at the front of `rest`, advancing it: its fingerprint and an
+/// encoding checked to decode.
+fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(Fingerprint, &'a [u8])> {
+    let fp: Fingerprint = rest.get(..16)?.try_into().ok()?;
+    let (len, n) = <u64 as integer_encoding::VarInt>::decode_var(rest.get(16..)?)?;
+    let end = 16usize
+        .checked_add(n)?
+        .checked_add(usize::try_from(len).ok()?)?;
+    let encoding = rest.get(16 + n..end)?;
+    Dossier::decode(encoding)?;
+    *rest = &rest[end..];
+    Some((fp, encoding))
+}
+
+/// The dossiers of a snapshot, as its format holds them.
+enum Records<'a> {
+    V1(Vec<(Fingerprint, Dossier)>),
+    Binary(&'a [u8]),
+}
+
+/// A snapshot's (or delta's) header and its dossier records.
+fn parse_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, Records<'_>), FoldError> {
+    let bad = |why: String| FoldError::Snapshot(why);
+    let (header, rest) = match bytes.iter().position(|&b| b == b'\n') {
+        Some(split) => (&bytes[..split], &bytes[split + 1..]),
+        None => (bytes, &[][..]),
+    };
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let format: Format = serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+    match format.format {
+        1 => {
+            let v1: SnapshotV1 = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+            let dossiers: Vec<(Fingerprint, Dossier)> = v1
+                .dossiers
+                .into_iter()
+                .map(|(id, d)| (fingerprint(&id), d))
+                .collect();
+            let header = SnapshotHeader {
+                format: 1,
+                delta: false,
+                from_seq: 0,
+                next_seq: v1.next_seq,
+                watermark: v1.watermark,
+                published_now: v1.published_now,
+                agencies_from: 0,
+                agencies: v1.agencies,
+                procedures_from: 0,
+                procedures: v1.procedures,
+                offerings: v1.offerings,
+                anomalies: v1.anomalies,
+                dossiers: dossiers.len() as u64,
+            };
+            Ok((header, Records::V1(dossiers)))
+        }
+        SNAPSHOT_FORMAT => {
+            let header: SnapshotHeader =
+                serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+            Ok((header, Records::Binary(rest)))
+        }
+        other => Err(bad(format!(
+            "format {other} (this build reads 1 and {SNAPSHOT_FORMAT})"
+        ))),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const UNKNOWN: ProcedureFacts = ProcedureFacts {

@@ -224,3 +224,101 @@ fn dates_beyond_any_calendar_are_counted_not_fatal() {
     );
     assert!(!p.values("r").is_empty());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, .. ProptestConfig::default() })]
+
+    /// Compaction never changes a value: late events (some long after their dossier was
+    /// compacted) fold to the same values and anomalies as a fold that never compacts, across
+    /// snapshots and restores, whatever the grace period.
+    #[test]
+    fn compaction_never_changes_a_value(
+        seed in 0u64..1000,
+        n in 1500usize..4000,
+        delays in prop::collection::vec((0usize..5000, 1usize..3000), 5..60),
+        grace in prop_oneof![Just(0i64), 0i64..86_400, Just(socai_metrics::COMPACT_AFTER_SECS)],
+        cuts in prop::collection::vec(1usize..4000, 0..4),
+    ) {
+        let entries = log(n, seed, &delays);
+        let mut never = Projection::untracked();
+        never.set_compaction(None);
+        for (seq, entry) in entries.iter().enumerate() {
+            never.apply(seq as u64, entry).unwrap();
+        }
+        prop_assert_eq!(never.dossier_memory().compacted, 0);
+
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % n).collect();
+        cuts.sort_unstable();
+        let mut p = Projection::untracked();
+        p.set_compaction(Some(grace));
+        let mut most_compacted = 0;
+        for (seq, entry) in entries.iter().enumerate() {
+            if cuts.binary_search(&seq).is_ok() {
+                p = Projection::restore(&p.snapshot()).unwrap();
+                p.set_compaction(Some(grace));
+            }
+            p.apply(seq as u64, entry).unwrap();
+            most_compacted = most_compacted.max(p.dossier_memory().compacted);
+        }
+        prop_assert_eq!(p.dossiers(), never.dossiers());
+        prop_assert_eq!(p.anomalies(), never.anomalies());
+        assert_same(&keyed(p.values("r")), &keyed(never.values("r")), "compacted vs never");
+        if grace == 0 {
+            // Not vacuous: dossiers were compacted, and late events took some back out.
+            let memory = p.dossier_memory();
+            prop_assert!(most_compacted >= 20, "{memory:?}");
+            prop_assert!(memory.taken_back > 0, "{memory:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// A snapshot and the deltas taken after it restore the state a fold has at the last one:
+    /// the same values, anomalies and dossiers; new snapshots start new chains.
+    #[test]
+    fn a_snapshot_and_its_deltas_restore_the_fold(
+        seed in 0u64..1000,
+        n in 300usize..3000,
+        delays in prop::collection::vec((0usize..5000, 1usize..2000), 0..30),
+        cuts in prop::collection::vec((1usize..3000, any::<bool>()), 1..12),
+        grace in prop_oneof![Just(0i64), Just(socai_metrics::COMPACT_AFTER_SECS)],
+    ) {
+        let entries = log(n, seed, &delays);
+        let mut cuts: Vec<(usize, bool)> = cuts.into_iter().map(|(c, full)| (c % n, full)).collect();
+        cuts.sort_unstable();
+        let mut p = Projection::new();
+        p.set_compaction(Some(grace));
+        let mut base = p.take_snapshot();
+        let mut deltas: Vec<Vec<u8>> = Vec::new();
+        let mut at = 0;
+        for &(cut, full) in &cuts {
+            for (seq, entry) in entries.iter().enumerate().take(cut).skip(at) {
+                p.apply(seq as u64, entry).unwrap();
+            }
+            at = at.max(cut);
+            if full {
+                base = p.take_snapshot();
+                deltas.clear();
+            } else {
+                deltas.push(p.take_delta());
+            }
+            let chain: Vec<&[u8]> = deltas.iter().map(Vec::as_slice).collect();
+            let restored = Projection::restore_chain(&base, &chain).unwrap();
+            let folded = fold_all(&entries[..at]);
+            prop_assert_eq!(restored.tree_size(), at as u64);
+            prop_assert_eq!(restored.dossiers(), folded.dossiers());
+            prop_assert_eq!(restored.anomalies(), folded.anomalies());
+            assert_same(&keyed(restored.values("r")), &keyed(folded.values("r")), "restored chain");
+            // A delta is not a base, and a chain missing a delta in the middle is refused.
+            if deltas.len() >= 2 {
+                prop_assert!(Projection::restore_chain(&deltas[0], &[]).is_err());
+                let gap: Vec<&[u8]> = deltas[1..].iter().map(Vec::as_slice).collect();
+                let spanned = Projection::restore_chain(&base, &chain[..1]).unwrap().tree_size()
+                    > Projection::restore(&base).unwrap().tree_size();
+                prop_assert_eq!(Projection::restore_chain(&base, &gap).is_err(), spanned);
+            }
+        }
+    }
+}

@@ -3,7 +3,10 @@
 //!
 //! The cursor is the state file: the fold's snapshot and the Merkle frontier of the entries it
 //! applied, written atomically (temp file, fsync, rename) only once every value changed up to
-//! that tree size is stored in KV. A restart resumes COMMITTED at the first entry the file does
+//! that tree size is stored in KV. Snapshots are incremental: between two full ones, each is a
+//! delta (the dossiers and offerings that changed) appended to `NAME.state.log` and fsynced,
+//! each record checksummed and tied to its base; a new full snapshot is written once the log
+//! has grown to half the base (see [`FoldState::take_snapshot`]). A restart resumes COMMITTED at the first entry the file does
 //! not hold: nothing is skipped, and entries after it are re-applied to the state as of the
 //! snapshot, so nothing is counted twice. Each entry is checked against its predecessor's leaf
 //! hash, so every value carries the root of the entries it was computed from.
@@ -156,6 +159,18 @@ struct StateHeader {
     /// `socai_metrics::definitions()` the fold was made with ("" before it was recorded).
     #[serde(default)]
     definitions: String,
+    /// Names this base: the deltas of `NAME.state.log` carry it (0 before deltas existed).
+    #[serde(default)]
+    base_id: u64,
+}
+
+/// The header line of a delta in `NAME.state.log`.
+#[derive(Serialize, Deserialize)]
+struct DeltaHeader {
+    base_id: u64,
+    tree_size: u64,
+    frontier: Vec<String>,
+    last_leaf: String,
 }
 
 /// The fold and the Merkle frontier of the entries it applied.
@@ -163,6 +178,17 @@ pub struct FoldState {
     pub projection: Projection,
     tree: CompactRange,
     last_leaf: Hash,
+    files: Files,
+}
+
+/// What is on disk: the base the deltas extend, and how far the log goes.
+#[derive(Debug, Clone, Default)]
+struct Files {
+    base_id: u64,
+    base_bytes: u64,
+    log_bytes: u64,
+    /// The next snapshot must be a full one (no base yet, or a log that cannot be extended).
+    rewrite: bool,
 }
 
 impl Default for FoldState {
@@ -171,8 +197,62 @@ impl Default for FoldState {
             projection: Projection::new(),
             tree: CompactRange::new(),
             last_leaf: Hash::ZERO,
+            files: Files {
+                rewrite: true,
+                ..Files::default()
+            },
         }
     }
+}
+
+/// A snapshot taken, to be written once KV holds every value up to its tree size.
+pub struct PendingSnapshot {
+    tree_size: u64,
+    kind: SnapshotKind,
+    bytes: Vec<u8>,
+}
+
+enum SnapshotKind {
+    Base(u64),
+    Delta,
+}
+
+impl PendingSnapshot {
+    pub fn tree_size(&self) -> u64 {
+        self.tree_size
+    }
+}
+
+/// The delta log beside a state file.
+pub fn log_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file.as_os_str().to_owned();
+    name.push(".log");
+    PathBuf::from(name)
+}
+
+/// A log record: 8-byte little-endian length, SHA-256 of the payload, the payload.
+const RECORD_HEAD: usize = 8 + 32;
+
+/// The payloads of `log`'s records up to the first one cut short or damaged (a crash while
+/// appending), and the bytes they take.
+fn read_log(bytes: &[u8]) -> (Vec<&[u8]>, u64) {
+    use sha2::{Digest, Sha256};
+    let (mut records, mut at) = (Vec::new(), 0usize);
+    while let Some(head) = bytes.get(at..at + RECORD_HEAD) {
+        let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let Some(payload) = usize::try_from(len)
+            .ok()
+            .and_then(|len| bytes.get(at + RECORD_HEAD..at + RECORD_HEAD + len))
+        else {
+            break;
+        };
+        if Sha256::digest(payload).as_slice() != &head[8..] {
+            break;
+        }
+        records.push(payload);
+        at += RECORD_HEAD + payload.len();
+    }
+    (records, at as u64)
 }
 
 impl FoldState {
@@ -243,38 +323,192 @@ impl FoldState {
             .map_err(|e| bad(e.to_string()))?;
         let tree = CompactRange::from_frontier(header.tree_size, frontier)
             .map_err(|e| bad(e.to_string()))?;
-        let projection =
-            Projection::restore(&bytes[split + 1..]).map_err(|e| bad(e.to_string()))?;
-        if projection.tree_size() != header.tree_size {
+        let mut last_leaf = Hash::from_hex(&header.last_leaf).map_err(|e| bad(e.to_string()))?;
+        let mut tree = tree;
+        // The deltas after this base: up to the first damaged record, and none of another
+        // base (a crash between writing a new base and removing the old log).
+        let log = log_path(path);
+        let log_bytes = match std::fs::read(&log) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("reading {}: {e}", log.display())),
+        };
+        let (records, valid) = read_log(&log_bytes);
+        // A record cut short is cut off by the next append ([`FoldState::write_snapshot`]).
+        let mut rewrite = header.base_id == 0;
+        let mut deltas = Vec::new();
+        let mut size = header.tree_size;
+        for record in records {
+            let split = record
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(record.len());
+            let delta: DeltaHeader = serde_json::from_slice(&record[..split]).map_err(|e| {
+                format!(
+                    "{} holds a delta that is not one ({e}); move it away to resume from {} alone",
+                    log.display(),
+                    path.display()
+                )
+            })?;
+            if delta.base_id != header.base_id || header.base_id == 0 {
+                rewrite = true;
+                break;
+            }
+            let frontier = delta
+                .frontier
+                .iter()
+                .map(|h| Hash::from_hex(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            tree = CompactRange::from_frontier(delta.tree_size, frontier)
+                .map_err(|e| bad(e.to_string()))?;
+            last_leaf = Hash::from_hex(&delta.last_leaf).map_err(|e| bad(e.to_string()))?;
+            size = delta.tree_size;
+            deltas.push(record.get(split + 1..).unwrap_or_default());
+        }
+        let projection = Projection::restore_chain(&bytes[split + 1..], &deltas).map_err(|e| {
+            bad(format!(
+                "{e} (with {} deltas of {})",
+                deltas.len(),
+                log.display()
+            ))
+        })?;
+        if projection.tree_size() != size {
             return Err(bad("sizes disagree".into()));
         }
         Ok(Some(FoldState {
             projection,
             tree,
-            last_leaf: Hash::from_hex(&header.last_leaf).map_err(|e| bad(e.to_string()))?,
+            last_leaf,
+            files: Files {
+                base_id: header.base_id,
+                base_bytes: bytes.len() as u64,
+                log_bytes: valid,
+                rewrite,
+            },
         }))
     }
 
-    /// The state file's bytes: a header line (tree size, Merkle frontier, last leaf hash), then
-    /// the fold's snapshot.
-    pub fn encode(&self) -> (u64, Vec<u8>) {
+    /// The state file's bytes: a header line (tree size, Merkle frontier, last leaf hash, the
+    /// base's id), then the fold's full snapshot.
+    fn encode_base(&mut self, base_id: u64) -> Vec<u8> {
         let header = StateHeader {
             format: 1,
             tree_size: self.tree_size(),
             frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
             last_leaf: self.last_leaf.to_hex(),
             definitions: socai_metrics::definitions(),
+            base_id,
         };
         let mut bytes = serde_json::to_vec(&header).expect("a header serializes");
         bytes.push(b'\n');
-        bytes.extend_from_slice(&self.projection.snapshot());
-        (self.tree_size(), bytes)
+        bytes.extend_from_slice(&self.projection.take_snapshot());
+        bytes
     }
 
-    /// Writes the state atomically: temp file, fsync, rename, fsync of the directory.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        write_state(path, &self.encode().1)
+    /// A snapshot of the state now: a delta after the last one written, or a full one when
+    /// there is no base to extend or the log has grown to half the base.
+    pub fn take_snapshot(&mut self) -> PendingSnapshot {
+        let tree_size = self.tree_size();
+        if self.files.rewrite || self.files.log_bytes * 2 > self.files.base_bytes {
+            let base_id = new_base_id(tree_size);
+            return PendingSnapshot {
+                tree_size,
+                kind: SnapshotKind::Base(base_id),
+                bytes: self.encode_base(base_id),
+            };
+        }
+        let header = DeltaHeader {
+            base_id: self.files.base_id,
+            tree_size,
+            frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
+            last_leaf: self.last_leaf.to_hex(),
+        };
+        let mut bytes = serde_json::to_vec(&header).expect("a header serializes");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.projection.take_delta());
+        PendingSnapshot {
+            tree_size,
+            kind: SnapshotKind::Delta,
+            bytes,
+        }
     }
+
+    /// Writes a snapshot taken by [`FoldState::take_snapshot`] (the last one taken: snapshots
+    /// are written in the order taken, none skipped). A base: temp file, fsync, rename, fsync
+    /// of the directory, then the old log goes. A delta: appended to the log and fsynced.
+    pub fn write_snapshot(&mut self, path: &Path, snapshot: PendingSnapshot) -> Result<(), String> {
+        match snapshot.kind {
+            SnapshotKind::Base(base_id) => {
+                write_state(path, &snapshot.bytes)?;
+                let log = log_path(path);
+                match std::fs::remove_file(&log) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // Harmless (its deltas name the old base), but say so.
+                    Err(e) => {
+                        tracing::warn!(log = %log.display(), cause = %e, "the old delta log could not be removed")
+                    }
+                }
+                self.files = Files {
+                    base_id,
+                    base_bytes: snapshot.bytes.len() as u64,
+                    log_bytes: 0,
+                    rewrite: false,
+                };
+            }
+            SnapshotKind::Delta => {
+                use sha2::{Digest, Sha256};
+                let log = log_path(path);
+                let append = || -> std::io::Result<()> {
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)?;
+                    // Anything after the last good record (a crash while appending) goes.
+                    f.set_len(self.files.log_bytes)?;
+                    let mut record = Vec::with_capacity(RECORD_HEAD + snapshot.bytes.len());
+                    record.extend_from_slice(&(snapshot.bytes.len() as u64).to_le_bytes());
+                    record.extend_from_slice(&Sha256::digest(&snapshot.bytes));
+                    record.extend_from_slice(&snapshot.bytes);
+                    f.write_all(&record)?;
+                    f.sync_data()?;
+                    if self.files.log_bytes == 0 {
+                        let dir = path.parent().unwrap_or(Path::new("."));
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
+                    Ok(())
+                };
+                if let Err(e) = append() {
+                    // The next snapshot starts a new base rather than extend a log in doubt.
+                    self.files.rewrite = true;
+                    return Err(format!("writing {}: {e}", log.display()));
+                }
+                self.files.log_bytes += (RECORD_HEAD + snapshot.bytes.len()) as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a full snapshot now (and drops the delta log).
+    pub fn save(&mut self, path: &Path) -> Result<(), String> {
+        self.files.rewrite = true;
+        let snapshot = self.take_snapshot();
+        self.write_snapshot(path, snapshot)
+    }
+
+    /// Bytes of the last full snapshot and of the deltas after it.
+    pub fn files_bytes(&self) -> (u64, u64) {
+        (self.files.base_bytes, self.files.log_bytes)
+    }
+}
+
+/// An id for a new base: unique enough that a stale log never matches it.
+fn new_base_id(tree_size: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ tree_size.rotate_left(32) ^ u64::from(std::process::id())).max(1)
 }
 
 fn write_state(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -461,7 +695,7 @@ pub async fn run(
     ));
     let mut dirty = republish_all;
     let mut saved_size = state.tree_size();
-    let mut snapshot: Option<(u64, Vec<u8>)> = None;
+    let mut snapshot: Option<PendingSnapshot> = None;
     let mut last_snapshot = tokio::time::Instant::now();
     let mut flush_at = tokio::time::Instant::now();
     // COMMITTED by direct gets, from the message holding entry `tree_size` (found at the first
@@ -499,7 +733,7 @@ pub async fn run(
                     if snapshot.is_none() && last_snapshot.elapsed() >= config.snapshot_interval
                         && saved_size != state.tree_size()
                     {
-                        snapshot = Some(blocking(|| state.encode()));
+                        snapshot = Some(blocking(|| state.take_snapshot()));
                         last_snapshot = tokio::time::Instant::now();
                     }
                 }
@@ -542,8 +776,9 @@ pub async fn run(
         }
         // The state file follows KV: written once KV holds every change up to its size.
         let stored = shared.queue.lock().expect("kv queue").stored_size;
-        if let Some((size, bytes)) = snapshot.take_if(|(size, _)| *size <= stored) {
-            blocking(|| write_state(&path, &bytes)).map_err(ProjectorError::State)?;
+        if let Some(pending) = snapshot.take_if(|s| s.tree_size() <= stored) {
+            let size = pending.tree_size();
+            blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
             counters.snapshots.fetch_add(1, Relaxed);
             saved_size = size;
         }
@@ -571,8 +806,16 @@ pub async fn run(
         );
         return Ok(());
     }
+    // A snapshot taken and not yet written goes first (deltas are written in the order taken).
+    if let Some(pending) = snapshot.take() {
+        let size = pending.tree_size();
+        blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
+        counters.snapshots.fetch_add(1, Relaxed);
+        saved_size = size;
+    }
     if saved_size != state.tree_size() || !path.exists() {
-        blocking(|| state.save(&path)).map_err(ProjectorError::State)?;
+        let pending = blocking(|| state.take_snapshot());
+        blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
         counters.snapshots.fetch_add(1, Relaxed);
     }
     Ok(())

@@ -656,3 +656,65 @@ async fn values_of_older_definitions_are_published_again_and_ended_provinces_pur
     .unwrap();
     assert_eq!(mark["definitions"], socai_metrics::definitions());
 }
+
+/// Snapshots between two full ones are deltas appended to the log: a state loaded from the base
+/// and its deltas is the fold's; a record cut short by a crash is left out (the state of the
+/// delta before it) and cut off by the next append; a log of an older base is ignored.
+#[test]
+fn deltas_extend_the_base_and_a_torn_or_stale_log_is_never_misread() {
+    let scratch = Scratch::new("deltas");
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let path = scratch.0.join("w.state");
+    let log = socai_projector::log_path(&path);
+    let entries = chain(700);
+    let mut state = fold(&entries[..600]);
+    state.save(&path).unwrap();
+    assert!(!log.exists());
+    let mut sizes = Vec::new();
+    for (seq, entry) in (600..).zip(&entries[600..630]) {
+        state.apply(seq, entry).unwrap();
+        if seq % 10 == 9 {
+            let pending = state.take_snapshot();
+            state.write_snapshot(&path, pending).unwrap();
+            sizes.push(std::fs::metadata(&log).map_or(0, |m| m.len()));
+        }
+    }
+    // Three deltas, each smaller than the base: none rewrote it.
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
+    let (base, logged) = state.files_bytes();
+    assert_eq!(logged, sizes[2]);
+    assert!(logged < base, "{logged} < {base}");
+    let loaded = FoldState::load(&path).unwrap().unwrap();
+    assert_same(&loaded, &fold(&entries[..630]), "base and three deltas");
+
+    // A crash while appending: the last record cut short. The state is the one before it.
+    let whole = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &whole[..whole.len() - 5]).unwrap();
+    let mut loaded = FoldState::load(&path).unwrap().unwrap();
+    assert_same(&loaded, &fold(&entries[..620]), "the last delta torn");
+    // Garbage after good records is cut off by the next append, which then reads back.
+    for (seq, entry) in (620..).zip(&entries[620..640]) {
+        loaded.apply(seq, entry).unwrap();
+    }
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    let reloaded = FoldState::load(&path).unwrap().unwrap();
+    assert_same(
+        &reloaded,
+        &fold(&entries[..640]),
+        "appended after a torn record",
+    );
+
+    // A new base drops the log; an old log put back (a crash before it was removed) is not
+    // applied to the new base.
+    let old_log = std::fs::read(&log).unwrap();
+    let mut state = reloaded;
+    for (seq, entry) in (640..).zip(&entries[640..650]) {
+        state.apply(seq, entry).unwrap();
+    }
+    state.save(&path).unwrap();
+    assert!(!log.exists());
+    std::fs::write(&log, &old_log).unwrap();
+    let loaded = FoldState::load(&path).unwrap().unwrap();
+    assert_same(&loaded, &fold(&entries[..650]), "a stale log ignored");
+}

@@ -53,6 +53,10 @@ pub struct SimConfig {
     pub procedures_per_agency: usize,
     /// First event time (RFC 3339, +07:00).
     pub start: String,
+    /// Arrival-rate multiplier (0 counts as 1). At 1 the whole country files about 0.55 million
+    /// dossiers a year (6 per agency-equivalent per working day); Vietnam's 30–60 million a
+    /// year is about 55–110. Dossiers open at once may grow to `scale` × [`OPEN_DOSSIERS_MAX`].
+    pub scale: u32,
 }
 
 impl Default for SimConfig {
@@ -63,11 +67,12 @@ impl Default for SimConfig {
             communes_per_province: 0,
             procedures_per_agency: 20,
             start: "2026-01-05T08:00:00+07:00".into(),
+            scale: 1,
         }
     }
 }
 
-/// Most dossiers in flight at once. A submission arriving while this many are open is turned
+/// Most dossiers in flight at once (times [`SimConfig::scale`]). A submission arriving while this many are open is turned
 /// away (no event), so memory stays bounded however long the stream runs.
 pub const OPEN_DOSSIERS_MAX: usize = 1 << 16;
 
@@ -128,6 +133,7 @@ pub struct Generator {
     slots: Vec<Option<Dossier>>,
     free_slots: Vec<u32>,
     open: usize,
+    open_max: usize,
     turned_away: u64,
 }
 
@@ -391,8 +397,10 @@ impl Generator {
             .provinces()
             .map(|p| p.gso.parse().expect("a province's GSO code is a number"))
             .collect();
+        let scale = config.scale.max(1);
         let arrival_rate = agency_equivalents as f64 * DOSSIERS_PER_AGENCY_PER_WORKING_DAY
-            / WORKING_DAY_SECS as f64;
+            / WORKING_DAY_SECS as f64
+            * f64::from(scale);
         let id_key = rng.r#gen::<u64>();
         let id_tag = rng.r#gen::<u16>();
         let mut generator = Generator {
@@ -414,6 +422,7 @@ impl Generator {
             slots: Vec::new(),
             free_slots: Vec::new(),
             open: 0,
+            open_max: OPEN_DOSSIERS_MAX * scale as usize,
             turned_away: 0,
         };
         generator.next_arrival = generator.arrival_after(start);
@@ -516,7 +525,7 @@ impl Generator {
     /// A new dossier at `t`, or `None` if none arrives (office closed for an offline procedure,
     /// or too many dossiers open).
     fn arrive(&mut self, t: i64) -> Option<Event> {
-        if self.open >= OPEN_DOSSIERS_MAX {
+        if self.open >= self.open_max {
             self.turned_away += 1;
             return None;
         }

@@ -15,6 +15,7 @@ fn small() -> SimConfig {
         communes_per_province: 2,
         procedures_per_agency: 8,
         start: "2026-06-01T08:00:00+07:00".into(),
+        scale: 1,
     }
 }
 
@@ -369,6 +370,7 @@ fn degenerate_configs_still_stream() {
         communes_per_province: 1,
         procedures_per_agency: 0,
         start: "2026-01-01T00:00:00Z".into(),
+        scale: 1,
     };
     let events: Vec<Event> = Generator::new(config).take(2_000).collect();
     assert_eq!(events.len(), 2_000);
@@ -479,6 +481,7 @@ fn communes_share_a_province_work_and_departments_keep_theirs() {
             communes_per_province,
             procedures_per_agency: 8,
             start: "2026-06-01T08:00:00+07:00".into(),
+            scale: 1,
         };
         let generator = Generator::new(config);
         let skip = generator.catalogue_len();
@@ -496,4 +499,30 @@ fn communes_share_a_province_work_and_departments_keep_theirs() {
     let (two, all) = (share(2), share(0));
     assert!((0.4..0.65).contains(&two), "{two}");
     assert!((two - all).abs() < 0.06, "two communes {two}, all {all}");
+}
+
+/// `scale` multiplies the arrival rate: the same days hold about `scale` times the dossiers,
+/// and more of them may be open at once.
+#[test]
+fn scale_multiplies_the_dossiers_a_day() {
+    let submitted_in_a_week = |scale: u32| {
+        let config = SimConfig {
+            provinces: 3,
+            communes_per_province: 4,
+            scale,
+            ..SimConfig::default()
+        };
+        let end = socai_metrics::parse_timestamp("2026-01-12T08:00:00+07:00").unwrap();
+        Generator::new(config)
+            .map_while(|e| {
+                let at = socai_metrics::parse_timestamp(&e.occurred_at).unwrap();
+                (e.event_type == "procedure.published" || at < end).then_some(e)
+            })
+            .filter(|e| e.event_type == "dossier.submitted")
+            .count() as f64
+    };
+    let (one, four) = (submitted_in_a_week(1), submitted_in_a_week(4));
+    assert!(one > 500.0, "{one}");
+    let ratio = four / one;
+    assert!((3.5..4.5).contains(&ratio), "{four} / {one} = {ratio}");
 }

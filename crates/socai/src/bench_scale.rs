@@ -19,7 +19,7 @@ use std::time::Instant;
 
 const BATCH: usize = 1000;
 
-pub fn run(entries: u64, dossiers: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(entries: u64, dossiers: u64, per_year: u64, dir: Option<&Path>) -> anyhow::Result<()> {
     let root = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
     let tmp = tempfile::Builder::new()
         .prefix("socai-bench-scale-")
@@ -31,7 +31,7 @@ pub fn run(entries: u64, dossiers: u64, dir: Option<&Path>) -> anyhow::Result<()
     );
     header();
     if dossiers > 0 {
-        fold_part(dossiers)?;
+        fold_part(dossiers, per_year)?;
     }
     if entries > 0 {
         ledger_part(entries, tmp.path())?;
@@ -167,19 +167,33 @@ fn ledger_part(entries: u64, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fold_part(dossiers: u64) -> anyhow::Result<()> {
+/// Dossiers a year the simulator files at `SimConfig::scale` 1 (measured: 1M dossiers from
+/// 2026-01-05 to 2027-11-10).
+const SIM_DOSSIERS_PER_YEAR: u64 = 540_000;
+
+fn fold_part(dossiers: u64, per_year: u64) -> anyhow::Result<()> {
     use socai_chain::{Entry, Hash};
     let bar = crate::output::progress(dossiers, "fold");
     let mut projection = socai_metrics::Projection::untracked();
-    let mut generator = socai_sim::Generator::new(socai_sim::SimConfig::default());
+    let scale = per_year
+        .div_ceil(SIM_DOSSIERS_PER_YEAR)
+        .clamp(1, u64::from(u32::MAX)) as u32;
+    let mut generator = socai_sim::Generator::new(socai_sim::SimConfig {
+        scale,
+        ..socai_sim::SimConfig::default()
+    });
     let rss_start = rss_now_mib().unwrap_or(0.0);
     let started = Instant::now();
     let (mut seq, mut next_mark) = (0u64, 1_000_000u64);
+    let mut first_at = None;
     let mut marks = Vec::new();
     while (projection.dossiers() as u64) < dossiers {
         let event = generator.next().context("the simulator ran dry")?;
         let public = socai_store::ledger::public_canonical(&event);
         // Recorded long after the events, so that none is "from the future".
+        if first_at.is_none() && event.event_type.starts_with("dossier.") {
+            first_at = socai_metrics::parse_timestamp(&event.occurred_at).ok();
+        }
         let entry = Entry::encode(seq, &Hash::ZERO, "2099-01-01T00:00:00Z", &public, None);
         projection.apply(seq, &entry)?;
         seq += 1;
@@ -202,7 +216,11 @@ fn fold_part(dossiers: u64) -> anyhow::Result<()> {
         per_s(rate(seq, secs)),
         "",
         None,
-        &format!("{seq} events, {folded} dossiers, one core (generate + encode + fold)"),
+        &format!(
+            "{seq} events, {folded} dossiers, one core (generate + encode + fold); event days {} to {} (the simulator at {scale} × its base rate, {per_year} dossiers a year)",
+            socai_metrics::Day::of(first_at.unwrap_or_default()),
+            projection.now().map(|d| d.to_string()).unwrap_or_default()
+        ),
     );
     for &(at, events, t, mib) in marks
         .iter()
@@ -219,6 +237,7 @@ fn fold_part(dossiers: u64) -> anyhow::Result<()> {
             ),
         );
     }
+    crate::bench::dossier_memory_rows(&projection.dossier_memory());
     let anomalies = projection.anomalies();
     println!(
         "fold: {folded} dossiers, {} values at the end, {rss:.0} MiB above the start; anomalies: {anomalies:?}",

@@ -217,7 +217,7 @@ pub enum Command {
         agency: Option<String>,
     },
     /// Run a projection worker: fold COMMITTED into the metrics, publish them to the METRICS KV
-    /// bucket and dvc.metrics.<metric>.<scope> (state in <data-dir>/metrics/<name>.state)
+    /// bucket and dvc.metrics.<metric>.<scope> (state in <data-dir>/metrics/<name>.state and its delta log <name>.state.log)
     Project {
         /// Worker name: its state file and its `_workers.<name>` key
         #[arg(long, default_value = "projector")]
@@ -371,6 +371,10 @@ pub enum BenchKind {
         entries: u64,
         #[arg(long, default_value_t = 30_000_000)]
         dossiers: u64,
+        /// Dossiers the simulated country files a year (Vietnam: 30–60 million), so that the
+        /// fold's --dossiers span the days they would
+        #[arg(long, default_value_t = 30_000_000)]
+        per_year: u64,
         /// Where to put the ledger (default: a temp dir); it needs ~2.2 KB per entry
         #[arg(long)]
         dir: Option<PathBuf>,

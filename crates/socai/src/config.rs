@@ -16,7 +16,7 @@
 //! [metrics]                        # `socai project`
 //! flush_interval_ms = 100          # longest a changed value waits before it is published
 //! kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long
-//! snapshot_interval_s = 10         # the worker's state file is rewritten at most this often
+//! snapshot_interval_s = 10         # the worker snapshots its state (a delta) at most this often
 //!
 //! [http]                           # the HTTP API inside `socai serve`
 //! listen = "127.0.0.1:8080"        # address (`socai serve --http ADDR` overrides it)
@@ -283,7 +283,7 @@ impl Config {
          [metrics]                        # socai project\n\
          flush_interval_ms = 100         # longest a changed value waits before it is published\n\
          kv_interval_ms = 1000            # METRICS bucket writes coalesce the changes of this long\n\
-         snapshot_interval_s = 10         # the worker's state file is rewritten at most this often\n\
+         snapshot_interval_s = 10         # the worker snapshots its state (a delta) at most this often\n\
          \n\
          [http]                           # the HTTP API inside socai serve\n\
          listen = \"127.0.0.1:8080\"        # address (socai serve --http ADDR overrides it)\n\

@@ -185,9 +185,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 BenchKind::Scale {
                     entries,
                     dossiers,
+                    per_year,
                     dir,
                 },
-        } => crate::bench_scale::run(entries, dossiers, dir.as_deref()),
+        } => crate::bench_scale::run(entries, dossiers, per_year, dir.as_deref()),
         Command::Bench {
             kind:
                 BenchKind::All {

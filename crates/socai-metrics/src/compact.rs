@@ -1,0 +1,343 @@
+//! Where the projection keeps its dossiers: open ones as plain [`Dossier`]s in a hash map, and
+//! those whose lifecycle ended long enough ago in a packed arena, each in the few dozen bytes of
+//! [`Dossier::encode`].
+//!
+//! A dossier is known by the first 128 bits of SHA-256 over its id ([`fingerprint`]): the
+//! projection never needs the id again, and two ids share a fingerprint only after about 2^64
+//! dossiers (or 2^64 SHA-256 evaluations spent on finding a pair on purpose).
+//!
+//! The arena is a list of 4 MiB chunks of records `fingerprint ‖ varint length ‖ encoding`, each
+//! starting at an even offset; a [`HashTable`] of `u32` positions (in units of 2 bytes) finds a
+//! record by its fingerprint. So a compacted dossier costs its record plus 4–10 bytes of table,
+//! and never a heap allocation of its own. A late event takes its dossier back out (the record
+//! becomes dead space); once dead space is a third of the arena, the arena is rewritten.
+//!
+//! Compaction is lossless, so it cannot change a value: the same state comes back.
+
+use hashbrown::HashTable;
+use sha2::{Digest, Sha256};
+
+use crate::dossier::Dossier;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A dossier's identity in the projection.
+pub(crate) type Fingerprint = [u8; 16];
+
+/// The first 128 bits of SHA-256 over the dossier id.
+pub(crate) fn fingerprint(dossier: &str) -> Fingerprint {
+    let digest = Sha256::digest(dossier.as_bytes());
+    digest[..16].try_into().expect("16 of 32 bytes")
+}
+
+fn table_hash(fp: &Fingerprint) -> u64 {
+    // A SHA-256 output is already uniform.
+    u64::from_le_bytes(fp[..8].try_into().expect("8 bytes"))
+}
+
+const CHUNK_BITS: u32 = 22;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// Positions count 2-byte units: 8 GiB of records (about 150 million dossiers) per worker.
+const UNIT: usize = 2;
+
+/// Memory the dossiers take, by kind (see [`Dossiers::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DossierMemory {
+    /// Dossiers held as plain states (open, or finished recently).
+    pub open: u64,
+    /// Bytes of the open dossiers: map slots (with spare capacity) and their vectors.
+    pub open_bytes: u64,
+    /// Dossiers held compacted.
+    pub compacted: u64,
+    /// Bytes of the compacted dossiers: arena chunks (dead space included) and the table.
+    pub compacted_bytes: u64,
+    /// Compacted dossiers taken back out by a late event, in all.
+    pub taken_back: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dossiers {
+    open: HashMap<Fingerprint, Dossier>,
+    chunks: Vec<Vec<u8>>,
+    table: HashTable<u32>,
+    live_bytes: usize,
+    dead_bytes: usize,
+    taken_back: u64,
+    scratch: Vec<u8>,
+}
+
+fn locate(pos: u32) -> (usize, usize) {
+    let at = pos as usize * UNIT;
+    (at >> CHUNK_BITS, at & (CHUNK - 1))
+}
+
+/// The record at `pos`: its fingerprint and encoding.
+fn record(chunks: &[Vec<u8>], pos: u32) -> (&Fingerprint, &[u8]) {
+    let (chunk, offset) = locate(pos);
+    let bytes = &chunks[chunk][offset..];
+    let fp: &Fingerprint = bytes[..16]
+        .try_into()
+        .expect("a record starts with 16 bytes");
+    let (len, n) = <u64 as integer_encoding::VarInt>::decode_var(&bytes[16..])
+        .expect("a record's length is a varint");
+    (fp, &bytes[16 + n..16 + n + len as usize])
+}
+
+fn record_len(encoding: usize) -> usize {
+    let len = 16 + integer_encoding::VarInt::required_space(encoding as u64) + encoding;
+    len.next_multiple_of(UNIT)
+}
+
+/// Appends a record to the arena and answers its position.
+fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
+    let len = record_len(encoding.len());
+    assert!(
+        len <= CHUNK,
+        "a dossier of {len} bytes does not fit an arena chunk"
+    );
+    if chunks.last().is_none_or(|c| c.len() + len > CHUNK) {
+        assert!(
+            chunks.len() < (u32::MAX as usize * UNIT) >> CHUNK_BITS,
+            "more than 8 GiB of compacted dossiers in one projection: split the scopes over more workers"
+        );
+        chunks.push(Vec::new());
+    }
+    let index = chunks.len() - 1;
+    let chunk = &mut chunks[index];
+    // Grown by doubling up to the chunk size, so a small projection holds a small arena.
+    let need = chunk.len() + len;
+    if chunk.capacity() < need {
+        let target = (chunk.capacity() * 2).max(need).max(4096).min(CHUNK);
+        chunk.reserve_exact(target - chunk.len());
+    }
+    let pos = (index << CHUNK_BITS | chunk.len()) / UNIT;
+    chunk.extend_from_slice(fp);
+    let mut varint = [0u8; 10];
+    let n = integer_encoding::VarInt::encode_var(encoding.len() as u64, &mut varint);
+    chunk.extend_from_slice(&varint[..n]);
+    chunk.extend_from_slice(encoding);
+    chunk.resize(chunk.len().next_multiple_of(UNIT), 0);
+    pos as u32
+}
+
+impl Dossiers {
+    /// Dossiers known, open and compacted.
+    pub fn len(&self) -> usize {
+        self.open.len() + self.table.len()
+    }
+
+    #[cfg(test)]
+    pub fn compacted(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The dossier, taken out of the arena into the open map if it was compacted.
+    pub fn get_mut(&mut self, fp: &Fingerprint) -> Option<&mut Dossier> {
+        if !self.open.contains_key(fp) {
+            let dossier = self.take_compacted(fp)?;
+            self.open.insert(*fp, dossier);
+        }
+        self.open.get_mut(fp)
+    }
+
+    /// The dossier if it is open (not compacted).
+    pub fn open_get(&self, fp: &Fingerprint) -> Option<&Dossier> {
+        self.open.get(fp)
+    }
+
+    pub fn insert(&mut self, fp: Fingerprint, dossier: Dossier) {
+        debug_assert!(
+            self.find(&fp).is_none(),
+            "a compacted dossier inserted again"
+        );
+        self.open.insert(fp, dossier);
+    }
+
+    fn find(&self, fp: &Fingerprint) -> Option<u32> {
+        let chunks = &self.chunks;
+        self.table
+            .find(table_hash(fp), |&pos| record(chunks, pos).0 == fp)
+            .copied()
+    }
+
+    fn take_compacted(&mut self, fp: &Fingerprint) -> Option<Dossier> {
+        let chunks = &self.chunks;
+        let entry = self
+            .table
+            .find_entry(table_hash(fp), |&pos| record(chunks, pos).0 == fp)
+            .ok()?;
+        let (_, encoding) = record(chunks, *entry.get());
+        let dossier = Dossier::decode(encoding).expect("the arena holds what encode wrote");
+        let len = record_len(encoding.len());
+        entry.remove();
+        self.live_bytes -= len;
+        self.dead_bytes += len;
+        self.taken_back += 1;
+        Some(dossier)
+    }
+
+    /// Moves an open dossier into the arena (nothing if it is not open).
+    pub fn compact(&mut self, fp: &Fingerprint) {
+        let Some(dossier) = self.open.remove(fp) else {
+            return;
+        };
+        let mut encoding = std::mem::take(&mut self.scratch);
+        encoding.clear();
+        dossier.encode(&mut encoding);
+        self.put_compacted(fp, &encoding);
+        self.scratch = encoding;
+        self.maybe_rewrite();
+    }
+
+    fn put_compacted(&mut self, fp: &Fingerprint, encoding: &[u8]) {
+        let pos = append(&mut self.chunks, fp, encoding);
+        let chunks = &self.chunks;
+        self.table
+            .insert_unique(table_hash(fp), pos, |&p| table_hash(record(chunks, p).0));
+        self.live_bytes += record_len(encoding.len());
+    }
+
+    /// Rewrites the arena without its dead records once they are a third of it.
+    fn maybe_rewrite(&mut self) {
+        if self.dead_bytes < CHUNK || self.dead_bytes * 2 < self.live_bytes {
+            return;
+        }
+        let old = std::mem::take(&mut self.chunks);
+        for pos in self.table.iter_mut() {
+            let (fp, encoding) = record(&old, *pos);
+            *pos = append(&mut self.chunks, fp, encoding);
+        }
+        self.dead_bytes = 0;
+    }
+
+    /// The dossier's current state, wherever it is held (decoded from the arena if compacted).
+    pub fn get(&self, fp: &Fingerprint) -> Option<std::borrow::Cow<'_, Dossier>> {
+        if let Some(d) = self.open.get(fp) {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let pos = self.find(fp)?;
+        let (_, encoding) = record(&self.chunks, pos);
+        Dossier::decode(encoding).map(std::borrow::Cow::Owned)
+    }
+
+    /// Every dossier, open and compacted, with its fingerprint (in no particular order).
+    pub fn for_each(&self, mut f: impl FnMut(&Fingerprint, &Dossier)) {
+        for (fp, d) in &self.open {
+            f(fp, d);
+        }
+        for &pos in self.table.iter() {
+            let (fp, encoding) = record(&self.chunks, pos);
+            f(
+                fp,
+                &Dossier::decode(encoding).expect("the arena holds what encode wrote"),
+            );
+        }
+    }
+
+    /// Every dossier as (fingerprint, encoding), open ones encoded on the way.
+    pub fn for_each_encoded(&self, mut f: impl FnMut(&Fingerprint, &[u8])) {
+        let mut scratch = Vec::new();
+        for (fp, d) in &self.open {
+            scratch.clear();
+            d.encode(&mut scratch);
+            f(fp, &scratch);
+        }
+        for &pos in self.table.iter() {
+            let (fp, encoding) = record(&self.chunks, pos);
+            f(fp, encoding);
+        }
+    }
+
+    /// Puts a dossier read from a snapshot where it belongs: compacted if `compacted`, open
+    /// otherwise.
+    pub fn restore(&mut self, fp: Fingerprint, dossier: Dossier, compacted: bool) {
+        if compacted {
+            self.scratch.clear();
+            let mut encoding = std::mem::take(&mut self.scratch);
+            dossier.encode(&mut encoding);
+            self.put_compacted(&fp, &encoding);
+            self.scratch = encoding;
+        } else {
+            self.open.insert(fp, dossier);
+        }
+    }
+
+    pub fn memory(&self) -> DossierMemory {
+        let slot = std::mem::size_of::<(Fingerprint, Dossier)>() + 1;
+        let vectors: usize = self
+            .open
+            .values()
+            .map(|d| {
+                d.supplement_requested.capacity() * 8
+                    + d.supplement_received.capacity() * 16
+                    + d.extended.capacity() * 16
+            })
+            .sum();
+        DossierMemory {
+            open: self.open.len() as u64,
+            open_bytes: (self.open.capacity() * slot + vectors) as u64,
+            compacted: self.table.len() as u64,
+            compacted_bytes: (self.chunks.iter().map(Vec::capacity).sum::<usize>()
+                + self.table.allocation_size()) as u64,
+            taken_back: self.taken_back,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dossier(i: u32) -> Dossier {
+        Dossier {
+            agency: i % 7,
+            procedure: i,
+            submitted: Some((1_750_000_000 + i as i64, i.is_multiple_of(2))),
+            resolved: Some((1_750_100_000 + i as i64, true)),
+            latest: 1_750_100_000 + i as i64,
+            supplement_requested: if i.is_multiple_of(5) {
+                vec![1_750_050_000]
+            } else {
+                vec![]
+            },
+            ..Dossier::default()
+        }
+    }
+
+    #[test]
+    fn compacted_dossiers_come_back_unchanged_across_arena_rewrites() {
+        let mut d = Dossiers::default();
+        let n = 200_000u32;
+        for i in 0..n {
+            let fp = fingerprint(&format!("D-{i}"));
+            d.insert(fp, dossier(i));
+            d.compact(&fp);
+        }
+        assert_eq!((d.len(), d.compacted()), (n as usize, n as usize));
+        // Take most back out and compact them again: dead space forces rewrites.
+        for round in 0..3 {
+            for i in (round..n).step_by(2) {
+                let fp = fingerprint(&format!("D-{i}"));
+                let got = d.get_mut(&fp).expect("known");
+                assert_eq!(*got, dossier(i));
+                got.latest += 1;
+                got.latest -= 1;
+                d.compact(&fp);
+            }
+        }
+        assert!(d.dead_bytes < d.live_bytes, "the arena was rewritten");
+        for i in 0..n {
+            let fp = fingerprint(&format!("D-{i}"));
+            assert_eq!(d.get(&fp).as_deref(), Some(&dossier(i)));
+        }
+        assert!(d.get(&fingerprint("D-unknown")).is_none());
+        let m = d.memory();
+        assert_eq!((m.open, m.compacted), (0, n as u64));
+        let mut seen = 0;
+        d.for_each(|fp, dossier| {
+            seen += 1;
+            assert_eq!(d.get(fp).as_deref(), Some(dossier));
+        });
+        assert_eq!(seen, n);
+    }
+}
