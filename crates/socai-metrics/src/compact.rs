@@ -6,11 +6,12 @@
 //! projection never needs the id again, and two ids share a fingerprint only after about 2^64
 //! dossiers (or 2^64 SHA-256 evaluations spent on finding a pair on purpose).
 //!
-//! The arena is a list of 4 MiB chunks of records `fingerprint ‖ varint length ‖ encoding`, each
-//! starting at an even offset; a [`HashTable`] of `u32` positions (in units of 2 bytes) finds a
-//! record by its fingerprint. So a compacted dossier costs its record plus 4–10 bytes of table,
-//! and never a heap allocation of its own. A late event takes its dossier back out (the record
-//! becomes dead space); once dead space is a third of the arena, the arena is rewritten.
+//! An arena (one of 16, by the fingerprint's last byte) is a list of 4 MiB chunks of records
+//! `fingerprint ‖ varint length ‖ encoding`, each starting at an even offset; a [`HashTable`] of
+//! `u32` positions (in units of 2 bytes), under a hash keyed for this process, finds a record by
+//! its fingerprint. So a compacted dossier costs its record plus 4–10 bytes of table, and never a
+//! heap allocation of its own. A late event takes its dossier back out (the record becomes dead
+//! space); once dead space is a fifth of an arena, the arena is rewritten.
 //!
 //! Compaction is lossless, so it cannot change a value: the same state comes back.
 
@@ -30,15 +31,15 @@ pub(crate) fn fingerprint(dossier: &str) -> Fingerprint {
     digest[..16].try_into().expect("16 of 32 bytes")
 }
 
-fn table_hash(fp: &Fingerprint) -> u64 {
-    // A SHA-256 output is already uniform.
-    u64::from_le_bytes(fp[..8].try_into().expect("8 bytes"))
-}
-
 const CHUNK_BITS: u32 = 22;
 const CHUNK: usize = 1 << CHUNK_BITS;
-/// Positions count 2-byte units: 8 GiB of records (about 150 million dossiers) per worker.
+/// Positions count 2-byte units: 8 GiB of records per arena.
 const UNIT: usize = 2;
+/// Arenas, chosen by a fingerprint's last byte: 128 GiB of records in all (about two billion
+/// dossiers), and each table doubles on its own (a sixteenth of the memory at a time).
+const ARENAS: usize = 16;
+/// Dead bytes an arena may hold before it is rewritten, however small.
+const REWRITE_MIN: usize = 1 << 18;
 
 /// Memory the dossiers take, by kind (see [`Dossiers::memory`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -49,7 +50,7 @@ pub struct DossierMemory {
     pub open_bytes: u64,
     /// Dossiers held compacted.
     pub compacted: u64,
-    /// Bytes of the compacted dossiers: arena chunks (dead space included) and the table.
+    /// Bytes of the compacted dossiers: arena chunks (dead space included) and the tables.
     pub compacted_bytes: u64,
     /// Compacted dossiers taken back out by a late event, in all.
     pub taken_back: u64,
@@ -58,12 +59,25 @@ pub struct DossierMemory {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Dossiers {
     open: HashMap<Fingerprint, Dossier>,
+    arenas: [Arena; ARENAS],
+    /// Keys the tables' hash: dossier ids are chosen by publishers, so the slots they land in
+    /// must not be (fingerprints are public: ids could be ground to collide in a fixed hash).
+    hasher: foldhash::fast::RandomState,
+    taken_back: u64,
+    scratch: Vec<u8>,
+}
+
+/// Compacted dossiers: records in chunks, a table of their positions.
+#[derive(Debug, Clone, Default)]
+struct Arena {
     chunks: Vec<Vec<u8>>,
     table: HashTable<u32>,
     live_bytes: usize,
     dead_bytes: usize,
-    taken_back: u64,
-    scratch: Vec<u8>,
+}
+
+fn arena_of(fp: &Fingerprint) -> usize {
+    usize::from(fp[15]) % ARENAS
 }
 
 fn locate(pos: u32) -> (usize, usize) {
@@ -88,7 +102,7 @@ fn record_len(encoding: usize) -> usize {
     len.next_multiple_of(UNIT)
 }
 
-/// Appends a record to the arena and answers its position.
+/// Appends a record to an arena's chunks and answers its position.
 fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
     let len = record_len(encoding.len());
     assert!(
@@ -98,7 +112,7 @@ fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
     if chunks.last().is_none_or(|c| c.len() + len > CHUNK) {
         assert!(
             chunks.len() < (u32::MAX as usize * UNIT) >> CHUNK_BITS,
-            "more than 8 GiB of compacted dossiers in one projection: split the scopes over more workers"
+            "more than 128 GiB of compacted dossiers in one projection: this build holds about two billion"
         );
         chunks.push(Vec::new());
     }
@@ -107,7 +121,7 @@ fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
     // Grown by doubling up to the chunk size, so a small projection holds a small arena.
     let need = chunk.len() + len;
     if chunk.capacity() < need {
-        let target = (chunk.capacity() * 2).max(need).max(4096).min(CHUNK);
+        let target = (chunk.capacity() * 2).max(need).clamp(4096, CHUNK);
         chunk.reserve_exact(target - chunk.len());
     }
     let pos = (index << CHUNK_BITS | chunk.len()) / UNIT;
@@ -120,51 +134,20 @@ fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
     pos as u32
 }
 
-impl Dossiers {
-    /// Dossiers known, open and compacted.
-    pub fn len(&self) -> usize {
-        self.open.len() + self.table.len()
-    }
-
-    #[cfg(test)]
-    pub fn compacted(&self) -> usize {
-        self.table.len()
-    }
-
-    /// The dossier, taken out of the arena into the open map if it was compacted.
-    pub fn get_mut(&mut self, fp: &Fingerprint) -> Option<&mut Dossier> {
-        if !self.open.contains_key(fp) {
-            let dossier = self.take_compacted(fp)?;
-            self.open.insert(*fp, dossier);
-        }
-        self.open.get_mut(fp)
-    }
-
-    /// The dossier if it is open (not compacted).
-    pub fn open_get(&self, fp: &Fingerprint) -> Option<&Dossier> {
-        self.open.get(fp)
-    }
-
-    pub fn insert(&mut self, fp: Fingerprint, dossier: Dossier) {
-        debug_assert!(
-            self.find(&fp).is_none(),
-            "a compacted dossier inserted again"
-        );
-        self.open.insert(fp, dossier);
-    }
-
-    fn find(&self, fp: &Fingerprint) -> Option<u32> {
+impl Arena {
+    fn find(&self, hash: u64, fp: &Fingerprint) -> Option<u32> {
         let chunks = &self.chunks;
         self.table
-            .find(table_hash(fp), |&pos| record(chunks, pos).0 == fp)
+            .find(hash, |&pos| record(chunks, pos).0 == fp)
             .copied()
     }
 
-    fn take_compacted(&mut self, fp: &Fingerprint) -> Option<Dossier> {
+    /// Removes the record of `fp`: its dossier.
+    fn take(&mut self, hash: u64, fp: &Fingerprint) -> Option<Dossier> {
         let chunks = &self.chunks;
         let entry = self
             .table
-            .find_entry(table_hash(fp), |&pos| record(chunks, pos).0 == fp)
+            .find_entry(hash, |&pos| record(chunks, pos).0 == fp)
             .ok()?;
         let (_, encoding) = record(chunks, *entry.get());
         let dossier = Dossier::decode(encoding).expect("the arena holds what encode wrote");
@@ -172,34 +155,27 @@ impl Dossiers {
         entry.remove();
         self.live_bytes -= len;
         self.dead_bytes += len;
-        self.taken_back += 1;
         Some(dossier)
     }
 
-    /// Moves an open dossier into the arena (nothing if it is not open).
-    pub fn compact(&mut self, fp: &Fingerprint) {
-        let Some(dossier) = self.open.remove(fp) else {
-            return;
-        };
-        let mut encoding = std::mem::take(&mut self.scratch);
-        encoding.clear();
-        dossier.encode(&mut encoding);
-        self.put_compacted(fp, &encoding);
-        self.scratch = encoding;
-        self.maybe_rewrite();
-    }
-
-    fn put_compacted(&mut self, fp: &Fingerprint, encoding: &[u8]) {
+    fn put(
+        &mut self,
+        hash: u64,
+        fp: &Fingerprint,
+        encoding: &[u8],
+        rehash: impl Fn(&Fingerprint) -> u64,
+    ) {
         let pos = append(&mut self.chunks, fp, encoding);
         let chunks = &self.chunks;
         self.table
-            .insert_unique(table_hash(fp), pos, |&p| table_hash(record(chunks, p).0));
+            .insert_unique(hash, pos, |&p| rehash(record(chunks, p).0));
         self.live_bytes += record_len(encoding.len());
+        self.maybe_rewrite();
     }
 
-    /// Rewrites the arena without its dead records once they are a third of it.
+    /// Rewrites the chunks without their dead records once those are a fifth of them.
     fn maybe_rewrite(&mut self) {
-        if self.dead_bytes < CHUNK || self.dead_bytes * 2 < self.live_bytes {
+        if self.dead_bytes < REWRITE_MIN || self.dead_bytes * 4 < self.live_bytes {
             return;
         }
         let old = std::mem::take(&mut self.chunks);
@@ -210,14 +186,84 @@ impl Dossiers {
         self.dead_bytes = 0;
     }
 
+    fn records(&self) -> impl Iterator<Item = (&Fingerprint, &[u8])> {
+        self.table.iter().map(|&pos| record(&self.chunks, pos))
+    }
+}
+
+impl Dossiers {
+    fn hash(&self, fp: &Fingerprint) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(fp)
+    }
+
+    /// Dossiers known, open and compacted.
+    pub fn len(&self) -> usize {
+        self.open.len() + self.compacted()
+    }
+
+    pub fn compacted(&self) -> usize {
+        self.arenas.iter().map(|a| a.table.len()).sum()
+    }
+
+    /// The dossier if it is open (not compacted).
+    pub fn open_get(&self, fp: &Fingerprint) -> Option<&Dossier> {
+        self.open.get(fp)
+    }
+
+    /// The open dossier, taken out of the arena if it was compacted, or made by `create` if it
+    /// is new (then `true`): one lookup of the open map.
+    pub fn get_or_create(
+        &mut self,
+        fp: &Fingerprint,
+        create: impl FnOnce() -> Dossier,
+    ) -> (&mut Dossier, bool) {
+        use std::collections::hash_map::Entry;
+        let hash = self.hash(fp);
+        match self.open.entry(*fp) {
+            Entry::Occupied(e) => (e.into_mut(), false),
+            Entry::Vacant(v) => match self.arenas[arena_of(fp)].take(hash, fp) {
+                Some(dossier) => {
+                    self.taken_back += 1;
+                    (v.insert(dossier), false)
+                }
+                None => (v.insert(create()), true),
+            },
+        }
+    }
+
+    /// Moves an open dossier into the arena (nothing if it is not open).
+    pub fn compact(&mut self, fp: &Fingerprint) {
+        let Some(dossier) = self.open.remove(fp) else {
+            return;
+        };
+        self.put_compacted(fp, &dossier);
+    }
+
+    fn put_compacted(&mut self, fp: &Fingerprint, dossier: &Dossier) {
+        let mut encoding = std::mem::take(&mut self.scratch);
+        encoding.clear();
+        dossier.encode(&mut encoding);
+        let hash = self.hash(fp);
+        let hasher = &self.hasher;
+        self.arenas[arena_of(fp)].put(hash, fp, &encoding, |fp| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(fp)
+        });
+        self.scratch = encoding;
+    }
+
     /// The dossier's current state, wherever it is held (decoded from the arena if compacted).
     pub fn get(&self, fp: &Fingerprint) -> Option<std::borrow::Cow<'_, Dossier>> {
         if let Some(d) = self.open.get(fp) {
             return Some(std::borrow::Cow::Borrowed(d));
         }
-        let pos = self.find(fp)?;
-        let (_, encoding) = record(&self.chunks, pos);
-        Dossier::decode(encoding).map(std::borrow::Cow::Owned)
+        let arena = &self.arenas[arena_of(fp)];
+        let pos = arena.find(self.hash(fp), fp)?;
+        let (_, encoding) = record(&arena.chunks, pos);
+        Some(std::borrow::Cow::Owned(
+            Dossier::decode(encoding).expect("the arena holds what encode wrote"),
+        ))
     }
 
     /// Every dossier, open and compacted, with its fingerprint (in no particular order).
@@ -225,8 +271,7 @@ impl Dossiers {
         for (fp, d) in &self.open {
             f(fp, d);
         }
-        for &pos in self.table.iter() {
-            let (fp, encoding) = record(&self.chunks, pos);
+        for (fp, encoding) in self.arenas.iter().flat_map(Arena::records) {
             f(
                 fp,
                 &Dossier::decode(encoding).expect("the arena holds what encode wrote"),
@@ -242,24 +287,23 @@ impl Dossiers {
             d.encode(&mut scratch);
             f(fp, &scratch);
         }
-        for &pos in self.table.iter() {
-            let (fp, encoding) = record(&self.chunks, pos);
+        for (fp, encoding) in self.arenas.iter().flat_map(Arena::records) {
             f(fp, encoding);
         }
     }
 
     /// Puts a dossier read from a snapshot where it belongs: compacted if `compacted`, open
-    /// otherwise.
-    pub fn restore(&mut self, fp: Fingerprint, dossier: Dossier, compacted: bool) {
+    /// otherwise. `false` if the dossier was known already (a snapshot listing it twice).
+    pub fn restore(&mut self, fp: Fingerprint, dossier: Dossier, compacted: bool) -> bool {
+        if self.get(&fp).is_some() {
+            return false;
+        }
         if compacted {
-            self.scratch.clear();
-            let mut encoding = std::mem::take(&mut self.scratch);
-            dossier.encode(&mut encoding);
-            self.put_compacted(&fp, &encoding);
-            self.scratch = encoding;
+            self.put_compacted(&fp, &dossier);
         } else {
             self.open.insert(fp, dossier);
         }
+        true
     }
 
     pub fn memory(&self) -> DossierMemory {
@@ -273,12 +317,16 @@ impl Dossiers {
                     + d.extended.capacity() * 16
             })
             .sum();
+        let arenas: usize = self
+            .arenas
+            .iter()
+            .map(|a| a.chunks.iter().map(Vec::capacity).sum::<usize>() + a.table.allocation_size())
+            .sum();
         DossierMemory {
             open: self.open.len() as u64,
             open_bytes: (self.open.capacity() * slot + vectors) as u64,
-            compacted: self.table.len() as u64,
-            compacted_bytes: (self.chunks.iter().map(Vec::capacity).sum::<usize>()
-                + self.table.allocation_size()) as u64,
+            compacted: self.compacted() as u64,
+            compacted_bytes: arenas as u64,
             taken_back: self.taken_back,
         }
     }
@@ -310,7 +358,8 @@ mod tests {
         let n = 200_000u32;
         for i in 0..n {
             let fp = fingerprint(&format!("D-{i}"));
-            d.insert(fp, dossier(i));
+            let (_, created) = d.get_or_create(&fp, || dossier(i));
+            assert!(created);
             d.compact(&fp);
         }
         assert_eq!((d.len(), d.compacted()), (n as usize, n as usize));
@@ -318,14 +367,18 @@ mod tests {
         for round in 0..3 {
             for i in (round..n).step_by(2) {
                 let fp = fingerprint(&format!("D-{i}"));
-                let got = d.get_mut(&fp).expect("known");
+                let (got, created) = d.get_or_create(&fp, Dossier::default);
+                assert!(!created);
                 assert_eq!(*got, dossier(i));
                 got.latest += 1;
                 got.latest -= 1;
                 d.compact(&fp);
             }
         }
-        assert!(d.dead_bytes < d.live_bytes, "the arena was rewritten");
+        assert!(
+            d.arenas.iter().all(|a| a.dead_bytes < a.live_bytes),
+            "the arenas were rewritten"
+        );
         for i in 0..n {
             let fp = fingerprint(&format!("D-{i}"));
             assert_eq!(d.get(&fp).as_deref(), Some(&dossier(i)));

@@ -186,6 +186,9 @@ pub struct Decoded<'a> {
     /// The entry's `recorded_at` (Unix seconds).
     recorded: i64,
     event: WireEvent<'a>,
+    /// The dossier's fingerprint, computed where the entry is decoded (a rebuild's reader
+    /// thread), not on the fold's.
+    fingerprint: Fingerprint,
 }
 
 impl<'a> Decoded<'a> {
@@ -199,11 +202,17 @@ impl<'a> Decoded<'a> {
         }
         let at = parse_timestamp(&wire.event.occurred_at).map_err(&bad)?;
         let recorded = parse_timestamp(&wire.recorded_at).map_err(&bad)?;
+        let fingerprint = if wire.event.kind.starts_with("dossier.") {
+            fingerprint(&wire.event.dossier)
+        } else {
+            Fingerprint::default()
+        };
         Ok(Decoded {
             seq,
             at,
             recorded,
             event: wire.event,
+            fingerprint,
         })
     }
 
@@ -229,7 +238,7 @@ impl<'a> Decoded<'a> {
             kind,
             agency,
             procedure,
-            dossier,
+            dossier: _,     // known by its fingerprint
             occurred_at: _, // parsed into `at` already
             data,
         } = self.event;
@@ -237,11 +246,12 @@ impl<'a> Decoded<'a> {
             seq: self.seq,
             at: self.at,
             recorded: self.recorded,
+            fingerprint: self.fingerprint,
             event: WireEvent {
                 kind: known(kind),
                 agency: own(agency),
                 procedure: own(procedure),
-                dossier: own(dossier),
+                dossier: Cow::Borrowed(""),
                 occurred_at: Cow::Borrowed(""),
                 data: WireData {
                     channel: known_opt(data.channel),
@@ -309,8 +319,12 @@ pub struct Projection {
     names_saved: (usize, usize),
     /// `next_seq` at the last snapshot or delta: where the next delta starts.
     seq_saved: u64,
+    /// Too much changed to record since the last full snapshot: the next must be one.
+    delta_lost: bool,
     old: Vec<Contribution>,
     new: Vec<Contribution>,
+    /// Scratch of [`Projection::apply_diff`].
+    diff: Vec<(Contribution, i64)>,
 }
 
 /// A snapshot of format 1: all of it JSON, dossiers by id.
@@ -358,6 +372,8 @@ const SNAPSHOT_FORMAT: u32 = 2;
 /// event. Late events on finished dossiers (a rating, the result's return) mostly come within
 /// days; one that comes later takes its dossier out of the arena again.
 pub const COMPACT_AFTER_SECS: i64 = 7 * 86_400;
+/// Dossiers a delta may always record (beyond it, at most an eighth of those known).
+const CHANGED_MIN: usize = 1 << 16;
 /// Queue items looked at after each entry (at most one is queued per entry).
 const COMPACT_PER_ENTRY: usize = 4;
 
@@ -437,6 +453,7 @@ impl Projection {
             at,
             recorded,
             event,
+            fingerprint,
         } = decoded;
         self.expect(seq)?;
         let bad = |reason: String| FoldError::Entry { seq, reason };
@@ -451,7 +468,7 @@ impl Projection {
             self.apply_procedure(seq, at, event)
                 .map_err(|reason| bad(format!("{kind}: {reason}")))?;
         } else if let Some(step) = kind.strip_prefix("dossier.") {
-            self.apply_dossier(step, at, event)
+            self.apply_dossier(step, at, event, fingerprint)
                 .map_err(|reason| bad(format!("{kind}: {reason}")))?;
         } else if kind != "ledger.redacted" {
             self.anomalies.unknown_type += 1;
@@ -559,11 +576,22 @@ impl Projection {
             .unwrap_or(UNKNOWN)
     }
 
-    fn apply_dossier(&mut self, step: &str, at: i64, event: &WireEvent<'_>) -> Result<(), String> {
+    fn apply_dossier(
+        &mut self,
+        step: &str,
+        at: i64,
+        event: &WireEvent<'_>,
+        fp: Fingerprint,
+    ) -> Result<(), String> {
         let agency = self.intern_agency(&event.agency);
         let procedure = self.procedures.intern(&event.procedure);
-        let fp = fingerprint(&event.dossier);
-        if self.dossiers.get_mut(&fp).is_none() {
+        let (dossier, created) = self.dossiers.get_or_create(&fp, || Dossier {
+            agency,
+            procedure,
+            latest: at,
+            ..Dossier::default()
+        });
+        if created {
             if !self.offerings.contains_key(&(agency, procedure)) {
                 self.anomalies.unknown_procedure += 1;
             }
@@ -571,21 +599,11 @@ impl Projection {
                 .offering_dossiers
                 .entry((agency, procedure))
                 .or_default() += 1;
-            self.dossiers.insert(
-                fp,
-                Dossier {
-                    agency,
-                    procedure,
-                    latest: at,
-                    ..Dossier::default()
-                },
-            );
         }
         let data = &event.data;
         let time = |field: &str, value: &Option<Cow<'_, str>>| -> Result<i64, String> {
             Ok(due_time(value.as_deref().ok_or(format!("no {field}"))?))
         };
-        let dossier = self.dossiers.get_mut(&fp).expect("inserted above");
         let (agency, procedure) = (dossier.agency, dossier.procedure);
         let facts = self
             .offerings
@@ -709,11 +727,17 @@ impl Projection {
             self.anomalies.repeated += 1;
         }
         dossier.contributions(facts, &mut self.new);
-        if self.track_changes {
-            self.changed.insert(fp);
-        }
         if self.compact_after.is_some() && dossier.finished() {
             self.finished.push_back((dossier.latest, fp));
+        }
+        if self.track_changes && !self.delta_lost {
+            self.changed.insert(fp);
+            // A delta as large as a good part of the state is worth less than a full snapshot
+            // (a long hold, a fold from the start): stop recording until the next full one.
+            if self.changed.len() > CHANGED_MIN && self.changed.len() > self.dossiers.len() / 8 {
+                self.changed = HashSet::default();
+                self.delta_lost = true;
+            }
         }
         if self.old != self.new {
             self.apply_diff(self.scopes(agency, procedure));
@@ -725,7 +749,8 @@ impl Projection {
     fn apply_diff(&mut self, scopes: [Option<ScopeId>; 4]) {
         let (old, new) = (std::mem::take(&mut self.old), std::mem::take(&mut self.new));
         let (mut i, mut j) = (0, 0);
-        let mut changes: Vec<(Contribution, i64)> = Vec::new();
+        let mut changes = std::mem::take(&mut self.diff);
+        changes.clear();
         while i < old.len() || j < new.len() {
             match (old.get(i), new.get(j)) {
                 (Some(a), Some(b)) if a == b => {
@@ -750,22 +775,26 @@ impl Projection {
         for scope in scopes.into_iter().flatten() {
             let days = self.buckets.entry(scope).or_default();
             for &(change, sign) in &changes {
-                let (day, field) = match change {
+                // A bucket can only become empty where what this change touched became zero.
+                let (day, field, zeroed) = match change {
                     Contribution::Count(day, field, delta) => {
-                        days.entry(day).or_default().counts[field as usize] += sign * delta;
-                        (day, field)
+                        let bucket = days.entry(day).or_default();
+                        let count = &mut bucket.counts[field as usize];
+                        *count += sign * delta;
+                        (day, field, *count == 0 && bucket.is_empty())
                     }
                     Contribution::Minutes(day, minutes) => {
                         let bucket = days.entry(day).or_default();
                         let count = bucket.minutes.entry(minutes).or_default();
                         *count = count.wrapping_add_signed(sign as i32);
-                        if *count == 0 {
+                        let zero = *count == 0;
+                        if zero {
                             bucket.minutes.remove(&minutes);
                         }
-                        (day, Field::TimedMinutes)
+                        (day, Field::TimedMinutes, zero && bucket.is_empty())
                     }
                 };
-                if days.get(&day).is_some_and(Bucket::is_empty) {
+                if zeroed {
                     days.remove(&day);
                 }
                 if self.track_changes {
@@ -773,7 +802,7 @@ impl Projection {
                 }
             }
         }
-        (self.old, self.new) = (old, new);
+        (self.old, self.new, self.diff) = (old, new, changes);
     }
 
     fn scope(&self, id: ScopeId) -> Scope {
@@ -1056,6 +1085,7 @@ impl Projection {
     /// [`Projection::snapshot`], and the start of the next [`Projection::take_delta`].
     pub fn take_snapshot(&mut self) -> Vec<u8> {
         self.changed.clear();
+        self.delta_lost = false;
         self.changed_offerings.clear();
         self.names_saved = (self.agencies.names.len(), self.procedures.names.len());
         self.seq_saved = self.next_seq;
@@ -1065,8 +1095,12 @@ impl Projection {
     /// What changed since the last [`Projection::take_snapshot`] or `take_delta`: the dossiers
     /// and offerings an entry touched, the names first seen, and the counters. Restored on top
     /// of that snapshot and the deltas before it ([`Projection::restore_chain`]), it gives the
-    /// state now. Only a projection made by [`Projection::new`] records what changed.
-    pub fn take_delta(&mut self) -> Vec<u8> {
+    /// state now. Only a projection made by [`Projection::new`] records what changed; `None`
+    /// when so much changed that it stopped recording (take a full snapshot instead).
+    pub fn take_delta(&mut self) -> Option<Vec<u8>> {
+        if self.delta_lost || !self.track_changes {
+            return None;
+        }
         let (agencies_from, procedures_from) = self.names_saved;
         let header = SnapshotHeader {
             format: SNAPSHOT_FORMAT,
@@ -1097,7 +1131,7 @@ impl Projection {
         }
         self.names_saved = (self.agencies.names.len(), self.procedures.names.len());
         self.seq_saved = self.next_seq;
-        bytes
+        Some(bytes)
     }
 
     /// A projection resumed from [`Projection::snapshot`] (or a snapshot of format 1): the
@@ -1183,7 +1217,9 @@ impl Projection {
             *p.offering_dossiers
                 .entry((dossier.agency, dossier.procedure))
                 .or_default() += 1;
-            p.place_restored(fp, dossier);
+            if !p.place_restored(fp, dossier) {
+                return Err(bad(format!("dossier {} is listed twice", hex(&fp))));
+            }
             Ok(())
         };
         let mut base_count = 0u64;
@@ -1229,7 +1265,7 @@ impl Projection {
 
     /// Where a restored dossier goes: compacted if its time has come, else open (and queued if
     /// finished).
-    fn place_restored(&mut self, fp: Fingerprint, dossier: Dossier) {
+    fn place_restored(&mut self, fp: Fingerprint, dossier: Dossier) -> bool {
         let compact = match (self.compact_after, self.watermark) {
             (Some(after), Some(watermark)) if dossier.finished() => {
                 if dossier.latest.saturating_add(after) <= watermark {
@@ -1241,7 +1277,7 @@ impl Projection {
             }
             _ => false,
         };
-        self.dossiers.restore(fp, dossier, compact);
+        self.dossiers.restore(fp, dossier, compact)
     }
 }
 

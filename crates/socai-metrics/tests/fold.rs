@@ -302,7 +302,7 @@ proptest! {
                 base = p.take_snapshot();
                 deltas.clear();
             } else {
-                deltas.push(p.take_delta());
+                deltas.push(p.take_delta().expect("a small delta is recorded"));
             }
             let chain: Vec<&[u8]> = deltas.iter().map(Vec::as_slice).collect();
             let restored = Projection::restore_chain(&base, &chain).unwrap();

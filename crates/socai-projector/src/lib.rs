@@ -6,8 +6,8 @@
 //! that tree size is stored in KV. Snapshots are incremental: between two full ones, each is a
 //! delta (the dossiers and offerings that changed) appended to `NAME.state.log` and fsynced,
 //! each record checksummed and tied to its base; a new full snapshot is written once the log
-//! has grown to half the base (see [`FoldState::take_snapshot`]). A restart resumes COMMITTED at the first entry the file does
-//! not hold: nothing is skipped, and entries after it are re-applied to the state as of the
+//! has grown to half the base (see [`FoldState::take_snapshot`]). A restart resumes COMMITTED at
+//! the first entry the files do not hold: nothing is skipped, and entries after it are re-applied to the state as of the
 //! snapshot, so nothing is counted twice. Each entry is checked against its predecessor's leaf
 //! hash, so every value carries the root of the entries it was computed from.
 //!
@@ -168,6 +168,8 @@ struct StateHeader {
 #[derive(Serialize, Deserialize)]
 struct DeltaHeader {
     base_id: u64,
+    /// The tree size of the state this delta continues (the base's or the delta's before).
+    from_size: u64,
     tree_size: u64,
     frontier: Vec<String>,
     last_leaf: String,
@@ -187,7 +189,10 @@ struct Files {
     base_id: u64,
     base_bytes: u64,
     log_bytes: u64,
-    /// The next snapshot must be a full one (no base yet, or a log that cannot be extended).
+    /// The tree size of the last snapshot written (where the next delta starts).
+    size: u64,
+    /// The next snapshot must be a full one (no base yet, a log that cannot be extended, or a
+    /// snapshot taken and not written).
     rewrite: bool,
 }
 
@@ -242,7 +247,8 @@ fn read_log(bytes: &[u8]) -> (Vec<&[u8]>, u64) {
         let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
         let Some(payload) = usize::try_from(len)
             .ok()
-            .and_then(|len| bytes.get(at + RECORD_HEAD..at + RECORD_HEAD + len))
+            .and_then(|len| (at + RECORD_HEAD).checked_add(len))
+            .and_then(|end| bytes.get(at + RECORD_HEAD..end))
         else {
             break;
         };
@@ -350,7 +356,9 @@ impl FoldState {
                     path.display()
                 )
             })?;
-            if delta.base_id != header.base_id || header.base_id == 0 {
+            // Of another base, or not continuing the state so far (a snapshot lost between
+            // two written): nothing after it can be applied.
+            if delta.base_id != header.base_id || header.base_id == 0 || delta.from_size != size {
                 rewrite = true;
                 break;
             }
@@ -384,6 +392,7 @@ impl FoldState {
                 base_id: header.base_id,
                 base_bytes: bytes.len() as u64,
                 log_bytes: valid,
+                size,
                 rewrite,
             },
         }))
@@ -407,26 +416,35 @@ impl FoldState {
     }
 
     /// A snapshot of the state now: a delta after the last one written, or a full one when
-    /// there is no base to extend or the log has grown to half the base.
+    /// there is no base to extend, the log has grown to half the base, the projection stopped
+    /// recording changes (too many), or the last snapshot taken was never written.
     pub fn take_snapshot(&mut self) -> PendingSnapshot {
         let tree_size = self.tree_size();
-        if self.files.rewrite || self.files.log_bytes * 2 > self.files.base_bytes {
+        // Until this one is written, the next cannot be a delta after it.
+        let rewrite = std::mem::replace(&mut self.files.rewrite, true);
+        let delta = if rewrite || self.files.log_bytes * 2 > self.files.base_bytes {
+            None
+        } else {
+            self.projection.take_delta()
+        };
+        let Some(delta) = delta else {
             let base_id = new_base_id(tree_size);
             return PendingSnapshot {
                 tree_size,
                 kind: SnapshotKind::Base(base_id),
                 bytes: self.encode_base(base_id),
             };
-        }
+        };
         let header = DeltaHeader {
             base_id: self.files.base_id,
+            from_size: self.files.size,
             tree_size,
             frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
             last_leaf: self.last_leaf.to_hex(),
         };
         let mut bytes = serde_json::to_vec(&header).expect("a header serializes");
         bytes.push(b'\n');
-        bytes.extend_from_slice(&self.projection.take_delta());
+        bytes.extend_from_slice(&delta);
         PendingSnapshot {
             tree_size,
             kind: SnapshotKind::Delta,
@@ -454,6 +472,7 @@ impl FoldState {
                     base_id,
                     base_bytes: snapshot.bytes.len() as u64,
                     log_bytes: 0,
+                    size: snapshot.tree_size,
                     rewrite: false,
                 };
             }
@@ -465,7 +484,15 @@ impl FoldState {
                         .create(true)
                         .append(true)
                         .open(&log)?;
-                    // Anything after the last good record (a crash while appending) goes.
+                    // Anything after the last good record (a crash while appending) goes; a log
+                    // shorter than what was written (moved, truncated) is not extended.
+                    let len = f.metadata()?.len();
+                    if len < self.files.log_bytes {
+                        return Err(std::io::Error::other(format!(
+                            "it holds {len} bytes, {} were written: was it moved or cut? Restart the worker: it resumes from what the files hold",
+                            self.files.log_bytes
+                        )));
+                    }
                     f.set_len(self.files.log_bytes)?;
                     let mut record = Vec::with_capacity(RECORD_HEAD + snapshot.bytes.len());
                     record.extend_from_slice(&(snapshot.bytes.len() as u64).to_le_bytes());
@@ -479,12 +506,12 @@ impl FoldState {
                     }
                     Ok(())
                 };
-                if let Err(e) = append() {
-                    // The next snapshot starts a new base rather than extend a log in doubt.
-                    self.files.rewrite = true;
-                    return Err(format!("writing {}: {e}", log.display()));
-                }
+                // On failure `rewrite` stays set: the next snapshot starts a new base rather
+                // than extend a log in doubt.
+                append().map_err(|e| format!("writing {}: {e}", log.display()))?;
                 self.files.log_bytes += (RECORD_HEAD + snapshot.bytes.len()) as u64;
+                self.files.size = snapshot.tree_size;
+                self.files.rewrite = false;
             }
         }
         Ok(())
@@ -798,6 +825,14 @@ pub async fn run(
         tracing::warn!("KV did not answer within 10 s at shutdown");
     }
     let stored = shared.queue.lock().expect("kv queue").stored_size;
+    // A snapshot taken and not yet written goes first (deltas are written in the order taken),
+    // if KV holds what it covers.
+    if let Some(pending) = snapshot.take_if(|s| s.tree_size() <= stored) {
+        let size = pending.tree_size();
+        blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
+        counters.snapshots.fetch_add(1, Relaxed);
+        saved_size = size;
+    }
     if stored < state.tree_size() {
         tracing::warn!(
             stored,
@@ -805,13 +840,6 @@ pub async fn run(
             "stopping before KV stored every value: the state file is not advanced, so the next start publishes them"
         );
         return Ok(());
-    }
-    // A snapshot taken and not yet written goes first (deltas are written in the order taken).
-    if let Some(pending) = snapshot.take() {
-        let size = pending.tree_size();
-        blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
-        counters.snapshots.fetch_add(1, Relaxed);
-        saved_size = size;
     }
     if saved_size != state.tree_size() || !path.exists() {
         let pending = blocking(|| state.take_snapshot());

@@ -715,6 +715,46 @@ fn deltas_extend_the_base_and_a_torn_or_stale_log_is_never_misread() {
     state.save(&path).unwrap();
     assert!(!log.exists());
     std::fs::write(&log, &old_log).unwrap();
-    let loaded = FoldState::load(&path).unwrap().unwrap();
+    let mut loaded = FoldState::load(&path).unwrap().unwrap();
     assert_same(&loaded, &fold(&entries[..650]), "a stale log ignored");
+
+    // A snapshot taken and never written (dropped): the next one is a full one, not a delta
+    // that would not continue the log.
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    assert!(!log.exists(), "a base after a stale log");
+    for (seq, entry) in (650..).zip(&entries[650..660]) {
+        loaded.apply(seq, entry).unwrap();
+    }
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    assert!(log.exists(), "a delta after the base");
+    drop(loaded.take_snapshot());
+    for (seq, entry) in (660..).zip(&entries[660..670]) {
+        loaded.apply(seq, entry).unwrap();
+    }
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    assert!(!log.exists(), "a new base, the log gone");
+    assert_same(
+        &FoldState::load(&path).unwrap().unwrap(),
+        &fold(&entries[..670]),
+        "after a dropped snapshot",
+    );
+
+    // A log cut behind the worker's back is not extended (zeros would fill the gap).
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    for (seq, entry) in (670..).zip(&entries[670..680]) {
+        loaded.apply(seq, entry).unwrap();
+    }
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    std::fs::write(&log, b"").unwrap();
+    for (seq, entry) in (680..).zip(&entries[680..690]) {
+        loaded.apply(seq, entry).unwrap();
+    }
+    let pending = loaded.take_snapshot();
+    let err = loaded.write_snapshot(&path, pending).unwrap_err();
+    assert!(err.contains("was it moved or cut"), "{err}");
 }

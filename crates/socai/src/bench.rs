@@ -1289,7 +1289,7 @@ fn snapshot_rows(
                 p.apply(*seq, entry)?;
             }
             let started = Instant::now();
-            let delta = p.take_delta();
+            let delta = p.take_delta().context("the delta stopped recording")?;
             let delta_secs = started.elapsed().as_secs_f64();
             row(
                 &format!("snapshot: delta of {tail} entries"),
