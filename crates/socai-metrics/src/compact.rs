@@ -6,7 +6,7 @@
 //! projection never needs the id again, and two ids share a fingerprint only after about 2^64
 //! dossiers (or 2^64 SHA-256 evaluations spent on finding a pair on purpose).
 //!
-//! An arena (one of 16, by the fingerprint's last byte) is a list of 4 MiB chunks of records
+//! An arena (one of 16, by the keyed hash of the fingerprint) is a list of 4 MiB chunks of records
 //! `fingerprint ‖ varint length ‖ encoding`, each starting at an even offset; a [`HashTable`] of
 //! `u32` positions (in units of 2 bytes), under a hash keyed for this process, finds a record by
 //! its fingerprint. So a compacted dossier costs its record plus 4–10 bytes of table, and never a
@@ -35,7 +35,7 @@ const CHUNK_BITS: u32 = 22;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Positions count 2-byte units: 8 GiB of records per arena.
 const UNIT: usize = 2;
-/// Arenas, chosen by a fingerprint's last byte: 128 GiB of records in all (about two billion
+/// Arenas, chosen by a keyed hash of the fingerprint: 128 GiB of records in all (about two billion
 /// dossiers), and each table doubles on its own (a sixteenth of the memory at a time).
 const ARENAS: usize = 16;
 /// Dead bytes an arena may hold before it is rewritten, however small.
@@ -76,8 +76,11 @@ struct Arena {
     dead_bytes: usize,
 }
 
-fn arena_of(fp: &Fingerprint) -> usize {
-    usize::from(fp[15]) % ARENAS
+/// The arena of a fingerprint with keyed hash `hash`: bits the tables do not use (hashbrown
+/// takes the low bits for the slot and the top 7 for its tags), and keyed, so ids cannot be
+/// chosen to fill one arena.
+fn arena_of(hash: u64) -> usize {
+    (hash >> 40) as usize % ARENAS
 }
 
 fn locate(pos: u32) -> (usize, usize) {
@@ -222,7 +225,7 @@ impl Dossiers {
         let hash = self.hash(fp);
         match self.open.entry(*fp) {
             Entry::Occupied(e) => (e.into_mut(), false),
-            Entry::Vacant(v) => match self.arenas[arena_of(fp)].take(hash, fp) {
+            Entry::Vacant(v) => match self.arenas[arena_of(hash)].take(hash, fp) {
                 Some(dossier) => {
                     self.taken_back += 1;
                     (v.insert(dossier), false)
@@ -246,7 +249,7 @@ impl Dossiers {
         dossier.encode(&mut encoding);
         let hash = self.hash(fp);
         let hasher = &self.hasher;
-        self.arenas[arena_of(fp)].put(hash, fp, &encoding, |fp| {
+        self.arenas[arena_of(hash)].put(hash, fp, &encoding, |fp| {
             use std::hash::BuildHasher;
             hasher.hash_one(fp)
         });
@@ -258,8 +261,9 @@ impl Dossiers {
         if let Some(d) = self.open.get(fp) {
             return Some(std::borrow::Cow::Borrowed(d));
         }
-        let arena = &self.arenas[arena_of(fp)];
-        let pos = arena.find(self.hash(fp), fp)?;
+        let hash = self.hash(fp);
+        let arena = &self.arenas[arena_of(hash)];
+        let pos = arena.find(hash, fp)?;
         let (_, encoding) = record(&arena.chunks, pos);
         Some(std::borrow::Cow::Owned(
             Dossier::decode(encoding).expect("the arena holds what encode wrote"),

@@ -169,7 +169,8 @@ struct StateHeader {
 struct DeltaHeader {
     base_id: u64,
     /// The tree size of the state this delta continues (the base's or the delta's before).
-    from_size: u64,
+    #[serde(default)]
+    from_size: Option<u64>,
     tree_size: u64,
     frontier: Vec<String>,
     last_leaf: String,
@@ -194,6 +195,8 @@ struct Files {
     /// The next snapshot must be a full one (no base yet, a log that cannot be extended, or a
     /// snapshot taken and not written).
     rewrite: bool,
+    /// Snapshots taken so far.
+    taken: u64,
 }
 
 impl Default for FoldState {
@@ -215,11 +218,14 @@ pub struct PendingSnapshot {
     tree_size: u64,
     kind: SnapshotKind,
     bytes: Vec<u8>,
+    /// Which snapshot taken this is (only the latest taken may be written).
+    number: u64,
 }
 
 enum SnapshotKind {
     Base(u64),
-    Delta,
+    /// A delta continuing the state of this tree size.
+    Delta(u64),
 }
 
 impl PendingSnapshot {
@@ -358,7 +364,10 @@ impl FoldState {
             })?;
             // Of another base, or not continuing the state so far (a snapshot lost between
             // two written): nothing after it can be applied.
-            if delta.base_id != header.base_id || header.base_id == 0 || delta.from_size != size {
+            if delta.base_id != header.base_id
+                || header.base_id == 0
+                || delta.from_size != Some(size)
+            {
                 rewrite = true;
                 break;
             }
@@ -394,6 +403,7 @@ impl FoldState {
                 log_bytes: valid,
                 size,
                 rewrite,
+                taken: 0,
             },
         }))
     }
@@ -422,6 +432,8 @@ impl FoldState {
         let tree_size = self.tree_size();
         // Until this one is written, the next cannot be a delta after it.
         let rewrite = std::mem::replace(&mut self.files.rewrite, true);
+        self.files.taken += 1;
+        let number = self.files.taken;
         let delta = if rewrite || self.files.log_bytes * 2 > self.files.base_bytes {
             None
         } else {
@@ -433,11 +445,12 @@ impl FoldState {
                 tree_size,
                 kind: SnapshotKind::Base(base_id),
                 bytes: self.encode_base(base_id),
+                number,
             };
         };
         let header = DeltaHeader {
             base_id: self.files.base_id,
-            from_size: self.files.size,
+            from_size: Some(self.files.size),
             tree_size,
             frontier: self.tree.frontier().iter().map(Hash::to_hex).collect(),
             last_leaf: self.last_leaf.to_hex(),
@@ -447,8 +460,9 @@ impl FoldState {
         bytes.extend_from_slice(&delta);
         PendingSnapshot {
             tree_size,
-            kind: SnapshotKind::Delta,
+            kind: SnapshotKind::Delta(self.files.size),
             bytes,
+            number,
         }
     }
 
@@ -456,6 +470,12 @@ impl FoldState {
     /// are written in the order taken, none skipped). A base: temp file, fsync, rename, fsync
     /// of the directory, then the old log goes. A delta: appended to the log and fsynced.
     pub fn write_snapshot(&mut self, path: &Path, snapshot: PendingSnapshot) -> Result<(), String> {
+        if snapshot.number != self.files.taken {
+            return Err(format!(
+                "snapshot {} of {} taken is not the latest: only the latest may be written",
+                snapshot.number, self.files.taken
+            ));
+        }
         match snapshot.kind {
             SnapshotKind::Base(base_id) => {
                 write_state(path, &snapshot.bytes)?;
@@ -474,9 +494,16 @@ impl FoldState {
                     log_bytes: 0,
                     size: snapshot.tree_size,
                     rewrite: false,
+                    taken: self.files.taken,
                 };
             }
-            SnapshotKind::Delta => {
+            SnapshotKind::Delta(from) => {
+                if from != self.files.size {
+                    return Err(format!(
+                        "a delta from tree size {from} does not continue the files at {}",
+                        self.files.size
+                    ));
+                }
                 use sha2::{Digest, Sha256};
                 let log = log_path(path);
                 let append = || -> std::io::Result<()> {
@@ -842,6 +869,10 @@ pub async fn run(
         return Ok(());
     }
     if saved_size != state.tree_size() || !path.exists() {
+        if !path.exists() {
+            // No base to extend (the file was moved away while the worker ran): a full one.
+            state.files.rewrite = true;
+        }
         let pending = blocking(|| state.take_snapshot());
         blocking(|| state.write_snapshot(&path, pending)).map_err(ProjectorError::State)?;
         counters.snapshots.fetch_add(1, Relaxed);

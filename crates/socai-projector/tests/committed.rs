@@ -757,4 +757,42 @@ fn deltas_extend_the_base_and_a_torn_or_stale_log_is_never_misread() {
     let pending = loaded.take_snapshot();
     let err = loaded.write_snapshot(&path, pending).unwrap_err();
     assert!(err.contains("was it moved or cut"), "{err}");
+
+    // Only the latest snapshot taken may be written.
+    let mut state = fold(&entries[..600]);
+    state.save(&path).unwrap();
+    let older = state.take_snapshot();
+    let _newer = state.take_snapshot();
+    let err = state.write_snapshot(&path, older).unwrap_err();
+    assert!(err.contains("not the latest"), "{err}");
+
+    // A delta that does not say what it continues (or continues another size) ends the chain:
+    // the state is the base's, and the next snapshot is a full one.
+    let mut state = fold(&entries[..600]);
+    state.save(&path).unwrap();
+    for (seq, entry) in (600..).zip(&entries[600..610]) {
+        state.apply(seq, entry).unwrap();
+    }
+    let pending = state.take_snapshot();
+    state.write_snapshot(&path, pending).unwrap();
+    let record = std::fs::read(&log).unwrap();
+    let payload = &record[40..];
+    let split = payload.iter().position(|&b| b == b'\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_slice(&payload[..split]).unwrap();
+    header.as_object_mut().unwrap().remove("from_size");
+    let mut rewritten = serde_json::to_vec(&header).unwrap();
+    rewritten.extend_from_slice(&payload[split..]);
+    let mut bytes = (rewritten.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&rewritten));
+    bytes.extend_from_slice(&rewritten);
+    std::fs::write(&log, &bytes).unwrap();
+    let mut loaded = FoldState::load(&path).unwrap().unwrap();
+    assert_same(
+        &loaded,
+        &fold(&entries[..600]),
+        "a delta without from_size ignored",
+    );
+    let pending = loaded.take_snapshot();
+    loaded.write_snapshot(&path, pending).unwrap();
+    assert!(!log.exists(), "a full snapshot replaced base and log");
 }
