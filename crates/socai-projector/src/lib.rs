@@ -327,16 +327,8 @@ impl FoldState {
             );
             return Ok(None);
         }
-        let frontier = header
-            .frontier
-            .iter()
-            .map(|h| Hash::from_hex(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        let tree = CompactRange::from_frontier(header.tree_size, frontier)
-            .map_err(|e| bad(e.to_string()))?;
-        let mut last_leaf = Hash::from_hex(&header.last_leaf).map_err(|e| bad(e.to_string()))?;
-        let mut tree = tree;
+        let (mut tree, mut last_leaf) =
+            tree_of(header.tree_size, &header.frontier, &header.last_leaf).map_err(&bad)?;
         // The deltas after this base: up to the first damaged record, and none of another
         // base (a crash between writing a new base and removing the old log).
         let log = log_path(path);
@@ -371,15 +363,8 @@ impl FoldState {
                 rewrite = true;
                 break;
             }
-            let frontier = delta
-                .frontier
-                .iter()
-                .map(|h| Hash::from_hex(h))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(e.to_string()))?;
-            tree = CompactRange::from_frontier(delta.tree_size, frontier)
-                .map_err(|e| bad(e.to_string()))?;
-            last_leaf = Hash::from_hex(&delta.last_leaf).map_err(|e| bad(e.to_string()))?;
+            (tree, last_leaf) =
+                tree_of(delta.tree_size, &delta.frontier, &delta.last_leaf).map_err(&bad)?;
             size = delta.tree_size;
             deltas.push(record.get(split + 1..).unwrap_or_default());
         }
@@ -555,6 +540,21 @@ impl FoldState {
     pub fn files_bytes(&self) -> (u64, u64) {
         (self.files.base_bytes, self.files.log_bytes)
     }
+}
+
+/// The Merkle range and last leaf a header records.
+fn tree_of(
+    size: u64,
+    frontier: &[String],
+    last_leaf: &str,
+) -> Result<(CompactRange, Hash), String> {
+    let frontier = frontier
+        .iter()
+        .map(|h| Hash::from_hex(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let tree = CompactRange::from_frontier(size, frontier).map_err(|e| e.to_string())?;
+    Ok((tree, Hash::from_hex(last_leaf).map_err(|e| e.to_string())?))
 }
 
 /// An id for a new base: unique enough that a stale log never matches it.
