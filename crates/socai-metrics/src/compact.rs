@@ -88,16 +88,33 @@ fn locate(pos: u32) -> (usize, usize) {
     (at >> CHUNK_BITS, at & (CHUNK - 1))
 }
 
+/// Appends a dossier record, as the arenas and snapshots hold it: fingerprint, varint length,
+/// encoding.
+pub(crate) fn put_record(out: &mut Vec<u8>, fp: &Fingerprint, encoding: &[u8]) {
+    out.extend_from_slice(fp);
+    let mut varint = [0u8; 10];
+    let n = integer_encoding::VarInt::encode_var(encoding.len() as u64, &mut varint);
+    out.extend_from_slice(&varint[..n]);
+    out.extend_from_slice(encoding);
+}
+
+/// The record at the front of `bytes` ([`put_record`]): its fingerprint, its encoding, and the
+/// bytes it takes; `None` if it is cut short.
+pub(crate) fn split_record(bytes: &[u8]) -> Option<(&Fingerprint, &[u8], usize)> {
+    let fp: &Fingerprint = bytes.get(..16)?.try_into().ok()?;
+    let (len, n) = <u64 as integer_encoding::VarInt>::decode_var(bytes.get(16..)?)?;
+    let end = 16usize
+        .checked_add(n)?
+        .checked_add(usize::try_from(len).ok()?)?;
+    Some((fp, bytes.get(16 + n..end)?, end))
+}
+
 /// The record at `pos`: its fingerprint and encoding.
 fn record(chunks: &[Vec<u8>], pos: u32) -> (&Fingerprint, &[u8]) {
     let (chunk, offset) = locate(pos);
-    let bytes = &chunks[chunk][offset..];
-    let fp: &Fingerprint = bytes[..16]
-        .try_into()
-        .expect("a record starts with 16 bytes");
-    let (len, n) = <u64 as integer_encoding::VarInt>::decode_var(&bytes[16..])
-        .expect("a record's length is a varint");
-    (fp, &bytes[16 + n..16 + n + len as usize])
+    let (fp, encoding, _) =
+        split_record(&chunks[chunk][offset..]).expect("the arena holds whole records");
+    (fp, encoding)
 }
 
 fn record_len(encoding: usize) -> usize {
@@ -128,11 +145,7 @@ fn append(chunks: &mut Vec<Vec<u8>>, fp: &Fingerprint, encoding: &[u8]) -> u32 {
         chunk.reserve_exact(target - chunk.len());
     }
     let pos = (index << CHUNK_BITS | chunk.len()) / UNIT;
-    chunk.extend_from_slice(fp);
-    let mut varint = [0u8; 10];
-    let n = integer_encoding::VarInt::encode_var(encoding.len() as u64, &mut varint);
-    chunk.extend_from_slice(&varint[..n]);
-    chunk.extend_from_slice(encoding);
+    put_record(chunk, fp, encoding);
     chunk.resize(chunk.len().next_multiple_of(UNIT), 0);
     pos as u32
 }

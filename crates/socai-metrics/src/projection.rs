@@ -12,7 +12,7 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{DossierMemory, Dossiers, Fingerprint, fingerprint};
+use crate::compact::{DossierMemory, Dossiers, Fingerprint, fingerprint, put_record, split_record};
 use crate::dossier::{Contribution, Dossier, Offering, ProcedureFacts, Return, earliest};
 use crate::metric::{
     Bucket, Counts, FIELDS, Field, GAUGE_MASK, METRICS, Metric, MetricValue, WindowSums, bit,
@@ -1281,25 +1281,12 @@ impl Projection {
     }
 }
 
-/// Appends a dossier record: fingerprint, varint length, encoding.
-fn put_record(bytes: &mut Vec<u8>, fp: &Fingerprint, encoding: &[u8]) {
-    bytes.extend_from_slice(fp);
-    let mut varint = [0u8; 10];
-    let n = integer_encoding::VarInt::encode_var(encoding.len() as u64, &mut varint);
-    bytes.extend_from_slice(&varint[..n]);
-    bytes.extend_from_slice(encoding);
-}
-
 /// Reads the dossier record at the front of `rest`, advancing it: its fingerprint and an
 /// encoding checked to decode.
 fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(Fingerprint, &'a [u8])> {
-    let fp: Fingerprint = rest.get(..16)?.try_into().ok()?;
-    let (len, n) = <u64 as integer_encoding::VarInt>::decode_var(rest.get(16..)?)?;
-    let end = 16usize
-        .checked_add(n)?
-        .checked_add(usize::try_from(len).ok()?)?;
-    let encoding = rest.get(16 + n..end)?;
+    let (fp, encoding, end) = split_record(rest)?;
     Dossier::decode(encoding)?;
+    let fp = *fp;
     *rest = &rest[end..];
     Some((fp, encoding))
 }
