@@ -14,6 +14,12 @@ mod pipeline;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: sled allocates and frees a node copy per insert from every
+/// thread, and glibc's arena locks and consolidation took a fifth of the writer's time
+/// (ARCHITECTURE.md, "Decisions").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // A service logs what it does; a command speaks only when something is wrong.
