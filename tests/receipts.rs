@@ -727,3 +727,41 @@ async fn socai_publish_fails_unless_every_event_is_in_the_ledger() {
     assert_eq!(summary(&out)["confirmed"], false);
     serve.stop();
 }
+
+/// `--nats` takes a comma-separated list of seed servers, as NATS clients do (issue 15): the
+/// ledger and a publisher given a list whose first server is down reach the one that is up, and
+/// a list with a bad member is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_takes_a_list_of_seed_servers() {
+    let ledger = Ledger::new();
+    let nats = start_nats(&ledger.path("nats"), true);
+    // A port nothing listens on: bound, then released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let seeds = format!("nats://127.0.0.1:{dead}, {}", nats.url());
+    let _serve = ledger.serve(&seeds, Some("ledger"));
+    let (client, _) = connect(&seeds, Some("ledger")).await;
+    wait_for_streams(&async_nats::jetstream::new(client)).await;
+
+    let file = ledger.path("seeded.jsonl");
+    write_lines(
+        &file,
+        &(0..3)
+            .map(|i| event_json(H01, &format!("seeded-{i}"), "online"))
+            .collect::<Vec<_>>(),
+    );
+    let out = socai_publish(&ledger, &seeds, H01, &file, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["committed"], 3, "{}", stdout(&out));
+
+    let bad = format!("{},nats://127.0.0.1:notaport", nats.url());
+    let out = socai_publish(&ledger, &bad, H01, &file, &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let (_, message) = failure(&out);
+    assert!(
+        message.contains("server 2 of 2 (\"nats://127.0.0.1:notaport\")"),
+        "{message}"
+    );
+}

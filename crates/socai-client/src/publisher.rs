@@ -115,8 +115,13 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
     if config.retry_initial_connect {
         options = options.retry_on_initial_connect();
     }
+    let seeds = seed_servers(&config.url).map_err(|source| ConnectError {
+        url: config.url.clone(),
+        user: config.user.clone(),
+        source,
+    })?;
     let client = options
-        .connect(config.url.as_str())
+        .connect(seeds)
         .await
         .map_err(|source| ConnectError {
             url: config.url.clone(),
@@ -124,6 +129,36 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
             source,
         })?;
     Ok((client, errors))
+}
+
+/// The seed servers of a `--nats` / `SOCAI_NATS_URL` value: one URL, or several separated by
+/// commas as NATS clients take them (`nats://a:4222,nats://b:4222`; spaces around each are
+/// ignored). The client tries them in turn and learns the rest of a cluster from the server.
+pub fn seed_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, async_nats::ConnectError> {
+    use async_nats::{ConnectError, ConnectErrorKind};
+    let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+    if parts.iter().all(|p| p.is_empty()) {
+        return Err(ConnectError::with_source(
+            ConnectErrorKind::ServerParse,
+            "no server given: expected nats://HOST:PORT, or several separated by commas",
+        ));
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if part.is_empty() {
+                return Err(format!(
+                    "server {} of {} is empty (a stray comma?)",
+                    i + 1,
+                    parts.len()
+                ));
+            }
+            part.parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("server {} of {} ({part:?}): {e}", i + 1, parts.len()))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|reason| ConnectError::with_source(ConnectErrorKind::ServerParse, reason))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -424,5 +459,38 @@ impl Publisher {
             finish(result);
         }
         failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seed_servers;
+
+    #[test]
+    fn a_comma_separated_list_gives_every_seed_in_order() {
+        let seeds = seed_servers("nats://10.0.0.1:4222, nats://10.0.0.2:4223 ,nats-3:4224")
+            .expect("three seeds");
+        let got: Vec<String> = seeds
+            .iter()
+            .map(|s| format!("{}:{}", s.host(), s.port()))
+            .collect();
+        assert_eq!(got, ["10.0.0.1:4222", "10.0.0.2:4223", "nats-3:4224"]);
+        assert_eq!(seed_servers("nats://127.0.0.1:4222").expect("one").len(), 1);
+    }
+
+    #[test]
+    fn a_bad_seed_is_named_by_its_place() {
+        for (url, says) in [
+            (
+                "nats://a:4222,nats://b:notaport",
+                "server 2 of 2 (\"nats://b:notaport\")",
+            ),
+            ("nats://a:4222,,nats://c:4222", "server 2 of 3 is empty"),
+            ("", "no server given"),
+            (" , ", "no server given"),
+        ] {
+            let e = seed_servers(url).expect_err(url).to_string();
+            assert!(e.contains(says), "{url:?}: {e}");
+        }
     }
 }

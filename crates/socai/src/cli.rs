@@ -26,7 +26,7 @@ pub struct Global {
         default_value = "./socai-data"
     )]
     pub data_dir: PathBuf,
-    /// NATS server URL (used by the NATS-facing commands)
+    /// NATS server URL, or several separated by commas for a cluster (nats://a:4222,nats://b:4222): used by the NATS-facing commands
     #[arg(long, global = true, env = "SOCAI_NATS_URL")]
     pub nats: Option<String>,
     /// NATS user (an agency code for agencies, e.g. G09.20)
