@@ -81,6 +81,52 @@ pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
     .unwrap_or_else(|e| panic!("starting nats-server: {e}"))
 }
 
+/// The password of the cluster's route user in the tests.
+pub const ROUTE_PASSWORD: &str = "pw-route";
+
+/// The shipped 3-node cluster (`deploy/nats/cluster/`, authenticated routes) on loopback, each
+/// node with its own store dir under `dir`; node N is `nodes[N-1]`, server name `socai-nats-N`.
+pub fn start_cluster(dir: &Path) -> Vec<LocalNats> {
+    let cluster =
+        socai_testkit::shipped_cluster_in(&repo_root().join("deploy/nats"), dir, ROUTE_PASSWORD)
+            .expect("copy the shipped cluster configs");
+    let mut env: Vec<(String, String)> = USERS
+        .iter()
+        .map(|(user, var)| (var.to_string(), password(user)))
+        .collect();
+    assert_eq!(
+        cluster.password_vars.len(),
+        env.len(),
+        "users.conf's password variables"
+    );
+    env.extend(cluster.route_env);
+    let nodes = cluster.nodes;
+    // Started one after the other: a node dials the routes of nodes not up yet again until
+    // they are; start() waits only for its own listeners.
+    nodes
+        .iter()
+        .map(|node| {
+            LocalNats::start(LocalNatsOptions {
+                binary: nats_server_binary(),
+                dir: node.dir.clone(),
+                config: Some(node.config.clone()),
+                env: env.clone(),
+                port: 0,
+            })
+            .unwrap_or_else(|e| panic!("starting cluster node {}: {e}", node.config.display()))
+        })
+        .collect()
+}
+
+/// The client URLs of a cluster's nodes as one seed list (`--nats`).
+pub fn seed_list(nodes: &[LocalNats]) -> String {
+    nodes
+        .iter()
+        .map(LocalNats::url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub fn nats_config(url: &str, user: Option<&str>) -> NatsConfig {
     NatsConfig {
         user: user.map(String::from),

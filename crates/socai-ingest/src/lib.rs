@@ -39,6 +39,10 @@ pub use writer::{Redacted, WriterCommand, WriterConfig};
 pub enum IngestError {
     #[error("nats: {0}")]
     Nats(String),
+    /// JetStream did not answer or is not available yet (a cluster electing leaders after a
+    /// node's loss, a server restarting): worth trying again.
+    #[error("nats: {0}")]
+    NatsUnavailable(String),
     #[error(
         "ledger: {0}; nothing of the batch in hand was answered: restart `socai serve` (it reopens the ledger and reads those messages again)"
     )]
@@ -172,7 +176,28 @@ async fn serve_inner(
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) -> Result<(), IngestError> {
-    ensure_streams(&js, &config.streams).await?;
+    tokio::pin!(shutdown);
+    // Streams first. A cluster that lost a node may need a while to elect leaders again: wait
+    // for it (saying so) rather than stop, so a ledger restarted during a node's loss comes up.
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match ensure_streams(&js, &config.streams).await {
+            Ok(()) => break,
+            Err(IngestError::NatsUnavailable(reason)) => {
+                tracing::warn!(
+                    %reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "JetStream cannot set up the streams yet (a cluster electing leaders after a node's loss, or a server starting); trying again"
+                );
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let lag = tokio::spawn(poll_lag(js.clone(), counters.clone()));
     let (head_tx, head_rx) = watch::channel(ledger.head().size);
     let publisher = committed::CommittedPublisher {

@@ -196,10 +196,35 @@ pub async fn ensure_streams(
     ] {
         let name = config.name.clone();
         js.create_or_update_stream(config).await.map_err(|e| {
-            IngestError::Nats(format!("cannot create or update stream {name}: {e}"))
+            let reason = format!("cannot create or update stream {name}: {e}");
+            if unavailable(&e.kind()) {
+                IngestError::NatsUnavailable(reason)
+            } else {
+                IngestError::Nats(reason)
+            }
         })?;
     }
     ensure_metrics_bucket(js, &settings).await
+}
+
+/// Whether a stream request failed because JetStream is not answering yet (no reply in time,
+/// no responders, a cluster without a meta leader or without enough peers up), rather than
+/// because of what was asked.
+fn unavailable(kind: &jetstream::context::CreateStreamErrorKind) -> bool {
+    use jetstream::ErrorCode;
+    use jetstream::context::CreateStreamErrorKind as K;
+    match kind {
+        K::TimedOut | K::JetStreamUnavailable => true,
+        K::JetStream(e) => {
+            matches!(
+                e.error_code(),
+                ErrorCode::CLUSTER_NOT_AVAILABLE
+                    | ErrorCode::INSUFFICIENT_RESOURCES
+                    | ErrorCode::CLUSTER_PEER_NOT_MEMBER
+            ) || e.error_code() == ErrorCode(10005)
+        } // no suitable peers for placement
+        _ => false,
+    }
 }
 
 /// Creates the METRICS bucket (stream KV_METRICS) if missing; the projection workers (in an
@@ -237,12 +262,28 @@ async fn ensure_metrics_bucket(
                     if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
             ) => {}
         Err(e) => {
-            return Err(IngestError::Nats(format!(
-                "cannot read stream {METRICS_STREAM}: {e}"
-            )));
+            let reason = format!("cannot read stream {METRICS_STREAM}: {e}");
+            // No answer in time, or a cluster without a meta leader yet.
+            let unavailable = match e.kind() {
+                jetstream::context::GetStreamErrorKind::Request => true,
+                jetstream::context::GetStreamErrorKind::JetStream(j) => {
+                    j.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE
+                }
+                _ => false,
+            };
+            return Err(if unavailable {
+                IngestError::NatsUnavailable(reason)
+            } else {
+                IngestError::Nats(reason)
+            });
         }
     }
     if let Err(e) = js.create_stream(settings.metrics()).await {
+        if unavailable(&e.kind()) {
+            return Err(IngestError::NatsUnavailable(format!(
+                "cannot create the KV bucket {METRICS_BUCKET} (stream {METRICS_STREAM}): {e}"
+            )));
+        }
         tracing::warn!(cause = %e, "creating {METRICS_STREAM} with persist_mode async failed (nats-server older than 2.12?); creating a plain bucket, whose values wait for the server's sync policy");
         let plain = stream::Config {
             persist_mode: None,

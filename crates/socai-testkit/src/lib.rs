@@ -240,6 +240,102 @@ pub fn shipped_config_in(
     Ok((dir.join("single.conf"), vars))
 }
 
+/// The cluster listen line of `deploy/nats/cluster/node-N.conf`.
+const SHIPPED_ROUTE_LISTEN: &str = "listen: 0.0.0.0:6222";
+
+/// One node of the shipped 3-node cluster made runnable here (see [`shipped_cluster_in`]).
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// The copy of `cluster/node-N.conf`.
+    pub config: PathBuf,
+    /// Its JetStream store dir and log dir: give it to [`LocalNatsOptions::dir`].
+    pub dir: PathBuf,
+    /// The node's route port on 127.0.0.1.
+    pub route_port: u16,
+}
+
+/// The shipped cluster made runnable here (see [`shipped_cluster_in`]).
+#[derive(Debug, Clone)]
+pub struct ShippedCluster {
+    /// Node N is `nodes[N-1]` (server name `socai-nats-N`).
+    pub nodes: Vec<ClusterNode>,
+    /// The password variables `users.conf` needs (`SOCAI_NATS_..._PASSWORD`).
+    pub password_vars: Vec<String>,
+    /// The route variables the configs read: `SOCAI_NATS_ROUTE_PASSWORD` and
+    /// `SOCAI_NATS_ROUTE_N` (the route URL of node N with those credentials), for every node's
+    /// environment.
+    pub route_env: Vec<(String, String)>,
+}
+
+/// The shipped cluster configs (`cluster/node-{1,2,3}.conf` and the `users.conf` they include)
+/// copied into `dir`, changed only where a loopback run must differ: each node's store dir
+/// (`dir/node-N/jetstream`) and its route listen address (a free port on 127.0.0.1). The routes
+/// authenticate with `route_password`.
+pub fn shipped_cluster_in(
+    shipped_dir: &Path,
+    dir: &Path,
+    route_password: &str,
+) -> Result<ShippedCluster, LocalNatsError> {
+    let conf_dir = dir.join("cluster");
+    std::fs::create_dir_all(&conf_dir)?;
+    let (_, password_vars) = shipped_config_in(shipped_dir, dir)?; // users.conf into dir
+    let mut nodes = Vec::new();
+    let mut env = vec![(
+        "SOCAI_NATS_ROUTE_PASSWORD".to_string(),
+        route_password.to_string(),
+    )];
+    for n in 1..=3 {
+        let name = format!("node-{n}.conf");
+        let text = std::fs::read_to_string(shipped_dir.join("cluster").join(&name))?;
+        for line in [SHIPPED_STORE_DIR, SHIPPED_ROUTE_LISTEN] {
+            if !text.contains(line) {
+                return Err(LocalNatsError::Io(std::io::Error::other(format!(
+                    "{}/cluster/{name} no longer sets `{line}`",
+                    shipped_dir.display()
+                ))));
+            }
+        }
+        let node_dir = dir.join(format!("node-{n}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let route_port = free_port()?;
+        let text = text
+            .replace(
+                SHIPPED_STORE_DIR,
+                &format!(
+                    "store_dir: {:?}",
+                    node_dir.join("jetstream").display().to_string()
+                ),
+            )
+            .replace(
+                SHIPPED_ROUTE_LISTEN,
+                &format!("listen: 127.0.0.1:{route_port}"),
+            );
+        let config = conf_dir.join(&name);
+        std::fs::write(&config, text)?;
+        env.push((
+            format!("SOCAI_NATS_ROUTE_{n}"),
+            format!("nats-route://route:{route_password}@127.0.0.1:{route_port}"),
+        ));
+        nodes.push(ClusterNode {
+            config,
+            dir: node_dir,
+            route_port,
+        });
+    }
+    Ok(ShippedCluster {
+        nodes,
+        password_vars,
+        route_env: env,
+    })
+}
+
+/// A port free on 127.0.0.1 now (bound, then released).
+pub fn free_port() -> Result<u16, LocalNatsError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The user a `SOCAI_NATS_<USER>_PASSWORD` variable of `users.conf` belongs to, as the config
 /// names it: `LEDGER` → `ledger`, `AGENCY_000_00_12_H01` → `000.00.12.H01`.
 pub fn user_of_password_var(var: &str) -> Option<String> {
