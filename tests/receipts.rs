@@ -729,8 +729,9 @@ async fn socai_publish_fails_unless_every_event_is_in_the_ledger() {
 }
 
 /// `--nats` takes a comma-separated list of seed servers, as NATS clients do (issue 15): the
-/// ledger and a publisher given a list whose first server is down reach the one that is up, and
-/// a list with a bad member is refused naming it.
+/// ledger and a publisher given a list holding a server that is down reach the one that is up
+/// (async-nats tries the seeds in random order), and a list with a bad member is refused naming
+/// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_takes_a_list_of_seed_servers() {
     let ledger = Ledger::new();

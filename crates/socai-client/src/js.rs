@@ -32,30 +32,38 @@ pub const IMPORTED_API_PREFIX: &str = "$JS.ledger.API";
 /// JetStream's error code for "JetStream not enabled for account".
 const NOT_ENABLED_FOR_ACCOUNT: u64 = 10039;
 
+/// How long [`api_prefix`] asks before it settles for [`DEFAULT_API_PREFIX`].
+const PREFIX_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The API prefix this connection's account must use: [`DEFAULT_API_PREFIX`] when its account
-/// has JetStream (or when the server does not answer the question: then nothing would work under
-/// another prefix either), [`IMPORTED_API_PREFIX`] when the server says the account has none.
-/// Waits for the connection first (a client made with `retry_on_initial_connect` may not be
-/// connected yet).
+/// has JetStream, [`IMPORTED_API_PREFIX`] when the server says the account has none. Waits for
+/// the connection first (a client made with `retry_on_initial_connect` may not be connected
+/// yet). No answer, or no responders, is asked again for up to 30 s: a cluster node that has
+/// just come back may not answer yet, and guessing then would pick a prefix for good (a worker
+/// left with the wrong one fails every request with a permissions violation). After that the
+/// default is used (nothing would work under the other prefix either).
 pub async fn api_prefix(client: &Client) -> String {
     while client.connection_state() != async_nats::connection::State::Connected {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let asked = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.request(format!("{DEFAULT_API_PREFIX}.INFO"), Bytes::new()),
-    )
-    .await;
-    let answer = match asked {
-        Ok(Ok(message)) => message,
-        Ok(Err(e)) => {
-            tracing::debug!(cause = %e, "no answer to $JS.API.INFO; using {DEFAULT_API_PREFIX}");
+    let started = std::time::Instant::now();
+    let answer = loop {
+        let asked = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.request(format!("{DEFAULT_API_PREFIX}.INFO"), Bytes::new()),
+        )
+        .await;
+        let reason = match asked {
+            Ok(Ok(message)) => break message,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 5 s".to_string(),
+        };
+        if started.elapsed() >= PREFIX_PATIENCE {
+            tracing::warn!(%reason, "$JS.API.INFO was never answered; using {DEFAULT_API_PREFIX}");
             return DEFAULT_API_PREFIX.into();
         }
-        Err(_) => {
-            tracing::debug!("$JS.API.INFO timed out; using {DEFAULT_API_PREFIX}");
-            return DEFAULT_API_PREFIX.into();
-        }
+        tracing::debug!(%reason, "$JS.API.INFO not answered yet; asking again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let code = serde_json::from_slice::<serde_json::Value>(&answer.payload)
         .ok()

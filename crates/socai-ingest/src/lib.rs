@@ -167,6 +167,9 @@ pub async fn serve(
     result
 }
 
+/// How long `serve` waits for JetStream to set up the streams at start (see `serve_inner`).
+const STREAMS_PATIENCE: Duration = Duration::from_secs(300);
+
 async fn serve_inner(
     js: jetstream::Context,
     ledger: Ledger<SledStorage>,
@@ -178,12 +181,18 @@ async fn serve_inner(
 ) -> Result<(), IngestError> {
     tokio::pin!(shutdown);
     // Streams first. A cluster that lost a node may need a while to elect leaders again: wait
-    // for it (saying so) rather than stop, so a ledger restarted during a node's loss comes up.
+    // for it (saying so) rather than stop, so a ledger restarted during a node's loss comes up;
+    // but not forever, and never on an answer that waiting cannot change.
+    let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(500);
     loop {
-        match ensure_streams(&js, &config.streams).await {
+        let attempt = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            attempt = ensure_streams(&js, &config.streams) => attempt,
+        };
+        match attempt {
             Ok(()) => break,
-            Err(IngestError::NatsUnavailable(reason)) => {
+            Err(IngestError::NatsUnavailable(reason)) if started.elapsed() < STREAMS_PATIENCE => {
                 tracing::warn!(
                     %reason,
                     retry_in_ms = delay.as_millis() as u64,
@@ -194,6 +203,12 @@ async fn serve_inner(
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(IngestError::NatsUnavailable(reason)) => {
+                return Err(IngestError::Nats(format!(
+                    "{reason} (still, after {} s of trying): check that the JetStream cluster has a meta leader and enough nodes up for the streams' replicas (`nats server report jetstream`), and that this user may use JetStream",
+                    started.elapsed().as_secs()
+                )));
             }
             Err(e) => return Err(e),
         }

@@ -679,9 +679,17 @@ pub async fn run(
     let mut state = FoldState::load(&path)
         .map_err(ProjectorError::Diverged)?
         .unwrap_or_default();
-    let store = loop {
-        match open_metrics_bucket(&js).await {
-            Ok(store) => break store,
+    // The bucket and this worker's mark, once they can be read: a bucket `socai serve` has not
+    // made yet, or (on a cluster) one whose stream has no leader yet, answers "no responders".
+    let (store, mark) = loop {
+        let opened = match open_metrics_bucket(&js).await {
+            Ok(store) => read_mark(&store, &config.name)
+                .await
+                .map(|mark| (store, mark)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(found) => break found,
             Err(e) => {
                 tracing::warn!(cause = %e, "waiting for the METRICS bucket; retrying every 2 s");
                 tokio::select! {
@@ -691,7 +699,6 @@ pub async fn run(
             }
         }
     };
-    let mark = read_mark(&store, &config.name).await?;
     // A KV bucket that is behind the state file (recreated, restored, or a crash between the
     // state file and the mark) gets every value again.
     // So does a change of shard (keys this worker did not own before).
