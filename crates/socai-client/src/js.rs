@@ -4,8 +4,9 @@
 //! The shipped server config (`deploy/nats/users.conf`) keeps JetStream in the ledger's account;
 //! projection workers, dashboards and auditors are in accounts without JetStream that import
 //! read-only parts of its API under the prefix [`IMPORTED_API_PREFIX`] (a request on `$JS.API.…`
-//! there is answered "JetStream not enabled for account"). [`jetstream`] asks `$JS.API.INFO` once
-//! and returns the context with the right prefix, so the same code runs as every role.
+//! there is answered "JetStream not enabled for account"). [`jetstream`] asks `$JS.API.INFO`
+//! until it gets a clear answer and returns the context with the right prefix, so the same code
+//! runs as every role.
 //!
 //! Those accounts may not create consumers (nats-server#8274: a push consumer's deliver subject
 //! is not checked against its creator's permissions), so they read streams with direct gets:
@@ -35,46 +36,55 @@ const NOT_ENABLED_FOR_ACCOUNT: u64 = 10039;
 /// How long [`api_prefix`] asks before it settles for [`DEFAULT_API_PREFIX`].
 const PREFIX_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The API prefix this connection's account must use: [`DEFAULT_API_PREFIX`] when its account
-/// has JetStream, [`IMPORTED_API_PREFIX`] when the server says the account has none. Waits for
-/// the connection first (a client made with `retry_on_initial_connect` may not be connected
-/// yet). No answer, or no responders, is asked again for up to 30 s: a cluster node that has
-/// just come back may not answer yet, and guessing then would pick a prefix for good (a worker
-/// left with the wrong one fails every request with a permissions violation). After that the
-/// default is used (nothing would work under the other prefix either).
+/// The API prefix this connection's account must use: [`DEFAULT_API_PREFIX`] when the server
+/// answers `$JS.API.INFO` with account information (the account has JetStream),
+/// [`IMPORTED_API_PREFIX`] when it answers "JetStream not enabled for account". Waits for the
+/// connection first (a client made with `retry_on_initial_connect` may not be connected yet).
+/// Anything else (no answer, no responders, another error such as "cluster not available",
+/// which a cluster without a meta leader gives every account) is asked again, 500 ms apart,
+/// for up to 30 s, with a warning at the first miss: guessing then would pick a prefix for good,
+/// and a worker left with the wrong one fails every request with a permissions violation. After
+/// that the default is used (nothing would work under the other prefix either).
 pub async fn api_prefix(client: &Client) -> String {
     while client.connection_state() != async_nats::connection::State::Connected {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let started = std::time::Instant::now();
-    let answer = loop {
+    let mut warned = false;
+    loop {
         let asked = tokio::time::timeout(
             Duration::from_secs(5),
             client.request(format!("{DEFAULT_API_PREFIX}.INFO"), Bytes::new()),
         )
         .await;
         let reason = match asked {
-            Ok(Ok(message)) => break message,
+            Ok(Ok(message)) => {
+                let answer = serde_json::from_slice::<serde_json::Value>(&message.payload).ok();
+                let error = answer.as_ref().map(|v| &v["error"]);
+                match error.map(|e| (e.is_null(), e["err_code"].as_u64())) {
+                    Some((true, _)) => return DEFAULT_API_PREFIX.into(),
+                    Some((false, Some(NOT_ENABLED_FOR_ACCOUNT))) => {
+                        tracing::debug!(
+                            "this account has no JetStream: using the ledger's imported API, {IMPORTED_API_PREFIX}"
+                        );
+                        return IMPORTED_API_PREFIX.into();
+                    }
+                    Some((false, _)) => format!("answered {}", error.expect("some")),
+                    None => "answered with something that is not JSON".to_string(),
+                }
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "no answer within 5 s".to_string(),
         };
         if started.elapsed() >= PREFIX_PATIENCE {
-            tracing::warn!(%reason, "$JS.API.INFO was never answered; using {DEFAULT_API_PREFIX}");
+            tracing::warn!(%reason, "$JS.API.INFO was never answered clearly; using {DEFAULT_API_PREFIX}");
             return DEFAULT_API_PREFIX.into();
         }
-        tracing::debug!(%reason, "$JS.API.INFO not answered yet; asking again");
+        if !warned {
+            tracing::warn!(%reason, "JetStream does not answer yet ($JS.API.INFO); asking again for up to 30 s");
+            warned = true;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let code = serde_json::from_slice::<serde_json::Value>(&answer.payload)
-        .ok()
-        .and_then(|v| v["error"]["err_code"].as_u64());
-    if code == Some(NOT_ENABLED_FOR_ACCOUNT) {
-        tracing::debug!(
-            "this account has no JetStream: using the ledger's imported API, {IMPORTED_API_PREFIX}"
-        );
-        IMPORTED_API_PREFIX.into()
-    } else {
-        DEFAULT_API_PREFIX.into()
     }
 }
 

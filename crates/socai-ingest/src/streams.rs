@@ -207,18 +207,19 @@ pub async fn ensure_streams(
     ensure_metrics_bucket(js, &settings).await
 }
 
-/// Whether a stream request failed because JetStream is not answering yet (no reply in time, a
-/// cluster without a meta leader or without enough peers up), rather than because of what was
-/// asked. "No responders" is not among them: that is JetStream off for this account (the wrong
-/// user), which waiting does not change; nor is "insufficient resources" (a stream larger than
-/// the server allows). A timeout may hide a permissions violation, so the retries are bounded.
+/// Whether a stream request failed because JetStream is not answering yet (no reply in time, no
+/// responders on a node that has just come back, a cluster without a meta leader or without
+/// enough peers up), rather than because of what was asked. "Insufficient resources" (a stream
+/// larger than the server allows) is not among them. No responders can also mean JetStream off
+/// for this account, and a timeout can hide a permissions violation: the retries are bounded
+/// and each one is logged with its reason.
 fn unavailable(kind: &jetstream::context::CreateStreamErrorKind) -> bool {
     use jetstream::ErrorCode;
     use jetstream::context::CreateStreamErrorKind as K;
     /// No suitable peers for placement (a node down).
     const NO_SUITABLE_PEERS: ErrorCode = ErrorCode(10005);
     match kind {
-        K::TimedOut => true,
+        K::TimedOut | K::JetStreamUnavailable => true,
         K::JetStream(e) => matches!(
             e.error_code(),
             ErrorCode::CLUSTER_NOT_AVAILABLE

@@ -682,21 +682,21 @@ pub async fn run(
     // The bucket and this worker's mark, once they can be read: a bucket `socai serve` has not
     // made yet, or (on a cluster) one whose stream has no leader yet, answers "no responders".
     let (store, mark) = loop {
-        let opened = match open_metrics_bucket(&js).await {
-            Ok(store) => read_mark(&store, &config.name)
-                .await
-                .map(|mark| (store, mark)),
-            Err(e) => Err(e),
-        };
-        match opened {
-            Ok(found) => break found,
+        match open_metrics_bucket(&js).await {
+            Ok(store) => match read_mark(&store, &config.name).await {
+                Ok(mark) => break (store, mark),
+                Err(e) => tracing::warn!(
+                    cause = %e,
+                    "cannot read this worker's mark from the METRICS bucket yet (on a cluster, a bucket just made has no leader for a moment); retrying every 2 s. If it goes on, check that the projector's account imports the bucket's direct gets (deploy/nats/users.conf)"
+                ),
+            },
             Err(e) => {
-                tracing::warn!(cause = %e, "waiting for the METRICS bucket; retrying every 2 s");
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
+                tracing::warn!(cause = %e, "waiting for the METRICS bucket; retrying every 2 s")
             }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     };
     // A KV bucket that is behind the state file (recreated, restored, or a crash between the
