@@ -133,7 +133,8 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
 
 /// The seed servers of a `--nats` / `SOCAI_NATS_URL` value: one URL, or several separated by
 /// commas as NATS clients take them (`nats://a:4222,nats://b:4222`; spaces around each are
-/// ignored). The client tries them in turn and learns the rest of a cluster from the server.
+/// ignored). The client tries them in random order (async-nats shuffles the list) and learns the
+/// rest of a cluster from the server it reaches.
 pub fn seed_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, async_nats::ConnectError> {
     use async_nats::{ConnectError, ConnectErrorKind};
     let parts: Vec<&str> = url.split(',').map(str::trim).collect();
