@@ -976,6 +976,14 @@ fn shipped_nats_configs_are_valid() {
         for (user, var) in USERS {
             cmd.env(var, password(user));
         }
+        // The cluster's routes: their password and the three route URLs (deploy/nats/cluster).
+        cmd.env("SOCAI_NATS_ROUTE_PASSWORD", ROUTE_PASSWORD);
+        for n in 1..=3 {
+            cmd.env(
+                format!("SOCAI_NATS_ROUTE_{n}"),
+                format!("nats-route://route:{ROUTE_PASSWORD}@nats-{n}:6222"),
+            );
+        }
         let out = cmd.output().expect("nats-server -t");
         assert!(
             out.status.success(),
