@@ -77,6 +77,11 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
     let js = async_nats::jetstream::new(client);
     wait_for_streams(&js).await;
     for name in [EVENTS, COMMITTED, CHECKPOINTS, REJECTED] {
+        // serve makes them one after the other: COMMITTED may be there before CHECKPOINTS.
+        wait_until(PATIENCE, &format!("stream {name}"), || async {
+            js.get_stream(name).await.is_ok()
+        })
+        .await;
         let replicas = js
             .get_stream(name)
             .await
