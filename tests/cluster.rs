@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use socai_client::publisher::Outgoing;
 use socai_client::receipts::{Outcome, ReceiptOptions, Report};
 use socai_e2e::nats::*;
-use socai_e2e::{Ledger, stderr, stdout};
+use socai_e2e::{Ledger, stderr, stdout, workload};
 use socai_testkit::LocalNats;
 use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
 
@@ -102,28 +102,12 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
 
     // The workload, in parts that each wait for their receipts, so the kills below land while
     // events flow. The gateway publishes for every agency and receives all their receipts.
-    let events: Vec<Outgoing> = socai_sim::Generator::new(socai_sim::SimConfig {
-        seed: 15,
-        provinces: 3,
-        communes_per_province: 2,
-        procedures_per_agency: 5,
-        ..Default::default()
-    })
-    .take(n)
-    .map(|e| Outgoing::event(&e))
-    .collect();
-    let published_ids: BTreeSet<(String, String)> = events
+    let simulated = workload(n, 15);
+    let published_ids: BTreeSet<(String, String)> = simulated
         .iter()
-        .map(|o| {
-            let agency = o
-                .subject
-                .split('.')
-                .nth(2)
-                .expect("dvc.events.<agency>.<type>")
-                .replace('-', ".");
-            (agency, o.id.clone())
-        })
+        .map(|e| (e.agency.clone(), e.id.clone()))
         .collect();
+    let events: Vec<Outgoing> = simulated.iter().map(Outgoing::event).collect();
     assert_eq!(published_ids.len(), n, "the simulator gives distinct ids");
     let gateway = publisher(&seeds, Some("gateway"))
         .await

@@ -100,16 +100,10 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     });
 
     // The workload, paced so the workers are killed and restarted while it flows.
-    let events: Vec<Outgoing> = socai_sim::Generator::new(socai_sim::SimConfig {
-        seed: 11,
-        provinces: 3,
-        communes_per_province: 2,
-        procedures_per_agency: 5,
-        ..Default::default()
-    })
-    .take(n)
-    .map(|e| Outgoing::event(&e))
-    .collect();
+    let events: Vec<Outgoing> = socai_e2e::workload(n, 11)
+        .iter()
+        .map(Outgoing::event)
+        .collect();
     let gateway = publisher(&url, Some("gateway")).await;
     let publishing = tokio::spawn(async move {
         for part in events.chunks(500) {

@@ -250,8 +250,6 @@ pub struct ClusterNode {
     pub config: PathBuf,
     /// Its JetStream store dir and log dir: give it to [`LocalNatsOptions::dir`].
     pub dir: PathBuf,
-    /// The node's route port on 127.0.0.1.
-    pub route_port: u16,
 }
 
 /// The shipped cluster made runnable here (see [`shipped_cluster_in`]).
@@ -319,7 +317,6 @@ pub fn shipped_cluster_in(
         nodes.push(ClusterNode {
             config,
             dir: node_dir,
-            route_port,
         });
     }
     Ok(ShippedCluster {
