@@ -621,6 +621,39 @@ async fn every_route_answers_as_documented_and_as_the_cli_does() {
         .await;
     assert_eq!(at["root"], signed.checkpoint.root.to_hex());
     assert_eq!(at["note"], a.text());
+    // No witnesses configured here (tests/witness.rs runs them): no cosignatures, an empty
+    // list of witnesses, and no witnessed checkpoint.
+    assert_eq!(at["cosignatures"], serde_json::json!([]));
+    let witnesses = api.ok("/v1/witnesses", "/v1/witnesses").await;
+    assert_eq!(witnesses, serde_json::json!({"witnesses": []}));
+    let p = api
+        .problem(
+            "GET",
+            "/v1/checkpoints/witnessed",
+            "/v1/checkpoints/witnessed",
+            None,
+            None,
+            404,
+            None,
+        )
+        .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no witnesses configured"),
+        "{p}"
+    );
+    api.problem(
+        "GET",
+        "/v1/checkpoints/witnessed",
+        "/v1/checkpoints/witnessed?min=0",
+        None,
+        None,
+        400,
+        Some("min"),
+    )
+    .await;
     let mut listed = Vec::new();
     let mut from = 0;
     loop {
@@ -1608,6 +1641,11 @@ async fn personal_data_only_to_auditors_and_redaction_while_publishers_run() {
         ("/v1/checkpoints", "/v1/checkpoints".into()),
         ("/v1/checkpoints/latest", "/v1/checkpoints/latest".into()),
         ("/v1/checkpoints/{size}", format!("/v1/checkpoints/{cp}")),
+        (
+            "/v1/checkpoints/witnessed",
+            "/v1/checkpoints/witnessed".into(),
+        ),
+        ("/v1/witnesses", "/v1/witnesses".into()),
         ("/v1/entries", "/v1/entries?from=0&limit=50".into()),
         (
             "/v1/entries",

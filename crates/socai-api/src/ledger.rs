@@ -25,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/log", get(log_info))
         .route("/v1/checkpoints", get(checkpoints))
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/v1/checkpoints/witnessed", get(witnessed_checkpoint))
+        .route("/v1/witnesses", get(witnesses))
         .route("/v1/checkpoints/{size}", get(checkpoint_at))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{seq}", get(entry))
@@ -108,20 +110,45 @@ fn personal_allowed(
     Ok(wanted)
 }
 
-/// A checkpoint as `socai checkpoint --json` prints it.
+/// A checkpoint as `socai checkpoint --json` prints it, with the witnesses' cosignature lines
+/// the log holds for it (C2SP tlog-cosignature; the note itself carries the log's signature).
 #[derive(Serialize)]
 struct CheckpointJson<'a> {
     size: u64,
     root: String,
     note: &'a str,
+    cosignatures: Vec<String>,
 }
 
-fn checkpoint_json(signed: &SignedCheckpoint) -> CheckpointJson<'_> {
+fn checkpoint_json(signed: &SignedCheckpoint, cosignatures: Vec<String>) -> CheckpointJson<'_> {
     CheckpointJson {
         size: signed.checkpoint.size,
         root: signed.checkpoint.root.to_hex(),
         note: &signed.note,
+        cosignatures,
     }
+}
+
+/// The cosignature lines held for the checkpoint of size `size` (none without witnesses).
+pub(crate) fn cosignatures(state: &AppState, size: u64) -> Result<Vec<String>, ApiError> {
+    if state.witnesses().is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .reader()
+        .storage()
+        .cosignatures(size)
+        .map_err(socai_store::LedgerError::from)?)
+}
+
+/// A note with cosignature lines appended (a C2SP signed note with more signatures).
+pub(crate) fn with_cosignatures(note: &str, lines: &[String]) -> String {
+    let mut out = note.to_owned();
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 async fn log_info(
@@ -164,7 +191,69 @@ async fn latest_checkpoint(
             .sign(&signed.checkpoint)
             .map_err(|e| ApiError::internal(format!("test fault: {e}")))?;
     }
-    json(&checkpoint_json(&signed), FRESH)
+    let lines = cosignatures(&state, signed.checkpoint.size)?;
+    json(&checkpoint_json(&signed, lines), FRESH)
+}
+
+/// How many cosigned checkpoints `/v1/checkpoints/witnessed` looks back through at most.
+const WITNESSED_SCAN: usize = 10_000;
+
+/// The newest signed checkpoint cosigned by at least `min` witnesses (default: every witness
+/// configured), its note carrying their cosignature lines.
+async fn witnessed_checkpoint(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(q.as_deref(), &["min"])?;
+    let min = match params.u64("min")? {
+        Some(0) => return Err(ApiError::bad_param("min", "min must be at least 1")),
+        other => other,
+    };
+    let Some(board) = state.witnesses() else {
+        return Err(ApiError::not_found(
+            "this log has no witnesses configured ([[witnesses]] in socai.toml, or socai serve --witness URL=VKEY)",
+        ));
+    };
+    let configured = board.reports().len();
+    let min = min.map_or(configured, |n| n as usize);
+    let reader = state.reader().clone();
+    let found = state
+        .blocking(move || {
+            let Some((size, lines)) = reader
+                .storage()
+                .newest_cosigned(min, WITNESSED_SCAN)
+                .map_err(socai_store::LedgerError::from)?
+            else {
+                return Ok(None);
+            };
+            Ok(Some((reader.checkpoint_at(size)?, lines)))
+        })
+        .await?;
+    let Some((signed, lines)) = found else {
+        return Err(ApiError::not_found(format!(
+            "no checkpoint is cosigned by {min} witnesses yet ({configured} configured); /v1/witnesses says what each answered"
+        )));
+    };
+    let note = with_cosignatures(&signed.note, &lines);
+    json(
+        &serde_json::json!({
+            "size": signed.checkpoint.size,
+            "root": signed.checkpoint.root.to_hex(),
+            "note": note,
+            "cosignatures": lines,
+        }),
+        FRESH,
+    )
+}
+
+/// The witnesses this log sends its checkpoints to, and what each last answered.
+async fn witnesses(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let reports = state.witnesses().map(|b| b.reports()).unwrap_or_default();
+    json(&serde_json::json!({ "witnesses": reports }), FRESH)
 }
 
 async fn checkpoint_at(
@@ -178,7 +267,14 @@ async fn checkpoint_at(
     let signed = state
         .blocking(move || Ok(reader.checkpoint_at(size)?))
         .await?;
-    json(&checkpoint_json(&signed), IMMUTABLE)
+    let lines = cosignatures(&state, size)?;
+    // Witnesses may still add cosignatures to a checkpoint.
+    let cache = if state.witnesses().is_some() {
+        FRESH
+    } else {
+        IMMUTABLE
+    };
+    json(&checkpoint_json(&signed, lines), cache)
 }
 
 async fn checkpoints(

@@ -122,6 +122,9 @@ struct Inner {
     directory: dashboard::SharedDirectory,
     /// Whether the directory's follower runs (from the first dashboard request on).
     directory_started: std::sync::Once,
+    /// The witnesses this log sends its checkpoints to, and what each answered (none: the log
+    /// has no witnesses configured).
+    witnesses: Option<Arc<socai_witness::WitnessBoard>>,
 }
 
 impl AppState {
@@ -152,6 +155,7 @@ impl AppState {
                 metric_slots: Arc::new(Semaphore::new(METRIC_READS)),
                 directory,
                 directory_started: std::sync::Once::new(),
+                witnesses: None,
                 reader,
                 config,
                 nats,
@@ -162,6 +166,21 @@ impl AppState {
                 hub,
             }),
         }
+    }
+
+    /// The witnesses' board (`socai serve` with witnesses configured): their cosignatures are
+    /// served with the checkpoints, their state at `/v1/witnesses`. Call before sharing the
+    /// state.
+    pub fn with_witnesses(mut self, board: Arc<socai_witness::WitnessBoard>) -> AppState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.witnesses = Some(board),
+            None => tracing::error!("AppState::with_witnesses called after the state was shared"),
+        }
+        self
+    }
+
+    pub(crate) fn witnesses(&self) -> Option<&Arc<socai_witness::WitnessBoard>> {
+        self.inner.witnesses.as_ref()
     }
 
     pub fn reader(&self) -> &LedgerReader<SledStorage> {

@@ -26,8 +26,11 @@ async fn checkpoint(
 ) -> Result<Response, ApiError> {
     Params::parse(q.as_deref(), &[])?;
     let signed = crate::ledger::latest(&state)?;
+    // With the witnesses' cosignatures held for it (C2SP tlog-cosignature: more signature lines).
+    let lines = crate::ledger::cosignatures(&state, signed.checkpoint.size)?;
+    let note = crate::ledger::with_cosignatures(&signed.note, &lines);
     // The spec: mutable, cached a few seconds at most.
-    Ok(answer("text/plain; charset=utf-8", FRESH, signed.note))
+    Ok(answer("text/plain; charset=utf-8", FRESH, note))
 }
 
 async fn tile(

@@ -7,6 +7,7 @@
 //! - [`merkle`]: stored-hash indexing (sumdb/tlog layout), roots, inclusion and consistency proofs,
 //!   and [`merkle::CompactRange`] for streaming roots.
 //! - [`checkpoint`]: C2SP tlog-checkpoint signed notes with Ed25519 (signed-note key ids).
+//! - [`cosign`]: witness cosignatures (C2SP tlog-cosignature) and the tlog-witness exchange.
 //! - [`proof`]: the proof JSON objects of the auditors' contract, each able to verify itself.
 //! - [`verify`]: a streaming chain verifier (entry → leaf, `prev` links, seq, root).
 //! - [`receipt`]: signed receipts (which event ids got which seq, under a signed tree head).
@@ -14,6 +15,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosign;
 pub mod entry;
 pub mod hash;
 pub mod merkle;

@@ -203,6 +203,8 @@ pub trait Storage: Send + Sync {
 pub struct SledStorage {
     db: sled::Db,
     tree: sled::Tree,
+    /// size (big-endian) → the witnesses' cosignature lines of the checkpoint of that size.
+    cosignatures: sled::Tree,
     path: PathBuf,
     keys: Arc<KeyStore>,
     /// Key slots committed so far (the next record's slot); only the writer advances it.
@@ -351,6 +353,11 @@ impl SledStorage {
         let tree = db
             .open_tree("ledger")
             .map_err(|e| StorageError::engine(path, e))?;
+        // Witness cosignatures: outside the ledger's tree (they are not part of any commit; a
+        // lost one is replaced by the witness's cosignature of a later checkpoint).
+        let cosignatures = db
+            .open_tree("cosignatures")
+            .map_err(|e| StorageError::engine(path, e))?;
         let keys = Arc::new(KeyStore::open(&Self::keys_path(path))?);
         // Sized for the log as it is: the filter doubles as it grows.
         let entries = tree
@@ -362,6 +369,7 @@ impl SledStorage {
         let storage = SledStorage {
             db,
             tree,
+            cosignatures,
             path: path.to_path_buf(),
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
@@ -413,6 +421,66 @@ impl SledStorage {
                 tracing::warn!(error = %e, "could not start filling the new-id filter; every append reads the id index");
             }
         });
+    }
+
+    /// Records witness cosignature lines of the signed checkpoint of size `size`, replacing any
+    /// earlier line of the same witness key. The lines are not checked here: the caller verified
+    /// them against the witnesses' keys. Durable with the ledger's next commit (or close).
+    pub fn add_cosignatures(&self, size: u64, lines: &[String]) -> Result<()> {
+        let k = size.to_be_bytes();
+        let mut held = self.cosignatures(size)?;
+        for line in lines {
+            let line = line.trim_end_matches('\n');
+            let key = socai_chain::cosign::line_key(line);
+            held.retain(|l| key.is_none() || socai_chain::cosign::line_key(l) != key);
+            held.push(line.to_owned());
+        }
+        let mut text = held.join("\n");
+        text.push('\n');
+        self.cosignatures
+            .insert(k, text.as_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The cosignature lines recorded for the checkpoint of size `size` (each without newline).
+    pub fn cosignatures(&self, size: u64) -> Result<Vec<String>> {
+        let held = self
+            .cosignatures
+            .get(size.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(held
+            .map(|v| {
+                String::from_utf8_lossy(&v)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The newest checkpoint size with cosignature lines from at least `min` distinct witness
+    /// keys, and those lines; looks at the newest `scan` cosigned sizes at most.
+    pub fn newest_cosigned(&self, min: usize, scan: usize) -> Result<Option<(u64, Vec<String>)>> {
+        for r in self.cosignatures.iter().rev().take(scan) {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let size = be_u64(&k)
+                .ok_or_else(|| StorageError::Corrupt("cosignature key is truncated".into()))?;
+            let lines: Vec<String> = String::from_utf8_lossy(&v)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let keys: std::collections::HashSet<_> = lines
+                .iter()
+                .filter_map(|l| socai_chain::cosign::line_key(l))
+                .collect();
+            if keys.len() >= min {
+                return Ok(Some((size, lines)));
+            }
+        }
+        Ok(None)
     }
 
     /// The new-id filter (for the benchmarks and tests).

@@ -91,6 +91,15 @@ pub enum Command {
         /// A signed checkpoint note you kept earlier (repeatable): the log must still match it
         #[arg(long = "checkpoint", value_name = "NOTE_FILE")]
         pinned: Vec<PathBuf>,
+        /// A witness you trust (repeatable): its verifier key file (what `socai witness init`
+        /// printed). With --api, the checkpoint verified is the newest one cosigned by
+        /// --witnesses of them
+        #[arg(long = "witness", value_name = "VKEY_FILE", requires = "vkey")]
+        witnesses: Vec<PathBuf>,
+        /// How many of the --witness keys must have cosigned (default: all of them)
+        #[arg(long = "witnesses", value_name = "K", requires = "witnesses",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        required_witnesses: Option<u64>,
     },
     /// Sign a checkpoint for the current head (if it moved), or list the signed ones
     Checkpoint {
@@ -176,6 +185,16 @@ pub enum Command {
         /// a free one, logged as `http api listening`
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
+        /// A witness to send every signed checkpoint to (repeatable, besides [[witnesses]] in
+        /// socai.toml): its submission URL, '=', its verifier key text
+        #[arg(long = "witness", value_name = "URL=VKEY")]
+        witnesses: Vec<String>,
+    },
+    /// A witness: cosigns the checkpoints of the logs it follows (C2SP tlog-witness), never two
+    /// that are inconsistent with each other
+    Witness {
+        #[command(subcommand)]
+        action: WitnessAction,
     },
     /// Publish events (or, with --format dvc-sync, the portal's dossier sync bodies) from a JSON
     /// Lines file to EVENTS (msg-id = event id, retried until stored) and wait for the ledger's
@@ -317,6 +336,40 @@ pub enum ProofKind {
         /// Signed checkpoint notes whose roots a consistency proof must match (repeatable)
         #[arg(long = "checkpoint", value_name = "NOTE_FILE")]
         checkpoints: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WitnessAction {
+    /// Create a witness directory with a fresh Ed25519 key; prints the verifier key to publish
+    Init {
+        /// The witness directory (its key and what it cosigned; back it up)
+        #[arg(long)]
+        dir: PathBuf,
+        /// The witness's name, by convention a URL without scheme (e.g. witness.example.vn/w1)
+        #[arg(long)]
+        name: String,
+    },
+    /// Answer POST /add-checkpoint for the logs given, until SIGINT/SIGTERM
+    Serve {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A log to follow: its verifier key file (checkpoint.vkey); repeatable
+        #[arg(long = "log", value_name = "VKEY_FILE", required = true)]
+        logs: Vec<PathBuf>,
+        /// Address to listen on; port 0 picks a free one, logged as `witness listening`
+        #[arg(long, default_value = "127.0.0.1:7380", value_name = "ADDR")]
+        listen: String,
+        /// Stop after this many seconds
+        #[arg(long)]
+        for_seconds: Option<u64>,
+    },
+    /// What the witness cosigned for each log
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long = "log", value_name = "VKEY_FILE", required = true)]
+        logs: Vec<PathBuf>,
     },
 }
 

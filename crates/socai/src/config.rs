@@ -41,6 +41,10 @@
 //! # target = 0.8                   # green at or above (a fraction; score_766: points of 100)
 //! # amber = 0.6                    # amber at or above, red below
 //! # source = "Resolution 57-NQ/TW: 80% fully online"
+//!
+//! # [[witnesses]]                  # a witness that cosigns this log's checkpoints (C2SP tlog-witness)
+//! # url = "https://witness.example.vn/w1/"     # its submission prefix (<url>add-checkpoint)
+//! # vkey = "witness.example.vn/w1+1a2b3c4d+BA..." # what `socai witness init` printed
 //! ```
 
 use anyhow::Context;
@@ -58,6 +62,18 @@ pub struct Config {
     pub metrics: Metrics,
     pub http: Http,
     pub dashboard: Dashboard,
+    /// `[[witnesses]]`: witnesses `socai serve` sends every signed checkpoint to.
+    pub witnesses: Vec<WitnessEntry>,
+}
+
+/// `[[witnesses]]`: one witness of this log (C2SP tlog-witness).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    /// Its submission prefix: `<url>/add-checkpoint` is posted to.
+    pub url: String,
+    /// Its verifier key text (what `socai witness init` printed).
+    pub vkey: String,
 }
 
 /// `[dashboard]`: the page served at /dashboard.
@@ -160,6 +176,7 @@ impl Default for Config {
             metrics: Metrics::default(),
             http: Http::default(),
             dashboard: Dashboard::default(),
+            witnesses: Vec::new(),
         }
     }
 }
@@ -259,6 +276,9 @@ impl Config {
                     .api()
                     .check()
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                config
+                    .witness_targets(&[])
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
@@ -310,7 +330,39 @@ impl Config {
          # metric = \"fully_online_rate\"\n\
          # target = 0.8                   # green at or above (a fraction; score_766: points of 100)\n\
          # amber = 0.6                    # amber at or above, red below\n\
-         # source = \"Resolution 57-NQ/TW: 80% fully online\"\n"
+         # source = \"Resolution 57-NQ/TW: 80% fully online\"\n\
+         \n\
+         # Witnesses that cosign this log's checkpoints (C2SP tlog-witness), one block each:\n\
+         # [[witnesses]]\n\
+         # url = \"https://witness.example.vn/w1/\"   # its submission prefix (<url>add-checkpoint)\n\
+         # vkey = \"witness.example.vn/w1+1a2b3c4d+BA...\" # what `socai witness init` printed\n"
+    }
+
+    /// The witnesses of `[[witnesses]]`, then those given as `URL=VKEY` (`serve --witness`).
+    pub fn witness_targets(
+        &self,
+        extra: &[String],
+    ) -> anyhow::Result<Vec<socai_witness::WitnessTarget>> {
+        let mut targets = Vec::new();
+        for (i, w) in self.witnesses.iter().enumerate() {
+            let target = socai_witness::WitnessTarget::parse(&format!("{}={}", w.url, w.vkey))
+                .map_err(|e| anyhow::anyhow!("[[witnesses]] number {}: {e}", i + 1))?;
+            targets.push(target);
+        }
+        for spec in extra {
+            let target = socai_witness::WitnessTarget::parse(spec)
+                .map_err(|e| anyhow::anyhow!("--witness {spec:?}: {e}"))?;
+            targets.push(target);
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &targets {
+            anyhow::ensure!(
+                names.insert(t.verifier.vkey().to_owned()),
+                "witness {} is given twice",
+                t.verifier.name()
+            );
+        }
+        Ok(targets)
     }
 
     /// The API's limits and tokens (checked at load).

@@ -7,6 +7,7 @@ mod import;
 pub mod metrics;
 pub mod nats;
 mod remote;
+mod witness;
 
 use crate::cli::{AuditKind, BenchKind, Cli, Command, Global, ProofKind, TokenKind};
 use crate::config::{self, Config};
@@ -32,7 +33,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             no_indexes,
             threads,
             pinned,
-        } => audit::verify_with(g, vkey.as_deref(), threads, &pinned, !no_indexes),
+            witnesses,
+            required_witnesses,
+        } => {
+            if witnesses.is_empty() {
+                audit::verify_with(g, vkey.as_deref(), threads, &pinned, !no_indexes)
+            } else {
+                let Some(remote) = remote::Remote::from(g)? else {
+                    return Err(Exit::error(
+                        2,
+                        "usage",
+                        "verify --witness works with --api URL: the cosignatures are the running ledger's",
+                    ));
+                };
+                let vkey = vkey.as_deref().unwrap_or(std::path::Path::new(""));
+                let required = required_witnesses.map_or(witnesses.len(), |k| k as usize);
+                remote.verify_witnessed(vkey, &pinned, &witnesses, required)
+            }
+        }
         Command::Checkpoint { list } => checkpoint(g, list),
         Command::Proof {
             kind:
@@ -74,7 +92,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             simulate(events, config, out.as_deref())
         }
-        Command::Serve { for_seconds, http } => nats::serve(g, for_seconds, http.as_deref()),
+        Command::Serve {
+            for_seconds,
+            http,
+            witnesses,
+        } => nats::serve(g, for_seconds, http.as_deref(), &witnesses),
+        Command::Witness { action } => witness::run(action),
         Command::Publish {
             file,
             in_flight,

@@ -54,8 +54,14 @@ pub(crate) fn shutdown_signal(
     })
 }
 
-pub fn serve(g: &Global, for_seconds: Option<u64>, http: Option<&str>) -> anyhow::Result<()> {
+pub fn serve(
+    g: &Global,
+    for_seconds: Option<u64>,
+    http: Option<&str>,
+    witnesses: &[String],
+) -> anyhow::Result<()> {
     let (ledger, config) = super::open_ledger(g)?;
+    let witnesses = config.witness_targets(witnesses)?;
     let writer = config.writer();
     let api_config = config.api()?;
     let listen = http.unwrap_or(&config.http.listen).to_owned();
@@ -78,6 +84,15 @@ pub fn serve(g: &Global, for_seconds: Option<u64>, http: Option<&str>) -> anyhow
         let (api_client, _api_errors) = socai_client::publisher::connect(&api_nats).await?;
         let mut registry = prometheus_client::registry::Registry::default();
         socai_ingest::telemetry::register(&counters, &mut registry);
+        let board = Arc::new(socai_witness::WitnessBoard::default());
+        board.register(&mut registry);
+        // Witnesses get every signed checkpoint, whether or not nats-server is up.
+        let _collector = (!witnesses.is_empty()).then(|| {
+            for w in &witnesses {
+                tracing::info!(witness = %w.verifier.name(), url = %w.url, "sending checkpoints to witness");
+            }
+            socai_witness::Collector::start(reader.clone(), witnesses.clone(), board.clone())
+        });
         let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
         let state = socai_api::AppState::new(
             reader,
@@ -90,6 +105,11 @@ pub fn serve(g: &Global, for_seconds: Option<u64>, http: Option<&str>) -> anyhow
             Some(counters.clone()),
             registry,
         );
+        let state = if witnesses.is_empty() {
+            state
+        } else {
+            state.with_witnesses(board)
+        };
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| {
             format!("cannot listen on {listen} for the HTTP API; choose another address with --http ADDR or [http] listen in socai.toml")
         })?;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use socai_chain::checkpoint::CheckpointVerifier;
+use socai_chain::cosign::CosignatureVerifier;
 use socai_chain::tiles::{Tile, TileKind, TiledVerifier};
 
 use super::nats::runtime;
@@ -343,8 +344,80 @@ impl Remote {
                 format!("verification failed: the served checkpoint: {e}"),
             )
         })?;
+        self.verify_to(&trusted, signed, pinned, Vec::new())
+    }
+
+    /// `socai verify --api URL --vkey FILE --witness W... [--witnesses K]`: the newest checkpoint
+    /// signed by the log and cosigned by at least `required` of the trusted witnesses, then
+    /// everything up to it as [`Remote::verify`] does.
+    pub fn verify_witnessed(
+        &self,
+        vkey: &Path,
+        pinned: &[PathBuf],
+        witness_files: &[PathBuf],
+        required: usize,
+    ) -> anyhow::Result<()> {
+        let trusted = super::audit::read_vkey(vkey)?;
+        let witnesses = witness_files
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading witness key {}", path.display()))?;
+                CosignatureVerifier::from_vkey(&text)
+                    .with_context(|| format!("witness key {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if required > witnesses.len() {
+            return Err(Exit::error(
+                2,
+                "usage",
+                format!(
+                    "--witnesses {required} is more than the {} --witness keys given",
+                    witnesses.len()
+                ),
+            ));
+        }
+        let answer = match self.get_json(
+            &["v1", "checkpoints", "witnessed"],
+            &[("min", required.to_string())],
+        ) {
+            Ok(answer) => answer,
+            Err(e) if super::is_not_found(&e) => {
+                return Err(Exit::error(
+                    EXIT_VERIFY,
+                    "verification_failed",
+                    format!(
+                        "verification failed: the log serves no checkpoint cosigned by {required} witnesses: {e:#}"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let note = answer["note"]
+            .as_str()
+            .context("/v1/checkpoints/witnessed answered without a note")?;
+        let witnessed = socai_chain::cosign::verify_witnessed(note, &trusted, &witnesses, required)
+            .map_err(|e| {
+                Exit::error(
+                    EXIT_VERIFY,
+                    "verification_failed",
+                    format!("verification failed: the witnessed checkpoint: {e}"),
+                )
+            })?;
+        self.verify_to(&trusted, witnessed.signed, pinned, witnessed.cosigned_by)
+    }
+
+    /// Verifies everything up to `signed` (already checked against `trusted`), and reports the
+    /// witnesses that cosigned it.
+    fn verify_to(
+        &self,
+        trusted: &CheckpointVerifier,
+        signed: socai_chain::SignedCheckpoint,
+        pinned: &[PathBuf],
+        cosigned_by: Vec<(String, u64)>,
+    ) -> anyhow::Result<()> {
         let size = signed.checkpoint.size;
-        let pinned = pinned_roots(&trusted, pinned, size)?;
+        let pinned = pinned_roots(trusted, pinned, size)?;
         let bar = output::progress(size, "verify");
         let started = Instant::now();
         let result =
@@ -352,20 +425,39 @@ impl Remote {
                 .block_on(self.verify_tiles(size, signed.checkpoint.root, pinned, &bar));
         bar.finish_and_clear();
         let secs = started.elapsed().as_secs_f64();
+        let witnesses: Vec<Value> = cosigned_by
+            .iter()
+            .map(|(name, time)| json!({"name": name, "time": time}))
+            .collect();
         match result? {
             Ok(report) => {
                 let rate = report.entries as f64 / secs.max(1e-9);
                 emit(
-                    &json!({"ok": true, "report": report, "url": self.base.as_str(), "seconds": secs, "entries_per_second": rate}),
+                    &json!({"ok": true, "report": report, "url": self.base.as_str(), "seconds": secs, "entries_per_second": rate, "witnesses": witnesses}),
                     || {
-                        format!(
+                        let mut text = format!(
                             "ok: {} entries of {} verified from its tiles ({} tiles, {} pinned checkpoints) in {secs:.2}s ({rate:.0}/s)\nroot {}",
                             report.entries,
                             self.base,
                             report.tiles_checked,
                             report.pinned_checked,
                             report.root
-                        )
+                        );
+                        if !cosigned_by.is_empty() {
+                            let names: Vec<String> = cosigned_by
+                                .iter()
+                                .map(|(name, time)| {
+                                    let at = jiff::Timestamp::from_second(*time as i64)
+                                        .map_or_else(|_| time.to_string(), |t| t.to_string());
+                                    format!("{name} at {at}")
+                                })
+                                .collect();
+                            text.push_str(&format!(
+                                "\ncosigned at size {size} by {}",
+                                names.join(", ")
+                            ));
+                        }
+                        text
                     },
                 );
                 Ok(())

@@ -1,0 +1,358 @@
+//! The log's side of C2SP tlog-witness: each configured witness gets every new signed
+//! checkpoint (the latest one, when several were signed while it was away) with a consistency
+//! proof from the size it cosigned last; its cosignature lines are checked against its key and
+//! kept in the store (`SledStorage::add_cosignatures`).
+//!
+//! The collector does not know a witness's size at start: it asks with `old 0` and learns it
+//! from the 409, as the protocol intends. A witness that holds a size larger than this log's
+//! latest checkpoint (this data dir is older than the log the witness saw, or another log signs
+//! with this key) is reported and asked again later; it is never sent anything it could take
+//! for a rollback.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use socai_chain::cosign::{AddCheckpoint, CosignatureVerifier, note_body};
+use socai_store::{LedgerReader, SledStorage};
+
+/// How often the collector looks for a new signed checkpoint.
+const POLL: Duration = Duration::from_millis(500);
+/// Longest an `add-checkpoint` request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed request, doubling up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A witness the log sends its checkpoints to.
+#[derive(Debug, Clone)]
+pub struct WitnessTarget {
+    /// The witness's submission prefix (`<url>/add-checkpoint` is posted to).
+    pub url: reqwest::Url,
+    pub verifier: CosignatureVerifier,
+}
+
+impl WitnessTarget {
+    /// Parses `URL=VKEY` (socai.toml and `--witness`): the witness's submission prefix and its
+    /// verifier key text.
+    pub fn parse(spec: &str) -> Result<WitnessTarget, String> {
+        let (url, vkey) = spec.split_once('=').ok_or_else(|| {
+            format!("witness {spec:?} is not URL=VKEY (its submission URL, '=', its verifier key)")
+        })?;
+        let mut url = reqwest::Url::parse(url.trim())
+            .map_err(|e| format!("witness URL {url:?} is invalid: {e}"))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let verifier = CosignatureVerifier::from_vkey(vkey).map_err(|e| e.to_string())?;
+        Ok(WitnessTarget { url, verifier })
+    }
+}
+
+/// What the collector knows of each witness, for the API (`/v1/witnesses`, the dashboard) and
+/// `/metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WitnessReport {
+    pub name: String,
+    pub vkey: String,
+    pub url: String,
+    /// Size of the latest checkpoint the witness cosigned for this log, when known.
+    pub cosigned_size: Option<u64>,
+    /// The witness's time on that cosignature (seconds since the epoch).
+    pub cosigned_at: Option<u64>,
+    /// The last failure, until a request succeeds.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WitnessLabels {
+    witness: String,
+}
+
+/// Shared reports, one per witness in configuration order, and their Prometheus gauges.
+#[derive(Debug, Default)]
+pub struct WitnessBoard {
+    reports: Mutex<Vec<WitnessReport>>,
+    cosigned_size: Family<WitnessLabels, Gauge>,
+    failing: Family<WitnessLabels, Gauge>,
+}
+
+impl WitnessBoard {
+    /// Adds `socai_witness_cosigned_size` and `socai_witness_failing` to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "socai_witness_cosigned_size",
+            "Size of the latest checkpoint of this log the witness cosigned",
+            self.cosigned_size.clone(),
+        );
+        registry.register(
+            "socai_witness_failing",
+            "1 while the last request to the witness failed (see /v1/witnesses and the log)",
+            self.failing.clone(),
+        );
+    }
+
+    pub fn reports(&self) -> Vec<WitnessReport> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update(&self, i: usize, f: impl FnOnce(&mut WitnessReport)) {
+        if let Some(r) = self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(i)
+        {
+            f(r);
+            let labels = WitnessLabels {
+                witness: r.name.clone(),
+            };
+            self.failing
+                .get_or_create(&labels)
+                .set(i64::from(r.error.is_some()));
+            if let Some(size) = r.cosigned_size {
+                self.cosigned_size
+                    .get_or_create(&labels)
+                    .set(i64::try_from(size).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+/// Sends the log's checkpoints to its witnesses until dropped (each witness in a task of its own:
+/// a slow or absent witness holds up no other).
+pub struct Collector {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Collector {
+    pub fn start(
+        reader: LedgerReader<SledStorage>,
+        witnesses: Vec<WitnessTarget>,
+        board: Arc<WitnessBoard>,
+    ) -> Collector {
+        *board.reports.lock().unwrap_or_else(|e| e.into_inner()) = witnesses
+            .iter()
+            .map(|w| WitnessReport {
+                name: w.verifier.name().to_owned(),
+                vkey: w.verifier.vkey().to_owned(),
+                url: w.url.to_string(),
+                cosigned_size: None,
+                cosigned_at: None,
+                error: None,
+            })
+            .collect();
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        let tasks = witnesses
+            .into_iter()
+            .enumerate()
+            .map(|(i, target)| {
+                let follower = Follower {
+                    index: i,
+                    target,
+                    reader: reader.clone(),
+                    http: http.clone(),
+                    board: board.clone(),
+                    known: None,
+                };
+                tokio::spawn(follower.run())
+            })
+            .collect();
+        Collector { tasks }
+    }
+}
+
+struct Follower {
+    index: usize,
+    target: WitnessTarget,
+    reader: LedgerReader<SledStorage>,
+    http: reqwest::Client,
+    board: Arc<WitnessBoard>,
+    /// The size the witness cosigned last, as far as this log knows.
+    known: Option<u64>,
+}
+
+/// The outcome of one `add-checkpoint`.
+enum Sent {
+    /// Cosigned: the valid lines, and the latest cosignature time among them.
+    Cosigned(Vec<String>, u64),
+    /// 409: the witness's size.
+    Size(u64),
+}
+
+impl Follower {
+    async fn run(mut self) {
+        let name = self.target.verifier.name().to_owned();
+        let mut pause = RETRY_MIN;
+        loop {
+            match self.step().await {
+                Ok(true) => pause = RETRY_MIN,
+                Ok(false) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    tracing::warn!(witness = %name, url = %self.target.url, error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
+                    self.board.update(self.index, |r| r.error = Some(e));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Sends the latest checkpoint if the witness has not cosigned it. Ok(true): something was
+    /// exchanged (look again at once); Ok(false): nothing to do.
+    async fn step(&mut self) -> Result<bool, String> {
+        let Some(latest) = self
+            .reader
+            .latest_checkpoint()
+            .map_err(|e| format!("reading the latest checkpoint: {e}"))?
+        else {
+            return Ok(false);
+        };
+        let size = latest.checkpoint.size;
+        if self.known == Some(size) {
+            return Ok(false);
+        }
+        let old = self.known.unwrap_or(0);
+        if old > size {
+            return Err(format!(
+                "the witness cosigned size {old} of this log, more than its latest checkpoint ({size}): this data dir is older than the log the witness saw (restored from a backup?) or another log signs with this key. Find out which before going on: the witness will not cosign this log until it passes size {old} consistently"
+            ));
+        }
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            let reader = self.reader.clone();
+            tokio::task::spawn_blocking(move || reader.consistency_proof(old, Some(size)))
+                .await
+                .map_err(|e| format!("proof task failed: {e}"))?
+                .map_err(|e| format!("consistency proof {old} → {size}: {e}"))?
+                .path
+        };
+        let request = AddCheckpoint {
+            old_size: old,
+            proof,
+            note: latest.note.clone(),
+        };
+        match self.send(&request).await? {
+            Sent::Size(theirs) => {
+                if Some(theirs) == self.known {
+                    return Err(format!(
+                        "the witness refused size {size} with 409 while holding size {theirs}: it cosigned another root at this size (a fork of this log's key?)"
+                    ));
+                }
+                tracing::debug!(witness = %self.target.verifier.name(), size = theirs, "the witness's size");
+                self.known = Some(theirs);
+                Ok(true)
+            }
+            Sent::Cosigned(lines, at) => {
+                let storage = self.reader.storage().clone();
+                let stored = lines.clone();
+                tokio::task::spawn_blocking(move || storage.add_cosignatures(size, &stored))
+                    .await
+                    .map_err(|e| format!("store task failed: {e}"))?
+                    .map_err(|e| format!("storing the cosignature: {e}"))?;
+                self.known = Some(size);
+                self.board.update(self.index, |r| {
+                    r.cosigned_size = Some(size);
+                    r.cosigned_at = Some(at);
+                    r.error = None;
+                });
+                tracing::debug!(witness = %self.target.verifier.name(), size, "cosigned");
+                Ok(true)
+            }
+        }
+    }
+
+    async fn send(&self, request: &AddCheckpoint) -> Result<Sent, String> {
+        let url = self
+            .target
+            .url
+            .join("add-checkpoint")
+            .map_err(|e| format!("witness URL: {e}"))?;
+        let response = self
+            .http
+            .post(url.clone())
+            .body(request.body())
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
+        match status {
+            200 => {
+                let body = note_body(&request.note).unwrap_or_default();
+                let mut valid = Vec::new();
+                let mut at = 0;
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    match self.target.verifier.verify_line(body, line) {
+                        Ok(Some(time)) => {
+                            valid.push(line.to_owned());
+                            at = at.max(time);
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(format!("{url} answered 200 with {e}")),
+                    }
+                }
+                if valid.is_empty() {
+                    return Err(format!(
+                        "{url} answered 200 without a cosignature by the configured key {}",
+                        self.target.verifier.vkey()
+                    ));
+                }
+                Ok(Sent::Cosigned(valid, at))
+            }
+            409 => text.trim().parse().map(Sent::Size).map_err(|_| {
+                format!(
+                    "{url} answered 409 with {:?}, not a tree size",
+                    short(&text)
+                )
+            }),
+            404 => Err(format!(
+                "{url} does not follow this log (404): give the witness this log's verifier key"
+            )),
+            403 => Err(format!(
+                "{url} does not trust this log's key (403: {}): give the witness this log's current verifier key",
+                short(&text)
+            )),
+            422 => Err(format!(
+                "{url} refused: this log's checkpoint of size {} is not consistent with the one the witness cosigned (422: {}). This log or the one the witness saw was forked or rolled back: stop and find out which",
+                request_size(request),
+                short(&text)
+            )),
+            _ => Err(format!("{url} answered {status}: {}", short(&text))),
+        }
+    }
+}
+
+fn request_size(request: &AddCheckpoint) -> String {
+    request.note.lines().nth(1).unwrap_or("?").to_owned()
+}
+
+fn short(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= 300 {
+        s.to_owned()
+    } else {
+        s.chars().take(300).collect::<String>() + "…"
+    }
+}

@@ -1,0 +1,94 @@
+//! `socai witness init|serve|status`: a witness that cosigns logs' checkpoints (C2SP
+//! tlog-witness; the logic is `socai_witness::witness`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use socai_chain::CheckpointVerifier;
+use socai_witness::Witness;
+
+use crate::cli::WitnessAction;
+use crate::output::emit;
+
+pub fn run(action: WitnessAction) -> anyhow::Result<()> {
+    match action {
+        WitnessAction::Init { dir, name } => {
+            let vkey = socai_witness::witness::init(&dir, &name)?;
+            emit(&json!({"dir": dir, "name": name, "vkey": vkey}), || {
+                format!(
+                    "witness {name} created in {}\nverifier key (publish it; give it to each log as [[witnesses]] vkey): {vkey}\nits private key is {}: back it up with the directory, never share it",
+                    dir.display(),
+                    socai_witness::witness::key_path(&dir).display()
+                )
+            });
+            Ok(())
+        }
+        WitnessAction::Serve {
+            dir,
+            logs,
+            listen,
+            for_seconds,
+        } => serve(&dir, &logs, &listen, for_seconds),
+        WitnessAction::Status { dir, logs } => {
+            let witness = Witness::open(&dir, read_logs(&logs)?)?;
+            let status = witness.status();
+            emit(
+                &json!({"name": witness.name(), "vkey": witness.vkey(), "logs": status}),
+                || {
+                    let mut out = format!("witness {}\n", witness.name());
+                    for log in &status {
+                        match log.size {
+                            Some(size) => out.push_str(&format!(
+                                "{}: cosigned up to size {size} (root {})\n",
+                                log.origin,
+                                log.root.as_deref().unwrap_or("")
+                            )),
+                            None => {
+                                out.push_str(&format!("{}: nothing cosigned yet\n", log.origin))
+                            }
+                        }
+                    }
+                    out.trim_end().to_owned()
+                },
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read_logs(files: &[PathBuf]) -> anyhow::Result<Vec<CheckpointVerifier>> {
+    files
+        .iter()
+        .map(|path| super::audit::read_vkey(path))
+        .collect()
+}
+
+fn serve(
+    dir: &Path,
+    logs: &[PathBuf],
+    listen: &str,
+    for_seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let witness = Arc::new(Witness::open(dir, read_logs(logs)?)?);
+    let rt = super::nats::runtime()?;
+    rt.block_on(async {
+        let shutdown = super::nats::shutdown_signal(for_seconds.map(Duration::from_secs))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}; choose another address with --listen ADDR")
+        })?;
+        let addr = listener.local_addr()?;
+        for log in witness.status() {
+            tracing::info!(origin = %log.origin, cosigned_size = log.size, "following log");
+        }
+        tracing::info!(addr = %addr, name = %witness.name(), vkey = %witness.vkey(), "witness listening on http://{addr}");
+        axum::serve(listener, witness.clone().router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the witness's HTTP server failed")
+    })?;
+    tracing::info!("witness stopped");
+    Ok(())
+}

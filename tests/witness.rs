@@ -1,0 +1,451 @@
+//! Witnesses (C2SP tlog-witness and tlog-cosignature), end to end with the real binary:
+//! `socai witness serve` processes cosign the checkpoints a running `socai serve` sends them;
+//! the API serves the cosignatures; `socai verify --api --witness` requires k of n. A witness
+//! refuses a fork (another log signing with the same key) and a rollback (an older copy of the
+//! log), and still refuses after kill -9 and a restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use socai_e2e::nats::*;
+use socai_e2e::{Ledger, socai_bin, stderr, stdout};
+
+/// A hang guard for waits, far above what any run here takes; never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A `socai witness serve` process on a directory; killed (-9) on drop.
+struct WitnessProcess {
+    dir: PathBuf,
+    log_vkey: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+    addr: String,
+}
+
+impl WitnessProcess {
+    /// `socai witness init` in `dir` (named `name`); returns the directory and the verifier key.
+    fn init(dir: &Path, name: &str) -> String {
+        let out = Command::new(socai_bin())
+            .args(["--json", "witness", "init", "--name", name, "--dir"])
+            .arg(dir)
+            .output()
+            .expect("socai witness init runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+        let vkey = v["vkey"].as_str().expect("vkey").to_owned();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("witness.vkey"))
+                .unwrap()
+                .trim(),
+            vkey
+        );
+        vkey
+    }
+
+    /// Starts the witness following the log whose key is `log_vkey`, on `addr` (port 0: any).
+    fn start(dir: &Path, log_vkey: &Path, addr: &str) -> WitnessProcess {
+        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.with_extension(format!("{n}.log"));
+        let child = Command::new(socai_bin())
+            .args(["witness", "serve", "--listen", addr, "--dir"])
+            .arg(dir)
+            .arg("--log")
+            .arg(log_vkey)
+            .env("SOCAI_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("socai witness serve starts");
+        let mut w = WitnessProcess {
+            dir: dir.to_owned(),
+            log_vkey: log_vkey.to_owned(),
+            child: Some(child),
+            log,
+            addr: String::new(),
+        };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.split("witness listening on http://").nth(1))
+                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+            {
+                w.addr = addr.to_owned();
+                return w;
+            }
+            let exited = w.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            assert!(
+                !exited && started.elapsed() < PATIENCE,
+                "the witness did not start; log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// kill -9, then the same witness again on the same directory and address.
+    fn kill_and_restart(&mut self) {
+        self.kill();
+        *self = WitnessProcess::start(&self.dir.clone(), &self.log_vkey.clone(), &self.addr);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What it cosigned for the log (its `/v1/witness`): (size, root hex).
+    async fn cosigned(&self) -> Option<(u64, String)> {
+        let v: serde_json::Value = reqwest::get(format!("{}v1/witness", self.url()))
+            .await
+            .expect("witness answers")
+            .json()
+            .await
+            .expect("json");
+        let log = &v["logs"][0];
+        Some((log["size"].as_u64()?, log["root"].as_str()?.to_owned()))
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("the API answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The ledger's latest signed checkpoint size and root (hex), from its API.
+async fn latest(api: &str) -> (u64, String) {
+    let (status, v) = get_json(&format!("{api}/v1/checkpoints/latest")).await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["size"].as_u64().unwrap(),
+        v["root"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn witnesses_cosign_a_running_ledger_and_verify_requires_k_of_n() {
+    let l = Ledger::new();
+    let nats = start_nats(&l.path("nats"), false);
+    let log_vkey = l.dir().join("checkpoint.vkey");
+    let w1_vkey = WitnessProcess::init(&l.path("w1"), "w1.test/witness");
+    let w2_vkey = WitnessProcess::init(&l.path("w2"), "w2.test/witness");
+    let w3_vkey = WitnessProcess::init(&l.path("w3"), "w3.test/witness");
+    let mut w1 = WitnessProcess::start(&l.path("w1"), &log_vkey, "127.0.0.1:0");
+    let w2 = WitnessProcess::start(&l.path("w2"), &log_vkey, "127.0.0.1:0");
+    // w1 from socai.toml, w2 from the command line.
+    l.configure(&format!(
+        "[ingest]\ncheckpoint_interval_s = 1\n\n[[witnesses]]\nurl = \"{}\"\nvkey = \"{w1_vkey}\"\n",
+        w1.url()
+    ));
+    let w2_spec = format!("{}={w2_vkey}", w2.url());
+    let mut serve = l.spawn(
+        &l.dir(),
+        &["serve", "--http", "127.0.0.1:0", "--witness", &w2_spec],
+        &nats.url(),
+        None,
+        "serving",
+    );
+    let api = serve.http_url();
+    let events = l.simulate("events.jsonl", 300, 1);
+    let publish = |file: &Path| {
+        l.ok(&["publish", file.to_str().unwrap(), "--nats", &nats.url()]);
+    };
+    publish(&events);
+
+    // Both witnesses cosign the checkpoint that covers every event.
+    wait_until(
+        PATIENCE,
+        "a checkpoint of 300 cosigned by both witnesses",
+        || {
+            let api = api.clone();
+            async move {
+                let (status, v) = get_json(&format!("{api}/v1/checkpoints/witnessed?min=2")).await;
+                status == 200 && v["size"].as_u64() == Some(300)
+            }
+        },
+    )
+    .await;
+    let (_, witnessed) = get_json(&format!("{api}/v1/checkpoints/witnessed?min=2")).await;
+    let openapi = socai_e2e::openapi::OpenApi::load();
+    openapi.check_schema("WitnessedCheckpoint", &witnessed);
+    let (_, latest_json) = get_json(&format!("{api}/v1/checkpoints/latest")).await;
+    openapi.check_schema("Checkpoint", &latest_json);
+    assert_eq!(latest_json["cosignatures"], witnessed["cosignatures"]);
+    let (size, root) = latest(&api).await;
+    assert_eq!(
+        (size, root.as_str()),
+        (300, witnessed["root"].as_str().unwrap())
+    );
+    assert_eq!(witnessed["cosignatures"].as_array().unwrap().len(), 2);
+    assert_eq!(w1.cosigned().await, Some((300, root.clone())));
+    assert_eq!(w2.cosigned().await, Some((300, root.clone())));
+    // The C2SP checkpoint carries the log's signature and both cosignatures, and each
+    // cosignature verifies with its witness's key over that very note.
+    let note = reqwest::get(format!("{api}/checkpoint"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let witnesses: Vec<_> = [&w1_vkey, &w2_vkey]
+        .iter()
+        .map(|v| socai_chain::cosign::CosignatureVerifier::from_vkey(v).unwrap())
+        .collect();
+    let checked = socai_chain::cosign::verify_witnessed(&note, &l.verifier(), &witnesses, 2)
+        .expect("cosigned");
+    assert_eq!(checked.signed.checkpoint.size, 300);
+    assert_eq!(note.matches("\n— ").count(), 3, "{note}");
+    let (_, reports) = get_json(&format!("{api}/v1/witnesses")).await;
+    openapi.check_schema("Witnesses", &reports);
+    let reports = reports["witnesses"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        assert_eq!(r["cosigned_size"], 300, "{r}");
+        assert!(r["error"].is_null(), "{r}");
+    }
+    let metrics = reqwest::get(format!("{api}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("socai_witness_cosigned_size{witness=\"w1.test/witness\"} 300"),
+        "{metrics}"
+    );
+
+    // verify: both witnesses required (the default), one of two, and a witness that never
+    // cosigned this log.
+    let key_file = |name: &str, vkey: &str| {
+        let path = l.path(name);
+        std::fs::write(&path, format!("{vkey}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (k1, k2, k3) = (
+        key_file("w1.vkey", &w1_vkey),
+        key_file("w2.vkey", &w2_vkey),
+        key_file("w3.vkey", &w3_vkey),
+    );
+    let vkey = log_vkey.to_str().unwrap();
+    let v = l.json(&[
+        "--api",
+        &api,
+        "verify",
+        "--vkey",
+        vkey,
+        "--witness",
+        &k1,
+        "--witness",
+        &k2,
+    ]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["entries"], 300);
+    let names: Vec<_> = v["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["w1.test/witness", "w2.test/witness"]);
+    let one_of_two = l.json(&[
+        "--api",
+        &api,
+        "verify",
+        "--vkey",
+        vkey,
+        "--witness",
+        &k1,
+        "--witness",
+        &k3,
+        "--witnesses",
+        "1",
+    ]);
+    assert_eq!(one_of_two["ok"], true);
+    let out = l.run(&[
+        "--api",
+        &api,
+        "verify",
+        "--vkey",
+        vkey,
+        "--witness",
+        &k1,
+        "--witness",
+        &k3,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cosigned by 1 of the trusted witnesses"),
+        "{}",
+        stderr(&out)
+    );
+    let out = l.run(&[
+        "--api",
+        &api,
+        "verify",
+        "--vkey",
+        vkey,
+        "--witness",
+        &k1,
+        "--witnesses",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than the 1 --witness keys given"));
+
+    // w1 killed -9 while the log grows, then restarted on its directory: it picks up from the
+    // size it had recorded, and both cosign the new checkpoint.
+    w1.kill();
+    publish(&l.simulate("more.jsonl", 200, 2));
+    wait_until(PATIENCE, "the log reports w1 failing", || {
+        let api = api.clone();
+        async move {
+            let (_, v) = get_json(&format!("{api}/v1/witnesses")).await;
+            v["witnesses"][0]["error"].is_string()
+        }
+    })
+    .await;
+    w1.kill_and_restart();
+    assert_eq!(w1.cosigned().await, Some((300, root)));
+    wait_until(
+        PATIENCE,
+        "a checkpoint of 500 cosigned by both witnesses",
+        || {
+            let api = api.clone();
+            async move {
+                let (status, v) = get_json(&format!("{api}/v1/checkpoints/witnessed?min=2")).await;
+                status == 200 && v["size"].as_u64() == Some(500)
+            }
+        },
+    )
+    .await;
+    let (_, reports) = get_json(&format!("{api}/v1/witnesses")).await;
+    assert!(reports["witnesses"][0]["error"].is_null(), "{reports}");
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_witness_refuses_a_fork_and_a_rollback_and_still_does_after_kill_9() {
+    // Three data dirs with one key: the honest log, a rollback (a copy of it taken earlier) and
+    // a fork (the same key, other events). No nats-server: `socai serve` sends its checkpoints
+    // to witnesses while it waits for one.
+    let honest = Ledger::new();
+    let fork = honest.copy();
+    honest.ok(&[
+        "import",
+        honest.simulate("a1.jsonl", 120, 1).to_str().unwrap(),
+    ]);
+    honest.ok(&["checkpoint"]);
+    let rollback = honest.copy();
+    honest.ok(&[
+        "import",
+        honest.simulate("a2.jsonl", 80, 2).to_str().unwrap(),
+    ]);
+    honest.ok(&["checkpoint"]);
+    fork.ok(&["import", fork.simulate("b.jsonl", 260, 3).to_str().unwrap()]);
+    fork.ok(&["checkpoint"]);
+    let log_vkey = honest.dir().join("checkpoint.vkey");
+    let w_vkey = WitnessProcess::init(&honest.path("w"), "w.test/witness");
+    let mut witness = WitnessProcess::start(&honest.path("w"), &log_vkey, "127.0.0.1:0");
+    let spec = format!("{}={w_vkey}", witness.url());
+    let no_nats = "nats://127.0.0.1:1";
+    let serve = |l: &Ledger| -> (Serve, String) {
+        let mut s = l.spawn(
+            &l.dir(),
+            &["serve", "--http", "127.0.0.1:0", "--witness", &spec],
+            no_nats,
+            None,
+            "serving",
+        );
+        let api = s.http_url();
+        (s, api)
+    };
+    let witness_error = |api: String| async move {
+        let error = |api: String| async move {
+            let (_, v) = get_json(&format!("{api}/v1/witnesses")).await;
+            v["witnesses"][0]["error"].as_str().unwrap_or("").to_owned()
+        };
+        wait_until(PATIENCE, "the log reports the witness's refusal", || {
+            let api = api.clone();
+            async move { !error(api).await.is_empty() }
+        })
+        .await;
+        let (status, _) = get_json(&format!("{api}/v1/checkpoints/witnessed")).await;
+        assert_eq!(status, 404);
+        error(api).await
+    };
+
+    // The honest log of 200 is cosigned.
+    let (mut s, api) = serve(&honest);
+    let (size, root) = latest(&api).await;
+    assert_eq!(size, 200);
+    wait_until(PATIENCE, "the honest checkpoint cosigned", || {
+        let api = api.clone();
+        async move { get_json(&format!("{api}/v1/checkpoints/witnessed")).await.0 == 200 }
+    })
+    .await;
+    assert_eq!(witness.cosigned().await, Some((200, root.clone())));
+    s.kill();
+
+    for round in ["before", "after"] {
+        // A fork of 260 entries signed with the same key: refused as inconsistent (422).
+        let (mut s, api) = serve(&fork);
+        assert_eq!(latest(&api).await.0, 260);
+        let error = witness_error(api).await;
+        assert!(
+            error.contains("not consistent") && error.contains("422"),
+            "{round} the restart: {error}"
+        );
+        s.kill();
+        // The log as it was at 120 entries: refused as a rollback.
+        let (mut s, api) = serve(&rollback);
+        assert_eq!(latest(&api).await.0, 120);
+        let error = witness_error(api).await;
+        assert!(
+            error.contains("cosigned size 200 of this log, more than its latest checkpoint (120)"),
+            "{round} the restart: {error}"
+        );
+        s.kill();
+        assert_eq!(witness.cosigned().await, Some((200, root.clone())));
+        // The witness logged the fork's checkpoint as evidence.
+        let log = std::fs::read_to_string(&witness.log).unwrap_or_default();
+        assert!(
+            log.contains("refused: inconsistent") && log.contains("260"),
+            "{log}"
+        );
+        witness.kill_and_restart();
+        assert_eq!(witness.cosigned().await, Some((200, root.clone())));
+    }
+
+    // The honest log goes on and is cosigned again.
+    honest.ok(&[
+        "import",
+        honest.simulate("a3.jsonl", 30, 4).to_str().unwrap(),
+    ]);
+    honest.ok(&["checkpoint"]);
+    let (mut s, api) = serve(&honest);
+    wait_until(PATIENCE, "the honest log's 230 cosigned", || {
+        let api = api.clone();
+        async move {
+            let (status, v) = get_json(&format!("{api}/v1/checkpoints/witnessed")).await;
+            status == 200 && v["size"].as_u64() == Some(230)
+        }
+    })
+    .await;
+    assert_eq!(witness.cosigned().await.map(|c| c.0), Some(230));
+    s.kill();
+}
