@@ -4,122 +4,15 @@
 //! refuses a fork (another log signing with the same key) and a rollback (an older copy of the
 //! log), and still refuses after kill -9 and a restart.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use socai_e2e::nats::*;
-use socai_e2e::{Ledger, socai_bin, stderr, stdout};
+use socai_e2e::witness::WitnessProcess;
+use socai_e2e::{Ledger, stderr};
 
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-/// A `socai witness serve` process on a directory; killed (-9) on drop.
-struct WitnessProcess {
-    dir: PathBuf,
-    log_vkey: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-    addr: String,
-}
-
-impl WitnessProcess {
-    /// `socai witness init` in `dir` (named `name`); returns the directory and the verifier key.
-    fn init(dir: &Path, name: &str) -> String {
-        let out = Command::new(socai_bin())
-            .args(["--json", "witness", "init", "--name", name, "--dir"])
-            .arg(dir)
-            .output()
-            .expect("socai witness init runs");
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
-        let vkey = v["vkey"].as_str().expect("vkey").to_owned();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("witness.vkey"))
-                .unwrap()
-                .trim(),
-            vkey
-        );
-        vkey
-    }
-
-    /// Starts the witness following the log whose key is `log_vkey`, on `addr` (port 0: any).
-    fn start(dir: &Path, log_vkey: &Path, addr: &str) -> WitnessProcess {
-        static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = dir.with_extension(format!("{n}.log"));
-        let child = Command::new(socai_bin())
-            .args(["witness", "serve", "--listen", addr, "--dir"])
-            .arg(dir)
-            .arg("--log")
-            .arg(log_vkey)
-            .env("SOCAI_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("socai witness serve starts");
-        let mut w = WitnessProcess {
-            dir: dir.to_owned(),
-            log_vkey: log_vkey.to_owned(),
-            child: Some(child),
-            log,
-            addr: String::new(),
-        };
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&w.log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find_map(|l| l.split("witness listening on http://").nth(1))
-                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
-            {
-                w.addr = addr.to_owned();
-                return w;
-            }
-            let exited = w.child.as_mut().unwrap().try_wait().unwrap().is_some();
-            assert!(
-                !exited && started.elapsed() < PATIENCE,
-                "the witness did not start; log:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    /// kill -9, then the same witness again on the same directory and address.
-    fn kill_and_restart(&mut self) {
-        self.kill();
-        *self = WitnessProcess::start(&self.dir.clone(), &self.log_vkey.clone(), &self.addr);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// What it cosigned for the log (its `/v1/witness`): (size, root hex).
-    async fn cosigned(&self) -> Option<(u64, String)> {
-        let v: serde_json::Value = reqwest::get(format!("{}v1/witness", self.url()))
-            .await
-            .expect("witness answers")
-            .json()
-            .await
-            .expect("json");
-        let log = &v["logs"][0];
-        Some((log["size"].as_u64()?, log["root"].as_str()?.to_owned()))
-    }
-}
-
-impl Drop for WitnessProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let r = reqwest::get(url).await.expect("the API answers");

@@ -3,6 +3,7 @@
 pub mod nats;
 pub mod openapi;
 pub mod rfc6962;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
