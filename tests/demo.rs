@@ -133,6 +133,30 @@ fn the_demo_runs_until_ctrl_c_and_resumes_where_it_stopped() {
         .block_on(async { reqwest::get(&url).await.map(|r| r.status()) })
         .expect("GET the dashboard");
     assert_eq!(status, 200, "{url}");
+    // The demo's witness cosigns the ledger's checkpoints.
+    let api = url.trim_end_matches("/dashboard").to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    let cosigned_size = |api: &str| -> u64 {
+        let witnesses: serde_json::Value = tokio::runtime::Runtime::new()
+            .expect("a runtime")
+            .block_on(async {
+                reqwest::get(format!("{api}/v1/witnesses"))
+                    .await?
+                    .json()
+                    .await
+            })
+            .expect("GET /v1/witnesses");
+        witnesses["witnesses"][0]["cosigned_size"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    while cosigned_size(&api) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the demo's witness cosigned nothing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let deadline = Instant::now() + PATIENCE;
     while generated(&dir) < 1500 + 50 {
         assert!(

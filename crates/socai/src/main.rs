@@ -24,7 +24,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // A service logs what it does; a command speaks only when something is wrong.
     let level = match cli.command {
-        cli::Command::Serve { .. } => "info",
+        cli::Command::Serve { .. }
+        | cli::Command::Witness {
+            action: cli::WitnessAction::Serve { .. },
+        } => "info",
         _ => "warn",
     };
     output::init_tracing(&cli.global, level);

@@ -176,6 +176,7 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
     let mut stack = Stack {
         dir: dir.clone(),
         nats: None,
+        witness: None,
         serve: None,
         project: None,
     };
@@ -193,7 +194,7 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
     // Whatever happened: stop the processes (worker, ledger, nats-server), in that order.
     if stack.nats.is_some() {
         super::step(&format!(
-            "stopping{}: the projection worker, the ledger, then nats-server (SIGTERM each, waiting for it to finish)",
+            "stopping{}: the projection worker, the ledger, the witness, then nats-server (SIGTERM each, waiting for it to finish)",
             if result.is_err() {
                 " after the error below"
             } else {
@@ -437,6 +438,50 @@ async fn live(
         relative(&logs)
     );
 
+    // A witness (in production another party's machine) that cosigns every checkpoint; its key
+    // and what it cosigned stay in the demo dir across runs.
+    let witness_dir = dir.join("witness");
+    if !socai_witness::witness::key_path(&witness_dir).exists() {
+        socai_witness::witness::init(&witness_dir, "witness.demo.socai/w1")?;
+    }
+    let witness_vkey = std::fs::read_to_string(socai_witness::witness::vkey_path(&witness_dir))
+        .context("reading the demo witness's verifier key")?;
+    let witness = Proc::socai(
+        "socai witness",
+        &[
+            "witness".into(),
+            "serve".into(),
+            "--dir".into(),
+            witness_dir.display().to_string(),
+            "--log".into(),
+            g.data_dir.join("checkpoint.vkey").display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ],
+        &[],
+        logs.join("witness.log"),
+        "witness listening on",
+    )?;
+    stack.witness = Some(witness);
+    stack.write_pids();
+    let witness = stack.witness.as_mut().expect("just started");
+    let Some(line) = witness
+        .wait_for("witness listening on ", Duration::from_secs(30), &stop)
+        .await?
+    else {
+        return Ok(());
+    };
+    let witness_url = line
+        .split("witness listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+        .map(|u| format!("{}/", u.trim_end_matches('/')))
+        .ok_or_else(|| anyhow!("socai witness logged an address the demo cannot read: {line}"))?;
+    say!(
+        "socai witness: an independent witness at {witness_url} cosigning each checkpoint (C2SP tlog-witness; log {}/witness.log)",
+        relative(&logs)
+    );
+
     // The ledger: writer + HTTP API (+ dashboard), with its NATS connection.
     let http = opts.http.clone().unwrap_or_else(|| "127.0.0.1:0".into());
     let serve = Proc::socai(
@@ -449,6 +494,8 @@ async fn live(
             "serve".into(),
             "--http".into(),
             http,
+            "--witness".into(),
+            format!("{witness_url}={}", witness_vkey.trim()),
         ],
         &[
             ("SOCAI_NATS_USER", "ledger".into()),
@@ -597,6 +644,7 @@ fn print_urls(api: &str, dir: &Path) {
     super::step("running");
     say!("dashboard:      {api}/dashboard");
     say!("HTTP API:       {api}/v1/log   (every route: {api}/v1/openapi.json)");
+    say!("witnesses:      {api}/v1/witnesses   cosigned: {api}/v1/checkpoints/witnessed");
     say!(
         "metrics:        {api}/v1/metrics?scope=national&window=ytd   live: {api}/v1/metrics/stream"
     );

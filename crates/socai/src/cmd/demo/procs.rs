@@ -119,7 +119,7 @@ pub(super) fn signals(rt: &tokio::runtime::Runtime) -> anyhow::Result<watch::Rec
             let _ = if seen == 1 {
                 writeln!(
                     std::io::stderr(),
-                    "\n{name}: stopping cleanly: the events in flight get their receipts, then the worker, the ledger and nats-server stop"
+                    "\n{name}: stopping cleanly: the events in flight get their receipts, then the worker, the ledger, the witness and nats-server stop"
                 )
             } else {
                 writeln!(
@@ -351,11 +351,13 @@ fn terminate(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The running processes, stopped in order (worker, ledger, nats-server) by [`Stack::stop`] or
+/// The running processes, stopped in order (worker, ledger, witness, nats-server) by [`Stack::stop`] or
 /// when dropped.
 pub(super) struct Stack {
     pub(super) dir: PathBuf,
     pub(super) nats: Option<Proc>,
+    /// The witness that cosigns the ledger's checkpoints.
+    pub(super) witness: Option<Proc>,
     pub(super) serve: Option<Proc>,
     pub(super) project: Option<Proc>,
 }
@@ -371,6 +373,7 @@ impl Stack {
     pub(super) fn check(&mut self) -> anyhow::Result<()> {
         let all = [
             self.nats.as_mut(),
+            self.witness.as_mut(),
             self.serve.as_mut(),
             self.project.as_mut(),
         ];
@@ -389,6 +392,7 @@ impl Stack {
         let mut text = String::new();
         let all = [
             self.nats.as_ref(),
+            self.witness.as_ref(),
             self.serve.as_ref(),
             self.project.as_ref(),
         ];
@@ -406,6 +410,7 @@ impl Stack {
         for (slot, limit) in [
             (&mut self.project, Duration::from_secs(30)),
             (&mut self.serve, Duration::from_secs(60)),
+            (&mut self.witness, Duration::from_secs(30)),
             (&mut self.nats, Duration::from_secs(30)),
         ] {
             let Some(mut p) = slot.take() else { continue };
