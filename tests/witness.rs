@@ -182,7 +182,7 @@ async fn witnesses_cosign_a_running_ledger_and_verify_requires_k_of_n() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cosigned by 1 of the trusted witnesses"),
+        stderr(&out).contains("no checkpoint is cosigned by 2 witnesses of the 2 named"),
         "{}",
         stderr(&out)
     );

@@ -204,11 +204,32 @@ async fn witnessed_checkpoint(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(q.as_deref(), &["min"])?;
+    let params = Params::parse(q.as_deref(), &["min", "key"])?;
     let min = match params.u64("min")? {
         Some(0) => return Err(ApiError::bad_param("min", "min must be at least 1")),
         other => other,
     };
+    // The witness keys the client trusts (`<name>+<hex key id>`): only their lines count.
+    let keys = params
+        .list("key")
+        .iter()
+        .map(|k| {
+            k.rsplit_once('+')
+                .and_then(|(name, id)| {
+                    (id.len() == 8)
+                        .then(|| u32::from_str_radix(id, 16).ok())
+                        .flatten()
+                        .map(|id| (name.to_owned(), id))
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        "key",
+                        format!("key {k:?} is not <witness name>+<8 hex digits of its key id>"),
+                    )
+                })
+        })
+        .collect::<Result<std::collections::HashSet<_>, _>>()?;
+    let keys = (!keys.is_empty()).then_some(keys);
     let Some(board) = state.witnesses() else {
         return Err(ApiError::not_found(
             "this log has no witnesses configured ([[witnesses]] in socai.toml, or socai serve --witness URL=VKEY)",
@@ -217,11 +238,12 @@ async fn witnessed_checkpoint(
     let configured = board.reports().len();
     let min = min.map_or(configured, |n| n as usize);
     let reader = state.reader().clone();
+    let wanted = keys.clone();
     let found = state
         .blocking(move || {
             let Some((size, lines)) = reader
                 .storage()
-                .newest_cosigned(min, WITNESSED_SCAN)
+                .newest_cosigned(min, wanted.as_ref(), WITNESSED_SCAN)
                 .map_err(socai_store::LedgerError::from)?
             else {
                 return Ok(None);
@@ -230,8 +252,13 @@ async fn witnessed_checkpoint(
         })
         .await?;
     let Some((signed, lines)) = found else {
+        let among = keys.as_ref().map_or(String::new(), |k| {
+            let mut names: Vec<String> = k.iter().map(|(n, id)| format!("{n}+{id:08x}")).collect();
+            names.sort();
+            format!(" of the {} named ({})", k.len(), names.join(", "))
+        });
         return Err(ApiError::not_found(format!(
-            "no checkpoint is cosigned by {min} witnesses yet ({configured} configured); /v1/witnesses says what each answered"
+            "no checkpoint is cosigned by {min} witnesses{among} yet ({configured} configured on this log); /v1/witnesses says what each answered"
         )));
     };
     let note = with_cosignatures(&signed.note, &lines);

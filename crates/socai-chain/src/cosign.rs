@@ -21,6 +21,9 @@ use std::fmt;
 /// The signed-note signature type of an Ed25519 `cosignature/v1` (C2SP tlog-cosignature).
 pub const COSIGNATURE_V1_ED25519: u8 = 0x04;
 
+/// The signed-note signature type of a plain Ed25519 note key.
+const ED25519: u8 = 0x01;
+
 /// Most consistency proof lines an `add-checkpoint` request may carry (C2SP tlog-witness).
 pub const MAX_PROOF_LINES: usize = 63;
 
@@ -191,31 +194,30 @@ impl CosignatureVerifier {
         let Some((&alg, public)) = raw.split_first() else {
             return Err(bad("has an empty key"));
         };
-        if alg != COSIGNATURE_V1_ED25519 {
+        if alg != COSIGNATURE_V1_ED25519 && alg != ED25519 {
             return Err(bad(&format!(
-                "is of signature type {alg:#04x}, not an Ed25519 cosignature/v1 key (0x04){}",
-                if alg == 1 {
-                    ": that is a log's checkpoint key, not a witness's"
-                } else {
-                    ""
-                }
+                "is of signature type {alg:#04x}, not Ed25519 (0x04 for cosignature/v1, or 0x01)"
             )));
         }
         let key = <[u8; 32]>::try_from(public)
             .ok()
             .and_then(|k| VerifyingKey::from_bytes(&k).ok())
             .ok_or_else(|| bad("does not hold an Ed25519 public key"))?;
-        let key_id = cosigner_key_id(name, &key);
-        if id != format!("{key_id:08x}") {
+        // Some witnesses publish their key as a plain Ed25519 note key (type 0x01); it is the
+        // same key, and its cosignatures carry the 0x04 key id (as Go's note package does).
+        let written_id = signed_note::key_id(name, &raw);
+        if id != format!("{written_id:08x}") {
             return Err(bad(&format!(
-                "has key id {id:?}, but its key's id is {key_id:08x}"
+                "has key id {id:?}, but its key's id is {written_id:08x}"
             )));
         }
+        let key_id = cosigner_key_id(name, &key);
+        let vkey = vkey_text(name, key_id, &key);
         Ok(CosignatureVerifier {
             name: name.to_owned(),
             key,
             key_id,
-            vkey: vkey.to_owned(),
+            vkey,
         })
     }
     pub fn name(&self) -> &str {
@@ -224,6 +226,7 @@ impl CosignatureVerifier {
     pub fn key_id(&self) -> u32 {
         self.key_id
     }
+    /// Its verifier key text, as a cosignature/v1 key (type 0x04) whatever form it was given in.
     pub fn vkey(&self) -> &str {
         &self.vkey
     }
@@ -372,7 +375,10 @@ impl AddCheckpoint {
         let old = first
             .strip_prefix("old ")
             .ok_or_else(|| bad(format!("the first line {first:?} is not \"old <size>\"")))?;
-        if old.is_empty() || (old.len() > 1 && old.starts_with('0')) {
+        if old.is_empty()
+            || !old.bytes().all(|b| b.is_ascii_digit())
+            || (old.len() > 1 && old.starts_with('0'))
+        {
             return Err(bad(format!(
                 "old size {old:?} is not a decimal without leading zeroes"
             )));

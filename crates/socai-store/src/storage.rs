@@ -427,18 +427,29 @@ impl SledStorage {
     /// earlier line of the same witness key. The lines are not checked here: the caller verified
     /// them against the witnesses' keys. Durable with the ledger's next commit (or close).
     pub fn add_cosignatures(&self, size: u64, lines: &[String]) -> Result<()> {
-        let k = size.to_be_bytes();
-        let mut held = self.cosignatures(size)?;
-        for line in lines {
-            let line = line.trim_end_matches('\n');
-            let key = socai_chain::cosign::line_key(line);
-            held.retain(|l| key.is_none() || socai_chain::cosign::line_key(l) != key);
-            held.push(line.to_owned());
-        }
-        let mut text = held.join("\n");
-        text.push('\n');
+        // One read-modify-write as a compare-and-swap (sled retries the closure on a race): each
+        // witness's follower stores its own lines for the same size at about the same moment.
         self.cosignatures
-            .insert(k, text.as_bytes())
+            .update_and_fetch(size.to_be_bytes(), |held| {
+                let mut merged: Vec<String> = held
+                    .map(|v| {
+                        String::from_utf8_lossy(v)
+                            .lines()
+                            .filter(|l| !l.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for line in lines {
+                    let line = line.trim_end_matches('\n');
+                    let key = socai_chain::cosign::line_key(line);
+                    merged.retain(|l| key.is_none() || socai_chain::cosign::line_key(l) != key);
+                    merged.push(line.to_owned());
+                }
+                let mut text = merged.join("\n");
+                text.push('\n');
+                Some(text.into_bytes())
+            })
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -461,8 +472,14 @@ impl SledStorage {
     }
 
     /// The newest checkpoint size with cosignature lines from at least `min` distinct witness
-    /// keys, and those lines; looks at the newest `scan` cosigned sizes at most.
-    pub fn newest_cosigned(&self, min: usize, scan: usize) -> Result<Option<(u64, Vec<String>)>> {
+    /// keys (among `keys`, (name, key id) pairs, when given), and those lines; looks at the
+    /// newest `scan` cosigned sizes at most.
+    pub fn newest_cosigned(
+        &self,
+        min: usize,
+        keys: Option<&std::collections::HashSet<(String, u32)>>,
+        scan: usize,
+    ) -> Result<Option<(u64, Vec<String>)>> {
         for r in self.cosignatures.iter().rev().take(scan) {
             let (k, v) = r.map_err(|e| self.err(e))?;
             let size = be_u64(&k)
@@ -472,11 +489,12 @@ impl SledStorage {
                 .filter(|l| !l.is_empty())
                 .map(str::to_owned)
                 .collect();
-            let keys: std::collections::HashSet<_> = lines
+            let found: std::collections::HashSet<_> = lines
                 .iter()
                 .filter_map(|l| socai_chain::cosign::line_key(l))
+                .filter(|k| keys.is_none_or(|keys| keys.contains(k)))
                 .collect();
-            if keys.len() >= min {
+            if found.len() >= min {
                 return Ok(Some((size, lines)));
             }
         }

@@ -36,19 +36,42 @@ pub struct WitnessTarget {
 }
 
 impl WitnessTarget {
-    /// Parses `URL=VKEY` (socai.toml and `--witness`): the witness's submission prefix and its
-    /// verifier key text.
-    pub fn parse(spec: &str) -> Result<WitnessTarget, String> {
-        let (url, vkey) = spec.split_once('=').ok_or_else(|| {
-            format!("witness {spec:?} is not URL=VKEY (its submission URL, '=', its verifier key)")
-        })?;
+    /// A witness at submission prefix `url` with verifier key text `vkey`.
+    pub fn new(url: &str, vkey: &str) -> Result<WitnessTarget, String> {
         let mut url = reqwest::Url::parse(url.trim())
             .map_err(|e| format!("witness URL {url:?} is invalid: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("witness URL {url} is not http:// or https://"));
+        }
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
         let verifier = CosignatureVerifier::from_vkey(vkey).map_err(|e| e.to_string())?;
         Ok(WitnessTarget { url, verifier })
+    }
+
+    /// Parses `URL=VKEY` (`socai serve --witness`): the witness's submission prefix, '=', its
+    /// verifier key text. The URL may itself hold '=' (a query): the split is at the first '='
+    /// after which a verifier key follows.
+    pub fn parse(spec: &str) -> Result<WitnessTarget, String> {
+        let mut last = None;
+        for (i, _) in spec.match_indices('=') {
+            let (url, vkey) = (&spec[..i], &spec[i + 1..]);
+            if CosignatureVerifier::from_vkey(vkey).is_ok() {
+                return WitnessTarget::new(url, vkey);
+            }
+            last = Some((url, vkey));
+        }
+        match last {
+            // Name the key's problem, as split at the first '='.
+            Some(_) => {
+                let (url, vkey) = spec.split_once('=').unwrap_or_default();
+                WitnessTarget::new(url, vkey)
+            }
+            None => Err(format!(
+                "witness {spec:?} is not URL=VKEY (its submission URL, '=', its verifier key)"
+            )),
+        }
     }
 }
 
@@ -144,13 +167,13 @@ impl Collector {
         reader: LedgerReader<SledStorage>,
         witnesses: Vec<WitnessTarget>,
         board: Arc<WitnessBoard>,
-    ) -> Collector {
+    ) -> Result<Collector, String> {
         *board.reports.lock().unwrap_or_else(|e| e.into_inner()) = witnesses
             .iter()
             .map(|w| WitnessReport {
                 name: w.verifier.name().to_owned(),
                 vkey: w.verifier.vkey().to_owned(),
-                url: w.url.to_string(),
+                url: redacted(&w.url),
                 cosigned_size: None,
                 cosigned_at: None,
                 error: None,
@@ -159,7 +182,7 @@ impl Collector {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("making the HTTP client for the witnesses: {}", causes(&e)))?;
         let tasks = witnesses
             .into_iter()
             .enumerate()
@@ -170,12 +193,14 @@ impl Collector {
                     reader: reader.clone(),
                     http: http.clone(),
                     board: board.clone(),
-                    known: None,
+                    witness_size: None,
+                    cosigned: None,
+                    conflicts: 0,
                 };
                 tokio::spawn(follower.run())
             })
             .collect();
-        Collector { tasks }
+        Ok(Collector { tasks })
     }
 }
 
@@ -185,8 +210,13 @@ struct Follower {
     reader: LedgerReader<SledStorage>,
     http: reqwest::Client,
     board: Arc<WitnessBoard>,
-    /// The size the witness cosigned last, as far as this log knows.
-    known: Option<u64>,
+    /// The size of the latest checkpoint the witness cosigned, as it last told this log (a 409
+    /// or a cosignature); `None` until it said.
+    witness_size: Option<u64>,
+    /// The size whose cosignature this log holds from this witness (in this run).
+    cosigned: Option<u64>,
+    /// 409s in a row: a witness that keeps changing its answer is paused like a failing one.
+    conflicts: u32,
 }
 
 /// The outcome of one `add-checkpoint`.
@@ -197,6 +227,9 @@ enum Sent {
     Size(u64),
 }
 
+/// 409s in a row before the follower backs off.
+const MAX_CONFLICTS: u32 = 3;
+
 impl Follower {
     async fn run(mut self) {
         let name = self.target.verifier.name().to_owned();
@@ -206,8 +239,9 @@ impl Follower {
                 Ok(true) => pause = RETRY_MIN,
                 Ok(false) => tokio::time::sleep(POLL).await,
                 Err(e) => {
-                    tracing::warn!(witness = %name, url = %self.target.url, error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
+                    tracing::warn!(witness = %name, url = %redacted(&self.target.url), error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
                     self.board.update(self.index, |r| r.error = Some(e));
+                    self.conflicts = 0;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
                 }
@@ -215,8 +249,8 @@ impl Follower {
         }
     }
 
-    /// Sends the latest checkpoint if the witness has not cosigned it. Ok(true): something was
-    /// exchanged (look again at once); Ok(false): nothing to do.
+    /// Sends the latest checkpoint unless this log holds the witness's cosignature of it.
+    /// Ok(true): something was exchanged (look again at once); Ok(false): nothing to do.
     async fn step(&mut self) -> Result<bool, String> {
         let Some(latest) = self
             .reader
@@ -226,10 +260,10 @@ impl Follower {
             return Ok(false);
         };
         let size = latest.checkpoint.size;
-        if self.known == Some(size) {
+        if self.cosigned == Some(size) {
             return Ok(false);
         }
-        let old = self.known.unwrap_or(0);
+        let old = self.witness_size.unwrap_or(0);
         if old > size {
             return Err(format!(
                 "the witness cosigned size {old} of this log, more than its latest checkpoint ({size}): this data dir is older than the log the witness saw (restored from a backup?) or another log signs with this key. Find out which before going on: the witness will not cosign this log until it passes size {old} consistently"
@@ -252,13 +286,28 @@ impl Follower {
         };
         match self.send(&request).await? {
             Sent::Size(theirs) => {
-                if Some(theirs) == self.known {
+                self.conflicts += 1;
+                if old == size && theirs == size {
+                    // Sent as its own size, with an empty proof: only another root is refused.
                     return Err(format!(
-                        "the witness refused size {size} with 409 while holding size {theirs}: it cosigned another root at this size (a fork of this log's key?)"
+                        "the witness holds another root for size {size} than this log's {}: another log signs with this key (a fork). Stop and find out which log is genuine",
+                        latest.checkpoint.root.to_hex()
+                    ));
+                }
+                let went_back = self.witness_size.filter(|&w| theirs < w);
+                self.witness_size = Some(theirs);
+                if let Some(before) = went_back {
+                    return Err(format!(
+                        "the witness now says it cosigned size {theirs} of this log, less than the {before} it said before: it lost its state or was restored from an older copy, and could now cosign a fork. Tell its operator"
+                    ));
+                }
+                if self.conflicts > MAX_CONFLICTS {
+                    return Err(format!(
+                        "the witness answered 409 {} times in a row (its size now {theirs})",
+                        self.conflicts
                     ));
                 }
                 tracing::debug!(witness = %self.target.verifier.name(), size = theirs, "the witness's size");
-                self.known = Some(theirs);
                 Ok(true)
             }
             Sent::Cosigned(lines, at) => {
@@ -268,7 +317,9 @@ impl Follower {
                     .await
                     .map_err(|e| format!("store task failed: {e}"))?
                     .map_err(|e| format!("storing the cosignature: {e}"))?;
-                self.known = Some(size);
+                self.witness_size = Some(size);
+                self.cosigned = Some(size);
+                self.conflicts = 0;
                 self.board.update(self.index, |r| {
                     r.cosigned_size = Some(size);
                     r.cosigned_at = Some(at);
@@ -281,23 +332,38 @@ impl Follower {
     }
 
     async fn send(&self, request: &AddCheckpoint) -> Result<Sent, String> {
-        let url = self
+        let target = self
             .target
             .url
             .join("add-checkpoint")
             .map_err(|e| format!("witness URL: {e}"))?;
+        let url = redacted(&target);
         let response = self
             .http
-            .post(url.clone())
+            .post(target)
             .body(request.body())
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|e| format!("POST {url}: {}", causes(&e)))?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(format!(
+                "{url} answered {status} with more than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        let bytes = response
+            .bytes()
             .await
-            .map_err(|e| format!("reading the answer of {url}: {e}"))?;
+            .map_err(|e| format!("reading the answer of {url}: {}", causes(&e)))?;
+        if bytes.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "{url} answered {status} with more than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         match status {
             200 => {
                 let body = note_body(&request.note).unwrap_or_default();
@@ -342,6 +408,29 @@ impl Follower {
             _ => Err(format!("{url} answered {status}: {}", short(&text))),
         }
     }
+}
+
+/// Largest answer read from a witness (cosignature lines are ~130 bytes each).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A URL without its user and password, for logs and `/v1/witnesses`.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+/// An error and its causes (reqwest's own text leaves out "connection refused" and the like).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 fn request_size(request: &AddCheckpoint) -> String {

@@ -103,6 +103,9 @@ pub struct Witness {
     dir: PathBuf,
     /// origin → the latest checkpoint cosigned; the lock is held from the check to the fsync.
     state: Mutex<HashMap<String, WitnessState>>,
+    /// `<dir>/lock`, locked for as long as this witness serves: a second process on the same
+    /// directory would keep its own idea of what was cosigned and could cosign a fork.
+    _lock: Option<fs::File>,
 }
 
 /// What the witness holds for one log, for `GET /v1/witness` and `socai witness status`.
@@ -116,9 +119,39 @@ pub struct LogStatus {
 }
 
 impl Witness {
-    /// Opens the witness directory `dir` to follow the logs whose verifier keys are `logs`.
-    /// Every state file of a followed log must hold a checkpoint signed by its key.
+    /// Opens the witness directory `dir` to cosign for the logs whose verifier keys are `logs`,
+    /// holding its lock (another process serving the same directory is refused). Every state
+    /// file of a followed log must hold a checkpoint signed by its key.
     pub fn open(dir: &Path, logs: Vec<CheckpointVerifier>) -> Result<Witness, WitnessError> {
+        if !key_path(dir).exists() {
+            // Witness::inspect says what to do.
+            return Witness::inspect(dir, logs);
+        }
+        let path = dir.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(WitnessError::Invalid(format!(
+                    "another `socai witness serve` holds {}: one process per witness directory (two would each keep their own idea of what was cosigned); stop the other one first",
+                    dir.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        let mut witness = Witness::inspect(dir, logs)?;
+        witness._lock = Some(file);
+        Ok(witness)
+    }
+
+    /// Reads the witness directory without taking its lock (`socai witness status`, while it
+    /// serves): for looking only.
+    pub fn inspect(dir: &Path, logs: Vec<CheckpointVerifier>) -> Result<Witness, WitnessError> {
         let key_file = key_path(dir);
         let skey = fs::read_to_string(&key_file).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -175,6 +208,7 @@ impl Witness {
             logs: by_origin,
             dir: dir.to_owned(),
             state: Mutex::new(state),
+            _lock: None,
         })
     }
 
@@ -416,6 +450,18 @@ mod tests {
         drop(witness);
         let witness = Witness::open(dir.path(), trusted()).unwrap();
         assert_eq!(witness.status()[0].size, Some(35));
+        // One process per directory: a second serving witness is refused while this one holds
+        // the lock; looking (`status`) is allowed.
+        let err = Witness::open(dir.path(), trusted())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("one process per witness directory"), "{err}");
+        assert_eq!(
+            Witness::inspect(dir.path(), trusted()).unwrap().status()[0].size,
+            Some(35)
+        );
+        drop(witness);
         // A damaged state file stops the witness, saying not to delete it.
         let file = state_path(dir.path(), "log.example");
         fs::write(&file, "log.example\n35\nAAAA\n\n— log.example AAAA\n").unwrap();

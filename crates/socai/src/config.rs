@@ -345,7 +345,7 @@ impl Config {
     ) -> anyhow::Result<Vec<socai_witness::WitnessTarget>> {
         let mut targets = Vec::new();
         for (i, w) in self.witnesses.iter().enumerate() {
-            let target = socai_witness::WitnessTarget::parse(&format!("{}={}", w.url, w.vkey))
+            let target = socai_witness::WitnessTarget::new(&w.url, &w.vkey)
                 .map_err(|e| anyhow::anyhow!("[[witnesses]] number {}: {e}", i + 1))?;
             targets.push(target);
         }

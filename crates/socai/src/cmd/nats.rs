@@ -87,12 +87,17 @@ pub fn serve(
         let board = Arc::new(socai_witness::WitnessBoard::default());
         board.register(&mut registry);
         // Witnesses get every signed checkpoint, whether or not nats-server is up.
-        let _collector = (!witnesses.is_empty()).then(|| {
+        let _collector = if witnesses.is_empty() {
+            None
+        } else {
             for w in &witnesses {
-                tracing::info!(witness = %w.verifier.name(), url = %w.url, "sending checkpoints to witness");
+                tracing::info!(witness = %w.verifier.name(), "sending checkpoints to witness");
             }
-            socai_witness::Collector::start(reader.clone(), witnesses.clone(), board.clone())
-        });
+            Some(
+                socai_witness::Collector::start(reader.clone(), witnesses.clone(), board.clone())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        };
         let (commands, commands_rx) = tokio::sync::mpsc::channel(16);
         let state = socai_api::AppState::new(
             reader,

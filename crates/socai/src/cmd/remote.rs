@@ -377,9 +377,15 @@ impl Remote {
                 ),
             ));
         }
+        // Only the trusted witnesses' cosignatures count, on the server as here.
+        let keys = witnesses
+            .iter()
+            .map(|w| format!("{}+{:08x}", w.name(), w.key_id()))
+            .collect::<Vec<_>>()
+            .join(",");
         let answer = match self.get_json(
             &["v1", "checkpoints", "witnessed"],
-            &[("min", required.to_string())],
+            &[("min", required.to_string()), ("key", keys)],
         ) {
             Ok(answer) => answer,
             Err(e) if super::is_not_found(&e) => {

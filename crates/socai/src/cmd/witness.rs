@@ -19,7 +19,7 @@ pub fn run(action: WitnessAction) -> anyhow::Result<()> {
             let vkey = socai_witness::witness::init(&dir, &name)?;
             emit(&json!({"dir": dir, "name": name, "vkey": vkey}), || {
                 format!(
-                    "witness {name} created in {}\nverifier key (publish it; give it to each log as [[witnesses]] vkey): {vkey}\nits private key is {}: back it up with the directory, never share it",
+                    "witness {name} created in {}\nverifier key (publish it; give it to each log as [[witnesses]] vkey): {vkey}\nits private key is {}: back it up, never share it; never restore the directory's logs/ from an older copy (what it holds stops the witness cosigning a fork)",
                     dir.display(),
                     socai_witness::witness::key_path(&dir).display()
                 )
@@ -33,7 +33,7 @@ pub fn run(action: WitnessAction) -> anyhow::Result<()> {
             for_seconds,
         } => serve(&dir, &logs, &listen, for_seconds),
         WitnessAction::Status { dir, logs } => {
-            let witness = Witness::open(&dir, read_logs(&logs)?)?;
+            let witness = Witness::inspect(&dir, read_logs(&logs)?)?;
             let status = witness.status();
             emit(
                 &json!({"name": witness.name(), "vkey": witness.vkey(), "logs": status}),
