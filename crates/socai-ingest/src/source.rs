@@ -24,6 +24,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+/// The ledger's EVENTS consumer asks nats-server for a heartbeat this often while idle; two
+/// missed (async-nats' rule) mean its stream leader is gone and the consumer is recreated. 1 s
+/// rather than 5: `socai bench cluster` measured 11 s from a node's loss to the next commit
+/// with 5 s (two missed heartbeats, then a new consumer), most of a failover.
+const CONSUMER_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long reopening the consumer waits for EVENTS' info before asking again.
+const REOPEN_ASK: Duration = Duration::from_secs(2);
+
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -105,14 +114,20 @@ impl EventsSource {
     async fn open(&mut self) -> Result<Open, IngestError> {
         let nats =
             |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
-        let mut stream = self
-            .js
-            .get_stream(EVENTS)
+        // Bounded well below the context's own timeout: right after a node's loss EVENTS may have
+        // no leader yet and nobody answers; asking again soon finds the new leader sooner.
+        let asked = |what: &str| {
+            IngestError::Nats(format!(
+                "{what}: no answer within {REOPEN_ASK:?} (EVENTS without a leader?)"
+            ))
+        };
+        let mut stream = tokio::time::timeout(REOPEN_ASK, self.js.get_stream(EVENTS))
             .await
+            .map_err(|_| asked("cannot open stream EVENTS"))?
             .map_err(|e| nats("cannot open stream EVENTS", &e))?;
-        let state = stream
-            .info()
+        let state = tokio::time::timeout(REOPEN_ASK, stream.info())
             .await
+            .map_err(|_| asked("cannot read stream EVENTS"))?
             .map_err(|e| nats("cannot read stream EVENTS", &e))?
             .state
             .clone();
@@ -190,14 +205,14 @@ impl EventsSource {
             ..Default::default()
         }
         .into();
-        let consumer = stream
-            .create_consumer(config)
+        let consumer = tokio::time::timeout(REOPEN_ASK, stream.create_consumer(config))
             .await
+            .map_err(|_| asked("cannot create the ledger's consumer on EVENTS"))?
             .map_err(|e| nats("cannot create the ledger's consumer on EVENTS", &e))?;
         let messages = consumer
             .stream()
             .max_messages_per_batch(self.batch_max)
-            .heartbeat(Duration::from_secs(5))
+            .heartbeat(CONSUMER_HEARTBEAT)
             .messages()
             .await
             .map_err(|e| nats("cannot pull from EVENTS", &e))?;

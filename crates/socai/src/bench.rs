@@ -421,7 +421,10 @@ fn cpu_now(server: &socai_testkit::LocalNats) -> (f64, f64) {
 
 /// The upper bounds of the buckets holding the `qs` quantiles of the ledger's commit latency
 /// (validate + append + fsync of one batch), in seconds, read from its Prometheus histogram.
-fn commit_quantiles(counters: &std::sync::Arc<socai_ingest::Counters>, qs: &[f64]) -> Vec<f64> {
+pub(crate) fn commit_quantiles(
+    counters: &std::sync::Arc<socai_ingest::Counters>,
+    qs: &[f64],
+) -> Vec<f64> {
     let mut registry = prometheus_client::registry::Registry::default();
     socai_ingest::telemetry::register(counters, &mut registry);
     let mut text = String::new();

@@ -453,6 +453,21 @@ pub enum BenchKind {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// JetStream replication and failover: ingest with receipts on one node (R1) beside the
+    /// shipped 3-node cluster (R3), then EVENTS' leader killed --kills times under a trickle
+    /// (kill → the ledger committing new events again, p50/p99)
+    Cluster {
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        kills: u64,
+        /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// Where to put the nodes' stores and the ledgers (default: a temp dir)
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The HTTP API: proofs and entries p50/p99 with concurrent clients while ingest runs, beside
     /// the same requests against an idle ledger; SSE delivery to many subscribers
     Api {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_cluster;
 mod bench_report;
 mod bench_scale;
 mod cli;

@@ -205,6 +205,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => crate::bench::ingest(g, events, nats_server.as_deref(), dir.as_deref()),
         Command::Bench {
             kind:
+                BenchKind::Cluster {
+                    events,
+                    kills,
+                    nats_server,
+                    dir,
+                },
+        } => crate::bench_cluster::run(
+            events,
+            kills as usize,
+            nats_server.as_deref(),
+            dir.as_deref(),
+        ),
+        Command::Bench {
+            kind:
                 BenchKind::Scale {
                     entries,
                     dossiers,
@@ -231,6 +245,27 @@ pub fn now_rfc3339() -> String {
 
 pub fn data_dir(g: &Global) -> DataDir {
     DataDir::new(&g.data_dir)
+}
+
+/// The repository: the first of the current dir, its parents and the binary's parents that has
+/// `deploy/nats/single.conf` (the shipped nats-server configs the demo and the cluster benchmark run).
+pub(crate) fn repo_root() -> anyhow::Result<std::path::PathBuf> {
+    let marker = std::path::Path::new("deploy/nats/single.conf");
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.extend(cwd.ancestors().map(std::path::Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).map(std::path::Path::to_path_buf));
+    }
+    candidates
+        .into_iter()
+        .find(|d| d.join(marker).is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "deploy/nats/single.conf not found in the current dir, its parents or beside the socai binary: run it from the repository (deploy/demo.sh does)"
+            )
+        })
 }
 
 pub fn open_ledger(g: &Global) -> anyhow::Result<(Ledger<SledStorage>, Config)> {

@@ -128,7 +128,7 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
             ),
         ));
     }
-    let repo = repo_root()?;
+    let repo = crate::cmd::repo_root()?;
     let default_dir = repo.join("target").join("socai-demo");
     let dir = match &opts.dir {
         Some(d) => std::path::absolute(d).with_context(|| format!("--dir {}", d.display()))?,
@@ -315,27 +315,6 @@ fn duration(secs: f64) -> String {
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, s / 60 % 60),
     }
-}
-
-/// The repository: the first of the current dir, its parents and the binary's parents that has
-/// `deploy/nats/single.conf` (the shipped nats-server config the demo runs).
-fn repo_root() -> anyhow::Result<PathBuf> {
-    let marker = Path::new("deploy/nats/single.conf");
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    candidates
-        .into_iter()
-        .find(|d| d.join(marker).is_file())
-        .ok_or_else(|| {
-            anyhow!(
-                "deploy/nats/single.conf not found in the current dir, its parents or beside the socai binary: run the demo from the repository (deploy/demo.sh does)"
-            )
-        })
 }
 
 /// The nats-server binary: the repository's `.tools/nats` (deploy/install-nats.sh), else PATH.
