@@ -342,3 +342,134 @@ async fn a_witness_refuses_a_fork_and_a_rollback_and_still_does_after_kill_9() {
     assert_eq!(witness.cosigned().await.map(|c| c.0), Some(230));
     s.kill();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_witness_that_follows_the_log_cosigns_it_and_refuses_a_fork_it_is_served() {
+    // The witness reads the log's API itself (`--follow`) and posts its cosignatures; the log
+    // lists it with no url. The ledger serves on one fixed address across restarts, as a
+    // production log would; no nats-server.
+    let honest = Ledger::new();
+    let fork = honest.copy();
+    honest.ok(&[
+        "import",
+        honest.simulate("a1.jsonl", 100, 1).to_str().unwrap(),
+    ]);
+    honest.ok(&["checkpoint"]);
+    fork.ok(&["import", fork.simulate("b.jsonl", 150, 3).to_str().unwrap()]);
+    fork.ok(&["checkpoint"]);
+    let log_vkey = honest.dir().join("checkpoint.vkey");
+    let w_vkey = WitnessProcess::init(&honest.path("w"), "follower.test/witness");
+    let config = format!("[[witnesses]]\nvkey = \"{w_vkey}\"\n");
+    honest.configure(&config);
+    fork.configure(&config);
+    let port = socai_testkit::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let api = format!("http://{addr}");
+    let serve = |l: &Ledger| -> Serve {
+        let mut s = l.spawn(
+            &l.dir(),
+            &["serve", "--http", &addr],
+            "nats://127.0.0.1:1",
+            None,
+            "serving",
+        );
+        assert_eq!(s.http_url(), api);
+        s
+    };
+    let cosigned = |want: u64| {
+        let api = api.clone();
+        async move {
+            wait_until(
+                PATIENCE,
+                &format!("size {want} cosigned by the follower"),
+                || {
+                    let api = api.clone();
+                    async move {
+                        let (status, v) =
+                            get_json(&format!("{api}/v1/checkpoints/witnessed")).await;
+                        status == 200 && v["size"].as_u64() == Some(want)
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    let mut s = serve(&honest);
+    let witness = WitnessProcess::start_with(
+        &honest.path("w"),
+        &log_vkey,
+        "127.0.0.1:0",
+        &["--follow", &api, "--follow-every", "1"],
+    );
+    cosigned(100).await;
+    let (_, reports) = get_json(&format!("{api}/v1/witnesses")).await;
+    assert_eq!(reports["witnesses"][0]["cosigned_size"], 100, "{reports}");
+    assert!(reports["witnesses"][0]["url"].is_null(), "{reports}");
+    let (size, root) = latest(&api).await;
+    assert_eq!(witness.cosigned().await, Some((size, root)));
+    s.kill();
+
+    // A fork signed with the same key, served at the same address: the follower refuses it,
+    // and the fork gets no cosignature.
+    let mut s = serve(&fork);
+    wait_until(PATIENCE, "the follower refusing the fork", || {
+        let log = witness.log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("of size 150 is refused (422")
+        }
+    })
+    .await;
+    let (status, _) = get_json(&format!("{api}/v1/checkpoints/witnessed")).await;
+    assert_eq!(status, 404);
+    assert_eq!(witness.cosigned().await.map(|c| c.0), Some(100));
+    s.kill();
+
+    // The honest log grows: the follower proves it consistent with what it cosigned and goes on.
+    honest.ok(&[
+        "import",
+        honest.simulate("a2.jsonl", 40, 2).to_str().unwrap(),
+    ]);
+    honest.ok(&["checkpoint"]);
+    let mut s = serve(&honest);
+    cosigned(140).await;
+    s.kill();
+    // A cosignature of a key the log does not list is refused (403), and one that does not
+    // verify (422).
+    let (other, ..) = socai_chain::cosign::Cosigner::generate("stranger.test").unwrap();
+    let s2 = serve(&honest);
+    // The log was killed -9 before its cosignatures reached the disk: the follower sees the
+    // served checkpoint without its line and posts it again.
+    cosigned(140).await;
+    let (_, cp) = get_json(&format!("{api}/v1/checkpoints/latest")).await;
+    let note = cp["note"].as_str().unwrap();
+    let body = socai_chain::cosign::note_body(note).unwrap();
+    let post = |line: String| {
+        let api = api.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{api}/v1/checkpoints/140/cosignatures"))
+                .body(line)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(other.cosign(body, 1)).await, 403);
+    // The witness's own line for size 140, posted as if for 100: its key, a signature that does
+    // not hold over that checkpoint.
+    let line = cp["cosignatures"][0].as_str().unwrap().to_owned();
+    let status = reqwest::Client::new()
+        .post(format!("{api}/v1/checkpoints/100/cosignatures"))
+        .body(line)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 422);
+    drop(s2);
+}

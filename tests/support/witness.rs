@@ -14,6 +14,7 @@ pub struct WitnessProcess {
     dir: PathBuf,
     log_vkey: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
     /// Its log (stderr) file.
     pub log: PathBuf,
     /// The address it listens on.
@@ -42,6 +43,12 @@ impl WitnessProcess {
 
     /// Starts the witness following the log whose key is `log_vkey`, on `addr` (port 0: any).
     pub fn start(dir: &Path, log_vkey: &Path, addr: &str) -> WitnessProcess {
+        WitnessProcess::start_with(dir, log_vkey, addr, &[])
+    }
+
+    /// [`WitnessProcess::start`] with more arguments for `socai witness serve` (e.g.
+    /// `--follow URL`), kept for restarts.
+    pub fn start_with(dir: &Path, log_vkey: &Path, addr: &str, extra: &[&str]) -> WitnessProcess {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dir.with_extension(format!("{n}.log"));
@@ -50,6 +57,7 @@ impl WitnessProcess {
             .arg(dir)
             .arg("--log")
             .arg(log_vkey)
+            .args(extra)
             .env("SOCAI_LOG", "info")
             .stderr(std::fs::File::create(&log).unwrap())
             .stdout(std::process::Stdio::null())
@@ -59,6 +67,7 @@ impl WitnessProcess {
             dir: dir.to_owned(),
             log_vkey: log_vkey.to_owned(),
             child: Some(child),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             log,
             addr: String::new(),
         };
@@ -89,7 +98,14 @@ impl WitnessProcess {
     /// kill -9, then the same witness again on the same directory and address.
     pub fn kill_and_restart(&mut self) {
         self.kill();
-        *self = WitnessProcess::start(&self.dir.clone(), &self.log_vkey.clone(), &self.addr);
+        let extra = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        *self = WitnessProcess::start_with(
+            &self.dir.clone(),
+            &self.log_vkey.clone(),
+            &self.addr.clone(),
+            &extra,
+        );
     }
 
     pub fn kill(&mut self) {

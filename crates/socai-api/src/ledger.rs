@@ -27,6 +27,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/v1/checkpoints/witnessed", get(witnessed_checkpoint))
         .route("/v1/witnesses", get(witnesses))
+        .route(
+            "/v1/checkpoints/{size}/cosignatures",
+            post(add_cosignatures),
+        )
         .route("/v1/checkpoints/{size}", get(checkpoint_at))
         .route("/v1/entries", get(entries))
         .route("/v1/entries/{seq}", get(entry))
@@ -270,6 +274,92 @@ async fn witnessed_checkpoint(
             "cosignatures": lines,
         }),
         FRESH,
+    )
+}
+
+/// A witness that follows the log (`socai witness serve --follow`) posts its cosignature lines
+/// of the checkpoint of `size`: each must be by a configured witness key and verify over that
+/// checkpoint; they are kept as the log's own collector keeps them.
+async fn add_cosignatures(
+    State(state): State<AppState>,
+    Path(size): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Params::parse(q.as_deref(), &[])?;
+    let size = path_u64("size", &size)?;
+    let Some(board) = state.witnesses().cloned() else {
+        return Err(ApiError::not_found(
+            "this log has no witnesses configured ([[witnesses]] in socai.toml, with no url for one that follows the log)",
+        ));
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_param("body", "the body is not UTF-8 text"))?
+        .to_owned();
+    let reader = state.reader().clone();
+    let signed = state
+        .blocking(move || Ok(reader.checkpoint_at(size)?))
+        .await?;
+    let body_text = socai_chain::cosign::note_body(&signed.note)
+        .unwrap_or_default()
+        .to_owned();
+    let witnesses: Vec<socai_chain::cosign::CosignatureVerifier> = board
+        .reports()
+        .iter()
+        .filter_map(|r| socai_chain::cosign::CosignatureVerifier::from_vkey(&r.vkey).ok())
+        .collect();
+    let mut valid = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut known = false;
+        for w in &witnesses {
+            match w.verify_line(&body_text, line) {
+                Ok(Some(at)) => {
+                    valid.push((line.to_owned(), w.vkey().to_owned(), at));
+                    known = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "bad_cosignature",
+                        format!("{e} over the checkpoint of size {size}"),
+                    ));
+                }
+            }
+        }
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unknown_witness",
+                format!(
+                    "{:?} is not a signature line of a witness configured for this log ([[witnesses]] vkey in its socai.toml)",
+                    line.chars().take(120).collect::<String>()
+                ),
+            ));
+        }
+    }
+    if valid.is_empty() {
+        return Err(ApiError::bad_param(
+            "body",
+            "no cosignature line: send the witness's `— <name> <base64>` lines",
+        ));
+    }
+    let storage = state.reader().storage().clone();
+    let lines: Vec<String> = valid.iter().map(|(l, _, _)| l.clone()).collect();
+    state
+        .blocking(move || {
+            storage
+                .add_cosignatures(size, &lines)
+                .map_err(socai_store::LedgerError::from)?;
+            Ok(())
+        })
+        .await?;
+    for (_, vkey, at) in &valid {
+        board.record(vkey, size, *at);
+    }
+    json(
+        &serde_json::json!({"size": size, "stored": valid.len()}),
+        "no-store",
     )
 }
 

@@ -64,6 +64,8 @@ impl ApiError {
             "receipt_mismatch" => "The receipt does not match this ledger",
             "unauthorized" => "Authentication required",
             "forbidden" => "Not allowed for this token",
+            "unknown_witness" => "Not a witness of this log",
+            "bad_cosignature" => "The cosignature does not verify",
             "too_many" => "Too many results",
             "too_busy" => "Too many clients",
             "unavailable" => "Temporarily unavailable",

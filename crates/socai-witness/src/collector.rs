@@ -27,25 +27,34 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// A witness the log sends its checkpoints to.
+/// A witness of the log: one the log sends its checkpoints to (with a URL), or one that follows
+/// the log itself and posts its cosignatures to the log's API (`socai witness serve --follow`;
+/// no URL).
 #[derive(Debug, Clone)]
 pub struct WitnessTarget {
     /// The witness's submission prefix (`<url>/add-checkpoint` is posted to).
-    pub url: reqwest::Url,
+    pub url: Option<reqwest::Url>,
     pub verifier: CosignatureVerifier,
 }
 
 impl WitnessTarget {
-    /// A witness at submission prefix `url` with verifier key text `vkey`.
-    pub fn new(url: &str, vkey: &str) -> Result<WitnessTarget, String> {
-        let mut url = reqwest::Url::parse(url.trim())
-            .map_err(|e| format!("witness URL {url:?} is invalid: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("witness URL {url} is not http:// or https://"));
-        }
-        if !url.path().ends_with('/') {
-            url.set_path(&format!("{}/", url.path()));
-        }
+    /// A witness at submission prefix `url` (none: it follows the log and posts its
+    /// cosignatures) with verifier key text `vkey`.
+    pub fn new(url: Option<&str>, vkey: &str) -> Result<WitnessTarget, String> {
+        let url = match url {
+            None => None,
+            Some(url) => {
+                let mut url = reqwest::Url::parse(url.trim())
+                    .map_err(|e| format!("witness URL {url:?} is invalid: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!("witness URL {url} is not http:// or https://"));
+                }
+                if !url.path().ends_with('/') {
+                    url.set_path(&format!("{}/", url.path()));
+                }
+                Some(url)
+            }
+        };
         let verifier = CosignatureVerifier::from_vkey(vkey).map_err(|e| e.to_string())?;
         Ok(WitnessTarget { url, verifier })
     }
@@ -58,7 +67,7 @@ impl WitnessTarget {
         for (i, _) in spec.match_indices('=') {
             let (url, vkey) = (&spec[..i], &spec[i + 1..]);
             if CosignatureVerifier::from_vkey(vkey).is_ok() {
-                return WitnessTarget::new(url, vkey);
+                return WitnessTarget::new(Some(url), vkey);
             }
             last = Some((url, vkey));
         }
@@ -66,7 +75,7 @@ impl WitnessTarget {
             // Name the key's problem, as split at the first '='.
             Some(_) => {
                 let (url, vkey) = spec.split_once('=').unwrap_or_default();
-                WitnessTarget::new(url, vkey)
+                WitnessTarget::new(Some(url), vkey)
             }
             None => Err(format!(
                 "witness {spec:?} is not URL=VKEY (its submission URL, '=', its verifier key)"
@@ -81,7 +90,8 @@ impl WitnessTarget {
 pub struct WitnessReport {
     pub name: String,
     pub vkey: String,
-    pub url: String,
+    /// Where the log sends its checkpoints; none for a witness that follows the log itself.
+    pub url: Option<String>,
     /// Size of the latest checkpoint the witness cosigned for this log, when known.
     pub cosigned_size: Option<u64>,
     /// The witness's time on that cosignature (seconds since the epoch).
@@ -116,6 +126,21 @@ impl WitnessBoard {
             "1 while the last request to the witness failed (see /v1/witnesses and the log)",
             self.failing.clone(),
         );
+    }
+
+    /// Records a cosignature of the checkpoint of `size` made at `at` by the witness whose
+    /// (cosignature/v1) key text is `vkey`, as a following witness posts it.
+    pub fn record(&self, vkey: &str, size: u64, at: u64) {
+        let index = self.reports().iter().position(|r| r.vkey == vkey);
+        if let Some(i) = index {
+            self.update(i, |r| {
+                if r.cosigned_size.is_none_or(|s| s <= size) {
+                    r.cosigned_size = Some(size);
+                    r.cosigned_at = Some(at);
+                }
+                r.error = None;
+            });
+        }
     }
 
     pub fn reports(&self) -> Vec<WitnessReport> {
@@ -173,7 +198,7 @@ impl Collector {
             .map(|w| WitnessReport {
                 name: w.verifier.name().to_owned(),
                 vkey: w.verifier.vkey().to_owned(),
-                url: redacted(&w.url),
+                url: w.url.as_ref().map(redacted),
                 cosigned_size: None,
                 cosigned_at: None,
                 error: None,
@@ -186,9 +211,11 @@ impl Collector {
         let tasks = witnesses
             .into_iter()
             .enumerate()
-            .map(|(i, target)| {
+            .filter_map(|(i, target)| Some((i, target.url.clone()?, target)))
+            .map(|(i, url, target)| {
                 let follower = Follower {
                     index: i,
+                    url,
                     target,
                     reader: reader.clone(),
                     http: http.clone(),
@@ -206,6 +233,8 @@ impl Collector {
 
 struct Follower {
     index: usize,
+    /// The witness's submission prefix.
+    url: reqwest::Url,
     target: WitnessTarget,
     reader: LedgerReader<SledStorage>,
     http: reqwest::Client,
@@ -239,7 +268,7 @@ impl Follower {
                 Ok(true) => pause = RETRY_MIN,
                 Ok(false) => tokio::time::sleep(POLL).await,
                 Err(e) => {
-                    tracing::warn!(witness = %name, url = %redacted(&self.target.url), error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
+                    tracing::warn!(witness = %name, url = %redacted(&self.url), error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
                     self.board.update(self.index, |r| r.error = Some(e));
                     self.conflicts = 0;
                     tokio::time::sleep(pause).await;
@@ -333,7 +362,6 @@ impl Follower {
 
     async fn send(&self, request: &AddCheckpoint) -> Result<Sent, String> {
         let target = self
-            .target
             .url
             .join("add-checkpoint")
             .map_err(|e| format!("witness URL: {e}"))?;
@@ -422,7 +450,7 @@ fn redacted(url: &reqwest::Url) -> String {
 }
 
 /// An error and its causes (reqwest's own text leaves out "connection refused" and the like).
-fn causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

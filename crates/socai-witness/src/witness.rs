@@ -215,6 +215,20 @@ impl Witness {
     pub fn vkey(&self) -> String {
         self.cosigner.vkey()
     }
+
+    /// The key this witness trusts for the log of `origin`, if it follows that log.
+    pub fn log(&self, origin: &str) -> Option<&CheckpointVerifier> {
+        self.logs.get(origin)
+    }
+
+    /// The latest checkpoint cosigned for the log of `origin`.
+    pub fn held(&self, origin: &str) -> Option<WitnessState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(origin)
+            .cloned()
+    }
     pub fn name(&self) -> &str {
         self.cosigner.name()
     }
@@ -325,7 +339,7 @@ fn state_path(dir: &Path, origin: &str) -> PathBuf {
     ))
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

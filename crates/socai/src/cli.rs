@@ -360,6 +360,14 @@ pub enum WitnessAction {
         /// Address to listen on; port 0 picks a free one, logged as `witness listening`
         #[arg(long, default_value = "127.0.0.1:7380", value_name = "ADDR")]
         listen: String,
+        /// Also follow a log itself over its HTTP API (repeatable): read its checkpoints, check
+        /// them, and post the cosignatures back (the log lists this witness without a url)
+        #[arg(long = "follow", value_name = "API_URL")]
+        follow: Vec<String>,
+        /// How often a followed log is looked at
+        #[arg(long, value_name = "SECS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        follow_every: u64,
         /// Stop after this many seconds
         #[arg(long)]
         for_seconds: Option<u64>,

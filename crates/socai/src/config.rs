@@ -70,8 +70,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessEntry {
-    /// Its submission prefix: `<url>/add-checkpoint` is posted to.
-    pub url: String,
+    /// Its submission prefix: `<url>/add-checkpoint` is posted to. None for a witness that
+    /// follows the log itself (`socai witness serve --follow`) and posts its cosignatures.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Its verifier key text (what `socai witness init` printed).
     pub vkey: String,
 }
@@ -335,7 +337,8 @@ impl Config {
          # Witnesses that cosign this log's checkpoints (C2SP tlog-witness), one block each:\n\
          # [[witnesses]]\n\
          # url = \"https://witness.example.vn/w1/\"   # its submission prefix (<url>add-checkpoint)\n\
-         # vkey = \"witness.example.vn/w1+1a2b3c4d+BA...\" # what `socai witness init` printed\n"
+         # vkey = \"witness.example.vn/w1+1a2b3c4d+BA...\" # what `socai witness init` printed\n\
+         # (no url: a witness that follows this log itself and posts its cosignatures)\n"
     }
 
     /// The witnesses of `[[witnesses]]`, then those given as `URL=VKEY` (`serve --witness`).
@@ -345,7 +348,7 @@ impl Config {
     ) -> anyhow::Result<Vec<socai_witness::WitnessTarget>> {
         let mut targets = Vec::new();
         for (i, w) in self.witnesses.iter().enumerate() {
-            let target = socai_witness::WitnessTarget::new(&w.url, &w.vkey)
+            let target = socai_witness::WitnessTarget::new(w.url.as_deref(), &w.vkey)
                 .map_err(|e| anyhow::anyhow!("[[witnesses]] number {}: {e}", i + 1))?;
             targets.push(target);
         }

@@ -30,8 +30,17 @@ pub fn run(action: WitnessAction) -> anyhow::Result<()> {
             dir,
             logs,
             listen,
+            follow,
+            follow_every,
             for_seconds,
-        } => serve(&dir, &logs, &listen, for_seconds),
+        } => serve(
+            &dir,
+            &logs,
+            &listen,
+            &follow,
+            Duration::from_secs(follow_every),
+            for_seconds,
+        ),
         WitnessAction::Status { dir, logs } => {
             let witness = Witness::inspect(&dir, read_logs(&logs)?)?;
             let status = witness.status();
@@ -70,9 +79,23 @@ fn serve(
     dir: &Path,
     logs: &[PathBuf],
     listen: &str,
+    follow: &[String],
+    every: Duration,
     for_seconds: Option<u64>,
 ) -> anyhow::Result<()> {
     let witness = Arc::new(Witness::open(dir, read_logs(logs)?)?);
+    let followed = follow
+        .iter()
+        .map(|api| {
+            let mut url = reqwest::Url::parse(api).with_context(|| {
+                format!("--follow {api:?} is not a URL; give the log's API base, e.g. https://ledger.example.vn/")
+            })?;
+            if !url.path().ends_with('/') {
+                url.set_path(&format!("{}/", url.path()));
+            }
+            Ok(url)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let rt = super::nats::runtime()?;
     rt.block_on(async {
         let shutdown = super::nats::shutdown_signal(for_seconds.map(Duration::from_secs))?;
@@ -84,6 +107,17 @@ fn serve(
             tracing::info!(origin = %log.origin, cosigned_size = log.size, "following log");
         }
         tracing::info!(addr = %addr, name = %witness.name(), vkey = %witness.vkey(), "witness listening on http://{addr}");
+        let _following: Vec<_> = followed
+            .into_iter()
+            .map(|api| {
+                tracing::info!(api = %api, every_s = every.as_secs(), "following a log");
+                AbortOnDrop(tokio::spawn(socai_witness::follow::follow(
+                    witness.clone(),
+                    api,
+                    every,
+                )))
+            })
+            .collect();
         axum::serve(listener, witness.clone().router())
             .with_graceful_shutdown(shutdown)
             .await
@@ -91,4 +125,13 @@ fn serve(
     })?;
     tracing::info!("witness stopped");
     Ok(())
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
