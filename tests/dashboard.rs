@@ -13,6 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use socai_client::publisher::Outgoing;
 use socai_e2e::nats::{Serve, publisher, start_nats, wait_until};
+use socai_e2e::witness::WitnessProcess;
 use socai_e2e::{Ledger, workload};
 use socai_model::Event;
 
@@ -318,8 +319,12 @@ struct World {
 }
 
 fn world(env: &[(&str, &str)]) -> World {
-    let ledger = Ledger::new();
-    ledger.configure(CONFIG);
+    world_on(Ledger::new(), CONFIG, env)
+}
+
+/// [`world`] on a ledger of the caller's, configured with `config`.
+fn world_on(ledger: Ledger, config: &str, env: &[(&str, &str)]) -> World {
+    ledger.configure(config);
     let nats = start_nats(&ledger.path("nats"), true);
     let url = nats.url();
     let mut serve = ledger.serve_env(&url, Some("ledger"), env);
@@ -431,6 +436,19 @@ async fn the_page_shows_the_ledgers_figures_live_and_verifies_them() {
         }
     }
     assert!(compared >= 5, "only {compared} national figures had values");
+    // Without witnesses the panel says so (not an empty box).
+    browser
+        .until(
+            "the witnesses panel",
+            "document.querySelector('[data-testid=\"witnesses\"]').dataset.status",
+        )
+        .await;
+    assert_eq!(browser.attr("witnesses", "data-status").await, "none");
+    let none = browser.text("witnesses-summary").await;
+    assert!(
+        none.contains("Chưa cấu hình nhân chứng nào"),
+        "the panel says there are no witnesses: {none:?}"
+    );
     let ranking_rows = browser
         .js("return document.querySelectorAll('[data-testid=\"ranking\"] a[data-scope^=\"province:\"]').length")
         .await;
@@ -552,6 +570,8 @@ async fn the_page_shows_the_ledgers_figures_live_and_verifies_them() {
     // Verify: green on an honest ledger, and again once the log grew (a consistency proof).
     let (status, text) = browser.verify().await;
     assert_eq!(status, "ok", "{text}");
+    assert_eq!(browser.attr("verify-result", "data-witnesses").await, "0");
+    assert!(text.contains("no witnesses configured"), "{text}");
     let first = browser
         .js("return Object.keys(localStorage).filter(k => k.startsWith('socai.lastCheckpoint')).length")
         .await;
@@ -701,4 +721,212 @@ async fn verify_turns_red_on_a_forged_proof_or_a_foreign_key() {
     drop(browser);
     serve.stop();
     w.worker.kill();
+}
+
+/// Installs a `fetch` in the page that hands `path`'s JSON to `edit` (a JS function body of
+/// `j`, returning the JSON to give the page): a server that lies, for Verify to catch.
+/// `restore_fetch` undoes it.
+async fn tamper(browser: &Browser, path: &str, edit: &str) {
+    browser
+        .js(&format!(
+            r#"const real = window.__realFetch || window.fetch;
+            window.__realFetch = real;
+            window.fetch = async (url, opts) => {{
+              const res = await real(url, opts);
+              if (!String(url).startsWith('{path}')) return res;
+              const j = await res.json();
+              const edited = ((j) => {{ {edit} }})(j);
+              return new Response(JSON.stringify(edited), {{ status: res.status, headers: {{ 'Content-Type': 'application/json' }} }});
+            }};
+            return true;"#
+        ))
+        .await;
+}
+
+async fn restore_fetch(browser: &Browser) {
+    browser
+        .js("if (window.__realFetch) window.fetch = window.__realFetch; return true;")
+        .await;
+}
+
+/// The page waits until witness `i` of the panel has `status` at `size` (`data-cosigned-size`).
+async fn witness_shown(browser: &Browser, i: usize, status: &str, size: Option<u64>) {
+    let size = size.map_or(String::new(), |s| s.to_string());
+    browser
+        .until(
+            &format!("witness {i} {status} at {size:?} on the panel"),
+            &format!(
+                "(() => {{ const e = document.querySelector('[data-testid=\"witness-{i}\"]'); return e && e.dataset.status === '{status}' && ('{size}' === '' || e.dataset.cosignedSize === '{size}'); }})()"
+            ),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_witnesses_and_verifies_their_cosignatures() {
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
+    let ledger = Ledger::new();
+    let log_vkey = ledger.dir().join("checkpoint.vkey");
+    let (n1, n2) = ("w1.test/witness", "w2.test/witness");
+    let v1 = WitnessProcess::init(&ledger.path("w1"), n1);
+    let v2 = WitnessProcess::init(&ledger.path("w2"), n2);
+    // Another key under w1's name: what a server swapping a witness's key would list.
+    let impostor = WitnessProcess::init(&ledger.path("w1-impostor"), n1);
+    let w1 = WitnessProcess::start(&ledger.path("w1"), &log_vkey, "127.0.0.1:0");
+    let mut w2 = WitnessProcess::start(&ledger.path("w2"), &log_vkey, "127.0.0.1:0");
+    let config = format!(
+        "{CONFIG}\n[[witnesses]]\nurl = \"{}\"\nvkey = \"{v1}\"\n\n[[witnesses]]\nurl = \"{}\"\nvkey = \"{v2}\"\n",
+        w1.url(),
+        w2.url()
+    );
+    let w = world_on(ledger, &config, &[]);
+    let events = workload(500, 11);
+    publish_and_settle(&w.url, &w.base, &events[..300], 300).await;
+    wait_until(
+        PATIENCE,
+        "the latest checkpoint cosigned by both witnesses",
+        || async {
+            try_json(&w.base, "/v1/checkpoints/latest")
+                .await
+                .is_some_and(|c| c["cosignatures"].as_array().is_some_and(|l| l.len() == 2))
+        },
+    )
+    .await;
+    let size = get_json(&w.base, "/v1/checkpoints/latest").await["size"]
+        .as_u64()
+        .unwrap();
+    phase(&format!("checkpoint {size} cosigned by both witnesses"));
+
+    let browser = Browser::start().await;
+    browser
+        .c()
+        .goto(&format!("{}/dashboard", w.base))
+        .await
+        .unwrap();
+    browser.view_of("national").await;
+    // The panel: both witnesses cosigned the latest checkpoint, each named with its time.
+    witness_shown(&browser, 0, "ok", Some(size)).await;
+    witness_shown(&browser, 1, "ok", Some(size)).await;
+    assert_eq!(browser.attr("witnesses", "data-status").await, "ok");
+    for (i, name) in [n1, n2].iter().enumerate() {
+        assert_eq!(
+            browser.attr(&format!("witness-{i}"), "data-name").await,
+            *name
+        );
+        let detail = browser.text(&format!("witness-{i}-detail")).await;
+        assert!(
+            detail.contains("đã đồng ký checkpoint mới nhất") && detail.contains(" lúc "),
+            "witness {i}: {detail:?}"
+        );
+        assert!(
+            !browser
+                .attr(&format!("witness-{i}"), "data-cosigned-at")
+                .await
+                .is_empty(),
+            "witness {i} shows its cosignature's time"
+        );
+    }
+    let summary = browser.text("witnesses-summary").await;
+    assert!(summary.starts_with("2/2 nhân chứng"), "{summary:?}");
+
+    // Verify checks both cosignatures in the browser.
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "ok", "{text}");
+    assert_eq!(
+        (
+            browser.attr("verify-result", "data-cosigned").await,
+            browser.attr("verify-result", "data-witnesses").await
+        ),
+        ("2".to_owned(), "2".to_owned()),
+        "{text}"
+    );
+    assert!(text.contains("2/2 nhân chứng đồng ký"), "{text}");
+    phase("panel and Verify: 2 of 2");
+
+    // A server that changes one byte of w2's cosignature: Verify turns red and names it.
+    tamper(
+        &browser,
+        "/v1/checkpoints/latest",
+        &format!(
+            r#"j.cosignatures = j.cosignatures.map((line) => {{
+                 if (!line.startsWith('— {n2} ')) return line;
+                 const b = socaiVerify.base64ToBytes(line.split(' ').pop());
+                 b[40] ^= 1;
+                 return '— {n2} ' + socaiVerify.bytesToBase64(b);
+               }});
+               return j;"#
+        ),
+    )
+    .await;
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "fail", "{text}");
+    assert_eq!(
+        browser.attr("verify-result", "data-reason").await,
+        "cosignature"
+    );
+    assert!(text.contains(n2), "the failure names the witness: {text}");
+    // A server that lists another key for w1 than the one pinned at the first Verify.
+    tamper(
+        &browser,
+        "/v1/witnesses",
+        &format!(
+            "j.witnesses = j.witnesses.map((w) => w.name === '{n1}' ? Object.assign(w, {{ vkey: '{impostor}' }}) : w); return j;"
+        ),
+    )
+    .await;
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "fail", "{text}");
+    assert_eq!(
+        browser.attr("verify-result", "data-reason").await,
+        "witness_key_changed",
+        "{text}"
+    );
+    restore_fetch(&browser).await;
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "ok", "the honest answers verify again: {text}");
+    phase("a forged cosignature and a swapped witness key turn Verify red");
+
+    // w2 stops: the next checkpoint is cosigned by w1 alone, and the panel shows w2's error.
+    w2.kill();
+    publish_and_settle(&w.url, &w.base, &events[300..], 500).await;
+    let size = get_json(&w.base, "/v1/checkpoints/latest").await["size"]
+        .as_u64()
+        .unwrap();
+    assert!(size >= 500, "{size}");
+    witness_shown(&browser, 0, "ok", Some(size)).await;
+    witness_shown(&browser, 1, "error", None).await;
+    let reported = get_json(&w.base, "/v1/witnesses").await["witnesses"][1]["error"]
+        .as_str()
+        .expect("the API reports w2's error")
+        .to_owned();
+    let detail = browser.text("witness-1-detail").await;
+    assert!(
+        detail.contains(&format!("lỗi: {reported}")) && reported.contains(&w2.addr),
+        "the panel shows the error of the witness that stopped ({reported:?}): {detail:?}"
+    );
+    assert_eq!(browser.attr("witnesses", "data-status").await, "error");
+    browser
+        .js("document.querySelector('[data-testid=\"witnesses\"]').scrollIntoView({block: 'end'}); return true;")
+        .await;
+    browser.screenshot("witnesses").await;
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "ok", "{text}");
+    assert_eq!(
+        browser.attr("verify-result", "data-cosigned").await,
+        "1",
+        "{text}"
+    );
+    assert!(text.contains("1/2 nhân chứng đồng ký"), "{text}");
+    assert_eq!(
+        browser.errors().await,
+        Vec::<String>::new(),
+        "JavaScript errors"
+    );
+    phase("a stopped witness: its error on the panel, Verify 1 of 2");
+    drop(browser);
+    let mut w = w;
+    w.serve.stop();
+    w.worker.kill();
+    drop(w1);
 }

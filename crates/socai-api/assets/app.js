@@ -1,6 +1,7 @@
 /* socai operations-centre dashboard. Plain script, no build step (Chromium 148).
  * Reads: /v1/dashboard (config), /v1/dashboard/view, /v1/dashboard/series, /v1/metrics/stream (SSE),
- * and for Verify /v1/checkpoints/latest and /v1/proofs/consistency (checked by verify.js).
+ * /v1/witnesses and /v1/log (the witnesses panel), and for Verify
+ * /v1/checkpoints/latest, /v1/witnesses and /v1/proofs/consistency (checked by verify.js).
  * Test hooks: window.socaiDashboard (state, refresh(), belowTargetCsv(), lastExport) and the
  * data-testid / data-* attributes documented in the report. */
 (function () {
@@ -47,6 +48,9 @@
     wallIndex: 0,
     lastAnnounceAt: 0,
     verify: null,
+    // The witnesses panel: {witnesses: [/v1/witnesses entries], latest: size of the latest
+    // checkpoint or null, error: text or null}; null until first read.
+    witnesses: null,
   };
 
   // ---------------------------------------------------------------- helpers
@@ -94,6 +98,10 @@
     return new Intl.DateTimeFormat(locale(), { timeZone: 'UTC', day: '2-digit', month: '2-digit', year: 'numeric' }).format(d);
   }
   const fmtTime = (d) => new Intl.DateTimeFormat(locale(), { hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(d);
+  /** fmtTime, with the local date in front when it is not today. */
+  const fmtWhen = (d) => (d.toDateString() === new Date().toDateString()
+    ? fmtTime(d)
+    : new Intl.DateTimeFormat(locale(), { day: '2-digit', month: '2-digit', year: 'numeric' }).format(d) + ' ' + fmtTime(d));
 
   /** A window id (`month.2026-06`) as words. */
   function windowName(id) {
@@ -265,6 +273,7 @@
       for (const w of view.workers || []) mergeWorker(w);
       render();
       main.dataset.status = 'ready';
+      refreshWitnesses();
       if (o.navigation) announce(t('announce_view', { name: nameOf(view) }), true);
       else announce(t('announce_update', { name: nameOf(view), time: fmtTime(new Date()) }), false);
     } catch (e) {
@@ -955,6 +964,88 @@
     p.dataset.treeSize = v ? String(v.tree_size) : '';
     p.dataset.root = v ? v.root || '' : '';
     renderWorkers();
+    renderWitnesses();
+  }
+
+  // ---------------------------------------------------------------- witnesses
+
+  // What the server says of its witnesses (/v1/witnesses) against its latest checkpoint: status
+  // shown as reported, nothing verified here (Verify checks the cosignatures themselves). Read
+  // with every view read (the page's live refresh) and every WITNESS_POLL_MS besides, so a
+  // failing witness shows on an idle page too.
+  const WITNESS_POLL_MS = 5000;
+  let witnessesReading = false;
+  async function refreshWitnesses() {
+    if (witnessesReading) return;
+    witnessesReading = true;
+    try {
+      // /v1/log's checkpoint_size: the latest signed checkpoint's size (0 before the first),
+      // without the 404 /v1/checkpoints/latest answers then.
+      const [list, log] = await Promise.all([getJSON('/v1/witnesses'), getJSON('/v1/log')]);
+      state.witnesses = { witnesses: list.witnesses || [], latest: log.checkpoint_size > 0 ? log.checkpoint_size : null, error: null };
+    } catch (e) {
+      state.witnesses = Object.assign({}, state.witnesses || { witnesses: [], latest: null }, { error: problemText(e) });
+    } finally {
+      witnessesReading = false;
+    }
+    renderWitnesses();
+  }
+
+  /** ok (cosigned the latest checkpoint), behind, pending (never cosigned) or error. */
+  function witnessStatus(w, latest) {
+    if (w.error) return 'error';
+    if (w.cosigned_size === null || w.cosigned_size === undefined) return 'pending';
+    return latest === null || w.cosigned_size >= latest ? 'ok' : 'behind';
+  }
+
+  function renderWitnesses() {
+    const section = $('witnesses');
+    if (!section) return;
+    const ws = state.witnesses;
+    if (!ws) { section.hidden = true; return; }
+    section.hidden = false;
+    const summary = $('witnesses-summary');
+    const items = [];
+    let status;
+    if (ws.error && !ws.witnesses.length) {
+      status = 'error';
+      summary.textContent = t('witnesses_error', { detail: ws.error });
+    } else if (!ws.witnesses.length) {
+      status = 'none';
+      summary.textContent = t('witnesses_none');
+    } else {
+      const statuses = ws.witnesses.map((w) => witnessStatus(w, ws.latest));
+      const n = statuses.filter((x) => x === 'ok').length;
+      status = statuses.includes('error') ? 'error' : n === statuses.length ? 'ok' : 'behind';
+      summary.textContent = (ws.latest === null
+        ? t('witnesses_no_checkpoint')
+        : t('witnesses_summary', { n: fmtInt(n), m: fmtInt(statuses.length), size: fmtInt(ws.latest) }))
+        + (ws.error ? ' ' + t('witnesses_error', { detail: ws.error }) : '');
+      ws.witnesses.forEach((w, i) => {
+        const st = statuses[i];
+        const when = w.cosigned_at === null || w.cosigned_at === undefined ? null : new Date(w.cosigned_at * 1000);
+        const done = w.cosigned_size === null || w.cosigned_size === undefined ? null
+          : { size: fmtInt(w.cosigned_size), time: when ? fmtWhen(when) : '?' };
+        const parts = [];
+        if (!done) parts.push(t('witness_pending'));
+        else if (ws.latest === null || w.cosigned_size >= ws.latest) parts.push(t('witness_ok', done));
+        else parts.push(t('witness_behind', Object.assign({ behind: fmtInt(ws.latest - w.cosigned_size) }, done)));
+        if (w.error) parts.push(t('witness_error', { error: w.error }));
+        const band = { ok: 'green', behind: 'amber', pending: 'amber', error: 'red' }[st];
+        items.push(el('li', {
+          className: 'witness witness-' + st,
+          'data-testid': `witness-${i}`,
+          dataset: { name: w.name, status: st, cosignedSize: done ? String(w.cosigned_size) : '', cosignedAt: when ? when.toISOString() : '' },
+          title: w.vkey || null,
+        },
+        el('span', { className: 'badge small', dataset: { band }, text: t('witness_badge_' + st) }), ' ',
+        el('strong', { className: 'witness-name', text: w.name }), ' — ',
+        el('span', { className: 'witness-detail', 'data-testid': `witness-${i}-detail`, text: parts.join('; ') })));
+      });
+    }
+    section.dataset.status = status;
+    summary.dataset.status = status;
+    $('witness-list').replaceChildren(...items);
   }
 
   function mergeWorker(w) {
@@ -1093,10 +1184,16 @@
     r.dataset.status = v.status === 'running' ? '' : v.status;
     r.setAttribute('aria-busy', String(v.status === 'running'));
     r.dataset.reason = v.code || '';
+    // Witnesses with a cosignature verified here, of those the log lists (set on success only).
+    r.dataset.cosigned = v.status === 'ok' ? String(v.cosigned) : '';
+    r.dataset.witnesses = v.status === 'ok' ? String(v.witnesses) : '';
     let text;
     if (v.status === 'running') text = t('verify_running');
-    else if (v.status === 'ok') text = '✔ ' + t(v.key, v.params) + (v.viewKey ? ' ' + t(v.viewKey, v.viewParams) : '');
-    else text = '✘ ' + t('verify_fail', { reason: t('reason_' + v.code) });
+    else if (v.status === 'ok') {
+      text = '✔ ' + t(v.key, v.params)
+        + ' ' + (v.witnesses ? t('verify_cosigned', v.witnessParams) : t('verify_no_witnesses'))
+        + (v.viewKey ? ' ' + t(v.viewKey, v.viewParams) : '');
+    } else text = '✘ ' + t('verify_fail', { reason: t('reason_' + v.code, v.reasonParams) });
     r.textContent = text;
     r.title = v.detail || '';
   }
@@ -1104,7 +1201,7 @@
   async function runVerify() {
     const button = document.querySelector('[data-testid="verify"]');
     const set = (v) => { state.verify = v; renderVerifyResult(); };
-    const fail = (code, detail) => set({ status: 'fail', code, detail: detail || '' });
+    const fail = (code, detail, reasonParams) => set({ status: 'fail', code, detail: detail || '', reasonParams });
     if (button) button.disabled = true;
     set({ status: 'running' });
     try {
@@ -1131,7 +1228,7 @@
       return fail('bad_key', e.message);
     }
     const origin = log.origin || log.key_name;
-    const cp = await getJSON('/v1/checkpoints/latest');
+    const [cp, listed] = await Promise.all([getJSON('/v1/checkpoints/latest'), getJSON('/v1/witnesses')]);
     const r = await V.verifyCheckpoint(cp.note, { name: log.key_name, publicKey }, origin);
     if (!r.ok) return fail(r.code, r.error);
     const head = r.checkpoint; // what the signature covers; the JSON's size/root must agree with it
@@ -1141,6 +1238,43 @@
     let stored = null;
     try { stored = JSON.parse(localStorage.getItem(storeKey) || 'null'); } catch (_) { stored = null; }
     if (stored && stored.key && stored.key !== log.public_key) return fail('key_changed', `stored key ${stored.key}`);
+
+    // Witnesses' cosignatures of this very checkpoint (C2SP tlog-cosignature), checked here over
+    // the note text the log's signature was just checked over. What is trusted, as for the log's
+    // key: the witness keys the server lists (/v1/witnesses) the first time this browser sees
+    // each witness name (trust on first use), pinned with the log's key in localStorage (per log
+    // origin) once a verification passes; a listed key that differs from the pinned one fails
+    // Verify. Pinned keys the server no longer lists stay pinned, and their lines are checked
+    // too. A cosignature naming a trusted key (name and key id) that does not verify fails
+    // Verify, like a bad log signature; lines of unknown keys are ignored. "N of M": N listed
+    // witnesses with a valid cosignature of this checkpoint, M the witnesses listed. A witness
+    // behind the log (not yet cosigned the latest checkpoint) lowers N; it is not a failure.
+    const pinned = (stored && stored.witnesses && typeof stored.witnesses === 'object') ? stored.witnesses : {};
+    const listedKeys = [];
+    for (const w of (listed && listed.witnesses) || []) {
+      const name = w && typeof w.name === 'string' ? w.name : '?';
+      let k;
+      try {
+        k = await V.parseWitnessKey(w.vkey);
+        if (k.name !== name) throw new Error(`key name ${k.name} is not the witness's name`);
+      } catch (e) {
+        return fail('bad_witness_key', e.message, { name });
+      }
+      if (typeof pinned[name] === 'string' && pinned[name] !== w.vkey) {
+        return fail('witness_key_changed', `pinned ${pinned[name]}, now ${w.vkey}`, { name });
+      }
+      listedKeys.push(Object.assign(k, { vkey: w.vkey }));
+    }
+    const trusted = [...listedKeys];
+    for (const [name, vkey] of Object.entries(pinned)) {
+      if (listedKeys.some((k) => k.name === name)) continue;
+      try { trusted.push(Object.assign(await V.parseWitnessKey(vkey), { vkey })); } catch (_) { /* not ours: never pinned */ }
+    }
+    const cs = await V.verifyCosignatures(r.body, cp.cosignatures || [], trusted);
+    if (!cs.ok) return fail(cs.code, cs.error, { name: cs.name || '' });
+    const cosigned = cs.cosigned.filter((c) => listedKeys.some((k) => k.name === c.name && k.keyId === c.keyId)).length;
+    const witnessParams = { n: fmtInt(cosigned), m: fmtInt(listedKeys.length) };
+
     const d = V.decide(stored, head);
     let key = 'verify_ok_first';
     const params = { size: fmtInt(head.size) };
@@ -1175,10 +1309,15 @@
         viewKey = 'verify_view_newer';
       }
     }
+    const witnesses = Object.assign({}, pinned);
+    for (const k of listedKeys) witnesses[k.name] = k.vkey;
     try {
-      localStorage.setItem(storeKey, JSON.stringify({ size: head.size, root: head.rootHex, key: log.public_key }));
+      localStorage.setItem(storeKey, JSON.stringify({ size: head.size, root: head.rootHex, key: log.public_key, witnesses }));
     } catch (_) { /* storage full or disabled: still verified */ }
-    set({ status: 'ok', code: d.action, key, params, viewKey, viewParams, size: head.size, root: head.rootHex });
+    set({
+      status: 'ok', code: d.action, key, params, viewKey, viewParams, size: head.size, root: head.rootHex,
+      cosigned, witnesses: listedKeys.length, witnessParams,
+    });
   }
 
   // ---------------------------------------------------------------- wall mode
@@ -1304,6 +1443,7 @@
     }
     state.lastEventAt = Date.now();
     setInterval(checkStale, 1000);
+    setInterval(refreshWitnesses, WITNESS_POLL_MS);
     connectStream();
     if (!state.cfg) {
       render();

@@ -1,5 +1,7 @@
-/* socai dashboard — checks in the browser, trusting nothing the server says beyond the log's public key:
+/* socai dashboard — checks in the browser, trusting nothing the server says beyond the keys it is given
+ * (the log's public key, the witnesses' keys; app.js says where they come from):
  *  - a C2SP signed note (tlog-checkpoint) is signed by the log's Ed25519 key (WebCrypto);
+ *  - C2SP tlog-cosignature (cosignature/v1) lines of witnesses over that note (WebCrypto Ed25519);
  *  - RFC 6962 / RFC 9162 §2.1.4.2 consistency proofs between two tree heads (SHA-256 via WebCrypto);
  *  - RFC 9162 §2.1.3.2 inclusion proofs (not used by the page, there for tests and auditors).
  * Every function is pure (no DOM, no network, no storage) and exported as window.socaiVerify
@@ -245,6 +247,7 @@
   // ---------- C2SP signed notes and checkpoints ----------
 
   const SIG_PREFIX = '\u2014 '; // "— " (EM DASH, space)
+  const COSIGNATURE_V1 = 0x04; // signed-note signature type of a witness's Ed25519 cosignature/v1 key
 
   /**
    * Splits a signed note: text (up to and including the newline before the blank line) and its
@@ -257,21 +260,26 @@
     const text = note.slice(0, sep + 1);
     const sigPart = note.slice(sep + 2);
     if (!sigPart.endsWith('\n')) throw new Error('signature block does not end in a newline');
-    const signatures = [];
-    for (const line of sigPart.slice(0, -1).split('\n')) {
-      if (!line.startsWith(SIG_PREFIX)) throw new Error('malformed signature line: ' + line.slice(0, 80));
-      const rest = line.slice(SIG_PREFIX.length);
-      const space = rest.lastIndexOf(' ');
-      if (space <= 0) throw new Error('malformed signature line: ' + line.slice(0, 80));
-      const name = rest.slice(0, space);
-      let blob;
-      try { blob = base64ToBytes(rest.slice(space + 1)); } catch (e) { throw new Error('signature is not base64'); }
-      if (blob.length < 5) throw new Error('signature too short');
-      const keyId = ((blob[0] << 24) >>> 0) + (blob[1] << 16) + (blob[2] << 8) + blob[3];
-      signatures.push({ name, keyId, signature: blob.slice(4) });
-    }
+    const signatures = sigPart.slice(0, -1).split('\n').map(parseSignatureLine);
     if (signatures.length === 0) throw new Error('note has no signature lines');
     return { text, signatures };
+  }
+
+  /**
+   * One signature line `— <key name> <base64(4-byte key id ‖ signature)>` (without its newline):
+   * {name, keyId, signature (the bytes after the key id)}. Throws on anything malformed.
+   */
+  function parseSignatureLine(line) {
+    if (typeof line !== 'string' || !line.startsWith(SIG_PREFIX)) throw new Error('malformed signature line: ' + String(line).slice(0, 80));
+    const rest = line.slice(SIG_PREFIX.length);
+    const space = rest.lastIndexOf(' ');
+    if (space <= 0) throw new Error('malformed signature line: ' + line.slice(0, 80));
+    const name = rest.slice(0, space);
+    let blob;
+    try { blob = base64ToBytes(rest.slice(space + 1)); } catch (e) { throw new Error('signature is not base64'); }
+    if (blob.length < 5) throw new Error('signature too short');
+    const keyId = ((blob[0] << 24) >>> 0) + (blob[1] << 16) + (blob[2] << 8) + blob[3];
+    return { name, keyId, signature: blob.slice(4) };
   }
 
   /** Parses a checkpoint body `<origin>\n<size>\n<base64 root>\n` (no extension lines). */
@@ -288,14 +296,22 @@
     return { origin, size, root, rootHex: bytesToHex(root) };
   }
 
-  /** C2SP signed-note key id of an Ed25519 key: first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ key), big-endian. */
-  async function keyId(name, publicKey) {
-    const h = await sha256(concat(utf8(name), Uint8Array.of(0x0a, 0x01), publicKey));
+  /**
+   * C2SP signed-note key id: first 4 bytes of SHA-256(name ‖ "\n" ‖ type ‖ key), big-endian; type
+   * 0x01 (a log's Ed25519 key, the default) or 0x04 (a witness's Ed25519 cosignature/v1 key).
+   */
+  async function keyId(name, publicKey, type) {
+    const h = await sha256(concat(utf8(name), Uint8Array.of(0x0a, type === undefined ? 0x01 : type), publicKey));
     return ((h[0] << 24) >>> 0) + (h[1] << 16) + (h[2] << 8) + h[3];
   }
 
-  /** Parses C2SP verifier key text `<name>+<8 hex id>+<base64(0x01 ‖ 32-byte key)>` (checks the id). */
-  async function parseVerifierKey(vkey) {
+  /**
+   * Parses C2SP verifier key text `<name>+<8 hex id>+<base64(type ‖ 32-byte key)>` (checks the id).
+   * type: 0x01 (a log's Ed25519 key, the default) or 0x04 (a witness's cosignature/v1 key).
+   */
+  async function parseVerifierKey(vkey, type) {
+    const want = type === undefined ? 0x01 : type;
+    if (typeof vkey !== 'string') throw new Error('verifier key is not text');
     const first = vkey.indexOf('+');
     const second = vkey.indexOf('+', first + 1);
     if (first <= 0 || second < 0) throw new Error('verifier key is not <name>+<hex id>+<base64 key>');
@@ -303,11 +319,18 @@
     const idText = vkey.slice(first + 1, second);
     if (!/^[0-9a-f]{8}$/.test(idText)) throw new Error('verifier key id is not 8 lowercase hex digits');
     const blob = base64ToBytes(vkey.slice(second + 1));
-    if (blob.length !== 33 || blob[0] !== 0x01) throw new Error('verifier key is not an Ed25519 key');
+    if (blob.length !== 33 || blob[0] !== want) {
+      throw new Error(want === 0x04 ? 'verifier key is not an Ed25519 cosignature/v1 key (type 0x04)' : 'verifier key is not an Ed25519 key');
+    }
     const publicKey = blob.slice(1);
     const id = parseInt(idText, 16);
-    if (id !== (await keyId(name, publicKey))) throw new Error('verifier key id does not match its key');
+    if (id !== (await keyId(name, publicKey, want))) throw new Error('verifier key id does not match its key');
     return { name, keyId: id, publicKey };
+  }
+
+  /** A witness's verifier key text `<name>+<hex id>+<base64(0x04 ‖ key)>` (C2SP tlog-cosignature). */
+  function parseWitnessKey(vkey) {
+    return parseVerifierKey(vkey, COSIGNATURE_V1);
   }
 
   async function ed25519Verify(publicKey, signature, message) {
@@ -318,7 +341,8 @@
   /**
    * Verifies a checkpoint note against the log's key.
    * key: {name, publicKey (32 bytes or base64 text)}; origin: the expected first line (default: key name).
-   * Resolves to {ok: true, checkpoint: {origin, size, root, rootHex}} or
+   * Resolves to {ok: true, checkpoint: {origin, size, root, rootHex}, body (the signed note text:
+   * what witnesses' cosignatures sign too)} or
    * {ok: false, code, error} with code one of "malformed", "origin", "unsigned" (no signature line by
    * this key name and id), "signature" (a line by this key that does not verify), "crypto".
    */
@@ -353,7 +377,55 @@
       }
       if (!good) return { ok: false, code: 'signature', error: `signature by key ${key.name} does not verify` };
     }
-    return { ok: true, checkpoint };
+    return { ok: true, checkpoint, body: parsed.text };
+  }
+
+  // ---------- C2SP tlog-cosignature (cosignature/v1, Ed25519) ----------
+
+  /**
+   * Checks witnesses' cosignature lines (`— <name> <base64(key id ‖ 8-byte big-endian time ‖
+   * Ed25519 signature)>`, without newline) of a checkpoint whose note body `body` (its text up to
+   * and including the newline before the blank line: what verifyCheckpoint returns as `body`,
+   * i.e. what the log's key was checked over) against `witnesses`, parsed witness keys
+   * ({name, keyId, publicKey}, from parseWitnessKey). The signed message is
+   * "cosignature/v1\ntime <decimal time>\n" ‖ body.
+   * Lines that are not signature lines, or name no given key (name and key id), are ignored, as
+   * C2SP signed notes ignore unknown signatures. A line naming a given key that does not verify
+   * is a forged cosignature: {ok: false, code: "cosignature", name (the witness's), error}, whatever
+   * else verifies.
+   * Otherwise {ok: true, cosigned: [{name, keyId, time}]}: the keys with a valid line, each once,
+   * in the order of `witnesses` (time: the latest of its lines, seconds since the epoch).
+   */
+  async function verifyCosignatures(body, lines, witnesses) {
+    if (typeof body !== 'string') return { ok: false, code: 'malformed', error: 'note body is not text' };
+    if (!Array.isArray(lines)) return { ok: false, code: 'malformed', error: 'cosignatures are not a list' };
+    const found = new Map(); // index in witnesses → latest time
+    const hex = (id) => id.toString(16).padStart(8, '0');
+    for (const line of lines) {
+      let sig;
+      try { sig = parseSignatureLine(String(line).replace(/\n$/, '')); } catch (_) { continue; }
+      const i = witnesses.findIndex((w) => w.name === sig.name && w.keyId === sig.keyId);
+      if (i < 0) continue;
+      const w = witnesses[i];
+      const forged = (why) => ({ ok: false, code: 'cosignature', name: w.name, error: `the cosignature by witness ${w.name} (${hex(w.keyId)}) does not verify${why ? ': ' + why : ''}` });
+      const raw = sig.signature;
+      if (raw.length !== 8 + 64) return forged(`${raw.length + 4} bytes, not 76`);
+      const time = new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0, false);
+      if (time > 0x7fffffffffffffffn) return forged('time out of range');
+      const message = concat(utf8(`cosignature/v1\ntime ${time.toString()}\n`), utf8(body));
+      let good;
+      try {
+        good = await ed25519Verify(w.publicKey, raw.slice(8), message);
+      } catch (e) {
+        return { ok: false, code: 'crypto', error: 'Ed25519 verification failed to run: ' + e.message };
+      }
+      if (!good) return forged('');
+      const t = Number(time);
+      found.set(i, Math.max(found.has(i) ? found.get(i) : 0, t));
+    }
+    const cosigned = [...found.keys()].sort((a, b) => a - b)
+      .map((i) => ({ name: witnesses[i].name, keyId: witnesses[i].keyId, time: found.get(i) }));
+    return { ok: true, cosigned };
   }
 
   /**
@@ -391,7 +463,8 @@
     sha256, leafHash, nodeHash,
     verifyConsistency, verifyInclusion, verifyConsistencyProof,
     merkleRoot, proveConsistency, proveInclusion,
-    parseNote, parseCheckpointBody, keyId, parseVerifierKey, verifyCheckpoint, decide,
+    parseNote, parseSignatureLine, parseCheckpointBody, keyId, parseVerifierKey, verifyCheckpoint, decide,
+    parseWitnessKey, verifyCosignatures,
   };
   root.socaiVerify = Object.freeze(api);
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
