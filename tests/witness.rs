@@ -417,7 +417,7 @@ async fn a_witness_that_follows_the_log_cosigns_it_and_refuses_a_fork_it_is_serv
         async move {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
-                .contains("of size 150 is refused (422")
+                .contains("refused: inconsistent with what this witness cosigned")
         }
     })
     .await;

@@ -240,7 +240,10 @@ async fn witnessed_checkpoint(
         ));
     };
     let configured = board.reports().len();
-    let min = min.map_or(configured, |n| n as usize);
+    // Default: every witness named by `key`, else every witness configured.
+    let min = min.map_or(keys.as_ref().map_or(configured, |k| k.len()), |n| {
+        n as usize
+    });
     let reader = state.reader().clone();
     let wanted = keys.clone();
     let found = state
@@ -308,36 +311,61 @@ async fn add_cosignatures(
         .iter()
         .filter_map(|r| socai_chain::cosign::CosignatureVerifier::from_vkey(&r.vkey).ok())
         .collect();
-    let mut valid = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut known = false;
-        for w in &witnesses {
-            match w.verify_line(&body_text, line) {
-                Ok(Some(at)) => {
-                    valid.push((line.to_owned(), w.vkey().to_owned(), at));
-                    known = true;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines.dedup();
+    // A witness sends one line; a few per witness is already generous.
+    if lines.len() > 4 * witnesses.len().max(1) {
+        return Err(ApiError::bad_param(
+            "body",
+            format!(
+                "{} lines for {} witnesses: send each witness's cosignature line once",
+                lines.len(),
+                witnesses.len()
+            ),
+        ));
+    }
+    // Ed25519 checks off the async workers.
+    let valid = state
+        .blocking(move || {
+            let mut valid = Vec::new();
+            for line in &lines {
+                let mut known = false;
+                for w in &witnesses {
+                    match w.verify_line(&body_text, line) {
+                        Ok(Some(at)) => {
+                            valid.push((line.clone(), w.vkey().to_owned(), at));
+                            known = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Err(ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "bad_cosignature",
+                                format!("{e} over the checkpoint of size {size}"),
+                            ));
+                        }
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => {
+                if !known {
                     return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "bad_cosignature",
-                        format!("{e} over the checkpoint of size {size}"),
+                        StatusCode::FORBIDDEN,
+                        "unknown_witness",
+                        format!(
+                            "{:?} is not a signature line of a witness configured for this log ([[witnesses]] vkey in its socai.toml)",
+                            line.chars().take(120).collect::<String>()
+                        ),
                     ));
                 }
             }
-        }
-        if !known {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "unknown_witness",
-                format!(
-                    "{:?} is not a signature line of a witness configured for this log ([[witnesses]] vkey in its socai.toml)",
-                    line.chars().take(120).collect::<String>()
-                ),
-            ));
-        }
-    }
+            Ok(valid)
+        })
+        .await?;
     if valid.is_empty() {
         return Err(ApiError::bad_param(
             "body",

@@ -231,6 +231,16 @@ impl CosignatureVerifier {
         &self.vkey
     }
 
+    /// Whether this is the same Ed25519 key as the log's whose verifier key text is `log_vkey`: a
+    /// log's own key is no witness of it.
+    pub fn is_key_of(&self, log_vkey: &str) -> bool {
+        log_vkey
+            .splitn(3, '+')
+            .nth(2)
+            .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+            .is_some_and(|raw| raw.get(1..) == Some(self.key.as_bytes().as_slice()))
+    }
+
     /// Checks one signature line against the checkpoint's note body. `Ok(None)`: the line is not
     /// this witness's (another name or key id); `Ok(Some(time))`: a valid cosignature made at
     /// `time`; an error: this witness's name and key id with a signature that does not verify.
@@ -282,6 +292,14 @@ pub fn line_key(line: &str) -> Option<(String, u32)> {
     signed_note::Signature::from_bytes(line.trim_end_matches('\n').as_bytes())
         .ok()
         .map(|sig| (sig.name().to_owned(), sig.id()))
+}
+
+/// The timestamp a cosignature/v1 line carries (not checked: verify the line first when it
+/// matters).
+pub fn line_time(line: &str) -> Option<u64> {
+    let sig = signed_note::Signature::from_bytes(line.trim_end_matches('\n').as_bytes()).ok()?;
+    let time = <[u8; 8]>::try_from(sig.signature().get(..8)?).ok()?;
+    Some(u64::from_be_bytes(time))
 }
 
 /// The note body of a signed note (its text up to and including the newline before the blank

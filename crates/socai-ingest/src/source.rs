@@ -26,12 +26,15 @@ use std::time::Duration;
 
 /// The ledger's EVENTS consumer asks nats-server for a heartbeat this often while idle; two
 /// missed (async-nats' rule) mean its stream leader is gone and the consumer is recreated. 1 s
-/// rather than 5: `socai bench cluster` measured 11 s from a node's loss to the next commit
-/// with 5 s (two missed heartbeats, then a new consumer), most of a failover.
+/// rather than 5: with 5 s, `socai bench cluster` measured p50 14 s from the loss of EVENTS'
+/// leader to the next commit (two missed heartbeats, then a reopen that waited out the
+/// JetStream context's timeout while EVENTS had no leader).
 const CONSUMER_HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// How long reopening the consumer waits for EVENTS' info before asking again.
+/// How long reopening the consumer first waits for EVENTS' answer before asking again; doubled
+/// after each reopen that timed out, up to [`REOPEN_ASK_MAX`], so a slow server is still heard.
 const REOPEN_ASK: Duration = Duration::from_secs(2);
+const REOPEN_ASK_MAX: Duration = Duration::from_secs(16);
 
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
@@ -74,6 +77,8 @@ pub(crate) struct EventsSource {
     /// The consumer was opened after an alarm (by time after a rewind, or past lost messages):
     /// its first message may be at any seq.
     accept_any: bool,
+    /// How long the next reopen waits for each answer of EVENTS (see [`REOPEN_ASK`]).
+    ask: Duration,
 }
 
 /// Raises the data-loss alarm: logged, counted, and kept for `/readyz` until restart.
@@ -106,26 +111,40 @@ impl EventsSource {
             open: None,
             serial: 0,
             accept_any: false,
+            ask: REOPEN_ASK,
         }
     }
 
     /// Creates a consumer that delivers what follows the position, after checking the stream
     /// against it (see the module docs).
     async fn open(&mut self) -> Result<Open, IngestError> {
+        let ask = self.ask;
+        let opened = self.open_within(ask).await;
+        self.ask = match &opened {
+            Err(IngestError::Nats(e)) if e.contains("no answer within") => {
+                (ask * 2).min(REOPEN_ASK_MAX)
+            }
+            _ => REOPEN_ASK,
+        };
+        opened
+    }
+
+    /// [`EventsSource::open`], each request to EVENTS bounded by `ask`.
+    async fn open_within(&mut self, ask: Duration) -> Result<Open, IngestError> {
         let nats =
             |what: &str, e: &dyn std::fmt::Display| IngestError::Nats(format!("{what}: {e}"));
         // Bounded well below the context's own timeout: right after a node's loss EVENTS may have
         // no leader yet and nobody answers; asking again soon finds the new leader sooner.
         let asked = |what: &str| {
             IngestError::Nats(format!(
-                "{what}: no answer within {REOPEN_ASK:?} (EVENTS without a leader?)"
+                "{what}: no answer within {ask:?} (EVENTS without a leader?)"
             ))
         };
-        let mut stream = tokio::time::timeout(REOPEN_ASK, self.js.get_stream(EVENTS))
+        let mut stream = tokio::time::timeout(ask, self.js.get_stream(EVENTS))
             .await
             .map_err(|_| asked("cannot open stream EVENTS"))?
             .map_err(|e| nats("cannot open stream EVENTS", &e))?;
-        let state = tokio::time::timeout(REOPEN_ASK, stream.info())
+        let state = tokio::time::timeout(ask, stream.info())
             .await
             .map_err(|_| asked("cannot read stream EVENTS"))?
             .map_err(|e| nats("cannot read stream EVENTS", &e))?
@@ -205,7 +224,7 @@ impl EventsSource {
             ..Default::default()
         }
         .into();
-        let consumer = tokio::time::timeout(REOPEN_ASK, stream.create_consumer(config))
+        let consumer = tokio::time::timeout(ask, stream.create_consumer(config))
             .await
             .map_err(|_| asked("cannot create the ledger's consumer on EVENTS"))?
             .map_err(|e| nats("cannot create the ledger's consumer on EVENTS", &e))?;

@@ -471,6 +471,27 @@ impl SledStorage {
             .unwrap_or_default())
     }
 
+    /// The newest cosignature line of the witness key `key` ((name, key id)) and its checkpoint
+    /// size, among the newest `scan` cosigned sizes.
+    pub fn newest_cosignature_by(
+        &self,
+        key: &(String, u32),
+        scan: usize,
+    ) -> Result<Option<(u64, String)>> {
+        for r in self.cosignatures.iter().rev().take(scan) {
+            let (k, v) = r.map_err(|e| self.err(e))?;
+            let size = be_u64(&k)
+                .ok_or_else(|| StorageError::Corrupt("cosignature key is truncated".into()))?;
+            if let Some(line) = String::from_utf8_lossy(&v)
+                .lines()
+                .find(|l| socai_chain::cosign::line_key(l).as_ref() == Some(key))
+            {
+                return Ok(Some((size, line.to_owned())));
+            }
+        }
+        Ok(None)
+    }
+
     /// The newest checkpoint size with cosignature lines from at least `min` distinct witness
     /// keys (among `keys`, (name, key id) pairs, when given), and those lines; looks at the
     /// newest `scan` cosigned sizes at most.

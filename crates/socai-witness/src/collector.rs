@@ -19,6 +19,10 @@ use prometheus_client::registry::Registry;
 use socai_chain::cosign::{AddCheckpoint, CosignatureVerifier, note_body};
 use socai_store::{LedgerReader, SledStorage};
 
+/// How many of the newest cosigned checkpoints are looked through for a witness's last line at
+/// start.
+const SEED_SCAN: usize = 1000;
+
 /// How often the collector looks for a new signed checkpoint.
 const POLL: Duration = Duration::from_millis(500);
 /// Longest an `add-checkpoint` request may take.
@@ -138,7 +142,11 @@ impl WitnessBoard {
                     r.cosigned_size = Some(size);
                     r.cosigned_at = Some(at);
                 }
-                r.error = None;
+                // A posted line says nothing of a witness the log sends to (anyone may post
+                // a genuine old line of it).
+                if r.url.is_none() {
+                    r.error = None;
+                }
             });
         }
     }
@@ -204,6 +212,19 @@ impl Collector {
                 error: None,
             })
             .collect();
+        // What each witness cosigned before this start, from the store: a witness that follows
+        // the log posts nothing while the log holds its line, and an idle log signs nothing new.
+        for (i, w) in witnesses.iter().enumerate() {
+            let key = (w.verifier.name().to_owned(), w.verifier.key_id());
+            if let Ok(Some((size, line))) = reader.storage().newest_cosignature_by(&key, SEED_SCAN)
+                && let Some(at) = socai_chain::cosign::line_time(&line)
+            {
+                board.update(i, |r| {
+                    r.cosigned_size = Some(size);
+                    r.cosigned_at = Some(at);
+                });
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -259,17 +280,31 @@ enum Sent {
 /// 409s in a row before the follower backs off.
 const MAX_CONFLICTS: u32 = 3;
 
+/// What one step did.
+enum Step {
+    /// Nothing to send: this log holds the witness's cosignature of its latest checkpoint.
+    Idle,
+    /// The witness told its size (a 409): send again at once.
+    Learned,
+    /// A new cosignature.
+    Cosigned,
+}
+
 impl Follower {
     async fn run(mut self) {
         let name = self.target.verifier.name().to_owned();
         let mut pause = RETRY_MIN;
         loop {
             match self.step().await {
-                Ok(true) => pause = RETRY_MIN,
-                Ok(false) => tokio::time::sleep(POLL).await,
+                // Only a cosignature ends a backoff: a witness answering 409 again and again
+                // backs off more each time (after MAX_CONFLICTS in a row).
+                Ok(Step::Cosigned) => pause = RETRY_MIN,
+                Ok(Step::Learned) => {}
+                Ok(Step::Idle) => tokio::time::sleep(POLL).await,
                 Err(e) => {
                     tracing::warn!(witness = %name, url = %redacted(&self.url), error = %e, retry_in_s = pause.as_secs(), "witness: no cosignature");
                     self.board.update(self.index, |r| r.error = Some(e));
+                    // The next MAX_CONFLICTS 409s are allowed again, after a longer pause.
                     self.conflicts = 0;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
@@ -279,18 +314,17 @@ impl Follower {
     }
 
     /// Sends the latest checkpoint unless this log holds the witness's cosignature of it.
-    /// Ok(true): something was exchanged (look again at once); Ok(false): nothing to do.
-    async fn step(&mut self) -> Result<bool, String> {
+    async fn step(&mut self) -> Result<Step, String> {
         let Some(latest) = self
             .reader
             .latest_checkpoint()
             .map_err(|e| format!("reading the latest checkpoint: {e}"))?
         else {
-            return Ok(false);
+            return Ok(Step::Idle);
         };
         let size = latest.checkpoint.size;
         if self.cosigned == Some(size) {
-            return Ok(false);
+            return Ok(Step::Idle);
         }
         let old = self.witness_size.unwrap_or(0);
         if old > size {
@@ -326,9 +360,12 @@ impl Follower {
                 let went_back = self.witness_size.filter(|&w| theirs < w);
                 self.witness_size = Some(theirs);
                 if let Some(before) = went_back {
-                    return Err(format!(
+                    let e = format!(
                         "the witness now says it cosigned size {theirs} of this log, less than the {before} it said before: it lost its state or was restored from an older copy, and could now cosign a fork. Tell its operator"
-                    ));
+                    );
+                    // At error: the next cosignature clears the board's error within a second.
+                    tracing::error!(witness = %self.target.verifier.name(), "{e}");
+                    return Err(e);
                 }
                 if self.conflicts > MAX_CONFLICTS {
                     return Err(format!(
@@ -337,7 +374,7 @@ impl Follower {
                     ));
                 }
                 tracing::debug!(witness = %self.target.verifier.name(), size = theirs, "the witness's size");
-                Ok(true)
+                Ok(Step::Learned)
             }
             Sent::Cosigned(lines, at) => {
                 let storage = self.reader.storage().clone();
@@ -355,7 +392,7 @@ impl Follower {
                     r.error = None;
                 });
                 tracing::debug!(witness = %self.target.verifier.name(), size, "cosigned");
-                Ok(true)
+                Ok(Step::Cosigned)
             }
         }
     }

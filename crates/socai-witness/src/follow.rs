@@ -14,6 +14,9 @@ use socai_chain::cosign::{AddCheckpoint, note_origin};
 
 use crate::witness::Witness;
 
+/// Largest answer read from a followed log (a checkpoint with its cosignatures, a proof).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Longest one request to a followed log may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,23 +31,24 @@ pub async fn follow(witness: Arc<Witness>, api: reqwest::Url, every: Duration) {
         }
     };
     let mut follower = Follower { witness, api, http };
-    let mut failing = false;
+    let mut last_error: Option<String> = None;
     loop {
         match follower.step().await {
             Ok(Some(size)) => {
                 tracing::info!(api = %follower.api, size, "cosigned a followed log's checkpoint and posted the cosignature");
-                failing = false;
+                last_error = None;
             }
-            Ok(None) => failing = false,
+            Ok(None) => last_error = None,
             Err(e) => {
-                // Said once per failure streak at warn, then at debug: a log that is away stays
-                // visible in the witness's log without flooding it.
-                if failing {
+                // Each new error at warn; the same one again at debug: a log that stays away is
+                // visible in the witness's log without flooding it, and a different failure
+                // (a rollback after an outage) is never hidden.
+                if last_error.as_deref() == Some(e.as_str()) {
                     tracing::debug!(api = %follower.api, error = %e, "following a log");
                 } else {
                     tracing::warn!(api = %follower.api, error = %e, "following a log");
                 }
-                failing = true;
+                last_error = Some(e);
             }
         }
         tokio::time::sleep(every).await;
@@ -64,7 +68,8 @@ impl Follower {
             .map_err(|e| format!("{}{path}: {e}", self.api))
     }
 
-    async fn get(&self, url: reqwest::Url) -> Result<reqwest::Response, String> {
+    /// The body of a successful GET, at most [`MAX_ANSWER_BYTES`] (the log is not trusted).
+    async fn get(&self, url: reqwest::Url) -> Result<Vec<u8>, String> {
         let response = self
             .http
             .get(url.clone())
@@ -79,17 +84,30 @@ impl Follower {
                 text.chars().take(300).collect::<String>()
             ));
         }
-        Ok(response)
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(format!(
+                "GET {url} answered more than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading {url}: {}", crate::collector::causes(&e)))?;
+        if bytes.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "GET {url} answered more than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        Ok(bytes.to_vec())
     }
 
     /// One look at the log: Ok(Some(size)) when a new cosignature was posted.
     async fn step(&mut self) -> Result<Option<u64>, String> {
-        let note = self
-            .get(self.url("checkpoint")?)
-            .await?
-            .text()
-            .await
-            .map_err(|e| format!("reading the log's checkpoint: {e}"))?;
+        let note = String::from_utf8(self.get(self.url("checkpoint")?).await?)
+            .map_err(|_| "the log's checkpoint is not UTF-8 text".to_string())?;
         let origin = note_origin(&note).unwrap_or_default().to_owned();
         let Some(log) = self.witness.log(&origin) else {
             return Err(format!(
@@ -101,6 +119,13 @@ impl Follower {
             .verify(&note)
             .map_err(|e| format!("the log's checkpoint does not verify with its key: {e}"))?;
         let size = signed.checkpoint.size;
+        let held = self.witness.held(&origin);
+        let old = held.as_ref().map_or(0, |h| h.size);
+        if size < old {
+            return Err(format!(
+                "the log serves size {size}, below the {old} this witness cosigned: a rollback (or another log signing with its key); refused"
+            ));
+        }
         // The log serves the cosignatures it holds with its checkpoint: nothing to do when ours
         // is among them (and after the log lost it, in a crash, it is posted again).
         let ours = socai_chain::cosign::CosignatureVerifier::from_vkey(&self.witness.vkey())
@@ -112,27 +137,17 @@ impl Follower {
         {
             return Ok(None);
         }
-        let held = self.witness.held(&origin);
-        let old = held.as_ref().map_or(0, |h| h.size);
-        if size < old {
-            return Err(format!(
-                "the log serves size {size}, below the {old} this witness cosigned: a rollback (or another log signing with its key); refused"
-            ));
-        }
-        let proof =
-            if old == 0 || old == size {
-                Vec::new()
-            } else {
-                let mut url = self.url("v1/proofs/consistency")?;
-                url.query_pairs_mut()
-                    .append_pair("from", &old.to_string())
-                    .append_pair("to", &size.to_string());
-                let proof: ConsistencyProof =
-                    self.get(url).await?.json().await.map_err(|e| {
-                        format!("the log's consistency proof is not proof JSON: {e}")
-                    })?;
-                proof.path
-            };
+        let proof = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            let mut url = self.url("v1/proofs/consistency")?;
+            url.query_pairs_mut()
+                .append_pair("from", &old.to_string())
+                .append_pair("to", &size.to_string());
+            let proof: ConsistencyProof = serde_json::from_slice(&self.get(url).await?)
+                .map_err(|e| format!("the log's consistency proof is not proof JSON: {e}"))?;
+            proof.path
+        };
         let body = AddCheckpoint {
             old_size: old,
             proof,
@@ -162,7 +177,9 @@ impl Follower {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let hint = if matches!(status.as_u16(), 403 | 404) {
+            let hint = if status.as_u16() == 403
+                || (status.as_u16() == 404 && text.contains("no witnesses configured"))
+            {
                 format!(
                     "; the log must list this witness: [[witnesses]] vkey = \"{}\" (no url) in its socai.toml",
                     self.witness.vkey()

@@ -74,7 +74,14 @@ async fn cosignatures_are_fetched_again_after_a_restart_and_a_same_size_fork_is_
     let log_vkey = DataDir::new(&a_dir).init("log.example").unwrap();
     // The fork: the same keys, other events.
     copy_dir(&a_dir, &b_dir);
-    let a = ledger(&a_dir, 40, 1);
+    drop(ledger(&a_dir, 40, 1));
+    // The same log as it will be after a crash that lost its cosignature lines (they reach the
+    // disk with the writer's next commit): a copy taken before any was stored.
+    let a2_dir = tmp.path().join("a2");
+    copy_dir(&a_dir, &a2_dir);
+    let a = DataDir::new(&a_dir)
+        .open_ledger(LedgerConfig::default())
+        .unwrap();
     let size = a
         .reader()
         .latest_checkpoint()
@@ -112,17 +119,30 @@ async fn cosignatures_are_fetched_again_after_a_restart_and_a_same_size_fork_is_
     }
     drop(collector);
 
-    // The log restarted (a new collector, nothing known of the witnesses): the witnesses hold
-    // this size already, and the collector still gets (and reports) their cosignatures.
+    // A restart keeps what was stored: the board knows it before any request.
     let board = Arc::new(WitnessBoard::default());
     let collector = Collector::start(a.reader(), vec![w1.clone()], board.clone()).unwrap();
+    assert_eq!(board.reports()[0].cosigned_size, Some(size));
+    drop(collector);
+    drop(a);
+
+    // The log restarted without its lines (a crash before they reached the disk): the witness
+    // holds this size already (409 to `old 0`), and the collector still gets its cosignature.
+    let a2 = DataDir::new(&a2_dir)
+        .open_ledger(LedgerConfig::default())
+        .unwrap();
+    assert!(a2.reader().storage().cosignatures(size).unwrap().is_empty());
+    let board = Arc::new(WitnessBoard::default());
+    let collector = Collector::start(a2.reader(), vec![w1.clone()], board.clone()).unwrap();
+    assert_eq!(board.reports()[0].cosigned_size, None);
     until("the cosignature after a restart", || {
         board.reports()[0].cosigned_size == Some(size)
     })
     .await;
     assert!(board.reports()[0].error.is_none());
+    assert_eq!(a2.reader().storage().cosignatures(size).unwrap().len(), 1);
     drop(collector);
-    drop(a);
+    drop(a2);
 
     // The fork of the same size: named as a fork, nothing stored.
     let b = ledger(&b_dir, 40, 2);

@@ -467,7 +467,7 @@ pub enum BenchKind {
     Cluster {
         #[arg(long, default_value_t = 20_000)]
         events: u64,
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
         kills: u64,
         /// nats-server binary (default: .tools/nats/bin/nats-server, then PATH)
         #[arg(long)]

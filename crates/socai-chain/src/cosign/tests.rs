@@ -336,3 +336,16 @@ fn a_plain_ed25519_key_text_names_the_same_cosigner() {
         Some(7)
     );
 }
+
+#[test]
+fn a_logs_own_key_is_recognised_as_no_witness() {
+    let (_, _, log_vkey) = CheckpointSigner::generate("log.example").unwrap();
+    let as_witness = CosignatureVerifier::from_vkey(&log_vkey).unwrap();
+    assert!(as_witness.is_key_of(&log_vkey));
+    let (_, _, w_vkey) = Cosigner::generate("w.example").unwrap();
+    assert!(
+        !CosignatureVerifier::from_vkey(&w_vkey)
+            .unwrap()
+            .is_key_of(&log_vkey)
+    );
+}

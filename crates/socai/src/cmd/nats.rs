@@ -91,7 +91,16 @@ pub fn serve(
             None
         } else {
             for w in &witnesses {
-                tracing::info!(witness = %w.verifier.name(), "sending checkpoints to witness");
+                if w.verifier.is_key_of(&reader.verifier_vkey()) {
+                    anyhow::bail!(
+                        "witness {} has this log's own key: a log is no witness of itself; give each witness's key (what `socai witness init` printed)",
+                        w.verifier.name()
+                    );
+                }
+                match &w.url {
+                    Some(_) => tracing::info!(witness = %w.verifier.name(), "sending checkpoints to witness"),
+                    None => tracing::info!(witness = %w.verifier.name(), "taking the cosignatures a following witness posts"),
+                }
             }
             Some(
                 socai_witness::Collector::start(reader.clone(), witnesses.clone(), board.clone())

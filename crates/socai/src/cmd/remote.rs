@@ -367,6 +367,16 @@ impl Remote {
                     .with_context(|| format!("witness key {}", path.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(w) = witnesses.iter().find(|w| w.is_key_of(trusted.vkey())) {
+            return Err(Exit::error(
+                2,
+                "usage",
+                format!(
+                    "--witness {} is the log's own key: a log is no witness of itself",
+                    w.name()
+                ),
+            ));
+        }
         if required > witnesses.len() {
             return Err(Exit::error(
                 2,
