@@ -882,6 +882,28 @@ async fn the_page_shows_the_witnesses_and_verifies_their_cosignatures() {
         "witness_key_changed",
         "{text}"
     );
+    // A server that stops listing w2 and drops its cosignature: w2 stays pinned, so Verify says
+    // 1 of 2, not 1 of 1.
+    tamper(
+        &browser,
+        "/v1/",
+        &format!(
+            r#"if (Array.isArray(j.witnesses)) j.witnesses = j.witnesses.filter((w) => w.name !== '{n2}');
+               if (Array.isArray(j.cosignatures)) j.cosignatures = j.cosignatures.filter((l) => !l.startsWith('— {n2} '));
+               return j;"#
+        ),
+    )
+    .await;
+    let (status, text) = browser.verify().await;
+    assert_eq!(status, "ok", "{text}");
+    assert_eq!(
+        (
+            browser.attr("verify-result", "data-cosigned").await,
+            browser.attr("verify-result", "data-witnesses").await
+        ),
+        ("1".to_owned(), "2".to_owned()),
+        "{text}"
+    );
     restore_fetch(&browser).await;
     let (status, text) = browser.verify().await;
     assert_eq!(status, "ok", "the honest answers verify again: {text}");

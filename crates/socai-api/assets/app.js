@@ -1246,9 +1246,10 @@
     // origin) once a verification passes; a listed key that differs from the pinned one fails
     // Verify. Pinned keys the server no longer lists stay pinned, and their lines are checked
     // too. A cosignature naming a trusted key (name and key id) that does not verify fails
-    // Verify, like a bad log signature; lines of unknown keys are ignored. "N of M": N listed
-    // witnesses with a valid cosignature of this checkpoint, M the witnesses listed. A witness
-    // behind the log (not yet cosigned the latest checkpoint) lowers N; it is not a failure.
+    // Verify, like a bad log signature; lines of unknown keys are ignored. "N of M": N trusted
+    // witnesses with a valid cosignature of this checkpoint, M the trusted witnesses (listed or
+    // pinned: a server that stops listing a witness cannot shrink M). A witness behind the log
+    // (not yet cosigned the latest checkpoint) lowers N; it is not a failure.
     const pinned = (stored && stored.witnesses && typeof stored.witnesses === 'object') ? stored.witnesses : {};
     const listedKeys = [];
     for (const w of (listed && listed.witnesses) || []) {
@@ -1272,8 +1273,8 @@
     }
     const cs = await V.verifyCosignatures(r.body, cp.cosignatures || [], trusted);
     if (!cs.ok) return fail(cs.code, cs.error, { name: cs.name || '' });
-    const cosigned = cs.cosigned.filter((c) => listedKeys.some((k) => k.name === c.name && k.keyId === c.keyId)).length;
-    const witnessParams = { n: fmtInt(cosigned), m: fmtInt(listedKeys.length) };
+    const cosigned = cs.cosigned.length;
+    const witnessParams = { n: fmtInt(cosigned), m: fmtInt(trusted.length) };
 
     const d = V.decide(stored, head);
     let key = 'verify_ok_first';
@@ -1316,7 +1317,7 @@
     } catch (_) { /* storage full or disabled: still verified */ }
     set({
       status: 'ok', code: d.action, key, params, viewKey, viewParams, size: head.size, root: head.rootHex,
-      cosigned, witnesses: listedKeys.length, witnessParams,
+      cosigned, witnesses: trusted.length, witnessParams,
     });
   }
 
