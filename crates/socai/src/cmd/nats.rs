@@ -616,7 +616,10 @@ fn publish_receipted(
 
 impl Tally {
     /// Prints the summary; an error (exit status 1) unless every event is in the ledger.
-    fn finish(self, args: &PublishArgs, unroutable: &[usize]) -> anyhow::Result<()> {
+    fn finish(mut self, args: &PublishArgs, unroutable: &[usize]) -> anyhow::Result<()> {
+        // In file order: the receipts of two commits may arrive in either order (each is sent
+        // once its batch's rejections are on REJECTED, in the background).
+        self.rejections.sort_by_key(|r| r.0);
         let not_stored = self.failed + unroutable.len() as u64;
         let total = self.committed
             + self.duplicates
