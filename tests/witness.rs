@@ -14,6 +14,12 @@ use socai_e2e::{Ledger, stderr};
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Imports `n` simulated events (from `seed`) into `l` and signs a checkpoint over them.
+fn grow(l: &Ledger, file: &str, n: u64, seed: u64) {
+    l.ok(&["import", l.simulate(file, n, seed).to_str().unwrap()]);
+    l.ok(&["checkpoint"]);
+}
+
 async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let r = reqwest::get(url).await.expect("the API answers");
     let status = r.status().as_u16();
@@ -238,19 +244,10 @@ async fn a_witness_refuses_a_fork_and_a_rollback_and_still_does_after_kill_9() {
     // to witnesses while it waits for one.
     let honest = Ledger::new();
     let fork = honest.copy();
-    honest.ok(&[
-        "import",
-        honest.simulate("a1.jsonl", 120, 1).to_str().unwrap(),
-    ]);
-    honest.ok(&["checkpoint"]);
+    grow(&honest, "a1.jsonl", 120, 1);
     let rollback = honest.copy();
-    honest.ok(&[
-        "import",
-        honest.simulate("a2.jsonl", 80, 2).to_str().unwrap(),
-    ]);
-    honest.ok(&["checkpoint"]);
-    fork.ok(&["import", fork.simulate("b.jsonl", 260, 3).to_str().unwrap()]);
-    fork.ok(&["checkpoint"]);
+    grow(&honest, "a2.jsonl", 80, 2);
+    grow(&fork, "b.jsonl", 260, 3);
     let log_vkey = honest.dir().join("checkpoint.vkey");
     let w_vkey = WitnessProcess::init(&honest.path("w"), "w.test/witness");
     let mut witness = WitnessProcess::start(&honest.path("w"), &log_vkey, "127.0.0.1:0");
@@ -325,11 +322,7 @@ async fn a_witness_refuses_a_fork_and_a_rollback_and_still_does_after_kill_9() {
     }
 
     // The honest log goes on and is cosigned again.
-    honest.ok(&[
-        "import",
-        honest.simulate("a3.jsonl", 30, 4).to_str().unwrap(),
-    ]);
-    honest.ok(&["checkpoint"]);
+    grow(&honest, "a3.jsonl", 30, 4);
     let (mut s, api) = serve(&honest);
     wait_until(PATIENCE, "the honest log's 230 cosigned", || {
         let api = api.clone();
@@ -350,13 +343,8 @@ async fn a_witness_that_follows_the_log_cosigns_it_and_refuses_a_fork_it_is_serv
     // production log would; no nats-server.
     let honest = Ledger::new();
     let fork = honest.copy();
-    honest.ok(&[
-        "import",
-        honest.simulate("a1.jsonl", 100, 1).to_str().unwrap(),
-    ]);
-    honest.ok(&["checkpoint"]);
-    fork.ok(&["import", fork.simulate("b.jsonl", 150, 3).to_str().unwrap()]);
-    fork.ok(&["checkpoint"]);
+    grow(&honest, "a1.jsonl", 100, 1);
+    grow(&fork, "b.jsonl", 150, 3);
     let log_vkey = honest.dir().join("checkpoint.vkey");
     let w_vkey = WitnessProcess::init(&honest.path("w"), "follower.test/witness");
     let config = format!("[[witnesses]]\nvkey = \"{w_vkey}\"\n");
@@ -427,11 +415,7 @@ async fn a_witness_that_follows_the_log_cosigns_it_and_refuses_a_fork_it_is_serv
     s.kill();
 
     // The honest log grows: the follower proves it consistent with what it cosigned and goes on.
-    honest.ok(&[
-        "import",
-        honest.simulate("a2.jsonl", 40, 2).to_str().unwrap(),
-    ]);
-    honest.ok(&["checkpoint"]);
+    grow(&honest, "a2.jsonl", 40, 2);
     let mut s = serve(&honest);
     cosigned(140).await;
     s.kill();
