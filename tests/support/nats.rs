@@ -466,8 +466,14 @@ pub async fn stream_contents(js: &jetstream::Context, name: &str) -> Vec<Kept> {
 /// The entries of a data dir's ledger, as stored, in seq order (no socai process may be running
 /// on it).
 pub fn ledger_entries(ledger: &Ledger) -> Vec<Vec<u8>> {
+    entries_in(&ledger.dir())
+}
+
+/// The entries of the ledger in data dir `dir`, as stored, in seq order (no socai process may be
+/// running on it).
+pub fn entries_in(dir: &Path) -> Vec<Vec<u8>> {
     use socai_store::Storage;
-    let storage = socai_store::DataDir::new(ledger.dir())
+    let storage = socai_store::DataDir::new(dir)
         .open_storage()
         .expect("open the ledger store");
     let size = storage.head().expect("head").size;

@@ -113,6 +113,32 @@ pub fn check_inclusion_proof(proof: &serde_json::Value) -> (u64, Hash) {
     (note_size, note_root)
 }
 
+/// The Merkle tree hash of `leaves` (RFC 9162 2.1.1: split at the largest power of two smaller
+/// than the number of leaves), computed from the definition.
+pub fn tree_hash(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Hash(sha256_empty()),
+        1 => leaves[0],
+        n => {
+            let k = if n.is_power_of_two() {
+                n / 2
+            } else {
+                1 << (usize::BITS - 1 - n.leading_zeros())
+            };
+            node_hash(&tree_hash(&leaves[..k]), &tree_hash(&leaves[k..]))
+        }
+    }
+}
+
+/// SHA-256 of nothing (the hash of the empty tree).
+fn sha256_empty() -> [u8; 32] {
+    [
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9,
+        0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52,
+        0xb8, 0x55,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +209,23 @@ mod tests {
         assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
         assert!(base64_decode("Zm9=v").is_none());
         assert!(base64_decode("Z=9v").is_none());
+    }
+
+    #[test]
+    fn tree_hash_splits_at_the_largest_power_of_two_below() {
+        let l: Vec<Hash> = (0u8..5).map(|i| leaf_hash(&[i])).collect();
+        assert_eq!(tree_hash(&l[..1]), l[0]);
+        assert_eq!(tree_hash(&l[..2]), node_hash(&l[0], &l[1]));
+        assert_eq!(
+            tree_hash(&l[..3]),
+            node_hash(&node_hash(&l[0], &l[1]), &l[2])
+        );
+        assert_eq!(
+            tree_hash(&l[..5]),
+            node_hash(
+                &node_hash(&node_hash(&l[0], &l[1]), &node_hash(&l[2], &l[3])),
+                &l[4]
+            )
+        );
     }
 }

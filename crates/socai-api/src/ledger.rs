@@ -781,7 +781,6 @@ async fn redact(
         id: request.id,
         reason: reason.to_owned(),
         by,
-        at: format!("{:.3}", jiff_now()),
         reply,
     };
     writer
@@ -806,8 +805,4 @@ async fn redact(
     let mut response = json(&done, PRIVATE)?;
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
-}
-
-fn jiff_now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
 }

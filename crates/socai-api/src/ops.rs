@@ -192,10 +192,14 @@ async fn readyz(
         .counters
         .as_ref()
         .and_then(|c| c.data_loss.lock().ok().and_then(|a| a.clone()));
+    let replicas = state.inner.counters.as_ref().map(|c| &c.replicas);
+    // A replica that differs from its primary stays unready: it must never be promoted.
+    let diverged = replicas.and_then(|r| r.divergence());
     let ready = store
         && nats != Some(false)
         && writer.is_none_or(|w| w == WriterStatus::Running)
-        && data_loss.is_none();
+        && data_loss.is_none()
+        && diverged.is_none();
     let writer_text = writer.map(|w| match w {
         WriterStatus::Starting => "starting (waiting for nats-server or the EVENTS consumer)",
         WriterStatus::Running => "running",
@@ -210,6 +214,32 @@ async fn readyz(
         "size": state.reader().head().size,
     });
     let mut body = body;
+    if let Some(board) = replicas {
+        if let Some(own) = board.own.lock().ok().and_then(|o| o.clone()) {
+            body["replica"] = serde_json::json!(own);
+        }
+        let reports: Vec<_> = board
+            .reports
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        let expected = board.expected.lock().map(|e| e.clone()).unwrap_or_default();
+        if !expected.is_empty() || !reports.is_empty() {
+            body["replicas"] = serde_json::json!(reports);
+            let silent: Vec<_> = expected
+                .iter()
+                .filter(|n| !reports.iter().any(|r| &r.replica == *n))
+                .collect();
+            if !silent.is_empty() {
+                body["replicas_silent"] = serde_json::json!(silent);
+            }
+        }
+    }
+    if let Some((at, what)) = diverged {
+        body["replica_diverged"] = serde_json::Value::String(format!(
+            "first differing size {at}: {what} (do not promote this replica; README, \"Ledger replicas\")"
+        ));
+    }
     if let Some(alarm) = data_loss {
         body["data_loss"] = serde_json::Value::String(format!(
             "{alarm} (this alarm stays until `socai serve` restarts)"

@@ -117,6 +117,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::InvalidRedaction(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_redaction", e.to_string())
             }
+            LedgerError::Unavailable(msg) => ApiError::unavailable(msg.clone()),
             _ => {
                 tracing::error!(cause = %e, "ledger read failed");
                 ApiError::internal(format!("the ledger failed: {e}"))

@@ -36,6 +36,9 @@ pub(crate) struct CommittedPublisher {
     pub storage: SledStorage,
     pub head: watch::Receiver<u64>,
     pub counters: Arc<Counters>,
+    /// A promoted replica: COMMITTED may hold entries this ledger has not read from EVENTS yet.
+    /// Wait for them (then compare) instead of failing.
+    pub catch_up: bool,
 }
 
 /// The last message of a stream: the header the caller named, `Socai-Count` if present, its
@@ -236,6 +239,11 @@ impl CommittedPublisher {
                     Some(_) => {
                         return Err(IngestError::Diverged(format!(
                             "COMMITTED's entry {seq} differs from this ledger's entry {seq}: the stream belongs to another ledger; give this ledger its own NATS account or streams, or delete COMMITTED and CHECKPOINTS if this ledger replaces the old one"
+                        )));
+                    }
+                    None if self.catch_up => {
+                        return Err(IngestError::Nats(format!(
+                            "COMMITTED holds entry {seq} but this ledger (a promoted replica) has {head} entries: publishing once it has read that far in EVENTS"
                         )));
                     }
                     None => {

@@ -157,8 +157,9 @@ async fn rejected_copies(
 /// Erases every copy NATS holds of `event`: the recorded EVENTS seqs `copies` and its REJECTED
 /// copies. Returns how many messages were erased (or were already gone).
 ///
-/// EVENTS messages above `read_up_to` (the EVENTS cursor the ledger stored) are not erased yet:
-/// the ledger reads them again after a restart, and a hole there would look like data loss.
+/// EVENTS messages above `read_up_to` (the EVENTS cursor the ledger stored, or a replica's if
+/// lower: `bound` says which) are not erased yet: the ledger (or that replica) reads them again
+/// after a restart, and a hole there would look like data loss.
 /// Then the event stays marked and this is an error (retried at the next pass).
 pub async fn erase_copies(
     js: &jetstream::Context,
@@ -166,6 +167,7 @@ pub async fn erase_copies(
     dossier: Option<&str>,
     copies: &[u64],
     read_up_to: u64,
+    bound: &str,
 ) -> Result<usize, String> {
     let mut events: Vec<u64> = copies.to_vec();
     let rejected = rejected_copies(js, event).await?;
@@ -174,7 +176,7 @@ pub async fn erase_copies(
     events.dedup();
     if let Some(seq) = events.iter().find(|&&s| s > read_up_to) {
         return Err(format!(
-            "EVENTS message {seq} is beyond the ledger's stored cursor ({read_up_to}): erased once the ledger has stored a cursor past it"
+            "EVENTS message {seq} is beyond {bound} ({read_up_to}): erased once it has passed it"
         ));
     }
     // Every copy is tried even if one fails: a REJECTED copy erased now is not found by the

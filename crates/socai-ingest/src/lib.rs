@@ -15,6 +15,7 @@
 pub mod check;
 mod committed;
 pub mod erase;
+pub mod replica;
 mod source;
 pub mod streams;
 pub mod telemetry;
@@ -31,6 +32,7 @@ use socai_model::Validator;
 use socai_store::{Ledger, SledStorage};
 use tokio::sync::{mpsc, watch};
 
+pub use replica::{ReplicaBoard, ReplicaConfig, ReplicaReport};
 pub use streams::{StreamSettings, ensure_streams};
 pub use telemetry::Telemetry;
 pub use writer::{Redacted, WriterCommand, WriterConfig};
@@ -92,6 +94,9 @@ pub struct Counters {
     pub consumer_lag: AtomicU64,
     /// A [`WriterStatus`].
     pub status: AtomicU8,
+    /// Ledger replicas: this one's comparison with the primary, or (on a primary) what each
+    /// replica reported.
+    pub replicas: ReplicaBoard,
     pub telemetry: Telemetry,
 }
 
@@ -180,6 +185,9 @@ async fn serve_inner(
     drain_timeout: Duration,
 ) -> Result<(), IngestError> {
     tokio::pin!(shutdown);
+    if let Some(replica) = config.replica.clone() {
+        return serve_replica(js, ledger, config, replica, counters, commands, shutdown).await;
+    }
     // Streams first. A cluster that lost a node may need a while to elect leaders again: wait
     // for it (saying so) rather than stop, so a ledger restarted during a node's loss comes up;
     // but not forever, and never on an answer that waiting cannot change.
@@ -214,12 +222,23 @@ async fn serve_inner(
         }
     }
     let lag = tokio::spawn(poll_lag(js.clone(), counters.clone()));
+    if let Ok(mut expected) = counters.replicas.expected.lock() {
+        expected.clone_from(&config.replicas);
+    }
+    let listener = (!config.replicas.is_empty()).then(|| {
+        tokio::spawn(replica::listen(
+            js.client(),
+            ledger.origin().to_owned(),
+            counters.clone(),
+        ))
+    });
     let (head_tx, head_rx) = watch::channel(ledger.head().size);
     let publisher = committed::CommittedPublisher {
         js: js.clone(),
         storage: ledger.storage().clone(),
         head: head_rx,
         counters: counters.clone(),
+        catch_up: config.catch_up,
     };
     let publisher = tokio::spawn(publisher.run(drain_timeout));
     let validator = Arc::new(Validator::new(config.limits));
@@ -238,6 +257,8 @@ async fn serve_inner(
         late_copies: Vec::new(),
         unsettled: Default::default(),
         last_input: None,
+        redactions: Default::default(),
+        erase_error: None,
     };
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());
@@ -262,6 +283,9 @@ async fn serve_inner(
     };
     let (written, published) = tokio::join!(writer.run(stop), watcher);
     lag.abort();
+    if let Some(listener) = listener {
+        listener.abort();
+    }
     match published {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
@@ -271,6 +295,50 @@ async fn serve_inner(
             )));
         }
     }
+    written
+}
+
+/// A replica: the writer alone on EVENTS (it sends nothing: see [`replica`]), beside the task
+/// that compares this ledger with the primary's checkpoints. It does not create or change the
+/// streams (the primary owns them); it waits for EVENTS as the writer waits for any outage.
+async fn serve_replica(
+    js: jetstream::Context,
+    ledger: Ledger<SledStorage>,
+    config: WriterConfig,
+    replica: ReplicaConfig,
+    counters: Arc<Counters>,
+    commands: Option<mpsc::Receiver<WriterCommand>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IngestError> {
+    let lag = tokio::spawn(poll_lag(js.clone(), counters.clone()));
+    let (head_tx, head_rx) = watch::channel(ledger.head().size);
+    let checker = tokio::spawn(replica::check_primary(
+        js.clone(),
+        ledger.reader(),
+        replica,
+        counters.clone(),
+        head_rx,
+    ));
+    let writer = writer::Writer {
+        js,
+        reader: Some(ledger.reader()),
+        finished: watch::channel(0).0,
+        ledger: Some(ledger),
+        validator: Arc::new(Validator::new(config.limits)),
+        config,
+        counters,
+        head: head_tx,
+        settling: tokio::task::JoinSet::new(),
+        commands,
+        late_copies: Vec::new(),
+        unsettled: Default::default(),
+        last_input: None,
+        redactions: Default::default(),
+        erase_error: None,
+    };
+    let written = writer.run(shutdown).await;
+    lag.abort();
+    checker.abort();
     written
 }
 

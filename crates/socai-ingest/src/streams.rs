@@ -12,7 +12,8 @@ use async_nats::jetstream::{self, stream};
 use socai_wire::kv::{METRICS_BUCKET, METRICS_STREAM, kv_subject};
 use socai_wire::stream::{CHECKPOINTS, COMMITTED, EVENTS, REJECTED};
 use socai_wire::subject::{
-    CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REJECTED_PREFIX, SYNC_PREFIX,
+    CHECKPOINT_SUBJECT, COMMITTED_SUBJECT, EVENTS_PREFIX, REDACTIONS_SUBJECT, REJECTED_PREFIX,
+    SYNC_PREFIX,
 };
 
 use crate::IngestError;
@@ -71,10 +72,14 @@ impl StreamSettings {
         stream::Config {
             name: EVENTS.into(),
             description: Some(
-                "agency dossier events, dvc.events.<agency>.<type>, and portal sync bodies, dvc.sync.<agency>"
+                "agency dossier events, dvc.events.<agency>.<type>, portal sync bodies, dvc.sync.<agency>, and the ledger's redaction requests, dvc.ledger.redactions"
                     .into(),
             ),
-            subjects: vec![format!("{EVENTS_PREFIX}.*.>"), format!("{SYNC_PREFIX}.*")],
+            subjects: vec![
+                format!("{EVENTS_PREFIX}.*.>"),
+                format!("{SYNC_PREFIX}.*"),
+                REDACTIONS_SUBJECT.into(),
+            ],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::New,

@@ -88,8 +88,98 @@ fn gauge(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+}
+
+/// One gauge per replica (on a primary), labelled with its name.
+fn replica_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(String, f64)],
+) -> Result<(), std::fmt::Error> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (replica, value) in values {
+        let label = ReplicaLabel {
+            replica: replica.clone(),
+        };
+        ConstGauge::new(*value).encode(family.encode_family(&label)?)?;
+    }
+    Ok(())
+}
+
+impl CountersCollector {
+    /// A replica's own comparison, or (on a primary) what each replica reported.
+    fn encode_replicas(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let board = &self.0.replicas;
+        if let Some(own) = board.own.lock().ok().and_then(|o| o.clone()) {
+            gauge(
+                e,
+                "socai_replica_agreed_size",
+                "Largest size of a primary checkpoint whose root this replica has the same",
+                own.agreed_size as f64,
+            )?;
+            gauge(
+                e,
+                "socai_replica_primary_size",
+                "Largest size of a checkpoint the primary published",
+                own.primary_size as f64,
+            )?;
+            gauge(
+                e,
+                "socai_replica_checked_checkpoints",
+                "Checkpoints of the primary compared with this replica since it started",
+                own.checked as f64,
+            )?;
+            gauge(
+                e,
+                "socai_replica_diverged_size",
+                "First size at which this replica differs from the primary (0: none; anything else needs an operator, see /readyz)",
+                own.diverged_at.unwrap_or(0) as f64,
+            )?;
+        }
+        let reports: Vec<_> = board
+            .reports
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        let each = |f: &dyn Fn(&crate::ReplicaReport) -> f64| -> Vec<(String, f64)> {
+            reports.iter().map(|r| (r.replica.clone(), f(r))).collect()
+        };
+        replica_gauge(
+            e,
+            "socai_replica_events_cursor",
+            "The EVENTS cursor each ledger replica last reported having stored",
+            &each(&|r| r.events_cursor as f64),
+        )?;
+        replica_gauge(
+            e,
+            "socai_replica_entries",
+            "Entries in each ledger replica, as it last reported",
+            &each(&|r| r.size as f64),
+        )?;
+        replica_gauge(
+            e,
+            "socai_replica_reported_diverged_size",
+            "First size at which a replica found itself different from this ledger (0: none)",
+            &each(&|r| r.diverged_at.unwrap_or(0) as f64),
+        )
+    }
+}
+
 impl Collector for CountersCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_replicas(&mut e)?;
         let c = &self.0;
         counter(
             &mut e,

@@ -29,7 +29,8 @@ use socai_store::{
     AppendOutcome, Ledger, LedgerError, LedgerReader, SledStorage, SourceCursor, Storage,
 };
 use socai_wire::subject::{
-    event_subject, parse_event_subject, parse_sync_subject, receipts_subject, rejected_subject,
+    REDACTIONS_SUBJECT, event_subject, parse_event_subject, parse_sync_subject, receipts_subject,
+    rejected_subject,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -49,6 +50,16 @@ pub struct WriterConfig {
     pub max_future_skew: jiff::SignedDuration,
     /// Sign a checkpoint at least this often while new entries arrive.
     pub checkpoint_interval: Duration,
+    /// Run as a replica of another ledger (see [`crate::replica`]): send nothing.
+    pub replica: Option<crate::ReplicaConfig>,
+    /// On a primary: the replicas (by name) that must have read an EVENTS message before the
+    /// erasure of a redacted event may delete it.
+    pub replicas: Vec<String>,
+    /// A promoted replica's first run: COMMITTED may be ahead of this ledger for a while.
+    pub catch_up: bool,
+    /// Test only (debug builds): the event read from this EVENTS seq is altered before it is
+    /// appended, as a bug or a tampered machine would (the replicas' divergence test).
+    pub forge_source_seq: Option<u64>,
 }
 
 impl Default for WriterConfig {
@@ -59,6 +70,10 @@ impl Default for WriterConfig {
             limits: Limits::default(),
             max_future_skew: jiff::SignedDuration::from_hours(24),
             checkpoint_interval: Duration::from_secs(10),
+            replica: None,
+            replicas: Vec::new(),
+            catch_up: false,
+            forge_source_seq: None,
         }
     }
 }
@@ -88,16 +103,35 @@ const REJECT_RETRY_MAX: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub enum WriterCommand {
     /// Erase the personal data of event `id` and record why and by whom (see
-    /// `Ledger::redact`), then sign a checkpoint covering the redaction entry.
+    /// `Ledger::redact`), then sign a checkpoint covering the redaction entry. The request goes
+    /// through EVENTS (`dvc.ledger.redactions`) and is applied where it lands there, with that
+    /// message's time as the redaction's: every ledger reading EVENTS (replicas too) applies it
+    /// at the same place.
     Redact {
         id: String,
         reason: String,
         by: String,
-        /// When the redaction was asked for (RFC 3339 UTC): the redaction entry's time.
-        at: String,
         reply: oneshot::Sender<Result<Redacted, LedgerError>>,
     },
 }
+
+/// A redaction request as it travels in EVENTS.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RedactionRequest {
+    id: String,
+    reason: String,
+    by: String,
+}
+
+/// What the source hands the writer, in stream order.
+enum Work {
+    Batch(Validated),
+    /// A redaction request read from EVENTS: applied alone, between the batches around it.
+    Redaction(Input),
+}
+
+/// How long the writer waits for EVENTS to store a redaction request.
+const REDACTION_PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 /// A redaction done: which event, and where its record is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -506,6 +540,10 @@ pub(crate) struct Writer {
     pub unsettled: Unsettled,
     /// The last message of the last batch committed: the first predecessor of the next batch.
     pub last_input: Option<SourceCursor>,
+    /// Redaction requests this writer put into EVENTS, by EVENTS seq: answered when read back.
+    pub redactions: HashMap<u64, oneshot::Sender<Result<Redacted, LedgerError>>>,
+    /// The last reason erasing NATS copies failed, logged once.
+    pub erase_error: Option<String>,
 }
 
 /// How long to wait before retrying after NATS failed us.
@@ -561,8 +599,8 @@ impl Writer {
     fn spawn_source(
         &self,
         position: Position,
-    ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Validated>) {
-        let (tx, rx) = mpsc::channel::<Validated>(1);
+    ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Work>) {
+        let (tx, rx) = mpsc::channel::<Work>(1);
         let mut source = EventsSource::new(
             self.js.clone(),
             self.config.streams.consumer.clone(),
@@ -587,35 +625,59 @@ impl Writer {
                         continue;
                     }
                 };
-                if chunk.iter().any(|i| parse_sync_subject(&i.0).is_some())
-                    && finished.wait_for(|&done| done >= sent).await.is_err()
-                {
-                    return;
+                // A redaction request splits the chunk: it is applied alone, after everything
+                // before it in the stream and before everything after.
+                let mut segments: Vec<Result<Vec<Input>, Input>> = Vec::new();
+                for input in chunk {
+                    if input.0 == REDACTIONS_SUBJECT {
+                        segments.push(Err(input));
+                    } else if let Some(Ok(last)) = segments.last_mut() {
+                        last.push(input);
+                    } else {
+                        segments.push(Ok(vec![input]));
+                    }
                 }
-                sent += 1;
-                let validator = validator.clone();
-                let reader = reader.clone();
-                let validated = match tokio::task::spawn_blocking(move || {
-                    validate(&validator, skew, chunk, reader.as_ref())
-                })
-                .await
-                {
-                    Ok(Ok(validated)) => validated,
-                    Ok(Err(e)) => {
-                        // Nothing of the chunk is decided; the writer stops and the next start
-                        // reads it again.
-                        tracing::error!(error = %e, "cannot map a sync body: the ledger's own history cannot be read; stopping the EVENTS reader (check the data dir's disk, then restart `socai serve`)");
+                for segment in segments {
+                    let chunk = match segment {
+                        Ok(chunk) => chunk,
+                        Err(redaction) => {
+                            sent += 1;
+                            if tx.send(Work::Redaction(redaction)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    if chunk.iter().any(|i| parse_sync_subject(&i.0).is_some())
+                        && finished.wait_for(|&done| done >= sent).await.is_err()
+                    {
                         return;
                     }
-                    Err(_) => {
-                        tracing::error!(
-                            "validating a batch failed (a bug); stopping the EVENTS reader"
-                        );
+                    sent += 1;
+                    let validator = validator.clone();
+                    let reader = reader.clone();
+                    let validated = match tokio::task::spawn_blocking(move || {
+                        validate(&validator, skew, chunk, reader.as_ref())
+                    })
+                    .await
+                    {
+                        Ok(Ok(validated)) => validated,
+                        Ok(Err(e)) => {
+                            // Nothing of the chunk is decided; the writer stops and the next start
+                            // reads it again.
+                            tracing::error!(error = %e, "cannot map a sync body: the ledger's own history cannot be read; stopping the EVENTS reader (check the data dir's disk, then restart `socai serve`)");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::error!(
+                                "validating a batch failed (a bug); stopping the EVENTS reader"
+                            );
+                            return;
+                        }
+                    };
+                    if tx.send(Work::Batch(validated)).await.is_err() {
                         return;
                     }
-                };
-                if tx.send(validated).await.is_err() {
-                    return;
                 }
             }
         });
@@ -628,7 +690,9 @@ impl Writer {
         checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Copies of redacted events left by a crash or a redaction made without NATS.
         self.erase_copies_now().await?;
-        crate::streams::remove_legacy_consumer(&self.js, &self.config.streams).await;
+        if self.config.replica.is_none() {
+            crate::streams::remove_legacy_consumer(&self.js, &self.config.streams).await;
+        }
         let (source, mut batches) = self.spawn_source(self.start_position()?);
         let source = AbortOnDrop(source);
         let result = loop {
@@ -641,11 +705,13 @@ impl Writer {
                         break Err(e);
                     }
                 }
-                batch = batches.recv() => {
-                    let Some(batch) = batch else {
-                        break Err(IngestError::Nats("the EVENTS reader stopped".into()));
+                work = batches.recv() => {
+                    let done = match work {
+                        None => break Err(IngestError::Nats("the EVENTS reader stopped".into())),
+                        Some(Work::Batch(batch)) => self.process(batch).await,
+                        Some(Work::Redaction(input)) => self.apply_redaction(input).await,
                     };
-                    if let Err(e) = self.process(batch).await {
+                    if let Err(e) = done {
                         break Err(e);
                     }
                 }
@@ -697,71 +763,169 @@ impl Writer {
             .ok_or_else(|| IngestError::Ledger("the ledger was lost by a failed task".into()))
     }
 
-    /// Runs a command in a commit of its own. A failed commit poisons the ledger: the command
-    /// is answered with the error and the writer stops.
+    /// Runs a command. A redaction is checked against the ledger, then put into EVENTS
+    /// (`dvc.ledger.redactions`); it is applied, and answered, when the source reads it back
+    /// ([`Writer::apply_redaction`]).
     async fn execute(&mut self, cmd: WriterCommand) -> Result<(), IngestError> {
         match cmd {
             WriterCommand::Redact {
                 id,
                 reason,
                 by,
-                at,
                 reply,
             } => {
+                if self.config.replica.is_some() {
+                    let _ = reply.send(Err(LedgerError::Unavailable(
+                        "this ledger is a replica: redact on the primary (the redaction reaches every replica through EVENTS)".into(),
+                    )));
+                    return Ok(());
+                }
+                // What can be refused now is refused now, without a message in EVENTS.
+                if let Err(e) = self.redaction_precheck(&id) {
+                    let _ = reply.send(Err(e));
+                    return Ok(());
+                }
+                let body = serde_json::to_vec(&RedactionRequest { id, reason, by }).expect("JSON");
+                let msg = PublishMessage::build()
+                    .payload(body.into())
+                    .message_id(format!(
+                        "socai-redaction-{}",
+                        jiff::Timestamp::now().as_nanosecond()
+                    ));
+                let stored = tokio::time::timeout(REDACTION_PUBLISH_WAIT, async {
+                    self.js
+                        .send_publish(REDACTIONS_SUBJECT, msg)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|_| Err("no answer".into()));
+                match stored {
+                    Ok(ack) => {
+                        self.redactions.insert(ack.sequence, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(LedgerError::Unavailable(format!(
+                            "EVENTS did not take the redaction request ({e}); nothing was redacted: retry once nats-server answers"
+                        ))));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuses a redaction the ledger cannot make (unknown or ambiguous id, nothing to redact).
+    fn redaction_precheck(&self, id: &str) -> Result<(), LedgerError> {
+        let ledger = self.ledger.as_ref().ok_or_else(|| {
+            LedgerError::Unavailable("the ledger was lost by a failed task".into())
+        })?;
+        let seq = ledger.seq_of(id)?;
+        if ledger.personal(seq)?.is_none() {
+            let entry = ledger.entry(seq)?;
+            let key = socai_store::EventKey::new(
+                entry.event["agency"].as_str().unwrap_or_default(),
+                entry.event_id(),
+            );
+            return Err(LedgerError::NothingToRedact {
+                id: entry.event_id().to_owned(),
+                seq,
+                already: ledger.is_redacted(&key)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a redaction request read from EVENTS, in a commit of its own, at its place in the
+    /// stream and with its message's time (so every ledger reading EVENTS writes the same
+    /// entry), signs a checkpoint covering it and, on a primary, erases NATS's copies of the
+    /// event; then answers the request if this writer made it. A request the ledger cannot
+    /// apply (read again after a crash: already redacted) leaves no entry, on every ledger
+    /// alike. A failed commit poisons the ledger and stops the writer.
+    async fn apply_redaction(&mut self, input: Input) -> Result<(), IngestError> {
+        let (_, payload, stream_seq, published) = &input;
+        let stream_seq = *stream_seq;
+        let reply = self.redactions.remove(&stream_seq);
+        let at = format!("{published:.3}");
+        let mut poisoned = false;
+        let mut result = match serde_json::from_slice::<RedactionRequest>(payload) {
+            Err(e) => Err(LedgerError::InvalidRedaction(format!(
+                "the redaction request at EVENTS seq {stream_seq} does not parse: {e}"
+            ))),
+            Ok(request) => {
                 let mut ledger = self.ledger()?;
                 let (ledger, result) = tokio::task::spawn_blocking(move || {
-                    let result = ledger.redact(&id, &reason, &by, &at).and_then(
-                        |(target_seq, redaction_seq)| {
+                    let result = ledger
+                        .redact(&request.id, &request.reason, &request.by, &at)
+                        .and_then(|(target_seq, redaction_seq)| {
                             let signed = ledger.checkpoint()?;
                             Ok(Redacted {
-                                id,
+                                id: request.id,
                                 target_seq,
                                 redaction_seq,
                                 tree_size: signed.checkpoint.size,
                                 copies_erased: 0,
                                 copies_pending: true,
                             })
-                        },
-                    );
+                        });
                     (ledger, result)
                 })
                 .await
                 .map_err(|e| IngestError::Ledger(format!("redaction task failed: {e}")))?;
-                let poisoned = ledger.is_poisoned();
+                poisoned = ledger.is_poisoned();
                 self.after_commit(&ledger);
                 self.ledger = Some(ledger);
-                let mut result = result;
-                let mut erase_failed = None;
-                if let Ok(done) = &mut result {
-                    // Erase NATS's copies before answering: once told "redacted", nothing
-                    // socai or its nats-server controls holds the plaintext. The redaction is
-                    // committed either way, so it is answered even if this fails.
-                    let (erased, left) = match self.erase_copies_now().await {
-                        Ok(counts) => counts,
-                        Err(e) => {
-                            erase_failed = Some(e);
-                            (0, 1)
-                        }
-                    };
-                    done.copies_erased = erased;
-                    done.copies_pending = left > 0;
-                    tracing::info!(
-                        target_seq = done.target_seq,
-                        redaction_seq = done.redaction_seq,
-                        copies_erased = erased,
-                        copies_pending = done.copies_pending,
-                        "personal data redacted"
-                    );
-                }
-                let _ = reply.send(result);
-                if let Some(e) = erase_failed {
-                    return Err(e);
-                }
-                if poisoned {
-                    return Err(IngestError::Ledger("the redaction's commit failed".into()));
-                }
-                Ok(())
+                result
             }
+        };
+        // The message is finished: the cursor may pass it once what comes before is settled.
+        self.last_input = Some(cursor_of(&input));
+        self.counters.events_cursor.store(stream_seq, Relaxed);
+        self.finished.send_modify(|n| *n += 1);
+        if poisoned {
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            return Err(IngestError::Ledger("the redaction's commit failed".into()));
+        }
+        self.store_settled_cursor().await?;
+        let mut erase_failed = None;
+        match &mut result {
+            Ok(done) => {
+                // Erase NATS's copies before answering: once told "redacted", nothing socai or
+                // its nats-server controls holds the plaintext (unless a replica has yet to read
+                // a copy: then it goes once the replica has). The redaction is committed either
+                // way, so it is answered even if this fails.
+                let (erased, left) = match self.erase_copies_now().await {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        erase_failed = Some(e);
+                        (0, 1)
+                    }
+                };
+                done.copies_erased = erased;
+                done.copies_pending = left > 0;
+                tracing::info!(
+                    target_seq = done.target_seq,
+                    redaction_seq = done.redaction_seq,
+                    stream_seq,
+                    copies_erased = erased,
+                    copies_pending = done.copies_pending,
+                    "personal data redacted"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(stream_seq, error = %e, "a redaction request in EVENTS was not applied");
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+        match erase_failed {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -825,16 +989,28 @@ impl Writer {
             return Ok((0, 0));
         };
         let storage = ledger.storage();
-        let read_up_to = storage
-            .source_cursor()
-            .map_err(|e| IngestError::Ledger(e.to_string()))?
-            .unwrap_or(0);
         let pending = storage
             .erasures_pending()
             .map_err(|e| IngestError::Ledger(e.to_string()))?;
         if pending.is_empty() {
             return Ok((0, 0));
         }
+        // A replica erases nothing on NATS: the primary does, once every replica has read the
+        // copies. Its marks stay (a promoted replica erases what is left).
+        if self.config.replica.is_some() {
+            return Ok((0, pending.len()));
+        }
+        let own = storage
+            .source_cursor()
+            .map_err(|e| IngestError::Ledger(e.to_string()))?
+            .unwrap_or(0);
+        let (read_up_to, bound) = match self.counters.replicas.erasure_floor() {
+            Ok(Some((floor, name))) if floor < own => {
+                (floor, format!("the cursor replica {name} has stored"))
+            }
+            Ok(_) => (own, "the ledger's stored cursor".to_owned()),
+            Err(why) => (0, why),
+        };
         let mut work = Vec::with_capacity(pending.len());
         for event in pending {
             let copies = storage
@@ -867,6 +1043,7 @@ impl Writer {
                 dossier.as_deref(),
                 &copies,
                 read_up_to,
+                &bound,
             )
             .await
             {
@@ -875,19 +1052,31 @@ impl Writer {
                     done.push(event);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        error = %e,
-                        agency = %event.agency,
-                        id = %event.id,
-                        "cannot erase a redacted event's copies on NATS yet; retrying at the next checkpoint interval"
-                    );
+                    // Said once per reason (a replica that is down would repeat it every tick).
+                    if self.erase_error.as_ref() != Some(&e) {
+                        tracing::warn!(
+                            error = %e,
+                            agency = %event.agency,
+                            id = %event.id,
+                            "cannot erase a redacted event's copies on NATS yet; retrying at every checkpoint interval"
+                        );
+                        self.erase_error = Some(e);
+                    }
                     // NATS is likely down or slow: leave the rest for the next try too.
                     break;
                 }
             }
         }
         let left = total - done.len();
+        if left == 0 {
+            self.erase_error = None;
+        }
         if !done.is_empty() {
+            tracing::info!(
+                events = done.len(),
+                messages = erased,
+                "erased the NATS copies of redacted events"
+            );
             self.commit_marks(move |l| l.mark_erased(done)).await?;
         }
         Ok((erased, left))
@@ -957,6 +1146,15 @@ impl Writer {
             }
             cursor
         };
+        let mut events = events;
+        if let Some(n) = self.config.forge_source_seq {
+            for (event, _) in events.iter_mut().zip(&sources).filter(|(_, s)| **s == n) {
+                tracing::warn!(id = %event.id, stream_seq = n, "test fault: forging the event");
+                if let Some(data) = event.data.as_object_mut() {
+                    data.insert("forged".into(), serde_json::Value::Bool(true));
+                }
+            }
+        }
         let mut ledger = self.ledger()?;
         let started = std::time::Instant::now();
         let (ledger, events, outcomes) = tokio::task::spawn_blocking(move || {
@@ -1066,6 +1264,7 @@ impl Writer {
             self.settling.join_next().await;
         }
         let settler = Settler {
+            replica: self.config.replica.is_some(),
             js: self.js.clone(),
             counters: self.counters.clone(),
             unsettled: self.unsettled.clone(),
@@ -1101,6 +1300,8 @@ impl Drop for AbortOnDrop {
 /// What the settle stage needs: a handle on NATS, the counters, the unsettled rejections, the
 /// log's key.
 struct Settler {
+    /// A replica sends nothing: no REJECTED copies, no receipts.
+    replica: bool,
     js: jetstream::Context,
     counters: Arc<Counters>,
     unsettled: Unsettled,
@@ -1128,6 +1329,9 @@ impl Settler {
 
     /// Signs and sends the commit's receipts (see [`receipts_of`]).
     async fn send_receipts(&self, answer: &Answer) -> Result<(), String> {
+        if self.replica {
+            return Ok(());
+        }
         let mut receipts = receipts_of(answer, || {
             self.signer
                 .sign(&Checkpoint {
@@ -1187,33 +1391,36 @@ impl Settler {
             id.as_deref(),
             &published.to_string(),
         );
-        let mut pause = Duration::from_millis(100);
-        let give_up = tokio::time::Instant::now() + REJECT_RETRY_FOR;
-        loop {
-            let copy = PublishMessage::build()
-                .payload(payload.clone())
-                .headers(headers.clone());
-            let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
-                Ok(ack) => ack
-                    .into_future()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match stored {
-                Ok(()) => break,
-                Err(e) if tokio::time::Instant::now() >= give_up => {
-                    // Left unsettled: the stored cursor stays before this message, so the next
-                    // start reads and rejects it again.
-                    tracing::error!(error = %e, stream_seq, "cannot store a rejection on REJECTED; giving up for this run (the EVENTS cursor stays before it, so the next start rejects it again): check REJECTED's limits and nats-server");
-                    return;
-                }
-                Err(e) => {
-                    self.counters.rejection_retries.fetch_add(1, Relaxed);
-                    tracing::warn!(error = %e, stream_seq, "cannot store a rejection on REJECTED yet; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(REJECT_RETRY_MAX);
+        // A replica keeps no REJECTED copies (the primary does).
+        if !self.replica {
+            let mut pause = Duration::from_millis(100);
+            let give_up = tokio::time::Instant::now() + REJECT_RETRY_FOR;
+            loop {
+                let copy = PublishMessage::build()
+                    .payload(payload.clone())
+                    .headers(headers.clone());
+                let stored = match self.js.send_publish(rejected_subject(subject), copy).await {
+                    Ok(ack) => ack
+                        .into_future()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match stored {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() >= give_up => {
+                        // Left unsettled: the stored cursor stays before this message, so the next
+                        // start reads and rejects it again.
+                        tracing::error!(error = %e, stream_seq, "cannot store a rejection on REJECTED; giving up for this run (the EVENTS cursor stays before it, so the next start rejects it again): check REJECTED's limits and nats-server");
+                        return;
+                    }
+                    Err(e) => {
+                        self.counters.rejection_retries.fetch_add(1, Relaxed);
+                        tracing::warn!(error = %e, stream_seq, "cannot store a rejection on REJECTED yet; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(REJECT_RETRY_MAX);
+                    }
                 }
             }
         }

@@ -5,6 +5,9 @@
 //! <dir>/checkpoint.key    checkpoint signing key, C2SP signed-note private key text (mode 0600)
 //! <dir>/checkpoint.vkey   its verifier key text: hand this to auditors
 //! <dir>/salt.key          the ledger salt key for personal-data commitments, hex (mode 0600)
+//! <dir>/replica-of        only on a ledger replica: the origin of the primary it copies
+//! <dir>/replica-diverged  only on a replica found to differ from its primary: the first
+//!                         differing size and why (refuses promotion)
 //! ```
 
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -104,6 +107,36 @@ impl DataDir {
         // The signing key last: its presence marks the directory as initialised.
         write_private(&self.key_path(), &format!("{skey}\n"))?;
         Ok(vkey)
+    }
+
+    /// Creates the directory with a copy of `primary`'s keys (signing key, verifier key, salt
+    /// key), for a ledger replica: the same salt key gives the same entries, the same signing
+    /// key lets the replica be promoted. Refuses to overwrite an initialised directory.
+    pub fn init_from(&self, primary: &DataDir) -> Result<String, DataDirError> {
+        if self.is_initialised() {
+            return Err(DataDirError::AlreadyInitialised(self.root.clone()));
+        }
+        // Both keys must read before anything is written.
+        let signer = primary.signer()?;
+        primary.salt_key()?;
+        let salt = primary.read(&primary.salt_path())?;
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        write_private(&self.salt_path(), &salt)?;
+        std::fs::write(self.vkey_path(), format!("{}\n", signer.vkey()))
+            .map_err(io(&self.vkey_path()))?;
+        let skey = primary.read(&primary.key_path())?;
+        write_private(&self.key_path(), &format!("{skey}\n"))?;
+        Ok(signer.vkey())
+    }
+
+    /// On a replica: the file naming the primary's origin.
+    pub fn replica_marker_path(&self) -> PathBuf {
+        self.root.join("replica-of")
+    }
+
+    /// On a replica found to differ from its primary: the file saying where.
+    pub fn diverged_marker_path(&self) -> PathBuf {
+        self.root.join("replica-diverged")
     }
 
     fn read(&self, path: &Path) -> Result<String, DataDirError> {

@@ -58,6 +58,10 @@ pub enum LedgerError {
         "an earlier commit failed, so this writer stopped; restart it to reopen the ledger from disk"
     )]
     Poisoned,
+    /// Not possible now (NATS did not answer, or this ledger is a replica); the message says
+    /// what to do.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;

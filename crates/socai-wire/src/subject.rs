@@ -16,6 +16,20 @@ pub const REJECTED_PREFIX: &str = "dvc.rejected";
 pub const COMMITTED_SUBJECT: &str = "dvc.ledger.committed";
 /// Every new signed checkpoint note.
 pub const CHECKPOINT_SUBJECT: &str = "dvc.ledger.checkpoint";
+/// Redaction requests, captured by EVENTS so that every ledger reading the stream (the primary and
+/// its replicas) applies each at the same place among the events, with the message's time as the
+/// redaction's time. Only the ledger user may publish under `dvc.ledger.>`.
+pub const REDACTIONS_SUBJECT: &str = "dvc.ledger.redactions";
+/// Prefix of the ledger replicas' status messages, `dvc.ledger.replicas.<name>` (core NATS).
+pub const REPLICAS_PREFIX: &str = "dvc.ledger.replicas";
+
+/// `dvc.ledger.replicas.<name>`: a ledger replica's status every few seconds (its head, root,
+/// EVENTS cursor and how far it agrees with the primary), read by the primary (which erases
+/// EVENTS copies of redacted events only once every configured replica has read past them).
+pub fn replica_subject(name: &str) -> String {
+    format!("{REPLICAS_PREFIX}.{name}")
+}
+
 /// Prefix of the live metric values, `dvc.metrics.<metric>.<scope token>`.
 pub const METRICS_PREFIX: &str = "dvc.metrics";
 /// Prefix of the receipts the ledger sends each agency after a commit's fsync,

@@ -65,6 +65,10 @@ pub enum Command {
         /// Log origin: the checkpoint's first line and the key name
         #[arg(long, default_value = "socai.example/ledger")]
         origin: String,
+        /// For a ledger replica: copy the keys (checkpoint.key, checkpoint.vkey, salt.key) of
+        /// this primary data dir instead of making new ones (the origin is the primary's)
+        #[arg(long, value_name = "PRIMARY_DATA_DIR", conflicts_with = "origin")]
+        keys_from: Option<PathBuf>,
     },
     /// Import events from a JSON Lines file (validates the whole file first; nothing half-written)
     Import {
@@ -189,6 +193,28 @@ pub enum Command {
         /// socai.toml): its submission URL, '=', its verifier key text
         #[arg(long = "witness", value_name = "URL=VKEY")]
         witnesses: Vec<String>,
+        /// Run as a ledger replica of the log ORIGIN (its checkpoints' first line): read the
+        /// same EVENTS, send nothing, compare every checkpoint the primary publishes with this
+        /// ledger and raise an alarm at the first differing size. The data dir needs the
+        /// primary's keys (`socai init --keys-from`)
+        #[arg(long, value_name = "ORIGIN", conflicts_with_all = ["promote", "replicas"])]
+        replica_of: Option<String>,
+        /// This replica's name, reported on dvc.ledger.replicas.<NAME> (letters, digits, - and _)
+        #[arg(
+            long,
+            value_name = "NAME",
+            default_value = "replica",
+            requires = "replica_of"
+        )]
+        replica_name: String,
+        /// Make this replica the primary (once, after the primary has stopped for good): it
+        /// takes over COMMITTED, checkpoints, receipts and erasure (README, "Ledger replicas")
+        #[arg(long)]
+        promote: bool,
+        /// A replica of this ledger (repeatable, besides [ingest] replicas in socai.toml): an
+        /// EVENTS copy of a redacted event is erased only once every one has read past it
+        #[arg(long = "replica", value_name = "NAME")]
+        replicas: Vec<String>,
     },
     /// A witness: cosigns the checkpoints of the logs it follows (C2SP tlog-witness), never two
     /// that are inconsistent with each other

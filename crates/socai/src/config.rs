@@ -12,6 +12,8 @@
 //! stream_replicas = 1              # 3 on a JetStream cluster (R3)
 //! duplicate_window_s = 120         # JetStream's msg-id dedup window
 //! consumer = "ledger"              # name of the ledger's EVENTS consumers; a replica uses its own
+//! replicas = []                    # ledger replicas' names (`serve --replica-of … --replica-name`):
+//!                                  # a redacted event's EVENTS copies wait until each has read them
 //!
 //! [metrics]                        # `socai project`
 //! flush_interval_ms = 100          # longest a changed value waits before it is published
@@ -196,6 +198,9 @@ pub struct Ingest {
     /// that older config files still load.
     pub ack_wait_s: Option<u64>,
     pub consumer: String,
+    /// The ledger replicas of this (primary) ledger, by name: an EVENTS copy of a redacted
+    /// event is erased only once each has read past it.
+    pub replicas: Vec<String>,
 }
 
 impl Default for Ingest {
@@ -209,6 +214,7 @@ impl Default for Ingest {
             duplicate_window_s: writer.streams.duplicate_window.as_secs(),
             ack_wait_s: None,
             consumer: writer.streams.consumer,
+            replicas: Vec::new(),
         }
     }
 }
@@ -407,6 +413,7 @@ impl Config {
         writer.streams.replicas = i.stream_replicas;
         writer.streams.duplicate_window = Duration::from_secs(i.duplicate_window_s);
         writer.streams.consumer = i.consumer.clone();
+        writer.replicas = i.replicas.clone();
         writer
     }
 

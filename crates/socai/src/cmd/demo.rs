@@ -73,7 +73,7 @@ fn run_once(g: &Global, events: u64) -> anyhow::Result<()> {
     let data = g.data_dir.display().to_string();
 
     step("1. init: a data dir with an Ed25519 checkpoint key and a salt key");
-    super::init(&g, "demo.socai.vn/ledger")?;
+    super::init(&g, "demo.socai.vn/ledger", None)?;
 
     step(&format!(
         "2. simulate {events} realistic dossier events (34 provinces and their communes); publish them over NATS; the ledger commits each once"

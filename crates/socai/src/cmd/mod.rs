@@ -20,9 +20,9 @@ use std::io::Write;
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Init { origin } => {
+        Command::Init { origin, keys_from } => {
             local_only(g, "init")?;
-            init(g, &origin)
+            init(g, &origin, keys_from.as_deref())
         }
         Command::Import { file, batch_size } => {
             local_only(g, "import")?;
@@ -96,7 +96,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             for_seconds,
             http,
             witnesses,
-        } => nats::serve(g, for_seconds, http.as_deref(), &witnesses),
+            replica_of,
+            replica_name,
+            promote,
+            replicas,
+        } => nats::serve(
+            g,
+            for_seconds,
+            http.as_deref(),
+            &witnesses,
+            &nats::Role {
+                replica_of,
+                replica_name,
+                promote,
+                replicas,
+            },
+        ),
         Command::Witness { action } => witness::run(action),
         Command::Publish {
             file,
@@ -471,9 +486,16 @@ pub fn not_found(err: LedgerError) -> anyhow::Error {
     }
 }
 
-fn init(g: &Global, origin: &str) -> anyhow::Result<()> {
+fn init(g: &Global, origin: &str, keys_from: Option<&std::path::Path>) -> anyhow::Result<()> {
     let dir = data_dir(g);
-    let vkey = dir.init(origin)?;
+    let (vkey, origin) = match keys_from {
+        Some(primary) => {
+            let primary = socai_store::DataDir::new(primary);
+            let vkey = dir.init_from(&primary)?;
+            (vkey, primary.signer()?.name().to_owned())
+        }
+        None => (dir.init(origin)?, origin.to_owned()),
+    };
     let config_path = g.data_dir.join(config::FILE_NAME);
     if !config_path.exists() {
         std::fs::write(&config_path, Config::default_text())

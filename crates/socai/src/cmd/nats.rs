@@ -54,15 +54,153 @@ pub(crate) fn shutdown_signal(
     })
 }
 
+/// What `socai serve` runs as: a primary (which replicas it waits for), a replica, or a
+/// replica being promoted.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    pub replica_of: Option<String>,
+    pub replica_name: String,
+    pub promote: bool,
+    pub replicas: Vec<String>,
+}
+
+/// A replica's name: a NATS subject token and part of a consumer name.
+fn check_replica_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "replica name {name:?}: use 1 to 32 letters, digits, '-' or '_' (it is a NATS subject token)"
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path` and makes it durable (file and directory).
+fn write_durable(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Settles the role against the data dir's replica marker and fills the writer's settings.
+fn apply_role(
+    g: &Global,
+    origin: &str,
+    role: &Role,
+    writer: &mut socai_ingest::WriterConfig,
+) -> anyhow::Result<()> {
+    let dir = super::data_dir(g);
+    let marker = dir.replica_marker_path();
+    let diverged = dir.diverged_marker_path();
+    let marked = match std::fs::read_to_string(&marker) {
+        Ok(text) => Some(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", marker.display())),
+    };
+    for name in &role.replicas {
+        check_replica_name(name)?;
+    }
+    writer.replicas.extend(role.replicas.iter().cloned());
+    writer.replicas.sort();
+    writer.replicas.dedup();
+    match (&role.replica_of, role.promote, marked) {
+        (Some(of), _, marked) => {
+            check_replica_name(&role.replica_name)?;
+            anyhow::ensure!(
+                of == origin,
+                "--replica-of {of:?}, but this data dir's keys are those of log {origin:?}: a replica needs a copy of its primary's keys (`socai init --data-dir DIR --keys-from PRIMARY_DATA_DIR`, or copy checkpoint.key, checkpoint.vkey and salt.key into an empty data dir)"
+            );
+            if let Some(marked) = marked {
+                anyhow::ensure!(
+                    &marked == of,
+                    "{} says this data dir is a replica of {marked:?}, not {of:?}",
+                    marker.display()
+                );
+            } else {
+                write_durable(&marker, &format!("{of}\n"))?;
+            }
+            writer.streams.consumer =
+                format!("{}-replica-{}", writer.streams.consumer, role.replica_name);
+            writer.replicas.clear();
+            writer.replica = Some(socai_ingest::ReplicaConfig {
+                name: role.replica_name.clone(),
+                origin: of.clone(),
+                diverged_marker: Some(diverged),
+            });
+        }
+        (None, true, Some(of)) => {
+            if let Ok(text) = std::fs::read_to_string(&diverged) {
+                anyhow::bail!(
+                    "cannot promote: this replica's entries differ from its primary's ({}: {}). Promote another replica, or rebuild this one from an empty data dir (`socai init --keys-from`) and let it catch up",
+                    diverged.display(),
+                    text.lines().skip(1).collect::<Vec<_>>().join(" ")
+                );
+            }
+            std::fs::remove_file(&marker)
+                .with_context(|| format!("removing {}", marker.display()))?;
+            if let Some(dir) = marker.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            tracing::warn!(
+                primary = %of,
+                "promoted: this ledger is the primary now (it publishes COMMITTED, checkpoints and receipts, and erases NATS copies of redacted events); the old primary must never run again on its data dir"
+            );
+            writer.catch_up = true;
+        }
+        (None, true, None) => anyhow::bail!(
+            "--promote: this data dir is not a ledger replica (it has no replica-of file); a primary needs no promotion"
+        ),
+        (None, false, Some(of)) => anyhow::bail!(
+            "this data dir is a replica of {of:?} ({}): run it with `socai serve --replica-of {of}`, or, once the primary has stopped for good, make it the primary with `socai serve --promote` (README, \"Ledger replicas\")",
+            marker.display()
+        ),
+        (None, false, None) => {}
+    }
+    Ok(())
+}
+
+/// `SOCAI_TEST_FORGE_EVENTS_SEQ`: the replicas' divergence test makes a ledger forge the event
+/// of one EVENTS seq (debug builds only).
+fn forge_fault() -> anyhow::Result<Option<u64>> {
+    match std::env::var("SOCAI_TEST_FORGE_EVENTS_SEQ") {
+        Err(_) => Ok(None),
+        Ok(text) => {
+            anyhow::ensure!(
+                cfg!(debug_assertions),
+                "SOCAI_TEST_FORGE_EVENTS_SEQ={text:?} is set, but this is a release build: test faults exist only in debug builds (the tests'); unset it"
+            );
+            let seq = text.trim().parse().with_context(|| {
+                format!("SOCAI_TEST_FORGE_EVENTS_SEQ={text:?}: expected an EVENTS seq")
+            })?;
+            tracing::warn!(
+                seq,
+                "SOCAI_TEST_FORGE_EVENTS_SEQ is set: this ledger forges an event on purpose (tests only)"
+            );
+            Ok(Some(seq))
+        }
+    }
+}
+
 pub fn serve(
     g: &Global,
     for_seconds: Option<u64>,
     http: Option<&str>,
     witnesses: &[String],
+    role: &Role,
 ) -> anyhow::Result<()> {
     let (ledger, config) = super::open_ledger(g)?;
     let witnesses = config.witness_targets(witnesses)?;
-    let writer = config.writer();
+    let mut writer = config.writer();
+    apply_role(g, ledger.origin(), role, &mut writer)?;
+    writer.forge_source_seq = forge_fault()?;
     let api_config = config.api()?;
     let listen = http.unwrap_or(&config.http.listen).to_owned();
     let reader = ledger.reader();
@@ -149,7 +287,10 @@ pub fn serve(
             }
         }
         if waited_ms != u64::MAX {
-            tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, "serving");
+            match &writer.replica {
+                Some(r) => tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, replica = %r.name, primary = %r.origin, "serving as a replica"),
+                None => tracing::info!(ledger_size = size, consumer = %writer.streams.consumer, replicas = ?writer.replicas, "serving"),
+            }
             let stats = tokio::spawn(log_stats(counters.clone()));
             result = socai_ingest::serve(
                 js,

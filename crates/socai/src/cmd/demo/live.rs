@@ -169,7 +169,7 @@ pub fn run(g: &Global, opts: &Options) -> anyhow::Result<()> {
     }
     if !g.data_dir.join("checkpoint.vkey").is_file() {
         super::step("init: a data dir with an Ed25519 checkpoint key and a salt key");
-        crate::cmd::init(&g, ORIGIN)?;
+        crate::cmd::init(&g, ORIGIN, None)?;
     }
     state.save(&dir)?;
 

@@ -1,0 +1,460 @@
+//! Ledger replicas: a second ledger on another machine that reads the same EVENTS and must
+//! hold byte-identical entries (`socai serve --replica-of ORIGIN`).
+//!
+//! A replica runs the same writer as the primary on its own data dir (a copy of the primary's
+//! keys: the salt key makes the personal-data commitments, and so the entries, identical; the
+//! signing key lets it be promoted). It sends nothing agencies or workers read: no receipts, no
+//! REJECTED copies, no COMMITTED, no checkpoints on `dvc.ledger.checkpoint`, no erasure on NATS.
+//! Redactions reach it as they reach the primary, in EVENTS (`dvc.ledger.redactions`), so both
+//! apply each at the same place.
+//!
+//! Here:
+//! - [`check_primary`] (on a replica) reads every checkpoint the primary published on
+//!   CHECKPOINTS, verifies its signature, and compares its root with this ledger's root at the
+//!   same size once this ledger has reached it. A different root raises the alarm (log,
+//!   `/readyz`, Prometheus, and a file in the data dir that refuses promotion) naming the first
+//!   differing size, found by comparing this ledger's entries with the primary's on COMMITTED
+//!   between the last size that agreed and the one that did not.
+//! - It also reports this replica's state every [`REPORT_EVERY`] on
+//!   `dvc.ledger.replicas.<name>` ([`ReplicaReport`]).
+//! - [`listen`] (on the primary) keeps the latest report of each replica: the primary erases an
+//!   EVENTS copy of a redacted event only once every replica it was told about
+//!   (`socai serve --replica NAME`) has stored a cursor past it, or that replica would find a
+//!   hole where the event was and its entries would differ.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use socai_chain::checkpoint::CheckpointVerifier;
+use socai_chain::{Hash, tiles::split_entry_bundle};
+use socai_store::{LedgerReader, SledStorage, Storage};
+use socai_wire::header::SEQ as H_SEQ;
+use socai_wire::stream::{CHECKPOINTS, COMMITTED};
+use socai_wire::subject::{REPLICAS_PREFIX, replica_subject};
+use tokio::sync::watch;
+
+use crate::Counters;
+
+/// How often a replica reports its state (and looks for new checkpoints of the primary).
+pub const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// Checkpoints read from CHECKPOINTS per round.
+const ROUND_MAX: u64 = 1000;
+
+/// What makes a ledger a replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// Its name on `dvc.ledger.replicas.<name>` (and in the primary's `--replica NAME`).
+    pub name: String,
+    /// The origin (log name) of the primary's checkpoints.
+    pub origin: String,
+    /// A file written when the replica diverges: its presence refuses promotion.
+    pub diverged_marker: Option<PathBuf>,
+}
+
+/// A replica's state, as it reports it on `dvc.ledger.replicas.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaReport {
+    pub replica: String,
+    pub origin: String,
+    /// Entries in the replica's ledger.
+    pub size: u64,
+    /// Its root at `size`, hex.
+    pub root: String,
+    /// The EVENTS cursor the replica has stored: it has read every EVENTS message up to it.
+    pub events_cursor: u64,
+    /// The largest size of a primary checkpoint whose root this replica has the same.
+    pub agreed_size: u64,
+    /// Checkpoints of the primary compared so far (since the replica started).
+    pub checked: u64,
+    /// The primary's largest checkpoint size seen.
+    pub primary_size: u64,
+    /// The first size at which this replica's tree differs from the primary's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_at: Option<u64>,
+    /// What differs, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<String>,
+}
+
+/// Replica state shared with the HTTP API (`/readyz`, `/metrics`).
+#[derive(Debug, Default)]
+pub struct ReplicaBoard {
+    /// On a replica: its own latest state.
+    pub own: Mutex<Option<ReplicaReport>>,
+    /// On a primary: the replicas it waits for before erasing EVENTS copies.
+    pub expected: Mutex<Vec<String>>,
+    /// On a primary: each replica's latest report, by name.
+    pub reports: Mutex<BTreeMap<String, ReplicaReport>>,
+}
+
+impl ReplicaBoard {
+    /// This replica's divergence alarm, if raised.
+    pub fn divergence(&self) -> Option<(u64, String)> {
+        let own = self.own.lock().ok()?;
+        let own = own.as_ref()?;
+        Some((own.diverged_at?, own.divergence.clone()?))
+    }
+
+    /// The EVENTS seq up to which every expected replica has stored its cursor, with the name
+    /// of the replica furthest behind, or why none can be given yet (a replica that has not
+    /// reported).
+    pub fn erasure_floor(&self) -> Result<Option<(u64, String)>, String> {
+        let expected = self.expected.lock().map_err(|e| e.to_string())?.clone();
+        if expected.is_empty() {
+            return Ok(None);
+        }
+        let reports = self.reports.lock().map_err(|e| e.to_string())?;
+        let mut floor: Option<(u64, String)> = None;
+        for name in &expected {
+            match reports.get(name) {
+                Some(r) if floor.as_ref().is_none_or(|(f, _)| r.events_cursor < *f) => {
+                    floor = Some((r.events_cursor, name.clone()));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "replica {name} has not reported on {} since this ledger started (is it running? `socai serve --replica-of` with --replica-name {name})",
+                        replica_subject(name)
+                    ));
+                }
+            }
+        }
+        Ok(floor)
+    }
+}
+
+/// The primary side: keeps each replica's latest report (only those of this log).
+pub(crate) async fn listen(client: async_nats::Client, origin: String, counters: Arc<Counters>) {
+    let mut sub = loop {
+        match client.subscribe(format!("{REPLICAS_PREFIX}.*")).await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the replicas' reports; trying again");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    while let Some(msg) = sub.next().await {
+        let Ok(report) = serde_json::from_slice::<ReplicaReport>(&msg.payload) else {
+            tracing::warn!(subject = %msg.subject, "a replica report that does not parse: ignored");
+            continue;
+        };
+        if report.origin != origin {
+            continue;
+        }
+        let mut reports = counters.replicas.reports.lock().expect("replica reports");
+        let before = reports.get(&report.replica).and_then(|r| r.diverged_at);
+        if report.diverged_at.is_some() && before.is_none() {
+            tracing::error!(
+                replica = %report.replica,
+                first_differing_size = report.diverged_at,
+                divergence = report.divergence.as_deref().unwrap_or(""),
+                "a ledger replica's entries differ from this ledger's: find out which is wrong before anything else (README, \"Ledger replicas\")"
+            );
+        }
+        reports.insert(report.replica.clone(), report);
+    }
+}
+
+/// A checkpoint of the primary: its size and root.
+type Seen = BTreeMap<u64, Hash>;
+
+/// The replica side: compares the primary's checkpoints with this ledger and reports, until
+/// the task is dropped.
+pub(crate) async fn check_primary(
+    js: jetstream::Context,
+    reader: LedgerReader<SledStorage>,
+    config: ReplicaConfig,
+    counters: Arc<Counters>,
+    mut head: watch::Receiver<u64>,
+) {
+    let mut state = Checker {
+        js,
+        verifier: reader.verifier().clone(),
+        reader,
+        config,
+        counters,
+        next: 1,
+        pending: Seen::new(),
+        agreed: 0,
+        checked: 0,
+        primary_size: 0,
+        diverged: None,
+    };
+    // A divergence found before a restart stays: entries are never rewritten.
+    if let Some(marker) = &state.config.diverged_marker
+        && let Ok(text) = std::fs::read_to_string(marker)
+    {
+        let at = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        state.diverged = Some((at, text.lines().skip(1).collect::<Vec<_>>().join(" ")));
+    }
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Err(e) = state.read_checkpoints().await {
+            tracing::warn!(error = %e, "cannot read the primary's checkpoints yet; trying again");
+        }
+        if let Err(e) = state.compare().await {
+            tracing::warn!(error = %e, "cannot compare with the primary's checkpoints yet; trying again");
+        }
+        state.report().await;
+    }
+}
+
+struct Checker {
+    js: jetstream::Context,
+    reader: LedgerReader<SledStorage>,
+    verifier: CheckpointVerifier,
+    config: ReplicaConfig,
+    counters: Arc<Counters>,
+    /// The next CHECKPOINTS stream seq to read.
+    next: u64,
+    /// The primary's checkpoints this ledger has not reached yet.
+    pending: Seen,
+    agreed: u64,
+    checked: u64,
+    primary_size: u64,
+    /// (first differing size, what differs).
+    diverged: Option<(u64, String)>,
+}
+
+impl Checker {
+    /// Reads the checkpoints the primary published since the last round.
+    async fn read_checkpoints(&mut self) -> Result<(), String> {
+        let mut stream = self
+            .js
+            .get_stream(CHECKPOINTS)
+            .await
+            .map_err(|e| format!("stream {CHECKPOINTS}: {e}"))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| format!("stream {CHECKPOINTS}: {e}"))?
+            .state
+            .clone();
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        self.next = self.next.max(first);
+        let to = last.min(self.next.saturating_add(ROUND_MAX - 1));
+        while self.next <= to {
+            let seq = self.next;
+            match stream.direct_get(seq).await {
+                Ok(msg) => {
+                    let text = String::from_utf8_lossy(&msg.payload);
+                    match self.verifier.verify(&text) {
+                        Ok(signed) => {
+                            let c = signed.checkpoint;
+                            self.primary_size = self.primary_size.max(c.size);
+                            self.pending.insert(c.size, c.root);
+                        }
+                        Err(e) => {
+                            // Not the log's key: another log's checkpoints, or a forgery. Not
+                            // a divergence of this replica, but an operator must look.
+                            tracing::error!(
+                                stream_seq = seq,
+                                error = %e,
+                                origin = %self.config.origin,
+                                "a message on {CHECKPOINTS} does not verify with this ledger's key: is this replica's data dir a copy of the primary's keys, and only the primary publishing to dvc.ledger.checkpoint?"
+                            );
+                        }
+                    }
+                }
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(format!("reading {CHECKPOINTS} message {seq}: {e}")),
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Compares every pending checkpoint this ledger has reached.
+    async fn compare(&mut self) -> Result<(), String> {
+        let head = self.reader.head().size;
+        while let Some((&size, &root)) = self.pending.first_key_value() {
+            if size > head || self.diverged.is_some() {
+                break;
+            }
+            let reader = self.reader.clone();
+            let ours = tokio::task::spawn_blocking(move || reader.tree_root(size))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("this ledger's root at {size}: {e}"))?;
+            self.pending.pop_first();
+            self.checked += 1;
+            if ours == root {
+                self.agreed = self.agreed.max(size);
+                continue;
+            }
+            let from = self.agreed;
+            let (at, what) = match self.first_difference(from, size).await {
+                Ok(Some((seq, why))) => (seq + 1, why),
+                Ok(None) => (
+                    size,
+                    format!(
+                        "the roots at {size} differ but every entry from {from} to {size} on COMMITTED equals this ledger's"
+                    ),
+                ),
+                Err(e) => (
+                    size,
+                    format!(
+                        "the first differing entry is between seq {from} and {} (COMMITTED cannot tell which: {e})",
+                        size - 1
+                    ),
+                ),
+            };
+            let message = format!(
+                "this replica's tree differs from the primary's ({}) at size {size}: primary root {}, this replica's {}; first differing size {at}: {what}",
+                self.config.origin,
+                root.to_hex(),
+                ours.to_hex()
+            );
+            tracing::error!(
+                first_differing_size = at,
+                "{message}. Do not promote this replica; find out which ledger is wrong (README, \"Ledger replicas\")"
+            );
+            if let Some(marker) = &self.config.diverged_marker
+                && let Err(e) = std::fs::write(marker, format!("{at}\n{message}\n"))
+            {
+                tracing::error!(error = %e, path = %marker.display(), "cannot record the divergence in the data dir");
+            }
+            self.diverged = Some((at, message));
+        }
+        Ok(())
+    }
+
+    /// The first seq in `from..to` whose entry on COMMITTED differs from this ledger's, with
+    /// both entries' hashes; `None` if none does.
+    async fn first_difference(&self, from: u64, to: u64) -> Result<Option<(u64, String)>, String> {
+        let mut stream = self
+            .js
+            .get_stream(COMMITTED)
+            .await
+            .map_err(|e| format!("stream {COMMITTED}: {e}"))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| format!("stream {COMMITTED}: {e}"))?
+            .state
+            .clone();
+        let (mut lo, mut hi) = (state.first_sequence, state.last_sequence);
+        if lo == 0 || hi < lo {
+            return Err(format!("{COMMITTED} is empty"));
+        }
+        let first_seq_of = |msg: &async_nats::jetstream::message::StreamMessage| {
+            msg.headers
+                .get(H_SEQ)
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+        };
+        // The last message whose first entry is at or before `from`.
+        let first = stream
+            .direct_get(lo)
+            .await
+            .map_err(|e| format!("{COMMITTED} message {lo}: {e}"))?;
+        if first_seq_of(&first).is_none_or(|s| s > from) {
+            return Err(format!(
+                "{COMMITTED} no longer holds entry {from} (its first message starts later)"
+            ));
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let msg = stream
+                .direct_get(mid)
+                .await
+                .map_err(|e| format!("{COMMITTED} message {mid}: {e}"))?;
+            match first_seq_of(&msg) {
+                Some(s) if s <= from => lo = mid,
+                Some(_) => hi = mid - 1,
+                None => return Err(format!("{COMMITTED} message {mid} has no {H_SEQ}")),
+            }
+        }
+        let mut stream_seq = lo;
+        while stream_seq <= state.last_sequence {
+            let msg = stream
+                .direct_get(stream_seq)
+                .await
+                .map_err(|e| format!("{COMMITTED} message {stream_seq}: {e}"))?;
+            let start = first_seq_of(&msg).ok_or("a COMMITTED message without Socai-Seq")?;
+            let entries = split_entry_bundle(&msg.payload).map_err(|e| e.to_string())?;
+            for (k, theirs) in entries.iter().enumerate() {
+                let seq = start + k as u64;
+                if seq < from {
+                    continue;
+                }
+                if seq >= to {
+                    return Ok(None);
+                }
+                let ours = self
+                    .reader
+                    .storage()
+                    .entry(seq)
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default();
+                if ours != *theirs {
+                    return Ok(Some((
+                        seq,
+                        format!(
+                            "entry {seq}: the primary's has leaf hash {}, this replica's {}",
+                            socai_chain::hash::leaf_hash(theirs).to_hex(),
+                            socai_chain::hash::leaf_hash(&ours).to_hex()
+                        ),
+                    )));
+                }
+            }
+            stream_seq += 1;
+        }
+        Ok(None)
+    }
+
+    /// Publishes this replica's state and keeps it for `/readyz` and `/metrics`.
+    async fn report(&self) {
+        let size = self.reader.head().size;
+        let root = self.reader.tree_root(size).unwrap_or_default();
+        let report = ReplicaReport {
+            replica: self.config.name.clone(),
+            origin: self.config.origin.clone(),
+            size,
+            root: root.to_hex(),
+            events_cursor: self
+                .reader
+                .storage()
+                .source_cursor()
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            agreed_size: self.agreed,
+            checked: self.checked,
+            primary_size: self.primary_size,
+            diverged_at: self.diverged.as_ref().map(|d| d.0),
+            divergence: self.diverged.as_ref().map(|d| d.1.clone()),
+        };
+        if let Ok(mut own) = self.counters.replicas.own.lock() {
+            *own = Some(report.clone());
+        }
+        let body = serde_json::to_vec(&report).expect("JSON");
+        if let Err(e) = self
+            .js
+            .client()
+            .publish(replica_subject(&self.config.name), body.into())
+            .await
+        {
+            tracing::debug!(error = %e, "cannot publish this replica's report");
+        }
+    }
+}
