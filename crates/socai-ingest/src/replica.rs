@@ -339,8 +339,12 @@ impl Checker {
         Ok(())
     }
 
-    /// The first seq in `from..to` whose entry on COMMITTED differs from this ledger's, with
-    /// both entries' hashes; `None` if none does.
+    /// The first seq below `to` whose entry on COMMITTED differs from this ledger's, with both
+    /// entries' leaf hashes; `None` if none does. Each entry names its predecessor's leaf hash
+    /// (`prev`), so an entry that is the same implies every one before it is: "differs" only
+    /// switches once along the seqs, and a binary search over COMMITTED's messages (by their last
+    /// entry) finds the message, then the entry, in O(log n) reads. `from` (a size known to
+    /// agree) only words the answer when COMMITTED no longer holds the start.
     async fn first_difference(&self, from: u64, to: u64) -> Result<Option<(u64, String)>, String> {
         let mut stream = self
             .js
@@ -353,73 +357,98 @@ impl Checker {
             .map_err(|e| format!("stream {COMMITTED}: {e}"))?
             .state
             .clone();
-        let (mut lo, mut hi) = (state.first_sequence, state.last_sequence);
-        if lo == 0 || hi < lo {
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        if first == 0 || last < first {
             return Err(format!("{COMMITTED} is empty"));
         }
-        let first_seq_of = |msg: &async_nats::jetstream::message::StreamMessage| {
-            msg.headers
-                .get(H_SEQ)
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-        };
-        // The last message whose first entry is at or before `from`.
-        let first = stream
-            .direct_get(lo)
-            .await
-            .map_err(|e| format!("{COMMITTED} message {lo}: {e}"))?;
-        if first_seq_of(&first).is_none_or(|s| s > from) {
-            return Err(format!(
-                "{COMMITTED} no longer holds entry {from} (its first message starts later)"
-            ));
-        }
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            let msg = stream
-                .direct_get(mid)
-                .await
-                .map_err(|e| format!("{COMMITTED} message {mid}: {e}"))?;
-            match first_seq_of(&msg) {
-                Some(s) if s <= from => lo = mid,
-                Some(_) => hi = mid - 1,
-                None => return Err(format!("{COMMITTED} message {mid} has no {H_SEQ}")),
+        // A message's first entry seq and its entries.
+        let read = |stream_seq: u64| {
+            let stream = &stream;
+            async move {
+                let msg = stream
+                    .direct_get(stream_seq)
+                    .await
+                    .map_err(|e| format!("{COMMITTED} message {stream_seq}: {e}"))?;
+                let start = msg
+                    .headers
+                    .get(H_SEQ)
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| format!("{COMMITTED} message {stream_seq} has no {H_SEQ}"))?;
+                let entries: Vec<Vec<u8>> = split_entry_bundle(&msg.payload)
+                    .map_err(|e| format!("{COMMITTED} message {stream_seq}: {e}"))?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                Ok::<_, String>((start, entries))
             }
-        }
-        let mut stream_seq = lo;
-        while stream_seq <= state.last_sequence {
-            let msg = stream
-                .direct_get(stream_seq)
-                .await
-                .map_err(|e| format!("{COMMITTED} message {stream_seq}: {e}"))?;
-            let start = first_seq_of(&msg).ok_or("a COMMITTED message without Socai-Seq")?;
-            let entries = split_entry_bundle(&msg.payload).map_err(|e| e.to_string())?;
+        };
+        // The first entry (seq, theirs) of `entries` from `start` that differs from ours, or
+        // lies at or beyond `to`.
+        let differing = |start: u64, entries: &[Vec<u8>]| -> Result<Option<(u64, Vec<u8>)>, String> {
             for (k, theirs) in entries.iter().enumerate() {
                 let seq = start + k as u64;
-                if seq < from {
-                    continue;
-                }
                 if seq >= to {
-                    return Ok(None);
+                    return Ok(Some((seq, theirs.clone())));
                 }
-                let ours = self
-                    .reader
-                    .storage()
-                    .entry(seq)
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or_default();
-                if ours != *theirs {
-                    return Ok(Some((
-                        seq,
-                        format!(
-                            "entry {seq}: the primary's has leaf hash {}, this replica's {}",
-                            socai_chain::hash::leaf_hash(theirs).to_hex(),
-                            socai_chain::hash::leaf_hash(&ours).to_hex()
-                        ),
-                    )));
+                let ours = self.reader.storage().entry(seq).map_err(|e| e.to_string())?;
+                if ours.as_deref() != Some(theirs.as_slice()) {
+                    return Ok(Some((seq, theirs.clone())));
                 }
             }
-            stream_seq += 1;
+            Ok(None)
+        };
+        // Binary search for the first message whose last entry differs (or reaches `to`).
+        let (mut lo, mut hi) = (first, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let (start, entries) = read(mid).await?;
+            let last_seq = start + (entries.len() as u64).saturating_sub(1);
+            let same = match entries.last() {
+                Some(theirs) if last_seq < to => {
+                    self.reader
+                        .storage()
+                        .entry(last_seq)
+                        .map_err(|e| e.to_string())?
+                        .as_deref()
+                        == Some(theirs.as_slice())
+                }
+                _ => false,
+            };
+            if same {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        Ok(None)
+        if lo > last {
+            return Ok(None);
+        }
+        let (start, entries) = read(lo).await?;
+        let Some((seq, theirs)) = differing(start, &entries)? else {
+            return Ok(None);
+        };
+        if seq >= to {
+            return Ok(None);
+        }
+        if lo == first && seq == start && start > from {
+            return Err(format!(
+                "{COMMITTED} starts at entry {start}, which already differs; it no longer holds entries {from}..{start}"
+            ));
+        }
+        let ours = self
+            .reader
+            .storage()
+            .entry(seq)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        Ok(Some((
+            seq,
+            format!(
+                "entry {seq}: the primary's has leaf hash {}, this replica's {}",
+                socai_chain::hash::leaf_hash(&theirs).to_hex(),
+                socai_chain::hash::leaf_hash(&ours).to_hex()
+            ),
+        )))
     }
 
     /// Publishes this replica's state and keeps it for `/readyz` and `/metrics`.
