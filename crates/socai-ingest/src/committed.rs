@@ -39,6 +39,8 @@ pub(crate) struct CommittedPublisher {
     /// A promoted replica: COMMITTED may hold entries this ledger has not read from EVENTS yet.
     /// Wait for them (then compare) instead of failing.
     pub catch_up: bool,
+    /// Removed once COMMITTED was found to continue this ledger (the promotion is done).
+    pub promoting_marker: Option<std::path::PathBuf>,
 }
 
 /// The last message of a stream: the header the caller named, `Socai-Count` if present, its
@@ -142,7 +144,19 @@ impl CommittedPublisher {
             let mut at = match cursor {
                 Some(c) => c,
                 None => match self.resume(head).await {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        if let Some(marker) = self.promoting_marker.take() {
+                            match std::fs::remove_file(&marker) {
+                                Ok(()) => tracing::info!(
+                                    "promotion done: COMMITTED continues this ledger"
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, path = %marker.display(), "cannot remove the promotion marker; remove it by hand")
+                                }
+                            }
+                        }
+                        c
+                    }
                     Err(e @ IngestError::Diverged(_)) => return Err(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");

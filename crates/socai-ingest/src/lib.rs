@@ -225,13 +225,12 @@ async fn serve_inner(
     if let Ok(mut expected) = counters.replicas.expected.lock() {
         expected.clone_from(&config.replicas);
     }
-    let listener = (!config.replicas.is_empty()).then(|| {
-        tokio::spawn(replica::listen(
-            js.client(),
-            ledger.origin().to_owned(),
-            counters.clone(),
-        ))
-    });
+    // Always: a replica the primary was not told about is named in its log.
+    let listener = Some(tokio::spawn(replica::listen(
+        js.client(),
+        ledger.origin().to_owned(),
+        counters.clone(),
+    )));
     let (head_tx, head_rx) = watch::channel(ledger.head().size);
     let publisher = committed::CommittedPublisher {
         js: js.clone(),
@@ -239,6 +238,7 @@ async fn serve_inner(
         head: head_rx,
         counters: counters.clone(),
         catch_up: config.catch_up,
+        promoting_marker: config.promoting_marker.clone(),
     };
     let publisher = tokio::spawn(publisher.run(drain_timeout));
     let validator = Arc::new(Validator::new(config.limits));

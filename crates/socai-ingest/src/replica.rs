@@ -148,7 +148,20 @@ pub(crate) async fn listen(client: async_nats::Client, origin: String, counters:
         if report.origin != origin {
             continue;
         }
+        let expected = counters
+            .replicas
+            .expected
+            .lock()
+            .map(|e| e.contains(&report.replica))
+            .unwrap_or(true);
         let mut reports = counters.replicas.reports.lock().expect("replica reports");
+        if !expected && !reports.contains_key(&report.replica) {
+            tracing::warn!(
+                replica = %report.replica,
+                "a ledger replica reports that this ledger was not told about: EVENTS copies of redacted events will not wait for it, and it will find holes where they were; add it to [ingest] replicas (or --replica {})",
+                report.replica
+            );
+        }
         let before = reports.get(&report.replica).and_then(|r| r.diverged_at);
         if report.diverged_at.is_some() && before.is_none() {
             tracing::error!(
@@ -180,7 +193,7 @@ pub(crate) async fn check_primary(
         reader,
         config,
         counters,
-        next: 1,
+        next: 0,
         pending: Seen::new(),
         agreed: 0,
         checked: 0,
@@ -195,27 +208,43 @@ pub(crate) async fn check_primary(
             .lines()
             .next()
             .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0);
+            .unwrap_or(1);
         state.diverged = Some((at, text.lines().skip(1).collect::<Vec<_>>().join(" ")));
     }
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The same reason is logged once, not every round.
+    let mut failing: Option<String> = None;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        // New checkpoints are read and the report sent on the timer; a commit only triggers
+        // the comparison of what is pending (no NATS request per commit).
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
             changed = head.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                false
             }
+        };
+        let mut result = Ok(());
+        if ticked {
+            result = state.read_checkpoints().await;
         }
-        if let Err(e) = state.read_checkpoints().await {
-            tracing::warn!(error = %e, "cannot read the primary's checkpoints yet; trying again");
+        if result.is_ok() {
+            result = state.compare().await;
         }
-        if let Err(e) = state.compare().await {
-            tracing::warn!(error = %e, "cannot compare with the primary's checkpoints yet; trying again");
+        match result {
+            Err(e) if failing.as_ref() != Some(&e) => {
+                tracing::warn!(error = %e, "cannot compare with the primary's checkpoints yet; trying again");
+                failing = Some(e);
+            }
+            Err(_) => {}
+            Ok(()) => failing = None,
         }
-        state.report().await;
+        if ticked {
+            state.report().await;
+        }
     }
 }
 
@@ -225,7 +254,8 @@ struct Checker {
     verifier: CheckpointVerifier,
     config: ReplicaConfig,
     counters: Arc<Counters>,
-    /// The next CHECKPOINTS stream seq to read.
+    /// The next CHECKPOINTS stream seq to read (0: not started; then the newest
+    /// [`ROUND_MAX`] are read).
     next: u64,
     /// The primary's checkpoints this ledger has not reached yet.
     pending: Seen,
@@ -251,6 +281,11 @@ impl Checker {
             .state
             .clone();
         let (first, last) = (state.first_sequence, state.last_sequence);
+        if self.next == 0 {
+            // At start, the newest checkpoints only: roots are cumulative, so one that agrees
+            // vouches for every entry below it.
+            self.next = last.saturating_sub(ROUND_MAX - 1);
+        }
         self.next = self.next.max(first);
         let to = last.min(self.next.saturating_add(ROUND_MAX - 1));
         while self.next <= to {
@@ -314,7 +349,7 @@ impl Checker {
                 Err(e) => (
                     size,
                     format!(
-                        "the first differing entry is between seq {from} and {} (COMMITTED cannot tell which: {e})",
+                        "the first differing entry is between seq {from} and {} (COMMITTED cannot tell which: {e}), so the first differing size is at most {size}",
                         size - 1
                     ),
                 ),
@@ -330,7 +365,7 @@ impl Checker {
                 "{message}. Do not promote this replica; find out which ledger is wrong (README, \"Ledger replicas\")"
             );
             if let Some(marker) = &self.config.diverged_marker
-                && let Err(e) = std::fs::write(marker, format!("{at}\n{message}\n"))
+                && let Err(e) = write_durable(marker, &format!("{at}\n{message}\n"))
             {
                 tracing::error!(error = %e, path = %marker.display(), "cannot record the divergence in the data dir");
             }
@@ -384,19 +419,24 @@ impl Checker {
         };
         // The first entry (seq, theirs) of `entries` from `start` that differs from ours, or
         // lies at or beyond `to`.
-        let differing = |start: u64, entries: &[Vec<u8>]| -> Result<Option<(u64, Vec<u8>)>, String> {
-            for (k, theirs) in entries.iter().enumerate() {
-                let seq = start + k as u64;
-                if seq >= to {
-                    return Ok(Some((seq, theirs.clone())));
+        let differing =
+            |start: u64, entries: &[Vec<u8>]| -> Result<Option<(u64, Vec<u8>)>, String> {
+                for (k, theirs) in entries.iter().enumerate() {
+                    let seq = start + k as u64;
+                    if seq >= to {
+                        return Ok(Some((seq, theirs.clone())));
+                    }
+                    let ours = self
+                        .reader
+                        .storage()
+                        .entry(seq)
+                        .map_err(|e| e.to_string())?;
+                    if ours.as_deref() != Some(theirs.as_slice()) {
+                        return Ok(Some((seq, theirs.clone())));
+                    }
                 }
-                let ours = self.reader.storage().entry(seq).map_err(|e| e.to_string())?;
-                if ours.as_deref() != Some(theirs.as_slice()) {
-                    return Ok(Some((seq, theirs.clone())));
-                }
-            }
-            Ok(None)
-        };
+                Ok(None)
+            };
         // Binary search for the first message whose last entry differs (or reaches `to`).
         let (mut lo, mut hi) = (first, last + 1);
         while lo < hi {
@@ -454,7 +494,12 @@ impl Checker {
     /// Publishes this replica's state and keeps it for `/readyz` and `/metrics`.
     async fn report(&self) {
         let size = self.reader.head().size;
-        let root = self.reader.tree_root(size).unwrap_or_default();
+        let reader = self.reader.clone();
+        let root = tokio::task::spawn_blocking(move || reader.tree_root(size))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let report = ReplicaReport {
             replica: self.config.name.clone(),
             origin: self.config.origin.clone(),
@@ -486,4 +531,16 @@ impl Checker {
             tracing::debug!(error = %e, "cannot publish this replica's report");
         }
     }
+}
+
+/// Writes `text` to `path` durably (file, then its directory).
+fn write_durable(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

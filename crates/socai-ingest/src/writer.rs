@@ -57,6 +57,8 @@ pub struct WriterConfig {
     pub replicas: Vec<String>,
     /// A promoted replica's first run: COMMITTED may be ahead of this ledger for a while.
     pub catch_up: bool,
+    /// The promotion's marker file, removed once COMMITTED was found to continue this ledger.
+    pub promoting_marker: Option<std::path::PathBuf>,
     /// Test only (debug builds): the event read from this EVENTS seq is altered before it is
     /// appended, as a bug or a tampered machine would (the replicas' divergence test).
     pub forge_source_seq: Option<u64>,
@@ -73,6 +75,7 @@ impl Default for WriterConfig {
             replica: None,
             replicas: Vec::new(),
             catch_up: false,
+            promoting_marker: None,
             forge_source_seq: None,
         }
     }
@@ -699,7 +702,8 @@ impl Writer {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break Ok(()),
-                // Commands (a redaction) between two batches, even while a backlog drains.
+                // Commands: a redaction request is put into EVENTS at once (it is applied
+                // when read back there, after what is queued before it).
                 cmd = next_command(&mut self.commands) => {
                     if let Err(e) = self.execute(cmd).await {
                         break Err(e);
@@ -785,13 +789,13 @@ impl Writer {
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
+                // One message id per event: a request repeated within EVENTS' duplicate window
+                // (after a lost PubAck) is stored once.
+                let msg_id = format!("socai-redaction-{id}");
                 let body = serde_json::to_vec(&RedactionRequest { id, reason, by }).expect("JSON");
                 let msg = PublishMessage::build()
                     .payload(body.into())
-                    .message_id(format!(
-                        "socai-redaction-{}",
-                        jiff::Timestamp::now().as_nanosecond()
-                    ));
+                    .message_id(msg_id);
                 let stored = tokio::time::timeout(REDACTION_PUBLISH_WAIT, async {
                     self.js
                         .send_publish(REDACTIONS_SUBJECT, msg)
@@ -803,12 +807,18 @@ impl Writer {
                 .await
                 .unwrap_or_else(|_| Err("no answer".into()));
                 match stored {
+                    Ok(ack) if ack.duplicate => {
+                        let _ = reply.send(Err(LedgerError::Unavailable(format!(
+                            "a redaction request for this event is already in EVENTS (seq {}), stored within the stream's duplicate window: look for the event's redaction entry, or ask again after the window",
+                            ack.sequence
+                        ))));
+                    }
                     Ok(ack) => {
                         self.redactions.insert(ack.sequence, reply);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(LedgerError::Unavailable(format!(
-                            "EVENTS did not take the redaction request ({e}); nothing was redacted: retry once nats-server answers"
+                            "EVENTS did not confirm the redaction request ({e}); it may still be stored and applied: look for the event's redaction entry before asking again"
                         ))));
                     }
                 }
@@ -976,6 +986,20 @@ impl Writer {
         {
             return Ok((0, 0));
         }
+        // A replica erases nothing on NATS (the primary does, once every replica has read the
+        // copies); its marks stay for a promotion, and it does not drain its pipeline for them.
+        if self.config.replica.is_some() {
+            if !self.late_copies.is_empty() {
+                let late = std::mem::take(&mut self.late_copies);
+                self.commit_marks(move |l| l.mark_for_erasure(late)).await?;
+            }
+            let pending = self.ledger.as_ref().map_or(0, |l| {
+                l.storage()
+                    .erasures_pending()
+                    .map_or(0, |pending| pending.len())
+            });
+            return Ok((0, pending));
+        }
         // Rejections still being copied to REJECTED must be there before it is scanned; then
         // the cursor is stored past everything read, so that no erased EVENTS message lies
         // ahead of it (a restart would take the hole for data loss).
@@ -994,11 +1018,6 @@ impl Writer {
             .map_err(|e| IngestError::Ledger(e.to_string()))?;
         if pending.is_empty() {
             return Ok((0, 0));
-        }
-        // A replica erases nothing on NATS: the primary does, once every replica has read the
-        // copies. Its marks stay (a promoted replica erases what is left).
-        if self.config.replica.is_some() {
-            return Ok((0, pending.len()));
         }
         let own = storage
             .source_cursor()

@@ -8,6 +8,8 @@
 //! <dir>/replica-of        only on a ledger replica: the origin of the primary it copies
 //! <dir>/replica-diverged  only on a replica found to differ from its primary: the first
 //!                         differing size and why (refuses promotion)
+//! <dir>/promoting         only on a replica being promoted, until COMMITTED was found to
+//!                         continue it
 //! ```
 
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -132,6 +134,11 @@ impl DataDir {
     /// On a replica: the file naming the primary's origin.
     pub fn replica_marker_path(&self) -> PathBuf {
         self.root.join("replica-of")
+    }
+
+    /// On a replica being promoted to primary, until COMMITTED was found to continue it.
+    pub fn promoting_marker_path(&self) -> PathBuf {
+        self.root.join("promoting")
     }
 
     /// On a replica found to differ from its primary: the file saying where.

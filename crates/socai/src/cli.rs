@@ -199,14 +199,10 @@ pub enum Command {
         /// primary's keys (`socai init --keys-from`)
         #[arg(long, value_name = "ORIGIN", conflicts_with_all = ["promote", "replicas"])]
         replica_of: Option<String>,
-        /// This replica's name, reported on dvc.ledger.replicas.<NAME> (letters, digits, - and _)
-        #[arg(
-            long,
-            value_name = "NAME",
-            default_value = "replica",
-            requires = "replica_of"
-        )]
-        replica_name: String,
+        /// This replica's name, unique among the log's replicas, reported on
+        /// dvc.ledger.replicas.<NAME> (letters, digits, - and _; required with --replica-of)
+        #[arg(long, value_name = "NAME", requires = "replica_of")]
+        replica_name: Option<String>,
         /// Make this replica the primary (once, after the primary has stopped for good): it
         /// takes over COMMITTED, checkpoints, receipts and erasure (README, "Ledger replicas")
         #[arg(long)]

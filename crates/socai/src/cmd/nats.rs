@@ -59,7 +59,7 @@ pub(crate) fn shutdown_signal(
 #[derive(Debug, Clone, Default)]
 pub struct Role {
     pub replica_of: Option<String>,
-    pub replica_name: String,
+    pub replica_name: Option<String>,
     pub promote: bool,
     pub replicas: Vec<String>,
 }
@@ -100,6 +100,18 @@ fn apply_role(
     let dir = super::data_dir(g);
     let marker = dir.replica_marker_path();
     let diverged = dir.diverged_marker_path();
+    let promoting = dir.promoting_marker_path();
+    // A promotion not yet finished (the ledger had not caught up with COMMITTED when it
+    // stopped): this start goes on with it.
+    if promoting.exists() {
+        anyhow::ensure!(
+            role.replica_of.is_none(),
+            "this data dir is being promoted to primary ({} exists): start it without --replica-of",
+            promoting.display()
+        );
+        writer.catch_up = true;
+        writer.promoting_marker = Some(promoting.clone());
+    }
     let marked = match std::fs::read_to_string(&marker) {
         Ok(text) => Some(text.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -113,7 +125,12 @@ fn apply_role(
     writer.replicas.dedup();
     match (&role.replica_of, role.promote, marked) {
         (Some(of), _, marked) => {
-            check_replica_name(&role.replica_name)?;
+            let name = role.replica_name.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--replica-of needs --replica-name NAME, unique among this log's replicas (the primary's [ingest] replicas lists it)"
+                )
+            })?;
+            check_replica_name(&name)?;
             anyhow::ensure!(
                 of == origin,
                 "--replica-of {of:?}, but this data dir's keys are those of log {origin:?}: a replica needs a copy of its primary's keys (`socai init --data-dir DIR --keys-from PRIMARY_DATA_DIR`, or copy checkpoint.key, checkpoint.vkey and salt.key into an empty data dir)"
@@ -127,11 +144,10 @@ fn apply_role(
             } else {
                 write_durable(&marker, &format!("{of}\n"))?;
             }
-            writer.streams.consumer =
-                format!("{}-replica-{}", writer.streams.consumer, role.replica_name);
+            writer.streams.consumer = format!("{}-replica-{name}", writer.streams.consumer);
             writer.replicas.clear();
             writer.replica = Some(socai_ingest::ReplicaConfig {
-                name: role.replica_name.clone(),
+                name,
                 origin: of.clone(),
                 diverged_marker: Some(diverged),
             });
@@ -144,17 +160,22 @@ fn apply_role(
                     text.lines().skip(1).collect::<Vec<_>>().join(" ")
                 );
             }
-            std::fs::remove_file(&marker)
-                .with_context(|| format!("removing {}", marker.display()))?;
+            // `replica-of` becomes `promoting`, in one rename, until COMMITTED has been
+            // checked against this ledger (a stop before then resumes the promotion).
+            std::fs::rename(&marker, &promoting).with_context(|| {
+                format!("renaming {} to {}", marker.display(), promoting.display())
+            })?;
             if let Some(dir) = marker.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
             }
+            writer.promoting_marker = Some(promoting);
             tracing::warn!(
                 primary = %of,
                 "promoted: this ledger is the primary now (it publishes COMMITTED, checkpoints and receipts, and erases NATS copies of redacted events); the old primary must never run again on its data dir"
             );
             writer.catch_up = true;
         }
+        (None, true, None) if writer.catch_up => {}
         (None, true, None) => anyhow::bail!(
             "--promote: this data dir is not a ledger replica (it has no replica-of file); a primary needs no promotion"
         ),
@@ -200,6 +221,10 @@ pub fn serve(
     let witnesses = config.witness_targets(witnesses)?;
     let mut writer = config.writer();
     apply_role(g, ledger.origin(), role, &mut writer)?;
+    anyhow::ensure!(
+        writer.replica.is_none() || witnesses.is_empty(),
+        "a ledger replica sends nothing to witnesses (they cosign the primary's checkpoints): remove [[witnesses]] from this replica's socai.toml and --witness (give them back when it is promoted)"
+    );
     writer.forge_source_seq = forge_fault()?;
     let api_config = config.api()?;
     let listen = http.unwrap_or(&config.http.listen).to_owned();
