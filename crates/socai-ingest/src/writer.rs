@@ -785,7 +785,17 @@ impl Writer {
                     return Ok(());
                 }
                 // What can be refused now is refused now, without a message in EVENTS.
-                if let Err(e) = self.redaction_precheck(&id) {
+                if let Err(e) = self
+                    .ledger
+                    .as_ref()
+                    .ok_or_else(|| {
+                        LedgerError::Unavailable("the ledger was lost by a failed task".into())
+                    })
+                    .and_then(|l| {
+                        let now = format!("{:.3}", jiff::Timestamp::now());
+                        l.check_redaction(&id, &reason, &by, &now)
+                    })
+                {
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
@@ -825,27 +835,6 @@ impl Writer {
                 Ok(())
             }
         }
-    }
-
-    /// Refuses a redaction the ledger cannot make (unknown or ambiguous id, nothing to redact).
-    fn redaction_precheck(&self, id: &str) -> Result<(), LedgerError> {
-        let ledger = self.ledger.as_ref().ok_or_else(|| {
-            LedgerError::Unavailable("the ledger was lost by a failed task".into())
-        })?;
-        let seq = ledger.seq_of(id)?;
-        if ledger.personal(seq)?.is_none() {
-            let entry = ledger.entry(seq)?;
-            let key = socai_store::EventKey::new(
-                entry.event["agency"].as_str().unwrap_or_default(),
-                entry.event_id(),
-            );
-            return Err(LedgerError::NothingToRedact {
-                id: entry.event_id().to_owned(),
-                seq,
-                already: ledger.is_redacted(&key)?,
-            });
-        }
-        Ok(())
     }
 
     /// Applies a redaction request read from EVENTS, in a commit of its own, at its place in the

@@ -725,6 +725,43 @@ impl<S: Storage> Ledger<S> {
         redacted_by: &str,
         at: &str,
     ) -> Result<(u64, u64)> {
+        let (seq, key, redaction) = self.prepare_redaction(target, reason, redacted_by, at)?;
+        self.pending_erasure = Some(key);
+        let outcome = self.append_inner(
+            std::slice::from_ref(&redaction),
+            RecordedAt::Batch(at),
+            vec![seq],
+        );
+        self.pending_erasure = None;
+        match outcome?.first() {
+            Some(AppendOutcome::Committed { seq: r }) => Ok((seq, *r)),
+            other => Err(LedgerError::Invariant(format!(
+                "redaction entry not written: {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether [`Ledger::redact`] would accept this redaction at `at` (the target exists and has
+    /// personal data, the reason and author fit the public entry), without writing anything.
+    pub fn check_redaction(
+        &self,
+        target: &str,
+        reason: &str,
+        redacted_by: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.prepare_redaction(target, reason, redacted_by, at)
+            .map(|_| ())
+    }
+
+    /// The target's seq and key, and the redaction event, checked.
+    fn prepare_redaction(
+        &self,
+        target: &str,
+        reason: &str,
+        redacted_by: &str,
+        at: &str,
+    ) -> Result<(u64, EventKey, Event)> {
         let seq = self.seq_of(target)?;
         let entry = self.entry(seq)?;
         let target: Event = serde_json::from_value(entry.event.clone()).map_err(|e| {
@@ -752,19 +789,7 @@ impl<S: Storage> Ledger<S> {
                     r.reason
                 ))
             })?;
-        self.pending_erasure = Some(key);
-        let outcome = self.append_inner(
-            std::slice::from_ref(&redaction),
-            RecordedAt::Batch(at),
-            vec![seq],
-        );
-        self.pending_erasure = None;
-        match outcome?.first() {
-            Some(AppendOutcome::Committed { seq: r }) => Ok((seq, *r)),
-            other => Err(LedgerError::Invariant(format!(
-                "redaction entry not written: {other:?}"
-            ))),
-        }
+        Ok((seq, key, redaction))
     }
 
     /// Marks `events` (already redacted) for erasure of their outside copies, e.g. a copy that
