@@ -54,7 +54,7 @@ fn serve_replica(ledger: &Ledger, dir: &Path, url: &str, env: &[(&str, &str)]) -
             "r1",
         ],
         url,
-        Some("ledger"),
+        Some("ledger_replica"),
         "serving as a replica",
         env,
     )
@@ -421,9 +421,10 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
     wait_committed(&js, head, PATIENCE).await;
     assert_eq!(committed_entries(&js).await, head);
     wait_until(PATIENCE, "the promotion to finish", || async {
-        !replica_dir.join("promoting").exists()
+        replica_dir.join("promoted").exists()
     })
     .await;
+    assert!(!replica_dir.join("promoting").exists());
     assert!(!replica_dir.join("replica-of").exists());
     let vkey = ledger.dir().join("checkpoint.vkey");
     wait_until(PATIENCE, "a checkpoint of the promoted ledger", || async {
@@ -437,6 +438,13 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
         .expect("socai verify runs");
     assert!(out.status.success(), "{}", stderr(&out));
     promoted.stop();
+    // A promoted data dir never runs as a replica again.
+    let out = serve_refused(
+        &replica_dir,
+        &url,
+        &["--replica-of", ORIGIN, "--replica-name", "r1"],
+    );
+    assert!(stderr(&out).contains("was promoted"), "{}", stderr(&out));
     phase(&format!(
         "promoted: {head} entries, COMMITTED continued, verify ok"
     ));

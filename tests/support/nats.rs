@@ -32,6 +32,7 @@ pub fn nats_server_binary() -> PathBuf {
 /// Passwords for every user of deploy/nats/users.conf, as nats-server reads them.
 pub const USERS: &[(&str, &str)] = &[
     ("ledger", "SOCAI_NATS_LEDGER_PASSWORD"),
+    ("ledger_replica", "SOCAI_NATS_LEDGER_REPLICA_PASSWORD"),
     ("dashboard", "SOCAI_NATS_DASHBOARD_PASSWORD"),
     ("projector", "SOCAI_NATS_PROJECTOR_PASSWORD"),
     ("000.00.12.H01", "SOCAI_NATS_AGENCY_000_00_12_H01_PASSWORD"),

@@ -146,14 +146,18 @@ impl CommittedPublisher {
                 None => match self.resume(head).await {
                     Ok(c) => {
                         if let Some(marker) = self.promoting_marker.take() {
-                            match std::fs::remove_file(&marker) {
+                            // `promoting` becomes `promoted`: this data dir is a primary now
+                            // and refuses to run as a replica again.
+                            let done = marker.with_file_name("promoted");
+                            match std::fs::rename(&marker, &done) {
                                 Ok(()) => tracing::info!(
-                                    "promotion done: COMMITTED continues this ledger"
+                                    "promotion done: COMMITTED continues this ledger; receipts and erasure resume"
                                 ),
                                 Err(e) => {
-                                    tracing::warn!(error = %e, path = %marker.display(), "cannot remove the promotion marker; remove it by hand")
+                                    tracing::warn!(error = %e, path = %marker.display(), "cannot mark the promotion done; rename the file to `promoted` by hand")
                                 }
                             }
+                            self.counters.promotion_pending.store(false, Relaxed);
                         }
                         c
                     }

@@ -154,6 +154,15 @@ async fn rejected_copies(
     Ok(found)
 }
 
+/// Why copies could not be erased yet.
+#[derive(Debug)]
+pub enum EraseError {
+    /// A copy lies beyond what this ledger (or a replica) has stored a cursor past.
+    NotYet(String),
+    /// NATS failed.
+    Nats(String),
+}
+
 /// Erases every copy NATS holds of `event`: the recorded EVENTS seqs `copies` and its REJECTED
 /// copies. Returns how many messages were erased (or were already gone).
 ///
@@ -168,16 +177,16 @@ pub async fn erase_copies(
     copies: &[u64],
     read_up_to: u64,
     bound: &str,
-) -> Result<usize, String> {
+) -> Result<usize, EraseError> {
     let mut events: Vec<u64> = copies.to_vec();
-    let rejected = rejected_copies(js, event).await?;
+    let rejected = rejected_copies(js, event).await.map_err(EraseError::Nats)?;
     events.extend(rejected.iter().filter_map(|(_, source)| *source));
     events.sort_unstable();
     events.dedup();
     if let Some(seq) = events.iter().find(|&&s| s > read_up_to) {
-        return Err(format!(
+        return Err(EraseError::NotYet(format!(
             "EVENTS message {seq} is beyond {bound} ({read_up_to}): erased once it has passed it"
-        ));
+        )));
     }
     // Every copy is tried even if one fails: a REJECTED copy erased now is not found by the
     // next scan, so its EVENTS source must not wait behind another copy's failure. The event
@@ -204,6 +213,6 @@ pub async fn erase_copies(
     }
     match first_error {
         None => Ok(erased),
-        Some(e) => Err(e),
+        Some(e) => Err(EraseError::Nats(e)),
     }
 }

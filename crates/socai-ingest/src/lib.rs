@@ -97,6 +97,9 @@ pub struct Counters {
     /// Ledger replicas: this one's comparison with the primary, or (on a primary) what each
     /// replica reported.
     pub replicas: ReplicaBoard,
+    /// A promoted replica whose COMMITTED has not been checked against it yet: it sends no
+    /// receipts and erases nothing until then.
+    pub promotion_pending: std::sync::atomic::AtomicBool,
     pub telemetry: Telemetry,
 }
 
@@ -222,6 +225,9 @@ async fn serve_inner(
         }
     }
     let lag = tokio::spawn(poll_lag(js.clone(), counters.clone()));
+    counters
+        .promotion_pending
+        .store(config.promoting_marker.is_some(), Relaxed);
     if let Ok(mut expected) = counters.replicas.expected.lock() {
         expected.clone_from(&config.replicas);
     }

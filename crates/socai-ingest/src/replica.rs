@@ -281,6 +281,9 @@ impl Checker {
             .state
             .clone();
         let (first, last) = (state.first_sequence, state.last_sequence);
+        if last == 0 {
+            return Ok(()); // nothing published yet
+        }
         if self.next == 0 {
             // At start, the newest checkpoints only: roots are cumulative, so one that agrees
             // vouches for every entry below it.
@@ -297,7 +300,10 @@ impl Checker {
                         Ok(signed) => {
                             let c = signed.checkpoint;
                             self.primary_size = self.primary_size.max(c.size);
-                            self.pending.insert(c.size, c.root);
+                            // Once diverged, nothing more is compared.
+                            if self.diverged.is_none() {
+                                self.pending.insert(c.size, c.root);
+                            }
                         }
                         Err(e) => {
                             // Not the log's key: another log's checkpoints, or a forgery. Not
@@ -414,6 +420,9 @@ impl Checker {
                     .into_iter()
                     .map(<[u8]>::to_vec)
                     .collect();
+                if entries.is_empty() {
+                    return Err(format!("{COMMITTED} message {stream_seq} holds no entry"));
+                }
                 Ok::<_, String>((start, entries))
             }
         };
@@ -461,14 +470,20 @@ impl Checker {
             }
         }
         if lo > last {
-            return Ok(None);
+            // Every message agrees: COMMITTED ends before the roots' difference.
+            return Err(format!(
+                "{COMMITTED} holds no entry that differs (it ends before entry {})",
+                to - 1
+            ));
         }
         let (start, entries) = read(lo).await?;
         let Some((seq, theirs)) = differing(start, &entries)? else {
             return Ok(None);
         };
         if seq >= to {
-            return Ok(None);
+            return Err(format!(
+                "no entry below {to} on {COMMITTED} differs, from its first held entry on"
+            ));
         }
         if lo == first && seq == start && start > from {
             return Err(format!(

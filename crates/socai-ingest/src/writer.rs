@@ -799,9 +799,16 @@ impl Writer {
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
-                // One message id per event: a request repeated within EVENTS' duplicate window
-                // (after a lost PubAck) is stored once.
-                let msg_id = format!("socai-redaction-{id}");
+                // A random message id: one nobody else can take first (JetStream dedups ids
+                // across the whole stream, agencies' messages included). A request asked again
+                // after a lost PubAck is stored twice; the second finds the event redacted and
+                // leaves no entry, on every ledger alike.
+                let msg_id = {
+                    use rand_core::RngCore;
+                    let mut nonce = [0u8; 16];
+                    rand_core::OsRng.fill_bytes(&mut nonce);
+                    format!("socai-redaction-{}", hex::encode(nonce))
+                };
                 let body = serde_json::to_vec(&RedactionRequest { id, reason, by }).expect("JSON");
                 let msg = PublishMessage::build()
                     .payload(body.into())
@@ -977,7 +984,8 @@ impl Writer {
         }
         // A replica erases nothing on NATS (the primary does, once every replica has read the
         // copies); its marks stay for a promotion, and it does not drain its pipeline for them.
-        if self.config.replica.is_some() {
+        // Nor does a promoted replica until COMMITTED was found to continue it.
+        if self.config.replica.is_some() || self.counters.promotion_pending.load(Relaxed) {
             if !self.late_copies.is_empty() {
                 let late = std::mem::take(&mut self.late_copies);
                 self.commit_marks(move |l| l.mark_for_erasure(late)).await?;
@@ -1059,8 +1067,21 @@ impl Writer {
                     erased += n;
                     done.push(event);
                 }
-                Err(e) => {
-                    // Said once per reason (a replica that is down would repeat it every tick).
+                Err(crate::erase::EraseError::NotYet(e)) => {
+                    // Not read yet by this ledger or a replica: the next event may be.
+                    let key = format!("{}/{}: {bound}", event.agency, event.id);
+                    if self.erase_error.as_ref() != Some(&key) {
+                        tracing::warn!(
+                            error = %e,
+                            agency = %event.agency,
+                            id = %event.id,
+                            "cannot erase a redacted event's copies on NATS yet; retrying at every checkpoint interval"
+                        );
+                        self.erase_error = Some(key);
+                    }
+                }
+                Err(crate::erase::EraseError::Nats(e)) => {
+                    // Said once per reason, not at every tick.
                     if self.erase_error.as_ref() != Some(&e) {
                         tracing::warn!(
                             error = %e,
@@ -1337,7 +1358,9 @@ impl Settler {
 
     /// Signs and sends the commit's receipts (see [`receipts_of`]).
     async fn send_receipts(&self, answer: &Answer) -> Result<(), String> {
-        if self.replica {
+        // A replica answers nobody; a promoted one only once COMMITTED was found to continue it
+        // (until then agencies re-publish and get a duplicate answer).
+        if self.replica || self.counters.promotion_pending.load(Relaxed) {
             return Ok(());
         }
         let mut receipts = receipts_of(answer, || {

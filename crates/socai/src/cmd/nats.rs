@@ -124,6 +124,9 @@ fn apply_role(
     writer.replicas.sort();
     writer.replicas.dedup();
     match (&role.replica_of, role.promote, marked) {
+        (Some(_), _, _) if marker.with_file_name("promoted").exists() => anyhow::bail!(
+            "this data dir was promoted to primary (it has a `promoted` file): it must never run as a replica; to make this machine a replica, start from an empty data dir (`socai init --keys-from`)"
+        ),
         (Some(of), _, marked) => {
             let name = role.replica_name.clone().ok_or_else(|| {
                 anyhow::anyhow!(
