@@ -205,10 +205,18 @@ async fn events_seq_of(js: &async_nats::jetstream::Context, id: &str) -> Option<
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and_can_be_promoted() {
-    let t0 = std::time::Instant::now();
-    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
+/// A primary `socai serve` on the shipped accounts, with a replica data dir made beside it.
+struct World {
+    ledger: Ledger,
+    replica_dir: std::path::PathBuf,
+    _nats: socai_testkit::LocalNats,
+    url: String,
+    js: async_nats::jetstream::Context,
+    primary: Serve,
+    p_api: String,
+}
+
+async fn world() -> World {
     let ledger = Ledger::new();
     ledger.configure(&primary_config());
     let replica_dir = ledger.path("replica");
@@ -220,6 +228,30 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
     let mut primary = ledger.serve(&url, Some("ledger"));
     let p_api = primary.http_url();
     wait_for_streams(&js).await;
+    World {
+        ledger,
+        replica_dir,
+        _nats: nats,
+        url,
+        js,
+        primary,
+        p_api,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and_can_be_promoted() {
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{:>6.1} s  {what}", t0.elapsed().as_secs_f64());
+    let World {
+        ledger,
+        replica_dir,
+        _nats,
+        url,
+        js,
+        mut primary,
+        p_api,
+    } = world().await;
     let mut replica = serve_replica(&ledger, &replica_dir, &url, &[]);
     let r_api = replica.http_url();
 
@@ -452,17 +484,15 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_forges_an_event_names_the_first_differing_size() {
-    let ledger = Ledger::new();
-    ledger.configure(&primary_config());
-    let replica_dir = ledger.path("replica");
-    init_replica(&ledger, &replica_dir);
-    let nats = start_nats(&ledger.path("nats"), true);
-    let url = nats.url();
-    let (client, _errors) = connect(&url, Some("ledger")).await;
-    let js = async_nats::jetstream::new(client);
-    let mut primary = ledger.serve(&url, Some("ledger"));
-    let p_api = primary.http_url();
-    wait_for_streams(&js).await;
+    let World {
+        ledger,
+        replica_dir,
+        _nats,
+        url,
+        js,
+        mut primary,
+        p_api,
+    } = world().await;
     // The replica alters the event of EVENTS seq 300, as a bug or a tampered machine would.
     const FORGED: u64 = 300;
     let mut replica = serve_replica(

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use socai_model::Validator;
 use socai_store::{Ledger, SledStorage};
 use tokio::sync::{mpsc, watch};
 
@@ -247,25 +246,7 @@ async fn serve_inner(
         promoting_marker: config.promoting_marker.clone(),
     };
     let publisher = tokio::spawn(publisher.run(drain_timeout));
-    let validator = Arc::new(Validator::new(config.limits));
-    let reader = ledger.reader();
-    let writer = writer::Writer {
-        js,
-        reader: Some(reader),
-        finished: watch::channel(0).0,
-        ledger: Some(ledger),
-        validator,
-        config,
-        counters,
-        head: head_tx,
-        settling: tokio::task::JoinSet::new(),
-        commands,
-        late_copies: Vec::new(),
-        unsettled: Default::default(),
-        last_input: None,
-        redactions: Default::default(),
-        erase_error: None,
-    };
+    let writer = writer::Writer::new(js, ledger, config, counters, head_tx, commands);
     // The writer stops on shutdown, or when the publisher fails (then nothing downstream is safe).
     let publisher_failed = Arc::new(tokio::sync::Notify::new());
     let stop = {
@@ -325,23 +306,7 @@ async fn serve_replica(
         counters.clone(),
         head_rx,
     ));
-    let writer = writer::Writer {
-        js,
-        reader: Some(ledger.reader()),
-        finished: watch::channel(0).0,
-        ledger: Some(ledger),
-        validator: Arc::new(Validator::new(config.limits)),
-        config,
-        counters,
-        head: head_tx,
-        settling: tokio::task::JoinSet::new(),
-        commands,
-        late_copies: Vec::new(),
-        unsettled: Default::default(),
-        last_input: None,
-        redactions: Default::default(),
-        erase_error: None,
-    };
+    let writer = writer::Writer::new(js, ledger, config, counters, head_tx, commands);
     let written = writer.run(shutdown).await;
     lag.abort();
     checker.abort();

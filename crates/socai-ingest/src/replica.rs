@@ -266,21 +266,28 @@ struct Checker {
     diverged: Option<(u64, String)>,
 }
 
+/// Stream `name`, its first and last seq.
+async fn open_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<(jetstream::stream::Stream, u64, u64), String> {
+    let mut stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    let state = &stream
+        .info()
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?
+        .state;
+    let (first, last) = (state.first_sequence, state.last_sequence);
+    Ok((stream, first, last))
+}
+
 impl Checker {
     /// Reads the checkpoints the primary published since the last round.
     async fn read_checkpoints(&mut self) -> Result<(), String> {
-        let mut stream = self
-            .js
-            .get_stream(CHECKPOINTS)
-            .await
-            .map_err(|e| format!("stream {CHECKPOINTS}: {e}"))?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| format!("stream {CHECKPOINTS}: {e}"))?
-            .state
-            .clone();
-        let (first, last) = (state.first_sequence, state.last_sequence);
+        let (stream, first, last) = open_stream(&self.js, CHECKPOINTS).await?;
         if last == 0 {
             return Ok(()); // nothing published yet
         }
@@ -387,18 +394,7 @@ impl Checker {
     /// entry) finds the message, then the entry, in O(log n) reads. `from` (a size known to
     /// agree) only words the answer when COMMITTED no longer holds the start.
     async fn first_difference(&self, from: u64, to: u64) -> Result<Option<(u64, String)>, String> {
-        let mut stream = self
-            .js
-            .get_stream(COMMITTED)
-            .await
-            .map_err(|e| format!("stream {COMMITTED}: {e}"))?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| format!("stream {COMMITTED}: {e}"))?
-            .state
-            .clone();
-        let (first, last) = (state.first_sequence, state.last_sequence);
+        let (stream, first, last) = open_stream(&self.js, COMMITTED).await?;
         if first == 0 || last < first {
             return Err(format!("{COMMITTED} is empty"));
         }

@@ -553,6 +553,34 @@ pub(crate) struct Writer {
 const NATS_RETRY: Duration = Duration::from_secs(1);
 
 impl Writer {
+    /// A writer of `ledger`, between batches, owning nothing in flight.
+    pub fn new(
+        js: jetstream::Context,
+        ledger: Ledger<SledStorage>,
+        config: WriterConfig,
+        counters: Arc<Counters>,
+        head: watch::Sender<u64>,
+        commands: Option<mpsc::Receiver<WriterCommand>>,
+    ) -> Writer {
+        Writer {
+            js,
+            reader: Some(ledger.reader()),
+            finished: watch::channel(0).0,
+            ledger: Some(ledger),
+            validator: Arc::new(Validator::new(config.limits)),
+            config,
+            counters,
+            head,
+            settling: tokio::task::JoinSet::new(),
+            commands,
+            late_copies: Vec::new(),
+            unsettled: Default::default(),
+            last_input: None,
+            redactions: Default::default(),
+            erase_error: None,
+        }
+    }
+
     /// Runs until `shutdown` resolves (the batch in hand is finished first, and a checkpoint is
     /// signed for what it committed) or the ledger fails.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
@@ -1068,29 +1096,13 @@ impl Writer {
                     done.push(event);
                 }
                 Err(crate::erase::EraseError::NotYet(e)) => {
-                    // Not read yet by this ledger or a replica: the next event may be.
+                    // Not read yet by this ledger or a replica: the next event may be. Said
+                    // once per event and bound (the cursor in the text moves every tick).
                     let key = format!("{}/{}: {bound}", event.agency, event.id);
-                    if self.erase_error.as_ref() != Some(&key) {
-                        tracing::warn!(
-                            error = %e,
-                            agency = %event.agency,
-                            id = %event.id,
-                            "cannot erase a redacted event's copies on NATS yet; retrying at every checkpoint interval"
-                        );
-                        self.erase_error = Some(key);
-                    }
+                    self.warn_erase_once(key, &e, &event);
                 }
                 Err(crate::erase::EraseError::Nats(e)) => {
-                    // Said once per reason, not at every tick.
-                    if self.erase_error.as_ref() != Some(&e) {
-                        tracing::warn!(
-                            error = %e,
-                            agency = %event.agency,
-                            id = %event.id,
-                            "cannot erase a redacted event's copies on NATS yet; retrying at every checkpoint interval"
-                        );
-                        self.erase_error = Some(e);
-                    }
+                    self.warn_erase_once(e.clone(), &e, &event);
                     // NATS is likely down or slow: leave the rest for the next try too.
                     break;
                 }
@@ -1109,6 +1121,19 @@ impl Writer {
             self.commit_marks(move |l| l.mark_erased(done)).await?;
         }
         Ok((erased, left))
+    }
+
+    /// Logs why erasing `event`'s copies must wait, unless `key` was the last reason logged.
+    fn warn_erase_once(&mut self, key: String, error: &str, event: &socai_store::EventKey) {
+        if self.erase_error.as_ref() != Some(&key) {
+            tracing::warn!(
+                error,
+                agency = %event.agency,
+                id = %event.id,
+                "cannot erase a redacted event's copies on NATS yet; retrying at every checkpoint interval"
+            );
+            self.erase_error = Some(key);
+        }
     }
 
     async fn checkpoint_if_due(&mut self) -> Result<(), IngestError> {
