@@ -307,6 +307,7 @@ impl Config {
          stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
          duplicate_window_s = 120         # JetStream's msg-id dedup window\n\
          consumer = \"ledger\"              # name of the ledger's EVENTS consumers; a replica uses its own\n\
+         replicas = []                    # this ledger's replicas (serve --replica-name): erasure waits for them\n\
          \n\
          [metrics]                        # socai project\n\
          flush_interval_ms = 100         # longest a changed value waits before it is published\n\
