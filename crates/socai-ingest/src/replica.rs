@@ -240,7 +240,9 @@ pub(crate) async fn check_primary(
                 failing = Some(e);
             }
             Err(_) => {}
-            Ok(()) => failing = None,
+            // Only a full round (checkpoints read too) says the trouble is over.
+            Ok(()) if ticked => failing = None,
+            Ok(()) => {}
         }
         if ticked {
             state.report().await;

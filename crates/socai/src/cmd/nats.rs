@@ -125,7 +125,7 @@ fn apply_role(
     writer.replicas.dedup();
     match (&role.replica_of, role.promote, marked) {
         (Some(_), _, _) if marker.with_file_name("promoted").exists() => anyhow::bail!(
-            "this data dir was promoted to primary (it has a `promoted` file): it must never run as a replica; to make this machine a replica, start from an empty data dir (`socai init --keys-from`)"
+            "this data dir was promoted to primary (it has a `promoted` file): it must never run as a replica; to make this machine a replica, give it a new data dir made from a copy of the primary's, taken while the primary was stopped (README, \"Ledger replicas\")"
         ),
         (Some(of), _, marked) => {
             let name = role.replica_name.clone().ok_or_else(|| {
@@ -158,7 +158,7 @@ fn apply_role(
         (None, true, Some(of)) => {
             if let Ok(text) = std::fs::read_to_string(&diverged) {
                 anyhow::bail!(
-                    "cannot promote: this replica's entries differ from its primary's ({}: {}). Promote another replica, or rebuild this one from an empty data dir (`socai init --keys-from`) and let it catch up",
+                    "cannot promote: this replica's entries differ from its primary's ({}: {}). Promote another replica, or find out which ledger is wrong first and rebuild this one from a copy of a good ledger's data dir (README, \"Ledger replicas\")",
                     diverged.display(),
                     text.lines().skip(1).collect::<Vec<_>>().join(" ")
                 );
@@ -174,7 +174,7 @@ fn apply_role(
             writer.promoting_marker = Some(promoting);
             tracing::warn!(
                 primary = %of,
-                "promoted: this ledger is the primary now (it publishes COMMITTED, checkpoints and receipts, and erases NATS copies of redacted events); the old primary must never run again on its data dir"
+                "promoting: once this ledger has read as far as COMMITTED and found COMMITTED's last entry is its own, it is the primary (COMMITTED, checkpoints, receipts, erasure of NATS copies); the old primary must never run again on its data dir"
             );
             writer.catch_up = true;
         }
