@@ -546,8 +546,8 @@ impl Checker {
     }
 }
 
-/// Writes `text` to `path` durably (file, then its directory).
-fn write_durable(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+/// Writes `text` to `path` durably (file, then its directory): the replica's marker files.
+pub fn write_durable(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path)?;
     f.write_all(text.as_bytes())?;

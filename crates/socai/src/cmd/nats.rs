@@ -77,19 +77,6 @@ fn check_replica_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `text` to `path` and makes it durable (file and directory).
-fn write_durable(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// Settles the role against the data dir's replica marker and fills the writer's settings.
 fn apply_role(
     g: &Global,
@@ -145,7 +132,8 @@ fn apply_role(
                     marker.display()
                 );
             } else {
-                write_durable(&marker, &format!("{of}\n"))?;
+                socai_ingest::replica::write_durable(&marker, &format!("{of}\n"))
+                    .with_context(|| format!("writing {}", marker.display()))?;
             }
             writer.streams.consumer = format!("{}-replica-{name}", writer.streams.consumer);
             writer.replicas.clear();
