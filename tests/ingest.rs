@@ -8,7 +8,9 @@ use socai_e2e::nats::*;
 use socai_e2e::{Ledger, workload};
 use socai_model::Event;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// A hang guard for waits, far above what any run here takes; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -38,14 +40,36 @@ async fn publish_shares(
     user: Option<&'static str>,
     shares: Vec<Vec<Outgoing>>,
     in_flight: usize,
+    pacing: (usize, Duration),
+) {
+    publish_shares_gated(url, user, shares, in_flight, pacing, None).await;
+}
+
+/// [`publish_shares`], where each chunk first takes (for good) a permit of `gate` per event,
+/// waiting for them: whoever adds permits decides how far publishing may go. Once `gate` is
+/// closed, the rest goes through.
+async fn publish_shares_gated(
+    url: String,
+    user: Option<&'static str>,
+    shares: Vec<Vec<Outgoing>>,
+    in_flight: usize,
     (chunk, pause): (usize, Duration),
+    gate: Option<Arc<Semaphore>>,
 ) {
     let mut tasks = Vec::new();
     for share in shares {
         let publisher = publisher(&url, user).await;
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let mut errors = Vec::new();
             for part in share.chunks(chunk) {
+                if let Some(gate) = &gate
+                    && let Ok(permits) = gate
+                        .acquire_many(u32::try_from(part.len()).expect("a chunk fits a gate"))
+                        .await
+                {
+                    permits.forget();
+                }
                 publisher
                     .publish_all(part.to_vec(), in_flight, |r| {
                         if let Err(e) = r {
@@ -195,12 +219,20 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
     } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
 
     let events = workload(30_000, 12);
-    let publishing = tokio::spawn(publish_shares(
+    // Publishing is gated by the kill loop: each of its 20 rounds lets a twentieth of the events
+    // through shortly before its kill, so every kill comes while a slice is being published,
+    // however fast the machine. Ungated, publishers were done within a few seconds, well before
+    // the last kills, and a ledger that restarts and catches up quickly had nothing left to do.
+    const ROUNDS: usize = 20;
+    let slice = events.len() / ROUNDS;
+    let gate = Arc::new(Semaphore::new(0));
+    let publishing = tokio::spawn(publish_shares_gated(
         url.clone(),
         None,
         split_by_agency(&events, 2),
         32,
-        (200, Duration::from_millis(40)),
+        (50, Duration::ZERO),
+        Some(gate.clone()),
     ));
     let seed: u64 = std::env::var("SOCAI_KILL_SEED")
         .ok()
@@ -209,12 +241,14 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
     eprintln!("kill moments from SOCAI_KILL_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills_with_work_left = 0;
-    for kill in 0..20 {
-        tokio::time::sleep(Duration::from_millis(rand::Rng::gen_range(
-            &mut rng,
-            150..700,
-        )))
-        .await;
+    for kill in 0..ROUNDS {
+        // The kill comes `round` after the last restart (the ledger may still be starting, or
+        // done with what it had), `lead` after the round's slice went out.
+        let round = Duration::from_millis(rand::Rng::gen_range(&mut rng, 150..700));
+        let lead = Duration::from_millis(rand::Rng::gen_range(&mut rng, 20..60));
+        tokio::time::sleep(round - lead).await;
+        gate.add_permits(slice);
+        tokio::time::sleep(lead).await;
         let s = js
             .get_stream(socai_wire::stream::EVENTS)
             .await
@@ -247,9 +281,12 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
         }
         serve = ledger.serve(&url, None);
     }
+    // The slices add up to every event; closing the gate lets through any rest all the same.
+    gate.close();
     publishing.await.expect("publishers");
     wait_committed(&js, events.len() as u64, PATIENCE).await;
     serve.stop();
+    eprintln!("{kills_with_work_left} of {ROUNDS} kills hit a ledger with work left");
     assert!(
         kills_with_work_left >= 10,
         "only {kills_with_work_left} of 20 kills hit a ledger with work left (SOCAI_KILL_SEED={seed})"
