@@ -1,8 +1,12 @@
 //! The new-id filter: an in-memory approximate set of every committed (agency, id), so that the
 //! writer learns that a new event id is new without reading the id index (almost every event is
 //! new). A quotient filter (`qfilter`, rank-select quotient filter) over a randomly seeded 64-bit
-//! hash (foldhash: nobody can choose ids that collide in advance and slow the writer down) grows
-//! with the log up to [`MAX_IDS`] ids, at most a [`FP_RATE`] false-positive rate.
+//! hash (foldhash) of the event's fingerprint in the id index
+//! ([`crate::storage::event_fingerprint`]), so that the filter fills from the index's runs
+//! without reading an entry, grows with the log up to [`MAX_IDS`] ids, at most a [`FP_RATE`]
+//! false-positive rate. Two events whose index fingerprints collide (64 bits of SHA-256 output:
+//! chosen only at the cost of a birthday search, and then only among the chooser's own ids) are
+//! one item here: the second only costs an index read.
 //!
 //! Memory: the fingerprint bits are fixed by [`MAX_IDS`] and the slots double as the log grows,
 //! so the bytes per id fall with size: about 5 at a million ids, about 1.5 at a national year's
@@ -67,11 +71,9 @@ impl IdFilter {
         }
     }
 
-    fn fingerprint(&self, agency: &str, id: &str) -> u64 {
+    fn fingerprint(&self, event: u64) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write(agency.as_bytes());
-        h.write_u8(0); // agencies never hold 0x00 (the envelope schema)
-        h.write(id.as_bytes());
+        h.write_u64(event);
         h.finish() & self.mask
     }
 
@@ -80,15 +82,23 @@ impl IdFilter {
         if !self.complete.load(Ordering::Acquire) || self.overflowed.load(Ordering::Acquire) {
             return true;
         }
-        let fingerprint = self.fingerprint(agency, id);
+        let fingerprint = self.fingerprint(crate::storage::event_fingerprint(agency, id));
         self.read().contains_fingerprint(fingerprint)
     }
 
     /// Adds committed ids (call before the commit that holds them is applied).
     pub fn insert<'a>(&self, ids: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let fingerprints: Vec<u64> = ids
+        self.insert_events(
+            ids.into_iter()
+                .map(|(agency, id)| crate::storage::event_fingerprint(agency, id)),
+        );
+    }
+
+    /// Adds committed ids by their index fingerprints ([`crate::storage::event_fingerprint`]).
+    pub fn insert_events(&self, events: impl IntoIterator<Item = u64>) {
+        let fingerprints: Vec<u64> = events
             .into_iter()
-            .map(|(agency, id)| self.fingerprint(agency, id))
+            .map(|event| self.fingerprint(event))
             .collect();
         let mut filter = self.filter.write().unwrap_or_else(|p| p.into_inner());
         for fingerprint in fingerprints {

@@ -7,6 +7,8 @@
 //!   checkpoints, redaction) and the readers (entries, history, proofs, export).
 //! - [`reader`]: readers of a ledger being appended to (entries, proofs, export, tiles), which
 //!   see each commit once it is durable and never block the writer.
+//! - [`runs`]: sorted runs of (fingerprint, seq) pairs in pages, merged in the background: an
+//!   index that costs a commit one run instead of one random-key insert per entry.
 //! - [`verify`]: full parallel verification of a stored ledger.
 //! - [`datadir`]: the on-disk layout of a data directory (store, keys) and `init`.
 //!
@@ -17,6 +19,7 @@ pub mod idfilter;
 pub mod keystore;
 pub mod ledger;
 pub mod reader;
+pub mod runs;
 pub mod storage;
 pub mod verify;
 

@@ -9,11 +9,12 @@
 
 use crate::idfilter::IdFilter;
 use crate::keystore::{KeyStore, KeyStoreError, RecordKey};
+use crate::runs::{Prefixes, Runs};
 use socai_chain::Hash;
 use socai_chain::merkle::MerkleError;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
 pub const HASH_CHUNK: u64 = 256;
@@ -150,10 +151,12 @@ pub trait Storage: Send + Sync {
     }
     /// Every agency's record of `id` (ids are unique per agency only), by agency.
     fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>>;
-    /// The whole id index, in key order.
-    fn id_index(&self) -> Box<dyn Iterator<Item = Result<(EventKey, IdRecord)>> + '_>;
-    /// The whole dossier index as (dossier, seq), in key order.
-    fn dossier_index(&self) -> Box<dyn Iterator<Item = Result<(String, u64)>> + '_>;
+    /// Every pair of the id index, ([`event_fingerprint`], seq), after checking the index's own
+    /// structure.
+    fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()>;
+    /// Every pair of the dossier index, ([`dossier_fingerprint`], seq), after checking the
+    /// index's own structure.
+    fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()>;
     /// EVENTS stream seqs of the copies of an event that carried personal data.
     fn copies(&self, event: &EventKey) -> Result<Vec<u64>>;
     /// What was recorded when the sync body at this EVENTS seq and time was decided (see
@@ -192,7 +195,9 @@ pub trait Storage: Send + Sync {
 
 /// sled layout (version [`LAYOUT`]): one tree, keys prefixed by kind, numbers big-endian so they
 /// sort. `b`+bundle → up to [`ENTRY_BUNDLE`] entries, each as a 4-byte big-endian length and the
-/// bytes; `i`+id‖0x00‖agency → seq‖digest; `d`+dossier‖0x00‖seq → ""; `h`+chunk → up to
+/// bytes; the id index's runs under `j`/`J`/`v` and the dossier index's under `r`/`R`/`w`
+/// ([`crate::runs`], [`EVENT_RUNS`], [`DOSSIER_RUNS`]; layout 2 had a key per entry instead:
+/// `i`+id‖0x00‖agency → seq‖digest, `d`+dossier‖0x00‖seq → ""); `h`+chunk → up to
 /// [`HASH_CHUNK`] hashes; `p`+seq → 0x01‖key slot‖personal JSON sealed under that slot's key (see
 /// [`crate::keystore`]); `x`+agency‖0x00‖id‖0x00‖EVENTS seq → "" (an outside copy);
 /// `y`+agency‖0x00‖id → "" (outside copies still to erase); `z`+slot → "" (a key to destroy);
@@ -201,6 +206,9 @@ pub trait Storage: Send + Sync {
 /// schema's patterns), so the separators are unambiguous.
 #[derive(Clone)]
 pub struct SledStorage {
+    /// First, so that the last handle's drop stops and joins the merger before the tree (and
+    /// sled's flush on drop) goes.
+    merger: Arc<Merger>,
     db: sled::Db,
     tree: sled::Tree,
     /// size (big-endian) → the witnesses' cosignature lines of the checkpoint of that size.
@@ -218,6 +226,76 @@ pub struct SledStorage {
     /// index by a background thread started at the first [`Storage::id_if_known`].
     ids: Arc<IdFilter>,
     fill: Arc<Fill>,
+    /// The id index: sorted runs of ([`event_fingerprint`], seq), one per commit (see
+    /// [`crate::runs`]).
+    events: Arc<Runs>,
+    /// The dossier index: sorted runs of ([`dossier_fingerprint`], seq).
+    dossiers: Arc<Runs>,
+}
+
+/// The threads that merge both indexes' runs: stopped and joined when the last handle of the
+/// store is dropped (they hold the tree, and with it sled's lock on the store).
+struct Merger {
+    indexes: [Arc<Runs>; 2],
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        for runs in &self.indexes {
+            runs.stop();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The key prefixes of the id index's runs.
+pub const EVENT_RUNS: Prefixes = Prefixes {
+    page: b'j',
+    fence: b'J',
+    marker: b'v',
+};
+
+/// The key prefixes of the dossier index's runs.
+pub const DOSSIER_RUNS: Prefixes = Prefixes {
+    page: b'r',
+    fence: b'R',
+    marker: b'w',
+};
+
+fn sha256_prefixed(domain: &[u8], text: &str) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(domain.len() + text.len());
+    bytes.extend_from_slice(domain);
+    bytes.extend_from_slice(text.as_bytes());
+    socai_chain::hash::sha256(&bytes).0
+}
+
+/// The id index's key for `agency`'s event `id`: 48 bits of SHA-256 of the id, then 16 of the
+/// agency, so that every agency's event of one id sits in one range ([`id_fingerprints`]).
+/// Lookups confirm every match against the entry, so a collision costs a read, never a wrong
+/// answer.
+pub fn event_fingerprint(agency: &str, id: &str) -> u64 {
+    let (lo, _) = id_fingerprints(id);
+    let agency = sha256_prefixed(b"socai-agency/v1\0", agency);
+    lo | u64::from(u16::from_be_bytes([agency[0], agency[1]]))
+}
+
+/// The range of [`event_fingerprint`]s of `id`, whatever the agency.
+pub fn id_fingerprints(id: &str) -> (u64, u64) {
+    let h = sha256_prefixed(b"socai-id/v1\0", id);
+    let lo = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], 0, 0]);
+    (lo, lo | 0xffff)
+}
+
+/// The dossier index's key for `dossier`: the first 8 bytes of SHA-256 over a domain prefix and
+/// the dossier id. Lookups confirm every match against the entry, so a collision (chosen or
+/// not) costs a read, never a wrong answer.
+pub fn dossier_fingerprint(dossier: &str) -> u64 {
+    let h = sha256_prefixed(b"socai-dossier/v1\0", dossier);
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
 /// The background fill of the id filter: started once, stopped when the last handle of the
@@ -266,8 +344,10 @@ const CURSOR_KEY: &[u8] = b"msource";
 const LAYOUT_KEY: &[u8] = b"mlayout";
 const SLOTS_KEY: &[u8] = b"mslots";
 /// The key layout this code writes. Layout 1 (before per-agency ids and sealed personal
-/// records) is migrated at open.
-pub const LAYOUT: u64 = 2;
+/// records) and layout 2 (a sled key per entry in the dossier index) are migrated at open.
+pub const LAYOUT: u64 = 3;
+/// Entries per run when a layout-2 dossier index is migrated into runs.
+const MIGRATION_RUN: u64 = 1 << 20;
 /// Format byte of a sealed personal record.
 const SEALED: u8 = 1;
 
@@ -309,15 +389,6 @@ pub fn join_bundle(entries: &[&[u8]]) -> Vec<u8> {
 
 fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
-}
-
-fn id_record(v: &[u8], id: &str) -> Result<IdRecord> {
-    match (be_u64(v), hash_at(v.get(8..).unwrap_or_default(), 0)) {
-        (Some(seq), Some(digest)) if v.len() == 40 => Ok(IdRecord { seq, digest }),
-        _ => Err(StorageError::Corrupt(format!(
-            "id index record for {id:?} is malformed"
-        ))),
-    }
 }
 
 fn hash_at(bytes: &[u8], i: usize) -> Option<Hash> {
@@ -366,7 +437,13 @@ impl SledStorage {
             .flatten()
             .and_then(|v| be_u64(&v))
             .unwrap_or(0);
+        let events = Arc::new(Runs::open(tree.clone(), EVENT_RUNS, path.to_path_buf())?);
+        let dossiers = Arc::new(Runs::open(tree.clone(), DOSSIER_RUNS, path.to_path_buf())?);
         let storage = SledStorage {
+            merger: Arc::new(Merger {
+                indexes: [events.clone(), dossiers.clone()],
+                threads: Mutex::new(Vec::new()),
+            }),
             db,
             tree,
             cosignatures,
@@ -383,8 +460,24 @@ impl SledStorage {
                 stop: Arc::new(AtomicBool::new(false)),
                 testing,
             }),
+            events,
+            dossiers,
         };
         storage.migrate()?;
+        storage.drop_old_index_keys()?;
+        let head = storage.head()?.size;
+        for (runs, name) in [(&storage.events, "id"), (&storage.dossiers, "dossier")] {
+            if runs.broken().is_none() && runs.end() != head {
+                runs.set_broken(Some(format!(
+                    "the {name} index covers {} entries but the log holds {head}",
+                    runs.end()
+                )));
+            }
+            if let Some(why) = runs.broken() {
+                tracing::error!(index = name, reason = %why, "the {name} index is damaged: lookups through it fail; run `socai verify` and restore the data dir from a backup");
+            }
+        }
+        storage.start_mergers();
         storage.finish_erasures()?;
         let slots = match storage.get(SLOTS_KEY)? {
             Some(v) => be_u64(&v)
@@ -409,14 +502,34 @@ impl SledStorage {
         Ok(storage)
     }
 
+    /// Starts the threads that merge each index's runs.
+    fn start_mergers(&self) {
+        let mut threads = self
+            .merger
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for runs in self.merger.indexes.clone() {
+            let spawned = std::thread::Builder::new()
+                .name("socai-runs".into())
+                .spawn(move || runs.run_merger());
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start merging an index's runs; lookups slow down as runs accumulate")
+                }
+            }
+        }
+    }
+
     /// Starts filling the id filter from the stored id index, once, on a thread of its own.
     fn start_fill(&self) {
         self.fill.started.call_once(|| {
-            let (tree, ids, stop) = (self.tree.clone(), self.ids.clone(), self.fill.stop.clone());
+            let (runs, ids, stop) = (self.events.clone(), self.ids.clone(), self.fill.stop.clone());
             let testing = self.fill.testing.clone();
             let spawned = std::thread::Builder::new()
                 .name("socai-idfilter".into())
-                .spawn(move || fill_id_filter(&tree, &ids, &stop, &testing));
+                .spawn(move || fill_id_filter(&runs, &ids, &stop, &testing));
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "could not start filling the new-id filter; every append reads the id index");
             }
@@ -560,24 +673,112 @@ impl SledStorage {
     /// Brings a layout-1 store to [`LAYOUT`]: id keys gain their agency, personal records are
     /// sealed under keys of their own. Runs in chunks, each durable; a crash resumes it.
     fn migrate(&self) -> Result<()> {
-        match self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64) {
+        let layout = self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64);
+        match layout {
             Some(LAYOUT) => return Ok(()),
-            Some(other) => {
+            Some(other) if other > LAYOUT => {
                 return Err(StorageError::Corrupt(format!(
                     "store layout {other} is newer than this socai understands ({LAYOUT}); use a newer socai"
                 )));
             }
-            None => {}
+            _ => {}
         }
-        if self.get(HEAD_KEY)?.is_some() {
+        let has_entries = self.get(HEAD_KEY)?.is_some();
+        if layout.is_none() && has_entries {
             tracing::info!(path = %self.path.display(), "migrating the store to layout 2 (per-agency ids, sealed personal data)");
             let (ids, personal) = (self.migrate_ids()?, self.migrate_personal()?);
             tracing::info!(ids, personal, "store migrated to layout 2");
+        }
+        if has_entries {
+            tracing::info!(path = %self.path.display(), "migrating the store to layout 3 (the id and dossier indexes in sorted runs, built from the entries)");
+            let entries = self.build_index_runs()?;
+            tracing::info!(entries, "store migrated to layout 3");
         }
         self.tree
             .insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
             .map_err(|e| self.err(e))?;
         self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Layout 2 → 3: both indexes' runs, built from the entries themselves (in seq order, runs
+    /// of [`MIGRATION_RUN`] entries, in bounded memory). Runs a migration that stopped half-way
+    /// left are cleared first; the old `i` and `d` keys go once layout 3 is recorded
+    /// ([`SledStorage::drop_old_index_keys`]). An entry that cannot be read gets no pairs (the
+    /// indexes then miss it, and `socai verify` names it).
+    fn build_index_runs(&self) -> Result<u64> {
+        self.events.clear()?;
+        self.dossiers.clear()?;
+        let head = self.head()?.size;
+        let (mut ids, mut dossiers) = (Vec::new(), Vec::new());
+        let mut first = 0;
+        let mut unreadable = 0u64;
+        for item in self.entries(0, head) {
+            let (seq, bytes) = item?;
+            match socai_chain::Entry::decode_parts(&bytes) {
+                Ok(parts) => {
+                    ids.push((event_fingerprint(&parts.agency, &parts.id), seq));
+                    dossiers.push((dossier_fingerprint(&parts.dossier), seq));
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::error!(seq, error = %e, "entry cannot be read while building the indexes; run `socai verify`");
+                }
+            }
+            let end = seq + 1;
+            if end == head || end - first == MIGRATION_RUN {
+                let mut b = sled::Batch::default();
+                let runs = (
+                    self.events
+                        .add(&mut b, first, end, std::mem::take(&mut ids)),
+                    self.dossiers
+                        .add(&mut b, first, end, std::mem::take(&mut dossiers)),
+                );
+                self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+                self.events.installed(runs.0);
+                self.dossiers.installed(runs.1);
+                first = end;
+            }
+        }
+        if first != head {
+            return Err(StorageError::Corrupt(format!(
+                "building the indexes read entries up to {} of {head}; run `socai verify`",
+                first as i64 - 1
+            )));
+        }
+        if unreadable > 0 {
+            tracing::error!(unreadable, "entries that cannot be read are in no index");
+        }
+        Ok(head)
+    }
+
+    /// Deletes the `i` and `d` keys of layout-2 indexes (after layout 3 is recorded; also
+    /// finishes a deletion a crash interrupted).
+    fn drop_old_index_keys(&self) -> Result<()> {
+        let mut dropped = 0u64;
+        for prefix in [b"i", b"d"] {
+            loop {
+                let keys: Vec<sled::IVec> = self
+                    .tree
+                    .scan_prefix(prefix)
+                    .keys()
+                    .take(100_000)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| self.err(e))?;
+                if keys.is_empty() {
+                    break;
+                }
+                dropped += keys.len() as u64;
+                let mut b = sled::Batch::default();
+                for k in keys {
+                    b.remove(k);
+                }
+                self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            }
+        }
+        if dropped > 0 {
+            self.db.flush().map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 
@@ -790,6 +991,40 @@ impl SledStorage {
         k
     }
 
+    /// What the id index needs of entry `seq` (an index match): its agency, id, and record.
+    fn id_at(&self, seq: u64) -> Result<(String, String, IdRecord)> {
+        let entry = self.entry(seq)?.ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "the id index names entry {seq}, which is missing; run `socai verify`"
+            ))
+        })?;
+        let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "entry {seq} cannot be read: {e}; run `socai verify`"
+            ))
+        })?;
+        let digest =
+            crate::ledger::content_digest(parts.event, parts.header.personal_commitment.as_ref());
+        Ok((
+            parts.agency.into_owned(),
+            parts.id.into_owned(),
+            IdRecord { seq, digest },
+        ))
+    }
+
+    /// The id index's runs (tests that tamper with them).
+    #[doc(hidden)]
+    pub fn event_runs(&self) -> &Runs {
+        &self.events
+    }
+
+    /// The dossier index's runs (tests that tamper with them).
+    #[doc(hidden)]
+    pub fn dossier_runs(&self) -> &Runs {
+        &self.dossiers
+    }
+
+    /// A layout-2 dossier index key (the bench's per-key baseline writes these; layout 3 has none).
     pub fn dossier_key(dossier: &str, seq: u64) -> Vec<u8> {
         let mut k = dossier_prefix(dossier);
         k.extend_from_slice(&seq.to_be_bytes());
@@ -849,12 +1084,6 @@ impl Storage for SledStorage {
                 .iter()
                 .map(|(k, _)| (k.agency.as_str(), k.id.as_str())),
         );
-        for (event, rec) in &batch.ids {
-            let mut v = [0u8; 40];
-            v[..8].copy_from_slice(&rec.seq.to_be_bytes());
-            v[8..].copy_from_slice(&rec.digest.0);
-            b.insert(Self::id_key(&event.agency, &event.id), &v[..]);
-        }
         for (event, stream_seq) in &batch.copies {
             b.insert(Self::copy_key(event, *stream_seq), &[][..]);
         }
@@ -867,9 +1096,23 @@ impl Storage for SledStorage {
         for (stream_seq, time_ns, mark) in &batch.sync_marks {
             b.insert(Self::sync_mark_key(*stream_seq, *time_ns), &mark[..]);
         }
-        for (dossier, seq) in &batch.dossiers {
-            b.insert(Self::dossier_key(dossier, *seq), &[][..]);
-        }
+        let runs = (!batch.entries.is_empty()).then(|| {
+            let end = batch.new_head.size;
+            let ids = batch
+                .ids
+                .iter()
+                .map(|(event, rec)| (event_fingerprint(&event.agency, &event.id), rec.seq))
+                .collect();
+            let dossiers = batch
+                .dossiers
+                .iter()
+                .map(|(dossier, seq)| (dossier_fingerprint(dossier), *seq))
+                .collect();
+            (
+                self.events.add(&mut b, first_seq, end, ids),
+                self.dossiers.add(&mut b, first_seq, end, dossiers),
+            )
+        });
         // Stored hashes: rewrite the partial first chunk, then whole chunks.
         let mut idx = batch.hashes_from;
         let mut rest = &batch.hashes[..];
@@ -931,6 +1174,11 @@ impl Storage for SledStorage {
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
         b.insert(HEAD_KEY, &head[..]);
         self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        // The runs are in the tree now, so in the lists too (readers see only durable sizes).
+        if let Some((ids, dossiers)) = runs {
+            self.events.installed(ids);
+            self.dossiers.installed(dossiers);
+        }
         if let Some(to_go) = &self.abort_before_fsync
             && !batch.entries.is_empty()
             && to_go.fetch_sub(1, Ordering::SeqCst) == 1
@@ -988,10 +1236,13 @@ impl Storage for SledStorage {
     }
 
     fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
-        match self.get(&Self::id_key(agency, id))? {
-            None => Ok(None),
-            Some(v) => id_record(&v, id).map(Some),
+        for seq in self.events.lookup(event_fingerprint(agency, id))? {
+            let (a, i, rec) = self.id_at(seq)?;
+            if a == agency && i == id {
+                return Ok(Some(rec));
+            }
         }
+        Ok(None)
     }
 
     fn id_if_known(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
@@ -1003,43 +1254,24 @@ impl Storage for SledStorage {
     }
 
     fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>> {
-        let mut prefix = Vec::with_capacity(id.len() + 2);
-        prefix.push(b'i');
-        prefix.extend_from_slice(id.as_bytes());
-        prefix.push(0);
+        let (lo, hi) = id_fingerprints(id);
         let mut out = Vec::new();
-        for r in self.tree.scan_prefix(&prefix) {
-            let (k, v) = r.map_err(|e| self.err(e))?;
-            let agency = String::from_utf8(k[prefix.len()..].to_vec())
-                .map_err(|_| StorageError::Corrupt(format!("id key of {id:?} is not UTF-8")))?;
-            out.push((agency, id_record(&v, id)?));
+        for seq in self.events.lookup_range(lo, hi)? {
+            let (agency, i, rec) = self.id_at(seq)?;
+            if i == id {
+                out.push((agency, rec));
+            }
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
-    fn id_index(&self) -> Box<dyn Iterator<Item = Result<(EventKey, IdRecord)>> + '_> {
-        Box::new(self.tree.scan_prefix(b"i").map(move |r| {
-            let (k, v) = r.map_err(|e| self.err(e))?;
-            let text = std::str::from_utf8(&k[1..])
-                .map_err(|_| StorageError::Corrupt("an id key is not UTF-8".into()))?;
-            let (id, agency) = text.split_once('\0').ok_or_else(|| {
-                StorageError::Corrupt(format!("id key {text:?} names no agency (layout 1?)"))
-            })?;
-            Ok((EventKey::new(agency, id), id_record(&v, id)?))
-        }))
+    fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.events.check(each)
     }
 
-    fn dossier_index(&self) -> Box<dyn Iterator<Item = Result<(String, u64)>> + '_> {
-        Box::new(self.tree.scan_prefix(b"d").map(move |r| {
-            let (k, _) = r.map_err(|e| self.err(e))?;
-            let split = k.len().checked_sub(9).filter(|&i| i >= 1 && k[i] == 0);
-            let Some(i) = split else {
-                return Err(StorageError::Corrupt("a dossier key is malformed".into()));
-            };
-            let dossier = String::from_utf8(k[1..i].to_vec())
-                .map_err(|_| StorageError::Corrupt("a dossier key is not UTF-8".into()))?;
-            Ok((dossier, be_u64(&k[i + 1..]).expect("8 bytes checked above")))
-        }))
+    fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        self.dossiers.check(each)
     }
 
     fn sync_mark(&self, stream_seq: u64, time_ns: i64) -> Result<Option<Vec<u8>>> {
@@ -1077,15 +1309,24 @@ impl Storage for SledStorage {
     }
 
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>> {
-        let prefix = dossier_prefix(dossier);
-        let mut seqs = Vec::new();
-        for r in self.tree.scan_prefix(&prefix) {
-            let (k, _) = r.map_err(|e| self.err(e))?;
-            seqs.push(
-                be_u64(&k[prefix.len()..])
-                    .ok_or_else(|| StorageError::Corrupt("dossier key is truncated".into()))?,
-            );
+        let mut seqs = self.dossiers.lookup(dossier_fingerprint(dossier))?;
+        // A fingerprint names a dossier only probably: each match is confirmed by its entry.
+        let mut keep = Vec::with_capacity(seqs.len());
+        for &seq in &seqs {
+            let entry = self.entry(seq)?.ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "the dossier index names entry {seq}, which is missing; run `socai verify`"
+                ))
+            })?;
+            let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
+                StorageError::Corrupt(format!(
+                    "entry {seq} cannot be read: {e}; run `socai verify`"
+                ))
+            })?;
+            keep.push(parts.dossier == dossier);
         }
+        let mut keep = keep.into_iter();
+        seqs.retain(|_| keep.next().unwrap_or(false));
         Ok(seqs)
     }
 
@@ -1194,61 +1435,38 @@ impl Storage for SledStorage {
 }
 
 /// Inserts every id of the stored index into `ids`, then marks it complete; gives up (leaving it
-/// incomplete, so that it keeps answering "maybe") on a read error or a malformed key, and stops
+/// incomplete, so that it keeps answering "maybe") on a read error or a damaged index, and stops
 /// early when `stop` is set.
-fn fill_id_filter(tree: &sled::Tree, ids: &IdFilter, stop: &AtomicBool, testing: &IdFilterTesting) {
+fn fill_id_filter(runs: &Runs, ids: &IdFilter, stop: &AtomicBool, testing: &IdFilterTesting) {
     let started = std::time::Instant::now();
     let chunk = testing.fill_chunk.unwrap_or(4096).max(1);
-    let mut keys: Vec<sled::IVec> = Vec::with_capacity(chunk);
     let mut gate = testing.fill_gate.clone();
-    let insert = |keys: &mut Vec<sled::IVec>| -> bool {
-        let mut parsed = Vec::with_capacity(keys.len());
-        for k in keys.iter() {
-            let Some((id, agency)) = std::str::from_utf8(&k[1..])
-                .ok()
-                .and_then(|t| t.split_once('\0'))
-            else {
-                tracing::warn!(
-                    "an id index key is malformed; the new-id filter stays off (run `socai verify`)"
-                );
-                return false;
-            };
-            parsed.push((agency, id));
-        }
-        ids.insert(parsed);
-        keys.clear();
-        true
-    };
-    for r in tree.scan_prefix(b"i") {
+    let filled = runs.fingerprints(chunk, |fps| {
         if stop.load(Ordering::Acquire) {
-            return;
+            return false;
         }
-        match r {
-            Ok((k, _)) => keys.push(k),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the id index failed; the new-id filter stays off");
-                return;
-            }
+        ids.insert_events(fps.iter().copied());
+        if let Some(gate) = gate.take() {
+            gate.wait();
+            gate.wait();
         }
-        if keys.len() >= chunk {
-            if !insert(&mut keys) {
-                return;
-            }
-            if let Some(gate) = gate.take() {
-                gate.wait();
-                gate.wait();
-            }
+        true
+    });
+    match filled {
+        Ok(true) => {
+            ids.set_complete();
+            let (held, bytes, _) = ids.usage();
+            tracing::debug!(
+                ids = held,
+                bytes,
+                secs = started.elapsed().as_secs_f64(),
+                "new-id filter ready"
+            );
         }
-    }
-    if insert(&mut keys) {
-        ids.set_complete();
-        let (held, bytes, _) = ids.usage();
-        tracing::debug!(
-            ids = held,
-            bytes,
-            secs = started.elapsed().as_secs_f64(),
-            "new-id filter ready"
-        );
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the id index failed; the new-id filter stays off (run `socai verify`)");
+        }
     }
 }
 

@@ -16,8 +16,7 @@
 //! equal sets; only on a difference does a second pass look each entry up to name the first bad
 //! seq.
 
-use crate::ledger::content_digest;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, dossier_fingerprint, event_fingerprint};
 use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
 use socai_chain::entry::{Entry, check_personal};
 use socai_chain::merkle::stored_hash_count;
@@ -161,16 +160,6 @@ impl SetSum {
 /// Two SipHash keys drawn for this run.
 struct SetKeys(RandomState, RandomState);
 
-/// The id index item of an entry: (agency, id, seq, content digest).
-fn id_item<'a>(
-    agency: &'a str,
-    id: &'a str,
-    seq: u64,
-    digest: &'a Hash,
-) -> impl std::hash::Hash + Copy + 'a {
-    (agency, id, seq, &digest.0)
-}
-
 /// What a worker learned about entries `[first, last)`.
 struct RangeOut {
     chunk: Chunk,
@@ -224,9 +213,8 @@ fn check_range<S: Storage>(
     let (mut ids, mut dossiers) = (SetSum::default(), SetSum::default());
     let mut chunk = verify_chunk_parts(first, &refs, |seq, parts| {
         if let Some(keys) = keys {
-            let digest = content_digest(parts.event, parts.header.personal_commitment.as_ref());
-            ids.add(keys, id_item(&parts.agency, &parts.id, seq, &digest));
-            dossiers.add(keys, (&*parts.dossier, seq));
+            ids.add(keys, (event_fingerprint(&parts.agency, &parts.id), seq));
+            dossiers.add(keys, (dossier_fingerprint(&parts.dossier), seq));
         }
     })?;
     if got < last && chunk.error.is_none() {
@@ -448,19 +436,11 @@ pub fn verify_ledger<S: Storage>(
             let stop = &stop;
             scope.spawn(move || -> Result<(SetSum, SetSum), VerifyError> {
                 let (mut ids, mut dossiers) = (SetSum::default(), SetSum::default());
-                for item in storage.id_index() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let (key, rec) = item?;
-                    ids.add(keys, id_item(&key.agency, &key.id, rec.seq, &rec.digest));
+                if !stop.load(Ordering::Relaxed) {
+                    storage.id_index(&mut |fp, seq| ids.add(keys, (fp, seq)))?;
                 }
-                for item in storage.dossier_index() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let (dossier, seq) = item?;
-                    dossiers.add(keys, (dossier.as_str(), seq));
+                if !stop.load(Ordering::Relaxed) {
+                    storage.dossier_index(&mut |fp, seq| dossiers.add(keys, (fp, seq)))?;
                 }
                 Ok((ids, dossiers))
             })
@@ -679,23 +659,21 @@ fn find_index_fault<S: Storage>(
     ids_ok: bool,
     dossiers_ok: bool,
 ) -> Result<Option<VerifyError>, VerifyError> {
-    let decode = |seq: u64, bytes: &[u8]| -> Result<(String, String, String, Hash), VerifyError> {
+    let decode = |seq: u64, bytes: &[u8]| -> Result<(String, String, String), VerifyError> {
         let parts = Entry::decode_parts(bytes).map_err(|e| ChainError {
             seq,
             kind: ChainErrorKind::Entry(e),
         })?;
-        let digest = content_digest(parts.event, parts.header.personal_commitment.as_ref());
         Ok((
             parts.agency.into_owned(),
             parts.id.into_owned(),
             parts.dossier.into_owned(),
-            digest,
         ))
     };
     let index = |seq: u64, reason: String| Ok(Some(VerifyError::Index { seq, reason }));
     for item in storage.entries(0, size) {
         let (seq, bytes) = item?;
-        let (agency, id, dossier, digest) = decode(seq, &bytes)?;
+        let (agency, id, dossier) = decode(seq, &bytes)?;
         if !ids_ok {
             match storage.id(&agency, &id)? {
                 None => {
@@ -710,15 +688,6 @@ fn find_index_fault<S: Storage>(
                         format!("the id index maps event {agency}/{id} to seq {}", rec.seq),
                     );
                 }
-                Some(rec) if rec.digest != digest => {
-                    return index(
-                        seq,
-                        format!(
-                            "the id index records content digest {} for event {agency}/{id}, the entry's is {digest}",
-                            rec.digest
-                        ),
-                    );
-                }
                 Some(_) => {}
             }
         }
@@ -730,32 +699,31 @@ fn find_index_fault<S: Storage>(
         }
     }
     // Every entry has its keys: some key names no entry.
-    let entry_at = |seq: u64| -> Result<Option<(String, String, String, Hash)>, VerifyError> {
+    let entry_at = |seq: u64| -> Result<Option<(String, String, String)>, VerifyError> {
         match storage.entry(seq)? {
             Some(bytes) if seq < size => decode(seq, &bytes).map(Some),
             _ => Ok(None),
         }
     };
     if !ids_ok {
-        for item in storage.id_index() {
-            let (key, rec) = item?;
-            let (agency, id) = (&key.agency, &key.id);
-            match entry_at(rec.seq)? {
+        let mut pairs = Vec::new();
+        storage.id_index(&mut |fp, seq| pairs.push((fp, seq)))?;
+        for (fp, seq) in pairs {
+            match entry_at(seq)? {
                 None => {
                     return index(
-                        rec.seq,
+                        seq,
                         format!(
-                            "the id index maps event {agency}/{id} to seq {}, past the last entry",
-                            rec.seq
+                            "the id index lists seq {seq} (event fingerprint {fp:016x}), past the last entry"
                         ),
                     );
                 }
-                Some((a, i, _, _)) if (&a, &i) != (agency, id) => {
+                Some((a, i, _)) if event_fingerprint(&a, &i) != fp => {
                     return index(
-                        rec.seq,
+                        seq,
                         format!(
-                            "the id index maps event {agency}/{id} to seq {}, which is event {a}/{i}",
-                            rec.seq
+                            "the id index lists this entry under event fingerprint {fp:016x}, but it is event {a}/{i} ({:016x})",
+                            event_fingerprint(&a, &i)
                         ),
                     );
                 }
@@ -764,22 +732,24 @@ fn find_index_fault<S: Storage>(
         }
     }
     if !dossiers_ok {
-        for item in storage.dossier_index() {
-            let (dossier, seq) = item?;
+        let mut pairs = Vec::new();
+        storage.dossier_index(&mut |fp, seq| pairs.push((fp, seq)))?;
+        for (fp, seq) in pairs {
             match entry_at(seq)? {
                 None => {
                     return index(
                         seq,
                         format!(
-                            "the dossier index lists seq {seq} in dossier {dossier:?}, past the last entry"
+                            "the dossier index lists seq {seq} (dossier fingerprint {fp:016x}), past the last entry"
                         ),
                     );
                 }
-                Some((_, _, d, _)) if d != dossier => {
+                Some((_, _, d)) if dossier_fingerprint(&d) != fp => {
                     return index(
                         seq,
                         format!(
-                            "the dossier index lists this entry in dossier {dossier:?}, but it belongs to {d:?}"
+                            "the dossier index lists this entry under dossier fingerprint {fp:016x}, but it belongs to {d:?} ({:016x})",
+                            dossier_fingerprint(&d)
                         ),
                     );
                 }

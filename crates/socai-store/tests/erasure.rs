@@ -278,7 +278,14 @@ fn a_layout_1_store_is_migrated_at_open() {
     // Rewrite it as layout 1 wrote it: id keys without agency, plaintext personal records.
     {
         let tree = l.storage().raw_tree();
-        let ids: Vec<_> = l.storage().id_index().map(|r| r.unwrap()).collect();
+        let ids: Vec<_> = evs
+            .iter()
+            .map(|e| {
+                let rec = l.storage().id(&e.agency, &e.id).unwrap().unwrap();
+                (EventKey::new(&e.agency, &e.id), rec)
+            })
+            .collect();
+        as_layout_2_indexes(&l);
         for (key, rec) in &ids {
             tree.remove(SledStorage::id_key(&key.agency, &key.id))
                 .unwrap();
@@ -313,11 +320,96 @@ fn a_layout_1_store_is_migrated_at_open() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(after, personal);
+    let mut pairs = 0;
+    l.storage().id_index(&mut |_, _| pairs += 1).unwrap();
+    assert_eq!(pairs, evs.len(), "one id pair per entry");
+    let tree = l.storage().raw_tree();
+    assert_eq!(tree.scan_prefix(b"i").count(), 0, "no layout-1 id key left");
+}
+
+/// Rewrites the indexes as layout 2 kept them, an `i` and a `d` key per entry, and leaves one
+/// run of each index behind (as a migration interrupted half-way would).
+fn as_layout_2_indexes(l: &Ledger<SledStorage>) -> Vec<(String, u64)> {
+    let tree = l.storage().raw_tree();
+    let size = l.head().size;
+    let mut keys = Vec::new();
+    for r in l.storage().entries(0, size) {
+        let (seq, bytes) = r.unwrap();
+        let entry = socai_chain::Entry::decode(&bytes).unwrap();
+        let (agency, id) = (entry.event["agency"].as_str().unwrap(), entry.event_id());
+        let rec = l.storage().id(agency, id).unwrap().unwrap();
+        let mut v = seq.to_be_bytes().to_vec();
+        v.extend_from_slice(&rec.digest.0);
+        tree.insert(SledStorage::id_key(agency, id), v).unwrap();
+        let dossier = entry.dossier().to_owned();
+        tree.insert(SledStorage::dossier_key(&dossier, seq), &[][..])
+            .unwrap();
+        keys.push((dossier, seq));
+    }
+    for runs in [l.storage().event_runs(), l.storage().dossier_runs()] {
+        runs.clear().unwrap();
+        let _paused = runs.pause_merges();
+        let mut b = sled::Batch::default();
+        let _ = runs.add(&mut b, 0, 1, vec![(7, 0)]);
+        tree.apply_batch(b).unwrap();
+    }
+    keys
+}
+
+#[test]
+fn layout_2_indexes_become_runs_at_open() {
+    let f = Fixture::new();
+    let mut l = f.open();
+    for chunk in events(900, 8).chunks(40) {
+        l.append_batch(chunk, AT).unwrap();
+    }
+    l.checkpoint().unwrap();
+    let before: Vec<(String, Vec<u64>)> = {
+        let mut by_dossier = std::collections::BTreeMap::<String, Vec<u64>>::new();
+        for (d, seq) in as_layout_2_indexes(&l) {
+            by_dossier.entry(d).or_default().push(seq);
+        }
+        by_dossier.into_iter().collect()
+    };
+    let tree = l.storage().raw_tree();
+    tree.insert(b"mlayout", &2u64.to_be_bytes()[..]).unwrap();
+    l.storage().raw_db().flush().unwrap();
+    drop(l);
+    let l = f.open();
+    let tree = l.storage().raw_tree();
     assert_eq!(
-        l.storage().id_index().count(),
-        evs.len(),
-        "no layout-1 id key left"
+        tree.scan_prefix(b"d").count(),
+        0,
+        "no layout-2 dossier key left"
     );
+    assert_eq!(
+        tree.get(b"mlayout").unwrap().unwrap().as_ref(),
+        &socai_store::storage::LAYOUT.to_be_bytes()[..]
+    );
+    for (dossier, seqs) in &before {
+        assert_eq!(&l.storage().dossier(dossier).unwrap(), seqs, "{dossier}");
+    }
+    assert_eq!(tree.scan_prefix(b"i").count(), 0, "no layout-2 id key left");
+    for e in &events(900, 8) {
+        let rec = l
+            .storage()
+            .id(&e.agency, &e.id)
+            .unwrap()
+            .expect("every id found");
+        assert_eq!(
+            l.seq_of(&format!("{}/{}", e.agency, e.id)).unwrap(),
+            rec.seq
+        );
+    }
+    let report = socai_store::verify_ledger(
+        l.storage(),
+        l.verifier(),
+        &socai_store::VerifyOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(report.indexes_checked);
+    assert_eq!(report.entries, 900);
 }
 
 #[test]

@@ -659,22 +659,11 @@ impl Storage for FlakyCommit {
     ) -> socai_store::storage::Result<Vec<(String, socai_store::storage::IdRecord)>> {
         self.inner.ids_named(id)
     }
-    fn id_index(
-        &self,
-    ) -> Box<
-        dyn Iterator<
-                Item = socai_store::storage::Result<(
-                    socai_store::EventKey,
-                    socai_store::storage::IdRecord,
-                )>,
-            > + '_,
-    > {
-        self.inner.id_index()
+    fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> socai_store::storage::Result<()> {
+        self.inner.id_index(each)
     }
-    fn dossier_index(
-        &self,
-    ) -> Box<dyn Iterator<Item = socai_store::storage::Result<(String, u64)>> + '_> {
-        self.inner.dossier_index()
+    fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> socai_store::storage::Result<()> {
+        self.inner.dossier_index(each)
     }
     fn copies(&self, event: &socai_store::EventKey) -> socai_store::storage::Result<Vec<u64>> {
         self.inner.copies(event)

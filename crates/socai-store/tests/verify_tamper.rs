@@ -7,7 +7,10 @@ use socai_chain::entry::Entry;
 use socai_chain::merkle::{stored_hash_count, tree_root};
 use socai_chain::{CheckpointVerifier, Hash};
 use socai_model::Event;
-use socai_store::storage::{StoredHashes, join_bundle, split_bundle};
+use socai_store::runs::Runs;
+use socai_store::storage::{
+    DOSSIER_RUNS, StoredHashes, dossier_fingerprint, event_fingerprint, join_bundle, split_bundle,
+};
 use socai_store::{
     Ledger, LedgerConfig, SledStorage, Storage, VerifyError, VerifyOptions, VerifyReport,
     verify_ledger,
@@ -123,9 +126,28 @@ impl Store {
         )
     }
 
-    fn id_key(&self, seq: u64) -> Vec<u8> {
-        let (agency, id, _) = self.parts(seq);
-        SledStorage::id_key(&agency, &id)
+    /// Rewrites an index's pairs ((fingerprint, seq)) through `edit`, as one well-formed run:
+    /// a tamper only the comparison with the entries can see.
+    fn edit_pairs(&self, runs: &Runs, edit: impl FnOnce(&mut Vec<(u64, u64)>)) {
+        // `check` and `clear` hold merges off themselves; the pairs survive any merge between.
+        let mut pairs = Vec::new();
+        runs.check(|fp, seq| pairs.push((fp, seq))).unwrap();
+        edit(&mut pairs);
+        let end = runs.end();
+        runs.clear().unwrap();
+        let _paused = runs.pause_merges();
+        let mut b = sled::Batch::default();
+        let _ = runs.add(&mut b, 0, end, pairs);
+        self.tree().apply_batch(b).unwrap();
+        runs.reload().unwrap();
+    }
+
+    fn edit_dossier_pairs(&self, edit: impl FnOnce(&mut Vec<(u64, u64)>)) {
+        self.edit_pairs(self.storage().dossier_runs(), edit)
+    }
+
+    fn edit_event_pairs(&self, edit: impl FnOnce(&mut Vec<(u64, u64)>)) {
+        self.edit_pairs(self.storage().event_runs(), edit)
     }
 
     fn hash_chunk_key(chunk: u64) -> Vec<u8> {
@@ -434,7 +456,7 @@ fn stored_hashes_past_the_head() {
 fn missing_id_key() {
     let s = Store::new();
     let (agency, id, _) = s.parts(150);
-    s.tree().remove(s.id_key(150)).unwrap();
+    s.edit_event_pairs(|pairs| pairs.retain(|&(_, seq)| seq != 150));
     expect(
         "missing id key",
         s.verify(),
@@ -445,63 +467,41 @@ fn missing_id_key() {
 
 #[test]
 fn id_key_pointing_at_the_wrong_seq() {
+    // Lookups confirm every match against its entry: a key moved to another seq finds nothing.
     let s = Store::new();
-    let key = s.id_key(160);
-    let mut v = s.tree().get(&key).unwrap().unwrap().to_vec();
-    v[..8].copy_from_slice(&12u64.to_be_bytes());
-    s.tree().insert(&key, v).unwrap();
+    let (agency, id, _) = s.parts(160);
+    s.edit_event_pairs(|pairs| {
+        for p in pairs.iter_mut().filter(|p| p.1 == 160) {
+            p.1 = 12;
+        }
+    });
     expect(
         "id key to the wrong seq",
         s.verify(),
         160,
-        &["the id index maps event", "to seq 12"],
-    );
-}
-
-#[test]
-fn id_key_with_the_wrong_digest() {
-    let s = Store::new();
-    let key = s.id_key(170);
-    let mut v = s.tree().get(&key).unwrap().unwrap().to_vec();
-    v[20] ^= 1;
-    s.tree().insert(&key, v).unwrap();
-    expect(
-        "wrong digest",
-        s.verify(),
-        170,
-        &["the id index records content digest", "the entry's is"],
+        &[&format!("the id index has no key for event {agency}/{id}")],
     );
 }
 
 #[test]
 fn extra_id_key() {
     let s = Store::new();
-    let (agency, _, _) = s.parts(5);
-    let real = s.tree().get(s.id_key(5)).unwrap().unwrap();
-    s.tree()
-        .insert(SledStorage::id_key(&agency, "ghost-event"), real)
-        .unwrap();
+    let (agency, id, _) = s.parts(5);
+    let ghost = event_fingerprint(&agency, "ghost-event");
+    s.edit_event_pairs(|pairs| pairs.push((ghost, 5)));
     expect(
         "extra id key",
         s.verify(),
         5,
         &[&format!(
-            "the id index maps event {agency}/ghost-event to seq 5, which is event"
+            "the id index lists this entry under event fingerprint {ghost:016x}, but it is event {agency}/{id}"
         )],
     );
-    // And one that points past the end.
+    // And one that points past the end: the run's own range says so.
     let s = Store::new();
-    let mut v = s.tree().get(s.id_key(5)).unwrap().unwrap().to_vec();
-    v[..8].copy_from_slice(&1000u64.to_be_bytes());
-    s.tree()
-        .insert(SledStorage::id_key(&agency, "ghost-event"), v)
-        .unwrap();
-    expect(
-        "id key past the end",
-        s.verify(),
-        1000,
-        &["to seq 1000, past the last entry"],
-    );
+    s.edit_event_pairs(|pairs| pairs.push((ghost, 1000)));
+    let text = s.verify().expect_err("an id key past the end").to_string();
+    assert!(text.contains("names entry 1000 outside the run"), "{text}");
 }
 
 #[test]
@@ -510,7 +510,7 @@ fn redaction_entries_are_indexed_too() {
     let redaction_seq = s.size - 1;
     let (_, id, _) = s.parts(redaction_seq);
     assert!(id.starts_with("redaction:"), "{id}");
-    s.tree().remove(s.id_key(redaction_seq)).unwrap();
+    s.edit_event_pairs(|pairs| pairs.retain(|&(_, seq)| seq != redaction_seq));
     // Without its id key the redaction no longer explains the erased record, which comes first.
     expect(
         "redaction id key",
@@ -526,9 +526,7 @@ fn redaction_entries_are_indexed_too() {
 fn missing_dossier_key() {
     let s = Store::new();
     let (_, _, dossier) = s.parts(180);
-    s.tree()
-        .remove(SledStorage::dossier_key(&dossier, 180))
-        .unwrap();
+    s.edit_dossier_pairs(|pairs| pairs.retain(|&(_, seq)| seq != 180));
     expect(
         "missing dossier key",
         s.verify(),
@@ -546,12 +544,12 @@ fn dossier_key_pointing_at_the_wrong_seq() {
     let (_, _, dossier) = s.parts(190);
     let (_, _, other) = s.parts(191);
     assert_ne!(dossier, other);
-    s.tree()
-        .remove(SledStorage::dossier_key(&dossier, 190))
-        .unwrap();
-    s.tree()
-        .insert(SledStorage::dossier_key(&dossier, 191), &[][..])
-        .unwrap();
+    let fp = dossier_fingerprint(&dossier);
+    s.edit_dossier_pairs(|pairs| {
+        for p in pairs.iter_mut().filter(|p| p.1 == 190) {
+            p.1 = 191;
+        }
+    });
     expect(
         "dossier key moved",
         s.verify(),
@@ -560,16 +558,40 @@ fn dossier_key_pointing_at_the_wrong_seq() {
     );
     // An extra key only: named by the seq it lists.
     let s = Store::new();
-    s.tree()
-        .insert(SledStorage::dossier_key(&dossier, 191), &[][..])
-        .unwrap();
+    s.edit_dossier_pairs(|pairs| pairs.push((fp, 191)));
     expect(
         "extra dossier key",
         s.verify(),
         191,
         &[&format!(
-            "the dossier index lists this entry in dossier {dossier:?}, but it belongs to {other:?}"
+            "the dossier index lists this entry under dossier fingerprint {fp:016x}, but it belongs to {other:?}"
         )],
+    );
+}
+
+#[test]
+fn a_malformed_dossier_run_is_named() {
+    // A page out of order (a run whose lookups would miss pairs): verify says which run.
+    let s = Store::new();
+    // Whatever the merger had to do is done (nothing is committed after): no merge rewrites
+    // the page below.
+    s.storage().dossier_runs().merge_all().unwrap();
+    let (k, page) = s
+        .tree()
+        .scan_prefix([DOSSIER_RUNS.page])
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(page.len() >= 32, "a page of two pairs at least");
+    let mut bytes = page.to_vec();
+    let (a, b) = bytes.split_at_mut(16);
+    a.swap_with_slice(&mut b[..16]);
+    s.tree().insert(k, bytes).unwrap();
+    let err = s.verify().expect_err("verify passed a run out of order");
+    let text = err.to_string();
+    assert!(
+        text.contains("index run [") && text.contains("out of order"),
+        "{text}"
     );
 }
 
@@ -687,12 +709,11 @@ fn personal_record_erased_behind_a_forged_redaction_index_key() {
     let seq = s.personal_seq(100);
     let (agency, id, _) = s.parts(seq);
     s.tree().remove(Store::personal_key(seq)).unwrap();
-    let forged = format!("{}{id}", socai_model::REDACTION_ID_PREFIX);
-    let mut value = (seq + 5).to_be_bytes().to_vec();
-    value.extend_from_slice(&[7u8; 32]);
-    s.tree()
-        .insert(SledStorage::id_key(&agency, &forged), value)
-        .unwrap();
+    let forged = event_fingerprint(
+        &agency,
+        &format!("{}{id}", socai_model::REDACTION_ID_PREFIX),
+    );
+    s.edit_event_pairs(|pairs| pairs.push((forged, seq + 5)));
     let options = VerifyOptions {
         threads: 2,
         chunk_entries: 64,

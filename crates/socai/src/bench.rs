@@ -121,9 +121,10 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
         })
         .collect();
 
-    // 1b. baseline: the same records in the same layout (entry bundles, partial bundles rewritten
-    // per batch; id and dossier index keys) as plain sled batch inserts with an fsync per batch; no
-    // validation, hashing, Merkle state or dedup reads.
+    // 1b. baseline: the same records as plain sled batch inserts, in the straightforward layout
+    // (entry bundles, partial bundles rewritten per batch; a key per entry for its id and one for
+    // its dossier, the layout socai used before its indexes became runs), with an fsync per
+    // batch; no validation, hashing, Merkle state, personal data or dedup reads.
     let base_db = sled::Config::new()
         .path(tmp.path().join("baseline"))
         .flush_every_ms(None)
