@@ -178,10 +178,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// Rewrites the stored entries of the bundle holding `seq` directly in sled (for tamper tests):
 /// `edit` gets the bundle's entries and `seq`'s position among them.
 pub fn edit_bundle(tree: &sled::Tree, seq: u64, edit: impl FnOnce(&mut Vec<Vec<u8>>, usize)) {
-    use socai_store::storage::{SledStorage, join_bundle, split_bundle};
+    use socai_store::storage::{SledStorage, join_bundle, open_bundle, split_bundle};
     let (key, pos) = SledStorage::bundle_key(seq);
     let value = tree.get(key).expect("read bundle").expect("bundle exists");
-    let mut entries: Vec<Vec<u8>> = split_bundle(&value)
+    let plain = open_bundle(&value).expect("bundle decompresses");
+    let mut entries: Vec<Vec<u8>> = split_bundle(&plain)
         .expect("bundle decodes")
         .into_iter()
         .map(<[u8]>::to_vec)

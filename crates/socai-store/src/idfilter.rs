@@ -4,9 +4,10 @@
 //! hash (foldhash) of the event's fingerprint in the id index
 //! ([`crate::storage::event_fingerprint`]), so that the filter fills from the index's runs
 //! without reading an entry, grows with the log up to [`MAX_IDS`] ids, at most a [`FP_RATE`]
-//! false-positive rate. Two events whose index fingerprints collide (64 bits of SHA-256 output:
-//! chosen only at the cost of a birthday search, and then only among the chooser's own ids) are
-//! one item here: the second only costs an index read.
+//! false-positive rate. Two events whose index fingerprints collide are one item here: the second
+//! only costs an index read. Within one agency the fingerprint varies in 48 bits of the id's
+//! SHA-256, so an agency can make two of its own ids collide with about 2^24 hashes, and slow
+//! only its own appends that way.
 //!
 //! Memory: the fingerprint bits are fixed by [`MAX_IDS`] and the slots double as the log grows,
 //! so the bytes per id fall with size: about 5 at a million ids, about 1.5 at a national year's

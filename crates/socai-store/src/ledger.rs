@@ -709,7 +709,10 @@ impl<S: Storage> Ledger<S> {
     /// Whether the event's redaction entry exists.
     pub fn is_redacted(&self, event: &EventKey) -> Result<bool> {
         let redaction_id = format!("{}{}", socai_model::event::REDACTION_ID_PREFIX, event.id);
-        Ok(self.storage().id(&event.agency, &redaction_id)?.is_some())
+        Ok(self
+            .storage()
+            .id_if_known(&event.agency, &redaction_id)?
+            .is_some())
     }
 
     /// Erases an event's personal data and salt, and appends a `ledger.redacted` entry, in one

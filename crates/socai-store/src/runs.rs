@@ -554,47 +554,120 @@ impl Runs {
         Ok(())
     }
 
-    /// Every listed run's fingerprints, in chunks of about `chunk`, with merges held off (the
-    /// new-id filter's fill: it must see every pair). `each` returns `false` to stop early, and
-    /// then so does this (`Ok(false)`). Fails if a run's pages do not hold its count.
+    /// Every listed run's fingerprints, in chunks of about `chunk` (the new-id filter's fill:
+    /// it must see every pair). Merges go on meanwhile: a run whose pages a merge removed is read
+    /// again from a fresh list, from the merged run (a fingerprint given twice is harmless to a
+    /// filter). `each` returns `false` to stop early, and then so does this (`Ok(false)`).
     pub fn fingerprints(
         &self,
         chunk: usize,
         mut each: impl FnMut(&[u64]) -> bool,
     ) -> Result<bool, StorageError> {
+        let chunk = chunk.max(1);
+        // Every pair of the entries below `done` has been given.
+        let mut done = 0u64;
+        for _ in 0..1000 {
+            self.check_whole()?;
+            let list = self.snapshot();
+            let mut complete = true;
+            let from = done;
+            for run in list.iter().filter(|r| r.end > from) {
+                let mut buf = Vec::with_capacity(chunk);
+                let mut count = 0u64;
+                for page in self
+                    .tree
+                    .scan_prefix(range_key(self.pre.page, run.first, run.end))
+                    .values()
+                {
+                    let page = page.map_err(|e| self.err(e))?;
+                    for j in
+                        0..pairs_in(&page, || format!("index run [{}, {})", run.first, run.end))?
+                    {
+                        buf.push(pair_at(&page, j).0);
+                        count += 1;
+                        if buf.len() >= chunk {
+                            if !each(&buf) {
+                                return Ok(false);
+                            }
+                            buf.clear();
+                        }
+                    }
+                }
+                if !buf.is_empty() && !each(&buf) {
+                    return Ok(false);
+                }
+                if count != run.count {
+                    // Merged away while it was read (or damaged: a fresh list tells).
+                    complete = false;
+                    break;
+                }
+                done = run.end;
+            }
+            if complete {
+                return Ok(true);
+            }
+        }
+        Err(StorageError::Corrupt(
+            "an index run kept changing while it was read (1000 times); run `socai verify`".into(),
+        ))
+    }
+
+    /// Every pair, in (fingerprint, seq) order across all runs (one page per run in memory), so
+    /// that the pairs sharing a fingerprint come together. `each` returns `false` to stop.
+    /// Merges wait meanwhile.
+    pub fn in_fingerprint_order(
+        &self,
+        mut each: impl FnMut(u64, u64) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
         self.check_whole()?;
         let _merging = lock(&self.merging);
         let list = self.snapshot();
-        let mut buf = Vec::with_capacity(chunk.max(1));
-        for run in list.iter() {
-            let what = || format!("index run [{}, {})", run.first, run.end);
-            let mut count = 0u64;
-            for page in self
-                .tree
-                .scan_prefix(range_key(self.pre.page, run.first, run.end))
-                .values()
-            {
-                let page = page.map_err(|e| self.err(e))?;
-                for j in 0..pairs_in(&page, what)? {
-                    buf.push(pair_at(&page, j).0);
-                    count += 1;
-                    if buf.len() >= chunk.max(1) {
-                        if !each(&buf) {
-                            return Ok(false);
-                        }
-                        buf.clear();
+        let mut sources: Vec<_> = list
+            .iter()
+            .map(|r| {
+                self.tree
+                    .scan_prefix(range_key(self.pre.page, r.first, r.end))
+                    .values()
+            })
+            .collect();
+        let what = |s: usize| format!("index run [{}, {})", list[s].first, list[s].end);
+        let mut current: Vec<(sled::IVec, usize, usize)> = Vec::with_capacity(list.len());
+        let mut heap = BinaryHeap::new();
+        for (s, src) in sources.iter_mut().enumerate() {
+            let page = src
+                .next()
+                .transpose()
+                .map_err(|e| self.err(e))?
+                .unwrap_or_default();
+            let n = if page.is_empty() {
+                0
+            } else {
+                pairs_in(&page, || what(s))?
+            };
+            if n > 0 {
+                heap.push(Reverse((pair_at(&page, 0), s)));
+            }
+            current.push((page, n, 0));
+        }
+        while let Some(Reverse((pair, s))) = heap.pop() {
+            if !each(pair.0, pair.1)? {
+                return Ok(());
+            }
+            let (bytes, n, at) = &mut current[s];
+            *at += 1;
+            if *at >= *n {
+                match sources[s].next() {
+                    Some(next) => {
+                        *bytes = next.map_err(|e| self.err(e))?;
+                        *n = pairs_in(bytes, || what(s))?;
+                        *at = 0;
                     }
+                    None => continue,
                 }
             }
-            if count != run.count {
-                return Err(StorageError::Corrupt(format!(
-                    "{}: holds {count} pairs, its fence says {}; run `socai verify`",
-                    what(),
-                    run.count
-                )));
-            }
+            heap.push(Reverse((pair_at(bytes, *at), s)));
         }
-        Ok(buf.is_empty() || each(&buf))
+        Ok(())
     }
 
     /// The first window of [`FANOUT`] adjacent runs of one generation, if any.
@@ -903,8 +976,19 @@ mod tests {
                 "{lo}..={hi}"
             );
         }
+        let mut ordered = Vec::new();
+        runs.in_fingerprint_order(|fp, seq| {
+            ordered.push((fp, seq));
+            Ok(true)
+        })
+        .expect("in order");
+        assert!(
+            ordered.windows(2).all(|w| w[0] < w[1]),
+            "in (fingerprint, seq) order"
+        );
         let mut all = Vec::new();
         runs.check(|fp, seq| all.push((fp, seq))).expect("check");
+        assert_eq!(ordered.len(), all.len());
         all.sort_unstable();
         let mut want: Vec<(u64, u64)> = model
             .iter()

@@ -154,6 +154,8 @@ pub trait Storage: Send + Sync {
     /// Every pair of the id index, ([`event_fingerprint`], seq), after checking the index's own
     /// structure.
     fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()>;
+    /// The id index's pairs in (fingerprint, seq) order; `each` returns `false` to stop.
+    fn id_index_in_order(&self, each: &mut dyn FnMut(u64, u64) -> Result<bool>) -> Result<()>;
     /// Every pair of the dossier index, ([`dossier_fingerprint`], seq), after checking the
     /// index's own structure.
     fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -375,6 +377,63 @@ pub fn split_bundle(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
         bytes = &bytes[4 + len..];
     }
     Some(out)
+}
+
+/// Format byte of a compressed bundle: then the plain bundle's length (4 bytes, big-endian) and
+/// its zstd frame. A plain bundle starts with its first entry's length, whose first byte is 0
+/// (entries are at most 64 KiB: the ledger refuses larger ones, and [`SledStorage::commit`]
+/// anything of 16 MiB), so the two never mix up.
+const ZSTD_BUNDLE: u8 = 1;
+/// zstd's fastest level: a full bundle (~7 KiB of JSON) shrinks about 3×.
+const BUNDLE_ZSTD_LEVEL: i32 = 1;
+
+thread_local! {
+    static BUNDLE_ZSTD: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, zstd::bulk::Decompressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_zstd<T>(
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>, &mut zstd::bulk::Decompressor<'static>) -> T,
+) -> Option<T> {
+    BUNDLE_ZSTD.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            let mut compressor = zstd::bulk::Compressor::new(BUNDLE_ZSTD_LEVEL).ok()?;
+            // A frame altered on disk fails to open instead of giving other bytes.
+            compressor.include_checksum(true).ok()?;
+            *cell = Some((compressor, zstd::bulk::Decompressor::new().ok()?));
+        }
+        let (c, d) = cell.as_mut()?;
+        Some(f(c, d))
+    })
+}
+
+/// A stored bundle value as its plain bundle (see [`split_bundle`]): decompressed if it was
+/// compressed; `None` if it cannot be.
+pub fn open_bundle(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    if stored.first() != Some(&ZSTD_BUNDLE) {
+        return Some(std::borrow::Cow::Borrowed(stored));
+    }
+    let len = u32::from_be_bytes(stored.get(1..5)?.try_into().ok()?) as usize;
+    let plain = with_zstd(|_, d| d.decompress(&stored[5..], len))?.ok()?;
+    (plain.len() == len).then_some(std::borrow::Cow::Owned(plain))
+}
+
+/// A full bundle as stored: compressed when that makes it smaller.
+fn seal_bundle(plain: Vec<u8>) -> Vec<u8> {
+    let Ok(len) = u32::try_from(plain.len()) else {
+        return plain;
+    };
+    match with_zstd(|c, _| c.compress(&plain)) {
+        Some(Ok(frame)) if frame.len() + 5 < plain.len() => {
+            let mut v = Vec::with_capacity(frame.len() + 5);
+            v.push(ZSTD_BUNDLE);
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&frame);
+            v
+        }
+        _ => plain,
+    }
 }
 
 /// Encodes entries as a bundle value (the inverse of [`split_bundle`]).
@@ -691,8 +750,13 @@ impl SledStorage {
         }
         if has_entries {
             tracing::info!(path = %self.path.display(), "migrating the store to layout 3 (the id and dossier indexes in sorted runs, built from the entries)");
-            let entries = self.build_index_runs()?;
-            tracing::info!(entries, "store migrated to layout 3");
+            if let Some(why) = self.build_index_runs()? {
+                // Opened all the same (so that `socai verify` can name the damage), with both
+                // indexes marked broken: nothing is appended, and the next open tries again.
+                tracing::error!(reason = %why, "the store was not migrated to layout 3");
+                return Ok(());
+            }
+            tracing::info!("store migrated to layout 3");
         }
         self.tree
             .insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
@@ -704,57 +768,81 @@ impl SledStorage {
     /// Layout 2 → 3: both indexes' runs, built from the entries themselves (in seq order, runs
     /// of [`MIGRATION_RUN`] entries, in bounded memory). Runs a migration that stopped half-way
     /// left are cleared first; the old `i` and `d` keys go once layout 3 is recorded
-    /// ([`SledStorage::drop_old_index_keys`]). An entry that cannot be read gets no pairs (the
-    /// indexes then miss it, and `socai verify` names it).
-    fn build_index_runs(&self) -> Result<u64> {
+    /// ([`SledStorage::drop_old_index_keys`]). Returns why the indexes are incomplete, if some
+    /// entries could not be read: then both are marked broken (lookups fail, so no duplicate can
+    /// slip past an id the index lacks), layout 3 is not recorded and the old keys stay.
+    fn build_index_runs(&self) -> Result<Option<String>> {
         self.events.clear()?;
         self.dossiers.clear()?;
         let head = self.head()?.size;
         let (mut ids, mut dossiers) = (Vec::new(), Vec::new());
-        let mut first = 0;
-        let mut unreadable = 0u64;
+        let (mut first, mut next) = (0u64, 0u64);
+        let (mut lost, mut first_lost): (u64, Option<String>) = (0, None);
+        let mut note = |what: String, n: u64| {
+            lost += n;
+            first_lost.get_or_insert(what);
+        };
+        let write = |first: u64, end: u64, ids: &mut Vec<_>, dossiers: &mut Vec<_>| -> Result<()> {
+            let mut b = sled::Batch::default();
+            let runs = (
+                self.events.add(&mut b, first, end, std::mem::take(ids)),
+                self.dossiers
+                    .add(&mut b, first, end, std::mem::take(dossiers)),
+            );
+            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            self.events.installed(runs.0);
+            self.dossiers.installed(runs.1);
+            Ok(())
+        };
         for item in self.entries(0, head) {
-            let (seq, bytes) = item?;
+            let (seq, bytes) = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    note(format!("{e}"), 0);
+                    continue;
+                }
+            };
+            if seq > next {
+                note(format!("entries {next}..{seq} are missing"), seq - next);
+            }
+            while seq >= first + MIGRATION_RUN {
+                write(first, first + MIGRATION_RUN, &mut ids, &mut dossiers)?;
+                first += MIGRATION_RUN;
+            }
             match socai_chain::Entry::decode_parts(&bytes) {
                 Ok(parts) => {
                     ids.push((event_fingerprint(&parts.agency, &parts.id), seq));
                     dossiers.push((dossier_fingerprint(&parts.dossier), seq));
                 }
-                Err(e) => {
-                    unreadable += 1;
-                    tracing::error!(seq, error = %e, "entry cannot be read while building the indexes; run `socai verify`");
-                }
+                Err(e) => note(format!("entry {seq} cannot be read: {e}"), 1),
             }
-            let end = seq + 1;
-            if end == head || end - first == MIGRATION_RUN {
-                let mut b = sled::Batch::default();
-                let runs = (
-                    self.events
-                        .add(&mut b, first, end, std::mem::take(&mut ids)),
-                    self.dossiers
-                        .add(&mut b, first, end, std::mem::take(&mut dossiers)),
-                );
-                self.tree.apply_batch(b).map_err(|e| self.err(e))?;
-                self.events.installed(runs.0);
-                self.dossiers.installed(runs.1);
-                first = end;
-            }
+            next = seq + 1;
         }
-        if first != head {
-            return Err(StorageError::Corrupt(format!(
-                "building the indexes read entries up to {} of {head}; run `socai verify`",
-                first as i64 - 1
-            )));
+        if head > next {
+            note(format!("entries {next}..{head} are missing"), head - next);
         }
-        if unreadable > 0 {
-            tracing::error!(unreadable, "entries that cannot be read are in no index");
+        while first < head {
+            let end = (first + MIGRATION_RUN).min(head);
+            write(first, end, &mut ids, &mut dossiers)?;
+            first = end;
         }
-        Ok(head)
+        let broken = first_lost.map(|what| {
+            format!(
+                "{lost} entries could not be read while the indexes were built from them (first: {what}); run `socai verify` and restore the data dir from a backup"
+            )
+        });
+        for runs in [&self.events, &self.dossiers] {
+            runs.set_broken(broken.clone());
+        }
+        Ok(broken)
     }
 
     /// Deletes the `i` and `d` keys of layout-2 indexes (after layout 3 is recorded; also
     /// finishes a deletion a crash interrupted).
     fn drop_old_index_keys(&self) -> Result<()> {
+        if self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64) != Some(LAYOUT) {
+            return Ok(()); // a migration that could not finish: the old keys are all there is
+        }
         let mut dropped = 0u64;
         for prefix in [b"i", b"d"] {
             loop {
@@ -1056,7 +1144,10 @@ impl Storage for SledStorage {
             let mut value = if offset == 0 {
                 Vec::new()
             } else {
-                let existing = self.get(&k)?.map(|v| v.to_vec()).unwrap_or_default();
+                let stored = self.get(&k)?.unwrap_or_default();
+                let existing = open_bundle(&stored)
+                    .map(|v| v.into_owned())
+                    .unwrap_or_default();
                 if split_bundle(&existing).map(|e| e.len()) != Some(offset) {
                     return Err(StorageError::Corrupt(format!(
                         "entry bundle {} does not hold the {offset} entries before seq {seq}",
@@ -1067,23 +1158,31 @@ impl Storage for SledStorage {
             };
             let take = rest.len().min(ENTRY_BUNDLE as usize - offset);
             for entry in &rest[..take] {
-                let len = u32::try_from(entry.len()).map_err(|_| {
-                    StorageError::Corrupt(format!("entry {seq} is larger than 4 GiB"))
-                })?;
+                let len = u32::try_from(entry.len())
+                    .ok()
+                    .filter(|&len| len < 1 << 24)
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!("entry {seq} is larger than 16 MiB"))
+                    })?;
                 value.extend_from_slice(&len.to_be_bytes());
                 value.extend_from_slice(entry);
+            }
+            // Only a full bundle is compressed: the partial last one is rewritten by the next
+            // commit, so it stays plain until then.
+            if offset + take == ENTRY_BUNDLE as usize {
+                value = seal_bundle(value);
             }
             b.insert(&k, value);
             rest = &rest[take..];
             seq += take as u64;
         }
         // Before the batch is applied: the filter may only over-approximate the index.
-        self.ids.insert(
-            batch
-                .ids
-                .iter()
-                .map(|(k, _)| (k.agency.as_str(), k.id.as_str())),
-        );
+        let id_fps: Vec<u64> = batch
+            .ids
+            .iter()
+            .map(|(event, _)| event_fingerprint(&event.agency, &event.id))
+            .collect();
+        self.ids.insert_events(id_fps.iter().copied());
         for (event, stream_seq) in &batch.copies {
             b.insert(Self::copy_key(event, *stream_seq), &[][..]);
         }
@@ -1098,10 +1197,10 @@ impl Storage for SledStorage {
         }
         let runs = (!batch.entries.is_empty()).then(|| {
             let end = batch.new_head.size;
-            let ids = batch
-                .ids
+            let ids = id_fps
                 .iter()
-                .map(|(event, rec)| (event_fingerprint(&event.agency, &event.id), rec.seq))
+                .zip(&batch.ids)
+                .map(|(fp, (_, rec))| (*fp, rec.seq))
                 .collect();
             let dossiers = batch
                 .dossiers
@@ -1204,7 +1303,8 @@ impl Storage for SledStorage {
         let Some(bundle) = self.get(&k)? else {
             return Ok(None);
         };
-        let entries = split_bundle(&bundle).ok_or_else(|| {
+        let plain = open_bundle(&bundle);
+        let entries = plain.as_deref().and_then(split_bundle).ok_or_else(|| {
             StorageError::Corrupt(format!("entry bundle {} is truncated", seq / ENTRY_BUNDLE))
         })?;
         Ok(entries.get(offset).map(|e| e.to_vec()))
@@ -1218,7 +1318,8 @@ impl Storage for SledStorage {
             let decoded = r.map_err(|e| self.err(e)).and_then(|(k, v)| {
                 let index = be_u64(&k[1..])
                     .ok_or_else(|| StorageError::Corrupt("bundle key is truncated".into()))?;
-                let entries = split_bundle(&v).ok_or_else(|| {
+                let plain = open_bundle(&v);
+                let entries = plain.as_deref().and_then(split_bundle).ok_or_else(|| {
                     StorageError::Corrupt(format!("entry bundle {index} is truncated"))
                 })?;
                 let base = index * ENTRY_BUNDLE;
@@ -1268,6 +1369,10 @@ impl Storage for SledStorage {
 
     fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {
         self.events.check(each)
+    }
+
+    fn id_index_in_order(&self, each: &mut dyn FnMut(u64, u64) -> Result<bool>) -> Result<()> {
+        self.events.in_fingerprint_order(each)
     }
 
     fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {

@@ -616,6 +616,11 @@ pub fn verify_ledger<S: Storage>(
                     index_dossiers == dossiers,
                 ));
             }
+            // The sums hold one pair per entry on each side, so an event committed twice (a
+            // dedup failure) sums alike: its two entries share an index fingerprint.
+            if let Some(e) = committed_twice(storage)? {
+                return Err(e);
+            }
         }
         Ok(VerifyReport {
             entries: chain.size(),
@@ -630,6 +635,67 @@ pub fn verify_ledger<S: Storage>(
             indexes_checked: keys.is_some(),
         })
     })
+}
+
+/// The first event (agency and id) that two entries hold, as an index fault at the later seq:
+/// the id index's pairs in fingerprint order put such entries side by side.
+fn committed_twice<S: Storage>(storage: &S) -> Result<Option<VerifyError>, VerifyError> {
+    // The earliest fault wins, as everywhere in verify.
+    let earliest = |found: &mut Option<VerifyError>, fault: VerifyError| {
+        let earlier = match (found.as_ref().and_then(VerifyError::seq), fault.seq()) {
+            (None, _) => true,
+            (Some(held), Some(new)) => new < held,
+            (Some(_), None) => false,
+        };
+        if earlier {
+            *found = Some(fault);
+        }
+    };
+    // The seqs under one fingerprint: which two hold the same event?
+    let twice = |seqs: &[u64]| -> Result<Option<VerifyError>, StorageError> {
+        let mut seen: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for &seq in seqs {
+            let Some(bytes) = storage.entry(seq)? else {
+                continue;
+            };
+            let Ok(parts) = Entry::decode_parts(&bytes) else {
+                continue;
+            };
+            let key = (parts.agency.into_owned(), parts.id.into_owned());
+            if let Some(&earlier) = seen.get(&key) {
+                return Ok(Some(VerifyError::Index {
+                    seq,
+                    reason: format!(
+                        "event {}/{} is committed twice: at seq {earlier} and here",
+                        key.0, key.1
+                    ),
+                }));
+            }
+            seen.insert(key, seq);
+        }
+        Ok(None)
+    };
+    let mut found: Option<VerifyError> = None;
+    let mut group: (u64, Vec<u64>) = (0, Vec::new());
+    storage.id_index_in_order(&mut |fp, seq| {
+        if !group.1.is_empty() && group.0 != fp {
+            if group.1.len() > 1
+                && let Some(fault) = twice(&group.1)?
+            {
+                earliest(&mut found, fault);
+            }
+            group.1.clear();
+        }
+        group.0 = fp;
+        group.1.push(seq);
+        Ok(true)
+    })?;
+    if group.1.len() > 1
+        && let Some(fault) = twice(&group.1)?
+    {
+        earliest(&mut found, fault);
+    }
+    Ok(found)
 }
 
 /// The slow pass after the index sums differed: the first entry whose key is missing or wrong,

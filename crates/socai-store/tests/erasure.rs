@@ -413,6 +413,50 @@ fn layout_2_indexes_become_runs_at_open() {
 }
 
 #[test]
+fn a_layout_2_store_with_an_unreadable_bundle_opens_with_its_indexes_marked_broken() {
+    let f = Fixture::new();
+    let mut l = f.open();
+    let evs = events(200, 10);
+    l.append_batch(&evs, AT).unwrap();
+    l.checkpoint().unwrap();
+    as_layout_2_indexes(&l);
+    let tree = l.storage().raw_tree();
+    tree.insert(b"mlayout", &2u64.to_be_bytes()[..]).unwrap();
+    tree.insert(SledStorage::bundle_key(100).0, &b"not a bundle"[..])
+        .unwrap();
+    l.storage().raw_db().flush().unwrap();
+    drop(l);
+    // It opens (so that verify can run), but refuses lookups: an id the index lacks could
+    // otherwise be committed twice.
+    let mut l = f.open();
+    let err = l.storage().id(&evs[0].agency, &evs[0].id).unwrap_err();
+    assert!(
+        err.to_string().contains("16 entries could not be read"),
+        "{err}"
+    );
+    assert!(l.append_batch(&events(1, 11), AT).is_err());
+    let tree = l.storage().raw_tree();
+    assert_eq!(
+        tree.get(b"mlayout").unwrap().unwrap().as_ref(),
+        &2u64.to_be_bytes()[..],
+        "not migrated"
+    );
+    assert_eq!(
+        tree.scan_prefix(b"i").count(),
+        200,
+        "the layout-2 keys stay"
+    );
+    let err = socai_store::verify_ledger(
+        l.storage(),
+        l.verifier(),
+        &socai_store::VerifyOptions::default(),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("entry bundle 6"), "{err}");
+}
+
+#[test]
 fn a_lost_or_older_key_file_is_refused_at_open_never_taken_for_redactions() {
     let f = Fixture::new();
     let mut l = f.open();

@@ -443,6 +443,45 @@ fn export_bundles_verify_with_and_without_personal_data() {
 }
 
 #[test]
+fn full_bundles_are_compressed_and_plain_ones_still_read() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(&events(40, 9), AT).unwrap();
+    l.checkpoint().unwrap();
+    let before: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
+    let tree = l.storage().raw_tree();
+    let stored = |seq| tree.get(SledStorage::bundle_key(seq).0).unwrap().unwrap();
+    // Two full bundles compressed (format byte 1), the partial third plain (its first entry's
+    // length, whose first byte is 0).
+    for (seq, format) in [(0, 1u8), (16, 1), (32, 0)] {
+        assert_eq!(stored(seq)[0], format, "bundle of seq {seq}");
+    }
+    let plain_bytes: usize = before[..16].iter().map(|e| e.len() + 4).sum();
+    assert!(
+        stored(0).len() * 2 < plain_bytes,
+        "{} of {plain_bytes}",
+        stored(0).len()
+    );
+    // A full bundle as an older socai stored it (plain) reads the same, and verifies.
+    let refs: Vec<&[u8]> = before[..16].iter().map(Vec::as_slice).collect();
+    tree.insert(
+        SledStorage::bundle_key(0).0,
+        socai_store::storage::join_bundle(&refs),
+    )
+    .unwrap();
+    let after: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
+    assert_eq!(after, before);
+    assert_eq!(l.storage().entry(3).unwrap().unwrap(), before[3]);
+    assert_eq!(verify(&l).entries, 40);
+    // A compressed bundle that was altered is named, never read as entries.
+    let mut bad = stored(16).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    tree.insert(SledStorage::bundle_key(16).0, bad).unwrap();
+    assert!(l.storage().entry(20).is_err());
+}
+
+#[test]
 fn open_refuses_a_store_whose_head_disagrees_with_its_entries() {
     let f = Fixture::new();
     {
@@ -618,6 +657,8 @@ proptest! {
 struct FlakyCommit {
     inner: SledStorage,
     fail: std::sync::atomic::AtomicBool,
+    /// Answers that no id is known (a writer whose dedup fails).
+    forget_ids: std::sync::atomic::AtomicBool,
 }
 
 impl Storage for FlakyCommit {
@@ -651,6 +692,9 @@ impl Storage for FlakyCommit {
         agency: &str,
         id: &str,
     ) -> socai_store::storage::Result<Option<socai_store::storage::IdRecord>> {
+        if self.forget_ids.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.inner.id(agency, id)
     }
     fn ids_named(
@@ -661,6 +705,12 @@ impl Storage for FlakyCommit {
     }
     fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> socai_store::storage::Result<()> {
         self.inner.id_index(each)
+    }
+    fn id_index_in_order(
+        &self,
+        each: &mut dyn FnMut(u64, u64) -> socai_store::storage::Result<bool>,
+    ) -> socai_store::storage::Result<()> {
+        self.inner.id_index_in_order(each)
     }
     fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> socai_store::storage::Result<()> {
         self.inner.dossier_index(each)
@@ -727,6 +777,7 @@ fn a_failed_commit_stops_the_writer_until_reopened() {
         let storage = FlakyCommit {
             inner: SledStorage::open(&f.path).unwrap(),
             fail: std::sync::atomic::AtomicBool::new(false),
+            forget_ids: std::sync::atomic::AtomicBool::new(false),
         };
         let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
         let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
@@ -748,6 +799,44 @@ fn a_failed_commit_stops_the_writer_until_reopened() {
     l.append_batch(&evs[50..], AT).unwrap();
     l.checkpoint().unwrap();
     assert_eq!(verify(&l).entries, 100);
+}
+
+#[test]
+fn an_event_committed_twice_is_named_by_verify() {
+    // Only a writer whose dedup failed can commit an event twice (its entries are signed like
+    // any other): the index sums agree, so verify looks for two entries under one fingerprint.
+    let f = Fixture::new();
+    let evs = events(60, 13);
+    {
+        let storage = FlakyCommit {
+            inner: SledStorage::open(&f.path).unwrap(),
+            fail: std::sync::atomic::AtomicBool::new(false),
+            forget_ids: std::sync::atomic::AtomicBool::new(true),
+        };
+        let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
+        let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+        l.append_batch(&evs[..50], AT).unwrap();
+        l.append_batch(&evs[7..9], AT).unwrap();
+        l.checkpoint().unwrap();
+        assert_eq!(l.head().size, 52);
+    }
+    let l = f.open(LedgerConfig::default());
+    let err = socai_store::verify_ledger(
+        l.storage(),
+        l.verifier(),
+        &socai_store::VerifyOptions::default(),
+        &|_| {},
+    )
+    .expect_err("an event committed twice");
+    assert_eq!(err.seq(), Some(50), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "event {}/{} is committed twice: at seq 7",
+            evs[7].agency, evs[7].id
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@ use socai_chain::{CheckpointVerifier, Hash};
 use socai_model::Event;
 use socai_store::runs::Runs;
 use socai_store::storage::{
-    DOSSIER_RUNS, StoredHashes, dossier_fingerprint, event_fingerprint, join_bundle, split_bundle,
+    DOSSIER_RUNS, StoredHashes, dossier_fingerprint, event_fingerprint, join_bundle, open_bundle,
+    split_bundle,
 };
 use socai_store::{
     Ledger, LedgerConfig, SledStorage, Storage, VerifyError, VerifyOptions, VerifyReport,
@@ -104,7 +105,8 @@ impl Store {
 
     fn put_entry(&self, seq: u64, bytes: &[u8]) {
         let (k, offset) = SledStorage::bundle_key(seq);
-        let bundle = self.tree().get(k).unwrap().unwrap();
+        let stored = self.tree().get(k).unwrap().unwrap();
+        let bundle = open_bundle(&stored).unwrap();
         let mut entries: Vec<&[u8]> = split_bundle(&bundle).unwrap();
         entries[offset] = bytes;
         self.tree().insert(k, join_bundle(&entries)).unwrap();
@@ -359,7 +361,8 @@ fn entry_missing_in_the_middle() {
     let s = Store::new();
     // Drop the last entry of a full bundle: the next bundle starts at the right seq again.
     let (k, _) = SledStorage::bundle_key(47);
-    let bundle = s.tree().get(k).unwrap().unwrap();
+    let stored = s.tree().get(k).unwrap().unwrap();
+    let bundle = open_bundle(&stored).unwrap();
     let entries = split_bundle(&bundle).unwrap();
     s.tree().insert(k, join_bundle(&entries[..15])).unwrap();
     expect("missing entry", s.verify(), 47, &["entry is missing"]);
