@@ -269,20 +269,26 @@ pub const DOSSIER_RUNS: Prefixes = Prefixes {
 };
 
 fn sha256_prefixed(domain: &[u8], text: &str) -> [u8; 32] {
-    let mut bytes = Vec::with_capacity(domain.len() + text.len());
-    bytes.extend_from_slice(domain);
-    bytes.extend_from_slice(text.as_bytes());
-    socai_chain::hash::sha256(&bytes).0
+    use sha2::Digest;
+    sha2::Sha256::new()
+        .chain_update(domain)
+        .chain_update(text.as_bytes())
+        .finalize()
+        .into()
 }
 
-/// The id index's key for `agency`'s event `id`: 48 bits of SHA-256 of the id, then 16 of the
-/// agency, so that every agency's event of one id sits in one range ([`id_fingerprints`]).
-/// Lookups confirm every match against the entry, so a collision costs a read, never a wrong
-/// answer.
+/// The id index's key for `agency`'s event `id`: 48 bits of SHA-256 of the id, then 16 bits
+/// telling apart the agencies that used the same id (FNV-1a of the agency code, folded), so
+/// that every agency's event of one id sits in one range ([`id_fingerprints`]). Lookups confirm
+/// every match against the entry, so a collision costs a read, never a wrong answer.
 pub fn event_fingerprint(agency: &str, id: &str) -> u64 {
     let (lo, _) = id_fingerprints(id);
-    let agency = sha256_prefixed(b"socai-agency/v1\0", agency);
-    lo | u64::from(u16::from_be_bytes([agency[0], agency[1]]))
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in agency.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    lo | ((h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) & 0xffff)
 }
 
 /// The range of [`event_fingerprint`]s of `id`, whatever the agency.
