@@ -458,7 +458,7 @@ pub enum BenchKind {
         /// fold's --dossiers span the days they would
         #[arg(long, default_value_t = 30_000_000)]
         per_year: u64,
-        /// Where to put the ledger (default: a temp dir); it needs ~2.2 KB per entry
+        /// Where to put the ledger (default: a temp dir); it needs ~0.6 KB per entry
         #[arg(long)]
         dir: Option<PathBuf>,
     },
