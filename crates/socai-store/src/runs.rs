@@ -622,52 +622,35 @@ impl Runs {
         self.check_whole()?;
         let _merging = lock(&self.merging);
         let list = self.snapshot();
-        let mut sources: Vec<_> = list
-            .iter()
-            .map(|r| {
-                self.tree
-                    .scan_prefix(range_key(self.pre.page, r.first, r.end))
-                    .values()
-            })
-            .collect();
-        let what = |s: usize| format!("index run [{}, {})", list[s].first, list[s].end);
-        let mut current: Vec<(sled::IVec, usize, usize)> = Vec::with_capacity(list.len());
-        let mut heap = BinaryHeap::new();
-        for (s, src) in sources.iter_mut().enumerate() {
-            let page = src
-                .next()
-                .transpose()
-                .map_err(|e| self.err(e))?
-                .unwrap_or_default();
-            let n = if page.is_empty() {
-                0
-            } else {
-                pairs_in(&page, || what(s))?
-            };
-            if n > 0 {
-                heap.push(Reverse((pair_at(&page, 0), s)));
-            }
-            current.push((page, n, 0));
-        }
-        while let Some(Reverse((pair, s))) = heap.pop() {
-            if !each(pair.0, pair.1)? {
+        for pair in self.merged(&list)? {
+            let (fp, seq) = pair?;
+            if !each(fp, seq)? {
                 return Ok(());
             }
-            let (bytes, n, at) = &mut current[s];
-            *at += 1;
-            if *at >= *n {
-                match sources[s].next() {
-                    Some(next) => {
-                        *bytes = next.map_err(|e| self.err(e))?;
-                        *n = pairs_in(bytes, || what(s))?;
-                        *at = 0;
-                    }
-                    None => continue,
-                }
-            }
-            heap.push(Reverse((pair_at(bytes, *at), s)));
         }
         Ok(())
+    }
+
+    /// The pairs of `runs` in (fingerprint, seq) order: a k-way merge holding one page per run.
+    fn merged<'a>(&'a self, runs: &'a [Arc<RunMeta>]) -> Result<Merged<'a>, StorageError> {
+        let mut merged = Merged {
+            runs: self,
+            list: runs,
+            sources: runs
+                .iter()
+                .map(|r| {
+                    self.tree
+                        .scan_prefix(range_key(self.pre.page, r.first, r.end))
+                })
+                .collect(),
+            current: Vec::with_capacity(runs.len()),
+            heap: BinaryHeap::new(),
+        };
+        for s in 0..runs.len() {
+            merged.current.push((sled::IVec::default(), 0, 0));
+            merged.next_page(s)?;
+        }
+        Ok(merged)
     }
 
     /// The first window of [`FANOUT`] adjacent runs of one generation, if any.
@@ -713,39 +696,16 @@ impl Runs {
     fn merge(&self, inputs: &[Arc<RunMeta>]) -> Result<Option<RunMeta>, StorageError> {
         let (first, end) = (inputs[0].first, inputs[FANOUT - 1].end);
         let generation = inputs[0].generation.saturating_add(1);
-        let what = |r: &RunMeta| format!("merging index run [{}, {})", r.first, r.end);
         // Stream the inputs' pairs in order into the output's pages.
-        let mut sources: Vec<_> = inputs
-            .iter()
-            .map(|r| {
-                self.tree
-                    .scan_prefix(range_key(self.pre.page, r.first, r.end))
-                    .values()
-            })
-            .collect();
-        // Each source's current page, its pair count and the next pair's index.
-        let mut current: Vec<(sled::IVec, usize, usize)> = Vec::with_capacity(FANOUT);
-        let mut heap = BinaryHeap::new();
-        for (s, src) in sources.iter_mut().enumerate() {
-            let page = src.next().transpose().map_err(|e| self.err(e))?;
-            let page = page.unwrap_or_default();
-            let n = if page.is_empty() {
-                0
-            } else {
-                pairs_in(&page, || what(&inputs[s]))?
-            };
-            if n > 0 {
-                heap.push(Reverse((pair_at(&page, 0), s)));
-            }
-            current.push((page, n, 0));
-        }
+        let pairs = self.merged(inputs)?;
         let marker = range_key(self.pre.marker, first, end);
         let mut batch = sled::Batch::default();
         batch.insert(&marker[..], &[][..]);
         let mut page = Vec::with_capacity(PAGE_PAIRS * PAIR);
         let (mut fences, mut count, mut last) = (Vec::new(), 0u64, 0u64);
         let mut in_batch = 0usize;
-        while let Some(Reverse((pair, s))) = heap.pop() {
+        for pair in pairs {
+            let pair = pair?;
             if page.is_empty() {
                 fences.push(pair.0);
             }
@@ -769,20 +729,6 @@ impl Runs {
                     }
                 }
             }
-            // The next pair of source s.
-            let (bytes, n, at) = &mut current[s];
-            *at += 1;
-            if *at >= *n {
-                match sources[s].next() {
-                    Some(next) => {
-                        *bytes = next.map_err(|e| self.err(e))?;
-                        *n = pairs_in(bytes, || what(&inputs[s]))?;
-                        *at = 0;
-                    }
-                    None => continue,
-                }
-            }
-            heap.push(Reverse((pair_at(bytes, *at), s)));
         }
         if !page.is_empty() {
             let k = page_key(self.pre.page, first, end, fences.len() as u32 - 1);
@@ -889,6 +835,48 @@ impl Runs {
         self.stop.store(true, Ordering::Release);
         let _woken = lock(&self.wake.0);
         self.wake.1.notify_all();
+    }
+}
+
+/// Pairs of several runs in (fingerprint, seq) order ([`Runs::merged`]).
+struct Merged<'a> {
+    runs: &'a Runs,
+    list: &'a [Arc<RunMeta>],
+    sources: Vec<sled::Iter>,
+    /// Each source's current page, its pair count and the next pair's index.
+    current: Vec<(sled::IVec, usize, usize)>,
+    heap: BinaryHeap<Reverse<((u64, u64), usize)>>,
+}
+
+impl Merged<'_> {
+    /// Loads source `s`'s next page, if it has one, and queues its first pair.
+    fn next_page(&mut self, s: usize) -> Result<(), StorageError> {
+        let Some(page) = self.sources[s].next() else {
+            return Ok(());
+        };
+        let page = page.map_err(|e| self.runs.err(e))?.1;
+        let run = &self.list[s];
+        let n = pairs_in(&page, || format!("index run [{}, {})", run.first, run.end))?;
+        self.heap.push(Reverse((pair_at(&page, 0), s)));
+        self.current[s] = (page, n, 0);
+        Ok(())
+    }
+}
+
+impl Iterator for Merged<'_> {
+    type Item = Result<(u64, u64), StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Reverse((pair, s)) = self.heap.pop()?;
+        let (page, n, at) = &mut self.current[s];
+        *at += 1;
+        if *at < *n {
+            let next = pair_at(page, *at);
+            self.heap.push(Reverse((next, s)));
+        } else if let Err(e) = self.next_page(s) {
+            return Some(Err(e));
+        }
+        Some(Ok(pair))
     }
 }
 
