@@ -597,7 +597,15 @@ impl Runs {
                     return Ok(false);
                 }
                 if count != run.count {
-                    // Merged away while it was read (or damaged: a fresh list tells).
+                    // Merged away while it was read: a fresh list holds what it became. A run
+                    // still listed that holds other than its count is damaged.
+                    if self.snapshot().iter().any(|r| Arc::ptr_eq(r, run)) {
+                        return Err(StorageError::Corrupt(format!(
+                            "index run [{}, {}) holds {count} pairs, its fence says {}; run \
+                             `socai verify`",
+                            run.first, run.end, run.count
+                        )));
+                    }
                     complete = false;
                     break;
                 }
@@ -984,6 +992,17 @@ mod tests {
             .collect();
         want.sort_unstable();
         assert_eq!(all, want);
+        let mut given = Vec::new();
+        let whole = runs
+            .fingerprints(100, |fps| {
+                given.extend_from_slice(fps);
+                true
+            })
+            .expect("fingerprints");
+        assert!(whole);
+        given.sort_unstable();
+        let want: Vec<u64> = want.iter().map(|&(fp, _)| fp).collect();
+        assert_eq!(given, want);
     }
 
     proptest! {
@@ -1060,6 +1079,36 @@ mod tests {
         runs.merge_all().expect("merge");
         assert_eq!(runs.snapshot().len(), 1);
         assert_matches(&runs, &model, &fps[..50]);
+    }
+
+    #[test]
+    fn a_run_short_of_its_fence_is_named_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_db, runs) = open(dir.path());
+        let fps: Vec<u64> = (0..5000).collect();
+        fill(
+            &runs,
+            &[3 * PAGE_PAIRS as u64, 10],
+            &fps,
+            &mut BTreeMap::new(),
+        );
+        let (page, _) = runs
+            .tree
+            .scan_prefix([PRE.page])
+            .nth(1)
+            .expect("a second page")
+            .expect("page");
+        runs.tree.remove(page).expect("remove");
+        let mut calls = 0;
+        let err = runs
+            .fingerprints(1 << 20, |_| {
+                calls += 1;
+                true
+            })
+            .expect_err("a page is gone");
+        assert!(err.to_string().contains("its fence says"), "{err}");
+        // Read once, not again and again waiting for a merge that is not coming.
+        assert_eq!(calls, 1);
     }
 
     #[test]

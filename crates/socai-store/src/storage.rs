@@ -142,6 +142,28 @@ pub trait Storage: Send + Sync {
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>>;
     /// Entries `from..to` in storage order, each with the seq its position implies.
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>;
+    /// Entries `from..to` appended to `buf`, the place of each in `buf` pushed to `spans`, up to
+    /// the first that is missing (a gap in the store: what follows it is not read) or cannot be
+    /// read (the error). For reading many entries without an allocation per entry: `buf` and
+    /// `spans` are reused by the caller (what they held before is kept).
+    fn read_entries(
+        &self,
+        from: u64,
+        to: u64,
+        buf: &mut Vec<u8>,
+        spans: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        let base = spans.len();
+        for item in self.entries(from, to) {
+            let (seq, entry) = item?;
+            if seq != from + (spans.len() - base) as u64 {
+                break;
+            }
+            spans.push(buf.len()..buf.len() + entry.len());
+            buf.extend_from_slice(&entry);
+        }
+        Ok(())
+    }
     /// The id index record of `id` published by `agency`.
     fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>>;
     /// [`Storage::id`] for the writer's hot path: may answer `None` without reading the index
@@ -414,15 +436,50 @@ fn with_zstd<T>(
     })
 }
 
+/// The largest plain bundle: [`ENTRY_BUNDLE`] entries of less than 16 MiB, each with its length.
+/// A compressed bundle claiming more is damaged (and is not given that much memory).
+const MAX_PLAIN_BUNDLE: usize = ENTRY_BUNDLE as usize * ((1 << 24) + 4);
+
+/// The plain length a compressed bundle value claims, if it is within [`MAX_PLAIN_BUNDLE`] and
+/// its zstd frame's header says the same (so damage to either is caught before any memory is
+/// given to it).
+fn compressed_len(stored: &[u8]) -> Option<usize> {
+    let len = u32::from_be_bytes(stored.get(1..5)?.try_into().ok()?) as usize;
+    let framed = zstd::zstd_safe::get_frame_content_size(&stored[5..]).ok()??;
+    (len <= MAX_PLAIN_BUNDLE && framed == len as u64).then_some(len)
+}
+
 /// A stored bundle value as its plain bundle (see [`split_bundle`]): decompressed if it was
 /// compressed; `None` if it cannot be.
 pub fn open_bundle(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     if stored.first() != Some(&ZSTD_BUNDLE) {
         return Some(std::borrow::Cow::Borrowed(stored));
     }
-    let len = u32::from_be_bytes(stored.get(1..5)?.try_into().ok()?) as usize;
+    let len = compressed_len(stored)?;
     let plain = with_zstd(|_, d| d.decompress(&stored[5..], len))?.ok()?;
     (plain.len() == len).then_some(std::borrow::Cow::Owned(plain))
+}
+
+/// [`open_bundle`] appending the plain bundle to `out` (no allocation once `out` is large
+/// enough); `false`, with `out` unchanged, if it cannot be opened.
+fn open_bundle_into(stored: &[u8], out: &mut Vec<u8>) -> bool {
+    if stored.first() != Some(&ZSTD_BUNDLE) {
+        out.extend_from_slice(stored);
+        return true;
+    }
+    let Some(len) = compressed_len(stored) else {
+        return false;
+    };
+    let start = out.len();
+    out.reserve(len);
+    let mut at = std::io::Cursor::new(&mut *out);
+    at.set_position(start as u64);
+    let written = with_zstd(|_, d| d.decompress_to_buffer(&stored[5..], &mut at));
+    let opened = matches!(written, Some(Ok(n)) if n == len);
+    if !opened {
+        out.truncate(start);
+    }
+    opened
 }
 
 /// A full bundle as stored: compressed when that makes it smaller.
@@ -471,7 +528,8 @@ impl SledStorage {
     /// [`SledStorage::open`] with the new-id filter's test knobs.
     #[doc(hidden)]
     pub fn open_with_id_filter(path: &Path, testing: IdFilterTesting) -> Result<SledStorage> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+        let started = std::time::Instant::now();
+        let deadline = started + std::time::Duration::from_millis(LOCK_WAIT_MS);
         let db = loop {
             let opened = sled::Config::new()
                 .path(path)
@@ -502,6 +560,7 @@ impl SledStorage {
             .flatten()
             .and_then(|v| be_u64(&v))
             .unwrap_or(0);
+        let recovered = started.elapsed();
         let events = Arc::new(Runs::open(tree.clone(), EVENT_RUNS, path.to_path_buf())?);
         let dossiers = Arc::new(Runs::open(tree.clone(), DOSSIER_RUNS, path.to_path_buf())?);
         let storage = SledStorage {
@@ -564,6 +623,12 @@ impl SledStorage {
             );
         }
         storage.next_slot.store(slots, Ordering::SeqCst);
+        tracing::debug!(
+            entries,
+            sled_recovery_ms = recovered.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
         Ok(storage)
     }
 
@@ -810,6 +875,10 @@ impl SledStorage {
             };
             if seq > next {
                 note(format!("entries {next}..{seq} are missing"), seq - next);
+            } else if seq < next {
+                // A bundle holding more entries than it may: the store is damaged here.
+                note(format!("entry {seq} is stored twice"), 1);
+                continue;
             }
             while seq >= first + MIGRATION_RUN {
                 write(first, first + MIGRATION_RUN, &mut ids, &mut dossiers)?;
@@ -1340,6 +1409,46 @@ impl Storage for SledStorage {
                 Err(e) => vec![Err(e)],
             }
         }))
+    }
+
+    fn read_entries(
+        &self,
+        from: u64,
+        to: u64,
+        buf: &mut Vec<u8>,
+        spans: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<()> {
+        let (base, first, last) = (spans.len(), from / ENTRY_BUNDLE, to.div_ceil(ENTRY_BUNDLE));
+        for item in self.tree.range(key(b'b', first)..key(b'b', last)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let index = be_u64(&k[1..])
+                .ok_or_else(|| StorageError::Corrupt("bundle key is truncated".into()))?;
+            // A gap: the bundle holding the next expected entry is not in the store (what follows
+            // is not read, as with `entries`).
+            if (index * ENTRY_BUNDLE).max(from) != from + (spans.len() - base) as u64 {
+                return Ok(());
+            }
+            let truncated = || StorageError::Corrupt(format!("entry bundle {index} is truncated"));
+            let start = buf.len();
+            if !open_bundle_into(&v, buf) {
+                return Err(truncated());
+            }
+            // Split the plain bundle in place: each entry is its length, then its bytes.
+            let (mut at, mut seq) = (start, index * ENTRY_BUNDLE);
+            while at < buf.len() {
+                let len = buf
+                    .get(at..at + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                    .filter(|len| at + 4 + len <= buf.len())
+                    .ok_or_else(truncated)?;
+                if (from..to).contains(&seq) {
+                    spans.push(at + 4..at + 4 + len);
+                }
+                at += 4 + len;
+                seq += 1;
+            }
+        }
+        Ok(())
     }
 
     fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {

@@ -180,6 +180,13 @@ type Work = (u64, u64);
 type RangeResult = Result<RangeOut, VerifyError>;
 type Done = (u64, RangeResult);
 
+/// A worker's buffers for the entries of its ranges, reused from one range to the next.
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+}
+
 /// Reads entries `[first, last)` and checks them (structure, canonical form, seqs, links inside
 /// the range, leaf hashes, personal data against commitments), reads their stored hashes and
 /// sums their index items. A gap in the store becomes the chunk's error when it comes before any
@@ -189,19 +196,15 @@ fn check_range<S: Storage>(
     first: u64,
     last: u64,
     keys: Option<&SetKeys>,
+    scratch: &mut Scratch,
 ) -> RangeResult {
-    let mut entries = Vec::with_capacity((last - first) as usize);
-    let mut bytes = 0u64;
-    for item in storage.entries(first, last) {
-        let (seq, entry) = item?;
-        // The store's position jumped: the entry at the expected position is gone.
-        if seq != first + entries.len() as u64 {
-            break;
-        }
-        bytes += entry.len() as u64;
-        entries.push(entry);
-    }
-    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let Scratch { buf, spans } = scratch;
+    buf.clear();
+    spans.clear();
+    // Up to a gap: the store's position jumped, the entry at the expected position is gone.
+    storage.read_entries(first, last, buf, spans)?;
+    let refs: Vec<&[u8]> = spans.iter().map(|span| &buf[span.clone()]).collect();
+    let bytes = refs.iter().map(|e| e.len() as u64).sum::<u64>();
     let got = first + refs.len() as u64;
     if refs.is_empty() {
         return Err(ChainError {
@@ -467,15 +470,14 @@ pub fn verify_ledger<S: Storage>(
             let work_rx: Arc<Mutex<Receiver<Work>>> = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
             scope.spawn(move || {
+                let mut scratch = Scratch::default();
                 loop {
                     let item = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok((first, last))) = item else {
                         return;
                     };
-                    if done_tx
-                        .send((first, check_range(storage, first, last, keys)))
-                        .is_err()
-                    {
+                    let checked = check_range(storage, first, last, keys, &mut scratch);
+                    if done_tx.send((first, checked)).is_err() {
                         return;
                     }
                 }
