@@ -207,6 +207,18 @@ impl Runs {
         *self.broken.write().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
+    /// No merge is running and the index is not marked broken (state that reopening the store
+    /// would lose): the store may be reopened now.
+    pub fn is_idle(&self) -> bool {
+        // A failed merge is not retried until the store is opened by a new process.
+        self.broken().is_none()
+            && !self.merge_failed.load(Ordering::Acquire)
+            && !matches!(
+                self.merging.try_lock(),
+                Err(std::sync::TryLockError::WouldBlock)
+            )
+    }
+
     /// Why the index cannot be used, if it cannot.
     pub fn broken(&self) -> Option<String> {
         self.broken
@@ -825,7 +837,8 @@ impl Runs {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            loop {
+            // Told to stop between merges (the store is being reopened or closed): none begun.
+            while !self.stop.load(Ordering::Acquire) {
                 match self.merge_step() {
                     Ok(true) => {}
                     Ok(false) => break,

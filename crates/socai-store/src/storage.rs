@@ -14,7 +14,7 @@ use socai_chain::Hash;
 use socai_chain::merkle::MerkleError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Hashes per stored chunk of the Merkle stored-hash array (8 KiB values).
 pub const HASH_CHUNK: u64 = 256;
@@ -40,6 +40,10 @@ pub enum StorageError {
     Corrupt(String),
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
+    #[error(
+        "ledger store {path} was closed to be reopened (bounding sled's recovery) and could not be opened again: {reason}; check the disk (space, permissions), then restart socai"
+    )]
+    Reopen { path: PathBuf, reason: String },
 }
 
 impl StorageError {
@@ -137,7 +141,8 @@ pub struct CommitBatch {
 /// Everything the ledger needs from a storage engine.
 pub trait Storage: Send + Sync {
     fn head(&self) -> Result<Head>;
-    /// Atomically and durably applies `batch` (see the module invariants).
+    /// Atomically and durably applies `batch` (see the module invariants). [`SledStorage`] may
+    /// then reopen its engine ([`SledStorage::refresh_if_due`]) before it returns.
     fn commit(&self, batch: CommitBatch) -> Result<()>;
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>>;
     /// Entries `from..to` in storage order, each with the seq its position implies.
@@ -230,13 +235,11 @@ pub trait Storage: Send + Sync {
 /// schema's patterns), so the separators are unambiguous.
 #[derive(Clone)]
 pub struct SledStorage {
-    /// First, so that the last handle's drop stops and joins the merger before the tree (and
-    /// sled's flush on drop) goes.
-    merger: Arc<Merger>,
-    db: sled::Db,
-    tree: sled::Tree,
-    /// size (big-endian) → the witnesses' cosignature lines of the checkpoint of that size.
-    cosignatures: sled::Tree,
+    /// sled's handles, replaced as a whole when the store is reopened to bound sled's recovery
+    /// ([`SledStorage::refresh_if_due`]); `None` only if such a reopen failed (every use then
+    /// tries to open it again). Every use clones the `Arc` for as long as it holds a sled handle
+    /// (an iterator included), so a count of one means nothing holds the store open.
+    handles: Arc<RwLock<Option<Arc<Handles>>>>,
     path: PathBuf,
     keys: Arc<KeyStore>,
     /// Key slots committed so far (the next record's slot); only the writer advances it.
@@ -250,11 +253,116 @@ pub struct SledStorage {
     /// index by a background thread started at the first [`Storage::id_if_known`].
     ids: Arc<IdFilter>,
     fill: Arc<Fill>,
+    /// Entries committed since sled last wrote its page-table snapshot (at the last open).
+    since_snapshot: Arc<AtomicU64>,
+    /// How many times the store was reopened to bound sled's recovery.
+    refreshes: Arc<AtomicU64>,
+    /// Entries between two reopens ([`REFRESH_EVERY_ENTRIES`] unless a test says otherwise).
+    refresh_every: u64,
+    /// When and why the last reopen failed (the next use tries again, at most once a second).
+    reopen_failed: Arc<Mutex<Option<(std::time::Instant, String)>>>,
+    /// The multiple of `refresh_every` last warned about as overdue.
+    overdue_warned: Arc<AtomicU64>,
+}
+
+/// Entries committed after which the writer reopens sled after a commit, so that sled writes a
+/// fresh page-table snapshot: sled 0.34 writes one only when it opens a store, and an open
+/// replays every log write since the last snapshot, so without this a restart would cost in
+/// proportion to everything written since the process started (ARCHITECTURE.md).
+pub const REFRESH_EVERY_ENTRIES: u64 = 500_000;
+
+/// sled's handles on the store, and the index runs that hold its tree.
+struct Handles {
+    /// First, so that dropping the handles stops and joins the merger before the tree (and
+    /// sled's flush on drop) goes.
+    merger: Merger,
+    db: sled::Db,
+    tree: sled::Tree,
+    /// size (big-endian) → the witnesses' cosignature lines of the checkpoint of that size.
+    cosignatures: sled::Tree,
     /// The id index: sorted runs of ([`event_fingerprint`], seq), one per commit (see
     /// [`crate::runs`]).
     events: Arc<Runs>,
     /// The dossier index: sorted runs of ([`dossier_fingerprint`], seq).
     dossiers: Arc<Runs>,
+}
+
+impl Handles {
+    /// Opens sled at `path` (retrying a lock this process still holds for up to
+    /// [`LOCK_WAIT_MS`]: sled releases it from a background thread after a `Db` is dropped) and
+    /// the index runs; the mergers are not started.
+    fn open(path: &Path) -> Result<Handles> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .flush_every_ms(None)
+                .cache_capacity(256 * 1024 * 1024)
+                .open()
+                .map_err(|e| StorageError::engine(path, e));
+            match opened {
+                Err(StorageError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        let tree = db
+            .open_tree("ledger")
+            .map_err(|e| StorageError::engine(path, e))?;
+        // Witness cosignatures: outside the ledger's tree (they are not part of any commit; a
+        // lost one is replaced by the witness's cosignature of a later checkpoint).
+        let cosignatures = db
+            .open_tree("cosignatures")
+            .map_err(|e| StorageError::engine(path, e))?;
+        let events = Arc::new(Runs::open(tree.clone(), EVENT_RUNS, path.to_path_buf())?);
+        let dossiers = Arc::new(Runs::open(tree.clone(), DOSSIER_RUNS, path.to_path_buf())?);
+        Ok(Handles {
+            merger: Merger {
+                indexes: [events.clone(), dossiers.clone()],
+                threads: Mutex::new(Vec::new()),
+            },
+            db,
+            tree,
+            cosignatures,
+            events,
+            dossiers,
+        })
+    }
+
+    /// Starts the threads that merge each index's runs.
+    fn start_mergers(&self) {
+        let mut threads = self
+            .merger
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for runs in self.merger.indexes.clone() {
+            let spawned = std::thread::Builder::new()
+                .name("socai-runs".into())
+                .spawn(move || runs.run_merger());
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start merging an index's runs; lookups slow down as runs accumulate")
+                }
+            }
+        }
+    }
+}
+
+/// A value that holds the store's sled handles open while it lives (test and bench access).
+#[doc(hidden)]
+pub struct Held<T> {
+    value: T,
+    _handles: Arc<Handles>,
+}
+
+impl<T> std::ops::Deref for Held<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
 }
 
 /// The threads that merge both indexes' runs: stopped and joined when the last handle of the
@@ -332,6 +440,8 @@ pub fn dossier_fingerprint(dossier: &str) -> u64 {
 /// store is dropped (the thread holds the tree, and with it sled's lock on the store).
 struct Fill {
     started: std::sync::Once,
+    /// While the fill runs (it holds the id index's runs, and with them sled's handles).
+    running: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     testing: IdFilterTesting,
 }
@@ -346,6 +456,8 @@ pub struct IdFilterTesting {
     pub fill_chunk: Option<usize>,
     /// After its first chunk, the fill waits twice on this barrier: the test commits in between.
     pub fill_gate: Option<Arc<std::sync::Barrier>>,
+    /// Entries between two reopens of sled (default [`REFRESH_EVERY_ENTRIES`]).
+    pub refresh_every: Option<u64>,
 }
 
 impl Drop for Fill {
@@ -529,48 +641,20 @@ impl SledStorage {
     #[doc(hidden)]
     pub fn open_with_id_filter(path: &Path, testing: IdFilterTesting) -> Result<SledStorage> {
         let started = std::time::Instant::now();
-        let deadline = started + std::time::Duration::from_millis(LOCK_WAIT_MS);
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(path)
-                .flush_every_ms(None)
-                .cache_capacity(256 * 1024 * 1024)
-                .open()
-                .map_err(|e| StorageError::engine(path, e));
-            match opened {
-                Err(StorageError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
-        let tree = db
-            .open_tree("ledger")
-            .map_err(|e| StorageError::engine(path, e))?;
-        // Witness cosignatures: outside the ledger's tree (they are not part of any commit; a
-        // lost one is replaced by the witness's cosignature of a later checkpoint).
-        let cosignatures = db
-            .open_tree("cosignatures")
-            .map_err(|e| StorageError::engine(path, e))?;
+        let handles = Handles::open(path)?;
+        let recovered = started.elapsed();
         let keys = Arc::new(KeyStore::open(&Self::keys_path(path))?);
         // Sized for the log as it is: the filter doubles as it grows.
-        let entries = tree
+        let entries = handles
+            .tree
             .get(HEAD_KEY)
             .ok()
             .flatten()
             .and_then(|v| be_u64(&v))
             .unwrap_or(0);
-        let recovered = started.elapsed();
-        let events = Arc::new(Runs::open(tree.clone(), EVENT_RUNS, path.to_path_buf())?);
-        let dossiers = Arc::new(Runs::open(tree.clone(), DOSSIER_RUNS, path.to_path_buf())?);
+        let refresh_every = testing.refresh_every.unwrap_or(REFRESH_EVERY_ENTRIES);
         let storage = SledStorage {
-            merger: Arc::new(Merger {
-                indexes: [events.clone(), dossiers.clone()],
-                threads: Mutex::new(Vec::new()),
-            }),
-            db,
-            tree,
-            cosignatures,
+            handles: Arc::new(RwLock::new(Some(Arc::new(handles)))),
             path: path.to_path_buf(),
             keys,
             next_slot: Arc::new(AtomicU64::new(0)),
@@ -581,27 +665,23 @@ impl SledStorage {
             )),
             fill: Arc::new(Fill {
                 started: std::sync::Once::new(),
+                running: Arc::new(AtomicBool::new(false)),
                 stop: Arc::new(AtomicBool::new(false)),
                 testing,
             }),
-            events,
-            dossiers,
+            since_snapshot: Arc::new(AtomicU64::new(0)),
+            refreshes: Arc::new(AtomicU64::new(0)),
+            refresh_every,
+            reopen_failed: Arc::new(Mutex::new(None)),
+            overdue_warned: Arc::new(AtomicU64::new(0)),
         };
         storage.migrate()?;
         storage.drop_old_index_keys()?;
         let head = storage.head()?.size;
-        for (runs, name) in [(&storage.events, "id"), (&storage.dossiers, "dossier")] {
-            if runs.broken().is_none() && runs.end() != head {
-                runs.set_broken(Some(format!(
-                    "the {name} index covers {} entries but the log holds {head}",
-                    runs.end()
-                )));
-            }
-            if let Some(why) = runs.broken() {
-                tracing::error!(index = name, reason = %why, "the {name} index is damaged: lookups through it fail; run `socai verify` and restore the data dir from a backup");
-            }
-        }
-        storage.start_mergers();
+        let h = storage.h()?;
+        Self::check_index_cover(&h, head);
+        h.start_mergers();
+        drop(h);
         storage.finish_erasures()?;
         let slots = match storage.get(SLOTS_KEY)? {
             Some(v) => be_u64(&v)
@@ -632,35 +712,25 @@ impl SledStorage {
         Ok(storage)
     }
 
-    /// Starts the threads that merge each index's runs.
-    fn start_mergers(&self) {
-        let mut threads = self
-            .merger
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for runs in self.merger.indexes.clone() {
-            let spawned = std::thread::Builder::new()
-                .name("socai-runs".into())
-                .spawn(move || runs.run_merger());
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not start merging an index's runs; lookups slow down as runs accumulate")
-                }
-            }
-        }
-    }
-
     /// Starts filling the id filter from the stored id index, once, on a thread of its own.
     fn start_fill(&self) {
+        let Ok(h) = self.h() else {
+            return; // tried again at the next call
+        };
         self.fill.started.call_once(|| {
-            let (runs, ids, stop) = (self.events.clone(), self.ids.clone(), self.fill.stop.clone());
-            let testing = self.fill.testing.clone();
+            let (runs, ids, stop) = (h.events.clone(), self.ids.clone(), self.fill.stop.clone());
+            let (testing, running) = (self.fill.testing.clone(), self.fill.running.clone());
+            // While it runs it holds the index's runs, and with them the store: no refresh.
+            running.store(true, Ordering::Release);
             let spawned = std::thread::Builder::new()
                 .name("socai-idfilter".into())
-                .spawn(move || fill_id_filter(&runs, &ids, &stop, &testing));
+                .spawn(move || {
+                    fill_id_filter(&runs, &ids, &stop, &testing);
+                    drop(runs);
+                    running.store(false, Ordering::Release);
+                });
             if let Err(e) = spawned {
+                self.fill.running.store(false, Ordering::Release);
                 tracing::warn!(error = %e, "could not start filling the new-id filter; every append reads the id index");
             }
         });
@@ -670,9 +740,10 @@ impl SledStorage {
     /// earlier line of the same witness key. The lines are not checked here: the caller verified
     /// them against the witnesses' keys. Durable with the ledger's next commit (or close).
     pub fn add_cosignatures(&self, size: u64, lines: &[String]) -> Result<()> {
+        let h = self.h()?;
         // One read-modify-write as a compare-and-swap (sled retries the closure on a race): each
         // witness's follower stores its own lines for the same size at about the same moment.
-        self.cosignatures
+        h.cosignatures
             .update_and_fetch(size.to_be_bytes(), |held| {
                 let mut merged: Vec<String> = held
                     .map(|v| {
@@ -699,7 +770,8 @@ impl SledStorage {
 
     /// The cosignature lines recorded for the checkpoint of size `size` (each without newline).
     pub fn cosignatures(&self, size: u64) -> Result<Vec<String>> {
-        let held = self
+        let h = self.h()?;
+        let held = h
             .cosignatures
             .get(size.to_be_bytes())
             .map_err(|e| self.err(e))?;
@@ -721,7 +793,8 @@ impl SledStorage {
         key: &(String, u32),
         scan: usize,
     ) -> Result<Option<(u64, String)>> {
-        for r in self.cosignatures.iter().rev().take(scan) {
+        let h = self.h()?;
+        for r in h.cosignatures.iter().rev().take(scan) {
             let (k, v) = r.map_err(|e| self.err(e))?;
             let size = be_u64(&k)
                 .ok_or_else(|| StorageError::Corrupt("cosignature key is truncated".into()))?;
@@ -744,7 +817,8 @@ impl SledStorage {
         keys: Option<&std::collections::HashSet<(String, u32)>>,
         scan: usize,
     ) -> Result<Option<(u64, Vec<String>)>> {
-        for r in self.cosignatures.iter().rev().take(scan) {
+        let h = self.h()?;
+        for r in h.cosignatures.iter().rev().take(scan) {
             let (k, v) = r.map_err(|e| self.err(e))?;
             let size = be_u64(&k)
                 .ok_or_else(|| StorageError::Corrupt("cosignature key is truncated".into()))?;
@@ -780,8 +854,9 @@ impl SledStorage {
     /// Destroys the keys named by `z` markers (redactions whose commit is durable), then drops
     /// the markers. Idempotent: a crash in between only repeats it at the next open.
     fn finish_erasures(&self) -> Result<()> {
+        let h = self.h()?;
         let mut slots = Vec::new();
-        for r in self.tree.scan_prefix(b"z") {
+        for r in h.tree.scan_prefix(b"z") {
             let (k, _) = r.map_err(|e| self.err(e))?;
             slots.push(
                 be_u64(&k[1..])
@@ -797,12 +872,13 @@ impl SledStorage {
             b.remove(&key(b'z', slot));
         }
         // Made durable by the next commit; until then a reopen destroys them again.
-        self.tree.apply_batch(b).map_err(|e| self.err(e))
+        h.tree.apply_batch(b).map_err(|e| self.err(e))
     }
 
     /// Brings a layout-1 store to [`LAYOUT`]: id keys gain their agency, personal records are
     /// sealed under keys of their own. Runs in chunks, each durable; a crash resumes it.
     fn migrate(&self) -> Result<()> {
+        let h = self.h()?;
         let layout = self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64);
         match layout {
             Some(LAYOUT) => return Ok(()),
@@ -829,10 +905,10 @@ impl SledStorage {
             }
             tracing::info!("store migrated to layout 3");
         }
-        self.tree
+        h.tree
             .insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
             .map_err(|e| self.err(e))?;
-        self.db.flush().map_err(|e| self.err(e))?;
+        h.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -843,8 +919,9 @@ impl SledStorage {
     /// entries could not be read: then both are marked broken (lookups fail, so no duplicate can
     /// slip past an id the index lacks), layout 3 is not recorded and the old keys stay.
     fn build_index_runs(&self) -> Result<Option<String>> {
-        self.events.clear()?;
-        self.dossiers.clear()?;
+        let h = self.h()?;
+        h.events.clear()?;
+        h.dossiers.clear()?;
         let head = self.head()?.size;
         let (mut ids, mut dossiers) = (Vec::new(), Vec::new());
         let (mut first, mut next) = (0u64, 0u64);
@@ -856,13 +933,12 @@ impl SledStorage {
         let write = |first: u64, end: u64, ids: &mut Vec<_>, dossiers: &mut Vec<_>| -> Result<()> {
             let mut b = sled::Batch::default();
             let runs = (
-                self.events.add(&mut b, first, end, std::mem::take(ids)),
-                self.dossiers
-                    .add(&mut b, first, end, std::mem::take(dossiers)),
+                h.events.add(&mut b, first, end, std::mem::take(ids)),
+                h.dossiers.add(&mut b, first, end, std::mem::take(dossiers)),
             );
-            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
-            self.events.installed(runs.0);
-            self.dossiers.installed(runs.1);
+            h.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            h.events.installed(runs.0);
+            h.dossiers.installed(runs.1);
             Ok(())
         };
         for item in self.entries(0, head) {
@@ -906,7 +982,7 @@ impl SledStorage {
                 "{lost} entries could not be read while the indexes were built from them (first: {what}); run `socai verify` and restore the data dir from a backup"
             )
         });
-        for runs in [&self.events, &self.dossiers] {
+        for runs in [&h.events, &h.dossiers] {
             runs.set_broken(broken.clone());
         }
         Ok(broken)
@@ -915,13 +991,14 @@ impl SledStorage {
     /// Deletes the `i` and `d` keys of layout-2 indexes (after layout 3 is recorded; also
     /// finishes a deletion a crash interrupted).
     fn drop_old_index_keys(&self) -> Result<()> {
+        let h = self.h()?;
         if self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64) != Some(LAYOUT) {
             return Ok(()); // a migration that could not finish: the old keys are all there is
         }
         let mut dropped = 0u64;
         for prefix in [b"i", b"d"] {
             loop {
-                let keys: Vec<sled::IVec> = self
+                let keys: Vec<sled::IVec> = h
                     .tree
                     .scan_prefix(prefix)
                     .keys()
@@ -936,23 +1013,24 @@ impl SledStorage {
                 for k in keys {
                     b.remove(k);
                 }
-                self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+                h.tree.apply_batch(b).map_err(|e| self.err(e))?;
             }
         }
         if dropped > 0 {
-            self.db.flush().map_err(|e| self.err(e))?;
+            h.db.flush().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     fn migrate_ids(&self) -> Result<u64> {
+        let h = self.h()?;
         use std::ops::Bound::{Excluded, Included};
         let mut done = 0;
         let mut from = Included(b"i".to_vec());
         loop {
             let mut b = sled::Batch::default();
             let mut n = 0;
-            for r in self
+            for r in h
                 .tree
                 .range::<Vec<u8>, _>((from.clone(), Excluded(b"j".to_vec())))
             {
@@ -985,13 +1063,14 @@ impl SledStorage {
             if n == 0 {
                 return Ok(done);
             }
-            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
-            self.db.flush().map_err(|e| self.err(e))?;
+            h.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            h.db.flush().map_err(|e| self.err(e))?;
             done += n;
         }
     }
 
     fn migrate_personal(&self) -> Result<u64> {
+        let h = self.h()?;
         let mut done = 0;
         let mut slot = self
             .get(SLOTS_KEY)?
@@ -1001,7 +1080,7 @@ impl SledStorage {
         let mut from = 0;
         loop {
             let mut plain = Vec::new();
-            for r in self.tree.range(key(b'p', from)..=key(b'p', u64::MAX)) {
+            for r in h.tree.range(key(b'p', from)..=key(b'p', u64::MAX)) {
                 let (k, v) = r.map_err(|e| self.err(e))?;
                 from = be_u64(&k[1..]).map_or(u64::MAX, |s| s.saturating_add(1));
                 if v.first() == Some(&SEALED) {
@@ -1025,8 +1104,8 @@ impl SledStorage {
             self.keys.write(slot, &keys.iter().collect::<Vec<_>>())?;
             slot += keys.len() as u64;
             b.insert(SLOTS_KEY, &slot.to_be_bytes()[..]);
-            self.tree.apply_batch(b).map_err(|e| self.err(e))?;
-            self.db.flush().map_err(|e| self.err(e))?;
+            h.tree.apply_batch(b).map_err(|e| self.err(e))?;
+            h.db.flush().map_err(|e| self.err(e))?;
             done += plain.len() as u64;
         }
     }
@@ -1102,114 +1181,151 @@ impl SledStorage {
     }
 
     fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>> {
-        self.tree.get(k).map_err(|e| self.err(e))
+        let h = self.h()?;
+        h.tree.get(k).map_err(|e| self.err(e))
     }
 
-    /// Low-level access for tamper tests and the storage benchmark baseline.
-    pub fn raw_tree(&self) -> &sled::Tree {
-        &self.tree
+    /// sled's handles, held open while the returned `Arc` lives. After a reopen that failed
+    /// (see [`SledStorage::refresh_if_due`]), opens the store again (at most once a second), or
+    /// says why it cannot.
+    fn h(&self) -> Result<Arc<Handles>> {
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(h.clone());
+        }
+        let mut slot = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let mut failed = self.reopen_failed.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, reason)) = failed.as_ref()
+                && at.elapsed() < std::time::Duration::from_secs(1)
+            {
+                return Err(StorageError::Reopen {
+                    path: self.path.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            match self.reopen() {
+                Ok(h) => {
+                    *failed = None;
+                    *slot = Some(Arc::new(h));
+                }
+                Err(e) => {
+                    *failed = Some((std::time::Instant::now(), e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(slot.as_ref().expect("just opened").clone())
     }
 
-    pub fn raw_db(&self) -> &sled::Db {
-        &self.db
+    /// Opens sled's handles again (after a refresh closed them): the index checks of an open,
+    /// the mergers started.
+    fn reopen(&self) -> Result<Handles> {
+        let h = Handles::open(&self.path)?;
+        let head = h.tree.get(HEAD_KEY).map_err(|e| self.err(e))?;
+        let head = head.as_deref().and_then(be_u64).unwrap_or(0);
+        Self::check_index_cover(&h, head);
+        h.start_mergers();
+        self.since_snapshot.store(0, Ordering::Release);
+        self.overdue_warned.store(0, Ordering::Release);
+        Ok(h)
     }
 
-    /// Key of the bundle holding entry `seq`, and the entry's position in it.
-    pub fn bundle_key(seq: u64) -> ([u8; 9], usize) {
-        (key(b'b', seq / ENTRY_BUNDLE), (seq % ENTRY_BUNDLE) as usize)
-    }
-
-    pub fn id_key(agency: &str, id: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(id.len() + agency.len() + 2);
-        k.push(b'i');
-        k.extend_from_slice(id.as_bytes());
-        k.push(0);
-        k.extend_from_slice(agency.as_bytes());
-        k
-    }
-
-    /// Key prefix of everything about one agency's event under `kind` (`x`, `y`).
-    fn event_key(kind: u8, event: &EventKey) -> Vec<u8> {
-        let mut k = Vec::with_capacity(event.id.len() + event.agency.len() + 3);
-        k.push(kind);
-        k.extend_from_slice(event.agency.as_bytes());
-        k.push(0);
-        k.extend_from_slice(event.id.as_bytes());
-        k
-    }
-
-    fn copy_key(event: &EventKey, stream_seq: u64) -> Vec<u8> {
-        let mut k = Self::event_key(b'x', event);
-        k.push(0);
-        k.extend_from_slice(&stream_seq.to_be_bytes());
-        k
-    }
-
-    /// `s` + EVENTS seq + JetStream time: a decided sync body.
-    fn sync_mark_key(stream_seq: u64, time_ns: i64) -> Vec<u8> {
-        let mut k = Vec::with_capacity(17);
-        k.push(b's');
-        k.extend_from_slice(&stream_seq.to_be_bytes());
-        k.extend_from_slice(&time_ns.to_be_bytes());
-        k
-    }
-
-    /// What the id index needs of entry `seq` (an index match): its agency, id, and record.
-    fn id_at(&self, seq: u64) -> Result<(String, String, IdRecord)> {
-        let entry = self.entry(seq)?.ok_or_else(|| {
-            StorageError::Corrupt(format!(
-                "the id index names entry {seq}, which is missing; run `socai verify`"
-            ))
-        })?;
-        let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
-            StorageError::Corrupt(format!(
-                "entry {seq} cannot be read: {e}; run `socai verify`"
-            ))
-        })?;
-        let digest =
-            crate::ledger::content_digest(parts.event, parts.header.personal_commitment.as_ref());
-        Ok((
-            parts.agency.into_owned(),
-            parts.id.into_owned(),
-            IdRecord { seq, digest },
-        ))
-    }
-
-    /// The id index's runs (tests that tamper with them).
-    #[doc(hidden)]
-    pub fn event_runs(&self) -> &Runs {
-        &self.events
-    }
-
-    /// The dossier index's runs (tests that tamper with them).
-    #[doc(hidden)]
-    pub fn dossier_runs(&self) -> &Runs {
-        &self.dossiers
-    }
-
-    /// A layout-2 dossier index key (the bench's per-key baseline writes these; layout 3 has none).
-    pub fn dossier_key(dossier: &str, seq: u64) -> Vec<u8> {
-        let mut k = dossier_prefix(dossier);
-        k.extend_from_slice(&seq.to_be_bytes());
-        k
-    }
-}
-
-impl Storage for SledStorage {
-    fn head(&self) -> Result<Head> {
-        match self.get(HEAD_KEY)? {
-            None => Ok(Head::default()),
-            Some(v) => {
-                let size = be_u64(&v)
-                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
-                let leaf = hash_at(&v[8..], 0)
-                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
-                Ok(Head { size, leaf })
+    /// Marks an index broken (and says so) unless its runs cover exactly the `head` entries.
+    fn check_index_cover(h: &Handles, head: u64) {
+        for (runs, name) in [(&h.events, "id"), (&h.dossiers, "dossier")] {
+            if runs.broken().is_none() && runs.end() != head {
+                runs.set_broken(Some(format!(
+                    "the {name} index covers {} entries but the log holds {head}",
+                    runs.end()
+                )));
+            }
+            if let Some(why) = runs.broken() {
+                tracing::error!(index = name, reason = %why, "the {name} index is damaged: lookups through it fail; run `socai verify` and restore the data dir from a backup");
             }
         }
     }
 
-    fn commit(&self, batch: CommitBatch) -> Result<()> {
+    /// Reopens sled once [`REFRESH_EVERY_ENTRIES`] entries were committed since it last wrote
+    /// its page-table snapshot, so that a restart replays at most about that many entries'
+    /// writes. Called by the writer after a commit; postponed (to a later commit) while anything
+    /// else holds the store's handles (a reader's iterator, the id filter's fill, a merge in
+    /// progress). The writer and readers wait for the reopen: sled's recovery of what was
+    /// written since the last one, and its snapshot (0.1–0.6 s up to 10M entries).
+    pub fn refresh_if_due(&self) -> Result<bool> {
+        self.refresh_after(self.refresh_every)
+    }
+
+    /// [`SledStorage::refresh_if_due`] with another threshold (tests).
+    #[doc(hidden)]
+    pub fn refresh_after(&self, entries: u64) -> Result<bool> {
+        let since = self.since_snapshot.load(Ordering::Acquire);
+        if since < entries {
+            return Ok(false);
+        }
+        let postponed = |why: &str| {
+            // Said once each time another threshold's worth has gone by without a reopen.
+            let overdue = since / entries.max(1);
+            if overdue >= 2 && self.overdue_warned.swap(overdue, Ordering::AcqRel) != overdue {
+                tracing::warn!(
+                    entries_since_snapshot = since,
+                    why,
+                    "the store's reopen keeps being postponed: a restart now would replay everything since the last one (long-lived readers such as exports hold the store)"
+                );
+            }
+            Ok(false)
+        };
+        let Ok(mut slot) = self.handles.try_write() else {
+            return postponed("a reader holds the store");
+        };
+        let Some(h) = slot.as_ref() else {
+            return Ok(false); // a failed reopen: the next use opens it again
+        };
+        if Arc::strong_count(h) != 1 {
+            return postponed("a reader holds the store");
+        }
+        if self.fill.running.load(Ordering::Acquire) {
+            return postponed("the new-id filter is filling");
+        }
+        if !h.merger.indexes.iter().all(|runs| runs.is_idle()) {
+            return postponed("an index merge is running (or failed)");
+        }
+        let started = std::time::Instant::now();
+        h.db.flush().map_err(|e| self.err(e))?;
+        // Stops and joins the mergers, flushes and closes sled.
+        drop(slot.take());
+        let reopened = self.reopen();
+        let h = match reopened {
+            Ok(h) => h,
+            Err(e) => {
+                *self.reopen_failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        };
+        *slot = Some(Arc::new(h));
+        drop(slot);
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            entries = since,
+            ms = started.elapsed().as_millis() as u64,
+            "store reopened, so that a restart replays no more than what comes after it"
+        );
+        Ok(true)
+    }
+
+    /// How many times the store was reopened by [`SledStorage::refresh_if_due`].
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// [`Storage::commit`] without the reopen that may follow it.
+    fn commit_batch(&self, batch: CommitBatch) -> Result<()> {
+        let h = self.h()?;
         let mut b = sled::Batch::default();
         let first_seq = batch.new_head.size - batch.entries.len() as u64;
         let mut seq = first_seq;
@@ -1283,8 +1399,8 @@ impl Storage for SledStorage {
                 .map(|(dossier, seq)| (dossier_fingerprint(dossier), *seq))
                 .collect();
             (
-                self.events.add(&mut b, first_seq, end, ids),
-                self.dossiers.add(&mut b, first_seq, end, dossiers),
+                h.events.add(&mut b, first_seq, end, ids),
+                h.dossiers.add(&mut b, first_seq, end, dossiers),
             )
         });
         // Stored hashes: rewrite the partial first chunk, then whole chunks.
@@ -1347,11 +1463,11 @@ impl Storage for SledStorage {
         head[..8].copy_from_slice(&batch.new_head.size.to_be_bytes());
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
         b.insert(HEAD_KEY, &head[..]);
-        self.tree.apply_batch(b).map_err(|e| self.err(e))?;
+        h.tree.apply_batch(b).map_err(|e| self.err(e))?;
         // The runs are in the tree now, so in the lists too (readers see only durable sizes).
         if let Some((ids, dossiers)) = runs {
-            self.events.installed(ids);
-            self.dossiers.installed(dossiers);
+            h.events.installed(ids);
+            h.dossiers.installed(dossiers);
         }
         if let Some(to_go) = &self.abort_before_fsync
             && !batch.entries.is_empty()
@@ -1363,12 +1479,145 @@ impl Storage for SledStorage {
             std::thread::sleep(std::time::Duration::from_secs(1));
             std::process::abort();
         }
-        self.db.flush().map_err(|e| self.err(e))?;
+        h.db.flush().map_err(|e| self.err(e))?;
         self.next_slot
             .store(first_slot + new_slots, Ordering::SeqCst);
         if !destroy.is_empty() {
             // The record is gone from the durable tree: now the key, in place.
             self.finish_erasures()?;
+        }
+        Ok(())
+    }
+
+    /// Low-level access for tamper tests and the storage benchmark baseline (holds the store's
+    /// handles while it lives).
+    pub fn raw_tree(&self) -> Held<sled::Tree> {
+        let h = self.h().expect("the store is open");
+        Held {
+            value: h.tree.clone(),
+            _handles: h,
+        }
+    }
+
+    pub fn raw_db(&self) -> Held<sled::Db> {
+        let h = self.h().expect("the store is open");
+        Held {
+            value: h.db.clone(),
+            _handles: h,
+        }
+    }
+
+    /// Key of the bundle holding entry `seq`, and the entry's position in it.
+    pub fn bundle_key(seq: u64) -> ([u8; 9], usize) {
+        (key(b'b', seq / ENTRY_BUNDLE), (seq % ENTRY_BUNDLE) as usize)
+    }
+
+    pub fn id_key(agency: &str, id: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(id.len() + agency.len() + 2);
+        k.push(b'i');
+        k.extend_from_slice(id.as_bytes());
+        k.push(0);
+        k.extend_from_slice(agency.as_bytes());
+        k
+    }
+
+    /// Key prefix of everything about one agency's event under `kind` (`x`, `y`).
+    fn event_key(kind: u8, event: &EventKey) -> Vec<u8> {
+        let mut k = Vec::with_capacity(event.id.len() + event.agency.len() + 3);
+        k.push(kind);
+        k.extend_from_slice(event.agency.as_bytes());
+        k.push(0);
+        k.extend_from_slice(event.id.as_bytes());
+        k
+    }
+
+    fn copy_key(event: &EventKey, stream_seq: u64) -> Vec<u8> {
+        let mut k = Self::event_key(b'x', event);
+        k.push(0);
+        k.extend_from_slice(&stream_seq.to_be_bytes());
+        k
+    }
+
+    /// `s` + EVENTS seq + JetStream time: a decided sync body.
+    fn sync_mark_key(stream_seq: u64, time_ns: i64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(17);
+        k.push(b's');
+        k.extend_from_slice(&stream_seq.to_be_bytes());
+        k.extend_from_slice(&time_ns.to_be_bytes());
+        k
+    }
+
+    /// What the id index needs of entry `seq` (an index match): its agency, id, and record.
+    fn id_at(&self, seq: u64) -> Result<(String, String, IdRecord)> {
+        let entry = self.entry(seq)?.ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "the id index names entry {seq}, which is missing; run `socai verify`"
+            ))
+        })?;
+        let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "entry {seq} cannot be read: {e}; run `socai verify`"
+            ))
+        })?;
+        let digest =
+            crate::ledger::content_digest(parts.event, parts.header.personal_commitment.as_ref());
+        Ok((
+            parts.agency.into_owned(),
+            parts.id.into_owned(),
+            IdRecord { seq, digest },
+        ))
+    }
+
+    /// The id index's runs (tests that tamper with them).
+    #[doc(hidden)]
+    pub fn event_runs(&self) -> Held<Arc<Runs>> {
+        let h = self.h().expect("the store is open");
+        Held {
+            value: h.events.clone(),
+            _handles: h,
+        }
+    }
+
+    /// The dossier index's runs (tests that tamper with them).
+    #[doc(hidden)]
+    pub fn dossier_runs(&self) -> Held<Arc<Runs>> {
+        let h = self.h().expect("the store is open");
+        Held {
+            value: h.dossiers.clone(),
+            _handles: h,
+        }
+    }
+
+    /// A layout-2 dossier index key (the bench's per-key baseline writes these; layout 3 has none).
+    pub fn dossier_key(dossier: &str, seq: u64) -> Vec<u8> {
+        let mut k = dossier_prefix(dossier);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+}
+
+impl Storage for SledStorage {
+    fn head(&self) -> Result<Head> {
+        match self.get(HEAD_KEY)? {
+            None => Ok(Head::default()),
+            Some(v) => {
+                let size = be_u64(&v)
+                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
+                let leaf = hash_at(&v[8..], 0)
+                    .ok_or_else(|| StorageError::Corrupt("head record is truncated".into()))?;
+                Ok(Head { size, leaf })
+            }
+        }
+    }
+
+    fn commit(&self, batch: CommitBatch) -> Result<()> {
+        let entries = batch.entries.len() as u64;
+        self.commit_batch(batch)?;
+        self.since_snapshot.fetch_add(entries, Ordering::AcqRel);
+        // The commit is durable whatever comes of the reopen: a failed one is logged, and the
+        // next use of the store opens it again.
+        if let Err(e) = self.refresh_if_due() {
+            tracing::error!(error = %e, "reopening the store (to bound sled's recovery at the next start) failed; the next read or commit opens it again");
         }
         Ok(())
     }
@@ -1388,8 +1637,13 @@ impl Storage for SledStorage {
     fn entries(&self, from: u64, to: u64) -> Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_> {
         let first = from / ENTRY_BUNDLE;
         let last = to.div_ceil(ENTRY_BUNDLE);
-        let bundles = self.tree.range(key(b'b', first)..key(b'b', last));
+        let h = match self.h() {
+            Ok(h) => h,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let bundles = h.tree.range(key(b'b', first)..key(b'b', last));
         Box::new(bundles.flat_map(move |r| {
+            let _held = &h;
             let decoded = r.map_err(|e| self.err(e)).and_then(|(k, v)| {
                 let index = be_u64(&k[1..])
                     .ok_or_else(|| StorageError::Corrupt("bundle key is truncated".into()))?;
@@ -1418,8 +1672,9 @@ impl Storage for SledStorage {
         buf: &mut Vec<u8>,
         spans: &mut Vec<std::ops::Range<usize>>,
     ) -> Result<()> {
+        let h = self.h()?;
         let (base, first, last) = (spans.len(), from / ENTRY_BUNDLE, to.div_ceil(ENTRY_BUNDLE));
-        for item in self.tree.range(key(b'b', first)..key(b'b', last)) {
+        for item in h.tree.range(key(b'b', first)..key(b'b', last)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let index = be_u64(&k[1..])
                 .ok_or_else(|| StorageError::Corrupt("bundle key is truncated".into()))?;
@@ -1452,7 +1707,8 @@ impl Storage for SledStorage {
     }
 
     fn id(&self, agency: &str, id: &str) -> Result<Option<IdRecord>> {
-        for seq in self.events.lookup(event_fingerprint(agency, id))? {
+        let h = self.h()?;
+        for seq in h.events.lookup(event_fingerprint(agency, id))? {
             let (a, i, rec) = self.id_at(seq)?;
             if a == agency && i == id {
                 return Ok(Some(rec));
@@ -1470,9 +1726,10 @@ impl Storage for SledStorage {
     }
 
     fn ids_named(&self, id: &str) -> Result<Vec<(String, IdRecord)>> {
+        let h = self.h()?;
         let (lo, hi) = id_fingerprints(id);
         let mut out = Vec::new();
-        for seq in self.events.lookup_range(lo, hi)? {
+        for seq in h.events.lookup_range(lo, hi)? {
             let (agency, i, rec) = self.id_at(seq)?;
             if i == id {
                 out.push((agency, rec));
@@ -1483,15 +1740,18 @@ impl Storage for SledStorage {
     }
 
     fn id_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {
-        self.events.check(each)
+        let h = self.h()?;
+        h.events.check(each)
     }
 
     fn id_index_in_order(&self, each: &mut dyn FnMut(u64, u64) -> Result<bool>) -> Result<()> {
-        self.events.in_fingerprint_order(each)
+        let h = self.h()?;
+        h.events.in_fingerprint_order(each)
     }
 
     fn dossier_index(&self, each: &mut dyn FnMut(u64, u64)) -> Result<()> {
-        self.dossiers.check(each)
+        let h = self.h()?;
+        h.dossiers.check(each)
     }
 
     fn sync_mark(&self, stream_seq: u64, time_ns: i64) -> Result<Option<Vec<u8>>> {
@@ -1501,10 +1761,11 @@ impl Storage for SledStorage {
     }
 
     fn copies(&self, event: &EventKey) -> Result<Vec<u64>> {
+        let h = self.h()?;
         let mut prefix = Self::event_key(b'x', event);
         prefix.push(0);
         let mut out = Vec::new();
-        for r in self.tree.scan_prefix(&prefix) {
+        for r in h.tree.scan_prefix(&prefix) {
             let (k, _) = r.map_err(|e| self.err(e))?;
             out.push(
                 be_u64(&k[prefix.len()..])
@@ -1515,8 +1776,9 @@ impl Storage for SledStorage {
     }
 
     fn erasures_pending(&self) -> Result<Vec<EventKey>> {
+        let h = self.h()?;
         let mut out = Vec::new();
-        for r in self.tree.scan_prefix(b"y") {
+        for r in h.tree.scan_prefix(b"y") {
             let (k, _) = r.map_err(|e| self.err(e))?;
             let text = std::str::from_utf8(&k[1..])
                 .map_err(|_| StorageError::Corrupt("an erasure key is not UTF-8".into()))?;
@@ -1529,7 +1791,8 @@ impl Storage for SledStorage {
     }
 
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>> {
-        let mut seqs = self.dossiers.lookup(dossier_fingerprint(dossier))?;
+        let h = self.h()?;
+        let mut seqs = h.dossiers.lookup(dossier_fingerprint(dossier))?;
         // A fingerprint names a dossier only probably: each match is confirmed by its entry.
         let mut keep = Vec::with_capacity(seqs.len());
         for &seq in &seqs {
@@ -1581,10 +1844,16 @@ impl Storage for SledStorage {
         from: u64,
         to: u64,
     ) -> Box<dyn Iterator<Item = Result<(u64, PersonalRecord)>> + '_> {
+        let h = match self.h() {
+            Ok(h) => h,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
         Box::new(
-            self.tree
+            h.tree
+                .clone()
                 .range(key(b'p', from)..key(b'p', to))
                 .map(move |r| {
+                    let _held = &h;
                     let (k, v) = r.map_err(|e| self.err(e))?;
                     let seq = be_u64(&k[1..])
                         .ok_or_else(|| StorageError::Corrupt("personal key is truncated".into()))?;
@@ -1596,8 +1865,9 @@ impl Storage for SledStorage {
     }
 
     fn checkpoints_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        let h = self.h()?;
         let mut out = Vec::new();
-        for r in self
+        for r in h
             .tree
             .range(key(b'c', from)..=key(b'c', u64::MAX))
             .take(limit)
@@ -1611,10 +1881,8 @@ impl Storage for SledStorage {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
-        let last = self
-            .tree
-            .range(key(b'c', 0)..=key(b'c', u64::MAX))
-            .next_back();
+        let h = self.h()?;
+        let last = h.tree.range(key(b'c', 0)..=key(b'c', u64::MAX)).next_back();
         match last {
             None => Ok(None),
             Some(r) => {
@@ -1650,7 +1918,8 @@ impl Storage for SledStorage {
     }
 
     fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(|e| self.err(e))
+        let h = self.h()?;
+        h.db.size_on_disk().map_err(|e| self.err(e))
     }
 }
 

@@ -374,7 +374,7 @@ fn layout_2_indexes_become_runs_at_open() {
     let tree = l.storage().raw_tree();
     tree.insert(b"mlayout", &2u64.to_be_bytes()[..]).unwrap();
     l.storage().raw_db().flush().unwrap();
-    drop(l);
+    drop((tree, l));
     let l = f.open();
     let tree = l.storage().raw_tree();
     assert_eq!(
@@ -425,7 +425,7 @@ fn a_layout_2_store_with_an_unreadable_bundle_opens_with_its_indexes_marked_brok
     tree.insert(SledStorage::bundle_key(100).0, &b"not a bundle"[..])
         .unwrap();
     l.storage().raw_db().flush().unwrap();
-    drop(l);
+    drop((tree, l));
     // It opens (so that verify can run), but refuses lookups: an id the index lacks could
     // otherwise be committed twice.
     let mut l = f.open();

@@ -531,6 +531,126 @@ fn full_bundles_are_compressed_and_plain_ones_still_read() {
     assert_eq!(&buf[spans[2].clone()], &before[5][..]);
 }
 
+/// Retries `refresh_after(due)` (postponed while a merge, the filter's fill or a reader holds the
+/// store) until it reopens the store.
+fn refresh(storage: &SledStorage, due: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !storage.refresh_after(due).unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store was never idle enough to reopen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn reopening_sled_to_bound_its_recovery_loses_nothing_and_waits_for_readers() {
+    let f = Fixture::new();
+    let evs = events(3000, 5);
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(&evs[..1000], AT).unwrap();
+    wait_for_filter(&l);
+    let storage = l.storage().clone();
+    // sled writes its page-table snapshot (`snap.<lsn>`) when it opens the store.
+    let snapshots = || -> Vec<String> {
+        std::fs::read_dir(&f.path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap."))
+            .collect()
+    };
+    let first_snapshot = snapshots();
+    // Not due before the threshold.
+    assert!(!storage.refresh_after(1001).unwrap());
+    // A live iterator holds the store open: the reopen waits for it.
+    let mut held = storage.entries(0, 1000);
+    assert!(held.next().is_some());
+    for _ in 0..50 {
+        assert!(!storage.refresh_after(1000).unwrap());
+    }
+    assert_eq!(held.count(), 999);
+    refresh(&storage, 1000);
+    assert_eq!(storage.refreshes(), 1);
+    assert_ne!(snapshots(), first_snapshot, "sled wrote a fresh snapshot");
+    assert!(
+        !storage.refresh_after(1).unwrap(),
+        "nothing committed since"
+    );
+
+    // Readers on another thread while the writer commits and reopens after every commit.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (s, stop, first) = (storage.clone(), stop.clone(), evs[0].clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let head = s.head().unwrap().size;
+                let got: Vec<u64> = s.entries(0, head).map(|r| r.unwrap().0).collect();
+                assert_eq!(got, (0..head).collect::<Vec<_>>());
+                assert_eq!(s.id(&first.agency, &first.id).unwrap().unwrap().seq, 0);
+                assert!(s.dossier(&first.dossier).unwrap().contains(&0));
+                reads += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            reads
+        })
+    };
+    for (i, chunk) in evs[1000..].chunks(250).enumerate() {
+        let out = l.append_batch(chunk, AT).unwrap();
+        assert!(matches!(out[0], AppendOutcome::Committed { seq } if seq == 1000 + 250 * i as u64));
+        refresh(&storage, 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(storage.refreshes(), 9);
+    // Duplicates are still found through the reopened index (and the filter it kept).
+    assert!(storage.id_filter().is_complete());
+    let out = l.append_batch(&evs[990..1010], AT).unwrap();
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, AppendOutcome::Duplicate { .. }))
+    );
+    l.checkpoint().unwrap();
+    assert_eq!(verify(&l).entries, 3000);
+    let root = l.root();
+    drop((l, storage));
+    let l = f.open(LedgerConfig::default());
+    assert_eq!((l.head().size, l.root()), (3000, root));
+    assert_eq!(verify(&l).entries, 3000);
+}
+
+#[test]
+fn the_writer_reopens_the_store_every_so_many_entries() {
+    let f = Fixture::new();
+    let testing = IdFilterTesting {
+        refresh_every: Some(300),
+        ..Default::default()
+    };
+    let storage = SledStorage::open_with_id_filter(&f.path, testing).unwrap();
+    let mut l = Ledger::open(
+        storage,
+        CheckpointSigner::from_skey(&f.skey).unwrap(),
+        vec![9; 32],
+        LedgerConfig::default(),
+    )
+    .unwrap();
+    let evs = events(3000, 6);
+    for chunk in evs.chunks(100) {
+        l.append_batch(chunk, AT).unwrap();
+    }
+    // Each reopen waits for merges and the filter's fill to be done: some commits postpone it.
+    let refreshes = l.storage().refreshes();
+    assert!((3..=10).contains(&refreshes), "{refreshes} reopens");
+    l.checkpoint().unwrap();
+    assert_eq!(verify(&l).entries, 3000);
+    let out = l.append_batch(&evs[..5], AT).unwrap();
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, AppendOutcome::Duplicate { .. }))
+    );
+}
+
 #[test]
 fn open_refuses_a_store_whose_head_disagrees_with_its_entries() {
     let f = Fixture::new();

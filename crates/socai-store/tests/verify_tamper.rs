@@ -82,7 +82,7 @@ impl Store {
         self.ledger.storage()
     }
 
-    fn tree(&self) -> &sled::Tree {
+    fn tree(&self) -> socai_store::storage::Held<sled::Tree> {
         self.storage().raw_tree()
     }
 
@@ -145,11 +145,11 @@ impl Store {
     }
 
     fn edit_dossier_pairs(&self, edit: impl FnOnce(&mut Vec<(u64, u64)>)) {
-        self.edit_pairs(self.storage().dossier_runs(), edit)
+        self.edit_pairs(&self.storage().dossier_runs(), edit)
     }
 
     fn edit_event_pairs(&self, edit: impl FnOnce(&mut Vec<(u64, u64)>)) {
-        self.edit_pairs(self.storage().event_runs(), edit)
+        self.edit_pairs(&self.storage().event_runs(), edit)
     }
 
     fn hash_chunk_key(chunk: u64) -> Vec<u8> {
