@@ -1549,9 +1549,29 @@ impl SledStorage {
 
     /// What the id index needs of entry `seq` (an index match): its agency, id, and record.
     fn id_at(&self, seq: u64) -> Result<(String, String, IdRecord)> {
+        self.indexed_entry(seq, "id", |parts| {
+            let digest = crate::ledger::content_digest(
+                parts.event,
+                parts.header.personal_commitment.as_ref(),
+            );
+            (
+                parts.agency.into_owned(),
+                parts.id.into_owned(),
+                IdRecord { seq, digest },
+            )
+        })
+    }
+
+    /// What `f` reads of entry `seq`, which the `index` index names (a match to confirm).
+    fn indexed_entry<T>(
+        &self,
+        seq: u64,
+        index: &str,
+        f: impl FnOnce(socai_chain::entry::EntryParts<'_>) -> T,
+    ) -> Result<T> {
         let entry = self.entry(seq)?.ok_or_else(|| {
             StorageError::Corrupt(format!(
-                "the id index names entry {seq}, which is missing; run `socai verify`"
+                "the {index} index names entry {seq}, which is missing; run `socai verify`"
             ))
         })?;
         let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
@@ -1559,13 +1579,7 @@ impl SledStorage {
                 "entry {seq} cannot be read: {e}; run `socai verify`"
             ))
         })?;
-        let digest =
-            crate::ledger::content_digest(parts.event, parts.header.personal_commitment.as_ref());
-        Ok((
-            parts.agency.into_owned(),
-            parts.id.into_owned(),
-            IdRecord { seq, digest },
-        ))
+        Ok(f(parts))
     }
 
     /// The id index's runs (tests that tamper with them).
@@ -1796,17 +1810,7 @@ impl Storage for SledStorage {
         // A fingerprint names a dossier only probably: each match is confirmed by its entry.
         let mut keep = Vec::with_capacity(seqs.len());
         for &seq in &seqs {
-            let entry = self.entry(seq)?.ok_or_else(|| {
-                StorageError::Corrupt(format!(
-                    "the dossier index names entry {seq}, which is missing; run `socai verify`"
-                ))
-            })?;
-            let parts = socai_chain::Entry::decode_parts(&entry).map_err(|e| {
-                StorageError::Corrupt(format!(
-                    "entry {seq} cannot be read: {e}; run `socai verify`"
-                ))
-            })?;
-            keep.push(parts.dossier == dossier);
+            keep.push(self.indexed_entry(seq, "dossier", |parts| parts.dossier == dossier)?);
         }
         let mut keep = keep.into_iter();
         seqs.retain(|_| keep.next().unwrap_or(false));

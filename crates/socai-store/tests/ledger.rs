@@ -31,7 +31,10 @@ impl Fixture {
         }
     }
     fn open(&self, config: LedgerConfig) -> Ledger<SledStorage> {
-        let storage = SledStorage::open(&self.path).unwrap();
+        self.open_with(IdFilterTesting::default(), config)
+    }
+    fn open_with(&self, testing: IdFilterTesting, config: LedgerConfig) -> Ledger<SledStorage> {
+        let storage = SledStorage::open_with_id_filter(&self.path, testing).unwrap();
         Ledger::open(
             storage,
             CheckpointSigner::from_skey(&self.skey).unwrap(),
@@ -227,14 +230,7 @@ fn commits_during_the_fill_are_in_the_filter_too() {
         fill_gate: Some(gate.clone()),
         ..IdFilterTesting::default()
     };
-    let storage = SledStorage::open_with_id_filter(&f.path, testing).unwrap();
-    let mut l = Ledger::open(
-        storage,
-        CheckpointSigner::from_skey(&f.skey).unwrap(),
-        vec![9; 32],
-        LedgerConfig::default(),
-    )
-    .unwrap();
+    let mut l = f.open_with(testing, LedgerConfig::default());
     assert_eq!(l.classify(&new[0]).unwrap(), None); // starts the fill
     gate.wait(); // the fill holds its first 500 ids and waits
     assert!(!l.storage().id_filter().is_complete());
@@ -627,14 +623,7 @@ fn the_writer_reopens_the_store_every_so_many_entries() {
         refresh_every: Some(300),
         ..Default::default()
     };
-    let storage = SledStorage::open_with_id_filter(&f.path, testing).unwrap();
-    let mut l = Ledger::open(
-        storage,
-        CheckpointSigner::from_skey(&f.skey).unwrap(),
-        vec![9; 32],
-        LedgerConfig::default(),
-    )
-    .unwrap();
+    let mut l = f.open_with(testing, LedgerConfig::default());
     let evs = events(3000, 6);
     for chunk in evs.chunks(100) {
         l.append_batch(chunk, AT).unwrap();
