@@ -284,15 +284,26 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
             socai_chain::tiles::split_entry_bundle(&kept.payload).expect("an entry bundle");
         on_committed.extend(entries.iter().map(|e| e.to_vec()));
     }
-    let rejected = js
-        .get_stream(REJECTED)
-        .await
-        .expect("REJECTED")
-        .info()
-        .await
-        .expect("REJECTED's info")
-        .state
-        .messages;
+    // A JetStream API request can time out while the cluster elects a leader after the kills
+    // (CI saw it): asked again until answered.
+    let started = Instant::now();
+    let rejected = loop {
+        let info = match js.get_stream(REJECTED).await {
+            Ok(mut s) => s
+                .info()
+                .await
+                .map(|i| i.state.messages)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match info {
+            Ok(messages) => break messages,
+            Err(e) => {
+                assert!(started.elapsed() < PATIENCE, "REJECTED's info: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     assert_eq!(rejected, 0, "nothing was rejected");
     for w in &mut workers {
         w.stop();
