@@ -22,6 +22,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = cli::Cli::parse();
     // A service logs what it does; a command speaks only when something is wrong.
     let level = match cli.command {
@@ -39,5 +40,19 @@ fn main() -> ExitCode {
             output::report_error(&err);
             ExitCode::from(code)
         }
+    }
+}
+
+/// Opts this process (and the nats-server a command starts) out of transparent huge pages.
+/// mimalloc asks the kernel for huge pages on its arenas (`MADV_HUGEPAGE`) and gives idle
+/// memory back; each reuse then faults in a fresh 2 MiB page that the kernel zeroes first.
+/// `perf` of `socai bench ingest` showed 5–9 % of the process's CPU in `clear_page_erms` under
+/// `do_huge_pmd_anonymous_page`, and verify runs swung between 0.6 and 1.4 s for 300k entries
+/// (ARCHITECTURE.md, "Decisions"). The kernel checks this flag at fault time, so it covers
+/// memory mapped before. Failing it (an old kernel) costs only speed.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!("could not opt out of transparent huge pages: {e}");
     }
 }
