@@ -260,21 +260,6 @@ impl fmt::Debug for CheckpointVerifier {
     }
 }
 
-/// Parses a signed note's checkpoint without checking any signature: only for a note whose
-/// signature the caller verified before (e.g. [`crate::receipt::ReceiptVerifier`]).
-pub(crate) fn parse_unverified(note: &str) -> Result<SignedCheckpoint, CheckpointError> {
-    let parsed = Note::from_bytes(note.as_bytes()).map_err(|_| {
-        CheckpointError::Malformed(format!(
-            "{:?} is not a signed note (text, blank line, signature lines)",
-            short(note)
-        ))
-    })?;
-    Ok(SignedCheckpoint {
-        checkpoint: Checkpoint::parse_body(parsed.text())?,
-        note: note.to_owned(),
-    })
-}
-
 /// The one key a [`CheckpointVerifier`] trusts, as `signed_note` wants to look keys up.
 struct OneKey<'a>(&'a StandardVerifier);
 

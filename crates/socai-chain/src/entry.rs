@@ -523,13 +523,13 @@ fn write_jcs(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-fn write_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// ECMAScript `Number.prototype.toString` of a (always finite) JSON number.
-fn write_number(out: &mut Vec<u8>, n: f64) {
+pub(crate) fn write_number(out: &mut Vec<u8>, n: f64) {
     out.extend_from_slice(ryu_js::Buffer::new().format(n).as_bytes());
 }
 
@@ -720,7 +720,7 @@ fn string_content(raw: &[u8]) -> Option<Cow<'_, str>> {
             .ok()
             .map(Cow::Owned)
     } else {
-        std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+        simdutf8::basic::from_utf8(raw).ok().map(Cow::Borrowed)
     }
 }
 
@@ -798,7 +798,7 @@ impl<'a> Scanner<'a> {
         }
         let content = &self.b[start..self.i - 1];
         if !ascii {
-            std::str::from_utf8(content).ok()?;
+            simdutf8::basic::from_utf8(content).ok()?;
         }
         Some(content)
     }
