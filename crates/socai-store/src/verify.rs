@@ -16,7 +16,9 @@
 //! equal sets; only on a difference does a second pass look each entry up to name the first bad
 //! seq.
 
-use crate::storage::{Storage, StorageError, dossier_fingerprint, event_fingerprint};
+use crate::storage::{
+    PersonalRecord, Storage, StorageError, dossier_fingerprint, event_fingerprint,
+};
 use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
 use socai_chain::entry::{Entry, check_personal};
 use socai_chain::merkle::stored_hash_count;
@@ -230,8 +232,11 @@ fn check_range<S: Storage>(
     // Commitments stop before the chunk's first error, so a problem here always comes first.
     let (mut personal, mut redacted) = (0u64, 0u64);
     let mut problem = None;
-    for (seq, commitment) in &chunk.commitments {
-        match check_personal_record(storage, *seq, commitment, refs[(seq - first) as usize]) {
+    let seqs: Vec<u64> = chunk.commitments.iter().map(|(seq, _)| *seq).collect();
+    let records = storage.personal_each(&seqs);
+    for ((seq, commitment), record) in chunk.commitments.iter().zip(records) {
+        let entry = refs[(seq - first) as usize];
+        match check_personal_record(storage, *seq, commitment, entry, record) {
             Ok(true) => personal += 1,
             Ok(false) => redacted += 1,
             Err(e) => {
@@ -279,13 +284,15 @@ fn storage_reason(e: &StorageError) -> String {
     }
 }
 
-/// Checks the personal record of entry `seq` against its commitment: `Ok(true)` if it matches,
-/// `Ok(false)` if it is gone and a redaction entry says so.
+/// Checks the personal record of entry `seq` (`record`: what [`Storage::personal`] gave) against
+/// its commitment: `Ok(true)` if it matches, `Ok(false)` if it is gone and a redaction entry says
+/// so.
 fn check_personal_record<S: Storage>(
     storage: &S,
     seq: u64,
     commitment: &Hash,
     entry: &[u8],
+    record: Result<Option<PersonalRecord>, StorageError>,
 ) -> Result<bool, VerifyError> {
     let fail = |reason: String| VerifyError::Personal { seq, reason };
     // The redaction entry that explains an erased record: its id, and its seq if it exists.
@@ -316,7 +323,7 @@ fn check_personal_record<S: Storage>(
         };
         Ok((format!("{}/{id}", parts.agency), found))
     };
-    match storage.personal(seq) {
+    match record {
         Ok(Some(rec)) => {
             let salt = hex::decode(&rec.salt)
                 .ok()

@@ -477,3 +477,59 @@ fn a_lost_or_older_key_file_is_refused_at_open_never_taken_for_redactions() {
     let l = f.open();
     assert!(l.storage().personal_range(0, 60).all(|r| r.is_ok()));
 }
+
+/// Verify reads a range's personal records with one scan (`personal_each`); each seq must get
+/// exactly what `personal` gives it: a record, nothing (none stored, or redacted), or the error
+/// of a record that does not open.
+#[test]
+fn personal_each_answers_every_seq_as_personal_does() {
+    let f = Fixture::new();
+    let mut l = f.open();
+    let evs = events(120, 7);
+    l.append_batch(&evs, AT).unwrap();
+    let with: Vec<u64> = (0..evs.len() as u64)
+        .filter(|&s| l.personal(s).unwrap().is_some())
+        .collect();
+    assert!(with.len() >= 6, "the workload has personal data");
+    let target = evs
+        .iter()
+        .find(|e| l.seq_of(&e.id).unwrap() == with[2])
+        .unwrap();
+    l.redact(&target.id, "erasure request", "dpo@test", AT)
+        .unwrap();
+    // A record that no longer decrypts (tampered bytes).
+    let tampered = with[4];
+    {
+        let tree = l.storage().raw_tree();
+        let mut k = vec![b'p'];
+        k.extend_from_slice(&tampered.to_be_bytes());
+        let mut v = tree.get(&k).unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        tree.insert(k, v).unwrap();
+    }
+    let s = l.storage();
+    let all: Vec<u64> = (0..s.head().unwrap().size).collect();
+    let sparse: Vec<u64> = all.iter().copied().filter(|n| n % 3 == 1).collect();
+    for seqs in [
+        all,
+        with.clone(),
+        sparse,
+        vec![with[2]],
+        vec![tampered, with[5]],
+        vec![],
+    ] {
+        let each = s.personal_each(&seqs);
+        assert_eq!(each.len(), seqs.len());
+        for (seq, got) in seqs.iter().zip(each) {
+            match (got, s.personal(*seq)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "seq {seq}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "seq {seq}"),
+                (a, b) => panic!("seq {seq}: personal_each gave {a:?}, personal {b:?}"),
+            }
+        }
+    }
+    assert!(s.personal_each(&[tampered]).remove(0).is_err());
+    assert_eq!(s.personal_each(&[with[2]]).remove(0).unwrap(), None);
+    assert!(s.personal_each(&[with[0]]).remove(0).unwrap().is_some());
+}
