@@ -45,6 +45,12 @@ pub struct WriterConfig {
     pub streams: StreamSettings,
     /// At most this many events per commit.
     pub batch_max_events: usize,
+    /// A batch short of `batch_max_events` waits this long for more events (group commit, see
+    /// [`crate::source::EventsSource::linger`]). `socai bench ingest --events 100000` with
+    /// receipts, one run each: no wait 120 events per commit, 82 µs of CPU per event in the
+    /// ledger and publisher, 15.6k events/s; 5 ms 209 events, 74.9 µs, 16.9k/s; 15 ms 450
+    /// events, 69.8 µs, 17.6k/s.
+    pub linger: Duration,
     pub limits: Limits,
     /// `occurred_at` later than the JetStream timestamp plus this is `future_timestamp`.
     pub max_future_skew: jiff::SignedDuration,
@@ -69,6 +75,7 @@ impl Default for WriterConfig {
         WriterConfig {
             streams: StreamSettings::default(),
             batch_max_events: 1000,
+            linger: Duration::from_millis(5),
             limits: Limits::default(),
             max_future_skew: jiff::SignedDuration::from_hours(24),
             checkpoint_interval: Duration::from_secs(10),
@@ -638,7 +645,8 @@ impl Writer {
             self.config.batch_max_events,
             self.counters.clone(),
             position,
-        );
+        )
+        .linger(self.config.linger);
         let validator = self.validator.clone();
         let skew = self.config.max_future_skew;
         let counters = self.counters.clone();
