@@ -210,12 +210,15 @@ impl Receipt {
         fn rejection(out: &mut Vec<u8>, r: &ReceiptRejection) {
             let first = &mut true;
             out.push(b'{');
-            for (k, v) in [("code", &r.code), ("id", &r.id), ("path", &r.path)] {
+            for (k, v) in [
+                ("code", &r.code),
+                ("id", &r.id),
+                ("path", &r.path),
+                ("reason", &r.reason),
+            ] {
                 key(out, first, k);
                 write_string(out, v);
             }
-            key(out, first, "reason");
-            write_string(out, &r.reason);
             out.push(b'}');
         }
         let first = &mut true;
