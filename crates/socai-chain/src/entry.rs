@@ -655,12 +655,19 @@ impl<'de> Deserialize<'de> for Integer {
 /// hence never repeated; canonical strings and numbers; no whitespace), which the serde path
 /// accepts too, and leaves every rejection (and every unusual but canonical entry) to it.
 fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
-    let mut c = Scanner { b: bytes, i: 0 };
+    // UTF-8 once for the whole entry (SIMD over ~500 bytes), so strings are scanned as bytes and
+    // sliced as `str` without validating each again.
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
+    let mut c = Scanner {
+        b: bytes,
+        t: text,
+        i: 0,
+    };
     c.lit(b"{\"event\":{\"agency\":")?;
     let agency = c.string()?;
     c.lit(b",\"data\":")?;
     c.object(0)?;
-    let mut fields = [b"".as_slice(); 4];
+    let mut fields = [""; 4];
     for (key, slot) in ["dossier", "id", "occurred_at", "procedure"]
         .iter()
         .zip(&mut fields)
@@ -710,39 +717,34 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
 }
 
 /// The value of a canonical JSON string from its raw content (between the quotes).
-fn string_content(raw: &[u8]) -> Option<Cow<'_, str>> {
-    if raw.contains(&b'\\') {
-        let mut quoted = Vec::with_capacity(raw.len() + 2);
-        quoted.push(b'"');
-        quoted.extend_from_slice(raw);
-        quoted.push(b'"');
-        serde_json::from_slice::<String>(&quoted)
-            .ok()
-            .map(Cow::Owned)
+fn string_content(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.contains('\\') {
+        let mut quoted = String::with_capacity(raw.len() + 2);
+        quoted.push('"');
+        quoted.push_str(raw);
+        quoted.push('"');
+        serde_json::from_str::<String>(&quoted).ok().map(Cow::Owned)
     } else {
-        simdutf8::basic::from_utf8(raw).ok().map(Cow::Borrowed)
+        Some(Cow::Borrowed(raw))
     }
 }
 
 /// Whether `a < b` in RFC 8785 key order (UTF-16 code units) for raw canonical string contents
 /// without escapes. UTF-8 byte order is code point order, which differs from UTF-16 order only
 /// between U+E000..U+FFFF (lead bytes 0xEE, 0xEF) and supplementary characters (0xF0..).
-fn key_less(a: &[u8], b: &[u8]) -> bool {
-    let differ = a.iter().zip(b).position(|(x, y)| x != y);
-    match differ {
-        Some(i) if a[i] >= 0xee || b[i] >= 0xee => {
-            match (std::str::from_utf8(a), std::str::from_utf8(b)) {
-                (Ok(a), Ok(b)) => a.encode_utf16().lt(b.encode_utf16()),
-                _ => false,
-            }
-        }
-        Some(i) => a[i] < b[i],
-        None => a.len() < b.len(),
+fn key_less(a: &str, b: &str) -> bool {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    match x.iter().zip(y).position(|(p, q)| p != q) {
+        Some(i) if x[i] >= 0xee || y[i] >= 0xee => a.encode_utf16().lt(b.encode_utf16()),
+        Some(i) => x[i] < y[i],
+        None => x.len() < y.len(),
     }
 }
 
 struct Scanner<'a> {
     b: &'a [u8],
+    /// `b` as text: validated once, so a string's content is sliced out without checking it again.
+    t: &'a str,
     i: usize,
 }
 
@@ -761,10 +763,9 @@ impl<'a> Scanner<'a> {
 
     /// A string as RFC 8785 writes it (serde_json's escaping): `\"`, `\\`, `\b \f \n \r \t`, other
     /// controls as lowercase `\u00xx`, everything else literal. Returns its raw content.
-    fn string(&mut self) -> Option<&'a [u8]> {
+    fn string(&mut self) -> Option<&'a str> {
         self.lit(b"\"")?;
         let start = self.i;
-        let mut ascii = true;
         loop {
             let rest = self.b.get(self.i..)?;
             let run = plain_run(rest);
@@ -792,15 +793,11 @@ impl<'a> Scanner<'a> {
                     }
                     _ => return None,
                 },
-                0x80.. => ascii = false,
                 _ => return None,
             }
         }
-        let content = &self.b[start..self.i - 1];
-        if !ascii {
-            simdutf8::basic::from_utf8(content).ok()?;
-        }
-        Some(content)
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.t.get(start..self.i - 1)
     }
 
     fn hash(&mut self) -> Option<Hash> {
@@ -903,10 +900,10 @@ impl<'a> Scanner<'a> {
         if self.lit(b"}").is_some() {
             return Some(());
         }
-        let mut previous: Option<&[u8]> = None;
+        let mut previous: Option<&str> = None;
         loop {
             let key = self.string()?;
-            if key.contains(&b'\\') || previous.is_some_and(|p| !key_less(p, key)) {
+            if key.contains('\\') || previous.is_some_and(|p| !key_less(p, key)) {
                 return None;
             }
             previous = Some(key);
@@ -921,7 +918,8 @@ impl<'a> Scanner<'a> {
 }
 
 /// The length of the leading run of bytes that need no attention inside a JSON string: anything
-/// but `"`, `\\`, control characters (< 0x20) and non-ASCII (≥ 0x80, checked as UTF-8 apart).
+/// but `"`, `\\` and control characters (< 0x20); non-ASCII is plain (the whole entry was checked
+/// as UTF-8 first).
 /// Eight bytes at a time: in each flag word the lowest set bit marks the first such byte exactly
 /// (borrows only run towards higher bytes, past a true match).
 fn plain_run(b: &[u8]) -> usize {
@@ -936,8 +934,7 @@ fn plain_run(b: &[u8]) -> usize {
         let w = u64::from_le_bytes(w);
         let flags = zero_byte(w ^ (ONES * u64::from(b'"')))
             | zero_byte(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-            | (w & HIGH);
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
         if flags != 0 {
             return done + (flags.trailing_zeros() / 8) as usize;
         }
@@ -946,7 +943,7 @@ fn plain_run(b: &[u8]) -> usize {
     let tail = words.remainder();
     done + tail
         .iter()
-        .position(|&c| !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\')
+        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
         .unwrap_or(tail.len())
 }
 
@@ -1226,7 +1223,7 @@ mod tests {
 
         #[test]
         fn plain_run_finds_the_first_special_byte(bytes in prop::collection::vec(prop_oneof![32u8..127, any::<u8>()], 0..40)) {
-            let naive = bytes.iter().position(|&c| !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\').unwrap_or(bytes.len());
+            let naive = bytes.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\').unwrap_or(bytes.len());
             prop_assert_eq!(plain_run(&bytes), naive);
         }
     }
