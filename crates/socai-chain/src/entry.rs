@@ -716,6 +716,21 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     })
 }
 
+/// Whether `bytes` are exactly one JSON value as RFC 8785 writes it, so that hashing them is
+/// hashing its canonical form. Conservative, like the entry scanner: `false` may also mean a
+/// canonical value it leaves to the slow path (nesting deeper than 16, escaped keys).
+pub fn is_canonical_json(bytes: &[u8]) -> bool {
+    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
+        return false;
+    };
+    let mut c = Scanner {
+        b: bytes,
+        t: text,
+        i: 0,
+    };
+    c.value(0).is_some() && c.i == bytes.len()
+}
+
 /// The value of a canonical JSON string from its raw content (between the quotes).
 fn string_content(raw: &str) -> Option<Cow<'_, str>> {
     if raw.contains('\\') {
@@ -1204,6 +1219,27 @@ mod tests {
                 bytes = mutate(bytes, kind, at, byte);
             }
             agree(&bytes)?;
+        }
+
+        #[test]
+        fn is_canonical_json_accepts_only_canonical_bytes(
+            value in any_json(), kinds in prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let canonical = canonical_json(&value);
+            // Escaped keys are left to the slow path; everything else canonical is accepted.
+            if kinds.is_empty() && !canonical.contains(&b'\\') {
+                prop_assert!(is_canonical_json(&canonical), "{}", String::from_utf8_lossy(&canonical));
+            }
+            let mut bytes = canonical;
+            for (kind, at, byte) in kinds {
+                if !bytes.is_empty() {
+                    bytes = mutate(bytes, kind, at, byte);
+                }
+            }
+            if is_canonical_json(&bytes) {
+                let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+                prop_assert_eq!(canonical_json(&parsed), bytes);
+            }
         }
 
         #[test]

@@ -103,6 +103,41 @@ pub struct PersonalRecord {
     pub personal: serde_json::Value,
 }
 
+/// A personal record as stored inside its seal: the JSON of a [`PersonalRecord`]
+/// (`{"salt":…,"personal":…}`), wiped from memory when dropped.
+pub type PlainRecord = zeroize::Zeroizing<Vec<u8>>;
+
+impl PersonalRecord {
+    /// The record's commitment, `SHA-256(salt ‖ JCS(personal))` (`None` if the salt is not 16
+    /// bytes of hex), from its stored JSON. When `personal` is stored in its canonical form (the
+    /// usual case) its bytes are hashed as they are, without building the value and encoding it
+    /// again; otherwise the record is parsed and canonicalized, with the same result.
+    pub fn commitment_of_plain(plain: &[u8]) -> std::result::Result<Option<Hash>, String> {
+        const HEAD: &[u8] = b"{\"salt\":\"";
+        const MID: &[u8] = b"\",\"personal\":";
+        let fast = plain
+            .strip_prefix(HEAD)
+            .filter(|rest| rest.len() > 32 + MID.len())
+            .and_then(|rest| {
+                let (salt, rest) = rest.split_at(32);
+                let mut bytes = [0u8; 16];
+                hex::decode_to_slice(salt, &mut bytes).ok()?;
+                let personal = rest.strip_prefix(MID)?.strip_suffix(b"}")?;
+                socai_chain::entry::is_canonical_json(personal).then_some((bytes, personal))
+            });
+        if let Some((salt, personal)) = fast {
+            use sha2::Digest;
+            let h = sha2::Sha256::new().chain_update(salt).chain_update(personal);
+            return Ok(Some(Hash(h.finalize().into())));
+        }
+        let rec: PersonalRecord = serde_json::from_slice(plain).map_err(|e| e.to_string())?;
+        let salt = hex::decode(&rec.salt)
+            .ok()
+            .and_then(|s| <[u8; 16]>::try_from(s).ok());
+        Ok(salt.map(|salt| socai_chain::entry::personal_commitment(&salt, &rec.personal)))
+    }
+}
+
 /// One atomic, durable write.
 #[derive(Debug, Default)]
 pub struct CommitBatch {
@@ -197,9 +232,20 @@ pub trait Storage: Send + Sync {
     fn dossier(&self, dossier: &str) -> Result<Vec<u64>>;
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>>;
     fn personal(&self, seq: u64) -> Result<Option<PersonalRecord>>;
-    /// [`Storage::personal`] of each of `seqs` (ascending), in order: one answer per seq.
-    fn personal_each(&self, seqs: &[u64]) -> Vec<Result<Option<PersonalRecord>>> {
-        seqs.iter().map(|&seq| self.personal(seq)).collect()
+    /// [`Storage::personal`] of each of `seqs` (ascending), in order, one answer per seq, each
+    /// record as its stored JSON ([`PlainRecord`]): what verify needs to check commitments.
+    fn personal_plain_each(&self, seqs: &[u64]) -> Vec<Result<Option<PlainRecord>>> {
+        seqs.iter()
+            .map(|&seq| {
+                self.personal(seq).map(|rec| {
+                    rec.map(|rec| {
+                        zeroize::Zeroizing::new(
+                            serde_json::to_vec(&rec).expect("a Value always serializes"),
+                        )
+                    })
+                })
+            })
+            .collect()
     }
     /// The personal records of seqs `from..to` that exist, ascending.
     fn personal_range(
@@ -1142,6 +1188,14 @@ impl SledStorage {
 
     /// Opens a stored personal record of `seq`.
     fn unseal(&self, seq: u64, v: &[u8]) -> Result<PersonalRecord> {
+        let plain = self.unseal_plain(seq, v)?;
+        serde_json::from_slice(&plain).map_err(|e| {
+            StorageError::Corrupt(format!("personal record for seq {seq}: {e}"))
+        })
+    }
+
+    /// Decrypts a stored personal record of `seq` to its JSON.
+    fn unseal_plain(&self, seq: u64, v: &[u8]) -> Result<PlainRecord> {
         let corrupt =
             |what: &str| StorageError::Corrupt(format!("personal record for seq {seq}: {what}"));
         if v.first() != Some(&SEALED) || v.len() < 9 {
@@ -1149,19 +1203,26 @@ impl SledStorage {
         }
         let slot = be_u64(&v[1..]).ok_or_else(|| corrupt("truncated"))?;
         let k = self.keys.read(slot)?;
-        let mut plain = k
-            .open(&seq.to_be_bytes(), &v[9..])
-            .ok_or_else(|| corrupt("does not decrypt under its key (tampered or swapped)"))?;
-        let rec = serde_json::from_slice(&plain).map_err(|e| corrupt(&e.to_string()));
-        zeroize::Zeroize::zeroize(&mut plain);
-        rec
+        k.open(&seq.to_be_bytes(), &v[9..])
+            .map(zeroize::Zeroizing::new)
+            .ok_or_else(|| corrupt("does not decrypt under its key (tampered or swapped)"))
     }
 
     /// Opens a record read from the live tree; `None` if a redaction destroyed its key and removed
     /// it since it was read (a reader racing the writer), an error if the key is gone but the
     /// record is not.
     fn unseal_live(&self, seq: u64, v: &[u8]) -> Result<Option<PersonalRecord>> {
-        match self.unseal(seq, v) {
+        self.live(seq, self.unseal(seq, v))
+    }
+
+    /// [`SledStorage::unseal_live`] of the record's JSON.
+    fn unseal_plain_live(&self, seq: u64, v: &[u8]) -> Result<Option<PlainRecord>> {
+        self.live(seq, self.unseal_plain(seq, v))
+    }
+
+    /// What opening the record of `seq` gave, read as [`SledStorage::unseal_live`] says.
+    fn live<T>(&self, seq: u64, opened: Result<T>) -> Result<Option<T>> {
+        match opened {
             Err(StorageError::Keys(KeyStoreError::Destroyed { .. }))
                 if self.get(&key(b'p', seq))?.is_none() =>
             {
@@ -1850,7 +1911,7 @@ impl Storage for SledStorage {
     /// One range scan over the seqs' span instead of a lookup each (verify reads a whole range's
     /// records: a sled `get` per record was a quarter of their cost). Should the scan fail, the
     /// seqs from there on are looked up one by one, so each gets the answer `personal` gives.
-    fn personal_each(&self, seqs: &[u64]) -> Vec<Result<Option<PersonalRecord>>> {
+    fn personal_plain_each(&self, seqs: &[u64]) -> Vec<Result<Option<PlainRecord>>> {
         let (Some(&from), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Vec::new();
         };
@@ -1874,7 +1935,7 @@ impl Storage for SledStorage {
                     }
                 };
                 match found {
-                    Some(Some(Ok((_, v)))) => out.push(self.unseal_live(seq, &v)),
+                    Some(Some(Ok((_, v)))) => out.push(self.unseal_plain_live(seq, &v)),
                     Some(None) => out.push(Ok(None)),
                     // A read error or a malformed key: `personal` names it, seq by seq.
                     _ => break,
@@ -1882,7 +1943,12 @@ impl Storage for SledStorage {
             }
         }
         let done = out.len();
-        out.extend(seqs[done..].iter().map(|&seq| self.personal(seq)));
+        out.extend(seqs[done..].iter().map(|&seq| {
+            match self.get(&key(b'p', seq))? {
+                Some(v) => self.unseal_plain_live(seq, &v),
+                None => Ok(None),
+            }
+        }));
         out
     }
 

@@ -17,10 +17,10 @@
 //! seq.
 
 use crate::storage::{
-    PersonalRecord, Storage, StorageError, dossier_fingerprint, event_fingerprint,
+    PersonalRecord, PlainRecord, Storage, StorageError, dossier_fingerprint, event_fingerprint,
 };
 use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
-use socai_chain::entry::{Entry, check_personal};
+use socai_chain::entry::Entry;
 use socai_chain::merkle::stored_hash_count;
 use socai_chain::verify::{ChainErrorKind, Chunk};
 use socai_chain::{ChainError, ChainVerifier, Hash, verify_chunk_parts};
@@ -233,7 +233,7 @@ fn check_range<S: Storage>(
     let (mut personal, mut redacted) = (0u64, 0u64);
     let mut problem = None;
     let seqs: Vec<u64> = chunk.commitments.iter().map(|(seq, _)| *seq).collect();
-    let records = storage.personal_each(&seqs);
+    let records = storage.personal_plain_each(&seqs);
     for ((seq, commitment), record) in chunk.commitments.iter().zip(records) {
         let entry = refs[(seq - first) as usize];
         match check_personal_record(storage, *seq, commitment, entry, record) {
@@ -284,15 +284,15 @@ fn storage_reason(e: &StorageError) -> String {
     }
 }
 
-/// Checks the personal record of entry `seq` (`record`: what [`Storage::personal`] gave) against
-/// its commitment: `Ok(true)` if it matches, `Ok(false)` if it is gone and a redaction entry says
-/// so.
+/// Checks the personal record of entry `seq` (`record`: what [`Storage::personal_plain_each`]
+/// gave) against its commitment: `Ok(true)` if it matches, `Ok(false)` if it is gone and a
+/// redaction entry says so.
 fn check_personal_record<S: Storage>(
     storage: &S,
     seq: u64,
     commitment: &Hash,
     entry: &[u8],
-    record: Result<Option<PersonalRecord>, StorageError>,
+    record: Result<Option<PlainRecord>, StorageError>,
 ) -> Result<bool, VerifyError> {
     let fail = |reason: String| VerifyError::Personal { seq, reason };
     // The redaction entry that explains an erased record: its id, and its seq if it exists.
@@ -324,20 +324,17 @@ fn check_personal_record<S: Storage>(
         Ok((format!("{}/{id}", parts.agency), found))
     };
     match record {
-        Ok(Some(rec)) => {
-            let salt = hex::decode(&rec.salt)
-                .ok()
-                .and_then(|s| <[u8; 16]>::try_from(s).ok());
-            if salt.is_some_and(|salt| check_personal(commitment, &salt, &rec.personal)) {
-                Ok(true)
-            } else {
-                Err(ChainError {
-                    seq,
-                    kind: ChainErrorKind::PersonalMismatch,
-                }
-                .into())
+        Ok(Some(plain)) => match PersonalRecord::commitment_of_plain(&plain) {
+            Ok(Some(found)) if found == *commitment => Ok(true),
+            Ok(_) => Err(ChainError {
+                seq,
+                kind: ChainErrorKind::PersonalMismatch,
             }
-        }
+            .into()),
+            Err(e) => Err(fail(format!(
+                "the personal record cannot be opened: personal record for seq {seq}: {e}"
+            ))),
+        },
         Ok(None) => match redaction()? {
             (_, Some(_)) => Ok(false),
             (id, None) => Err(fail(format!(

@@ -1,8 +1,12 @@
 //! Per-agency event ids, sealed personal data and real erasure, over real sled stores.
 
+use proptest::prelude::*;
+use serde_json::Value;
 use socai_chain::checkpoint::CheckpointSigner;
+use socai_chain::entry::{Entry, personal_commitment};
 use socai_model::Event;
 use socai_store::keystore::SLOT;
+use socai_store::storage::PersonalRecord;
 use socai_store::{
     AppendOutcome, EventKey, Ledger, LedgerConfig, LedgerError, SledStorage, Storage,
 };
@@ -478,11 +482,11 @@ fn a_lost_or_older_key_file_is_refused_at_open_never_taken_for_redactions() {
     assert!(l.storage().personal_range(0, 60).all(|r| r.is_ok()));
 }
 
-/// Verify reads a range's personal records with one scan (`personal_each`); each seq must get
-/// exactly what `personal` gives it: a record, nothing (none stored, or redacted), or the error
-/// of a record that does not open.
+/// Verify reads a range's personal records with one scan (`personal_plain_each`); each seq must
+/// get exactly what `personal` gives it: a record (as its JSON), nothing (none stored, or
+/// redacted), or the error of a record that does not open.
 #[test]
-fn personal_each_answers_every_seq_as_personal_does() {
+fn personal_plain_each_answers_every_seq_as_personal_does() {
     let f = Fixture::new();
     let mut l = f.open();
     let evs = events(120, 7);
@@ -519,17 +523,93 @@ fn personal_each_answers_every_seq_as_personal_does() {
         vec![tampered, with[5]],
         vec![],
     ] {
-        let each = s.personal_each(&seqs);
+        let each = s.personal_plain_each(&seqs);
         assert_eq!(each.len(), seqs.len());
         for (seq, got) in seqs.iter().zip(each) {
             match (got, s.personal(*seq)) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "seq {seq}"),
+                (Ok(a), Ok(b)) => {
+                    let a = a.map(|plain| serde_json::from_slice::<PersonalRecord>(&plain).unwrap());
+                    assert_eq!(a, b, "seq {seq}")
+                }
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "seq {seq}"),
-                (a, b) => panic!("seq {seq}: personal_each gave {a:?}, personal {b:?}"),
+                (a, b) => panic!("seq {seq}: personal_plain_each gave {a:?}, personal {b:?}"),
             }
         }
     }
-    assert!(s.personal_each(&[tampered]).remove(0).is_err());
-    assert_eq!(s.personal_each(&[with[2]]).remove(0).unwrap(), None);
-    assert!(s.personal_each(&[with[0]]).remove(0).unwrap().is_some());
+    assert!(s.personal_plain_each(&[tampered]).remove(0).is_err());
+    assert!(s.personal_plain_each(&[with[2]]).remove(0).unwrap().is_none());
+    // The stored JSON gives the entry's commitment.
+    let plain = s.personal_plain_each(&[with[0]]).remove(0).unwrap().unwrap();
+    let entry = Entry::decode(&s.entry(with[0]).unwrap().unwrap()).unwrap();
+    assert_eq!(
+        PersonalRecord::commitment_of_plain(&plain).unwrap(),
+        entry.personal_commitment
+    );
+}
+
+/// JSON values whose serde_json spelling is often not RFC 8785's: doubles (`1.0`, `1e21`),
+/// escapes, keys that sort differently in UTF-16, nesting.
+fn any_personal() -> impl Strategy<Value = Value> {
+    let string = prop_oneof![
+        "[a-zA-Z0-9 ]{0,8}",
+        Just("\u{e000}".to_owned()),
+        Just("\u{1f600}".to_owned()),
+        Just("Nguyễn Thị \u{7f}\u{2028}\"\\\n".to_owned()),
+        prop::collection::vec(any::<char>(), 0..6).prop_map(String::from_iter),
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        prop_oneof![Just(1.0f64), Just(1e21), Just(-0.0), Just(0.1)].prop_map(Value::from),
+        string.clone().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 24, 4, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(string.clone(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// Verify hashes a stored record's `personal` as it is when it is canonical and parses it
+    /// otherwise: either way it gets the commitment the entry was given.
+    #[test]
+    fn commitment_of_plain_is_the_commitment(salt in any::<[u8; 16]>(), personal in any_personal()) {
+        let rec = PersonalRecord { salt: hex::encode(salt), personal: personal.clone() };
+        let plain = serde_json::to_vec(&rec).unwrap();
+        prop_assert_eq!(
+            PersonalRecord::commitment_of_plain(&plain).unwrap(),
+            Some(personal_commitment(&salt, &personal))
+        );
+    }
+}
+
+#[test]
+fn commitment_of_plain_reads_any_record_json() {
+    let salt = [7u8; 16];
+    let personal = serde_json::json!({"name": "Lê Văn A", "cccd": "001099000123"});
+    let want = Some(personal_commitment(&salt, &personal));
+    let hex = hex::encode(salt);
+    // Members in another order, spaces, an upper-case salt: the slow path, same commitment.
+    for text in [
+        format!(r#"{{"personal":{personal},"salt":"{hex}"}}"#),
+        format!(r#"{{ "salt": "{hex}", "personal": {{"name":"Lê Văn A", "cccd":"001099000123"}} }}"#),
+        format!(r#"{{"salt":"{}","personal":{personal}}}"#, hex.to_uppercase()),
+    ] {
+        assert_eq!(PersonalRecord::commitment_of_plain(text.as_bytes()), Ok(want), "{text}");
+    }
+    // A salt that is not 16 bytes gives no commitment; a record that is not JSON is an error.
+    let short = format!(r#"{{"salt":"{}","personal":{personal}}}"#, &hex[..30]);
+    assert_eq!(PersonalRecord::commitment_of_plain(short.as_bytes()), Ok(None));
+    let bad = format!(r#"{{"salt":"{hex}","personal":{personal}"#);
+    assert!(PersonalRecord::commitment_of_plain(bad.as_bytes()).is_err());
+    // Another value under the same salt gives another commitment.
+    let other = format!(r#"{{"salt":"{hex}","personal":{{"cccd":"001099000124","name":"Lê Văn A"}}}}"#);
+    assert_ne!(PersonalRecord::commitment_of_plain(other.as_bytes()), Ok(want));
 }
