@@ -1330,3 +1330,40 @@ async fn nats_server_losing_unsynced_writes_loses_no_event_an_agency_waits_a_rec
     assert_eq!(committed.len(), events.len());
     assert_eq!(ledger.verified_size(), events.len() as u64);
 }
+
+/// Group commit lingers for more events only while the writer is busy: with `linger_ms` far
+/// beyond this test's patience, events published one at a time (each finding the writer idle)
+/// are each committed at once, and a burst (the writer busy, so batches linger) is committed
+/// without ever waiting the full linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_writer_commits_at_once_and_a_busy_one_lingers_only_while_it_commits() {
+    let toml = "[ingest]\nlinger_ms = 3600000\n";
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some(toml), None).await;
+    // Far below the linger: a chunk that waited for it could not be committed in time.
+    let patience = Duration::from_secs(120);
+    let events = workload(2003, 21);
+    for (i, event) in events[..3].iter().enumerate() {
+        let one = split_by_agency(std::slice::from_ref(event), 1);
+        tokio::time::timeout(patience, publish_shares(url.clone(), None, one, 1, UNPACED))
+            .await
+            .expect("a lone event's receipt came without waiting for the linger");
+        wait_committed(&js, i as u64 + 1, patience).await;
+    }
+    let burst = split_by_agency(&events[3..], 2);
+    tokio::time::timeout(
+        patience,
+        publish_shares(url.clone(), None, burst, 256, UNPACED),
+    )
+    .await
+    .expect("a burst's receipts came without waiting for the linger");
+    wait_committed(&js, events.len() as u64, patience).await;
+    wait_processed(&mut serve, &js, patience).await;
+    serve.stop();
+    assert_exactly_once_in_order(&ledger, &events);
+}

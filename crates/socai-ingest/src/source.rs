@@ -85,6 +85,17 @@ pub(crate) struct EventsSource {
     unanswered: u32,
     /// How long a chunk short of `batch_max` waits for more (see [`EventsSource::linger`]).
     linger: std::time::Duration,
+    /// The writer this source feeds, if it said so: then a chunk lingers only while it is busy.
+    writer: Option<WriterProgress>,
+}
+
+/// How far the writer fed by an [`EventsSource`] has got: the source lingers for more events only
+/// while the writer is still busy with chunks it was given (see [`EventsSource::linger`]).
+pub struct WriterProgress {
+    /// Chunks the writer has finished.
+    pub finished: tokio::sync::watch::Receiver<u64>,
+    /// Chunks handed to the writer so far.
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Raises the data-loss alarm: logged, counted, and kept for `/readyz` until restart.
@@ -119,16 +130,25 @@ impl EventsSource {
             accept_any: false,
             unanswered: 0,
             linger: std::time::Duration::ZERO,
+            writer: None,
         }
     }
 
-    /// Once a chunk has its first messages, waits this long for more before returning it when it
-    /// is short of `batch_max` (group commit): under load each commit then takes more events,
-    /// and its fixed costs (the fsync's round, the COMMITTED message, the receipts' signature)
-    /// are shared by more. The writer commits the previous chunk meanwhile, so the wait costs
-    /// throughput nothing; it adds at most this much to each event's latency.
+    /// Once a chunk has its first messages, waits up to this long for more before returning it
+    /// when it is short of `batch_max` (group commit): under load each commit then takes more
+    /// events, and its fixed costs (the fsync's round, the COMMITTED message, the receipts'
+    /// signature) are shared by more. The writer commits the previous chunk meanwhile, so the
+    /// wait costs throughput nothing; it adds at most this much to each event's latency. With
+    /// [`EventsSource::writer_progress`] the wait ends as soon as the writer has finished what it
+    /// was given, and there is none while it is idle (a lone event is committed at once).
     pub fn linger(mut self, linger: std::time::Duration) -> EventsSource {
         self.linger = linger;
+        self
+    }
+
+    /// The writer's progress, so that [`EventsSource::linger`] waits only while it is busy.
+    pub fn writer_progress(mut self, writer: WriterProgress) -> EventsSource {
+        self.writer = Some(writer);
         self
     }
 
@@ -369,7 +389,17 @@ impl EventsSource {
                     break 'drain;
                 }
                 lingered = true;
-                tokio::time::sleep(self.linger).await;
+                let linger = self.linger;
+                match &mut self.writer {
+                    // Idle: nothing to share a commit with, waiting would only add latency.
+                    Some(w) if *w.finished.borrow() >= w.sent.load(Relaxed) => break 'drain,
+                    Some(w) => {
+                        let sent = w.sent.load(Relaxed);
+                        let done = w.finished.wait_for(|&done| done >= sent);
+                        let _ = tokio::time::timeout(linger, done).await;
+                    }
+                    None => tokio::time::sleep(linger).await,
+                }
             }
             if broken {
                 self.close();

@@ -127,7 +127,9 @@ impl PersonalRecord {
             });
         if let Some((salt, personal)) = fast {
             use sha2::Digest;
-            let h = sha2::Sha256::new().chain_update(salt).chain_update(personal);
+            let h = sha2::Sha256::new()
+                .chain_update(salt)
+                .chain_update(personal);
             return Ok(Some(Hash(h.finalize().into())));
         }
         let rec: PersonalRecord = serde_json::from_slice(plain).map_err(|e| e.to_string())?;
@@ -1189,9 +1191,8 @@ impl SledStorage {
     /// Opens a stored personal record of `seq`.
     fn unseal(&self, seq: u64, v: &[u8]) -> Result<PersonalRecord> {
         let plain = self.unseal_plain(seq, v)?;
-        serde_json::from_slice(&plain).map_err(|e| {
-            StorageError::Corrupt(format!("personal record for seq {seq}: {e}"))
-        })
+        serde_json::from_slice(&plain)
+            .map_err(|e| StorageError::Corrupt(format!("personal record for seq {seq}: {e}")))
     }
 
     /// Decrypts a stored personal record of `seq` to its JSON.
@@ -1943,12 +1944,14 @@ impl Storage for SledStorage {
             }
         }
         let done = out.len();
-        out.extend(seqs[done..].iter().map(|&seq| {
-            match self.get(&key(b'p', seq))? {
-                Some(v) => self.unseal_plain_live(seq, &v),
-                None => Ok(None),
-            }
-        }));
+        out.extend(
+            seqs[done..]
+                .iter()
+                .map(|&seq| match self.get(&key(b'p', seq))? {
+                    Some(v) => self.unseal_plain_live(seq, &v),
+                    None => Ok(None),
+                }),
+        );
         out
     }
 

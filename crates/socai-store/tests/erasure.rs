@@ -528,7 +528,8 @@ fn personal_plain_each_answers_every_seq_as_personal_does() {
         for (seq, got) in seqs.iter().zip(each) {
             match (got, s.personal(*seq)) {
                 (Ok(a), Ok(b)) => {
-                    let a = a.map(|plain| serde_json::from_slice::<PersonalRecord>(&plain).unwrap());
+                    let a =
+                        a.map(|plain| serde_json::from_slice::<PersonalRecord>(&plain).unwrap());
                     assert_eq!(a, b, "seq {seq}")
                 }
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "seq {seq}"),
@@ -537,9 +538,18 @@ fn personal_plain_each_answers_every_seq_as_personal_does() {
         }
     }
     assert!(s.personal_plain_each(&[tampered]).remove(0).is_err());
-    assert!(s.personal_plain_each(&[with[2]]).remove(0).unwrap().is_none());
+    assert!(
+        s.personal_plain_each(&[with[2]])
+            .remove(0)
+            .unwrap()
+            .is_none()
+    );
     // The stored JSON gives the entry's commitment.
-    let plain = s.personal_plain_each(&[with[0]]).remove(0).unwrap().unwrap();
+    let plain = s
+        .personal_plain_each(&[with[0]])
+        .remove(0)
+        .unwrap()
+        .unwrap();
     let entry = Entry::decode(&s.entry(with[0]).unwrap().unwrap()).unwrap();
     assert_eq!(
         PersonalRecord::commitment_of_plain(&plain).unwrap(),
@@ -599,17 +609,33 @@ fn commitment_of_plain_reads_any_record_json() {
     // Members in another order, spaces, an upper-case salt: the slow path, same commitment.
     for text in [
         format!(r#"{{"personal":{personal},"salt":"{hex}"}}"#),
-        format!(r#"{{ "salt": "{hex}", "personal": {{"name":"Lê Văn A", "cccd":"001099000123"}} }}"#),
-        format!(r#"{{"salt":"{}","personal":{personal}}}"#, hex.to_uppercase()),
+        format!(
+            r#"{{ "salt": "{hex}", "personal": {{"name":"Lê Văn A", "cccd":"001099000123"}} }}"#
+        ),
+        format!(
+            r#"{{"salt":"{}","personal":{personal}}}"#,
+            hex.to_uppercase()
+        ),
     ] {
-        assert_eq!(PersonalRecord::commitment_of_plain(text.as_bytes()), Ok(want), "{text}");
+        assert_eq!(
+            PersonalRecord::commitment_of_plain(text.as_bytes()),
+            Ok(want),
+            "{text}"
+        );
     }
     // A salt that is not 16 bytes gives no commitment; a record that is not JSON is an error.
     let short = format!(r#"{{"salt":"{}","personal":{personal}}}"#, &hex[..30]);
-    assert_eq!(PersonalRecord::commitment_of_plain(short.as_bytes()), Ok(None));
+    assert_eq!(
+        PersonalRecord::commitment_of_plain(short.as_bytes()),
+        Ok(None)
+    );
     let bad = format!(r#"{{"salt":"{hex}","personal":{personal}"#);
     assert!(PersonalRecord::commitment_of_plain(bad.as_bytes()).is_err());
     // Another value under the same salt gives another commitment.
-    let other = format!(r#"{{"salt":"{hex}","personal":{{"cccd":"001099000124","name":"Lê Văn A"}}}}"#);
-    assert_ne!(PersonalRecord::commitment_of_plain(other.as_bytes()), Ok(want));
+    let other =
+        format!(r#"{{"salt":"{hex}","personal":{{"cccd":"001099000124","name":"Lê Văn A"}}}}"#);
+    assert_ne!(
+        PersonalRecord::commitment_of_plain(other.as_bytes()),
+        Ok(want)
+    );
 }

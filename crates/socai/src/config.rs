@@ -7,6 +7,7 @@
 //!
 //! [ingest]                         # `socai serve`
 //! batch_max_events = 1000          # events per commit
+//! linger_ms = 5                    # a short batch waits up to this for more while a commit runs
 //! checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive
 //! max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected
 //! stream_replicas = 1              # 3 on a JetStream cluster (R3)
@@ -190,6 +191,9 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
     pub batch_max_events: usize,
+    /// Group commit: a batch short of `batch_max_events` waits up to this long for more events
+    /// while the writer is still committing earlier ones (never while it is idle).
+    pub linger_ms: u64,
     pub checkpoint_interval_s: u64,
     pub max_future_skew_s: i64,
     pub stream_replicas: usize,
@@ -208,6 +212,7 @@ impl Default for Ingest {
         let writer = socai_ingest::WriterConfig::default();
         Ingest {
             batch_max_events: writer.batch_max_events,
+            linger_ms: writer.linger.as_millis() as u64,
             checkpoint_interval_s: writer.checkpoint_interval.as_secs(),
             max_future_skew_s: writer.max_future_skew.as_secs(),
             stream_replicas: writer.streams.replicas,
@@ -302,6 +307,7 @@ impl Config {
          \n\
          [ingest]                         # socai serve\n\
          batch_max_events = 1000          # events per commit\n\
+         linger_ms = 5                    # a short batch waits up to this for more while a commit runs\n\
          checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive\n\
          max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected\n\
          stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
@@ -406,6 +412,7 @@ impl Config {
         let i = &self.ingest;
         let mut writer = socai_ingest::WriterConfig {
             batch_max_events: i.batch_max_events,
+            linger: Duration::from_millis(i.linger_ms),
             limits: self.limits(),
             max_future_skew: jiff::SignedDuration::from_secs(i.max_future_skew_s),
             checkpoint_interval: Duration::from_secs(i.checkpoint_interval_s),
