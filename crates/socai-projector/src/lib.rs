@@ -759,6 +759,13 @@ pub async fn run(
     let mut snapshot: Option<PendingSnapshot> = None;
     let mut last_snapshot = tokio::time::Instant::now();
     let mut flush_at = tokio::time::Instant::now();
+    // When the last flush began: the next is due `flush_interval` after it, so a change that
+    // came in while a flush ran waits out the rest of the interval, not the flush plus a whole
+    // interval.
+    let mut last_flush = tokio::time::Instant::now();
+    last_flush = last_flush
+        .checked_sub(config.flush_interval)
+        .unwrap_or(last_flush);
     // COMMITTED by direct gets, from the message holding entry `tree_size` (found at the first
     // read, once the stream can be read).
     let mut committed: Option<StreamReader> = None;
@@ -787,6 +794,7 @@ pub async fn run(
                     }
                 }
                 _ = tokio::time::sleep_until(flush_at), if dirty && state.tree_size() >= hold_until => {
+                    last_flush = tokio::time::Instant::now();
                     flush(&live, &config, &mut state, &shared, republish_all).await;
                     republish_all = false;
                     dirty = false;
@@ -814,7 +822,8 @@ pub async fn run(
                             counters.applied.store(state.tree_size(), Relaxed);
                             if !dirty {
                                 dirty = true;
-                                flush_at = tokio::time::Instant::now() + config.flush_interval;
+                                flush_at = (last_flush + config.flush_interval)
+                                    .max(tokio::time::Instant::now());
                             }
                         }
                         Ok(None) => {
