@@ -137,10 +137,11 @@ impl EventsSource {
     /// Once a chunk has its first messages, waits up to this long for more before returning it
     /// when it is short of `batch_max` (group commit): under load each commit then takes more
     /// events, and its fixed costs (the fsync's round, the COMMITTED message, the receipts'
-    /// signature) are shared by more. The writer commits the previous chunk meanwhile, so the
-    /// wait costs throughput nothing; it adds at most this much to each event's latency. With
+    /// signature) are shared by more. It adds at most this much to each event's latency. With
     /// [`EventsSource::writer_progress`] the wait ends as soon as the writer has finished what it
-    /// was given, and there is none while it is idle (a lone event is committed at once).
+    /// was given, and there is none while it is idle (a lone event is committed at once); the
+    /// chunk is then validated while the writer waits for it (no longer overlapped with a
+    /// commit, ~0.8 ms per 200 events).
     pub fn linger(mut self, linger: std::time::Duration) -> EventsSource {
         self.linger = linger;
         self

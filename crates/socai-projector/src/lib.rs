@@ -762,10 +762,8 @@ pub async fn run(
     // When the last flush began: the next is due `flush_interval` after it, so a change that
     // came in while a flush ran waits out the rest of the interval, not the flush plus a whole
     // interval.
-    let mut last_flush = tokio::time::Instant::now();
-    last_flush = last_flush
-        .checked_sub(config.flush_interval)
-        .unwrap_or(last_flush);
+    let now = tokio::time::Instant::now();
+    let mut last_flush = now.checked_sub(config.flush_interval).unwrap_or(now);
     // COMMITTED by direct gets, from the message holding entry `tree_size` (found at the first
     // read, once the stream can be read).
     let mut committed: Option<StreamReader> = None;

@@ -606,7 +606,8 @@ fn commitment_of_plain_reads_any_record_json() {
     let personal = serde_json::json!({"name": "Lê Văn A", "cccd": "001099000123"});
     let want = Some(personal_commitment(&salt, &personal));
     let hex = hex::encode(salt);
-    // Members in another order, spaces, an upper-case salt: the slow path, same commitment.
+    // Members in another order and spaces (the slow path), an upper-case salt (the fast path):
+    // the same commitment.
     for text in [
         format!(r#"{{"personal":{personal},"salt":"{hex}"}}"#),
         format!(
