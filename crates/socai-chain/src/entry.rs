@@ -77,6 +77,25 @@ pub struct EntryParts<'a> {
     pub event: &'a [u8],
 }
 
+/// Every field of an entry laid out as the ledger writes it, borrowed from its bytes (strings
+/// unescaped only where they hold an escape): what a projection reads, without a JSON tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    pub header: EntryHeader,
+    pub recorded_at: Cow<'a, str>,
+    pub id: Cow<'a, str>,
+    /// `event.type`.
+    pub kind: Cow<'a, str>,
+    pub agency: Cow<'a, str>,
+    pub procedure: Cow<'a, str>,
+    pub dossier: Cow<'a, str>,
+    pub occurred_at: Cow<'a, str>,
+    /// `event.data`: its canonical JSON, a slice of the entry.
+    pub data: &'a [u8],
+    /// The event's canonical JSON, a slice of the entry.
+    pub event: &'a [u8],
+}
+
 /// Where the event object starts in a canonical entry: right after `{"event":`.
 const EVENT_START: usize = 9;
 
@@ -179,6 +198,26 @@ impl Entry {
             id: text("id"),
             dossier: text("dossier"),
             event,
+        })
+    }
+
+    /// Every field of an entry, read by the canonical byte scanner (no JSON tree) with the checks
+    /// of [`Entry::decode`]; `None` where the scanner is not sure (any invalid entry, but also a
+    /// valid one it leaves to serde: escaped keys or nesting deeper than 16 in `data`). A
+    /// projection's fast path, with its own fallback.
+    pub fn scan(bytes: &[u8]) -> Option<EntryView<'_>> {
+        let raw = scan_raw(bytes)?;
+        Some(EntryView {
+            header: raw.header,
+            recorded_at: string_content(raw.recorded_at)?,
+            id: string_content(raw.id)?,
+            kind: string_content(raw.kind)?,
+            agency: string_content(raw.agency)?,
+            procedure: string_content(raw.procedure)?,
+            dossier: string_content(raw.dossier)?,
+            occurred_at: string_content(raw.occurred_at)?,
+            data: raw.data,
+            event: raw.event,
         })
     }
 
@@ -655,6 +694,33 @@ impl<'de> Deserialize<'de> for Integer {
 /// hence never repeated; canonical strings and numbers; no whitespace), which the serde path
 /// accepts too, and leaves every rejection (and every unusual but canonical entry) to it.
 fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
+    let raw = scan_raw(bytes)?;
+    Some(EntryParts {
+        header: raw.header,
+        agency: string_content(raw.agency)?,
+        id: string_content(raw.id)?,
+        dossier: string_content(raw.dossier)?,
+        event: raw.event,
+    })
+}
+
+/// A canonical entry's fields as the scanner found them: strings are raw contents (between the
+/// quotes, escapes not yet undone).
+struct RawEntry<'a> {
+    header: EntryHeader,
+    recorded_at: &'a str,
+    id: &'a str,
+    kind: &'a str,
+    agency: &'a str,
+    procedure: &'a str,
+    dossier: &'a str,
+    occurred_at: &'a str,
+    data: &'a [u8],
+    event: &'a [u8],
+}
+
+/// The scanner behind [`scan_canonical`] and [`Entry::scan`].
+fn scan_raw(bytes: &[u8]) -> Option<RawEntry<'_>> {
     // UTF-8 once for the whole entry (SIMD over ~500 bytes), so strings are scanned as bytes and
     // sliced as `str` without validating each again.
     let text = simdutf8::basic::from_utf8(bytes).ok()?;
@@ -666,7 +732,9 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     c.lit(b"{\"event\":{\"agency\":")?;
     let agency = c.string()?;
     c.lit(b",\"data\":")?;
+    let data_start = c.i;
     c.object(0)?;
+    let data = &bytes[data_start..c.i];
     let mut fields = [""; 4];
     for (key, slot) in ["dossier", "id", "occurred_at", "procedure"]
         .iter()
@@ -680,7 +748,7 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     c.lit(b",\"schema\":")?;
     c.integer()?;
     c.lit(b",\"type\":")?;
-    c.string()?;
+    let kind = c.string()?;
     c.lit(b"}")?;
     let event = &bytes[EVENT_START..c.i];
     c.lit(b",")?;
@@ -694,7 +762,7 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     c.lit(b"\"prev\":")?;
     let prev = c.hash()?;
     c.lit(b",\"recorded_at\":")?;
-    c.string()?;
+    let recorded_at = c.string()?;
     c.lit(b",\"seq\":")?;
     let (false, seq) = c.integer()? else {
         return None;
@@ -703,15 +771,21 @@ fn scan_canonical(bytes: &[u8]) -> Option<EntryParts<'_>> {
     if c.i != bytes.len() {
         return None;
     }
-    Some(EntryParts {
+    let [dossier, id, occurred_at, procedure] = fields;
+    Some(RawEntry {
         header: EntryHeader {
             seq,
             prev,
             personal_commitment,
         },
-        agency: string_content(agency)?,
-        id: string_content(fields[1])?,
-        dossier: string_content(fields[0])?,
+        recorded_at,
+        id,
+        kind,
+        agency,
+        procedure,
+        dossier,
+        occurred_at,
+        data,
         event,
     })
 }
@@ -729,6 +803,51 @@ pub fn is_canonical_json(bytes: &[u8]) -> bool {
         i: 0,
     };
     c.value(0).is_some() && c.i == bytes.len()
+}
+
+/// Calls `f` with each member of a canonical JSON object, such as [`EntryView::data`]: the key
+/// (without escapes: the scanner leaves escaped keys to serde) and the value's bytes, in order.
+/// `None` if `object` is not one the scanner accepts.
+pub fn for_each_member<'a>(object: &'a [u8], mut f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
+    let text = simdutf8::basic::from_utf8(object).ok()?;
+    let mut c = Scanner {
+        b: object,
+        t: text,
+        i: 0,
+    };
+    c.lit(b"{")?;
+    if c.lit(b"}").is_none() {
+        let mut previous: Option<&str> = None;
+        loop {
+            let key = c.string()?;
+            if key.contains('\\') || previous.is_some_and(|p| !key_less(p, key)) {
+                return None;
+            }
+            previous = Some(key);
+            c.lit(b":")?;
+            let start = c.i;
+            c.value(0)?; // the depth `scan_raw` reads `data`'s members at
+            f(key, &object[start..c.i]);
+            if c.lit(b"}").is_some() {
+                break;
+            }
+            c.lit(b",")?;
+        }
+    }
+    (c.i == object.len()).then_some(())
+}
+
+/// The text of a canonical JSON string value (quotes included in `value`), escapes undone.
+pub fn string_value(value: &[u8]) -> Option<Cow<'_, str>> {
+    let text = simdutf8::basic::from_utf8(value).ok()?;
+    let mut c = Scanner {
+        b: value,
+        t: text,
+        i: 0,
+    };
+    let raw = c.string()?;
+    (c.i == value.len()).then_some(())?;
+    string_content(raw)
 }
 
 /// The value of a canonical JSON string from its raw content (between the quotes).
@@ -1143,10 +1262,10 @@ mod tests {
         match kind % 3 {
             0 => bytes[i] ^= 1 << (byte % 8),
             1 => drop(bytes.remove(i)),
-            _ => bytes.insert(
-                i,
-                b"\"\\{}[],:-.e0123456789 tfn\x01\x7f\xc3"[usize::from(byte) % 22],
-            ),
+            _ => {
+                const INSERTED: &[u8] = b"\"\\{}[],:-.e0123456789 tfn\x01\x7f\xc3";
+                bytes.insert(i, INSERTED[usize::from(byte) % INSERTED.len()])
+            }
         }
         bytes
     }
@@ -1162,6 +1281,43 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bytes)
             );
+        }
+        // `Entry::scan` reads every field alike, `data` as its canonical JSON.
+        if let Some(view) = Entry::scan(bytes) {
+            let entry = Entry::decode(bytes);
+            prop_assert!(entry.is_ok(), "{}", String::from_utf8_lossy(bytes));
+            let entry = entry.unwrap();
+            let text = |key: &str| entry.event_str(key).to_owned();
+            prop_assert_eq!(
+                (
+                    view.header,
+                    view.recorded_at.to_string(),
+                    view.id.to_string(),
+                    view.kind.to_string(),
+                    view.agency.to_string(),
+                    view.procedure.to_string(),
+                    view.dossier.to_string(),
+                    view.occurred_at.to_string(),
+                ),
+                (
+                    EntryHeader {
+                        seq: entry.seq,
+                        prev: entry.prev,
+                        personal_commitment: entry.personal_commitment,
+                    },
+                    entry.recorded_at.clone(),
+                    text("id"),
+                    text("type"),
+                    text("agency"),
+                    text("procedure"),
+                    text("dossier"),
+                    text("occurred_at"),
+                )
+            );
+            prop_assert_eq!(view.data.to_vec(), canonical_json(&entry.event["data"]));
+            prop_assert_eq!(view.event.to_vec(), canonical_json(&entry.event));
+        } else {
+            prop_assert_eq!(scan_canonical(bytes), None);
         }
         let full = Entry::decode(bytes).map(|e| EntryHeader {
             seq: e.seq,
@@ -1239,6 +1395,38 @@ mod tests {
             if is_canonical_json(&bytes) {
                 let parsed: Value = serde_json::from_slice(&bytes).unwrap();
                 prop_assert_eq!(canonical_json(&parsed), bytes);
+            }
+        }
+
+        #[test]
+        fn for_each_member_reads_canonical_objects(
+            object in prop::collection::btree_map(any_string(), any_json(), 0..6),
+            kinds in prop::collection::vec((any::<u8>(), any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let object = Value::Object(object.into_iter().collect());
+            let canonical = canonical_json(&object);
+            let mut bytes = canonical.clone();
+            for (kind, at, byte) in &kinds {
+                bytes = mutate(bytes, *kind, *at, *byte);
+            }
+            let mut members = Vec::new();
+            let read = for_each_member(&bytes, |key, value| members.push((key.to_owned(), value.to_vec())));
+            if kinds.is_empty() && !canonical.contains(&b'\\') {
+                prop_assert!(read.is_some(), "{}", String::from_utf8_lossy(&canonical));
+            }
+            if read.is_some() {
+                // What it accepts is a canonical object, member for member.
+                let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+                prop_assert_eq!(canonical_json(&parsed), bytes.clone());
+                let parsed = parsed.as_object().unwrap();
+                prop_assert_eq!(members.len(), parsed.len());
+                for (key, value) in &members {
+                    prop_assert_eq!(value, &canonical_json(&parsed[key.as_str()]));
+                    prop_assert_eq!(
+                        string_value(value).map(Cow::into_owned),
+                        parsed[key.as_str()].as_str().map(str::to_owned)
+                    );
+                }
             }
         }
 

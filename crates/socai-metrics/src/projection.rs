@@ -110,6 +110,7 @@ struct WireEntry<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireEvent<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
@@ -127,6 +128,7 @@ struct WireEvent<'a> {
 
 /// The data fields the metrics read, across all event types (schemas/events/).
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireData<'a> {
     #[serde(borrow)]
     channel: Option<Cow<'a, str>>,
@@ -144,6 +146,50 @@ struct WireData<'a> {
     service_level: Option<Cow<'a, str>>,
     #[serde(borrow)]
     result_kind: Option<Cow<'a, str>>,
+}
+
+impl<'a> WireData<'a> {
+    /// The fields from `data` as [`socai_chain::Entry::scan`] found it (canonical JSON), without
+    /// serde; `None` where serde would say more (a field of another type: serde names it).
+    fn scan(data: &'a [u8]) -> Option<WireData<'a>> {
+        fn text<'a>(value: &'a [u8], slot: &mut Option<Cow<'a, str>>) -> bool {
+            *slot = match value {
+                b"null" => None,
+                _ => match socai_chain::entry::string_value(value) {
+                    Some(text) => Some(text),
+                    None => return false,
+                },
+            };
+            true
+        }
+        fn flag(value: &[u8], slot: &mut Option<bool>) -> bool {
+            *slot = match value {
+                b"true" => Some(true),
+                b"false" => Some(false),
+                b"null" => None,
+                _ => return false,
+            };
+            true
+        }
+        let mut d = WireData::default();
+        let mut ok = true;
+        socai_chain::entry::for_each_member(data, |key, value| {
+            ok &= match key {
+                "channel" => text(value, &mut d.channel),
+                "due_at" => text(value, &mut d.due_at),
+                "digitized_inputs" => flag(value, &mut d.digitized_inputs),
+                "new_due_at" => text(value, &mut d.new_due_at),
+                "online" => flag(value, &mut d.online),
+                "electronic_result" => flag(value, &mut d.electronic_result),
+                "method" => text(value, &mut d.method),
+                "satisfied" => flag(value, &mut d.satisfied),
+                "service_level" => text(value, &mut d.service_level),
+                "result_kind" => text(value, &mut d.result_kind),
+                _ => true,
+            };
+        })?;
+        ok.then_some(d)
+    }
 }
 
 /// The event types and the enumerated data values the fold reads (schemas/), most frequent first.
@@ -195,8 +241,27 @@ impl<'a> Decoded<'a> {
     /// Decodes entry `seq` (its canonical bytes), borrowing from them where it can.
     pub fn decode(seq: u64, entry: &'a [u8]) -> Result<Decoded<'a>, FoldError> {
         let bad = |reason: String| FoldError::Entry { seq, reason };
-        let wire: WireEntry<'a> =
-            serde_json::from_slice(entry).map_err(|e| bad(format!("not a ledger entry: {e}")))?;
+        // Entries as the ledger writes them: the chain's byte scanner, serde for `data` alone (a
+        // fifth of the bytes); anything else, and every error, the whole entry through serde.
+        let scanned = socai_chain::Entry::scan(entry).and_then(|view| {
+            Some(WireEntry {
+                seq: view.header.seq,
+                recorded_at: view.recorded_at,
+                event: WireEvent {
+                    kind: view.kind,
+                    agency: view.agency,
+                    procedure: view.procedure,
+                    dossier: view.dossier,
+                    occurred_at: view.occurred_at,
+                    data: WireData::scan(view.data)?,
+                },
+            })
+        });
+        let wire: WireEntry<'a> = match scanned {
+            Some(wire) => wire,
+            None => serde_json::from_slice(entry)
+                .map_err(|e| bad(format!("not a ledger entry: {e}")))?,
+        };
         if wire.seq != seq {
             return Err(bad(format!("it says it is entry {}", wire.seq)));
         }
@@ -305,7 +370,8 @@ pub struct Projection {
     /// Compact a finished dossier once the watermark is this many seconds past its latest
     /// event; `None`: never.
     compact_after: Option<i64>,
-    offerings: BTreeMap<(u32, u32), Offering>,
+    /// Looked up on every dossier event: hashed, not a B-tree (snapshots sort them).
+    offerings: HashMap<(u32, u32), Offering>,
     offering_dossiers: HashMap<(u32, u32), u64>,
     buckets: HashMap<ScopeId, BTreeMap<Day, Bucket>>,
     anomalies: Anomalies,
@@ -516,10 +582,25 @@ impl Projection {
     }
 
     fn intern_agency(&mut self, agency: &str) -> u32 {
-        let id = self.agencies.intern(agency);
-        if id as usize == self.agency_province.len() {
-            let province = province_of(agency).map(|p| self.provinces.intern(&p));
-            self.agency_province.push(province);
+        Self::intern_agency_in(
+            &mut self.agencies,
+            &mut self.provinces,
+            &mut self.agency_province,
+            agency,
+        )
+    }
+
+    /// [`Projection::intern_agency`] on the fields it changes (so a dossier can be held meanwhile).
+    fn intern_agency_in(
+        agencies: &mut Interner,
+        provinces: &mut Interner,
+        agency_province: &mut Vec<Option<u32>>,
+        agency: &str,
+    ) -> u32 {
+        let id = agencies.intern(agency);
+        if id as usize == agency_province.len() {
+            let province = province_of(agency).map(|p| provinces.intern(&p));
+            agency_province.push(province);
         }
         id
     }
@@ -583,22 +664,35 @@ impl Projection {
         event: &WireEvent<'_>,
         fp: Fingerprint,
     ) -> Result<(), String> {
-        let agency = self.intern_agency(&event.agency);
-        let procedure = self.procedures.intern(&event.procedure);
         let (dossier, created) = self.dossiers.get_or_create(&fp, || Dossier {
-            agency,
-            procedure,
+            agency: u32::MAX, // set below
+            procedure: u32::MAX,
             latest: at,
             ..Dossier::default()
         });
+        // A dossier's agency and procedure are interned when it is created: a later event that
+        // names the same ones (all but anomalies) needs no lookup of either name.
+        if created
+            || self.agencies.name(dossier.agency) != event.agency
+            || self.procedures.name(dossier.procedure) != event.procedure
+        {
+            let agency = Self::intern_agency_in(
+                &mut self.agencies,
+                &mut self.provinces,
+                &mut self.agency_province,
+                &event.agency,
+            );
+            let procedure = self.procedures.intern(&event.procedure);
+            if created {
+                (dossier.agency, dossier.procedure) = (agency, procedure);
+            }
+        }
         if created {
-            if !self.offerings.contains_key(&(agency, procedure)) {
+            let key = (dossier.agency, dossier.procedure);
+            if !self.offerings.contains_key(&key) {
                 self.anomalies.unknown_procedure += 1;
             }
-            *self
-                .offering_dossiers
-                .entry((agency, procedure))
-                .or_default() += 1;
+            *self.offering_dossiers.entry(key).or_default() += 1;
         }
         let data = &event.data;
         let time = |field: &str, value: &Option<Cow<'_, str>>| -> Result<i64, String> {
@@ -1067,11 +1161,15 @@ impl Projection {
             agencies: self.agencies.names.clone(),
             procedures_from: 0,
             procedures: self.procedures.names.clone(),
-            offerings: self
-                .offerings
-                .iter()
-                .map(|(k, v)| (*k, v.clone()))
-                .collect(),
+            offerings: {
+                let mut offerings: Vec<_> = self
+                    .offerings
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect();
+                offerings.sort_unstable_by_key(|(k, _)| *k);
+                offerings
+            },
             anomalies: self.anomalies.clone(),
             dossiers: self.dossiers.len() as u64,
         };
@@ -1357,4 +1455,79 @@ const UNKNOWN: ProcedureFacts = ProcedureFacts {
 fn active(bucket: &Bucket, metric: Metric) -> bool {
     let mask = metric.mask();
     (0..FIELDS).any(|f| mask & (1 << f) != 0 && bucket.counts[f] != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    /// Values for `data`'s members: of the type the fold reads, of another, or null; strings
+    /// with escapes and non-ASCII.
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            "[a-z_]{0,8}".prop_map(Value::from),
+            "(\\PC|[\"\\\\\n\u{1}é])*".prop_map(Value::from),
+            Just(json!({"x": [1, "y"]})),
+        ]
+    }
+
+    fn any_data() -> impl Strategy<Value = Value> {
+        let keys = prop_oneof![
+            Just("channel".to_owned()),
+            Just("due_at".to_owned()),
+            Just("digitized_inputs".to_owned()),
+            Just("new_due_at".to_owned()),
+            Just("online".to_owned()),
+            Just("electronic_result".to_owned()),
+            Just("method".to_owned()),
+            Just("satisfied".to_owned()),
+            Just("service_level".to_owned()),
+            Just("result_kind".to_owned()),
+            "[a-z_]{1,12}",
+        ];
+        prop::collection::btree_map(keys, any_value(), 0..8)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    proptest! {
+        /// The scanner's reading of `data` is serde's wherever it gives one, and it gives one
+        /// wherever serde reads the data without error.
+        #[test]
+        fn wire_data_scan_is_serde(data in any_data()) {
+            let bytes = socai_chain::canonical_json(&data);
+            let serde = serde_json::from_slice::<WireData<'_>>(&bytes);
+            match WireData::scan(&bytes) {
+                Some(scanned) => prop_assert_eq!(Some(scanned), serde.ok()),
+                None => prop_assert!(serde.is_err(), "{}", String::from_utf8_lossy(&bytes)),
+            }
+        }
+
+        /// A whole entry decodes to the same as the serde path.
+        #[test]
+        fn decode_is_the_serde_path(data in any_data(), kind in "dossier\\.(submitted|accepted)|procedure\\.published", agency in "\\PC{0,6}") {
+            let entry = socai_chain::Entry {
+                seq: 7,
+                prev: socai_chain::Hash([1; 32]),
+                recorded_at: "2026-06-01T00:00:00Z".into(),
+                event: json!({"id": "E", "type": kind, "agency": agency, "procedure": "p\"1", "dossier": "d",
+                    "occurred_at": "2026-05-31T08:00:00+07:00", "schema": 1, "data": data}),
+                personal_commitment: None,
+            }
+            .to_canonical();
+            let serde = serde_json::from_slice::<WireEntry<'_>>(&entry).ok();
+            match Decoded::decode(7, &entry) {
+                Ok(decoded) => {
+                    let serde = serde.expect("serde reads what decode reads");
+                    prop_assert_eq!(decoded.event, serde.event);
+                    prop_assert_eq!(decoded.recorded, parse_timestamp(&serde.recorded_at).unwrap());
+                }
+                Err(_) => prop_assert!(serde.is_none()),
+            }
+        }
+    }
 }
