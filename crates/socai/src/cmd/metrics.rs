@@ -31,45 +31,56 @@ pub fn rebuild_with(
 ) -> anyhow::Result<Projection> {
     let bar = progress(size, "metrics");
     let mut projection = Projection::untracked();
-    // Two cores: this thread folds while another reads and decodes the next entries (each
-    // entry is decoded once, on the reader's side), in chunks so that neither waits per entry.
-    const CHUNK: usize = 2048;
-    type Chunk = anyhow::Result<Vec<socai_metrics::Decoded<'static>>>;
+    // Both cores: two readers take turns, chunk by chunk, at reading and decoding entries (each
+    // entry is decoded once, by its reader) while this thread folds the chunks in seq order. The
+    // three threads share two cores, so whichever side is slower gets more of them.
+    const CHUNK: u64 = 2048;
+    const READERS: u64 = 2;
+    /// A chunk's entries, decoded; with the error that ended it early, if one did.
+    type Chunk = (Vec<socai_metrics::Decoded<'static>>, Option<anyhow::Error>);
+    let read_chunk = |from: u64| -> Chunk {
+        let to = (from + CHUNK).min(size);
+        let mut chunk = Vec::with_capacity((to - from) as usize);
+        for item in ledger.storage().entries(from, to) {
+            let decoded = item.context("reading the ledger").and_then(|(seq, entry)| {
+                Ok(socai_metrics::Decoded::decode(seq, &entry)?.into_owned())
+            });
+            match decoded {
+                Ok(d) => chunk.push(d),
+                Err(e) => return (chunk, Some(e)),
+            }
+        }
+        (chunk, None)
+    };
     std::thread::scope(|s| -> anyhow::Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
-        s.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            for item in ledger.storage().entries(0, size) {
-                let decoded = item.context("reading the ledger").and_then(|(seq, entry)| {
-                    Ok(socai_metrics::Decoded::decode(seq, &entry)?.into_owned())
-                });
-                match decoded {
-                    Ok(d) => chunk.push(d),
-                    Err(e) => {
-                        // The entries before it first: a fold error among them comes first.
-                        let _ = tx.send(Ok(std::mem::take(&mut chunk)));
-                        let _ = tx.send(Err(e));
-                        return;
+        let mut readers = Vec::new();
+        for first in 0..READERS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+            let read_chunk = &read_chunk;
+            s.spawn(move || {
+                for from in (first * CHUNK..size).step_by((READERS * CHUNK) as usize) {
+                    let chunk = read_chunk(from);
+                    let failed = chunk.1.is_some();
+                    if tx.send(chunk).is_err() || failed {
+                        return; // the fold stopped, or this reader did
                     }
                 }
-                if chunk.len() == CHUNK
-                    && tx
-                        .send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
-                        .is_err()
-                {
-                    return; // the fold stopped
-                }
-            }
-            let _ = tx.send(Ok(chunk));
-        });
-        for chunk in rx {
-            for decoded in chunk? {
+            });
+            readers.push(rx);
+        }
+        // Chunk k comes from reader k mod READERS; a reader that stopped closes its channel.
+        for rx in readers.iter().cycle() {
+            let Ok((chunk, error)) = rx.recv() else { break };
+            for decoded in chunk {
                 let seq = decoded.seq();
                 projection.apply_decoded(decoded)?;
                 if seq % 8192 == 0 {
                     bar.set_position(seq);
                     on_progress(&projection);
                 }
+            }
+            if let Some(e) = error {
+                return Err(e);
             }
         }
         Ok(())
