@@ -1256,6 +1256,18 @@ mod tests {
         }
     }
 
+    /// Whether some object in `v` has a key JSON writes with an escape (the scanner leaves those
+    /// to serde).
+    fn has_escaped_key(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                canonical_json(&Value::from(k.as_str())).contains(&b'\\') || has_escaped_key(v)
+            }),
+            Value::Array(items) => items.iter().any(has_escaped_key),
+            _ => false,
+        }
+    }
+
     /// Ways to damage canonical bytes: flip a bit, drop a byte, or insert a JSON-ish byte.
     fn mutate(mut bytes: Vec<u8>, kind: u8, at: prop::sample::Index, byte: u8) -> Vec<u8> {
         let i = at.index(bytes.len());
@@ -1383,7 +1395,7 @@ mod tests {
         ) {
             let canonical = canonical_json(&value);
             // Escaped keys are left to the slow path; everything else canonical is accepted.
-            if kinds.is_empty() && !canonical.contains(&b'\\') {
+            if kinds.is_empty() && !has_escaped_key(&value) {
                 prop_assert!(is_canonical_json(&canonical), "{}", String::from_utf8_lossy(&canonical));
             }
             let mut bytes = canonical;
@@ -1411,7 +1423,7 @@ mod tests {
             }
             let mut members = Vec::new();
             let read = for_each_member(&bytes, |key, value| members.push((key.to_owned(), value.to_vec())));
-            if kinds.is_empty() && !canonical.contains(&b'\\') {
+            if kinds.is_empty() && !has_escaped_key(&object) {
                 prop_assert!(read.is_some(), "{}", String::from_utf8_lossy(&canonical));
             }
             if read.is_some() {
