@@ -237,13 +237,28 @@ pub trait Storage: Send + Sync {
     /// [`Storage::personal`] of each of `seqs` (ascending), in order, one answer per seq, each
     /// record as its stored JSON ([`PlainRecord`]): what verify needs to check commitments.
     fn personal_plain_each(&self, seqs: &[u64]) -> Vec<Result<Option<PlainRecord>>> {
+        /// Counts what is written: the record's length, so its JSON is written once into a buffer
+        /// of that size (a growing `Vec` would leave unwiped copies behind in freed memory).
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
         seqs.iter()
             .map(|&seq| {
                 self.personal(seq).map(|rec| {
                     rec.map(|rec| {
-                        zeroize::Zeroizing::new(
-                            serde_json::to_vec(&rec).expect("a Value always serializes"),
-                        )
+                        let mut count = Count(0);
+                        serde_json::to_writer(&mut count, &rec).expect("a Value always serializes");
+                        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+                        serde_json::to_writer(&mut *plain, &rec)
+                            .expect("a Value always serializes");
+                        plain
                     })
                 })
             })

@@ -1188,3 +1188,40 @@ fn an_entry_too_large_for_an_entry_bundle_is_refused_and_nothing_written() {
         AppendOutcome::Committed { .. }
     ));
 }
+
+#[test]
+fn the_default_personal_plain_each_answers_as_sled_does() {
+    // FlakyCommit keeps the trait's default `personal_plain_each` (records serialized from
+    // `personal`): the same records as sled's own, seq for seq.
+    let f = Fixture::new();
+    let evs = events(200, 14);
+    let storage = FlakyCommit {
+        inner: SledStorage::open(&f.path).unwrap(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+        forget_ids: std::sync::atomic::AtomicBool::new(false),
+    };
+    let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
+    let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+    l.append_batch(&evs, AT).unwrap();
+    let seqs: Vec<u64> = (0..200).collect();
+    let read =
+        |answers: Vec<socai_store::storage::Result<Option<socai_store::storage::PlainRecord>>>| {
+            answers
+                .into_iter()
+                .map(|r| {
+                    r.unwrap()
+                        .map(|p| serde_json::from_slice::<serde_json::Value>(&p).unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+    let default = read(l.storage().personal_plain_each(&seqs));
+    assert_eq!(default, read(l.storage().inner.personal_plain_each(&seqs)));
+    assert!(default.iter().any(Option::is_some), "no personal data");
+    for (seq, record) in seqs.iter().zip(&default) {
+        let stored = l.storage().personal(*seq).unwrap();
+        assert_eq!(
+            record.clone(),
+            stored.map(|r| serde_json::to_value(r).unwrap())
+        );
+    }
+}
