@@ -203,8 +203,8 @@ impl Entry {
 
     /// Every field of an entry, read by the canonical byte scanner (no JSON tree) with the checks
     /// of [`Entry::decode`]; `None` where the scanner is not sure (any invalid entry, but also a
-    /// valid one it leaves to serde: escaped keys or nesting deeper than 16 in `data`). A
-    /// projection's fast path, with its own fallback.
+    /// valid one it leaves to serde: escaped keys or nesting deeper than 16 in `data`, a `seq` or
+    /// `schema` of more than 15 digits). A projection's fast path, with its own fallback.
     pub fn scan(bytes: &[u8]) -> Option<EntryView<'_>> {
         let raw = scan_raw(bytes)?;
         Some(EntryView {
@@ -807,7 +807,8 @@ pub fn is_canonical_json(bytes: &[u8]) -> bool {
 
 /// Calls `f` with each member of a canonical JSON object, such as [`EntryView::data`]: the key
 /// (without escapes: the scanner leaves escaped keys to serde) and the value's bytes, in order.
-/// `None` if `object` is not one the scanner accepts.
+/// `None` if `object` is not one the scanner accepts, possibly after `f` was called for the
+/// members before the first it could not read: discard what `f` gathered then.
 pub fn for_each_member<'a>(object: &'a [u8], mut f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
     let text = simdutf8::basic::from_utf8(object).ok()?;
     let mut c = Scanner {

@@ -86,7 +86,7 @@ pub fn rebuild_with(
         Ok(())
     })?;
     bar.finish_and_clear();
-    // The reader stops early only on an error, which the fold returned above.
+    // A reader stops early only on an error, which the fold returned above.
     anyhow::ensure!(
         projection.tree_size() == size,
         "the ledger gave {} of its {size} entries; run `socai verify`",
