@@ -723,12 +723,7 @@ struct RawEntry<'a> {
 fn scan_raw(bytes: &[u8]) -> Option<RawEntry<'_>> {
     // UTF-8 once for the whole entry (SIMD over ~500 bytes), so strings are scanned as bytes and
     // sliced as `str` without validating each again.
-    let text = simdutf8::basic::from_utf8(bytes).ok()?;
-    let mut c = Scanner {
-        b: bytes,
-        t: text,
-        i: 0,
-    };
+    let mut c = Scanner::new(bytes)?;
     c.lit(b"{\"event\":{\"agency\":")?;
     let agency = c.string()?;
     c.lit(b",\"data\":")?;
@@ -794,13 +789,8 @@ fn scan_raw(bytes: &[u8]) -> Option<RawEntry<'_>> {
 /// hashing its canonical form. Conservative, like the entry scanner: `false` may also mean a
 /// canonical value it leaves to the slow path (nesting deeper than 16, escaped keys).
 pub fn is_canonical_json(bytes: &[u8]) -> bool {
-    let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
+    let Some(mut c) = Scanner::new(bytes) else {
         return false;
-    };
-    let mut c = Scanner {
-        b: bytes,
-        t: text,
-        i: 0,
     };
     c.value(0).is_some() && c.i == bytes.len()
 }
@@ -810,12 +800,7 @@ pub fn is_canonical_json(bytes: &[u8]) -> bool {
 /// `None` if `object` is not one the scanner accepts, possibly after `f` was called for the
 /// members before the first it could not read: discard what `f` gathered then.
 pub fn for_each_member<'a>(object: &'a [u8], mut f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
-    let text = simdutf8::basic::from_utf8(object).ok()?;
-    let mut c = Scanner {
-        b: object,
-        t: text,
-        i: 0,
-    };
+    let mut c = Scanner::new(object)?;
     c.lit(b"{")?;
     if c.lit(b"}").is_none() {
         let mut previous: Option<&str> = None;
@@ -840,12 +825,7 @@ pub fn for_each_member<'a>(object: &'a [u8], mut f: impl FnMut(&'a str, &'a [u8]
 
 /// The text of a canonical JSON string value (quotes included in `value`), escapes undone.
 pub fn string_value(value: &[u8]) -> Option<Cow<'_, str>> {
-    let text = simdutf8::basic::from_utf8(value).ok()?;
-    let mut c = Scanner {
-        b: value,
-        t: text,
-        i: 0,
-    };
+    let mut c = Scanner::new(value)?;
     let raw = c.string()?;
     (c.i == value.len()).then_some(())?;
     string_content(raw)
@@ -886,6 +866,13 @@ struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     /// Deeper `data` than this goes to the serde path (which has its own recursion limit).
     const MAX_DEPTH: u32 = 16;
+
+    /// A scanner at the start of `b`, if it is UTF-8 (checked once, SIMD, for the whole input, so
+    /// strings are scanned as bytes and sliced as `str` without validating each again).
+    fn new(b: &'a [u8]) -> Option<Scanner<'a>> {
+        let t = simdutf8::basic::from_utf8(b).ok()?;
+        Some(Scanner { b, t, i: 0 })
+    }
 
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()

@@ -820,6 +820,17 @@ struct FlakyCommit {
     forget_ids: std::sync::atomic::AtomicBool,
 }
 
+/// A ledger on a [`FlakyCommit`] store in `f` (`forget_ids`: its dedup fails).
+fn flaky(f: &Fixture, forget_ids: bool) -> Ledger<FlakyCommit> {
+    let storage = FlakyCommit {
+        inner: SledStorage::open(&f.path).unwrap(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+        forget_ids: std::sync::atomic::AtomicBool::new(forget_ids),
+    };
+    let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
+    Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap()
+}
+
 impl Storage for FlakyCommit {
     fn head(&self) -> socai_store::storage::Result<socai_store::Head> {
         self.inner.head()
@@ -933,13 +944,7 @@ fn a_failed_commit_stops_the_writer_until_reopened() {
     let f = Fixture::new();
     let evs = events(100, 12);
     {
-        let storage = FlakyCommit {
-            inner: SledStorage::open(&f.path).unwrap(),
-            fail: std::sync::atomic::AtomicBool::new(false),
-            forget_ids: std::sync::atomic::AtomicBool::new(false),
-        };
-        let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
-        let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+        let mut l = flaky(&f, false);
         l.append_batch(&evs[..40], AT).unwrap();
         l.storage()
             .fail
@@ -967,13 +972,7 @@ fn an_event_committed_twice_is_named_by_verify() {
     let f = Fixture::new();
     let evs = events(60, 13);
     {
-        let storage = FlakyCommit {
-            inner: SledStorage::open(&f.path).unwrap(),
-            fail: std::sync::atomic::AtomicBool::new(false),
-            forget_ids: std::sync::atomic::AtomicBool::new(true),
-        };
-        let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
-        let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+        let mut l = flaky(&f, true);
         l.append_batch(&evs[..50], AT).unwrap();
         l.append_batch(&evs[7..9], AT).unwrap();
         l.checkpoint().unwrap();
@@ -1195,13 +1194,7 @@ fn the_default_personal_plain_each_answers_as_sled_does() {
     // `personal`): the same records as sled's own, seq for seq.
     let f = Fixture::new();
     let evs = events(200, 14);
-    let storage = FlakyCommit {
-        inner: SledStorage::open(&f.path).unwrap(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-        forget_ids: std::sync::atomic::AtomicBool::new(false),
-    };
-    let signer = CheckpointSigner::from_skey(&f.skey).unwrap();
-    let mut l = Ledger::open(storage, signer, vec![9; 32], LedgerConfig::default()).unwrap();
+    let mut l = flaky(&f, false);
     l.append_batch(&evs, AT).unwrap();
     let seqs: Vec<u64> = (0..200).collect();
     let read =
