@@ -799,27 +799,9 @@ pub fn is_canonical_json(bytes: &[u8]) -> bool {
 /// (without escapes: the scanner leaves escaped keys to serde) and the value's bytes, in order.
 /// `None` if `object` is not one the scanner accepts, possibly after `f` was called for the
 /// members before the first it could not read: discard what `f` gathered then.
-pub fn for_each_member<'a>(object: &'a [u8], mut f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
+pub fn for_each_member<'a>(object: &'a [u8], f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
     let mut c = Scanner::new(object)?;
-    c.lit(b"{")?;
-    if c.lit(b"}").is_none() {
-        let mut previous: Option<&str> = None;
-        loop {
-            let key = c.string()?;
-            if key.contains('\\') || previous.is_some_and(|p| !key_less(p, key)) {
-                return None;
-            }
-            previous = Some(key);
-            c.lit(b":")?;
-            let start = c.i;
-            c.value(0)?; // the depth `scan_raw` reads `data`'s members at
-            f(key, &object[start..c.i]);
-            if c.lit(b"}").is_some() {
-                break;
-            }
-            c.lit(b",")?;
-        }
-    }
+    c.members(0, f)?; // the depth `scan_raw` reads `data` at
     (c.i == object.len()).then_some(())
 }
 
@@ -1015,6 +997,12 @@ impl<'a> Scanner<'a> {
     /// An object whose keys are in strictly increasing RFC 8785 order (so none repeats). Keys
     /// with escapes are left to the serde path.
     fn object(&mut self, depth: u32) -> Option<()> {
+        self.members(depth, |_, _| {})
+    }
+
+    /// [`Scanner::object`], calling `f` with each member's key (raw content, no escapes) and
+    /// value bytes as it goes.
+    fn members(&mut self, depth: u32, mut f: impl FnMut(&'a str, &'a [u8])) -> Option<()> {
         if depth >= Self::MAX_DEPTH {
             return None;
         }
@@ -1030,7 +1018,9 @@ impl<'a> Scanner<'a> {
             }
             previous = Some(key);
             self.lit(b":")?;
+            let start = self.i;
             self.value(depth)?;
+            f(key, &self.b[start..self.i]);
             if self.lit(b"}").is_some() {
                 return Some(());
             }
