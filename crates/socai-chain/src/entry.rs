@@ -577,7 +577,7 @@ fn write_hash(out: &mut Vec<u8>, hash: &Hash) {
     hex[0] = b'"';
     hex[65] = b'"';
     // Exactly twice the input length: cannot fail.
-    let _ = hex::encode_to_slice(hash.0, &mut hex[1..65]);
+    let _ = const_hex::encode_to_slice(hash.0, &mut hex[1..65]);
     out.extend_from_slice(&hex);
 }
 

@@ -12,7 +12,7 @@ impl Hash {
     pub const ZERO: Hash = Hash([0; 32]);
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        const_hex::encode(self.0)
     }
 
     /// Parses 64 hex digits (either case).
@@ -25,7 +25,8 @@ impl Hash {
             return Err(err("expected 64 hex digits"));
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| err("not hexadecimal"))?;
+        // 64 digits exactly, so const_hex's optional `0x` prefix can never be accepted here.
+        const_hex::decode_to_slice(s, &mut out).map_err(|_| err("not hexadecimal"))?;
         Ok(Hash(out))
     }
 }
@@ -40,8 +41,8 @@ pub struct HashParseError {
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 64];
-        // hex::encode_to_slice cannot fail: the buffer is exactly twice the input.
-        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
+        // encode_to_slice cannot fail: the buffer is exactly twice the input.
+        const_hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
         f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
     }
 }
@@ -54,7 +55,9 @@ impl fmt::Debug for Hash {
 
 impl serde::Serialize for Hash {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let mut buf = [0u8; 64];
+        const_hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 }
 

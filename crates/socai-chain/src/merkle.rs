@@ -433,3 +433,62 @@ impl CompactRange {
         }
     }
 }
+
+/// A small RFC 6962 tree held whole, level by level: its n − 1 node hashes computed once, then
+/// every audit path read without hashing (the receipts of one commit, each of which carries its
+/// own path). Pairing each level's nodes left to right and carrying an unpaired last node up
+/// unchanged builds exactly RFC 6962's tree (split at the largest power of two below n).
+#[derive(Debug, Clone)]
+pub struct LeafTree {
+    /// `levels[0]` the leaves, the last level the root alone (none for an empty tree).
+    levels: Vec<Vec<Hash>>,
+}
+
+impl LeafTree {
+    pub fn new(leaves: Vec<Hash>) -> LeafTree {
+        let mut levels = vec![leaves];
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [left, right] => node_hash(left, right),
+                    [lone] => *lone,
+                    _ => unreachable!("chunks(2) yields one or two"),
+                })
+                .collect();
+            levels.push(above);
+        }
+        LeafTree { levels }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.levels[0].len() as u64
+    }
+
+    /// The root (SHA-256 of "" for no leaves, as [`CompactRange::root`]).
+    pub fn root(&self) -> Hash {
+        match self.levels.last().and_then(|top| top.first()) {
+            Some(root) => *root,
+            None => sha256(b""),
+        }
+    }
+
+    /// The audit path of leaf `index`, bottom-up (what [`prove_inclusion`] gives).
+    pub fn path(&self, index: u64) -> Result<Vec<Hash>, MerkleError> {
+        if index >= self.size() {
+            return Err(MerkleError::OutOfRange {
+                index,
+                tree_size: self.size(),
+            });
+        }
+        let mut i = index as usize;
+        let mut path = Vec::with_capacity(self.levels.len());
+        for level in &self.levels[..self.levels.len() - 1] {
+            if let Some(sibling) = level.get(i ^ 1) {
+                path.push(*sibling);
+            }
+            i >>= 1;
+        }
+        Ok(path)
+    }
+}

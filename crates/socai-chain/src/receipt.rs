@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, CheckpointSigner, CheckpointVerifier, SignedCheckpoint};
 use crate::hash::{Hash, leaf_hash};
-use crate::merkle::{CompactRange, HashReader, MerkleError, prove_inclusion, verify_inclusion};
+use crate::merkle::{LeafTree, verify_inclusion};
 
 /// The receipt format's version.
 pub const RECEIPT_VERSION: u32 = 1;
@@ -147,26 +147,6 @@ pub enum ReceiptError {
     SeqBeyondTree { id: String, seq: u64, size: u64 },
     #[error("event {id:?}: leaf_hash {leaf_hash:?} is not 64 hex digits")]
     BadLeafHash { id: String, leaf_hash: String },
-}
-
-/// Stored hashes of a small in-memory tree (the receipts of one commit).
-struct Stored(Vec<Hash>);
-
-impl HashReader for Stored {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
-        indexes
-            .iter()
-            .map(|&i| {
-                self.0
-                    .get(i as usize)
-                    .copied()
-                    .ok_or(MerkleError::OutOfRange {
-                        index: i,
-                        tree_size: self.0.len() as u64,
-                    })
-            })
-            .collect()
-    }
 }
 
 fn unhex(what: &str, s: &str) -> Result<Hash, ReceiptError> {
@@ -298,25 +278,22 @@ impl Receipt {
                 other.agency
             )));
         }
-        let mut range = CompactRange::new();
-        let mut stored = Vec::new();
-        for r in receipts.iter() {
-            range.push_stored(r.leaf_hash(), &mut stored);
-        }
-        let (count, root) = (receipts.len() as u64, range.root());
+        let tree = LeafTree::new(receipts.iter().map(Receipt::leaf_hash).collect());
+        let (count, root) = (tree.size(), tree.root());
         let signature = STANDARD.encode(signer.sign_bytes(&Receipt::signed_bytes(
             &checkpoint,
             count,
             &root,
         ))?);
-        let stored = Stored(stored);
+        let root = root.to_string();
         for (i, r) in receipts.iter_mut().enumerate() {
-            let path = prove_inclusion(count, i as u64, &stored)
+            let path = tree
+                .path(i as u64)
                 .map_err(|e| CheckpointError::Malformed(format!("receipts tree: {e}")))?;
             r.batch = ReceiptBatch {
                 index: i as u64,
                 count,
-                root: root.to_string(),
+                root: root.clone(),
                 path: path.iter().map(Hash::to_string).collect(),
             };
             r.signature = signature.clone();
@@ -333,17 +310,16 @@ impl Receipt {
     /// signature, this receipt's place in its commit's batch, the batch's signature, and that
     /// every seq is inside the signed tree. Returns the signed tree head.
     pub fn verify(&self, verifier: &CheckpointVerifier) -> Result<SignedCheckpoint, ReceiptError> {
-        self.verify_with(verifier, &mut |_| None, &mut |_, _| {})
+        self.verify_in(verifier, None)
     }
 
     /// [`Receipt::verify`] that skips the two signature checks (and parsing the checkpoint) when
-    /// `known` gives the signed tree head this receipt's (checkpoint, root, signature) verified
-    /// to before, and tells `verified` when it verifies them now (see [`ReceiptVerifier`]).
-    pub fn verify_with(
+    /// `seen` holds this receipt's checkpoint, batch size, root and signature, verified before
+    /// (byte for byte equal), and remembers them when it verifies them now.
+    fn verify_in(
         &self,
         verifier: &CheckpointVerifier,
-        known: &mut dyn FnMut(&Hash) -> Option<SignedCheckpoint>,
-        verified: &mut dyn FnMut(Hash, &SignedCheckpoint),
+        seen: Option<&SeenBatches>,
     ) -> Result<SignedCheckpoint, ReceiptError> {
         if self.v != RECEIPT_VERSION {
             return Err(ReceiptError::Version(self.v));
@@ -363,23 +339,23 @@ impl Receipt {
             &root,
         )
         .map_err(|e| ReceiptError::NotInBatch(e.to_string()))?;
-        let signed_bytes = Receipt::signed_bytes(&self.checkpoint, self.batch.count, &root);
-        let mut key = signed_bytes.clone();
-        key.extend_from_slice(self.signature.as_bytes());
-        let key = crate::hash::sha256(&key);
-        // The key covers the checkpoint's text: the same key, the same signed tree head.
-        let signed = if let Some(signed) = known(&key) {
-            signed
-        } else {
-            let signed = verifier.verify(&self.checkpoint)?;
-            let signature = STANDARD
-                .decode(&self.signature)
-                .map_err(|_| ReceiptError::BadSignature(verifier.vkey().to_owned()))?;
-            if !verifier.verify_bytes(&signed_bytes, &signature) {
-                return Err(ReceiptError::BadSignature(verifier.vkey().to_owned()));
+        let known = seen.and_then(|seen| seen.find(self, &root));
+        let signed = match known {
+            Some(signed) => signed,
+            None => {
+                let signed = verifier.verify(&self.checkpoint)?;
+                let signature = STANDARD
+                    .decode(&self.signature)
+                    .map_err(|_| ReceiptError::BadSignature(verifier.vkey().to_owned()))?;
+                let signed_bytes = Receipt::signed_bytes(&self.checkpoint, self.batch.count, &root);
+                if !verifier.verify_bytes(&signed_bytes, &signature) {
+                    return Err(ReceiptError::BadSignature(verifier.vkey().to_owned()));
+                }
+                if let Some(seen) = seen {
+                    seen.remember(self, root, &signed);
+                }
+                signed
             }
-            verified(key, &signed);
-            signed
         };
         let size = signed.checkpoint.size;
         for event in &self.events {
@@ -417,7 +393,55 @@ impl Receipt {
 #[derive(Debug)]
 pub struct ReceiptVerifier {
     verifier: CheckpointVerifier,
-    seen: std::sync::Mutex<std::collections::VecDeque<(Hash, SignedCheckpoint)>>,
+    seen: SeenBatches,
+}
+
+/// The signed bytes of a commit's receipts, verified: what its signature covers (the checkpoint
+/// note, the batch's size and root) and the signature itself, with the signed tree head.
+#[derive(Debug)]
+struct SeenBatch {
+    checkpoint: String,
+    count: u64,
+    root: Hash,
+    signature: String,
+    signed: SignedCheckpoint,
+}
+
+/// The last [`ReceiptVerifier::REMEMBERED`] commits whose signatures verified, newest last.
+#[derive(Debug, Default)]
+struct SeenBatches(std::sync::Mutex<std::collections::VecDeque<SeenBatch>>);
+
+impl SeenBatches {
+    /// The signed tree head of `receipt`'s batch, if its signed bytes and signature are those
+    /// of a batch verified before (compared whole, not by a digest).
+    fn find(&self, receipt: &Receipt, root: &Hash) -> Option<SignedCheckpoint> {
+        let seen = self.0.lock().ok()?;
+        // Newest first: a commit's receipts arrive together.
+        seen.iter()
+            .rev()
+            .find(|b| {
+                b.root == *root
+                    && b.count == receipt.batch.count
+                    && b.signature == receipt.signature
+                    && b.checkpoint == receipt.checkpoint
+            })
+            .map(|b| b.signed.clone())
+    }
+
+    fn remember(&self, receipt: &Receipt, root: Hash, signed: &SignedCheckpoint) {
+        if let Ok(mut seen) = self.0.lock() {
+            if seen.len() == ReceiptVerifier::REMEMBERED {
+                seen.pop_front();
+            }
+            seen.push_back(SeenBatch {
+                checkpoint: receipt.checkpoint.clone(),
+                count: receipt.batch.count,
+                root,
+                signature: receipt.signature.clone(),
+                signed: signed.clone(),
+            });
+        }
+    }
 }
 
 impl ReceiptVerifier {
@@ -426,7 +450,7 @@ impl ReceiptVerifier {
     pub fn new(verifier: CheckpointVerifier) -> ReceiptVerifier {
         ReceiptVerifier {
             verifier,
-            seen: Default::default(),
+            seen: SeenBatches::default(),
         }
     }
 
@@ -436,24 +460,7 @@ impl ReceiptVerifier {
 
     /// [`Receipt::verify`], with the signatures of a commit already seen not checked again.
     pub fn verify(&self, receipt: &Receipt) -> Result<SignedCheckpoint, ReceiptError> {
-        let seen = |key: &Hash| {
-            let s = self.seen.lock().ok()?;
-            // Newest first: a commit's receipts arrive together.
-            s.iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, signed)| signed.clone())
-        };
-        let remember = |key: Hash, signed: &SignedCheckpoint| {
-            if let Ok(mut s) = self.seen.lock() {
-                if s.len() == Self::REMEMBERED {
-                    s.pop_front();
-                }
-                s.push_back((key, signed.clone()));
-            }
-        };
-        let (mut seen, mut remember) = (seen, remember);
-        receipt.verify_with(&self.verifier, &mut seen, &mut remember)
+        receipt.verify_in(&self.verifier, Some(&self.seen))
     }
 }
 

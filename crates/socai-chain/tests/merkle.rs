@@ -666,3 +666,28 @@ fn push_stored_yields_exactly_the_stored_hashes() {
         assert_eq!(range.root(), mem.root());
     }
 }
+
+#[test]
+fn leaf_tree_gives_the_stored_trees_root_and_every_path() {
+    let (log, roots) = big_log();
+    assert_eq!(merkle::LeafTree::new(Vec::new()).root(), roots[0]);
+    for n in 1..=MAX_SIZE {
+        let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&data(i))).collect();
+        let tree = merkle::LeafTree::new(leaves.clone());
+        assert_eq!(tree.size(), n);
+        assert_eq!(tree.root(), roots[n as usize], "root of {n}");
+        for i in 0..n {
+            let path = tree.path(i).unwrap();
+            assert_eq!(
+                path,
+                prove_inclusion(n, i, &log).unwrap(),
+                "path of leaf {i} in {n}"
+            );
+            verify_inclusion(&leaves[i as usize], i, n, &path, &tree.root()).unwrap();
+        }
+        assert!(matches!(
+            tree.path(n),
+            Err(MerkleError::OutOfRange { index, tree_size }) if index == n && tree_size == n
+        ));
+    }
+}

@@ -237,7 +237,8 @@ struct Pending<T> {
     last_error: Option<String>,
 }
 
-type Key = (String, String);
+/// The slots waiting for one event, by agency token and then event id (looked up by `&str`).
+type ByKey = HashMap<String, HashMap<String, Vec<u64>>>;
 type AckFuture = BoxFuture<'static, (u64, Result<Published, PublishError>)>;
 
 /// The run's state: pending events by slot, by (agency token, id), by re-publish time and by
@@ -247,7 +248,7 @@ struct Run<T> {
     /// Checks receipts, each commit's signatures once.
     verifier: Option<ReceiptVerifier>,
     slots: HashMap<u64, Pending<T>>,
-    by_key: HashMap<Key, Vec<u64>>,
+    by_key: ByKey,
     republish: BTreeSet<(Instant, u64)>,
     give_ups: BTreeSet<(Instant, u64)>,
     next_slot: u64,
@@ -515,10 +516,16 @@ impl<T> Run<T> {
     fn add(&mut self, tag: T, msg: Outgoing, token: String, agency: String) -> u64 {
         let slot = self.next_slot;
         self.next_slot += 1;
-        self.by_key
-            .entry((token.clone(), msg.id.clone()))
-            .or_default()
-            .push(slot);
+        let ids = match self.by_key.get_mut(&token) {
+            Some(ids) => ids,
+            None => self.by_key.entry(token.clone()).or_default(),
+        };
+        match ids.get_mut(&msg.id) {
+            Some(slots) => slots.push(slot),
+            None => {
+                ids.insert(msg.id.clone(), vec![slot]);
+            }
+        }
         let give_up_at = Instant::now() + self.options.give_up_after;
         self.give_ups.insert((give_up_at, slot));
         self.slots.insert(
@@ -545,11 +552,15 @@ impl<T> Run<T> {
             self.republish.remove(&(at, slot));
         }
         self.give_ups.remove(&(p.give_up_at, slot));
-        let key = (p.token.clone(), p.msg.id.clone());
-        if let Some(slots) = self.by_key.get_mut(&key) {
-            slots.retain(|&s| s != slot);
-            if slots.is_empty() {
-                self.by_key.remove(&key);
+        if let Some(ids) = self.by_key.get_mut(&p.token) {
+            if let Some(slots) = ids.get_mut(&p.msg.id) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    ids.remove(&p.msg.id);
+                }
+            }
+            if ids.is_empty() {
+                self.by_key.remove(&p.token);
             }
         }
         Some(p)
@@ -722,9 +733,16 @@ impl<T> Run<T> {
 
     /// Every pending event of this agency token and id, oldest first, removed.
     fn take(&mut self, token: &str, id: &str) -> Vec<Pending<T>> {
-        let Some(slots) = self.by_key.get(&(token.to_owned(), id.to_owned())).cloned() else {
+        let Some(ids) = self.by_key.get_mut(token) else {
             return Vec::new();
         };
+        let Some(slots) = ids.remove(id) else {
+            return Vec::new();
+        };
+        if ids.is_empty() {
+            self.by_key.remove(token);
+        }
+        // Their by_key entry is gone already; `remove` finds nothing more to drop there.
         slots.into_iter().filter_map(|s| self.remove(s)).collect()
     }
 }
