@@ -1538,10 +1538,10 @@ fn receipts_of(
             // Not an id the ledger could hold (the schema bounds ids): nothing to answer.
             continue;
         }
-        let checkpoint = match &head {
-            Some(note) => note.clone(),
-            None => head.insert(tree_head()?).clone(),
-        };
+        if head.is_none() {
+            head = Some(tree_head()?);
+        }
+        let checkpoint = head.as_deref().unwrap_or_default();
         // What this answer adds to the receipt's JSON, generously (names, quotes, escapes of
         // the bounded strings below).
         let adds = match verdict {
@@ -1553,7 +1553,7 @@ fn receipts_of(
         let new_receipt = || Receipt {
             v: RECEIPT_VERSION,
             agency: agency.clone(),
-            checkpoint: checkpoint.clone(),
+            checkpoint: checkpoint.to_owned(),
             events: Vec::new(),
             rejected: Vec::new(),
             syncs: Vec::new(),
@@ -1596,10 +1596,10 @@ fn receipts_of(
     // answered above), those refused, and its parts that could not be mapped; at most
     // SYNC_ANSWER_MAX_BYTES of them, the rest counted in `more` (REJECTED and COMMITTED hold all).
     for body in &answer.syncs {
-        let checkpoint = match &head {
-            Some(note) => note.clone(),
-            None => head.insert(tree_head()?).clone(),
-        };
+        if head.is_none() {
+            head = Some(tree_head()?);
+        }
+        let checkpoint = head.as_deref().unwrap_or_default();
         let mut answered = ReceiptSync {
             id: body.id.clone(),
             events: Vec::new(),
@@ -1659,7 +1659,7 @@ fn receipts_of(
                 vec![Receipt {
                     v: RECEIPT_VERSION,
                     agency: body.agency.clone(),
-                    checkpoint: checkpoint.clone(),
+                    checkpoint: checkpoint.to_owned(),
                     events: Vec::new(),
                     rejected: Vec::new(),
                     syncs: Vec::new(),
@@ -1673,7 +1673,7 @@ fn receipts_of(
             parts.push(Receipt {
                 v: RECEIPT_VERSION,
                 agency: body.agency.clone(),
-                checkpoint,
+                checkpoint: checkpoint.to_owned(),
                 events: Vec::new(),
                 rejected: Vec::new(),
                 syncs: Vec::new(),
