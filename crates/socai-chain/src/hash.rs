@@ -25,7 +25,8 @@ impl Hash {
             return Err(err("expected 64 hex digits"));
         }
         let mut out = [0u8; 32];
-        // 64 digits exactly, so const_hex's optional `0x` prefix can never be accepted here.
+        // 64 characters exactly, so const_hex's optional `0x`/`0X` prefix (stripped before it
+        // decodes) would leave 62 digits for 32 bytes: rejected.
         const_hex::decode_to_slice(s, &mut out).map_err(|_| err("not hexadecimal"))?;
         Ok(Hash(out))
     }
@@ -88,4 +89,60 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 /// Plain SHA-256 (used for content digests and as the benchmark baseline).
 pub fn sha256(bytes: &[u8]) -> Hash {
     Hash(Sha256::digest(bytes).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `hex` (the plain, prefix-free decoder) reads as a hash.
+    fn plain(s: &str) -> Option<Hash> {
+        let mut out = [0u8; 32];
+        (s.len() == 64)
+            .then(|| hex::decode_to_slice(s, &mut out).ok())
+            .flatten()
+            .map(|()| Hash(out))
+    }
+
+    #[test]
+    fn from_hex_takes_64_digits_of_either_case_and_nothing_else() {
+        let lower = "00ff".repeat(16);
+        let h = Hash::from_hex(&lower).unwrap();
+        assert_eq!(h.0[..2], [0x00, 0xff]);
+        assert_eq!(Hash::from_hex(&lower.to_uppercase()).unwrap(), h);
+        assert_eq!(Hash::from_hex(&"00Ff".repeat(16)).unwrap(), h);
+        assert_eq!(h.to_string(), lower);
+        assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{lower}\""));
+        for bad in [
+            format!("0x{}", &lower[2..]),
+            format!("0X{}", &lower[2..]),
+            lower[1..].to_owned(),
+            format!("{lower}0"),
+            format!("{}g", &lower[1..]),
+            format!("{}é", &lower[2..]),
+            format!("{} ", &lower[1..]),
+            String::new(),
+        ] {
+            assert!(Hash::from_hex(&bad).is_err(), "{bad:?} was taken");
+            assert!(serde_json::from_str::<Hash>(&format!("{bad:?}")).is_err());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn from_hex_reads_what_the_plain_decoder_reads(
+            s in prop_oneof![
+                "[0-9a-fA-F]{64}",
+                "(0x|0X)[0-9a-f]{62}",
+                "[0-9a-fxX]{62,66}",
+                "\\PC{0,70}",
+            ]
+        ) {
+            prop_assert_eq!(Hash::from_hex(&s).ok(), plain(&s));
+            if let Some(h) = plain(&s) {
+                prop_assert_eq!(h.to_string(), s.to_lowercase());
+            }
+        }
+    }
 }

@@ -482,7 +482,7 @@ impl LeafTree {
             });
         }
         let mut i = index as usize;
-        let mut path = Vec::with_capacity(self.levels.len());
+        let mut path = Vec::with_capacity(self.levels.len() - 1);
         for level in &self.levels[..self.levels.len() - 1] {
             if let Some(sibling) = level.get(i ^ 1) {
                 path.push(*sibling);

@@ -397,14 +397,25 @@ pub struct ReceiptVerifier {
 }
 
 /// The signed bytes of a commit's receipts, verified: what its signature covers (the checkpoint
-/// note, the batch's size and root) and the signature itself, with the signed tree head.
+/// note, kept in `signed.note`, the batch's size and root) and the signature itself, with the
+/// signed tree head.
 #[derive(Debug)]
 struct SeenBatch {
-    checkpoint: String,
     count: u64,
     root: Hash,
     signature: String,
     signed: SignedCheckpoint,
+}
+
+impl SeenBatch {
+    /// Whether `receipt` (whose batch root is `root`) carries exactly these signed bytes and
+    /// this signature.
+    fn covers(&self, receipt: &Receipt, root: &Hash) -> bool {
+        self.root == *root
+            && self.count == receipt.batch.count
+            && self.signature == receipt.signature
+            && self.signed.note == receipt.checkpoint
+    }
 }
 
 /// The last [`ReceiptVerifier::REMEMBERED`] commits whose signatures verified, newest last.
@@ -419,22 +430,19 @@ impl SeenBatches {
         // Newest first: a commit's receipts arrive together.
         seen.iter()
             .rev()
-            .find(|b| {
-                b.root == *root
-                    && b.count == receipt.batch.count
-                    && b.signature == receipt.signature
-                    && b.checkpoint == receipt.checkpoint
-            })
+            .find(|b| b.covers(receipt, root))
             .map(|b| b.signed.clone())
     }
 
     fn remember(&self, receipt: &Receipt, root: Hash, signed: &SignedCheckpoint) {
         if let Ok(mut seen) = self.0.lock() {
-            if seen.len() == ReceiptVerifier::REMEMBERED {
+            if seen.iter().any(|b| b.covers(receipt, &root)) {
+                return; // another thread verified it meanwhile
+            }
+            while seen.len() >= ReceiptVerifier::REMEMBERED {
                 seen.pop_front();
             }
             seen.push_back(SeenBatch {
-                checkpoint: receipt.checkpoint.clone(),
                 count: receipt.batch.count,
                 root,
                 signature: receipt.signature.clone(),
@@ -694,5 +702,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_signature_cache_answers_only_for_the_bytes_it_verified() {
+        let (signer, _, vkey) = CheckpointSigner::generate("test.example/log").unwrap();
+        let cached = ReceiptVerifier::new(CheckpointVerifier::from_vkey(&vkey).unwrap());
+        let mut a = vec![receipt(&signer), receipt(&signer)];
+        a[1].agency = "000.00.12.H02".into();
+        Receipt::sign_all(&mut a, &signer).unwrap();
+        cached.verify(&a[0]).unwrap();
+        // Another commit (tree size 11), validly signed, then its receipt with the first
+        // commit's (cached) signature: the cache does not answer for it.
+        let head = signer
+            .sign(&Checkpoint {
+                origin: signer.name().to_owned(),
+                size: 11,
+                root: Hash([8; 32]),
+            })
+            .unwrap();
+        let mut b = a.clone();
+        for r in &mut b {
+            r.checkpoint = head.note.clone();
+        }
+        Receipt::sign_all(&mut b, &signer).unwrap();
+        assert_eq!(cached.verify(&b[0]).unwrap().checkpoint.size, 11);
+        let mut forged = b[1].clone();
+        forged.signature = a[1].signature.clone();
+        assert!(matches!(
+            cached.verify(&forged),
+            Err(ReceiptError::BadSignature(_))
+        ));
+        // Each commit is remembered once, however many of its receipts are checked.
+        cached.verify(&a[1]).unwrap();
+        cached.verify(&b[1]).unwrap();
+        assert_eq!(cached.seen.0.lock().unwrap().len(), 2);
     }
 }

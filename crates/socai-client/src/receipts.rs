@@ -883,6 +883,12 @@ mod tests {
         // Only H02's "a" waits; "x" was not this run's.
         assert_eq!(run.slots.len(), 1);
         assert_eq!(run.slots.values().next().unwrap().tag, 4);
+        let (&slot, _) = run.slots.iter().next().unwrap();
+        let waiting = HashMap::from([(
+            agency_token("000.00.12.H02"),
+            HashMap::from([("a".to_owned(), vec![slot])]),
+        )]);
+        assert_eq!(run.by_key, waiting);
         assert_eq!(
             (
                 run.summary.committed,
@@ -970,6 +976,7 @@ mod tests {
         };
         run.acked(slot, Err(refused), &mut |r| reports.push(r));
         assert!(run.slots.is_empty() && run.republish.is_empty() && run.give_ups.is_empty());
+        assert!(run.by_key.is_empty());
         assert!(matches!(
             &reports[..],
             [Report::Event(EventOutcome {

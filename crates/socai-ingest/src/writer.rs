@@ -1538,10 +1538,10 @@ fn receipts_of(
             // Not an id the ledger could hold (the schema bounds ids): nothing to answer.
             continue;
         }
-        if head.is_none() {
-            head = Some(tree_head()?);
-        }
-        let checkpoint = head.as_deref().unwrap_or_default();
+        let checkpoint: &str = match &mut head {
+            Some(note) => note,
+            None => head.insert(tree_head()?),
+        };
         // What this answer adds to the receipt's JSON, generously (names, quotes, escapes of
         // the bounded strings below).
         let adds = match verdict {
@@ -1596,10 +1596,10 @@ fn receipts_of(
     // answered above), those refused, and its parts that could not be mapped; at most
     // SYNC_ANSWER_MAX_BYTES of them, the rest counted in `more` (REJECTED and COMMITTED hold all).
     for body in &answer.syncs {
-        if head.is_none() {
-            head = Some(tree_head()?);
-        }
-        let checkpoint = head.as_deref().unwrap_or_default();
+        let checkpoint: &str = match &mut head {
+            Some(note) => note,
+            None => head.insert(tree_head()?),
+        };
         let mut answered = ReceiptSync {
             id: body.id.clone(),
             events: Vec::new(),
