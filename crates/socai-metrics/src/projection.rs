@@ -51,7 +51,8 @@ pub struct Anomalies {
     pub unknown_procedure: u64,
     /// An event naming another agency or procedure than the dossier's first event.
     pub inconsistent_dossier: u64,
-    /// Entry types this build does not project (future types).
+    /// Entry types this build does not project (future types). Their `data` is not read, so
+    /// data of any shape never stops the fold.
     pub unknown_type: u64,
     /// An event dated before 2000 or more than a day after it was recorded: not projected (it
     /// would move "now"). Due dates outside 2000–2199 are clamped into that range.
@@ -192,7 +193,8 @@ impl<'a> WireData<'a> {
     }
 }
 
-/// The event types and the enumerated data values the fold reads (schemas/), most frequent first.
+/// The event types (the first [`KNOWN_TYPES`]) and the enumerated data values the fold reads
+/// (schemas/), most frequent first.
 const KNOWN_WORDS: &[&str] = &[
     "dossier.processing_step",
     "dossier.submitted",
@@ -222,6 +224,9 @@ const KNOWN_WORDS: &[&str] = &[
     "none",
 ];
 
+/// How many of [`KNOWN_WORDS`] are event types: every type of schemas/events (a test checks).
+const KNOWN_TYPES: usize = 17;
+
 /// A committed entry decoded for the fold: what the fold reads of it, its times parsed. Decoding
 /// is a function of the entry alone, so it can run on another thread than the fold (a rebuild's
 /// two readers decode while one thread folds); each entry is decoded once.
@@ -235,6 +240,36 @@ pub struct Decoded<'a> {
     /// The dossier's fingerprint, computed where the entry is decoded (a rebuild's reader
     /// thread), not on the fold's.
     fingerprint: Fingerprint,
+}
+
+/// An entry of a type this build does not know (a future type) whose `data` does not read as
+/// [`WireData`] (a key the fold knows, with another type): its data is never read (the type is
+/// counted in [`Anomalies::unknown_type`]), so it is decoded without it rather than stop the fold.
+/// `None` for a known type: the schemas give every key of its data one type, so there a
+/// mismatch is an error.
+fn future_type(entry: &[u8]) -> Option<WireEntry<'static>> {
+    let mut value: serde_json::Value = serde_json::from_slice(entry).ok()?;
+    let event = value.get_mut("event")?.as_object_mut()?;
+    let kind = event.get("type")?.as_str()?;
+    if KNOWN_WORDS[..KNOWN_TYPES].contains(&kind) {
+        return None;
+    }
+    event.insert("data".into(), serde_json::Value::Object(Default::default()));
+    let wire = WireEntry::deserialize(&value).ok()?;
+    let own = |c: Cow<'_, str>| -> Cow<'static, str> { Cow::Owned(c.into_owned()) };
+    let event = wire.event;
+    Some(WireEntry {
+        seq: wire.seq,
+        recorded_at: own(wire.recorded_at),
+        event: WireEvent {
+            kind: own(event.kind),
+            agency: own(event.agency),
+            procedure: own(event.procedure),
+            dossier: own(event.dossier),
+            occurred_at: own(event.occurred_at),
+            data: WireData::default(),
+        },
+    })
 }
 
 impl<'a> Decoded<'a> {
@@ -259,8 +294,12 @@ impl<'a> Decoded<'a> {
         });
         let wire: WireEntry<'a> = match scanned {
             Some(wire) => wire,
-            None => serde_json::from_slice(entry)
-                .map_err(|e| bad(format!("not a ledger entry: {e}")))?,
+            None => match serde_json::from_slice(entry) {
+                Ok(wire) => wire,
+                Err(e) => {
+                    future_type(entry).ok_or_else(|| bad(format!("not a ledger entry: {e}")))?
+                }
+            },
         };
         if wire.seq != seq {
             return Err(bad(format!("it says it is entry {}", wire.seq)));
@@ -1494,6 +1533,17 @@ mod tests {
             .prop_map(|m| Value::Object(m.into_iter().collect()))
     }
 
+    #[test]
+    fn the_known_types_are_the_schemas_types() {
+        let mut known = KNOWN_WORDS[..KNOWN_TYPES].to_vec();
+        let mut schemas = socai_model::event::EVENT_TYPES.to_vec();
+        schemas.push(socai_model::REDACTION_TYPE);
+        known.sort_unstable();
+        schemas.sort_unstable();
+        assert_eq!(known, schemas);
+        assert!(KNOWN_WORDS[KNOWN_TYPES..].iter().all(|w| !w.contains('.')));
+    }
+
     proptest! {
         /// The scanner's reading of `data` is serde's wherever it gives one, and it gives one
         /// wherever serde reads the data without error, but for escaped keys (left to serde).
@@ -1506,6 +1556,39 @@ mod tests {
             match WireData::scan(&bytes) {
                 Some(scanned) => prop_assert_eq!(Some(scanned), serde.ok()),
                 None => prop_assert!(serde.is_err(), "{}", String::from_utf8_lossy(&bytes)),
+            }
+        }
+
+        /// A type this build does not know never stops the fold, whatever its data holds (a
+        /// known key with another type included); a known type whose data serde cannot read
+        /// still does, with serde's words.
+        #[test]
+        fn future_types_never_stop_the_fold(
+            data in any_data(),
+            future in "dossier\\.transferred|agency\\.renamed",
+            known in "dossier\\.(fee_paid|processing_step|refused)|procedure\\.published",
+        ) {
+            let entry = |kind: &str| socai_chain::Entry {
+                seq: 0,
+                prev: socai_chain::Hash::ZERO,
+                recorded_at: "2026-06-01T00:00:00Z".into(),
+                event: json!({"id": "E", "type": kind, "agency": "A", "procedure": "p", "dossier": "d",
+                    "occurred_at": "2026-05-31T08:00:00+07:00", "schema": 1, "data": data}),
+                personal_commitment: None,
+            }
+            .to_canonical();
+            let mut p = Projection::new();
+            prop_assert!(p.apply(0, &entry(&future)).is_ok());
+            prop_assert_eq!(p.anomalies().unknown_type, 1);
+            prop_assert_eq!(p.tree_size(), 1);
+            let known_entry = entry(&known);
+            let wire = serde_json::from_slice::<WireEntry<'_>>(&known_entry);
+            match Decoded::decode(0, &known_entry) {
+                Ok(_) => prop_assert!(wire.is_ok()),
+                Err(e) => {
+                    let serde = wire.err().map(|e| e.to_string()).unwrap_or_default();
+                    prop_assert!(!serde.is_empty() && e.to_string().contains(&serde), "{e} / {serde}");
+                }
             }
         }
 
