@@ -53,6 +53,36 @@ impl Default for Ledger {
     }
 }
 
+/// A test that fails says what its processes said: the last lines of every `*.log` the
+/// ledger's temp dir holds (the spawned `socai` processes' stderr) go to the test's output
+/// before the dir is deleted, since CI keeps nothing else.
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.tmp.path())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} (last {} of {} lines) ---\n{}",
+                log.display(),
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 impl Ledger {
     /// A fresh, initialised data dir.
     pub fn new() -> Ledger {

@@ -112,8 +112,14 @@ async fn stream_bounds(js: &jetstream::Context) -> Result<(u64, u64, u64), Proje
     Ok((state.first_sequence, state.last_sequence, state.messages))
 }
 
-/// The span of COMMITTED's message at stream seq `seq`, one direct get; a missing message (a
-/// gap in a stream that is never trimmed) is an error naming it.
+/// The span of COMMITTED's message at stream seq `seq`, one direct get.
+///
+/// Stream info comes from the stream's leader, but on a cluster any replica may answer a direct
+/// get (nats-server prefers one on the server the client is connected to), and a replica back
+/// from a restart answers while it is still catching up. So the request is a batch of one from
+/// `seq` on: a replica that answers with a later message lacks `seq` although it holds what
+/// follows (a gap: the message was deleted, an error naming it); one that answers with nothing
+/// does not hold `seq` yet (behind its leader, worth retrying).
 async fn span_at(
     js: &jetstream::Context,
     seq: u64,
@@ -121,6 +127,7 @@ async fn span_at(
 ) -> Result<Span, ProjectorError> {
     let request = BatchRequest {
         seq,
+        batch: 1,
         ..Default::default()
     };
     let batch = direct_get_batch(js, COMMITTED, &request)
@@ -128,8 +135,12 @@ async fn span_at(
         .map_err(|e| ProjectorError::Nats(format!("reading COMMITTED's message {seq}: {e}")))?;
     match batch.messages.first() {
         Some(msg) if msg.seq == seq => message_span(msg),
-        _ => Err(ProjectorError::Diverged(format!(
-            "COMMITTED has no message at stream seq {seq}, although its messages run from {} to {}: messages were deleted from the stream; restore COMMITTED from the ledger (delete the stream: `socai serve` refills it), then restart the worker",
+        Some(msg) => Err(ProjectorError::Diverged(format!(
+            "COMMITTED has no message at stream seq {seq} (the next is {}), although its messages run from {} to {}: messages were deleted from the stream; restore COMMITTED from the ledger (delete the stream: `socai serve` refills it), then restart the worker",
+            msg.seq, bounds.0, bounds.1
+        ))),
+        None => Err(ProjectorError::Nats(format!(
+            "the replica of COMMITTED that answered does not hold message {seq} yet (its leader's messages run from {} to {}): it is catching up after a restart or a partition; if this goes on for minutes, the message was deleted: restore COMMITTED from the ledger (delete the stream: `socai serve` refills it)",
             bounds.0, bounds.1
         ))),
     }
