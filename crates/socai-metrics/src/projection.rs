@@ -243,30 +243,50 @@ pub struct Decoded<'a> {
 }
 
 /// An entry of a type this build does not know (a future type) whose `data` does not read as
-/// [`WireData`] (a key the fold knows, with another type): its data is never read (the type is
-/// counted in [`Anomalies::unknown_type`]), so it is decoded without it rather than stop the fold.
-/// `None` for a known type: the schemas give every key of its data one type, so there a
-/// mismatch is an error.
-fn future_type(entry: &[u8]) -> Option<WireEntry<'static>> {
-    let mut value: serde_json::Value = serde_json::from_slice(entry).ok()?;
-    let event = value.get_mut("event")?.as_object_mut()?;
-    let kind = event.get("type")?.as_str()?;
-    if KNOWN_WORDS[..KNOWN_TYPES].contains(&kind) {
+/// [`WireData`] (a key the fold knows, with another type, or no object at all): its data is
+/// never read (the type is counted in [`Anomalies::unknown_type`]), so it is decoded without it
+/// rather than stop the fold. Everything else is read as strictly as [`WireEntry`] reads it
+/// (the same fields, a repeated one refused). `None` for a known type: the schemas give every
+/// key of its data one type, so there a mismatch is an error.
+fn future_type(entry: &[u8]) -> Option<WireEntry<'_>> {
+    /// [`WireEntry`] with its `data` skipped.
+    #[derive(Deserialize)]
+    struct FutureEntry<'a> {
+        seq: u64,
+        #[serde(borrow)]
+        recorded_at: Cow<'a, str>,
+        #[serde(borrow)]
+        event: FutureEvent<'a>,
+    }
+    #[derive(Deserialize)]
+    struct FutureEvent<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        agency: Cow<'a, str>,
+        #[serde(borrow)]
+        procedure: Cow<'a, str>,
+        #[serde(borrow)]
+        dossier: Cow<'a, str>,
+        #[serde(borrow)]
+        occurred_at: Cow<'a, str>,
+        #[allow(dead_code)]
+        data: serde::de::IgnoredAny,
+    }
+    let wire: FutureEntry<'_> = serde_json::from_slice(entry).ok()?;
+    let event = wire.event;
+    if KNOWN_WORDS[..KNOWN_TYPES].contains(&event.kind.as_ref()) {
         return None;
     }
-    event.insert("data".into(), serde_json::Value::Object(Default::default()));
-    let wire = WireEntry::deserialize(&value).ok()?;
-    let own = |c: Cow<'_, str>| -> Cow<'static, str> { Cow::Owned(c.into_owned()) };
-    let event = wire.event;
     Some(WireEntry {
         seq: wire.seq,
-        recorded_at: own(wire.recorded_at),
+        recorded_at: wire.recorded_at,
         event: WireEvent {
-            kind: own(event.kind),
-            agency: own(event.agency),
-            procedure: own(event.procedure),
-            dossier: own(event.dossier),
-            occurred_at: own(event.occurred_at),
+            kind: event.kind,
+            agency: event.agency,
+            procedure: event.procedure,
+            dossier: event.dossier,
+            occurred_at: event.occurred_at,
             data: WireData::default(),
         },
     })
@@ -1531,6 +1551,37 @@ mod tests {
         ];
         prop::collection::btree_map(keys, any_value(), 0..8)
             .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    #[test]
+    fn a_future_type_is_read_as_strictly_as_any_entry_but_its_data() {
+        let entry = |event_tail: &str| {
+            format!(
+                r#"{{"event":{{"agency":"A","data":{{"online":"yes"}},"dossier":"d","id":"E","occurred_at":"2026-05-31T08:00:00+07:00","procedure":"p","schema":1,{event_tail}}},"prev":"{}","recorded_at":"2026-06-01T00:00:00Z","seq":0}}"#,
+                "0".repeat(64)
+            )
+        };
+        let future = entry(r#""type":"x.y""#);
+        let decoded = Decoded::decode(0, future.as_bytes()).unwrap();
+        assert_eq!(decoded.event.kind, "x.y");
+        assert_eq!(decoded.event.data, WireData::default());
+        // A repeated key is refused, as serde refuses it for any entry: a known type hidden
+        // behind a future one is not counted away as unknown.
+        for tail in [
+            r#""type":"dossier.submitted","type":"x.y""#,
+            r#""type":"x.y","type":"x.y""#,
+        ] {
+            assert!(
+                Decoded::decode(0, entry(tail).as_bytes()).is_err(),
+                "{tail}"
+            );
+        }
+        // A known type whose data does not read stays an error.
+        assert!(Decoded::decode(0, entry(r#""type":"dossier.fee_paid""#).as_bytes()).is_err());
+        // So does a future type's entry without its fields or with another seq.
+        assert!(Decoded::decode(1, future.as_bytes()).is_err());
+        let no_agency = future.replacen(r#""agency":"A","#, "", 1);
+        assert!(Decoded::decode(0, no_agency.as_bytes()).is_err());
     }
 
     #[test]
