@@ -294,13 +294,17 @@ async fn publish_and_settle(url: &str, base: &str, events: &[Event], size: u64) 
     let outgoing: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
     assert_eq!(gateway.publish_all(outgoing, 256, |_| {}).await, 0);
     wait_until(PATIENCE, &format!("worker at {size}"), || async {
-        let (Some(view), Some(latest)) = (
-            try_json(base, "/v1/dashboard/view?scope=national").await,
+        // The checkpoint first: the view then counts what the directory lacks of at least it.
+        let (Some(latest), Some(view)) = (
             try_json(base, "/v1/checkpoints/latest").await,
+            try_json(base, "/v1/dashboard/view?scope=national").await,
         ) else {
             return false;
         };
+        // The directory too: a province lists the agencies it has read (CI once asked before
+        // the directory had read the last entries).
         latest["size"].as_u64() >= Some(size)
+            && view["directory_behind"] == 0
             && view["workers"]
                 .as_array()
                 .is_some_and(|w| w.iter().any(|w| w["tree_size"].as_u64() >= Some(size)))
