@@ -327,11 +327,15 @@ fn validate(
     let check = |v: &mut Validated,
                  history: &mut Option<SyncHistory>,
                  input: Input,
-                 part: Part,
+                 mut part: Part,
                  checked: Result<Event, Rejection>|
      -> Result<(), String> {
         let checked = match checked {
             Ok(event) => {
+                // Known now: receipts name the event without parsing its JSON again.
+                if part.event_id.is_none() {
+                    part.event_id = Some(event.id.clone());
+                }
                 if let Some(h) = history.as_mut() {
                     h.note(&event)?;
                 }
@@ -1527,11 +1531,17 @@ fn receipts_of(
     // Per agency: its receipts, the last one being filled, and that one's size so far.
     let mut receipts: BTreeMap<String, (Vec<Receipt>, usize)> = BTreeMap::new();
     let mut head: Option<String> = None;
-    for ((subject, payload, _, _), verdict) in answer.inputs.iter().zip(&answer.verdicts) {
+    debug_assert_eq!(answer.parts.len(), answer.inputs.len(), "a part per input");
+    for (((subject, payload, _, _), verdict), part) in answer
+        .inputs
+        .iter()
+        .zip(&answer.verdicts)
+        .zip(&answer.parts)
+    {
         let Some((agency, _)) = parse_event_subject(subject) else {
             continue;
         };
-        let Some(id) = event_id_of(payload) else {
+        let Some(id) = part.event_id.clone().or_else(|| event_id_of(payload)) else {
             continue;
         };
         if id.len() > 256 {
