@@ -48,7 +48,10 @@ async fn erase_event_copy(
         .get_stream_no_info(stream::EVENTS)
         .await
         .map_err(|e| format!("stream {}: {e}", stream::EVENTS))?;
-    match s.direct_get(seq).await {
+    // Read from the stream's leader (STREAM.MSG.GET), not by direct get: on a cluster any
+    // replica answers a direct get, and one still catching up would say "not found" for a copy
+    // the others hold, which would then never be erased.
+    match s.get_raw_message(seq).await {
         Ok(msg) => {
             let agency = subject::parse_event_subject(&msg.subject).map(|(a, _)| a);
             let id = crate::check::event_id_of(&msg.payload);
@@ -73,7 +76,9 @@ async fn erase_event_copy(
                 return Ok(());
             }
         }
-        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            return Ok(());
+        }
         Err(e) => return Err(format!("reading EVENTS message {seq}: {e}")),
     }
     erase_message(js, stream::EVENTS, seq).await

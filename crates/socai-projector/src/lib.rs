@@ -630,13 +630,35 @@ async fn purge_ended_units(
     Ok(())
 }
 
+/// This worker's mark, from the bucket's stream leader (STREAM.MSG.GET): on a cluster any
+/// replica answers a kv get (a direct get), and a replica still catching up after a restart
+/// would give an older mark, so a worker starting from an older state would publish values
+/// older than those KV holds.
 async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, ProjectorError> {
     let key = worker_key(name);
-    let bytes = store
-        .get(&key)
+    let msg = match store
+        .stream
+        .get_last_raw_message_by_subject(&kv_subject(&key))
         .await
-        .map_err(|e| ProjectorError::Nats(format!("reading {key} from {METRICS_BUCKET}: {e}")))?;
-    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    {
+        Ok(msg) => msg,
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(ProjectorError::Nats(format!(
+                "reading {key} from {METRICS_BUCKET}: {e}"
+            )));
+        }
+    };
+    // A deleted or purged key keeps a marker message with no value.
+    let removed = msg
+        .headers
+        .get("KV-Operation")
+        .is_some_and(|op| op.as_str() != "PUT");
+    Ok((!removed)
+        .then(|| serde_json::from_slice(&msg.payload).ok())
+        .flatten())
 }
 
 /// What the fold loop hands the KV writer: the latest payload of every changed key, and the
