@@ -102,17 +102,17 @@ impl Interner {
 }
 
 #[derive(Deserialize)]
-struct WireEntry<'a> {
+struct WireEntry<'a, D = WireData<'a>> {
     seq: u64,
     #[serde(borrow)]
     recorded_at: Cow<'a, str>,
     #[serde(borrow)]
-    event: WireEvent<'a>,
+    event: WireEvent<'a, D>,
 }
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
-struct WireEvent<'a> {
+struct WireEvent<'a, D = WireData<'a>> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
@@ -123,8 +123,8 @@ struct WireEvent<'a> {
     dossier: Cow<'a, str>,
     #[serde(borrow)]
     occurred_at: Cow<'a, str>,
-    #[serde(borrow)]
-    data: WireData<'a>,
+    /// [`WireData`], or `IgnoredAny` for an entry of a future type ([`future_type`]).
+    data: D,
 }
 
 /// The data fields the metrics read, across all event types (schemas/events/).
@@ -245,35 +245,11 @@ pub struct Decoded<'a> {
 /// An entry of a type this build does not know (a future type) whose `data` does not read as
 /// [`WireData`] (a key the fold knows, with another type, or no object at all): its data is
 /// never read (the type is counted in [`Anomalies::unknown_type`]), so it is decoded without it
-/// rather than stop the fold. Everything else is read as strictly as [`WireEntry`] reads it
-/// (the same fields, a repeated one refused). `None` for a known type: the schemas give every
-/// key of its data one type, so there a mismatch is an error.
+/// rather than stop the fold. It is read as a [`WireEntry`] whose data is `IgnoredAny`: every
+/// other field as strictly (a repeated one refused). `None` for a known type: the schemas give
+/// every key of its data one type, so there a mismatch is an error.
 fn future_type(entry: &[u8]) -> Option<WireEntry<'_>> {
-    /// [`WireEntry`] with its `data` skipped.
-    #[derive(Deserialize)]
-    struct FutureEntry<'a> {
-        seq: u64,
-        #[serde(borrow)]
-        recorded_at: Cow<'a, str>,
-        #[serde(borrow)]
-        event: FutureEvent<'a>,
-    }
-    #[derive(Deserialize)]
-    struct FutureEvent<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow)]
-        agency: Cow<'a, str>,
-        #[serde(borrow)]
-        procedure: Cow<'a, str>,
-        #[serde(borrow)]
-        dossier: Cow<'a, str>,
-        #[serde(borrow)]
-        occurred_at: Cow<'a, str>,
-        #[allow(dead_code)]
-        data: serde::de::IgnoredAny,
-    }
-    let wire: FutureEntry<'_> = serde_json::from_slice(entry).ok()?;
+    let wire: WireEntry<'_, serde::de::IgnoredAny> = serde_json::from_slice(entry).ok()?;
     let event = wire.event;
     if KNOWN_WORDS[..KNOWN_TYPES].contains(&event.kind.as_ref()) {
         return None;
