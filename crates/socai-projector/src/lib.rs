@@ -709,7 +709,7 @@ pub async fn run(
                 Ok(mark) => break (store, mark),
                 Err(e) => tracing::warn!(
                     cause = %e,
-                    "cannot read this worker's mark from the METRICS bucket yet (on a cluster, a bucket just made has no leader for a moment); retrying every 2 s. If it goes on, check that the projector's account imports the bucket's direct gets (deploy/nats/users.conf)"
+                    "cannot read this worker's mark from the METRICS bucket yet (on a cluster, a bucket just made has no leader for a moment); retrying every 2 s. If it goes on, check that the projector's account imports the bucket's stream info and $JS.API.STREAM.MSG.GET.KV_METRICS as $JS.ledger.API.STREAM.MSG.GET.KV_METRICS (deploy/nats/users.conf; socai before this release did not need the latter)"
                 ),
             },
             Err(e) => {
