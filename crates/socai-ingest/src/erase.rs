@@ -109,9 +109,12 @@ async fn rejected_copies(
         .get_stream(stream::REJECTED)
         .await
         .map_err(|e| format!("stream {}: {e}", stream::REJECTED))?;
+    // The leader's last seq as the scan starts: every copy to find is at or below it.
+    let last = rejected.cached_info().state.last_sequence;
+    let filter = subject::agency_rejected_wildcard(&event.agency);
     let consumer = rejected
         .create_consumer(pull::Config {
-            filter_subject: subject::agency_rejected_wildcard(&event.agency),
+            filter_subject: filter.clone(),
             headers_only: true,
             ack_policy: jetstream::consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(60),
@@ -121,6 +124,8 @@ async fn rejected_copies(
         .map_err(|e| format!("scanning {}: {e}", stream::REJECTED))?;
     let mut pending = consumer.cached_info().num_pending;
     let mut found = Vec::new();
+    // The last message the scan saw (every one matches the filter).
+    let mut seen = 0;
     while pending > 0 {
         let mut batch = consumer
             .fetch()
@@ -136,6 +141,7 @@ async fn rejected_copies(
             let info = msg.info().map_err(|e| e.to_string())?;
             pending = info.pending;
             let stream_seq = info.stream_sequence;
+            seen = seen.max(stream_seq);
             let headers = msg.headers.as_ref();
             let id = headers.and_then(|h| h.get(header::EVENT_ID));
             if id.map(|v| v.as_str()) == Some(event.id.as_str()) {
@@ -156,7 +162,27 @@ async fn rejected_copies(
         }
     }
     let _ = rejected.delete_consumer(&consumer.cached_info().name).await;
-    Ok(found)
+    // On a cluster the consumer lives on one replica, which may still be catching up after a
+    // restart: it then ends its scan short of the leader's messages. Complete only if the
+    // leader holds no message of the agency's after the last one seen, up to `last`.
+    match rejected
+        .get_first_raw_message_by_subject(&filter, seen + 1)
+        .await
+    {
+        Ok(msg) if msg.sequence <= last => Err(format!(
+            "scanning {} ended at message {seen}, but the stream's leader holds message {} of {filter} (the scan ran on a replica still catching up); retried later",
+            stream::REJECTED,
+            msg.sequence
+        )),
+        Ok(_) => Ok(found),
+        Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+            Ok(found)
+        }
+        Err(e) => Err(format!(
+            "checking the scan of {} with its leader: {e}",
+            stream::REJECTED
+        )),
+    }
 }
 
 /// Why copies could not be erased yet.
