@@ -699,7 +699,8 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     let mut metrics = tile_metrics(&config);
     metrics.extend([Metric::Backlog, Metric::Overdue]);
 
-    // The ledger's size now: the follower learns it only when it wakes (up to a second later).
+    // The ledger's size now (the head only grows): the follower learns it only when it wakes,
+    // up to a second later.
     let ledger_size = state.reader().head().size;
     let (children_kind, children, directory_scope) = {
         let scope = scope.clone();
@@ -769,7 +770,7 @@ async fn view(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
             let children_json: Vec<serde_json::Value> =
                 children.iter().map(|c| scope_json(c, Some(d))).collect();
             let me = scope_json(&scope, Some(d));
-            let behind = ledger_size.max(d.size).saturating_sub(d.scanned);
+            let behind = ledger_size.saturating_sub(d.scanned);
             (kind, (children, children_json, known, behind), me)
         })
     };

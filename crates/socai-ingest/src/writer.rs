@@ -230,6 +230,14 @@ struct Part {
     dossier: Option<String>,
 }
 
+impl Part {
+    /// The event id this input is answered and filed under: the one validation (or the sync
+    /// mapping) found, else whatever id its JSON carries (an event refused before it parsed).
+    fn id_of(&self, payload: &[u8]) -> Option<String> {
+        self.event_id.clone().or_else(|| event_id_of(payload))
+    }
+}
+
 /// A sync body of a chunk: its agency, its id, and its inputs.
 #[derive(Debug, Clone)]
 struct SyncBody {
@@ -1292,7 +1300,7 @@ impl Writer {
                 // A refused part of a sync body is filed under its dossier's submission.
                 let (Some(agency), Some(id)) = (
                     socai_wire::subject::agency_of_subject(subject),
-                    part.event_id.clone().or_else(|| event_id_of(payload)),
+                    part.id_of(payload),
                 ) else {
                     continue;
                 };
@@ -1451,7 +1459,7 @@ impl Settler {
         part: &Part,
         rejection: &Rejection,
     ) {
-        let id = part.event_id.clone().or_else(|| event_id_of(payload));
+        let id = part.id_of(payload);
         tracing::info!(
             code = rejection.code.as_str(),
             path = %rejection.path,
@@ -1541,7 +1549,7 @@ fn receipts_of(
         let Some((agency, _)) = parse_event_subject(subject) else {
             continue;
         };
-        let Some(id) = part.event_id.clone().or_else(|| event_id_of(payload)) else {
+        let Some(id) = part.id_of(payload) else {
             continue;
         };
         if id.len() > 256 {
@@ -1629,12 +1637,7 @@ fn receipts_of(
                 reason: crate::check::header_value(&r.reason, 1024),
             };
             match (&answer.verdicts[k], parse_event_subject(subject)) {
-                (Verdict::Held { .. }, Some(_)) => events.extend(
-                    answer.parts[k]
-                        .event_id
-                        .clone()
-                        .or_else(|| event_id_of(payload)),
-                ),
+                (Verdict::Held { .. }, Some(_)) => events.extend(answer.parts[k].id_of(payload)),
                 (Verdict::Reject(r), Some(_)) => {
                     let id = answer.parts[k].event_id.clone().unwrap_or_default();
                     refused.push(refusal(&id, r));

@@ -651,14 +651,8 @@ async fn read_mark(store: &kv::Store, name: &str) -> Result<Option<WorkerMark>, 
             )));
         }
     };
-    // A deleted or purged key keeps a marker message with no value.
-    let removed = msg
-        .headers
-        .get("KV-Operation")
-        .is_some_and(|op| op.as_str() != "PUT");
-    Ok((!removed)
-        .then(|| serde_json::from_slice(&msg.payload).ok())
-        .flatten())
+    // A deleted or purged key keeps a marker message with an empty payload: no mark.
+    Ok(serde_json::from_slice(&msg.payload).ok())
 }
 
 /// What the fold loop hands the KV writer: the latest payload of every changed key, and the
