@@ -383,6 +383,27 @@ async fn nats_server_killed_and_restarted_mid_stream_loses_and_duplicates_nothin
         "socai serve must ride out a nats-server restart"
     );
     serve.stop();
+    // Reopening found the message the ledger read last where it was, with the same timestamp:
+    // no false alarm of lost writes (a kill -9 leaves nats-server's writes in the page cache).
+    let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    let reopened = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            let f = &l["fields"];
+            f["message"] == "reading EVENTS after the ledger's position"
+                && f["rewound"] == false
+                && f["position"].as_u64().is_some_and(|p| p > 0)
+        })
+        .count();
+    assert!(
+        reopened > 0,
+        "the ledger never reopened EVENTS at a position it had read; log:\n{log}"
+    );
+    assert!(
+        !log.contains("EVENTS no longer holds the message"),
+        "a restart without loss was taken for lost writes; log:\n{log}"
+    );
     assert!(
         before < 20_000,
         "the restart must happen mid-stream ({before} committed before)"

@@ -289,7 +289,7 @@ async fn open_stream(
 impl Checker {
     /// Reads the checkpoints the primary published since the last round.
     async fn read_checkpoints(&mut self) -> Result<(), String> {
-        let (stream, first, last) = open_stream(&self.js, CHECKPOINTS).await?;
+        let (_, first, last) = open_stream(&self.js, CHECKPOINTS).await?;
         if last == 0 {
             return Ok(()); // nothing published yet
         }
@@ -300,36 +300,43 @@ impl Checker {
         }
         self.next = self.next.max(first);
         let to = last.min(self.next.saturating_add(ROUND_MAX - 1));
-        while self.next <= to {
-            let seq = self.next;
-            match stream.direct_get(seq).await {
-                Ok(msg) => {
-                    let text = String::from_utf8_lossy(&msg.payload);
-                    match self.verifier.verify(&text) {
-                        Ok(signed) => {
-                            let c = signed.checkpoint;
-                            self.primary_size = self.primary_size.max(c.size);
-                            // Once diverged, nothing more is compared.
-                            if self.diverged.is_none() {
-                                self.pending.insert(c.size, c.root);
-                            }
-                        }
-                        Err(e) => {
-                            // Not the log's key: another log's checkpoints, or a forgery. Not
-                            // a divergence of this replica, but an operator must look.
-                            tracing::error!(
-                                stream_seq = seq,
-                                error = %e,
-                                origin = %self.config.origin,
-                                "a message on {CHECKPOINTS} does not verify with this ledger's key: is this replica's data dir a copy of the primary's keys, and only the primary publishing to dvc.ledger.checkpoint?"
-                            );
-                        }
+        if self.next > to {
+            return Ok(());
+        }
+        // One batch from `next`: any replica of the stream may answer, and one still catching up
+        // holds only a prefix. Seqs it skips below a message it returns were deleted; those past
+        // the last one it returns are read again next round, never taken for gone.
+        let request = socai_client::js::BatchRequest {
+            seq: self.next,
+            batch: (to - self.next + 1) as usize,
+            ..Default::default()
+        };
+        let batch = socai_client::js::direct_get_batch(&self.js, CHECKPOINTS, &request)
+            .await
+            .map_err(|e| format!("reading {CHECKPOINTS} from message {}: {e}", self.next))?;
+        for msg in batch.messages.iter().filter(|m| m.seq <= to) {
+            let text = String::from_utf8_lossy(&msg.payload);
+            match self.verifier.verify(&text) {
+                Ok(signed) => {
+                    let c = signed.checkpoint;
+                    self.primary_size = self.primary_size.max(c.size);
+                    // Once diverged, nothing more is compared.
+                    if self.diverged.is_none() {
+                        self.pending.insert(c.size, c.root);
                     }
                 }
-                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
-                Err(e) => return Err(format!("reading {CHECKPOINTS} message {seq}: {e}")),
+                Err(e) => {
+                    // Not the log's key: another log's checkpoints, or a forgery. Not a
+                    // divergence of this replica, but an operator must look.
+                    tracing::error!(
+                        stream_seq = msg.seq,
+                        error = %e,
+                        origin = %self.config.origin,
+                        "a message on {CHECKPOINTS} does not verify with this ledger's key: is this replica's data dir a copy of the primary's keys, and only the primary publishing to dvc.ledger.checkpoint?"
+                    );
+                }
             }
-            self.next += 1;
+            self.next = self.next.max(msg.seq + 1);
         }
         Ok(())
     }

@@ -111,6 +111,18 @@ fn nanos(ts: jiff::Timestamp) -> i64 {
     ts.as_nanosecond().clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
+/// When nats-server stored a message a direct get returned (its `Nats-Time-Stamp`, RFC 3339 to the
+/// nanosecond), as [`nanos`] counts it.
+fn stored_time_ns(msg: &socai_client::js::StoredMessage) -> Result<i64, IngestError> {
+    let stamp = msg.header("Nats-Time-Stamp").unwrap_or_default();
+    stamp.parse::<jiff::Timestamp>().map(nanos).map_err(|e| {
+        IngestError::Nats(format!(
+            "EVENTS message {}: its Nats-Time-Stamp {stamp:?} is not a time ({e})",
+            msg.seq
+        ))
+    })
+}
+
 impl EventsSource {
     pub fn new(
         js: jetstream::Context,
@@ -198,11 +210,31 @@ impl EventsSource {
         } else if seq > state.last_sequence {
             true
         } else if let Some(expected) = time_ns {
-            match stream.direct_get(seq).await {
-                Ok(msg) => msg.time.unix_timestamp_nanos() as i64 != expected,
+            // A batch of one from `seq`, not a get of `seq`: any replica may answer, and one still
+            // catching up holds nothing from `seq` on, which a plain get cannot tell from a
+            // message that is gone.
+            let request = socai_client::js::BatchRequest {
+                seq,
+                batch: 1,
+                ..Default::default()
+            };
+            let batch = tokio::time::timeout(
+                ask,
+                socai_client::js::direct_get_batch(&self.js, EVENTS, &request),
+            )
+            .await
+            .map_err(|_| asked(&format!("cannot read EVENTS message {seq}")))?
+            .map_err(|e| nats(&format!("cannot read EVENTS message {seq}"), &e))?;
+            match batch.messages.first() {
+                Some(msg) if msg.seq == seq => stored_time_ns(msg)? != expected,
                 // Erased by the ledger itself (it held personal data), or aged out.
-                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => false,
-                Err(e) => return Err(nats(&format!("cannot read EVENTS message {seq}"), &e)),
+                Some(_) => false,
+                None => {
+                    return Err(IngestError::Nats(format!(
+                        "the replica of EVENTS that answered does not hold message {seq} yet (its leader's last is {}): it is catching up after a restart or a partition; asking again",
+                        state.last_sequence
+                    )));
+                }
             }
         } else {
             false
@@ -276,6 +308,13 @@ impl EventsSource {
             .messages()
             .await
             .map_err(|e| nats("cannot pull from EVENTS", &e))?;
+        tracing::info!(
+            position = seq,
+            rewound,
+            stream_first = state.first_sequence,
+            stream_last = state.last_sequence,
+            "reading EVENTS after the ledger's position"
+        );
         self.counters.set_status(crate::WriterStatus::Running);
         Ok(Open {
             messages,
