@@ -685,6 +685,79 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
     ]
 }
 
+/// A publisher may put `Nats-Time-Stamp` and `Nats-Sequence` headers of its own on an event
+/// (nats-server keeps them and appends its own after them): when the ledger reopens EVENTS at that
+/// event, its check for lost writes reads the server's headers, so it neither stalls on a
+/// malformed one nor raises a false alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_forged_nats_headers_do_not_mislead_the_check_for_lost_writes() {
+    use async_nats::jetstream::message::PublishMessage;
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(None, None).await;
+    for (i, (stamp, seq)) in [("yesterday", "x"), ("2001-01-01T00:00:00Z", "1")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Time-Stamp", stamp);
+        headers.insert("Nats-Sequence", seq);
+        let msg = PublishMessage::build()
+            .payload(
+                serde_json::to_vec(&submitted(&format!("forged-{i}")))
+                    .expect("json")
+                    .into(),
+            )
+            .headers(headers)
+            .message_id(format!("forged-{i}"));
+        js.send_publish(SUBMITTED.to_string(), msg)
+            .await
+            .expect("publish")
+            .await
+            .expect("PubAck");
+        wait_committed(&js, i as u64 + 1, PATIENCE).await;
+        // Reopened at the forged event: the ledger's position is its seq.
+        serve.stop();
+        serve = ledger.serve(&url, None);
+        // The position is already the stream's last message, so the ledger counts as caught up
+        // at once: wait for its log instead.
+        let opened = |log: &str| {
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|l| {
+                    let f = &l["fields"];
+                    f["message"] == "reading EVENTS after the ledger's position"
+                        && f["rewound"] == false
+                        && f["position"] == i as u64 + 1
+                })
+        };
+        let started = std::time::Instant::now();
+        let log = loop {
+            let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+            if opened(&log) {
+                break log;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the ledger did not reopen EVENTS at the forged event {}; log:\n{log}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        wait_processed(&mut serve, &js, PATIENCE).await;
+        assert!(
+            !log.contains("no longer holds") && !log.contains("is not a time"),
+            "log:\n{log}"
+        );
+    }
+    serve.stop();
+    assert_eq!(ledger_events(&ledger).len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() {
     use async_nats::jetstream::message::PublishMessage;

@@ -147,8 +147,11 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The last value of header `name`: nats-server appends its own `Nats-*` headers after the
+    /// publisher's, which it does not strip, so the last one is the server's (a publisher's
+    /// `Nats-Time-Stamp` must not pass for the time the server stored the message).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.as_str())
+        self.headers.get_last(name).map(|v| v.as_str())
     }
 }
 
@@ -231,7 +234,7 @@ pub async fn direct_get_batch(
             message
                 .headers
                 .as_ref()
-                .and_then(|h| h.get(name))
+                .and_then(|h| h.get_last(name))
                 .and_then(|v| v.as_str().parse::<u64>().ok())
         };
         match message.status.map(|s| s.as_u16()) {
@@ -268,7 +271,7 @@ pub async fn direct_get_batch(
             .ok_or_else(|| nats("a direct get answer without Nats-Sequence".into()))?;
         let headers = message.headers.unwrap_or_default();
         let subject = headers
-            .get("Nats-Subject")
+            .get_last("Nats-Subject")
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
         batch.messages.push(StoredMessage {

@@ -303,9 +303,10 @@ impl Checker {
         if self.next > to {
             return Ok(());
         }
-        // One batch from `next`: any replica of the stream may answer, and one still catching up
-        // holds only a prefix. Seqs it skips below a message it returns were deleted; those past
-        // the last one it returns are read again next round, never taken for gone.
+        // One batch of at most ROUND_MAX from `next`: any replica of the stream may answer, and
+        // one still catching up holds only a prefix. The seqs it passes over before a message it
+        // returns were deleted; those past the last one it returns are asked again next round,
+        // never taken for gone.
         let request = socai_client::js::BatchRequest {
             seq: self.next,
             batch: (to - self.next + 1) as usize,
@@ -314,7 +315,7 @@ impl Checker {
         let batch = socai_client::js::direct_get_batch(&self.js, CHECKPOINTS, &request)
             .await
             .map_err(|e| format!("reading {CHECKPOINTS} from message {}: {e}", self.next))?;
-        for msg in batch.messages.iter().filter(|m| m.seq <= to) {
+        for msg in &batch.messages {
             let text = String::from_utf8_lossy(&msg.payload);
             match self.verifier.verify(&text) {
                 Ok(signed) => {

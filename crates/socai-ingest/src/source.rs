@@ -209,6 +209,9 @@ impl EventsSource {
             false
         } else if seq > state.last_sequence {
             true
+        } else if seq < state.first_sequence {
+            // Gone by the leader's own account (aged out, or erased): not a rewind.
+            false
         } else if let Some(expected) = time_ns {
             // A batch of one from `seq`, not a get of `seq`: any replica may answer, and one still
             // catching up holds nothing from `seq` on, which a plain get cannot tell from a
@@ -227,14 +230,30 @@ impl EventsSource {
             .map_err(|e| nats(&format!("cannot read EVENTS message {seq}"), &e))?;
             match batch.messages.first() {
                 Some(msg) if msg.seq == seq => stored_time_ns(msg)? != expected,
-                // Erased by the ledger itself (it held personal data), or aged out.
+                // Erased by the ledger itself (it held personal data).
                 Some(_) => false,
-                None => {
-                    return Err(IngestError::Nats(format!(
-                        "the replica of EVENTS that answered does not hold message {seq} yet (its leader's last is {}): it is catching up after a restart or a partition; asking again",
-                        state.last_sequence
-                    )));
-                }
+                // Nothing from `seq` on: the answering replica lags, or the stream's tail from
+                // `seq` was erased. Only the leader can tell.
+                None => match tokio::time::timeout(ask, stream.get_raw_message(seq))
+                    .await
+                    .map_err(|_| {
+                        asked(&format!("cannot read EVENTS message {seq} from its leader"))
+                    })? {
+                    Ok(msg) => msg.time.unix_timestamp_nanos() as i64 != expected,
+                    Err(e)
+                        if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+                    {
+                        false
+                    }
+                    Err(e) => {
+                        return Err(nats(
+                            &format!(
+                                "cannot read EVENTS message {seq} from the stream's leader (the replica that answered a direct get lags; a ledger replica's NATS user needs $JS.API.STREAM.MSG.GET.EVENTS, see deploy/nats/users.conf)"
+                            ),
+                            &e,
+                        ));
+                    }
+                },
             }
         } else {
             false
