@@ -685,12 +685,64 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
     ]
 }
 
-/// A publisher may put `Nats-Time-Stamp` and `Nats-Sequence` headers of its own on an event
-/// (nats-server keeps them and appends its own after them): when the ledger reopens EVENTS at that
-/// event, its check for lost writes reads the server's headers, so it neither stalls on a
-/// malformed one nor raises a false alarm.
+/// Restarts `socai serve` and waits until it has reopened EVENTS after `position` without taking
+/// it for lost writes, and without a data-loss alarm or an error reading the message there.
+async fn restart_and_reopen_at(
+    ledger: &Ledger,
+    serve: Serve,
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    position: u64,
+    what: &str,
+) -> Serve {
+    let mut serve = serve;
+    serve.stop();
+    let mut serve = ledger.serve(url, None);
+    // The position is the stream's last message (or past it), so the ledger counts as caught up
+    // at once: wait for its log instead.
+    let opened = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| {
+                let f = &l["fields"];
+                f["message"] == "reading EVENTS after the ledger's position"
+                    && f["rewound"] == false
+                    && f["position"] == position
+            })
+    };
+    let started = std::time::Instant::now();
+    let log = loop {
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        if opened(&log) {
+            break log;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: the ledger did not reopen EVENTS after seq {position}; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    wait_processed(&mut serve, js, PATIENCE).await;
+    for bad in [
+        "no longer holds",
+        "is not a time",
+        "cannot read EVENTS",
+        "are gone from the stream",
+    ] {
+        assert!(!log.contains(bad), "{what}: {bad:?} in the log:\n{log}");
+    }
+    serve
+}
+
+/// Reopening EVENTS at the ledger's position is not misled by what the stream holds there:
+/// - a publisher's own `Nats-Time-Stamp` and `Nats-Sequence` headers on the event (nats-server
+///   keeps them and appends its own after them): the check for lost writes reads the server's,
+///   so it neither stalls on a malformed one nor raises a false alarm;
+/// - the event at the position erased, with nothing after it (the direct get finds nothing; the
+///   leader says it is gone): no rewind, no retrying until someone publishes;
+/// - every message erased (the stream's first seq past its last): no alarm either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publishers_forged_nats_headers_do_not_mislead_the_check_for_lost_writes() {
+async fn reopening_events_is_misled_neither_by_forged_nats_headers_nor_by_an_erased_tail() {
     use async_nats::jetstream::message::PublishMessage;
     let Rig {
         ledger,
@@ -720,40 +772,19 @@ async fn a_publishers_forged_nats_headers_do_not_mislead_the_check_for_lost_writ
             .await
             .expect("PubAck");
         wait_committed(&js, i as u64 + 1, PATIENCE).await;
-        // Reopened at the forged event: the ledger's position is its seq.
-        serve.stop();
-        serve = ledger.serve(&url, None);
-        // The position is already the stream's last message, so the ledger counts as caught up
-        // at once: wait for its log instead.
-        let opened = |log: &str| {
-            log.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .any(|l| {
-                    let f = &l["fields"];
-                    f["message"] == "reading EVENTS after the ledger's position"
-                        && f["rewound"] == false
-                        && f["position"] == i as u64 + 1
-                })
-        };
-        let started = std::time::Instant::now();
-        let log = loop {
-            let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
-            if opened(&log) {
-                break log;
-            }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "the ledger did not reopen EVENTS at the forged event {}; log:\n{log}",
-                i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        wait_processed(&mut serve, &js, PATIENCE).await;
-        assert!(
-            !log.contains("no longer holds") && !log.contains("is not a time"),
-            "log:\n{log}"
-        );
+        let what = format!("forged headers on event {}", i + 1);
+        serve = restart_and_reopen_at(&ledger, serve, &url, &js, i as u64 + 1, &what).await;
     }
+    let events = js
+        .get_stream(socai_wire::stream::EVENTS)
+        .await
+        .expect("EVENTS");
+    // The ledger's position (seq 2) erased, seq 1 still there.
+    assert!(events.delete_message(2).await.expect("delete EVENTS 2"));
+    serve = restart_and_reopen_at(&ledger, serve, &url, &js, 2, "an erased tail").await;
+    // Nothing left: the stream's first seq is past its last.
+    assert!(events.delete_message(1).await.expect("delete EVENTS 1"));
+    serve = restart_and_reopen_at(&ledger, serve, &url, &js, 2, "an emptied stream").await;
     serve.stop();
     assert_eq!(ledger_events(&ledger).len(), 2);
 }

@@ -9,15 +9,19 @@
 //! reader never relies on the library to recreate anything).
 //!
 //! Every (re)open checks the stream against the position first:
-//! - **Lost before the ledger read them**: the position is below the stream's first seq (messages
-//!   aged out, or deleted by someone other than the ledger's erasure path, which only ever
-//!   deletes what the ledger committed): a data-loss alarm (log, `/readyz`, Prometheus), then
-//!   reading goes on at the first seq there is.
+//! - **Lost before the ledger read them**: the stream's first seq is past the position's next one
+//!   (messages aged out, or deleted by someone other than the ledger's erasure path, which only
+//!   ever deletes what the ledger committed): a data-loss alarm (log, `/readyz`, Prometheus),
+//!   then reading goes on at the first seq there is.
 //! - **Rewound**: the stream no longer holds the message at the position (its seq is beyond the
 //!   stream's last, or the message there has another timestamp): nats-server lost writes it had
 //!   acknowledged (a crash under its default sync) and new messages may have reused those seqs.
 //!   Reading restarts from the position's timestamp (DeliverPolicy by start time), so every
 //!   message stored since is read; those the ledger already holds come back as duplicates.
+//!   The message at the position is read with a batch of one from its seq (any replica answers a
+//!   direct get, one catching up holds nothing from there on) and by its server-set headers (a
+//!   publisher's own `Nats-*` headers come first); when nothing is found, the stream's leader
+//!   says whether it was erased. An erased position is not a rewind.
 //! - A seq that skips numbers while reading is a data-loss alarm too.
 
 use std::sync::Arc;
@@ -237,7 +241,9 @@ impl EventsSource {
                 None => match tokio::time::timeout(ask, stream.get_raw_message(seq))
                     .await
                     .map_err(|_| {
-                        asked(&format!("cannot read EVENTS message {seq} from its leader"))
+                        asked(&format!(
+                            "cannot read EVENTS message {seq} from the stream's leader (a ledger replica's NATS user needs $JS.API.STREAM.MSG.GET.EVENTS, see deploy/nats/users.conf)"
+                        ))
                     })? {
                     Ok(msg) => msg.time.unix_timestamp_nanos() as i64 != expected,
                     Err(e)
@@ -247,9 +253,7 @@ impl EventsSource {
                     }
                     Err(e) => {
                         return Err(nats(
-                            &format!(
-                                "cannot read EVENTS message {seq} from the stream's leader (the replica that answered a direct get lags; a ledger replica's NATS user needs $JS.API.STREAM.MSG.GET.EVENTS, see deploy/nats/users.conf)"
-                            ),
+                            &format!("cannot read EVENTS message {seq} from the stream's leader"),
                             &e,
                         ));
                     }
