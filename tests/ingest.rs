@@ -689,13 +689,12 @@ fn bad_corpus() -> Vec<(&'static str, String, Vec<u8>, &'static str, &'static st
 /// it for lost writes, and without a data-loss alarm or an error reading the message there.
 async fn restart_and_reopen_at(
     ledger: &Ledger,
-    serve: Serve,
+    mut serve: Serve,
     url: &str,
     js: &async_nats::jetstream::Context,
     position: u64,
     what: &str,
 ) -> Serve {
-    let mut serve = serve;
     serve.stop();
     let mut serve = ledger.serve(url, None);
     // The position is the stream's last message (or past it), so the ledger counts as caught up
