@@ -291,7 +291,8 @@ pub trait Storage: Send + Sync {
 
 /// sled layout (version [`LAYOUT`]): one tree, keys prefixed by kind, numbers big-endian so they
 /// sort. `b`+bundle → up to [`ENTRY_BUNDLE`] entries, each as a 4-byte big-endian length and the
-/// bytes; the id index's runs under `j`/`J`/`v` and the dossier index's under `r`/`R`/`w`
+/// bytes (a full bundle LZ4-compressed, [`LZ4_BUNDLE`]; zstd, [`ZSTD_BUNDLE`], up to layout 3);
+/// the id index's runs under `j`/`J`/`v` and the dossier index's under `r`/`R`/`w`
 /// ([`crate::runs`], [`EVENT_RUNS`], [`DOSSIER_RUNS`]; layout 2 had a key per entry instead:
 /// `i`+id‖0x00‖agency → seq‖digest, `d`+dossier‖0x00‖seq → ""); `h`+chunk → up to
 /// [`HASH_CHUNK`] hashes; `p`+seq → 0x01‖key slot‖personal JSON sealed under that slot's key (see
@@ -553,8 +554,12 @@ const CURSOR_KEY: &[u8] = b"msource";
 const LAYOUT_KEY: &[u8] = b"mlayout";
 const SLOTS_KEY: &[u8] = b"mslots";
 /// The key layout this code writes. Layout 1 (before per-agency ids and sealed personal
-/// records) and layout 2 (a sled key per entry in the dossier index) are migrated at open.
-pub const LAYOUT: u64 = 3;
+/// records) and layout 2 (a sled key per entry in the dossier index) are migrated at open;
+/// layout 3 (full bundles zstd-compressed) becomes 4 (LZ4 from then on, [`LZ4_BUNDLE`]) with
+/// nothing rewritten: its zstd bundles are read as they are. The number changes so that an older
+/// socai refuses a store holding bundles it cannot open, with a message, instead of reading them
+/// as damaged.
+pub const LAYOUT: u64 = 4;
 /// Entries per run when a layout-2 dossier index is migrated into runs.
 const MIGRATION_RUN: u64 = 1 << 20;
 /// Format byte of a sealed personal record.
@@ -586,32 +591,34 @@ pub fn split_bundle(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// Format byte of a compressed bundle: then the plain bundle's length (4 bytes, big-endian) and
-/// its zstd frame. A plain bundle starts with its first entry's length, whose first byte is 0
-/// (entries are at most 64 KiB: the ledger refuses larger ones, and [`SledStorage::commit`]
-/// anything of 16 MiB), so the two never mix up.
+/// Format byte of a zstd-compressed bundle, as socai wrote full bundles before LZ4 (still read,
+/// never written now): then the plain bundle's length (4 bytes, big-endian) and its zstd frame
+/// (with zstd's checksum). A plain bundle starts with its first entry's length, whose first byte
+/// is 0 (entries are at most 64 KiB: the ledger refuses larger ones, and [`SledStorage::commit`]
+/// anything of 16 MiB), so no format byte is mistaken for a plain bundle.
 const ZSTD_BUNDLE: u8 = 1;
-/// zstd's fastest level: a full bundle (~7 KiB of JSON) shrinks about 3×.
-const BUNDLE_ZSTD_LEVEL: i32 = 1;
+/// Format byte of an LZ4-compressed bundle, how full bundles are written: then the plain bundle's
+/// length (4 bytes, big-endian), the XXH3-64 of the plain bundle (8 bytes, big-endian; so a block
+/// altered on disk fails to open instead of giving other bytes) and the LZ4 block. A full bundle
+/// (~7 KiB of JSON) shrinks about 2.3× (zstd level 1: 3.3×), and opens about 3× faster than zstd
+/// (with its checksum; measured on the bundles of a 300k-entry store, 1.9 GB/s against 0.66) —
+/// what verify and rebuilds spend most of their reading on.
+const LZ4_BUNDLE: u8 = 2;
+/// The bytes an LZ4 bundle holds before its block.
+const LZ4_HEADER: usize = 1 + 4 + 8;
 
 thread_local! {
-    static BUNDLE_ZSTD: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, zstd::bulk::Decompressor<'static>)>> =
+    static BUNDLE_ZSTD: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
 
-fn with_zstd<T>(
-    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>, &mut zstd::bulk::Decompressor<'static>) -> T,
-) -> Option<T> {
+fn with_zstd<T>(f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> T) -> Option<T> {
     BUNDLE_ZSTD.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
-            let mut compressor = zstd::bulk::Compressor::new(BUNDLE_ZSTD_LEVEL).ok()?;
-            // A frame altered on disk fails to open instead of giving other bytes.
-            compressor.include_checksum(true).ok()?;
-            *cell = Some((compressor, zstd::bulk::Decompressor::new().ok()?));
+            *cell = Some(zstd::bulk::Decompressor::new().ok()?);
         }
-        let (c, d) = cell.as_mut()?;
-        Some(f(c, d))
+        Some(f(cell.as_mut()?))
     })
 }
 
@@ -619,30 +626,56 @@ fn with_zstd<T>(
 /// A compressed bundle claiming more is damaged (and is not given that much memory).
 const MAX_PLAIN_BUNDLE: usize = ENTRY_BUNDLE as usize * ((1 << 24) + 4);
 
-/// The plain length a compressed bundle value claims, if it is within [`MAX_PLAIN_BUNDLE`] and
-/// its zstd frame's header says the same (so damage to either is caught before any memory is
-/// given to it).
+/// The plain length a compressed bundle value claims, if it is within [`MAX_PLAIN_BUNDLE`] (and,
+/// for zstd, its frame's header says the same), so damage is caught before any memory is given
+/// to it.
 fn compressed_len(stored: &[u8]) -> Option<usize> {
     let len = u32::from_be_bytes(stored.get(1..5)?.try_into().ok()?) as usize;
-    let framed = zstd::zstd_safe::get_frame_content_size(&stored[5..]).ok()??;
-    (len <= MAX_PLAIN_BUNDLE && framed == len as u64).then_some(len)
+    if len > MAX_PLAIN_BUNDLE {
+        return None;
+    }
+    match stored[0] {
+        LZ4_BUNDLE => (stored.len() >= LZ4_HEADER).then_some(len),
+        _ => {
+            let framed = zstd::zstd_safe::get_frame_content_size(&stored[5..]).ok()??;
+            (framed == len as u64).then_some(len)
+        }
+    }
+}
+
+/// Whether `stored` starts with a compressed bundle's format byte.
+fn is_compressed(stored: &[u8]) -> bool {
+    matches!(stored.first(), Some(&(ZSTD_BUNDLE | LZ4_BUNDLE)))
+}
+
+/// Opens compressed bundle `stored` (see [`compressed_len`]: `len` is its plain length) into
+/// `out`, which is `len` bytes long; `true` if it opens to exactly `len` bytes (and, for LZ4, to
+/// the checksum it names).
+fn open_compressed(stored: &[u8], out: &mut [u8]) -> bool {
+    if stored[0] == LZ4_BUNDLE {
+        let sum = u64::from_be_bytes(stored[5..LZ4_HEADER].try_into().expect("8 bytes"));
+        let opened = lz4_flex::block::decompress_into(&stored[LZ4_HEADER..], out);
+        return matches!(opened, Ok(n) if n == out.len()) && xxhash_rust::xxh3::xxh3_64(out) == sum;
+    }
+    let written = with_zstd(|d| d.decompress_to_buffer(&stored[5..], &mut *out));
+    matches!(written, Some(Ok(n)) if n == out.len())
 }
 
 /// A stored bundle value as its plain bundle (see [`split_bundle`]): decompressed if it was
 /// compressed; `None` if it cannot be.
 pub fn open_bundle(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    if stored.first() != Some(&ZSTD_BUNDLE) {
+    if !is_compressed(stored) {
         return Some(std::borrow::Cow::Borrowed(stored));
     }
     let len = compressed_len(stored)?;
-    let plain = with_zstd(|_, d| d.decompress(&stored[5..], len))?.ok()?;
-    (plain.len() == len).then_some(std::borrow::Cow::Owned(plain))
+    let mut plain = vec![0u8; len];
+    open_compressed(stored, &mut plain).then_some(std::borrow::Cow::Owned(plain))
 }
 
 /// [`open_bundle`] appending the plain bundle to `out` (no allocation once `out` is large
 /// enough); `false`, with `out` unchanged, if it cannot be opened.
 fn open_bundle_into(stored: &[u8], out: &mut Vec<u8>) -> bool {
-    if stored.first() != Some(&ZSTD_BUNDLE) {
+    if !is_compressed(stored) {
         out.extend_from_slice(stored);
         return true;
     }
@@ -650,32 +683,29 @@ fn open_bundle_into(stored: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     };
     let start = out.len();
-    out.reserve(len);
-    let mut at = std::io::Cursor::new(&mut *out);
-    at.set_position(start as u64);
-    let written = with_zstd(|_, d| d.decompress_to_buffer(&stored[5..], &mut at));
-    let opened = matches!(written, Some(Ok(n)) if n == len);
+    out.resize(start + len, 0);
+    let opened = open_compressed(stored, &mut out[start..]);
     if !opened {
         out.truncate(start);
     }
     opened
 }
 
-/// A full bundle as stored: compressed when that makes it smaller.
+/// A full bundle as stored: LZ4-compressed ([`LZ4_BUNDLE`]) when that makes it smaller.
 fn seal_bundle(plain: Vec<u8>) -> Vec<u8> {
     let Ok(len) = u32::try_from(plain.len()) else {
         return plain;
     };
-    match with_zstd(|c, _| c.compress(&plain)) {
-        Some(Ok(frame)) if frame.len() + 5 < plain.len() => {
-            let mut v = Vec::with_capacity(frame.len() + 5);
-            v.push(ZSTD_BUNDLE);
-            v.extend_from_slice(&len.to_be_bytes());
-            v.extend_from_slice(&frame);
-            v
-        }
-        _ => plain,
+    let block = lz4_flex::block::compress(&plain);
+    if block.len() + LZ4_HEADER >= plain.len() {
+        return plain;
     }
+    let mut v = Vec::with_capacity(block.len() + LZ4_HEADER);
+    v.push(LZ4_BUNDLE);
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&plain).to_be_bytes());
+    v.extend_from_slice(&block);
+    v
 }
 
 /// Encodes entries as a bundle value (the inverse of [`split_bundle`]).
@@ -942,10 +972,10 @@ impl SledStorage {
         h.tree.apply_batch(b).map_err(|e| self.err(e))
     }
 
-    /// Brings a layout-1 store to [`LAYOUT`]: id keys gain their agency, personal records are
-    /// sealed under keys of their own. Runs in chunks, each durable; a crash resumes it.
+    /// Brings an older store to [`LAYOUT`]: layout 1's id keys gain their agency and its personal
+    /// records are sealed under keys of their own; layouts 1 and 2 get the indexes' runs; layout
+    /// 3 only records the new number. Runs in chunks, each durable; a crash resumes it.
     fn migrate(&self) -> Result<()> {
-        let h = self.h()?;
         let layout = self.get(LAYOUT_KEY)?.as_deref().and_then(be_u64);
         match layout {
             Some(LAYOUT) => return Ok(()),
@@ -953,6 +983,10 @@ impl SledStorage {
                 return Err(StorageError::Corrupt(format!(
                     "store layout {other} is newer than this socai understands ({LAYOUT}); use a newer socai"
                 )));
+            }
+            Some(3) => {
+                tracing::info!(path = %self.path.display(), "store layout 3 -> 4: full entry bundles are LZ4-compressed from now on; the zstd ones stay as they are");
+                return self.record_layout();
             }
             _ => {}
         }
@@ -970,8 +1004,14 @@ impl SledStorage {
                 tracing::error!(reason = %why, "the store was not migrated to layout 3");
                 return Ok(());
             }
-            tracing::info!("store migrated to layout 3");
+            tracing::info!("store migrated to layout 3 (and 4: LZ4 bundles from now on)");
         }
+        self.record_layout()
+    }
+
+    /// Records [`LAYOUT`] as the store's, durably.
+    fn record_layout(&self) -> Result<()> {
+        let h = self.h()?;
         h.tree
             .insert(LAYOUT_KEY, &LAYOUT.to_be_bytes()[..])
             .map_err(|e| self.err(e))?;
@@ -2098,5 +2138,54 @@ impl<S: Storage + ?Sized> socai_chain::HashReader for StoredHashes<'_, S> {
         self.0
             .read_hashes(indexes)
             .map_err(|e| MerkleError::Read(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> Vec<u8> {
+        let entries: Vec<Vec<u8>> = (0..ENTRY_BUNDLE)
+            .map(|i| {
+                format!(r#"{{"seq":{i},"type":"dossier.submitted","agency":"000.00.12.H01"}}"#)
+                    .into_bytes()
+            })
+            .collect();
+        join_bundle(&entries.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn an_lz4_bundle_opens_to_its_bytes_and_an_altered_one_fails_its_checksum() {
+        let plain = bundle();
+        let sealed = seal_bundle(plain.clone());
+        assert_eq!(sealed[0], LZ4_BUNDLE);
+        assert!(sealed.len() < plain.len());
+        assert_eq!(open_bundle(&sealed).as_deref(), Some(&plain[..]));
+        let mut out = b"kept".to_vec();
+        assert!(open_bundle_into(&sealed, &mut out));
+        assert_eq!(&out[4..], &plain[..]);
+        // A block's last bytes are literals: altered, it still decompresses, to other bytes; the
+        // checksum is what refuses it.
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        let mut other = vec![0u8; plain.len()];
+        let n = lz4_flex::block::decompress_into(&bad[LZ4_HEADER..], &mut other).unwrap();
+        assert_eq!(n, plain.len());
+        assert_ne!(other, plain);
+        assert!(open_bundle(&bad).is_none());
+        let mut out = b"kept".to_vec();
+        assert!(!open_bundle_into(&bad, &mut out));
+        assert_eq!(out, b"kept");
+        // So is an altered checksum, a plain length that is not the block's, and a cut block.
+        let mut bad = sealed.clone();
+        bad[7] ^= 0x01;
+        assert!(open_bundle(&bad).is_none());
+        let mut bad = sealed.clone();
+        bad[1..5].copy_from_slice(&(plain.len() as u32 + 1).to_be_bytes());
+        assert!(open_bundle(&bad).is_none());
+        assert!(open_bundle(&sealed[..sealed.len() - 9]).is_none());
+        assert!(open_bundle(&sealed[..3]).is_none());
     }
 }

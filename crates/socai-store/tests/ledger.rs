@@ -447,9 +447,9 @@ fn full_bundles_are_compressed_and_plain_ones_still_read() {
     let before: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
     let tree = l.storage().raw_tree();
     let stored = |seq| tree.get(SledStorage::bundle_key(seq).0).unwrap().unwrap();
-    // Two full bundles compressed (format byte 1), the partial third plain (its first entry's
-    // length, whose first byte is 0).
-    for (seq, format) in [(0, 1u8), (16, 1), (32, 0)] {
+    // Two full bundles compressed (format byte 2: LZ4), the partial third plain (its first
+    // entry's length, whose first byte is 0).
+    for (seq, format) in [(0, 2u8), (16, 2), (32, 0)] {
         assert_eq!(stored(seq)[0], format, "bundle of seq {seq}");
     }
     let plain_bytes: usize = before[..16].iter().map(|e| e.len() + 4).sum();
@@ -525,6 +525,90 @@ fn full_bundles_are_compressed_and_plain_ones_still_read() {
         .unwrap();
     assert_eq!(spans.len(), 2 + 11);
     assert_eq!(&buf[spans[2].clone()], &before[5][..]);
+}
+
+/// A full bundle as socai compressed it up to layout 3: format byte 1, the plain length, a zstd
+/// frame with its checksum.
+fn zstd_bundle(plain: &[u8]) -> Vec<u8> {
+    let mut c = zstd::bulk::Compressor::new(1).unwrap();
+    c.include_checksum(true).unwrap();
+    let mut v = vec![1u8];
+    v.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+    v.extend_from_slice(&c.compress(plain).unwrap());
+    v
+}
+
+#[test]
+fn a_layout_3_store_with_zstd_bundles_opens_as_layout_4_and_reads_them() {
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    l.append_batch(&events(40, 9), AT).unwrap();
+    l.checkpoint().unwrap();
+    let before: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
+    // Bundles 0 and 1 as layout 3 wrote them (zstd), the store marked layout 3.
+    let tree = l.storage().raw_tree();
+    for b in 0..2 {
+        let refs: Vec<&[u8]> = before[b * 16..b * 16 + 16]
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        let plain = socai_store::storage::join_bundle(&refs);
+        tree.insert(
+            SledStorage::bundle_key(b as u64 * 16).0,
+            zstd_bundle(&plain),
+        )
+        .unwrap();
+    }
+    tree.insert(b"mlayout", &3u64.to_be_bytes()[..]).unwrap();
+    l.storage().raw_db().flush().unwrap();
+    drop((tree, l));
+
+    let mut l = f.open(LedgerConfig::default());
+    let tree = l.storage().raw_tree();
+    assert_eq!(
+        tree.get(b"mlayout").unwrap().unwrap().as_ref(),
+        &socai_store::storage::LAYOUT.to_be_bytes()[..]
+    );
+    assert_eq!(socai_store::storage::LAYOUT, 4);
+    let stored = |seq| tree.get(SledStorage::bundle_key(seq).0).unwrap().unwrap();
+    assert_eq!(stored(0)[0], 1, "nothing is rewritten");
+    let after: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
+    assert_eq!(after, before);
+    assert_eq!(l.storage().entry(20).unwrap().unwrap(), before[20]);
+    let (mut buf, mut spans) = (Vec::new(), Vec::new());
+    l.storage()
+        .read_entries(3, 40, &mut buf, &mut spans)
+        .unwrap();
+    let read: Vec<&[u8]> = spans.iter().map(|s| &buf[s.clone()]).collect();
+    assert_eq!(
+        read,
+        before[3..].iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert_eq!(verify(&l).entries, 40);
+    // The bundle the next commit fills is written as LZ4; the zstd ones stay and still verify.
+    l.append_batch(&events(40, 10), AT).unwrap();
+    l.checkpoint().unwrap();
+    assert_eq!(stored(32)[0], 2);
+    assert_eq!(stored(16)[0], 1);
+    assert_eq!(verify(&l).entries, 80);
+    // An altered zstd bundle is named, never read as entries.
+    let mut bad = stored(16).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    tree.insert(SledStorage::bundle_key(16).0, bad).unwrap();
+    assert!(l.storage().entry(20).is_err());
+    // A store of a layout newer than this socai's is refused with a message.
+    tree.insert(b"mlayout", &5u64.to_be_bytes()[..]).unwrap();
+    l.storage().raw_db().flush().unwrap();
+    drop((tree, l));
+    let refused = SledStorage::open_with_id_filter(&f.path, IdFilterTesting::default())
+        .err()
+        .expect("a newer layout is refused")
+        .to_string();
+    assert!(
+        refused.contains("store layout 5 is newer than this socai understands (4)"),
+        "{refused}"
+    );
 }
 
 /// Retries `refresh_after(due)` (postponed while a merge, the filter's fill or a reader holds the
