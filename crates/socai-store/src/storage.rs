@@ -635,7 +635,11 @@ fn compressed_len(stored: &[u8]) -> Option<usize> {
         return None;
     }
     match stored[0] {
-        LZ4_BUNDLE => (stored.len() >= LZ4_HEADER).then_some(len),
+        // An LZ4 block expands at most 255-fold (a match token and its length bytes), so a
+        // length claiming more is damage, refused before the memory is given.
+        LZ4_BUNDLE => (stored.len() >= LZ4_HEADER
+            && len <= (stored.len() - LZ4_HEADER).saturating_mul(255))
+        .then_some(len),
         _ => {
             let framed = zstd::zstd_safe::get_frame_content_size(&stored[5..]).ok()??;
             (framed == len as u64).then_some(len)
@@ -2186,6 +2190,12 @@ mod tests {
         bad[1..5].copy_from_slice(&(plain.len() as u32 + 1).to_be_bytes());
         assert!(open_bundle(&bad).is_none());
         assert!(open_bundle(&sealed[..sealed.len() - 9]).is_none());
+        // A length beyond what the block could expand to is refused before any decompression.
+        let mut bad = sealed[..LZ4_HEADER + 4].to_vec();
+        bad[1..5].copy_from_slice(&(4u32 * 255 + 1).to_be_bytes());
+        assert_eq!(compressed_len(&bad), None);
+        bad[1..5].copy_from_slice(&(4u32 * 255).to_be_bytes());
+        assert_eq!(compressed_len(&bad), Some(4 * 255));
         assert!(open_bundle(&sealed[..3]).is_none());
     }
 }
