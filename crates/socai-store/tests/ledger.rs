@@ -542,7 +542,10 @@ fn zstd_bundle(plain: &[u8]) -> Vec<u8> {
 fn a_layout_3_store_with_zstd_bundles_opens_as_layout_4_and_reads_them() {
     let f = Fixture::new();
     let mut l = f.open(LedgerConfig::default());
-    l.append_batch(&events(40, 9), AT).unwrap();
+    // Two commits: two runs in each index, where building them from the entries makes one.
+    let first = events(40, 9);
+    l.append_batch(&first[..20], AT).unwrap();
+    l.append_batch(&first[20..], AT).unwrap();
     l.checkpoint().unwrap();
     let before: Vec<Vec<u8>> = l.storage().entries(0, 40).map(|r| r.unwrap().1).collect();
     // Bundles 0 and 1 as layout 3 wrote them (zstd), the store marked layout 3.
@@ -561,10 +564,21 @@ fn a_layout_3_store_with_zstd_bundles_opens_as_layout_4_and_reads_them() {
     }
     tree.insert(b"mlayout", &3u64.to_be_bytes()[..]).unwrap();
     l.storage().raw_db().flush().unwrap();
+    // The indexes' runs (keys and values under j/J/v and r/R/w): layout 3 -> 4 leaves them be,
+    // where an older layout's migration would build them again from the entries.
+    let runs = |tree: &sled::Tree| -> Vec<(sled::IVec, sled::IVec)> {
+        b"jJvrRw"
+            .iter()
+            .flat_map(|p| tree.scan_prefix([*p]).map(Result::unwrap))
+            .collect()
+    };
+    let runs_before = runs(&tree);
+    assert!(!runs_before.is_empty());
     drop((tree, l));
 
     let mut l = f.open(LedgerConfig::default());
     let tree = l.storage().raw_tree();
+    assert!(runs(&tree) == runs_before, "the indexes were built again");
     assert_eq!(
         tree.get(b"mlayout").unwrap().unwrap().as_ref(),
         &socai_store::storage::LAYOUT.to_be_bytes()[..]
