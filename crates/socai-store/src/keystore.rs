@@ -49,10 +49,9 @@ impl RecordKey {
     }
 }
 
-/// ring's ChaCha20-Poly1305 (assembly): about 0.27 µs to open a 150-byte record here, against
-/// 1.7 µs for the RustCrypto crate this replaced, whose AVX2 Poly1305 is not inlined in a build
-/// for generic x86-64 (the format is the same RFC 8439 AEAD, so records sealed by either open
-/// with the other).
+/// ring's ChaCha20-Poly1305 (assembly). The RustCrypto crate used before was several times
+/// slower per record here (ARCHITECTURE.md, "Real erasure"); the format is the same RFC 8439
+/// AEAD, so records sealed by either open with the other.
 fn cipher(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(
         UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key is a ChaCha20 key"),
@@ -85,7 +84,8 @@ fn open_with(key: &[u8; 32], nonce: [u8; 12], aad: &[u8], sealed: &[u8]) -> Opti
             Some(buf)
         }
         Err(_) => {
-            // ring may leave decrypted bytes behind when the tag does not match: wipe them.
+            // ring 0.17 zeroes the plaintext when the tag does not match (it decrypts before it
+            // compares); wipe the whole buffer anyway, whatever a later version does.
             buf.zeroize();
             None
         }
@@ -307,6 +307,36 @@ mod tests {
                 .unwrap();
             assert_eq!(back, plain, "len {len}");
         }
+    }
+
+    /// A record as stores written before ring hold it (sealed by the RustCrypto crate), pinned as
+    /// bytes so the check outlives that crate's place among the dev-dependencies.
+    #[test]
+    fn a_record_sealed_before_ring_still_opens() {
+        let k = RecordKey(std::array::from_fn(|i| {
+            (i as u8).wrapping_mul(7).wrapping_add(3)
+        }));
+        let sealed = hex::decode(concat!(
+            "a7559e032f690365e4ef917d0e72e33216176da2f8c7dab9361c15126d1bf08f",
+            "eda8f0ce92e43dc6e4a5f79c6f82d32de8fbcad7b30c552b853b80498a09510d",
+            "e44eec7016fb5d4869a275cd",
+        ))
+        .unwrap();
+        let plain = r#"{"citizen_id":"052177244425","full_name":"Nguyễn Thu Hoa"}"#;
+        assert_eq!(
+            k.open(&41u64.to_be_bytes(), &sealed).unwrap(),
+            plain.as_bytes()
+        );
+        assert_eq!(k.seal(&41u64.to_be_bytes(), plain.as_bytes()), sealed);
+        assert!(
+            k.open(&42u64.to_be_bytes(), &sealed).is_none(),
+            "another seq"
+        );
+        assert!(
+            RecordKey::random()
+                .open(&41u64.to_be_bytes(), &sealed)
+                .is_none()
+        );
     }
 
     #[test]

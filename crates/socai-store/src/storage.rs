@@ -237,23 +237,12 @@ pub trait Storage: Send + Sync {
     /// [`Storage::personal`] of each of `seqs` (ascending), in order, one answer per seq, each
     /// record as its stored JSON ([`PlainRecord`]): what verify needs to check commitments.
     fn personal_plain_each(&self, seqs: &[u64]) -> Vec<Result<Option<PlainRecord>>> {
-        /// Counts what is written: the record's length, so its JSON is written once into a buffer
-        /// of that size (a growing `Vec` would leave unwiped copies behind in freed memory).
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0 += bytes.len();
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         seqs.iter()
             .map(|&seq| {
                 self.personal(seq).map(|rec| {
                     rec.map(|rec| {
-                        let mut count = Count(0);
+                        // Written once into a buffer of its exact size (see `WriteCount`).
+                        let mut count = WriteCount(0);
                         serde_json::to_writer(&mut count, &rec).expect("a Value always serializes");
                         let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
                         serde_json::to_writer(&mut *plain, &rec)
@@ -286,6 +275,20 @@ pub trait Storage: Send + Sync {
     /// The `CommitBatch::source_cursor_time` committed with the last source cursor, if any.
     fn source_cursor_time(&self) -> Result<Option<i64>> {
         Ok(None)
+    }
+}
+
+/// Counts what is written: a personal record's JSON length, so the JSON is then written once
+/// into a buffer of that size (a growing `Vec` would leave unwiped copies behind in freed memory).
+struct WriteCount(usize);
+
+impl std::io::Write for WriteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -1233,10 +1236,15 @@ impl SledStorage {
         for (i, (seq, rec)) in records.iter().enumerate() {
             let slot = first + i as u64;
             let k = RecordKey::random();
-            let mut plain = serde_json::to_vec(rec)
+            // Written once into a buffer of its exact size: a growing `Vec` would leave unwiped
+            // copies of the personal data behind in freed memory.
+            let mut count = WriteCount(0);
+            serde_json::to_writer(&mut count, rec)
+                .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
+            let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+            serde_json::to_writer(&mut *plain, rec)
                 .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
             let sealed = k.seal(&seq.to_be_bytes(), &plain);
-            zeroize::Zeroize::zeroize(&mut plain);
             let mut v = Vec::with_capacity(9 + sealed.len());
             v.push(SEALED);
             v.extend_from_slice(&slot.to_be_bytes());
