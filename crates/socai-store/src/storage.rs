@@ -239,17 +239,8 @@ pub trait Storage: Send + Sync {
     fn personal_plain_each(&self, seqs: &[u64]) -> Vec<Result<Option<PlainRecord>>> {
         seqs.iter()
             .map(|&seq| {
-                self.personal(seq).map(|rec| {
-                    rec.map(|rec| {
-                        // Written once into a buffer of its exact size (see `WriteCount`).
-                        let mut count = WriteCount(0);
-                        serde_json::to_writer(&mut count, &rec).expect("a Value always serializes");
-                        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
-                        serde_json::to_writer(&mut *plain, &rec)
-                            .expect("a Value always serializes");
-                        plain
-                    })
-                })
+                self.personal(seq)
+                    .map(|rec| rec.map(|rec| record_json(&rec).expect("a Value always serializes")))
             })
             .collect()
     }
@@ -278,8 +269,17 @@ pub trait Storage: Send + Sync {
     }
 }
 
-/// Counts what is written: a personal record's JSON length, so the JSON is then written once
-/// into a buffer of that size (a growing `Vec` would leave unwiped copies behind in freed memory).
+/// A personal record's JSON, written once into a buffer of its exact size: a growing `Vec` would
+/// leave unwiped copies of the personal data behind in freed memory.
+fn record_json(rec: &PersonalRecord) -> serde_json::Result<PlainRecord> {
+    let mut count = WriteCount(0);
+    serde_json::to_writer(&mut count, rec)?;
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *plain, rec)?;
+    Ok(plain)
+}
+
+/// Counts what is written (the length [`record_json`] sizes its buffer by).
 struct WriteCount(usize);
 
 impl std::io::Write for WriteCount {
@@ -1236,13 +1236,7 @@ impl SledStorage {
         for (i, (seq, rec)) in records.iter().enumerate() {
             let slot = first + i as u64;
             let k = RecordKey::random();
-            // Written once into a buffer of its exact size: a growing `Vec` would leave unwiped
-            // copies of the personal data behind in freed memory.
-            let mut count = WriteCount(0);
-            serde_json::to_writer(&mut count, rec)
-                .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
-            let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
-            serde_json::to_writer(&mut *plain, rec)
+            let plain = record_json(rec)
                 .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
             let sealed = k.seal(&seq.to_be_bytes(), &plain);
             let mut v = Vec::with_capacity(9 + sealed.len());
