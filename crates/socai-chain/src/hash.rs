@@ -79,11 +79,53 @@ pub fn leaf_hash(entry: &[u8]) -> Hash {
 
 /// SHA-256(0x01 ‖ left ‖ right).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0x01]);
-    h.update(left.0);
-    h.update(right.0);
-    Hash(h.finalize().into())
+    sha256_concat(&[&[0x01], &left.0, &right.0])
+}
+
+/// SHA-256 of the concatenation of `parts`. A message of at most 119 bytes (two blocks once
+/// padded) is padded here and given to the compression function directly: for the short inputs
+/// hashed once or twice per entry (interior nodes, index fingerprints) the streaming hasher's
+/// buffering cost a fifth of a fingerprint (52 against 67 ns measured here).
+pub fn sha256_concat(parts: &[&[u8]]) -> Hash {
+    const SHORT: usize = 2 * 64 - 9; // a 0x80 byte and the 8-byte bit length follow the message
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > SHORT {
+        let mut h = Sha256::new();
+        for part in parts {
+            h.update(part);
+        }
+        return Hash(h.finalize().into());
+    }
+    let mut blocks = [sha2::digest::generic_array::GenericArray::default(); 2];
+    let mut buf = [0u8; 128];
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    buf[len] = 0x80;
+    let n = if len + 9 <= 64 { 1 } else { 2 };
+    buf[n * 64 - 8..n * 64].copy_from_slice(&(len as u64 * 8).to_be_bytes());
+    for (block, bytes) in blocks.iter_mut().zip(buf.chunks_exact(64)) {
+        block.copy_from_slice(bytes);
+    }
+    // FIPS 180-4 §5.3.3: the initial hash value.
+    let mut state: [u32; 8] = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    sha2::compress256(&mut state, &blocks[..n]);
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    Hash(out)
 }
 
 /// Plain SHA-256 (used for content digests and as the benchmark baseline).
@@ -127,6 +169,42 @@ mod tests {
             assert!(Hash::from_hex(&bad).is_err(), "{bad:?} was taken");
             assert!(serde_json::from_str::<Hash>(&format!("{bad:?}")).is_err());
         }
+    }
+
+    #[test]
+    fn sha256_concat_is_sha256_of_the_concatenation_at_every_length_around_the_block_edges() {
+        // Lengths 0..=200 cover one block, two blocks, and the streaming fallback past 119,
+        // each split into parts at several places (parts may be empty).
+        let bytes: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..=bytes.len() {
+            let msg = &bytes[..len];
+            let whole = Hash(Sha256::digest(msg).into());
+            assert_eq!(sha256_concat(&[msg]), whole, "length {len}");
+            for cut in [0, 1, len / 3, len / 2, len.saturating_sub(1), len] {
+                let (a, b) = msg.split_at(cut.min(len));
+                assert_eq!(
+                    sha256_concat(&[a, &[], b]),
+                    whole,
+                    "length {len}, cut {cut}"
+                );
+            }
+        }
+        // FIPS 180-2 appendix B.1 and B.2 ("abc", and the 56-byte message whose padding
+        // needs a second block).
+        assert_eq!(
+            sha256_concat(&[b"a", b"bc"]).to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_concat(&[b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"]).to_hex(),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        let (l, r) = (sha256(b"left"), sha256(b"right"));
+        let mut streamed = Sha256::new();
+        streamed.update([0x01]);
+        streamed.update(l.0);
+        streamed.update(r.0);
+        assert_eq!(node_hash(&l, &r), Hash(streamed.finalize().into()));
     }
 
     proptest! {

@@ -470,12 +470,7 @@ pub const DOSSIER_RUNS: Prefixes = Prefixes {
 };
 
 fn sha256_prefixed(domain: &[u8], text: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::new()
-        .chain_update(domain)
-        .chain_update(text.as_bytes())
-        .finalize()
-        .into()
+    socai_chain::hash::sha256_concat(&[domain, text.as_bytes()]).0
 }
 
 /// The id index's key for `agency`'s event `id`: 48 bits of SHA-256 of the id, then 16 bits
