@@ -693,6 +693,32 @@ fn open_bundle_into(stored: &[u8], out: &mut Vec<u8>) -> bool {
     opened
 }
 
+/// The key slot a stored personal record of `seq` names, if `v` is a sealed record.
+fn sealed_slot(seq: u64, v: &[u8]) -> Result<u64> {
+    let corrupt =
+        |what: &str| StorageError::Corrupt(format!("personal record for seq {seq}: {what}"));
+    if v.first() != Some(&SEALED) || v.len() < 9 {
+        return Err(corrupt("not a sealed record"));
+    }
+    be_u64(&v[1..]).ok_or_else(|| corrupt("truncated"))
+}
+
+/// Decrypts sealed personal record `v` of `seq` (see [`sealed_slot`]) with `key`, as read from
+/// its slot, to its JSON.
+fn open_sealed(
+    seq: u64,
+    v: &[u8],
+    key: std::result::Result<RecordKey, KeyStoreError>,
+) -> Result<PlainRecord> {
+    key?.open(&seq.to_be_bytes(), &v[9..])
+        .map(zeroize::Zeroizing::new)
+        .ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "personal record for seq {seq}: does not decrypt under its key (tampered or swapped)"
+            ))
+        })
+}
+
 /// A full bundle as stored: LZ4-compressed ([`LZ4_BUNDLE`]) when that makes it smaller.
 fn seal_bundle(plain: Vec<u8>) -> Vec<u8> {
     let Ok(len) = u32::try_from(plain.len()) else {
@@ -1253,16 +1279,8 @@ impl SledStorage {
 
     /// Decrypts a stored personal record of `seq` to its JSON.
     fn unseal_plain(&self, seq: u64, v: &[u8]) -> Result<PlainRecord> {
-        let corrupt =
-            |what: &str| StorageError::Corrupt(format!("personal record for seq {seq}: {what}"));
-        if v.first() != Some(&SEALED) || v.len() < 9 {
-            return Err(corrupt("not a sealed record"));
-        }
-        let slot = be_u64(&v[1..]).ok_or_else(|| corrupt("truncated"))?;
-        let k = self.keys.read(slot)?;
-        k.open(&seq.to_be_bytes(), &v[9..])
-            .map(zeroize::Zeroizing::new)
-            .ok_or_else(|| corrupt("does not decrypt under its key (tampered or swapped)"))
+        let slot = sealed_slot(seq, v)?;
+        open_sealed(seq, v, self.keys.read(slot))
     }
 
     /// Opens a record read from the live tree; `None` if a redaction destroyed its key and removed
@@ -1975,9 +1993,10 @@ impl Storage for SledStorage {
         let mut out = Vec::with_capacity(seqs.len());
         if let Ok(h) = self.h() {
             let mut stored = h.tree.range(key(b'p', from)..=key(b'p', last)).peekable();
+            let mut found = Vec::with_capacity(seqs.len());
             for &seq in seqs {
                 // Pass the records of seqs not asked for; stop at the first at or past `seq`.
-                let found = loop {
+                let found_here = loop {
                     match stored.peek() {
                         Some(Ok((k, _))) => match be_u64(&k[1..]) {
                             Some(s) if s < seq => {
@@ -1991,12 +2010,29 @@ impl Storage for SledStorage {
                         Some(Err(_)) => break None,
                     }
                 };
-                match found {
-                    Some(Some(Ok((_, v)))) => out.push(self.unseal_plain_live(seq, &v)),
-                    Some(None) => out.push(Ok(None)),
+                match found_here {
+                    Some(Some(Ok((_, v)))) => found.push(Some(v)),
+                    Some(None) => found.push(None),
                     // A read error or a malformed key: `personal` names it, seq by seq.
                     _ => break,
                 }
+            }
+            // The keys of the records found, read together.
+            let slots: Vec<u64> = (found.iter().zip(seqs))
+                .filter_map(|(v, &seq)| sealed_slot(seq, v.as_deref()?).ok())
+                .collect();
+            let mut keys = self.keys.read_each(&slots).into_iter();
+            for (v, &seq) in found.iter().zip(seqs) {
+                out.push(match v {
+                    None => Ok(None),
+                    Some(v) => {
+                        let opened = sealed_slot(seq, v).and_then(|_| {
+                            let key = keys.next().expect("a key was read for each sealed record");
+                            open_sealed(seq, v, key)
+                        });
+                        self.live(seq, opened)
+                    }
+                });
             }
         }
         let done = out.len();
