@@ -2231,4 +2231,38 @@ mod tests {
         assert_eq!(compressed_len(&bad), Some(4 * 255));
         assert!(open_bundle(&sealed[..3]).is_none());
     }
+
+    proptest::proptest! {
+        /// lz4_flex decodes with its unchecked-pointer decoder (ARCHITECTURE.md, "Decisions"),
+        /// which keeps its bounds checks: a damaged or hostile block (a store an auditor
+        /// verifies is not trusted) fails or opens to other bytes, never reads or writes out
+        /// of bounds or panics.
+        #[test]
+        fn any_damage_to_a_bundle_is_refused_or_caught_never_a_crash(
+            edits in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8),
+            cut in 0usize..4096,
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        ) {
+            let plain = bundle();
+            let sealed = seal_bundle(plain.clone());
+            let mut bad = sealed.clone();
+            for (at, byte) in edits {
+                let at = at % bad.len();
+                bad[at] = byte;
+            }
+            bad.truncate(cut.max(1).min(bad.len()));
+            for stored in [&bad[..], &[&sealed[..LZ4_HEADER], &noise[..]].concat()[..]] {
+                if let Some(opened) = open_bundle(stored) {
+                    // Only bytes that still match the checksum (or no longer claim LZ4) open.
+                    proptest::prop_assert!(opened.len() <= stored.len().saturating_mul(255));
+                }
+                let mut out = b"kept".to_vec();
+                if !open_bundle_into(stored, &mut out) {
+                    proptest::prop_assert_eq!(&out[..], b"kept");
+                }
+                let mut into = vec![0u8; plain.len()];
+                let _ = lz4_flex::block::decompress_into(stored.get(LZ4_HEADER..).unwrap_or(&[]), &mut into);
+            }
+        }
+    }
 }

@@ -203,6 +203,10 @@ fn check_range<S: Storage>(
     let Scratch { buf, spans } = scratch;
     buf.clear();
     spans.clear();
+    // Room for the whole range up front (entries are ~0.5 KiB; a larger one grows it): growing
+    // from empty by doubling copied and faulted in the first range's bytes several times over.
+    buf.reserve((last - first) as usize * 768);
+    spans.reserve((last - first) as usize);
     // Up to a gap: the store's position jumped, the entry at the expected position is gone.
     storage.read_entries(first, last, buf, spans)?;
     let refs: Vec<&[u8]> = spans.iter().map(|span| &buf[span.clone()]).collect();
