@@ -14,7 +14,8 @@
 //! SipHash sums under keys drawn for this run, so nobody can prepare a store whose wrong index
 //! sums to the right value) while another thread scans the index keys. Equal sums and counts mean
 //! equal sets; only on a difference does a second pass look each entry up to name the first bad
-//! seq.
+//! seq. Equal sums cannot show an event committed twice (its two entries sum alike on both
+//! sides), so the index thread then also walks the id index in fingerprint order for that.
 
 use crate::storage::{
     PersonalRecord, PlainRecord, Storage, StorageError, dossier_fingerprint, event_fingerprint,
