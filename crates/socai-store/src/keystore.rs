@@ -184,62 +184,77 @@ impl KeyStore {
 
     /// The key in `slot`.
     pub fn read(&self, slot: u64) -> Result<RecordKey, KeyStoreError> {
+        let missing = || -> Result<RecordKey, KeyStoreError> {
+            Err(KeyStoreError::Missing {
+                path: self.path.clone(),
+                slot,
+                slots: self.slots()?,
+            })
+        };
+        // A slot number from a damaged record may be beyond any file.
+        let Some(at) = slot.checked_mul(SLOT) else {
+            return missing();
+        };
         let mut k = RecordKey([0u8; 32]);
-        match self.file.read_exact_at(&mut k.0, slot * SLOT) {
+        match self.file.read_exact_at(&mut k.0, at) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(KeyStoreError::Missing {
-                    path: self.path.clone(),
-                    slot,
-                    slots: self.slots()?,
-                });
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return missing(),
             Err(e) => return Err(self.io()(e)),
         }
         k.live(slot)
     }
 
-    /// [`KeyStore::read`] of each of `slots`, in order, with one `pread` for all of them when
-    /// they lie within 64 KiB of each other (verify opens a range's records together: a read
-    /// each was a system call per record). A slot the span does not cover (past the end of the
-    /// file, or the span read failed) is read on its own, so each answer is what `read` gives.
-    pub fn read_each(&self, slots: &[u64]) -> Vec<Result<RecordKey, KeyStoreError>> {
-        const SPAN: u64 = 2048;
-        let (Some(&lo), Some(&hi)) = (slots.iter().min(), slots.iter().max()) else {
-            return Vec::new();
-        };
-        // Other records' keys pass through this buffer too: wiped when dropped.
-        let mut span = zeroize::Zeroizing::new(Vec::new());
-        if hi - lo < SPAN {
-            span.resize(((hi - lo + 1) * SLOT) as usize, 0);
+    /// [`KeyStore::read`] of each of `slots`, given to `each` with its index in `slots`, reading
+    /// slots that lie within 64 KiB of each other with one `pread` (verify opens a range's
+    /// records together: a read each was a system call per record). A slot its window does not
+    /// cover (past the end of the file, or the window's read failed) is read on its own, so each
+    /// answer is what `read` gives. Keys are handed over one by one, never gathered in a heap
+    /// buffer that would be freed unwiped; the windows' bytes are wiped.
+    pub fn read_each(
+        &self,
+        slots: &[u64],
+        mut each: impl FnMut(usize, Result<RecordKey, KeyStoreError>),
+    ) {
+        const WINDOW: u64 = 2048;
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| slots[i]);
+        let mut window = zeroize::Zeroizing::new(Vec::new());
+        let mut rest = &order[..];
+        while let Some(&first) = rest.first() {
+            let lo = slots[first];
+            let n = rest.partition_point(|&i| slots[i] - lo < WINDOW);
+            let (these, after) = rest.split_at(n);
+            rest = after;
+            let hi = slots[these[n - 1]];
+            window.clear();
+            window.resize(((hi - lo + 1) * SLOT) as usize, 0);
             let mut got = 0;
-            while got < span.len() {
-                match self.file.read_at(&mut span[got..], lo * SLOT + got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        got = 0;
-                        break;
+            if let Some(at) = lo.checked_mul(SLOT) {
+                while got < window.len() {
+                    match self.file.read_at(&mut window[got..], at + got as u64) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            got = 0;
+                            break;
+                        }
                     }
                 }
             }
-            span.truncate(got - got % SLOT as usize);
-        }
-        slots
-            .iter()
-            .map(|&slot| {
-                let at = ((slot - lo) * SLOT) as usize;
-                match span.get(at..at + SLOT as usize) {
+            let whole = got - got % SLOT as usize;
+            for &i in these {
+                let at = ((slots[i] - lo) * SLOT) as usize;
+                match window[..whole].get(at..at + SLOT as usize) {
                     Some(bytes) => {
                         let mut k = RecordKey([0u8; 32]);
                         k.0.copy_from_slice(bytes);
-                        k.live(slot)
+                        each(i, k.live(slots[i]));
                     }
-                    None => self.read(slot),
+                    None => each(i, self.read(slots[i])),
                 }
-            })
-            .collect()
+            }
+        }
     }
 
     /// Overwrites `slots` with zeros in place and fsyncs.
@@ -418,10 +433,18 @@ mod tests {
     #[test]
     fn reading_many_slots_at_once_answers_each_as_reading_it_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let ks = KeyStore::open(&dir.path().join("ledger.keys")).unwrap();
-        let keys: Vec<RecordKey> = (0..3000).map(|_| RecordKey::random()).collect();
+        let path = dir.path().join("ledger.keys");
+        let ks = KeyStore::open(&path).unwrap();
+        let keys: Vec<RecordKey> = (0..5000).map(|_| RecordKey::random()).collect();
         ks.write(0, &keys.iter().collect::<Vec<_>>()).unwrap();
-        ks.destroy(&[7, 2999]).unwrap();
+        ks.destroy(&[7, 4999]).unwrap();
+        // Half a slot past the last whole one: a torn tail, which `read` calls missing.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(5000 * SLOT + 16)
+            .unwrap();
         let same = |got: &Result<RecordKey, KeyStoreError>,
                     alone: Result<RecordKey, KeyStoreError>| {
             match (got, alone) {
@@ -433,15 +456,21 @@ mod tests {
         for slots in [
             vec![],
             vec![5],
-            vec![3, 4, 7, 8, 100],        // one span, a destroyed slot inside
-            vec![2990, 2999, 3000, 3001], // a destroyed last slot, then past the end
-            vec![10, 11, 2500],           // too far apart for one span: a read each
-            vec![0, 2047],                // exactly the widest span
-            vec![2999, 5000],             // past the end, far
+            vec![3, 4, 7, 8, 100],        // one window, a destroyed slot inside
+            vec![4990, 4999, 5000, 5001], // a destroyed last slot, the torn one, past the end
+            vec![2500, 10, 11, 4000, 12], // several windows, not in order
+            vec![0, 2047, 2048],          // exactly the widest window, then another
+            vec![4999, 9000, u64::MAX / 16, u64::MAX], // past the end, far; offsets that overflow
+            vec![6, 6, 7],                // a slot asked twice
         ] {
-            let got = ks.read_each(&slots);
-            assert_eq!(got.len(), slots.len(), "{slots:?}");
+            let mut got: Vec<Option<Result<RecordKey, KeyStoreError>>> =
+                (0..slots.len()).map(|_| None).collect();
+            ks.read_each(&slots, |i, key| {
+                assert!(got[i].is_none(), "index {i} answered twice");
+                got[i] = Some(key);
+            });
             for (g, &slot) in got.iter().zip(&slots) {
+                let g = g.as_ref().expect("every slot answered");
                 assert!(
                     same(g, ks.read(slot)),
                     "slot {slot} of {slots:?}: {:?}",
@@ -449,16 +478,22 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ks.read_each(&[4, 5])[1].as_ref().unwrap().0, keys[5].0);
+        let mut five = None;
+        ks.read_each(&[4, 5], |i, k| {
+            if i == 1 {
+                five = Some(k.unwrap().0);
+            }
+        });
+        assert_eq!(five, Some(keys[5].0));
         assert!(matches!(
-            ks.read_each(&[6, 7])[1],
-            Err(KeyStoreError::Destroyed { slot: 7 })
+            ks.read(u64::MAX),
+            Err(KeyStoreError::Missing { slots: 5000, .. })
         ));
         assert!(matches!(
-            ks.read_each(&[2999, 3002])[1],
+            ks.read(5000),
             Err(KeyStoreError::Missing {
-                slot: 3002,
-                slots: 3000,
+                slot: 5000,
+                slots: 5000,
                 ..
             })
         ));

@@ -2017,21 +2017,31 @@ impl Storage for SledStorage {
                     _ => break,
                 }
             }
-            // The keys of the records found, read together.
-            let slots: Vec<u64> = (found.iter().zip(seqs))
-                .filter_map(|(v, &seq)| sealed_slot(seq, v.as_deref()?).ok())
-                .collect();
-            let mut keys = self.keys.read_each(&slots).into_iter();
-            for (v, &seq) in found.iter().zip(seqs) {
-                out.push(match v {
-                    None => Ok(None),
-                    Some(v) => {
-                        let opened = sealed_slot(seq, v).and_then(|_| {
-                            let key = keys.next().expect("a key was read for each sealed record");
-                            open_sealed(seq, v, key)
-                        });
-                        self.live(seq, opened)
+            // Each record found opened, or why not; the keys of the sealed ones read together.
+            let mut opened: Vec<Option<Result<PlainRecord>>> = Vec::with_capacity(found.len());
+            let (mut sealed, mut slots) = (Vec::new(), Vec::new());
+            for (i, (v, &seq)) in found.iter().zip(seqs).enumerate() {
+                opened.push(match v.as_deref().map(|v| sealed_slot(seq, v)) {
+                    // No record: answered below.
+                    None => None,
+                    Some(Err(e)) => Some(Err(e)),
+                    Some(Ok(slot)) => {
+                        sealed.push(i);
+                        slots.push(slot);
+                        None
                     }
+                });
+            }
+            self.keys.read_each(&slots, |k, key| {
+                let i = sealed[k];
+                let v = found[i].as_deref().expect("a sealed record was found");
+                opened[i] = Some(open_sealed(seqs[i], v, key));
+            });
+            for ((v, &seq), opened) in found.iter().zip(seqs).zip(opened) {
+                out.push(match (v, opened) {
+                    (None, _) => Ok(None),
+                    (Some(_), Some(opened)) => self.live(seq, opened),
+                    (Some(_), None) => unreachable!("read_each answers every slot"),
                 });
             }
         }
