@@ -209,7 +209,7 @@ fn check_range<S: Storage>(
     spans.clear();
     // Room for the whole range up front (entries are ~0.5 KiB; a larger one grows it): growing
     // from empty by doubling copied and faulted in the first range's bytes several times over.
-    buf.reserve((last - first) as usize * 768);
+    buf.reserve(((last - first) as usize).saturating_mul(768).min(64 << 20));
     spans.reserve((last - first) as usize);
     // Up to a gap: the store's position jumped, the entry at the expected position is gone.
     storage.read_entries(first, last, buf, spans)?;
@@ -459,11 +459,7 @@ pub fn verify_ledger<S: Storage>(
                 if !stop.load(Ordering::Relaxed) {
                     storage.dossier_index(&mut |fp, seq| dossiers.add(keys, (fp, seq)))?;
                 }
-                let twice = if stop.load(Ordering::Relaxed) {
-                    Ok(None)
-                } else {
-                    committed_twice(storage)
-                };
+                let twice = committed_twice(storage, stop);
                 Ok((ids, dossiers, twice))
             })
         });
@@ -660,7 +656,10 @@ pub fn verify_ledger<S: Storage>(
 
 /// The first event (agency and id) that two entries hold, as an index fault at the later seq:
 /// the id index's pairs in fingerprint order put such entries side by side.
-fn committed_twice<S: Storage>(storage: &S) -> Result<Option<VerifyError>, VerifyError> {
+fn committed_twice<S: Storage>(
+    storage: &S,
+    stop: &AtomicBool,
+) -> Result<Option<VerifyError>, VerifyError> {
     // The earliest fault wins, as everywhere in verify.
     let earliest = |found: &mut Option<VerifyError>, fault: VerifyError| {
         let earlier = match (found.as_ref().and_then(VerifyError::seq), fault.seq()) {
@@ -709,7 +708,8 @@ fn committed_twice<S: Storage>(storage: &S) -> Result<Option<VerifyError>, Verif
         }
         group.0 = fp;
         group.1.push(seq);
-        Ok(true)
+        // Once the entries failed, this answer is not wanted.
+        Ok(!stop.load(Ordering::Relaxed))
     })?;
     if group.1.len() > 1
         && let Some(fault) = twice(&group.1)?
