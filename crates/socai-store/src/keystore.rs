@@ -191,8 +191,9 @@ impl KeyStore {
                 slots: self.slots()?,
             })
         };
-        // A slot number from a damaged record may be beyond any file.
-        let Some(at) = slot.checked_mul(SLOT) else {
+        // A slot number from a damaged record may be beyond any file (or any offset `pread`
+        // takes).
+        let Some(at) = slot.checked_mul(SLOT).filter(|&at| at <= i64::MAX as u64) else {
             return missing();
         };
         let mut k = RecordKey([0u8; 32]);
@@ -218,7 +219,9 @@ impl KeyStore {
         const WINDOW: u64 = 2048;
         let mut order: Vec<usize> = (0..slots.len()).collect();
         order.sort_by_key(|&i| slots[i]);
-        let mut window = zeroize::Zeroizing::new(Vec::new());
+        // Sized once for the widest window, so it is never reallocated (a reallocation would
+        // free a copy of the keys unwiped); wiped when dropped.
+        let mut window = zeroize::Zeroizing::new(Vec::with_capacity((WINDOW * SLOT) as usize));
         let mut rest = &order[..];
         while let Some(&first) = rest.first() {
             let lo = slots[first];
@@ -229,7 +232,7 @@ impl KeyStore {
             window.clear();
             window.resize(((hi - lo + 1) * SLOT) as usize, 0);
             let mut got = 0;
-            if let Some(at) = lo.checked_mul(SLOT) {
+            if let Some(at) = lo.checked_mul(SLOT).filter(|&at| at <= i64::MAX as u64) {
                 while got < window.len() {
                     match self.file.read_at(&mut window[got..], at + got as u64) {
                         Ok(0) => break,
@@ -460,7 +463,7 @@ mod tests {
             vec![4990, 4999, 5000, 5001], // a destroyed last slot, the torn one, past the end
             vec![2500, 10, 11, 4000, 12], // several windows, not in order
             vec![0, 2047, 2048],          // exactly the widest window, then another
-            vec![4999, 9000, u64::MAX / 16, u64::MAX], // past the end, far; offsets that overflow
+            vec![4999, 9000, 1 << 58, u64::MAX / 16, u64::MAX], // far; offsets past i64, past u64
             vec![6, 6, 7],                // a slot asked twice
         ] {
             let mut got: Vec<Option<Result<RecordKey, KeyStoreError>>> =
@@ -485,6 +488,10 @@ mod tests {
             }
         });
         assert_eq!(five, Some(keys[5].0));
+        assert!(matches!(
+            ks.read(1 << 58),
+            Err(KeyStoreError::Missing { slots: 5000, .. })
+        ));
         assert!(matches!(
             ks.read(u64::MAX),
             Err(KeyStoreError::Missing { slots: 5000, .. })

@@ -2269,9 +2269,9 @@ mod tests {
 
     proptest::proptest! {
         /// lz4_flex decodes with its pointer-based (unsafe) decoder (ARCHITECTURE.md,
-        /// "Decisions"), which keeps its bounds checks: a damaged or hostile block (a store an auditor
-        /// verifies is not trusted) fails or opens to other bytes, never reads or writes out
-        /// of bounds or panics.
+        /// "Decisions"), which keeps its bounds checks: a damaged or hostile block (a store an
+        /// auditor verifies is not trusted) fails or opens to other bytes, never reads or
+        /// writes out of bounds or panics.
         #[test]
         fn any_damage_to_a_bundle_is_refused_or_caught_never_a_crash(
             edits in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8),
