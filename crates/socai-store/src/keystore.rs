@@ -124,6 +124,12 @@ pub enum KeyStoreError {
     Destroyed { slot: u64 },
 }
 
+/// Where `slot` starts in the file; `None` past any offset `pread` takes (a slot number from a
+/// damaged record may be beyond any file).
+fn offset(slot: u64) -> Option<u64> {
+    slot.checked_mul(SLOT).filter(|&at| at <= i64::MAX as u64)
+}
+
 /// The key file (see the module docs).
 pub struct KeyStore {
     file: File,
@@ -191,9 +197,7 @@ impl KeyStore {
                 slots: self.slots()?,
             })
         };
-        // A slot number from a damaged record may be beyond any file (or any offset `pread`
-        // takes).
-        let Some(at) = slot.checked_mul(SLOT).filter(|&at| at <= i64::MAX as u64) else {
+        let Some(at) = offset(slot) else {
             return missing();
         };
         let mut k = RecordKey([0u8; 32]);
@@ -232,7 +236,7 @@ impl KeyStore {
             window.clear();
             window.resize(((hi - lo + 1) * SLOT) as usize, 0);
             let mut got = 0;
-            if let Some(at) = lo.checked_mul(SLOT).filter(|&at| at <= i64::MAX as u64) {
+            if let Some(at) = offset(lo) {
                 while got < window.len() {
                     match self.file.read_at(&mut window[got..], at + got as u64) {
                         Ok(0) => break,

@@ -1309,11 +1309,9 @@ impl SledStorage {
 
     /// The key slot of the stored personal record of `seq`, if any.
     fn slot_of(&self, seq: u64) -> Result<Option<u64>> {
-        Ok(self.get(&key(b'p', seq))?.and_then(|v| {
-            (v.first() == Some(&SEALED))
-                .then(|| be_u64(&v[1..]))
-                .flatten()
-        }))
+        Ok(self
+            .get(&key(b'p', seq))?
+            .and_then(|v| sealed_slot(seq, &v).ok()))
     }
 
     fn err(&self, e: sled::Error) -> StorageError {
