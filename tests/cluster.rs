@@ -55,12 +55,17 @@ async fn leader_of(js: &async_nats::jetstream::Context, stream: &str) -> usize {
     }
 }
 
-/// Node `i` back on its port and store.
-fn restore(nodes: &mut [LocalNats], i: usize, phase: &dyn Fn(&str)) {
+/// Node `i` back on its port and store, and current again (its `/healthz`) before anything else
+/// is killed: R3 survives one node down at a time, and a node just restarted is not yet part of
+/// the quorum. CI once killed EVENTS' leader 0.1 s after another node came back, and the cluster
+/// had no EVENTS leader for the 120 s the publisher waited.
+async fn restore(nodes: &mut [LocalNats], i: usize, phase: &dyn Fn(&str)) {
     nodes[i]
         .restart()
         .unwrap_or_else(|e| panic!("node {} restarts: {e}", i + 1));
     phase(&format!("node {} back", i + 1));
+    wait_healthy(&nodes[i], PATIENCE).await;
+    phase(&format!("node {} current", i + 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +124,8 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
         });
     // The publisher may run only up to `allowed` events, which the kills below move on step by
     // step, so that each kill lands while events flow and each step has events left to answer.
-    // `answered` counts the events answered so far (a receipt came: the ledger committed them).
+    // `answered` counts the distinct events answered so far (a receipt came: the ledger committed
+    // them).
     let (allow, mut allowed) = tokio::sync::watch::channel(0usize);
     let answered = Arc::new(AtomicU64::new(0));
     let counter = answered.clone();
@@ -142,8 +148,11 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
                         // An event answered twice (a receipt, then a duplicate answer to a
                         // re-publish) has one seq.
                         let key = (e.agency.clone(), e.id.clone());
+                        let first = !seqs.contains_key(&key);
                         assert_eq!(*seqs.entry(key).or_insert(seq), seq, "{}", e.id);
-                        counter.fetch_add(1, Relaxed);
+                        if first {
+                            counter.fetch_add(1, Relaxed);
+                        }
                     }
                 })
                 .await
@@ -177,12 +186,14 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
             .await;
         }
     };
-    // Events answered while a node is down (200 more than now): the cluster goes on without it.
-    // The publisher is allowed that far, whatever the step allowed it.
+    // Events published and answered while a node is down: the cluster goes on without it. The
+    // publisher is allowed 200 events past what it was allowed at the kill, and all of them
+    // answered: at least 200 of them went out after the kill (events already in flight then can
+    // be answered at once; CI saw a "node down" phase last 0.1 s).
     let flows_without_the_node = || {
-        let target = answered.load(Relaxed) + 200;
-        allow.send_modify(|allowed| *allowed = (*allowed).max(target as usize));
-        answered_past(target)
+        let target = *allow.borrow() + 200;
+        allow.send_modify(|allowed| *allowed = (*allowed).max(target));
+        answered_past(target as u64)
     };
     let sixth = n / 6;
     let at = |k: usize| (k * sixth) as u64;
@@ -194,7 +205,7 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
     nodes[down].kill();
     phase(&format!("node {} killed", down + 1));
     flows_without_the_node().await;
-    restore(&mut nodes, down, &phase);
+    restore(&mut nodes, down, &phase).await;
     // 2. The EVENTS leader.
     allow.send_modify(|allowed| *allowed = (*allowed).max(3 * sixth));
     answered_past(at(2)).await;
@@ -202,7 +213,7 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
     nodes[leader].kill();
     phase(&format!("node {} (EVENTS' leader) killed", leader + 1));
     flows_without_the_node().await;
-    restore(&mut nodes, leader, &phase);
+    restore(&mut nodes, leader, &phase).await;
     // A worker's machine lost: shard 2 killed -9 and taken over by a worker on another disk,
     // which starts from nothing.
     workers[2].kill();
@@ -222,7 +233,7 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
     serve = ledger.serve(&seeds, Some("ledger"));
     flows_without_the_node().await;
     phase("the restarted ledger commits with the node down");
-    restore(&mut nodes, lost, &phase);
+    restore(&mut nodes, lost, &phase).await;
     // 4. COMMITTED's leader again, wherever it is now.
     allow.send_modify(|allowed| *allowed = (*allowed).max(5 * sixth));
     answered_past(at(4)).await;
@@ -230,7 +241,7 @@ async fn nodes_and_leaders_killed_under_load_lose_and_double_nothing() {
     nodes[leader].kill();
     phase(&format!("node {} (COMMITTED's leader) killed", leader + 1));
     flows_without_the_node().await;
-    restore(&mut nodes, leader, &phase);
+    restore(&mut nodes, leader, &phase).await;
     // The rest after every kill: the ledger's reading after the last one is exercised too.
     allow.send_modify(|allowed| *allowed = (*allowed).max(n));
 

@@ -427,6 +427,31 @@ pub async fn wait_processed(serve: &mut Serve, js: &jetstream::Context, limit: D
     .await;
 }
 
+/// Waits until `node` says on `/healthz` that it is current: in contact with the meta leader and
+/// caught up on every stream and consumer it holds a replica of. A node that has restarted is not
+/// part of the quorum until then; an R3 cluster survives one node down, not a second one lost
+/// while the first is still catching up (the rule `deploy/nats/cluster/` gives operators).
+pub async fn wait_healthy(node: &LocalNats, limit: Duration) {
+    let url = format!(
+        "{}/healthz",
+        node.monitor_url().expect("the node runs, with monitoring")
+    );
+    let mut last = String::new();
+    let started = Instant::now();
+    loop {
+        match reqwest::get(&url).await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => last = r.text().await.unwrap_or_default(),
+            Err(e) => last = e.to_string(),
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{url} still unhealthy after {limit:?}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A message kept on a stream: subject, headers, payload.
 pub struct Kept {
     pub subject: String,

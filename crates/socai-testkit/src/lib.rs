@@ -73,6 +73,8 @@ pub struct LocalNats {
     options: LocalNatsOptions,
     child: Option<Child>,
     port: u16,
+    /// The monitoring port of the running process (a new one at each start).
+    monitor_port: Option<u16>,
 }
 
 impl LocalNats {
@@ -82,6 +84,7 @@ impl LocalNats {
             port: options.port,
             options,
             child: None,
+            monitor_port: None,
         };
         server.spawn()?;
         Ok(server)
@@ -132,6 +135,7 @@ impl LocalNats {
                 && text.contains("Server is ready")
             {
                 self.port = port;
+                self.monitor_port = monitor_port(&text);
                 return Ok(());
             }
             let exited = self
@@ -164,6 +168,13 @@ impl LocalNats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The base URL of its monitoring endpoints (`/healthz`, `/jsz`), while it runs.
+    pub fn monitor_url(&self) -> Option<String> {
+        self.monitor_port
+            .filter(|_| self.child.is_some())
+            .map(|port| format!("http://127.0.0.1:{port}"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -193,6 +204,14 @@ impl Drop for LocalNats {
 fn listening_port(log: &str) -> Option<u16> {
     log.lines()
         .find_map(|l| l.split("Listening for client connections on ").nth(1))
+        .and_then(|addr| addr.trim().rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+}
+
+/// The port of `Starting http monitor on ADDR:PORT` in a nats-server log.
+fn monitor_port(log: &str) -> Option<u16> {
+    log.lines()
+        .find_map(|l| l.split("Starting http monitor on ").nth(1))
         .and_then(|addr| addr.trim().rsplit(':').next())
         .and_then(|p| p.parse().ok())
 }
@@ -350,6 +369,9 @@ mod tests {
         let log = "[1] 2026/11/22 [INF] Starting nats-server\n[1] 2026/11/22 06:00:00.1 [INF] Listening for client connections on 127.0.0.1:41234\n";
         assert_eq!(super::listening_port(log), Some(41234));
         assert_eq!(super::listening_port("nothing"), None);
+        let log = "[1] 2026/12/05 05:22:51.720680 [INF] Starting http monitor on 0.0.0.0:39589\n";
+        assert_eq!(super::monitor_port(log), Some(39589));
+        assert_eq!(super::monitor_port("nothing"), None);
     }
 
     #[test]
