@@ -436,14 +436,13 @@ pub async fn wait_healthy(node: &LocalNats, limit: Duration) {
         "{}/healthz",
         node.monitor_url().expect("the node runs, with monitoring")
     );
-    let mut last = String::new();
     let started = Instant::now();
     loop {
-        match reqwest::get(&url).await {
+        let last = match reqwest::get(&url).await {
             Ok(r) if r.status().is_success() => return,
-            Ok(r) => last = r.text().await.unwrap_or_default(),
-            Err(e) => last = e.to_string(),
-        }
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
         assert!(
             started.elapsed() < limit,
             "{url} still unhealthy after {limit:?}: {last}"
