@@ -31,6 +31,7 @@
 
 use crate::storage::StorageError;
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -888,14 +889,19 @@ impl Iterator for Merged<'_> {
     type Item = Result<(u64, u64), StorageError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let Reverse((pair, s)) = self.heap.pop()?;
+        let mut top = self.heap.peek_mut()?;
+        let Reverse((pair, s)) = *top;
         let (page, n, at) = &mut self.current[s];
         *at += 1;
         if *at < *n {
-            let next = pair_at(page, *at);
-            self.heap.push(Reverse((next, s)));
-        } else if let Err(e) = self.next_page(s) {
-            return Some(Err(e));
+            // The source's next pair takes the top's place: one sift down when `top` drops,
+            // where a pop and a push would sift twice.
+            *top = Reverse((pair_at(page, *at), s));
+        } else {
+            PeekMut::pop(top);
+            if let Err(e) = self.next_page(s) {
+                return Some(Err(e));
+            }
         }
         Some(Ok(pair))
     }
