@@ -479,27 +479,73 @@ fn sha256_prefixed(domain: &[u8], text: &str) -> [u8; 32] {
 /// every match against the entry, so a collision costs a read, never a wrong answer.
 pub fn event_fingerprint(agency: &str, id: &str) -> u64 {
     let (lo, _) = id_fingerprints(id);
+    lo | agency_tag(agency)
+}
+
+/// The low 16 bits of an [`event_fingerprint`]: FNV-1a of the agency code, folded.
+fn agency_tag(agency: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in agency.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    lo | ((h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) & 0xffff)
+    (h ^ (h >> 16) ^ (h >> 32) ^ (h >> 48)) & 0xffff
 }
+
+const ID_DOMAIN: &[u8] = b"socai-id/v1\0";
+const DOSSIER_DOMAIN: &[u8] = b"socai-dossier/v1\0";
 
 /// The range of [`event_fingerprint`]s of `id`, whatever the agency.
 pub fn id_fingerprints(id: &str) -> (u64, u64) {
-    let h = sha256_prefixed(b"socai-id/v1\0", id);
-    let lo = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], 0, 0]);
+    let lo = id_high(&sha256_prefixed(ID_DOMAIN, id));
     (lo, lo | 0xffff)
+}
+
+/// The high 48 bits of an [`event_fingerprint`], from the SHA-256 of the id.
+fn id_high(h: &[u8; 32]) -> u64 {
+    u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], 0, 0])
 }
 
 /// The dossier index's key for `dossier`: the first 8 bytes of SHA-256 over a domain prefix and
 /// the dossier id. Lookups confirm every match against the entry, so a collision (chosen or
 /// not) costs a read, never a wrong answer.
 pub fn dossier_fingerprint(dossier: &str) -> u64 {
-    let h = sha256_prefixed(b"socai-dossier/v1\0", dossier);
+    dossier_key(&sha256_prefixed(DOSSIER_DOMAIN, dossier))
+}
+
+fn dossier_key(h: &[u8; 32]) -> u64 {
     u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+/// [`event_fingerprint`] of each (agency, id) and [`dossier_fingerprint`] of each dossier, in
+/// order: the SHA-256s hashed together, as verify does a range at a time (see
+/// `socai_chain::hash::leaf_hashes`).
+pub fn fingerprints_many(events: &[(&str, &str)], dossiers: &[&str]) -> (Vec<u64>, Vec<u64>) {
+    let many = |domain: &[u8], texts: &mut dyn Iterator<Item = &str>, n: usize| {
+        let bodies: Vec<&[u8]> = texts.map(str::as_bytes).collect();
+        let mut digests = vec![[0u8; 32]; n];
+        tape_sha256::hash_many_prefixed(domain, &bodies, &mut digests);
+        digests
+    };
+    let ids = many(
+        ID_DOMAIN,
+        &mut events.iter().map(|(_, id)| *id),
+        events.len(),
+    );
+    let ids = ids
+        .iter()
+        .zip(events)
+        .map(|(h, (agency, _))| id_high(h) | agency_tag(agency))
+        .collect();
+    let dossiers = many(
+        DOSSIER_DOMAIN,
+        &mut dossiers.iter().copied(),
+        dossiers.len(),
+    )
+    .iter()
+    .map(dossier_key)
+    .collect();
+    (ids, dossiers)
 }
 
 /// The background fill of the id filter: started once, stopped when the last handle of the
@@ -2266,6 +2312,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Verify's batched fingerprints are the index's own, one by one, for any strings
+        /// (empty, multi-byte, past one SHA-256 block) in any number.
+        #[test]
+        fn batched_fingerprints_are_the_single_ones(
+            events in proptest::collection::vec(("\\PC{0,20}", "\\PC{0,90}"), 0..40),
+            dossiers in proptest::collection::vec("\\PC{0,90}", 0..40),
+        ) {
+            let pairs: Vec<(&str, &str)> =
+                events.iter().map(|(a, i)| (a.as_str(), i.as_str())).collect();
+            let names: Vec<&str> = dossiers.iter().map(String::as_str).collect();
+            let (ids, keys) = fingerprints_many(&pairs, &names);
+            let singles: Vec<u64> = pairs.iter().map(|(a, i)| event_fingerprint(a, i)).collect();
+            proptest::prop_assert_eq!(ids, singles);
+            let singles: Vec<u64> = names.iter().map(|d| dossier_fingerprint(d)).collect();
+            proptest::prop_assert_eq!(keys, singles);
+        }
+
         /// lz4_flex decodes with its pointer-based (unsafe) decoder (ARCHITECTURE.md,
         /// "Decisions"), which keeps its bounds checks: a damaged or hostile block (a store an
         /// auditor verifies is not trusted) fails or opens to other bytes, never reads or

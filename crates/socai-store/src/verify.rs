@@ -20,6 +20,7 @@
 
 use crate::storage::{
     PersonalRecord, PlainRecord, Storage, StorageError, dossier_fingerprint, event_fingerprint,
+    fingerprints_many,
 };
 use rand_core::RngCore;
 use socai_chain::checkpoint::{CheckpointError, CheckpointVerifier};
@@ -280,16 +281,29 @@ fn check_range<S: Storage>(
         }
         .into());
     }
-    let mut sums = keys.map(|keys| (Summer::new(keys), Summer::new(keys)));
+    // The good entries' index keys, fingerprinted together once the range is checked (many
+    // SHA-256s at once are faster than one at a time).
+    let mut named = Vec::new();
     let mut chunk = verify_chunk_parts(first, &refs, |seq, parts| {
-        if let Some((ids, dossiers)) = &mut sums {
-            ids.add((event_fingerprint(&parts.agency, &parts.id), seq));
-            dossiers.add((dossier_fingerprint(&parts.dossier), seq));
+        if keys.is_some() {
+            named.push((seq, parts.agency, parts.id, parts.dossier));
         }
     })?;
-    let (ids, dossiers) = sums.map_or_else(Default::default, |(ids, dossiers)| {
-        (ids.finish(), dossiers.finish())
-    });
+    let (ids, dossiers) = match keys {
+        None => Default::default(),
+        Some(keys) => {
+            let events: Vec<(&str, &str)> = named.iter().map(|(_, a, i, _)| (&**a, &**i)).collect();
+            let names: Vec<&str> = named.iter().map(|(_, _, _, d)| &**d).collect();
+            let (id_fps, dossier_fps) = fingerprints_many(&events, &names);
+            let (mut ids, mut dossiers) = (Summer::new(keys), Summer::new(keys));
+            for ((seq, ..), (id, dossier)) in named.iter().zip(id_fps.into_iter().zip(dossier_fps))
+            {
+                ids.add((id, *seq));
+                dossiers.add((dossier, *seq));
+            }
+            (ids.finish(), dossiers.finish())
+        }
+    };
     if got < last && chunk.error.is_none() {
         chunk.error = Some(ChainError {
             seq: got,
