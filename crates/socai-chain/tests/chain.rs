@@ -49,6 +49,30 @@ fn untouched_log_verifies_in_any_chunking() {
     assert_eq!(chain.size(), N);
 }
 
+/// The leaves are hashed a chunk at a time: a chunk broken at entry k keeps exactly the leaves of
+/// the entries before it, and says where it broke.
+#[test]
+fn a_chunk_broken_part_way_keeps_only_the_leaves_before_the_break() {
+    let log = Log::new(N);
+    for k in [1usize, 2, 16, 17, 39] {
+        let mut entries = log.entries.clone();
+        entries[k] = String::from_utf8(entries[k].clone())
+            .unwrap()
+            .replacen('{', "[", 1)
+            .into_bytes();
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let chunk = verify_chunk(0, &refs).unwrap();
+        let before: Vec<Hash> = refs[..k].iter().map(|e| leaf_hash(e)).collect();
+        assert_eq!(chunk.leaves, before, "broken at {k}");
+        assert_eq!(chunk.error.map(|e| e.seq), Some(k as u64), "broken at {k}");
+    }
+    // Broken at its first entry, the chunk itself fails.
+    let mut entries = log.entries.clone();
+    entries[0] = b"[".to_vec();
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    assert_eq!(verify_chunk(0, &refs).unwrap_err().seq, 0);
+}
+
 #[test]
 fn tampering_is_reported_at_the_right_seq() {
     let log = Log::new(N);

@@ -519,32 +519,20 @@ fn dossier_key(h: &[u8; 32]) -> u64 {
 
 /// [`event_fingerprint`] of each (agency, id) and [`dossier_fingerprint`] of each dossier, in
 /// order: the SHA-256s hashed together, as verify does a range at a time (see
-/// `socai_chain::hash::leaf_hashes`).
+/// [`socai_chain::hash::sha256_many_prefixed`]).
 pub fn fingerprints_many(events: &[(&str, &str)], dossiers: &[&str]) -> (Vec<u64>, Vec<u64>) {
-    let many = |domain: &[u8], texts: &mut dyn Iterator<Item = &str>, n: usize| {
-        let bodies: Vec<&[u8]> = texts.map(str::as_bytes).collect();
-        let mut digests = vec![[0u8; 32]; n];
-        tape_sha256::hash_many_prefixed(domain, &bodies, &mut digests);
-        digests
-    };
-    let ids = many(
-        ID_DOMAIN,
-        &mut events.iter().map(|(_, id)| *id),
-        events.len(),
-    );
-    let ids = ids
+    use socai_chain::hash::sha256_many_prefixed;
+    let ids: Vec<&[u8]> = events.iter().map(|(_, id)| id.as_bytes()).collect();
+    let ids = sha256_many_prefixed(ID_DOMAIN, &ids)
         .iter()
         .zip(events)
         .map(|(h, (agency, _))| id_high(h) | agency_tag(agency))
         .collect();
-    let dossiers = many(
-        DOSSIER_DOMAIN,
-        &mut dossiers.iter().copied(),
-        dossiers.len(),
-    )
-    .iter()
-    .map(dossier_key)
-    .collect();
+    let dossiers: Vec<&[u8]> = dossiers.iter().map(|d| d.as_bytes()).collect();
+    let dossiers = sha256_many_prefixed(DOSSIER_DOMAIN, &dossiers)
+        .iter()
+        .map(dossier_key)
+        .collect();
     (ids, dossiers)
 }
 
