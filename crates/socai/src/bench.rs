@@ -185,9 +185,10 @@ pub fn store(events: u64, batch_size: usize, dir: Option<&Path>) -> anyhow::Resu
     std::hint::black_box(read_bytes);
     let read_secs = started.elapsed().as_secs_f64();
     // Each side five times, each in turn first (verify, SHA, batched; SHA, batched, verify; ...),
-    // and the median of each: one pass is ~0.2 s at 300k, a single one swung by ±10 % with what else
-    // the machine did, and the first two verify passes after the append ran 5-20 % slower than
-    // the rest (the slowest is shown too). (The read above is a single pass, for the breakdown.)
+    // and the median of each: one pass is ~0.2 s at 300k, a single one swung by ±10 % with what
+    // else the machine did, and the first two verify passes after the append ran 5-20 % slower
+    // than the rest (the slowest is shown too). (The read above is a single pass, for the
+    // breakdown.)
     let trusted = ledger.verifier();
     // The third side, for information: the same entries' leaves hashed many at a time, as verify
     // hashes them.
