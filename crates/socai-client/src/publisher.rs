@@ -371,15 +371,40 @@ impl Publisher {
         msg: &Outgoing,
         round: u32,
     ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
-        let msg_id = if round == 0 {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(msg.payload.clone())
+            .message_id(self.msg_id(msg, round).as_str());
+        self.js.send_publish(msg.subject.clone(), publish).await
+    }
+
+    /// The msg-id of publishing round `round` (see [`Publisher::send`]).
+    fn msg_id(&self, msg: &Outgoing, round: u32) -> String {
+        if round == 0 {
             format!("{}.{:016x}", msg.id, self.nonce)
         } else {
             format!("{}.{:016x}.{round}", msg.id, self.nonce)
-        };
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(msg.payload.clone())
-            .message_id(msg_id.as_str());
-        self.js.send_publish(msg.subject.clone(), publish).await
+        }
+    }
+
+    /// Sends `msg` as [`Publisher::send`] does (the same msg-id), as a plain NATS publish that
+    /// asks for no PubAck: the stream stores it all the same (or drops it as a repeat inside its
+    /// duplicate window), but nothing says so. Only for a sender that learns the outcome another
+    /// way: the ledger's receipt ([`crate::receipts`]). Fails only on what the client itself
+    /// refuses (a payload over the server's limit, a bad subject) or a closed connection.
+    pub(crate) async fn send_unacked(
+        &self,
+        client: &Client,
+        msg: &Outgoing,
+        round: u32,
+    ) -> Result<(), async_nats::PublishError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            self.msg_id(msg, round).as_str(),
+        );
+        client
+            .publish_with_headers(msg.subject.clone(), headers, msg.payload.clone())
+            .await
     }
 
     async fn attempt(

@@ -10,11 +10,19 @@
 //! - subscribes to `dvc.receipts.<agency token>` for every agency it publishes for (one exact
 //!   subject each, which both an agency user and the gateway may subscribe to), and flushes,
 //!   before the first publish for that agency, so no receipt is missed;
-//! - publishes as [`Publisher::publish_all`] does (same `Nats-Msg-Id` = `<event id>.<nonce>`,
-//!   PubAck, retries, sent in input order with at most `max_in_flight` PubAcks awaited);
+//! - publishes in input order with the `Nats-Msg-Id` of [`Publisher::publish_all`]
+//!   (`<event id>.<nonce>`), most events as plain NATS publishes that await no PubAck: the
+//!   receipt says more than a PubAck could, and a PubAck per event costs both nats-server and
+//!   this client about as much again as the receipts themselves. The first event of each agency
+//!   in a run, one in every [`ACK_EVERY`] and every re-publish await their PubAck (with the
+//!   retries of [`Publisher`], at most `max_in_flight` at once), so that what the stream refuses
+//!   (permissions, size, no stream) is reported at once; a publish the server refuses for this
+//!   user's permissions is reported within a second for every event sent to that subject;
+//!   `max_in_flight = 1` awaits every PubAck in turn (strict order even across failures);
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
-//! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck, with a msg-id
+//! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (after it was
+//!   sent, for one that awaited none), with a msg-id
 //!   of that round (`<event id>.<nonce>.<round>`: JetStream stores it even inside its duplicate
 //!   window, since the receipt itself may be what was lost; the ledger answers it, as a duplicate
 //!   if it already held the event), doubling the timeout at each re-publish up to
@@ -49,7 +57,8 @@ use crate::subject::{RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_
 /// How long to wait for receipts, and how much to keep waiting for at once.
 #[derive(Debug, Clone)]
 pub struct ReceiptOptions {
-    /// Re-publish an event that has no receipt this long after its PubAck (default 30 s).
+    /// Re-publish an event that has no receipt this long after its PubAck, or after it was sent
+    /// when it awaited none (default 30 s).
     pub receipt_timeout: Duration,
     /// The timeout doubles at each re-publish, up to this (default 5 min).
     pub max_receipt_timeout: Duration,
@@ -59,8 +68,8 @@ pub struct ReceiptOptions {
     /// Events waiting for their receipt at once; reading more input waits when full (default
     /// 10 000).
     pub max_pending: usize,
-    /// Events awaiting their PubAck at once (default 256; 1 keeps strict order even across
-    /// failures).
+    /// Events awaiting their PubAck at once (default 256; 1 makes every publish await its PubAck
+    /// in turn, which keeps strict order even across failures).
     pub max_in_flight: usize,
     /// Check every receipt with the log's published key (recommended); without it receipts are
     /// only parsed.
@@ -220,6 +229,10 @@ pub struct ReceiptPublisher {
     options: ReceiptOptions,
 }
 
+/// One first publish in this many awaits its PubAck (besides each agency's first and every
+/// re-publish): a stream that refuses what this run sends is noticed within this many events.
+pub const ACK_EVERY: u64 = 64;
+
 /// One event waiting for its receipt.
 struct Pending<T> {
     tag: T,
@@ -330,12 +343,18 @@ impl ReceiptPublisher {
                     continue;
                 };
                 let token = agency_token(&agency);
-                if subscribed.insert(token.clone()) {
+                let new_agency = subscribed.insert(token.clone());
+                if new_agency {
                     receipts.push(self.subscribe(&client, &agency).await?);
                 }
                 let slot = run.add(tag, msg.clone(), token, agency);
-                let ack = self.send(slot, msg, 0).await;
-                acks.push(ack);
+                if new_agency || max_in_flight == 1 || slot % ACK_EVERY == 0 {
+                    let ack = self.send(slot, msg, 0).await;
+                    acks.push(ack);
+                } else {
+                    let sent = self.publisher.send_unacked(&client, &msg, 0).await;
+                    run.sent_unacked(slot, sent, &mut report);
+                }
             }
             if input_done && run.slots.is_empty() {
                 break;
@@ -419,6 +438,8 @@ impl ReceiptPublisher {
                     if let Some((subject, server_error)) = self.refused(&subscribed) {
                         return Err(ReceiptsError::SubscriptionRefused { subject, server_error });
                     }
+                    let errors = self.publisher.server_errors().recent();
+                    run.refuse_unacked(&refused_publishes(&errors), &mut report);
                 }
             }
         }
@@ -490,6 +511,20 @@ impl ReceiptPublisher {
             (slot, publisher.settle(msg, first, round).await)
         })
     }
+}
+
+/// The subjects the server refused this user's publishes to, with its error, from its recent
+/// errors (`Permissions Violation for Publish to "<subject>"`).
+fn refused_publishes(errors: &[String]) -> HashMap<String, String> {
+    const NEEDLE: &str = "Publish to \"";
+    errors
+        .iter()
+        .filter_map(|e| {
+            let rest = &e[e.find(NEEDLE)? + NEEDLE.len()..];
+            let subject = &rest[..rest.find('"')?];
+            Some((subject.to_owned(), e.clone()))
+        })
+        .collect()
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -586,13 +621,101 @@ impl<T> Run<T> {
         result: Result<Published, PublishError>,
         report: &mut impl FnMut(Report<T>),
     ) {
+        self.stream_answered(slot, result.map(|_| ()), report);
+    }
+
+    /// `slot` was sent as a plain publish awaiting no PubAck (or the client could not send it).
+    fn sent_unacked(
+        &mut self,
+        slot: u64,
+        sent: Result<(), async_nats::PublishError>,
+        report: &mut impl FnMut(Report<T>),
+    ) {
+        use async_nats::client::PublishErrorKind;
+        let result = match sent {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let Some(p) = self.slots.get(&slot) else {
+                    return;
+                };
+                let (id, subject) = (p.msg.id.clone(), p.msg.subject.clone());
+                Err(match error.kind() {
+                    // Retrying cannot help.
+                    PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => {
+                        PublishError::Refused {
+                            id,
+                            subject,
+                            reason: error.to_string(),
+                        }
+                    }
+                    // The connection is closed: published again after the timeout.
+                    PublishErrorKind::Send => PublishError::GaveUp {
+                        id,
+                        subject,
+                        attempts: 1,
+                        elapsed_s: 0,
+                        last: error.to_string(),
+                    },
+                })
+            }
+        };
+        self.stream_answered(slot, result, report);
+    }
+
+    /// Ends every event sent without awaiting a PubAck to a subject the server refused this
+    /// user (`refused`: subject → the server's error): none of them is on EVENTS, so no receipt
+    /// will come. One awaiting its PubAck learns it from there.
+    fn refuse_unacked(
+        &mut self,
+        refused: &HashMap<String, String>,
+        report: &mut impl FnMut(Report<T>),
+    ) {
+        if refused.is_empty() {
+            return;
+        }
+        let ended: Vec<(u64, String)> = self
+            .slots
+            .iter()
+            .filter(|(_, p)| !p.awaiting_ack)
+            .filter_map(|(&slot, p)| refused.get(&p.msg.subject).map(|e| (slot, e.clone())))
+            .collect();
+        for (slot, server_error) in ended {
+            let Some(p) = self.remove(slot) else {
+                continue;
+            };
+            self.summary.not_published += 1;
+            let error = PublishError::Refused {
+                id: p.msg.id.clone(),
+                subject: p.msg.subject.clone(),
+                reason: format!(
+                    "the server refused it: {server_error}; this user may publish only to its own agency's subjects"
+                ),
+            };
+            report(Report::Event(EventOutcome {
+                tag: p.tag,
+                agency: p.agency,
+                id: p.msg.id,
+                publishes: p.publishes,
+                outcome: Outcome::NotPublished(error),
+            }));
+        }
+    }
+
+    /// What the stream answered for `slot` (a PubAck, or a plain publish sent): `Ok` stored or
+    /// sent, the re-publish timer starts; an error that retrying cannot fix ends the event.
+    fn stream_answered(
+        &mut self,
+        slot: u64,
+        result: Result<(), PublishError>,
+        report: &mut impl FnMut(Report<T>),
+    ) {
         let Some(p) = self.slots.get_mut(&slot) else {
             return; // answered by a receipt already
         };
         p.awaiting_ack = false;
         let timeout = p.timeout;
         match result {
-            Ok(_) => p.last_error = None,
+            Ok(()) => p.last_error = None,
             // Retrying cannot help: it is not on EVENTS, so no receipt will come.
             Err(error @ PublishError::Refused { .. }) => {
                 let p = self.remove(slot).expect("present above");
@@ -984,5 +1107,96 @@ mod tests {
                 ..
             })]
         ));
+    }
+
+    #[test]
+    fn an_event_sent_without_a_puback_is_re_published_after_the_timeout_unless_refused() {
+        let mut run = run(None);
+        let mut reports = Vec::new();
+        let before = Instant::now();
+        let sent = add(&mut run, H01, "a", 0);
+        run.sent_unacked(sent, Ok(()), &mut |r| reports.push(r));
+        let p = &run.slots[&sent];
+        assert!(!p.awaiting_ack && p.last_error.is_none());
+        let at = p.republish_at.expect("a re-publish time");
+        assert!(at >= before + run.options.receipt_timeout);
+        assert_eq!(run.republish.first(), Some(&(at, sent)));
+
+        // The connection closed under it: kept, published again after the timeout, the error
+        // kept to report should it never be answered.
+        let lost = add(&mut run, H01, "b", 1);
+        let closed = async_nats::PublishError::new(async_nats::client::PublishErrorKind::Send);
+        run.sent_unacked(lost, Err(closed), &mut |r| reports.push(r));
+        let p = &run.slots[&lost];
+        assert!(p.republish_at.is_some());
+        assert!(p.last_error.is_some());
+
+        // What the client refuses to send can never be answered: ended at once.
+        let big = add(&mut run, H01, "c", 2);
+        let too_big =
+            async_nats::PublishError::new(async_nats::client::PublishErrorKind::MaxPayloadExceeded);
+        run.sent_unacked(big, Err(too_big), &mut |r| reports.push(r));
+        assert!(!run.slots.contains_key(&big));
+        assert!(
+            matches!(
+                &reports[..],
+                [Report::Event(EventOutcome {
+                    tag: 2,
+                    outcome: Outcome::NotPublished(PublishError::Refused { .. }),
+                    ..
+                })]
+            ),
+            "{reports:?}"
+        );
+        assert_eq!(run.summary.not_published, 1);
+    }
+
+    #[test]
+    fn a_publish_the_server_refused_ends_the_events_sent_there_without_a_puback() {
+        let errors = vec![
+            "Permissions Violation for Subscription to \"dvc.receipts.x\"".to_owned(),
+            format!(
+                "Permissions Violation for Publish to \"{}\"",
+                crate::subject::event_subject(H01, "dossier.submitted")
+            ),
+        ];
+        let refused = refused_publishes(&errors);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let mut run = run(None);
+        let mut reports = Vec::new();
+        let unacked = add(&mut run, H01, "a", 0);
+        run.sent_unacked(unacked, Ok(()), &mut |r| reports.push(r));
+        // One awaiting its PubAck learns of it from there (with the event's own error).
+        let awaiting = add(&mut run, H01, "b", 1);
+        // Another subject: untouched.
+        let other = run.add(
+            2,
+            Outgoing {
+                subject: crate::subject::event_subject(H01, "dossier.resolved"),
+                id: "c".into(),
+                payload: Bytes::from_static(b"{}"),
+            },
+            agency_token(H01),
+            H01.into(),
+        );
+        run.sent_unacked(other, Ok(()), &mut |r| reports.push(r));
+        run.refuse_unacked(&refused, &mut |r| reports.push(r));
+        assert!(!run.slots.contains_key(&unacked));
+        assert!(run.slots.contains_key(&awaiting) && run.slots.contains_key(&other));
+        assert!(!run.republish.iter().any(|&(_, s)| s == unacked));
+        match &reports[..] {
+            [
+                Report::Event(EventOutcome {
+                    tag: 0,
+                    outcome: Outcome::NotPublished(PublishError::Refused { reason, .. }),
+                    ..
+                }),
+            ] => assert!(
+                reason.contains("Permissions Violation for Publish"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run.summary.not_published, 1);
     }
 }

@@ -224,7 +224,9 @@ pub enum Command {
     /// rejected, or with no receipt (exit status 1 unless all are in the ledger)
     Publish {
         file: PathBuf,
-        /// Events awaiting their PubAck at once (1 = strict order even across failures)
+        /// PubAcks awaited at once. With receipts most events await none (the receipt says
+        /// more): each agency's first, one in 64 and every re-publish do. 1 = every event awaits
+        /// its PubAck in turn (strict order even across failures)
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
         /// Append every receipt received to FILE, one JSON per line (evidence of what the ledger
@@ -235,8 +237,8 @@ pub enum Command {
         /// receipt that does not verify is reported and answers nothing
         #[arg(long, value_name = "FILE", conflicts_with = "no_receipts")]
         vkey: Option<PathBuf>,
-        /// Publish an event again when it has no receipt this long after its PubAck (doubling
-        /// at each re-publish, up to 300 s)
+        /// Publish an event again when it has no receipt this long after its PubAck, or after
+        /// it was sent when it awaited none (doubling at each re-publish, up to 300 s)
         #[arg(long, value_name = "SECS", default_value_t = 30,
               value_parser = clap::value_parser!(u64).range(1..))]
         receipt_timeout: u64,

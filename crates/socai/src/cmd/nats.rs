@@ -390,7 +390,7 @@ struct Route {
 #[derive(Debug, Clone)]
 pub struct PublishArgs {
     pub file: PathBuf,
-    /// Events awaiting their PubAck at once.
+    /// PubAcks awaited at once (with receipts, most events await none; 1 = every one does).
     pub in_flight: usize,
     /// Append every receipt accepted to this file, one JSON per line, as received.
     pub receipts_out: Option<PathBuf>,
