@@ -16,8 +16,9 @@
 //!   this client about as much again as the receipts themselves. The first event of each agency
 //!   in a run, one in every [`ACK_EVERY`] and every re-publish await their PubAck (with the
 //!   retries of [`Publisher`], at most `max_in_flight` at once), so that what the stream refuses
-//!   (permissions, size, no stream) is reported at once; a publish the server refuses for this
-//!   user's permissions is reported within a second for every event sent to that subject;
+//!   (permissions, size, no stream) is reported at once; an event sent without one to a subject
+//!   the server refuses this user is published again at once (checked every second), awaiting
+//!   its PubAck, which says whether it was stored;
 //!   `max_in_flight = 1` awaits every PubAck in turn (strict order even across failures);
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
@@ -247,6 +248,8 @@ struct Pending<T> {
     republish_at: Option<Instant>,
     /// Its PubAck (or the failure to get one) is awaited.
     awaiting_ack: bool,
+    /// Its last publish was a plain one, awaiting no PubAck (see [`ACK_EVERY`]).
+    without_ack: bool,
     last_error: Option<String>,
 }
 
@@ -397,6 +400,7 @@ impl ReceiptPublisher {
                 };
                 p.republish_at = None;
                 p.awaiting_ack = true;
+                p.without_ack = false;
                 let after = p.timeout;
                 p.publishes += 1;
                 p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
@@ -439,7 +443,7 @@ impl ReceiptPublisher {
                         return Err(ReceiptsError::SubscriptionRefused { subject, server_error });
                     }
                     let errors = self.publisher.server_errors().recent();
-                    run.refuse_unacked(&refused_publishes(&errors), &mut report);
+                    run.republish_refused(&refused_publishes(&errors), Instant::now());
                 }
             }
         }
@@ -513,16 +517,15 @@ impl ReceiptPublisher {
     }
 }
 
-/// The subjects the server refused this user's publishes to, with its error, from its recent
-/// errors (`Permissions Violation for Publish to "<subject>"`).
-fn refused_publishes(errors: &[String]) -> HashMap<String, String> {
+/// The subjects the server refused this user's publishes to, from its recent errors
+/// (`Permissions Violation for Publish to "<subject>"`).
+fn refused_publishes(errors: &[String]) -> HashSet<String> {
     const NEEDLE: &str = "Publish to \"";
     errors
         .iter()
         .filter_map(|e| {
             let rest = &e[e.find(NEEDLE)? + NEEDLE.len()..];
-            let subject = &rest[..rest.find('"')?];
-            Some((subject.to_owned(), e.clone()))
+            Some(rest[..rest.find('"')?].to_owned())
         })
         .collect()
 }
@@ -575,6 +578,7 @@ impl<T> Run<T> {
                 timeout: self.options.receipt_timeout,
                 republish_at: None,
                 awaiting_ack: true,
+                without_ack: false,
                 last_error: None,
             },
         );
@@ -660,44 +664,29 @@ impl<T> Run<T> {
             }
         };
         self.stream_answered(slot, result, report);
+        if let Some(p) = self.slots.get_mut(&slot) {
+            p.without_ack = true;
+        }
     }
 
-    /// Ends every event sent without awaiting a PubAck to a subject the server refused this
-    /// user (`refused`: subject → the server's error): none of them is on EVENTS, so no receipt
-    /// will come. One awaiting its PubAck learns it from there.
-    fn refuse_unacked(
-        &mut self,
-        refused: &HashMap<String, String>,
-        report: &mut impl FnMut(Report<T>),
-    ) {
+    /// Publishes again at once, awaiting its PubAck, every event whose last publish awaited none
+    /// and went to a subject the server refused this user (`refused`, from its recent errors).
+    /// Its PubAck, or the lack of one beside that error ([`Publisher`]'s fail-fast), then says
+    /// whether it was stored: such an event neither waits a whole receipt timeout for a receipt
+    /// that cannot come, nor is ended on an error that may be older than its publish
+    /// (permissions can change when nats-server reloads its configuration).
+    fn republish_refused(&mut self, refused: &HashSet<String>, now: Instant) {
         if refused.is_empty() {
             return;
         }
-        let ended: Vec<(u64, String)> = self
+        let due: Vec<u64> = self
             .slots
             .iter()
-            .filter(|(_, p)| !p.awaiting_ack)
-            .filter_map(|(&slot, p)| refused.get(&p.msg.subject).map(|e| (slot, e.clone())))
+            .filter(|(_, p)| p.without_ack && refused.contains(&p.msg.subject))
+            .map(|(&slot, _)| slot)
             .collect();
-        for (slot, server_error) in ended {
-            let Some(p) = self.remove(slot) else {
-                continue;
-            };
-            self.summary.not_published += 1;
-            let error = PublishError::Refused {
-                id: p.msg.id.clone(),
-                subject: p.msg.subject.clone(),
-                reason: format!(
-                    "the server refused it: {server_error}; this user may publish only to its own agency's subjects"
-                ),
-            };
-            report(Report::Event(EventOutcome {
-                tag: p.tag,
-                agency: p.agency,
-                id: p.msg.id,
-                publishes: p.publishes,
-                outcome: Outcome::NotPublished(error),
-            }));
+        for slot in due {
+            self.republish_at(slot, now);
         }
     }
 
@@ -1152,51 +1141,48 @@ mod tests {
     }
 
     #[test]
-    fn a_publish_the_server_refused_ends_the_events_sent_there_without_a_puback() {
+    fn a_publish_the_server_refused_is_sent_again_at_once_awaiting_its_puback() {
+        let subject = crate::subject::event_subject(H01, "dossier.submitted");
         let errors = vec![
             "Permissions Violation for Subscription to \"dvc.receipts.x\"".to_owned(),
-            format!(
-                "Permissions Violation for Publish to \"{}\"",
-                crate::subject::event_subject(H01, "dossier.submitted")
-            ),
+            format!("Permissions Violation for Publish to \"{subject}\""),
         ];
         let refused = refused_publishes(&errors);
-        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused, HashSet::from([subject.clone()]));
         let mut run = run(None);
         let mut reports = Vec::new();
         let unacked = add(&mut run, H01, "a", 0);
         run.sent_unacked(unacked, Ok(()), &mut |r| reports.push(r));
-        // One awaiting its PubAck learns of it from there (with the event's own error).
+        // One awaiting its PubAck learns of it from there.
         let awaiting = add(&mut run, H01, "b", 1);
+        // One whose PubAck came: stored, whatever the error says.
+        let acked = add(&mut run, H01, "c", 2);
+        run.stream_answered(acked, Ok(()), &mut |r| reports.push(r));
         // Another subject: untouched.
         let other = run.add(
-            2,
+            3,
             Outgoing {
                 subject: crate::subject::event_subject(H01, "dossier.resolved"),
-                id: "c".into(),
+                id: "d".into(),
                 payload: Bytes::from_static(b"{}"),
             },
             agency_token(H01),
             H01.into(),
         );
         run.sent_unacked(other, Ok(()), &mut |r| reports.push(r));
-        run.refuse_unacked(&refused, &mut |r| reports.push(r));
-        assert!(!run.slots.contains_key(&unacked));
-        assert!(run.slots.contains_key(&awaiting) && run.slots.contains_key(&other));
-        assert!(!run.republish.iter().any(|&(_, s)| s == unacked));
-        match &reports[..] {
-            [
-                Report::Event(EventOutcome {
-                    tag: 0,
-                    outcome: Outcome::NotPublished(PublishError::Refused { reason, .. }),
-                    ..
-                }),
-            ] => assert!(
-                reason.contains("Permissions Violation for Publish"),
-                "{reason}"
-            ),
-            other => panic!("{other:?}"),
+        let before: HashMap<u64, Option<Instant>> = run
+            .slots
+            .iter()
+            .map(|(&s, p)| (s, p.republish_at))
+            .collect();
+        let now = Instant::now();
+        run.republish_refused(&refused, now);
+        assert_eq!(run.slots[&unacked].republish_at, Some(now));
+        assert_eq!(run.republish.first(), Some(&(now, unacked)));
+        for slot in [awaiting, acked, other] {
+            assert_eq!(run.slots[&slot].republish_at, before[&slot], "slot {slot}");
         }
-        assert_eq!(run.summary.not_published, 1);
+        assert!(reports.is_empty(), "nothing ends on the error alone");
+        assert_eq!(run.slots.len(), 4);
     }
 }
