@@ -5,7 +5,8 @@
 //! turns into an inclusion proof (locally and over HTTP) that `socai proof verify` and an
 //! independent RFC 9162 check accept; a publisher that gets no receipt publishes again and is
 //! answered with the original seq; `socai publish` reports every event and fails unless all are
-//! in the ledger.
+//! in the ledger; events sent without a PubAck to a subject the server refuses end at once, and a
+//! publisher whose nats-server dies ends every event rather than hang.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -764,5 +765,153 @@ async fn every_command_takes_a_list_of_seed_servers() {
     assert!(
         message.contains("server 2 of 2 (\"nats://127.0.0.1:notaport\")"),
         "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_without_a_puback_to_a_refused_subject_end_not_published_at_once() {
+    // H01's user may here also receive H02's receipts, but still publish only as H01: its H02
+    // events are refused by the server's permissions, most of them sent without awaiting a
+    // PubAck. The receipt timeout is far past the hang guard, so the run can end only if the
+    // refusals end them.
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    let (own, other) = (receipts_subject(H01), receipts_subject(H02));
+    let nats = start_nats_with(&ledger.path("nats"), true, |users| {
+        let allow = format!("\"{own}\"] }}");
+        let import = format!("{{ stream: {{ account: LEDGER, subject: \"{own}\" }} }}");
+        assert!(users.matches(&allow).count() == 1 && users.matches(&import).count() == 1);
+        users
+            .replace(&allow, &format!("\"{own}\", \"{other}\"] }}"))
+            .replace(
+                &import,
+                &format!(
+                    "{import}\n      {{ stream: {{ account: LEDGER, subject: \"{other}\" }} }}"
+                ),
+            )
+    });
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, Some("ledger"));
+    let (client, _) = connect(&url, Some("ledger")).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    let options = ReceiptOptions {
+        receipt_timeout: 4 * PATIENCE,
+        max_receipt_timeout: 4 * PATIENCE,
+        give_up_after: 8 * PATIENCE,
+        verifier: Some(ledger.verifier()),
+        ..ReceiptOptions::default()
+    };
+    let publisher = receipt_publisher(&url, H01, options).await;
+    let messages: Vec<Outgoing> = (0..200)
+        .map(|i| {
+            let agency = if i % 2 == 0 { H01 } else { H02 };
+            Outgoing::event(&event_of(agency, &format!("mixed-{i}")))
+        })
+        .collect();
+    let republished = Arc::new(AtomicU64::new(0));
+    let done = tokio::time::timeout(PATIENCE, run(publisher, messages, republished.clone()))
+        .await
+        .expect("the refusals end the run, long before any receipt timeout");
+    serve.stop();
+
+    assert_eq!(done.bad, Vec::<String>::new());
+    assert_eq!(done.outcomes.len(), 200);
+    let mut sent_again = 0;
+    for o in &done.outcomes {
+        match (&o.outcome, o.agency.as_str()) {
+            (Outcome::Committed { .. }, H01) => {}
+            (Outcome::NotPublished(e), H02) => {
+                assert!(
+                    e.to_string().contains("Permissions Violation"),
+                    "{}: {e}",
+                    o.id
+                );
+                // Awaiting its PubAck from the start (sampled), or sent without one and then
+                // again, awaiting one, once the server's refusal was seen.
+                assert!(matches!(o.publishes, 1 | 2), "{}: {}", o.id, o.publishes);
+                sent_again += u64::from(o.publishes == 2);
+            }
+            (other, agency) => panic!("{} ({agency}): {other:?}", o.id),
+        }
+    }
+    assert!(
+        sent_again >= 90,
+        "most H02 events were sent without a PubAck: {sent_again}"
+    );
+    assert_eq!(republished.load(Relaxed), sent_again);
+    assert_eq!(done.summary.committed, 100, "{:?}", done.summary);
+    assert_eq!(done.summary.not_published, 100, "{:?}", done.summary);
+    assert_eq!(done.summary.no_receipt, 0, "{:?}", done.summary);
+    let in_ledger = ledger_events(&ledger);
+    assert_eq!(in_ledger.len(), 100);
+    assert!(in_ledger.iter().all(|(_, agency, _)| agency == H01));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_whose_nats_server_dies_ends_every_event_instead_of_hanging() {
+    // nats-server is killed mid-run and stays down: the client's queue fills while it
+    // reconnects, and nothing more can be sent. Every event must still end (committed before
+    // the kill, or no receipt by its give-up time) and say why.
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    let mut nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let serve = ledger.serve(&url, None);
+    let (client, _) = connect(&url, None).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+
+    let options = ReceiptOptions {
+        receipt_timeout: Duration::from_secs(2),
+        max_receipt_timeout: Duration::from_secs(2),
+        give_up_after: Duration::from_secs(5),
+        ..ReceiptOptions::default()
+    };
+    let publisher = publisher(&url, None).await.with_receipts(options);
+    let events = socai_e2e::workload(25_000, 23);
+    let running = tokio::spawn(run(
+        publisher,
+        events.iter().map(Outgoing::event).collect(),
+        Arc::new(AtomicU64::new(0)),
+    ));
+    wait_until(PATIENCE, "some events committed", || async {
+        committed_entries(&js).await >= 2000
+    })
+    .await;
+    nats.kill();
+    let done = tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("every event ends while nats-server stays down")
+        .expect("the publisher task");
+    drop(serve);
+
+    assert_eq!(done.outcomes.len(), events.len());
+    let s = &done.summary;
+    assert_eq!(
+        s.committed + s.duplicates + s.no_receipt,
+        events.len() as u64,
+        "{s:?}"
+    );
+    assert!(s.committed > 0, "{s:?}");
+    assert!(s.no_receipt > 0, "{s:?}");
+    let mut never_sent = 0;
+    for o in &done.outcomes {
+        if let Outcome::NoReceipt { last_error } = &o.outcome
+            && o.publishes == 0
+        {
+            let why = last_error.as_deref().unwrap_or_default();
+            assert!(
+                why.contains("connection to nats-server"),
+                "{}: {why:?}",
+                o.id
+            );
+            never_sent += 1;
+        }
+    }
+    assert!(
+        never_sent > 0,
+        "events read after the kill are held, never sent: {s:?}"
     );
 }

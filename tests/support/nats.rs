@@ -48,10 +48,22 @@ pub fn password(user: &str) -> String {
 /// A nats-server on an ephemeral port with its own store dir under `dir`; with
 /// `deploy/nats/single.conf` (auth, sync_interval: always) when `secured`.
 pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
+    start_nats_with(dir, secured, |users| users)
+}
+
+/// [`start_nats`], the shipped users.conf first changed by `users` (a test's own permissions).
+pub fn start_nats_with(
+    dir: &Path,
+    secured: bool,
+    users: impl FnOnce(String) -> String,
+) -> LocalNats {
     let (config, env) = if secured {
         let (config, vars) =
             socai_testkit::shipped_config_in(&repo_root().join("deploy/nats"), dir)
                 .expect("copy the shipped config");
+        let path = dir.join("users.conf");
+        let shipped = std::fs::read_to_string(&path).expect("users.conf copied");
+        std::fs::write(&path, users(shipped)).expect("write users.conf");
         let listed: Vec<&str> = USERS.iter().map(|(_, var)| *var).collect();
         assert_eq!(
             vars,

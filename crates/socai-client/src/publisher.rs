@@ -55,35 +55,112 @@ pub fn inbox_prefix(user: &str) -> String {
 }
 
 /// The errors the server reported on a connection (e.g. permissions violations), the latest
-/// [`SERVER_ERRORS_KEPT`] of them, kept so a publish that timed out can say why.
+/// [`SERVER_ERRORS_KEPT`] of them, kept so a publish that timed out can say why. Refusals are
+/// also kept apart, so a flood of one kind cannot push another out: the latest refused
+/// subscriptions, and each subject a publish was refused to with the count of errors up to its
+/// latest refusal (so a caller can act only on what is new, [`ServerErrors::publishes_refused_since`]).
 #[derive(Debug, Clone, Default)]
-pub struct ServerErrors(Arc<Mutex<std::collections::VecDeque<String>>>);
+pub struct ServerErrors(Arc<Mutex<ErrorLog>>);
 
-/// How many server errors a connection remembers.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    recent: std::collections::VecDeque<String>,
+    /// How many errors were ever recorded.
+    count: u64,
+    subscriptions_refused: std::collections::VecDeque<String>,
+    /// Subject → the `count` at its latest refusal.
+    publishes_refused: std::collections::HashMap<String, u64>,
+}
+
+/// How many server errors a connection remembers (of each kind).
 pub const SERVER_ERRORS_KEPT: usize = 32;
+
+/// How many subjects refused for publishing a connection remembers; past it, the one refused
+/// longest ago is forgotten.
+pub const REFUSED_SUBJECTS_KEPT: usize = 1024;
 
 impl ServerErrors {
     /// The latest error.
     pub fn last(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|e| e.back().cloned())
+        self.0.lock().ok().and_then(|e| e.recent.back().cloned())
     }
 
     /// The latest errors, oldest first.
     pub fn recent(&self) -> Vec<String> {
         self.0
             .lock()
-            .map(|e| e.iter().cloned().collect())
+            .map(|e| e.recent.iter().cloned().collect())
             .unwrap_or_default()
     }
 
-    fn push(&self, error: String) {
-        if let Ok(mut errors) = self.0.lock() {
-            if errors.len() == SERVER_ERRORS_KEPT {
-                errors.pop_front();
-            }
-            errors.push_back(error);
-        }
+    /// How many errors were recorded so far (a mark for [`ServerErrors::publishes_refused_since`]).
+    pub fn count(&self) -> u64 {
+        self.0.lock().map(|e| e.count).unwrap_or_default()
     }
+
+    /// The latest errors refusing a subscription (`Permissions Violation for Subscription to
+    /// "<subject>"`), oldest first.
+    pub fn subscriptions_refused(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|e| e.subscriptions_refused.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The subjects a publish was refused to (`Permissions Violation for Publish to
+    /// "<subject>"`) by an error recorded after the first `mark` errors ([`ServerErrors::count`]).
+    pub fn publishes_refused_since(&self, mark: u64) -> std::collections::HashSet<String> {
+        self.0
+            .lock()
+            .map(|e| {
+                e.publishes_refused
+                    .iter()
+                    .filter(|&(_, &at)| at > mark)
+                    .map(|(subject, _)| subject.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Records one error the server reported.
+    pub fn push(&self, error: String) {
+        let Ok(mut log) = self.0.lock() else {
+            return;
+        };
+        log.count += 1;
+        let count = log.count;
+        if let Some(subject) = quoted_after(&error, "Publish to \"") {
+            if log.publishes_refused.len() >= REFUSED_SUBJECTS_KEPT
+                && !log.publishes_refused.contains_key(subject)
+            {
+                let oldest = log
+                    .publishes_refused
+                    .iter()
+                    .min_by_key(|&(_, &at)| at)
+                    .map(|(s, _)| s.clone());
+                if let Some(oldest) = oldest {
+                    log.publishes_refused.remove(&oldest);
+                }
+            }
+            log.publishes_refused.insert(subject.to_owned(), count);
+        }
+        if error.contains("Subscription to \"") {
+            if log.subscriptions_refused.len() == SERVER_ERRORS_KEPT {
+                log.subscriptions_refused.pop_front();
+            }
+            log.subscriptions_refused.push_back(error.clone());
+        }
+        if log.recent.len() == SERVER_ERRORS_KEPT {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(error);
+    }
+}
+
+/// The text between `needle` and the next `"` in `text`.
+fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
+    let rest = &text[text.find(needle)? + needle.len()..];
+    Some(&rest[..rest.find('"')?])
 }
 
 /// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
@@ -223,6 +300,20 @@ pub enum PublishError {
         elapsed_s: u64,
         last: String,
     },
+}
+
+/// How long a plain publish may wait for the connection to take it (as long as JetStream's own
+/// publishes wait to be sent, by default).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why [`Publisher::send_unacked`] did not send a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unsent {
+    /// The client refuses it (a payload over the server's limit, a bad subject): retrying
+    /// cannot help.
+    Refused(String),
+    /// The connection is closed or did not take it in time: it may be sent again.
+    NotSent(String),
 }
 
 /// A message to publish: where, its dedup id, its bytes.
@@ -389,22 +480,38 @@ impl Publisher {
     /// Sends `msg` as [`Publisher::send`] does (the same msg-id), as a plain NATS publish that
     /// asks for no PubAck: the stream stores it all the same (or drops it as a repeat inside its
     /// duplicate window), but nothing says so. Only for a sender that learns the outcome another
-    /// way: the ledger's receipt ([`crate::receipts`]). Fails only on what the client itself
-    /// refuses (a payload over the server's limit, a bad subject) or a closed connection.
+    /// way: the ledger's receipt ([`crate::receipts`]). Fails on what the client itself refuses (a
+    /// payload over the server's limit, a bad subject), a closed connection, or a connection that
+    /// does not take it within [`SEND_TIMEOUT`] (while it reconnects its queue fills and a send
+    /// would wait for as long as nats-server is down).
     pub(crate) async fn send_unacked(
         &self,
         client: &Client,
         msg: &Outgoing,
         round: u32,
-    ) -> Result<(), async_nats::PublishError> {
+    ) -> Result<(), Unsent> {
+        use async_nats::client::PublishErrorKind;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
             self.msg_id(msg, round).as_str(),
         );
-        client
-            .publish_with_headers(msg.subject.clone(), headers, msg.payload.clone())
-            .await
+        let send = client.publish_with_headers(msg.subject.clone(), headers, msg.payload.clone());
+        match tokio::time::timeout(SEND_TIMEOUT, send).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(match error.kind() {
+                PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => {
+                    Unsent::Refused(error.to_string())
+                }
+                PublishErrorKind::Send => {
+                    Unsent::NotSent(format!("the connection to nats-server is closed ({error})"))
+                }
+            }),
+            Err(_) => Err(Unsent::NotSent(format!(
+                "the connection to nats-server did not take it within {} s: is nats-server up?",
+                SEND_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     async fn attempt(
@@ -441,7 +548,7 @@ impl Publisher {
                 .find(|e| e.contains(&format!("Publish to \"{}\"", msg.subject)))
                 .map(|e| {
                     format!(
-                        "the server refused it: {e}; this user may publish only to its own agency's subjects"
+                        "the server refused it: {e}; check this user's publish permissions in the server's configuration (an agency's user may publish only to its own agency's subjects)"
                     )
                 }),
             _ => None,

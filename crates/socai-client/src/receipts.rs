@@ -13,12 +13,20 @@
 //! - publishes in input order with the `Nats-Msg-Id` of [`Publisher::publish_all`]
 //!   (`<event id>.<nonce>`), most events as plain NATS publishes that await no PubAck: the
 //!   receipt says more than a PubAck could, and a PubAck per event costs both nats-server and
-//!   this client about as much again as the receipts themselves. The first event of each agency
-//!   in a run, one in every [`ACK_EVERY`] and every re-publish await their PubAck (with the
-//!   retries of [`Publisher`], at most `max_in_flight` at once), so that what the stream refuses
-//!   (permissions, size, no stream) is reported at once; an event sent without one to a subject
-//!   the server refuses this user is published again at once (checked every second), awaiting
-//!   its PubAck, which says whether it was stored;
+//!   this client about as much again as the receipts themselves. Each agency's first event in a
+//!   run, one in every [`ACK_EVERY`] of each agency's events and every re-publish await their
+//!   PubAck (with the retries of [`Publisher`], at most `max_in_flight` at once), so that what
+//!   the stream refuses an agency (size, limits, no stream) shows within [`ACK_EVERY`] of its
+//!   events; the others sent to such a stream learn it only from their own PubAck when published
+//!   again after `receipt_timeout`. Plain publishes run at most [`PACE`] sends past the oldest
+//!   PubAck awaited (nats-server's stream ingest queue drops what overflows it). An event sent
+//!   without a PubAck to a subject the server then refuses this user is published again at once
+//!   (errors new since the last check, read every second), awaiting its PubAck, which says
+//!   whether it was stored. While the connection is down every event awaits its PubAck, and a
+//!   plain publish the connection does not take within [`crate::publisher::SEND_TIMEOUT`] is
+//!   published again at once, awaiting it. What nats-server loses anyway (a crash before its
+//!   sync, an ingest-queue drop) is published again after `receipt_timeout`, behind later
+//!   events: per-subject order holds for what is not lost;
 //!   `max_in_flight = 1` awaits every PubAck in turn (strict order even across failures);
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
@@ -52,7 +60,7 @@ use socai_chain::{Hash, Receipt};
 use socai_model::Event;
 use tokio::time::Instant;
 
-use crate::publisher::{Outgoing, PublishError, Published, Publisher};
+use crate::publisher::{Outgoing, PublishError, Published, Publisher, Unsent};
 use crate::subject::{RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_subject};
 
 /// How long to wait for receipts, and how much to keep waiting for at once.
@@ -128,7 +136,9 @@ pub enum Outcome {
     /// No receipt within `give_up_after`: the ledger may or may not hold it (is `socai serve`
     /// running?). Publishing it again is safe.
     NoReceipt {
-        /// The last publish error, if the last attempt did not even get a PubAck.
+        /// What is known of its last publish when it did not get a PubAck: the error, or that
+        /// it awaited none (or that its PubAck was still awaited); `None` when nats-server
+        /// confirmed storing it.
         last_error: Option<String>,
     },
     /// The stream refused it (permissions, size, ...): it cannot be in the ledger.
@@ -173,15 +183,40 @@ pub enum Report<T> {
         error: String,
         raw: Bytes,
     },
-    /// An event was published again: no receipt `after` its last PubAck.
+    /// An event was published again, `after` its last publish, for `reason`.
     Republished {
         agency: String,
         id: String,
         publishes: u32,
         after: Duration,
+        reason: Again,
     },
     /// An event is done.
     Event(EventOutcome<T>),
+}
+
+/// Why an event is published again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// No receipt came within the receipt timeout.
+    NoReceipt,
+    /// It was sent without awaiting a PubAck and the server has since refused a publish to its
+    /// subject: published again at once, awaiting the PubAck that says whether it was stored.
+    Refused,
+    /// It was never sent (the connection was down, or did not take it in time): sent as soon as
+    /// the connection is back, awaiting its PubAck, as its first publish (so never reported in a
+    /// [`Report::Republished`]).
+    NotSent,
+}
+
+impl std::fmt::Display for Again {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Again::NoReceipt => "no receipt came in time",
+            Again::Refused => "the server refused a publish to its subject: checking with a PubAck",
+            Again::NotSent => "it was not sent: the connection was down",
+        })
+    }
 }
 
 /// Totals of a run.
@@ -203,7 +238,7 @@ pub struct Summary {
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptsError {
     #[error(
-        "the server refused the subscription to {subject}: {server_error}; this user may not receive the ledger's receipts (deploy/nats/users.conf: the account must import {subject} from LEDGER and the user may subscribe to it); the events already published are on EVENTS, publishing them again is safe"
+        "the server refused the subscription to {subject}: {server_error}; this user may not receive the ledger's receipts (deploy/nats/users.conf: the account must import {subject} from LEDGER and the user may subscribe to it); events published so far may be on EVENTS: publishing them again is safe (the ledger answers a repeat with its original seq)"
     )]
     SubscriptionRefused {
         subject: String,
@@ -230,9 +265,45 @@ pub struct ReceiptPublisher {
     options: ReceiptOptions,
 }
 
-/// One first publish in this many awaits its PubAck (besides each agency's first and every
-/// re-publish): a stream that refuses what this run sends is noticed within this many events.
+/// Of each agency's first publishes in a run, the 1st, the 65th, ... (one in this many) await
+/// their PubAck, as every re-publish does: what the stream refuses (size, limits, no stream) for
+/// an agency is noticed within this many of its events; other events learn of it only when
+/// re-published after the receipt timeout.
 pub const ACK_EVERY: u64 = 64;
+
+/// Plain publishes (awaiting no PubAck) run at most this many sends past the oldest publish
+/// whose PubAck is awaited. nats-server stores a connection's messages to a stream in order, so
+/// a PubAck says every earlier message reached the stream: this bounds what this run can have
+/// in nats-server's stream ingest queue, which drops messages (silently for a plain publish)
+/// past its cap (10,000 or 100,000 messages by version, 128 MiB).
+pub const PACE: u64 = 16 * ACK_EVERY;
+
+/// Which first publishes await their PubAck: counted per agency, so no mix of agencies in the
+/// input can leave one agency unsampled, and never more than `ACK_EVERY - 1` plain publishes in
+/// a row, so many agencies with few events each still pace the run ([`PACE`]).
+#[derive(Debug, Default)]
+struct AckSampler {
+    /// First publishes so far, by agency token.
+    sent: HashMap<String, u64>,
+    /// Plain publishes since the last one awaiting its PubAck.
+    plain_in_a_row: u64,
+}
+
+impl AckSampler {
+    /// Whether the next first publish for agency `token` awaits its PubAck: its agency's 1st,
+    /// then one in [`ACK_EVERY`] of its agency's, and the [`ACK_EVERY`]th in a row of any;
+    /// `forced` when it awaits one anyway (strict order, connection down).
+    fn awaits_ack(&mut self, token: &str, forced: bool) -> bool {
+        let n = match self.sent.get_mut(token) {
+            Some(n) => n,
+            None => self.sent.entry(token.to_owned()).or_default(),
+        };
+        let sampled = forced || *n % ACK_EVERY == 0 || self.plain_in_a_row + 1 >= ACK_EVERY;
+        *n += 1;
+        self.plain_in_a_row = if sampled { 0 } else { self.plain_in_a_row + 1 };
+        sampled
+    }
+}
 
 /// One event waiting for its receipt.
 struct Pending<T> {
@@ -242,10 +313,13 @@ struct Pending<T> {
     agency: String,
     give_up_at: Instant,
     publishes: u32,
-    /// The receipt timeout after the next PubAck.
+    /// When it was last sent.
+    sent_at: Instant,
+    /// How long to wait for a receipt after its next PubAck (or plain send); doubles at each
+    /// re-publish for no receipt.
     timeout: Duration,
-    /// When it is published again (after its PubAck, unless that is past `give_up_at`).
-    republish_at: Option<Instant>,
+    /// When it is published again, and why (unless that is past `give_up_at`).
+    republish_at: Option<(Instant, Again)>,
     /// Its PubAck (or the failure to get one) is awaited.
     awaiting_ack: bool,
     /// Its last publish was a plain one, awaiting no PubAck (see [`ACK_EVERY`]).
@@ -255,7 +329,8 @@ struct Pending<T> {
 
 /// The slots waiting for one event, by agency token and then event id (looked up by `&str`).
 type ByKey = HashMap<String, HashMap<String, Vec<u64>>>;
-type AckFuture = BoxFuture<'static, (u64, Result<Published, PublishError>)>;
+/// A PubAck awaited: (slot, send number, result).
+type AckFuture = BoxFuture<'static, (u64, u64, Result<Published, PublishError>)>;
 
 /// The run's state: pending events by slot, by (agency token, id), by re-publish time and by
 /// give-up time.
@@ -312,19 +387,30 @@ impl ReceiptPublisher {
         F: FnMut(Report<T>),
     {
         let client = self.publisher.client();
+        let errors = self.publisher.server_errors().clone();
         let mut input = messages.into_iter();
         let mut input_done = false;
         let mut run = Run::new(self.options.clone());
         let mut receipts: SelectAll<async_nats::Subscriber> = SelectAll::new();
         let mut subscribed: HashSet<String> = HashSet::new();
         let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+        let mut sampler = AckSampler::default();
+        // Sends so far (plain or awaiting a PubAck), and the send numbers of the PubAcks awaited.
+        let mut sends: u64 = 0;
+        let mut awaited: BTreeSet<u64> = BTreeSet::new();
+        // Server errors older than this mark were dealt with.
+        let mut errors_seen = errors.count();
         let max_in_flight = self.options.max_in_flight.max(1);
         let max_pending = self.options.max_pending.max(1);
         let mut refusal_check = tokio::time::interval(Duration::from_secs(1));
         refusal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Read and send more while the bounds allow.
-            while !input_done && acks.len() < max_in_flight && run.slots.len() < max_pending {
+            while !input_done
+                && acks.len() < max_in_flight
+                && run.slots.len() < max_pending
+                && awaited.first().is_none_or(|&oldest| sends - oldest < PACE)
+            {
                 let Some((msg, tag)) = input.next() else {
                     input_done = true;
                     break;
@@ -346,13 +432,21 @@ impl ReceiptPublisher {
                     continue;
                 };
                 let token = agency_token(&agency);
-                let new_agency = subscribed.insert(token.clone());
-                if new_agency {
+                if subscribed.insert(token.clone()) {
                     receipts.push(self.subscribe(&client, &agency).await?);
                 }
-                let slot = run.add(tag, msg.clone(), token, agency);
-                if new_agency || max_in_flight == 1 || slot % ACK_EVERY == 0 {
-                    let ack = self.send(slot, msg, 0).await;
+                let slot = run.add(tag, msg.clone(), token.clone(), agency);
+                if !connected(&client) {
+                    // Sending now could only fill the client's queue: held until the connection
+                    // is back (or given up on), then sent awaiting its PubAck.
+                    run.hold(slot, NOT_CONNECTED.to_owned());
+                    continue;
+                }
+                let sampled = sampler.awaits_ack(&token, max_in_flight == 1);
+                sends += 1;
+                if sampled {
+                    awaited.insert(sends);
+                    let ack = self.send(slot, sends, msg, 0).await;
                     acks.push(ack);
                 } else {
                     let sent = self.publisher.send_unacked(&client, &msg, 0).await;
@@ -375,9 +469,13 @@ impl ReceiptPublisher {
                 };
                 run.summary.no_receipt += 1;
                 let last_error = p.last_error.or_else(|| {
-                    p.awaiting_ack.then(|| {
-                        "no PubAck yet: is nats-server reachable, and does the EVENTS stream exist (`socai serve` creates it)?".to_owned()
-                    })
+                    if p.awaiting_ack {
+                        Some("no PubAck yet: is nats-server reachable, and does the EVENTS stream exist (`socai serve` creates it)?".to_owned())
+                    } else if p.without_ack {
+                        Some("its last publish awaited no PubAck: nats-server never confirmed storing it".to_owned())
+                    } else {
+                        None
+                    }
                 });
                 report(Report::Event(EventOutcome {
                     tag: p.tag,
@@ -387,7 +485,8 @@ impl ReceiptPublisher {
                     outcome: Outcome::NoReceipt { last_error },
                 }));
             }
-            while acks.len() < max_in_flight {
+            let is_connected = connected(&client);
+            while acks.len() < max_in_flight && is_connected {
                 let Some(&(at, slot)) = run.republish.first() else {
                     break;
                 };
@@ -398,33 +497,48 @@ impl ReceiptPublisher {
                 let Some(p) = run.slots.get_mut(&slot) else {
                     continue;
                 };
-                p.republish_at = None;
+                let Some((_, reason)) = p.republish_at.take() else {
+                    continue;
+                };
                 p.awaiting_ack = true;
                 p.without_ack = false;
-                let after = p.timeout;
+                let after = now.saturating_duration_since(p.sent_at);
+                p.sent_at = now;
+                let first = p.publishes == 0; // held, never sent
                 p.publishes += 1;
-                p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
-                run.summary.republished += 1;
-                report(Report::Republished {
-                    agency: p.agency.clone(),
-                    id: p.msg.id.clone(),
-                    publishes: p.publishes,
-                    after,
-                });
-                tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, "no receipt: publishing again");
+                if reason == Again::NoReceipt {
+                    p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
+                }
+                if !first {
+                    run.summary.republished += 1;
+                    report(Report::Republished {
+                        agency: p.agency.clone(),
+                        id: p.msg.id.clone(),
+                        publishes: p.publishes,
+                        after,
+                        reason,
+                    });
+                    tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, %reason, "publishing again");
+                }
                 let (msg, round) = (p.msg.clone(), p.publishes - 1);
-                let ack = self.send(slot, msg, round).await;
+                sends += 1;
+                awaited.insert(sends);
+                let ack = self.send(slot, sends, msg, round).await;
                 acks.push(ack);
             }
             // Wake for the next give-up, and for the next re-publish when the window has room
             // (when it is full, the next PubAck wakes the loop).
+            // While the connection is down, nothing is sent: look again in a moment.
             let window_full = acks.len() >= max_in_flight;
             let next_give_up = run.give_ups.first().map(|&(at, _)| at);
-            let next_republish = run
-                .republish
-                .first()
-                .map(|&(at, _)| at)
-                .filter(|_| !window_full);
+            let next_republish = if is_connected {
+                run.republish
+                    .first()
+                    .map(|&(at, _)| at)
+                    .filter(|_| !window_full)
+            } else {
+                Some(now + RECONNECT_CHECK)
+            };
             let next_deadline = match (next_give_up, next_republish) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -434,7 +548,8 @@ impl ReceiptPublisher {
                 Some(message) = receipts.next() => {
                     run.receipt(message, &mut report);
                 }
-                Some((slot, result)) = acks.next(), if awaiting_acks => {
+                Some((slot, send, result)) = acks.next(), if awaiting_acks => {
+                    awaited.remove(&send);
                     run.acked(slot, result, &mut report);
                 }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
@@ -442,8 +557,10 @@ impl ReceiptPublisher {
                     if let Some((subject, server_error)) = self.refused(&subscribed) {
                         return Err(ReceiptsError::SubscriptionRefused { subject, server_error });
                     }
-                    let errors = self.publisher.server_errors().recent();
-                    run.republish_refused(&refused_publishes(&errors), Instant::now());
+                    // Only errors new since the last check: an old one was acted on already.
+                    let mark = errors.count();
+                    run.republish_refused(&errors.publishes_refused_since(errors_seen), Instant::now());
+                    errors_seen = mark;
                 }
             }
         }
@@ -489,7 +606,7 @@ impl ReceiptPublisher {
 
     /// A server error refusing the subscription to one of these agencies' receipts.
     fn refused(&self, tokens: &HashSet<String>) -> Option<(String, String)> {
-        let errors = self.publisher.server_errors().recent();
+        let errors = self.publisher.server_errors().subscriptions_refused();
         tokens.iter().find_map(|token| {
             let subject = format!("{RECEIPTS_PREFIX}.{token}");
             let needle = format!("Subscription to \"{subject}\"");
@@ -503,8 +620,9 @@ impl ReceiptPublisher {
 
     /// Sends `msg` now (in order) and returns the future of its PubAck, retried as
     /// [`Publisher`] does; `round` 0 is the first publish, each re-publish after no receipt came
-    /// has the next (a msg-id of its own, see [`Publisher::send`]).
-    async fn send(&self, slot: u64, msg: Outgoing, round: u32) -> AckFuture {
+    /// has the next (a msg-id of its own, see [`Publisher::send`]). `send` numbers this send in
+    /// the run, for pacing.
+    async fn send(&self, slot: u64, send: u64, msg: Outgoing, round: u32) -> AckFuture {
         let sent = self.publisher.send(&msg, round).await;
         let publisher = self.publisher.clone();
         Box::pin(async move {
@@ -512,22 +630,19 @@ impl ReceiptPublisher {
                 Ok(ack) => ack.into_future().await,
                 Err(error) => Err(error),
             };
-            (slot, publisher.settle(msg, first, round).await)
+            (slot, send, publisher.settle(msg, first, round).await)
         })
     }
 }
 
-/// The subjects the server refused this user's publishes to, from its recent errors
-/// (`Permissions Violation for Publish to "<subject>"`).
-fn refused_publishes(errors: &[String]) -> HashSet<String> {
-    const NEEDLE: &str = "Publish to \"";
-    errors
-        .iter()
-        .filter_map(|e| {
-            let rest = &e[e.find(NEEDLE)? + NEEDLE.len()..];
-            Some(rest[..rest.find('"')?].to_owned())
-        })
-        .collect()
+/// How often a run looks whether a lost connection is back.
+const RECONNECT_CHECK: Duration = Duration::from_millis(100);
+
+const NOT_CONNECTED: &str =
+    "not sent: the connection to nats-server was down (is nats-server up and reachable?)";
+
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -564,7 +679,8 @@ impl<T> Run<T> {
                 ids.insert(msg.id.clone(), vec![slot]);
             }
         }
-        let give_up_at = Instant::now() + self.options.give_up_after;
+        let sent_at = Instant::now();
+        let give_up_at = sent_at + self.options.give_up_after;
         self.give_ups.insert((give_up_at, slot));
         self.slots.insert(
             slot,
@@ -575,6 +691,7 @@ impl<T> Run<T> {
                 agency,
                 give_up_at,
                 publishes: 1,
+                sent_at,
                 timeout: self.options.receipt_timeout,
                 republish_at: None,
                 awaiting_ack: true,
@@ -587,7 +704,7 @@ impl<T> Run<T> {
 
     fn remove(&mut self, slot: u64) -> Option<Pending<T>> {
         let p = self.slots.remove(&slot)?;
-        if let Some(at) = p.republish_at {
+        if let Some((at, _)) = p.republish_at {
             self.republish.remove(&(at, slot));
         }
         self.give_ups.remove(&(p.give_up_at, slot));
@@ -605,14 +722,14 @@ impl<T> Run<T> {
         Some(p)
     }
 
-    /// Publishes `slot` again at `at` (unless it is given up on first).
-    fn republish_at(&mut self, slot: u64, at: Instant) {
+    /// Publishes `slot` again at `at`, for `reason` (unless it is given up on first).
+    fn republish_at(&mut self, slot: u64, at: Instant, reason: Again) {
         if let Some(p) = self.slots.get_mut(&slot) {
-            if let Some(old) = p.republish_at.take() {
+            if let Some((old, _)) = p.republish_at.take() {
                 self.republish.remove(&(old, slot));
             }
             if at < p.give_up_at {
-                p.republish_at = Some(at);
+                p.republish_at = Some((at, reason));
                 self.republish.insert((at, slot));
             }
         }
@@ -632,45 +749,47 @@ impl<T> Run<T> {
     fn sent_unacked(
         &mut self,
         slot: u64,
-        sent: Result<(), async_nats::PublishError>,
+        sent: Result<(), Unsent>,
         report: &mut impl FnMut(Report<T>),
     ) {
-        use async_nats::client::PublishErrorKind;
-        let result = match sent {
-            Ok(()) => Ok(()),
-            Err(error) => {
+        match sent {
+            Ok(()) => self.stream_answered(slot, Ok(()), report),
+            Err(Unsent::Refused(reason)) => {
                 let Some(p) = self.slots.get(&slot) else {
                     return;
                 };
-                let (id, subject) = (p.msg.id.clone(), p.msg.subject.clone());
-                Err(match error.kind() {
-                    // Retrying cannot help.
-                    PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => {
-                        PublishError::Refused {
-                            id,
-                            subject,
-                            reason: error.to_string(),
-                        }
-                    }
-                    // The connection is closed: published again after the timeout.
-                    PublishErrorKind::Send => PublishError::GaveUp {
-                        id,
-                        subject,
-                        attempts: 1,
-                        elapsed_s: 0,
-                        last: error.to_string(),
-                    },
-                })
+                let error = PublishError::Refused {
+                    id: p.msg.id.clone(),
+                    subject: p.msg.subject.clone(),
+                    reason,
+                };
+                self.stream_answered(slot, Err(error), report);
             }
-        };
-        self.stream_answered(slot, result, report);
+            Err(Unsent::NotSent(reason)) => {
+                self.hold(slot, reason);
+                return;
+            }
+        }
         if let Some(p) = self.slots.get_mut(&slot) {
             p.without_ack = true;
         }
     }
 
+    /// `slot` was not sent (`why`): it is sent as soon as the connection allows, awaiting its
+    /// PubAck, as its first publish.
+    fn hold(&mut self, slot: u64, why: String) {
+        if let Some(p) = self.slots.get_mut(&slot) {
+            p.publishes = 0;
+            p.awaiting_ack = false;
+            p.without_ack = false;
+            p.last_error = Some(why);
+        }
+        self.republish_at(slot, Instant::now(), Again::NotSent);
+    }
+
     /// Publishes again at once, awaiting its PubAck, every event whose last publish awaited none
-    /// and went to a subject the server refused this user (`refused`, from its recent errors).
+    /// and went to a subject the server refused this user (`refused`, from its errors since the
+    /// last check).
     /// Its PubAck, or the lack of one beside that error ([`Publisher`]'s fail-fast), then says
     /// whether it was stored: such an event neither waits a whole receipt timeout for a receipt
     /// that cannot come, nor is ended on an error that may be older than its publish
@@ -686,7 +805,7 @@ impl<T> Run<T> {
             .map(|(&slot, _)| slot)
             .collect();
         for slot in due {
-            self.republish_at(slot, now);
+            self.republish_at(slot, now, Again::Refused);
         }
     }
 
@@ -722,7 +841,7 @@ impl<T> Run<T> {
             // one, then publish again.
             Err(error) => p.last_error = Some(error.to_string()),
         }
-        self.republish_at(slot, Instant::now() + timeout);
+        self.republish_at(slot, Instant::now() + timeout, Again::NoReceipt);
     }
 
     /// A message on a receipts subject.
@@ -1071,8 +1190,9 @@ mod tests {
         };
         let mut reports = Vec::new();
         run.acked(slot, Ok(ok.clone()), &mut |r| reports.push(r));
-        let first = run.slots[&slot].republish_at.expect("a re-publish time");
+        let (first, reason) = run.slots[&slot].republish_at.expect("a re-publish time");
         assert!(first < give_up);
+        assert_eq!(reason, Again::NoReceipt);
         assert!(!run.slots[&slot].awaiting_ack);
         // After a re-publish the timeout has doubled (60 s), past the give-up time: no
         // re-publish, the give-up comes first.
@@ -1106,25 +1226,39 @@ mod tests {
         let sent = add(&mut run, H01, "a", 0);
         run.sent_unacked(sent, Ok(()), &mut |r| reports.push(r));
         let p = &run.slots[&sent];
-        assert!(!p.awaiting_ack && p.last_error.is_none());
-        let at = p.republish_at.expect("a re-publish time");
+        assert!(!p.awaiting_ack && p.without_ack && p.last_error.is_none());
+        let (at, reason) = p.republish_at.expect("a re-publish time");
+        assert_eq!(reason, Again::NoReceipt);
         assert!(at >= before + run.options.receipt_timeout);
         assert_eq!(run.republish.first(), Some(&(at, sent)));
 
-        // The connection closed under it: kept, published again after the timeout, the error
-        // kept to report should it never be answered.
+        // Not handed to the connection (closed, or reconnecting past the send timeout): kept,
+        // sent as soon as the connection allows, awaiting its PubAck, the reason kept to report
+        // should it never be answered.
         let lost = add(&mut run, H01, "b", 1);
-        let closed = async_nats::PublishError::new(async_nats::client::PublishErrorKind::Send);
-        run.sent_unacked(lost, Err(closed), &mut |r| reports.push(r));
+        let now = Instant::now();
+        run.sent_unacked(
+            lost,
+            Err(Unsent::NotSent("the connection is closed".into())),
+            &mut |r| reports.push(r),
+        );
         let p = &run.slots[&lost];
-        assert!(p.republish_at.is_some());
-        assert!(p.last_error.is_some());
+        let (at, reason) = p.republish_at.expect("a re-publish time");
+        assert_eq!(reason, Again::NotSent);
+        assert_eq!(
+            p.publishes, 0,
+            "not sent: its first publish is still to come"
+        );
+        assert!(!p.without_ack && !p.awaiting_ack);
+        assert!(at >= now && at < now + run.options.receipt_timeout);
+        assert_eq!(p.last_error.as_deref(), Some("the connection is closed"));
+        assert_eq!(run.republish.first(), Some(&(at, lost)));
 
         // What the client refuses to send can never be answered: ended at once.
         let big = add(&mut run, H01, "c", 2);
-        let too_big =
-            async_nats::PublishError::new(async_nats::client::PublishErrorKind::MaxPayloadExceeded);
-        run.sent_unacked(big, Err(too_big), &mut |r| reports.push(r));
+        run.sent_unacked(big, Err(Unsent::Refused("too big".into())), &mut |r| {
+            reports.push(r)
+        });
         assert!(!run.slots.contains_key(&big));
         assert!(
             matches!(
@@ -1143,12 +1277,18 @@ mod tests {
     #[test]
     fn a_publish_the_server_refused_is_sent_again_at_once_awaiting_its_puback() {
         let subject = crate::subject::event_subject(H01, "dossier.submitted");
-        let errors = vec![
-            "Permissions Violation for Subscription to \"dvc.receipts.x\"".to_owned(),
-            format!("Permissions Violation for Publish to \"{subject}\""),
-        ];
-        let refused = refused_publishes(&errors);
+        let errors = crate::publisher::ServerErrors::default();
+        errors.push("Permissions Violation for Subscription to \"dvc.receipts.x\"".to_owned());
+        let mark = errors.count();
+        errors.push(format!(
+            "Permissions Violation for Publish to \"{subject}\""
+        ));
+        let refused = errors.publishes_refused_since(mark);
         assert_eq!(refused, HashSet::from([subject.clone()]));
+        assert!(
+            errors.publishes_refused_since(errors.count()).is_empty(),
+            "an error already dealt with is not new"
+        );
         let mut run = run(None);
         let mut reports = Vec::new();
         let unacked = add(&mut run, H01, "a", 0);
@@ -1170,19 +1310,100 @@ mod tests {
             H01.into(),
         );
         run.sent_unacked(other, Ok(()), &mut |r| reports.push(r));
-        let before: HashMap<u64, Option<Instant>> = run
+        let before: HashMap<u64, Option<(Instant, Again)>> = run
             .slots
             .iter()
             .map(|(&s, p)| (s, p.republish_at))
             .collect();
         let now = Instant::now();
         run.republish_refused(&refused, now);
-        assert_eq!(run.slots[&unacked].republish_at, Some(now));
+        assert_eq!(
+            run.slots[&unacked].republish_at,
+            Some((now, Again::Refused))
+        );
         assert_eq!(run.republish.first(), Some(&(now, unacked)));
         for slot in [awaiting, acked, other] {
             assert_eq!(run.slots[&slot].republish_at, before[&slot], "slot {slot}");
         }
         assert!(reports.is_empty(), "nothing ends on the error alone");
         assert_eq!(run.slots.len(), 4);
+    }
+
+    #[test]
+    fn each_agency_awaits_the_pubacks_of_its_first_publish_and_one_in_ack_every() {
+        // Two agencies alternating: a run-wide count alone would sample only one of them.
+        let mut sampler = AckSampler::default();
+        let mut sampled: Vec<(usize, u64)> = Vec::new();
+        for i in 0..4 * ACK_EVERY {
+            let agency = (i % 2) as usize;
+            if sampler.awaits_ack(["h01", "h02"][agency], false) {
+                sampled.push((agency, i / 2));
+            }
+        }
+        // Each agency's 1st and 65th, and the 64th in a row of any (here always agency 1's).
+        assert_eq!(
+            sampled,
+            [(0, 0), (1, 0), (1, 32), (0, 64), (1, 64), (1, 96)],
+        );
+        // A new agency's first publish awaits its PubAck whatever came before; a forced one
+        // counts as sampled.
+        assert!(sampler.awaits_ack("h03", false));
+        assert!(!sampler.awaits_ack("h03", false));
+        assert!(sampler.awaits_ack("h03", true));
+
+        // Many agencies with a few events each: still never ACK_EVERY plain publishes in a row
+        // (they pace the run), and one in ACK_EVERY overall once every agency was seen.
+        let mut sampler = AckSampler::default();
+        let agencies: Vec<String> = (0..500).map(|a| format!("a{a}")).collect();
+        for a in &agencies {
+            assert!(sampler.awaits_ack(a, false), "first of {a}");
+        }
+        let (mut in_a_row, mut longest, mut acks) = (0, 0, 0);
+        let rounds = 20;
+        for _ in 0..rounds {
+            for a in &agencies {
+                if sampler.awaits_ack(a, false) {
+                    acks += 1;
+                    in_a_row = 0;
+                } else {
+                    in_a_row += 1;
+                    longest = longest.max(in_a_row);
+                }
+            }
+        }
+        assert_eq!(longest, ACK_EVERY - 1);
+        assert_eq!(acks, rounds * agencies.len() as u64 / ACK_EVERY);
+    }
+
+    #[test]
+    fn server_errors_keep_refusals_apart_from_a_flood_of_others() {
+        use crate::publisher::{REFUSED_SUBJECTS_KEPT, SERVER_ERRORS_KEPT, ServerErrors};
+        let errors = ServerErrors::default();
+        errors.push("Permissions Violation for Subscription to \"dvc.receipts.h01\"".to_owned());
+        for i in 0..REFUSED_SUBJECTS_KEPT + 10 {
+            errors.push(format!(
+                "Permissions Violation for Publish to \"dvc.events.h02.t{i}\""
+            ));
+        }
+        assert_eq!(errors.recent().len(), SERVER_ERRORS_KEPT);
+        assert_eq!(
+            errors.subscriptions_refused(),
+            ["Permissions Violation for Subscription to \"dvc.receipts.h01\""],
+            "the subscription refusal outlives the flood"
+        );
+        let subjects = errors.publishes_refused_since(0);
+        assert_eq!(subjects.len(), REFUSED_SUBJECTS_KEPT, "bounded");
+        assert!(subjects.contains(&format!("dvc.events.h02.t{}", REFUSED_SUBJECTS_KEPT + 9)));
+        assert!(
+            !subjects.contains("dvc.events.h02.t0"),
+            "the oldest is forgotten"
+        );
+        // A subject refused again is new again.
+        let mark = errors.count();
+        errors.push("Permissions Violation for Publish to \"dvc.events.h02.t500\"".to_owned());
+        assert_eq!(
+            errors.publishes_refused_since(mark),
+            HashSet::from(["dvc.events.h02.t500".to_owned()])
+        );
     }
 }

@@ -539,8 +539,9 @@ pub fn ingest(
     let batch = socai_ingest::WriterConfig::default().batch_max_events;
     let receipt_pending = socai_client::receipts::ReceiptOptions::default().max_pending;
     let ack_every = socai_client::receipts::ACK_EVERY;
+    let pace = socai_client::receipts::PACE;
     println!(
-        "socai bench ingest: {n} events from {agencies} agencies, {:.0} bytes/event; 1 publisher, {IN_FLIGHT} PubAcks in flight (with receipts: up to {receipt_pending} events awaiting theirs, receipts verified, a PubAck awaited only for each agency's first event and one in {ack_every}); batches of up to {batch}, fsync per batch; a fresh {} and a fresh store per run",
+        "socai bench ingest: {n} events from {agencies} agencies, {:.0} bytes/event; 1 publisher, {IN_FLIGHT} PubAcks in flight (with receipts: up to {receipt_pending} events awaiting theirs, receipts verified, a PubAck awaited only for each agency's first event, one in {ack_every} of each agency's and the {ack_every}th plain publish in a row, at most {pace} sends past the oldest PubAck awaited); batches of up to {batch}, fsync per batch; a fresh {} and a fresh store per run",
         bytes as f64 / n as f64,
         binary.display(),
     );

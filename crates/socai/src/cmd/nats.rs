@@ -674,9 +674,10 @@ fn publish_receipted(
                     id,
                     publishes,
                     after,
+                    reason,
                 } => tracing::info!(
-                    %agency, %id, publishes, after_s = after.as_secs(),
-                    "no receipt yet: published again"
+                    %agency, %id, publishes, after_s = after.as_secs(), %reason,
+                    "published again"
                 ),
                 Report::Event(e) => match e.outcome {
                     Outcome::Committed { .. } | Outcome::Duplicate { .. } => {}
