@@ -259,6 +259,177 @@ async fn receipt_publishers_commit_every_event_exactly_once_in_subject_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_publisher_holds_what_it_reads_while_nats_server_is_down_and_sends_it_in_order() {
+    use socai_client::receipts::{Outcome, ReceiptOptions, ReceiptPublisher, Report};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    // One publisher in strict order (`--in-flight 1`) is fed in three parts: A while nats-server
+    // is up (all committed before it goes down), B while it is down (held, never sent, one
+    // agency new to the run among them), C once it is back. Held events go first, in order:
+    // every subject's order in the ledger is the order fed.
+    let Rig {
+        ledger,
+        mut nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
+    let events = workload(1500, 29);
+    let newcomer = events
+        .iter()
+        .map(|e| e.agency.clone())
+        .max()
+        .expect("agencies");
+    let a: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.agency != newcomer)
+        .take(300)
+        .collect();
+    let in_a: HashSet<&str> = a.iter().map(|e| e.id.as_str()).collect();
+    let rest: Vec<&Event> = events
+        .iter()
+        .filter(|e| !in_a.contains(e.id.as_str()))
+        .collect();
+    let (b, c) = (&rest[..200], &rest[200..400]);
+    assert!(
+        b.iter().any(|e| e.agency == newcomer),
+        "B brings a new agency"
+    );
+    assert!(
+        b.iter().any(|e| c
+            .iter()
+            .any(|x| x.agency == e.agency && x.event_type == e.event_type)),
+        "B and C share a subject"
+    );
+
+    let receipts = ReceiptPublisher::new(
+        publisher(&url, None).await,
+        ReceiptOptions {
+            max_in_flight: 1,
+            ..ReceiptOptions::default()
+        },
+    );
+    let client = receipts.publisher().client();
+    let (tx, rx) = std::sync::mpsc::channel::<Outgoing>();
+    let answered = Arc::new(AtomicU64::new(0));
+    let counted = answered.clone();
+    // Its own thread: the input iterator blocks until the test feeds it.
+    let publishing = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |r| {
+                if let Report::Event(e) = r {
+                    assert!(
+                        matches!(e.outcome, Outcome::Committed { .. }),
+                        "{}: {:?}",
+                        e.id,
+                        e.outcome
+                    );
+                    counted.fetch_add(1, Relaxed);
+                }
+            }))
+            .expect("receipts can be received")
+    });
+    let feed = |part: &[&Event]| {
+        for e in part {
+            tx.send(Outgoing::event(e)).expect("the publisher reads");
+        }
+    };
+    let state = || client.connection_state();
+    use async_nats::connection::State;
+
+    feed(&a);
+    wait_committed(&js, a.len() as u64, PATIENCE).await;
+    nats.kill();
+    wait_until(
+        PATIENCE,
+        "the publisher sees the connection down",
+        || async { state() != State::Connected },
+    )
+    .await;
+    feed(b);
+    nats.restart().expect("nats-server restarts");
+    wait_until(PATIENCE, "the publisher is connected again", || async {
+        state() == State::Connected
+    })
+    .await;
+    feed(c);
+    drop(tx);
+    let summary = tokio::task::spawn_blocking(move || publishing.join())
+        .await
+        .expect("join")
+        .expect("the publisher thread");
+    assert_eq!(answered.load(Relaxed), 700);
+    assert_eq!(summary.committed, 700, "{summary:?}");
+    assert_eq!(summary.republished + summary.no_receipt, 0, "{summary:?}");
+    wait_processed(&mut serve, &js, PATIENCE).await;
+    serve.stop();
+    let fed: Vec<Event> = a.iter().chain(b).chain(c).map(|&e| e.clone()).collect();
+    assert_exactly_once_in_order(&ledger, &fed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
+    use socai_client::receipts::{ReceiptOptions, ReceiptPublisher};
+    // nats-server is frozen (SIGSTOP) mid-run: the connection stays open and the client still
+    // counts it connected, but nothing it sends is read and no PubAck comes (the sampled ones
+    // time out and are retried). Pacing stops plain publishes within PACE sends of the oldest
+    // PubAck awaited, so the client's queue never fills; once nats-server answers again every
+    // event is committed, in order, exactly once, none published again.
+    let Rig {
+        ledger,
+        nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
+    let events = workload(30_000, 31);
+    let receipts = ReceiptPublisher::new(
+        publisher(&url, None).await,
+        ReceiptOptions {
+            // Far past the freeze: nothing is published again for want of a receipt.
+            receipt_timeout: Duration::from_secs(120),
+            ..ReceiptOptions::default()
+        },
+    );
+    let messages: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
+    let publishing = tokio::spawn(async move {
+        receipts
+            .publish_all(messages.into_iter().map(|m| (m, ())), |_| {})
+            .await
+            .expect("receipts can be received")
+    });
+    wait_committed(&js, 2000, PATIENCE).await;
+    let pid = nats.pid().expect("nats-server runs").to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // Longer than a PubAck's timeout (5 s), far shorter than the client's ping timeout (it
+    // never sees the connection as lost).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    signal("-CONT");
+    let summary = tokio::time::timeout(PATIENCE, publishing)
+        .await
+        .expect("every event answered")
+        .expect("the publisher task");
+    assert_eq!(summary.committed, events.len() as u64, "{summary:?}");
+    assert_eq!(
+        summary.republished + summary.no_receipt + summary.duplicates,
+        0,
+        "{summary:?}"
+    );
+    wait_processed(&mut serve, &js, PATIENCE).await;
+    serve.stop();
+    assert_exactly_once_in_order(&ledger, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothing() {
     let Rig {
         ledger,

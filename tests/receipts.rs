@@ -851,9 +851,9 @@ async fn events_sent_without_a_puback_to_a_refused_subject_end_not_published_at_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_whose_nats_server_dies_ends_every_event_instead_of_hanging() {
-    // nats-server is killed mid-run and stays down: the client's queue fills while it
-    // reconnects, and nothing more can be sent. Every event must still end (committed before
-    // the kill, or no receipt by its give-up time) and say why.
+    // nats-server is killed mid-run and stays down: nothing more can be sent, and what is read
+    // from then on is held. Every event must still end (committed before the kill, or no
+    // receipt by its give-up time), the ones never sent saying so.
     let ledger = Ledger::new();
     ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
     let mut nats = start_nats(&ledger.path("nats"), false);

@@ -67,7 +67,8 @@ struct ErrorLog {
     recent: std::collections::VecDeque<String>,
     /// How many errors were ever recorded.
     count: u64,
-    subscriptions_refused: std::collections::VecDeque<String>,
+    /// (`count` when recorded, error).
+    subscriptions_refused: std::collections::VecDeque<(u64, String)>,
     /// Subject → the `count` at its latest refusal.
     publishes_refused: std::collections::HashMap<String, u64>,
 }
@@ -99,11 +100,18 @@ impl ServerErrors {
     }
 
     /// The latest errors refusing a subscription (`Permissions Violation for Subscription to
-    /// "<subject>"`), oldest first.
-    pub fn subscriptions_refused(&self) -> Vec<String> {
+    /// "<subject>"`) recorded after the first `mark` errors ([`ServerErrors::count`]), oldest
+    /// first.
+    pub fn subscriptions_refused_since(&self, mark: u64) -> Vec<String> {
         self.0
             .lock()
-            .map(|e| e.subscriptions_refused.iter().cloned().collect())
+            .map(|e| {
+                e.subscriptions_refused
+                    .iter()
+                    .filter(|&&(at, _)| at > mark)
+                    .map(|(_, error)| error.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -148,7 +156,7 @@ impl ServerErrors {
             if log.subscriptions_refused.len() == SERVER_ERRORS_KEPT {
                 log.subscriptions_refused.pop_front();
             }
-            log.subscriptions_refused.push_back(error.clone());
+            log.subscriptions_refused.push_back((count, error.clone()));
         }
         if log.recent.len() == SERVER_ERRORS_KEPT {
             log.recent.pop_front();
@@ -401,17 +409,21 @@ impl Publisher {
 
     /// Publishes one message, retrying transient failures; see the module docs.
     pub async fn publish_outgoing(&self, msg: Outgoing) -> Result<Published, PublishError> {
+        let mark = self.errors.count();
         let first = self.attempt(&msg, 0).await;
-        self.settle(msg, first, 0).await
+        self.settle(msg, first, 0, mark).await
     }
 
     /// Turns the result of a first attempt into the final result, retrying while it is transient
-    /// (with the msg-id of the same `round`, see [`Publisher::send`]).
+    /// (with the msg-id of the same `round`, see [`Publisher::send`]). `mark` is the server's
+    /// error count ([`ServerErrors::count`]) before the first attempt: only a refusal after it
+    /// can be this message's.
     pub(crate) async fn settle(
         &self,
         msg: Outgoing,
         first: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
         round: u32,
+        mark: u64,
     ) -> Result<Published, PublishError> {
         let started = tokio::time::Instant::now();
         let mut backoff = self.retry.first_backoff;
@@ -429,7 +441,7 @@ impl Publisher {
                 }
                 Err(error) => error,
             };
-            if let Some(reason) = self.permanent(&msg, &error) {
+            if let Some(reason) = self.permanent(&msg, &error, mark) {
                 return Err(PublishError::Refused {
                     id: msg.id,
                     subject: msg.subject,
@@ -522,11 +534,12 @@ impl Publisher {
         self.send(msg, round).await?.into_future().await
     }
 
-    /// `Some(reason)` when retrying cannot help.
+    /// `Some(reason)` when retrying cannot help (`mark`: see [`Publisher::settle`]).
     fn permanent(
         &self,
         msg: &Outgoing,
         error: &jetstream::context::PublishError,
+        mark: u64,
     ) -> Option<String> {
         match error.kind() {
             PublishErrorKind::MaxPayloadExceeded
@@ -539,18 +552,28 @@ impl Publisher {
             {
                 Some(error.to_string())
             }
-            // A timeout after the server refused the subject for this user: say so, now.
-            PublishErrorKind::TimedOut => self
-                .errors
-                .recent()
-                .into_iter()
-                .rev()
-                .find(|e| e.contains(&format!("Publish to \"{}\"", msg.subject)))
-                .map(|e| {
-                    format!(
-                        "the server refused it: {e}; check this user's publish permissions in the server's configuration (an agency's user may publish only to its own agency's subjects)"
-                    )
-                }),
+            // A timeout after the server refused the subject for this user (since this message
+            // was first sent: permissions can change on a reload): say so, now.
+            PublishErrorKind::TimedOut => {
+                if !self
+                    .errors
+                    .publishes_refused_since(mark)
+                    .contains(&msg.subject)
+                {
+                    return None;
+                }
+                let needle = format!("Publish to \"{}\"", msg.subject);
+                let e = self
+                    .errors
+                    .recent()
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.contains(&needle))
+                    .unwrap_or_else(|| format!("Permissions Violation for {needle}"));
+                Some(format!(
+                    "the server refused it: {e}; check this user's publish permissions in the server's configuration (an agency's user may publish only to its own agency's subjects)"
+                ))
+            }
             _ => None,
         }
     }
@@ -578,6 +601,7 @@ impl Publisher {
                 }
             }
             // Sent now, in order; the PubAck and any retry are awaited in the window.
+            let mark = self.errors.count();
             let sent = self.send(&msg, 0).await;
             let publisher = self.clone();
             in_flight.push_back(async move {
@@ -585,7 +609,7 @@ impl Publisher {
                     Ok(ack) => ack.into_future().await,
                     Err(error) => Err(error),
                 };
-                publisher.settle(msg, first, 0).await
+                publisher.settle(msg, first, 0, mark).await
             });
         }
         while let Some(result) = in_flight.next().await {

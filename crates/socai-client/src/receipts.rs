@@ -22,12 +22,16 @@
 //!   PubAck awaited (nats-server's stream ingest queue drops what overflows it). An event sent
 //!   without a PubAck to a subject the server then refuses this user is published again at once
 //!   (errors new since the last check, read every second), awaiting its PubAck, which says
-//!   whether it was stored. While the connection is down every event awaits its PubAck, and a
-//!   plain publish the connection does not take within [`crate::publisher::SEND_TIMEOUT`] is
-//!   published again at once, awaiting it. What nats-server loses anyway (a crash before its
-//!   sync, an ingest-queue drop) is published again after `receipt_timeout`, behind later
-//!   events: per-subject order holds for what is not lost;
-//!   `max_in_flight = 1` awaits every PubAck in turn (strict order even across failures);
+//!   whether it was stored: with the same msg-id, so one that was stored is answered as a
+//!   duplicate. What the connection cannot take is held, never sent, in input order: every
+//!   event read while the connection is down (a new agency's subscription waits too), and a
+//!   plain publish or subscription the connection does not take within
+//!   [`crate::publisher::SEND_TIMEOUT`] (then nothing is sent until a flush goes through). Held
+//!   events are sent first, in order, once it can, before any new input (their first publish).
+//!   What nats-server loses anyway (a crash before its sync, an ingest-queue drop) is published
+//!   again after `receipt_timeout`, behind later events: per-subject order holds for what is
+//!   not lost; `max_in_flight = 1` awaits every PubAck in turn (strict order across failures of
+//!   the connection and of PubAcks, not across a loss inside nats-server);
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
 //! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (after it was
@@ -36,7 +40,8 @@
 //!   window, since the receipt itself may be what was lost; the ledger answers it, as a duplicate
 //!   if it already held the event), doubling the timeout at each re-publish up to
 //!   `max_receipt_timeout` so a slow ledger is not flooded with repeats;
-//! - gives up on an event `give_up_after` its first publish ([`Outcome::NoReceipt`]);
+//! - gives up on an event `give_up_after` it was read (its first publish, unless it was held)
+//!   ([`Outcome::NoReceipt`]);
 //! - with a [`CheckpointVerifier`] (the log's published key) checks every receipt: one that does
 //!   not verify is reported ([`Report::BadReceipt`]) and answers nothing.
 //!
@@ -46,13 +51,13 @@
 //! first, and one answer of the ledger ends both (the first as it says, the others as
 //! duplicates of its seq).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{AbortHandle, Abortable, BoxFuture};
 use futures::stream::{FuturesUnordered, SelectAll};
 use socai_chain::checkpoint::CheckpointVerifier;
 use socai_chain::receipt::{ReceiptRejection, ReceiptVerifier};
@@ -60,7 +65,7 @@ use socai_chain::{Hash, Receipt};
 use socai_model::Event;
 use tokio::time::Instant;
 
-use crate::publisher::{Outgoing, PublishError, Published, Publisher, Unsent};
+use crate::publisher::{Outgoing, PublishError, Published, Publisher, SEND_TIMEOUT, Unsent};
 use crate::subject::{RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_subject};
 
 /// How long to wait for receipts, and how much to keep waiting for at once.
@@ -165,7 +170,8 @@ pub struct EventOutcome<T> {
     /// The agency of the subject it was published on.
     pub agency: String,
     pub id: String,
-    /// How many times it was published (1 = no re-publish).
+    /// How many times it was published (1 = no re-publish; 0 = never sent: held while the
+    /// connection was down until given up on).
     pub publishes: u32,
     pub outcome: Outcome,
 }
@@ -201,12 +207,9 @@ pub enum Again {
     /// No receipt came within the receipt timeout.
     NoReceipt,
     /// It was sent without awaiting a PubAck and the server has since refused a publish to its
-    /// subject: published again at once, awaiting the PubAck that says whether it was stored.
+    /// subject: published again at once with the same msg-id, awaiting the PubAck that says
+    /// whether it was stored (a duplicate if it was).
     Refused,
-    /// It was never sent (the connection was down, or did not take it in time): sent as soon as
-    /// the connection is back, awaiting its PubAck, as its first publish (so never reported in a
-    /// [`Report::Republished`]).
-    NotSent,
 }
 
 impl std::fmt::Display for Again {
@@ -214,7 +217,6 @@ impl std::fmt::Display for Again {
         f.write_str(match self {
             Again::NoReceipt => "no receipt came in time",
             Again::Refused => "the server refused a publish to its subject: checking with a PubAck",
-            Again::NotSent => "it was not sent: the connection was down",
         })
     }
 }
@@ -233,6 +235,9 @@ pub struct Summary {
     pub receipts: u64,
     pub bad_receipts: u64,
     pub republished: u64,
+    /// Times an event was held back, unsent, because the connection was down or did not take a
+    /// send (see the module docs).
+    pub held: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +297,7 @@ struct AckSampler {
 impl AckSampler {
     /// Whether the next first publish for agency `token` awaits its PubAck: its agency's 1st,
     /// then one in [`ACK_EVERY`] of its agency's, and the [`ACK_EVERY`]th in a row of any;
-    /// `forced` when it awaits one anyway (strict order, connection down).
+    /// `forced` when it awaits one anyway (`max_in_flight = 1`: strict order).
     fn awaits_ack(&mut self, token: &str, forced: bool) -> bool {
         let n = match self.sent.get_mut(token) {
             Some(n) => n,
@@ -313,8 +318,10 @@ struct Pending<T> {
     agency: String,
     give_up_at: Instant,
     publishes: u32,
-    /// When it was last sent.
+    /// When it was last sent (read, until it is).
     sent_at: Instant,
+    /// The msg-id round of its last send (see [`Publisher::send`]).
+    round: u32,
     /// How long to wait for a receipt after its next PubAck (or plain send); doubles at each
     /// re-publish for no receipt.
     timeout: Duration,
@@ -322,6 +329,8 @@ struct Pending<T> {
     republish_at: Option<(Instant, Again)>,
     /// Its PubAck (or the failure to get one) is awaited.
     awaiting_ack: bool,
+    /// Drops that wait.
+    ack: Option<AbortHandle>,
     /// Its last publish was a plain one, awaiting no PubAck (see [`ACK_EVERY`]).
     without_ack: bool,
     last_error: Option<String>,
@@ -329,8 +338,9 @@ struct Pending<T> {
 
 /// The slots waiting for one event, by agency token and then event id (looked up by `&str`).
 type ByKey = HashMap<String, HashMap<String, Vec<u64>>>;
-/// A PubAck awaited: (slot, send number, result).
-type AckFuture = BoxFuture<'static, (u64, u64, Result<Published, PublishError>)>;
+/// A PubAck awaited: (slot, send number, its result; `None` when its event ended first and the
+/// wait, with its retries, was dropped).
+type AckFuture = BoxFuture<'static, (u64, u64, Option<Result<Published, PublishError>>)>;
 
 /// The run's state: pending events by slot, by (agency token, id), by re-publish time and by
 /// give-up time.
@@ -386,31 +396,58 @@ impl ReceiptPublisher {
         I: IntoIterator<Item = (Outgoing, T)>,
         F: FnMut(Report<T>),
     {
-        let client = self.publisher.client();
         let errors = self.publisher.server_errors().clone();
+        // Server errors up to this mark were dealt with (or predate the run).
+        let mut errors_seen = errors.count();
+        let mut wire = Wire {
+            client: self.publisher.client(),
+            run_mark: errors_seen,
+            receipts: SelectAll::new(),
+            subscribed: HashSet::new(),
+            acks: FuturesUnordered::new(),
+            sampler: AckSampler::default(),
+            sends: 0,
+            awaited: BTreeSet::new(),
+            held: VecDeque::new(),
+            suspect: false,
+            probe: None,
+            max_in_flight: self.options.max_in_flight.max(1),
+        };
         let mut input = messages.into_iter();
         let mut input_done = false;
         let mut run = Run::new(self.options.clone());
-        let mut receipts: SelectAll<async_nats::Subscriber> = SelectAll::new();
-        let mut subscribed: HashSet<String> = HashSet::new();
-        let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
-        let mut sampler = AckSampler::default();
-        // Sends so far (plain or awaiting a PubAck), and the send numbers of the PubAcks awaited.
-        let mut sends: u64 = 0;
-        let mut awaited: BTreeSet<u64> = BTreeSet::new();
-        // Server errors older than this mark were dealt with.
-        let mut errors_seen = errors.count();
-        let max_in_flight = self.options.max_in_flight.max(1);
         let max_pending = self.options.max_pending.max(1);
         let mut refusal_check = tokio::time::interval(Duration::from_secs(1));
         refusal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // Read and send more while the bounds allow.
-            while !input_done
-                && acks.len() < max_in_flight
-                && run.slots.len() < max_pending
-                && awaited.first().is_none_or(|&oldest| sends - oldest < PACE)
-            {
+            // One pass sends for at most PASS_LIMIT, so sends that each wait on a stalled
+            // connection never keep receipts, give-ups and refusal checks waiting long.
+            let pass = Instant::now();
+            let mut cut_short = false;
+            // Held events first, in input order, as soon as the connection allows.
+            while wire.can_send() && wire.window_open() && !wire.held.is_empty() {
+                if pass.elapsed() >= PASS_LIMIT {
+                    cut_short = true;
+                    break;
+                }
+                let Some(slot) = wire.held.pop_front() else {
+                    break;
+                };
+                if run.slots.contains_key(&slot) {
+                    self.dispatch(&mut wire, &mut run, slot, &mut report)
+                        .await?;
+                }
+            }
+            // Then new input: held too, behind the others, while anything is held.
+            while !input_done && run.slots.len() < max_pending {
+                let holding = !wire.can_send() || !wire.held.is_empty();
+                if !holding && !wire.window_open() {
+                    break;
+                }
+                if pass.elapsed() >= PASS_LIMIT {
+                    cut_short = true;
+                    break;
+                }
                 let Some((msg, tag)) = input.next() else {
                     input_done = true;
                     break;
@@ -432,32 +469,21 @@ impl ReceiptPublisher {
                     continue;
                 };
                 let token = agency_token(&agency);
-                if subscribed.insert(token.clone()) {
-                    receipts.push(self.subscribe(&client, &agency).await?);
-                }
-                let slot = run.add(tag, msg.clone(), token.clone(), agency);
-                if !connected(&client) {
-                    // Sending now could only fill the client's queue: held until the connection
-                    // is back (or given up on), then sent awaiting its PubAck.
-                    run.hold(slot, NOT_CONNECTED.to_owned());
-                    continue;
-                }
-                let sampled = sampler.awaits_ack(&token, max_in_flight == 1);
-                sends += 1;
-                if sampled {
-                    awaited.insert(sends);
-                    let ack = self.send(slot, sends, msg, 0).await;
-                    acks.push(ack);
+                let slot = run.add(tag, msg, token, agency);
+                if holding {
+                    // Sending now could only fill the client's queue (or pass what is held).
+                    run.hold(slot, NOT_SENT.to_owned());
+                    wire.held.push_back(slot);
                 } else {
-                    let sent = self.publisher.send_unacked(&client, &msg, 0).await;
-                    run.sent_unacked(slot, sent, &mut report);
+                    self.dispatch(&mut wire, &mut run, slot, &mut report)
+                        .await?;
                 }
             }
             if input_done && run.slots.is_empty() {
                 break;
             }
-            // Give up on what waited too long (its PubAck awaited or not); re-publish what is
-            // due while the window allows.
+            // Give up on what waited too long (its PubAck awaited or not, or held); re-publish
+            // what is due while the window allows.
             let now = Instant::now();
             while let Some(&(at, slot)) = run.give_ups.first() {
                 if at > now {
@@ -485,8 +511,11 @@ impl ReceiptPublisher {
                     outcome: Outcome::NoReceipt { last_error },
                 }));
             }
-            let is_connected = connected(&client);
-            while acks.len() < max_in_flight && is_connected {
+            while wire.acks.len() < wire.max_in_flight && wire.can_send() {
+                if pass.elapsed() >= PASS_LIMIT {
+                    cut_short = true;
+                    break;
+                }
                 let Some(&(at, slot)) = run.republish.first() else {
                     break;
                 };
@@ -504,34 +533,53 @@ impl ReceiptPublisher {
                 p.without_ack = false;
                 let after = now.saturating_duration_since(p.sent_at);
                 p.sent_at = now;
-                let first = p.publishes == 0; // held, never sent
                 p.publishes += 1;
-                if reason == Again::NoReceipt {
-                    p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
+                match reason {
+                    // Its own msg-id again: if the first copy was stored after all, JetStream
+                    // answers it as a duplicate.
+                    Again::Refused => {}
+                    // A msg-id of its own: stored again even inside the duplicate window (the
+                    // receipt may be what was lost).
+                    Again::NoReceipt => {
+                        p.round += 1;
+                        p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
+                    }
                 }
-                if !first {
-                    run.summary.republished += 1;
-                    report(Report::Republished {
-                        agency: p.agency.clone(),
-                        id: p.msg.id.clone(),
-                        publishes: p.publishes,
-                        after,
-                        reason,
-                    });
-                    tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, %reason, "publishing again");
-                }
-                let (msg, round) = (p.msg.clone(), p.publishes - 1);
-                sends += 1;
-                awaited.insert(sends);
-                let ack = self.send(slot, sends, msg, round).await;
-                acks.push(ack);
+                run.summary.republished += 1;
+                report(Report::Republished {
+                    agency: p.agency.clone(),
+                    id: p.msg.id.clone(),
+                    publishes: p.publishes,
+                    after,
+                    reason,
+                });
+                tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, %reason, "publishing again");
+                let (msg, round) = (p.msg.clone(), p.round);
+                wire.sends += 1;
+                wire.awaited.insert(wire.sends);
+                let (ack, abort) = self.send(slot, wire.sends, msg, round).await;
+                run.awaiting(slot, abort);
+                wire.acks.push(ack);
+            }
+            // A connection that did not take a send is trusted again once a flush goes through.
+            if wire.suspect && wire.probe.is_none() && connected(&wire.client) {
+                let client = wire.client.clone();
+                wire.probe = Some(Box::pin(async move {
+                    matches!(
+                        tokio::time::timeout(SEND_TIMEOUT, client.flush()).await,
+                        Ok(Ok(()))
+                    )
+                }));
             }
             // Wake for the next give-up, and for the next re-publish when the window has room
-            // (when it is full, the next PubAck wakes the loop).
-            // While the connection is down, nothing is sent: look again in a moment.
-            let window_full = acks.len() >= max_in_flight;
+            // (when it is full, the next PubAck wakes the loop); at once when the pass was cut
+            // short; soon, to look again, while nothing can be sent.
+            let can_send = wire.can_send();
+            let window_full = wire.acks.len() >= wire.max_in_flight;
             let next_give_up = run.give_ups.first().map(|&(at, _)| at);
-            let next_republish = if is_connected {
+            let next_republish = if cut_short {
+                Some(now)
+            } else if can_send {
                 run.republish
                     .first()
                     .map(|&(at, _)| at)
@@ -543,18 +591,27 @@ impl ReceiptPublisher {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let awaiting_acks = !acks.is_empty();
+            let awaiting_acks = !wire.acks.is_empty();
+            let probing = wire.probe.is_some();
             tokio::select! {
-                Some(message) = receipts.next() => {
+                Some(message) = wire.receipts.next() => {
                     run.receipt(message, &mut report);
                 }
-                Some((slot, send, result)) = acks.next(), if awaiting_acks => {
-                    awaited.remove(&send);
-                    run.acked(slot, result, &mut report);
+                Some((slot, send, result)) = wire.acks.next(), if awaiting_acks => {
+                    wire.awaited.remove(&send);
+                    if let Some(result) = result {
+                        run.acked(slot, result, &mut report);
+                    }
+                }
+                ok = async { wire.probe.as_mut().expect("probing").await }, if probing => {
+                    wire.probe = None;
+                    if ok {
+                        wire.suspect = false;
+                    }
                 }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
                 _ = refusal_check.tick() => {
-                    if let Some((subject, server_error)) = self.refused(&subscribed) {
+                    if let Some((subject, server_error)) = self.refused(&wire.subscribed, wire.run_mark) {
                         return Err(ReceiptsError::SubscriptionRefused { subject, server_error });
                     }
                     // Only errors new since the last check: an old one was acted on already.
@@ -567,46 +624,107 @@ impl ReceiptPublisher {
         Ok(run.summary)
     }
 
+    /// Sends held or new `slot` for the first time: subscribes to its agency's receipts first
+    /// if this run has not yet, then awaits its PubAck if sampled ([`AckSampler`]) or sends it
+    /// as a plain publish. What the connection does not take goes back to the front of the held
+    /// events, and the connection is suspect until a flush goes through.
+    async fn dispatch<T>(
+        &self,
+        wire: &mut Wire,
+        run: &mut Run<T>,
+        slot: u64,
+        report: &mut impl FnMut(Report<T>),
+    ) -> Result<(), ReceiptsError> {
+        let Some(p) = run.slots.get_mut(&slot) else {
+            return Ok(());
+        };
+        let (msg, token) = (p.msg.clone(), p.token.clone());
+        if !wire.subscribed.contains(&token) {
+            let agency = p.agency.clone();
+            match self.subscribe(wire, &agency).await? {
+                Some(subscriber) => {
+                    wire.subscribed.insert(token.clone());
+                    wire.receipts.push(subscriber);
+                }
+                None => {
+                    wire.suspect = true;
+                    run.hold(slot, NOT_SENT.to_owned());
+                    wire.held.push_front(slot);
+                    return Ok(());
+                }
+            }
+        }
+        run.sending(slot);
+        let sampled = wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
+        wire.sends += 1;
+        if sampled {
+            wire.awaited.insert(wire.sends);
+            let (ack, abort) = self.send(slot, wire.sends, msg, 0).await;
+            run.awaiting(slot, abort);
+            wire.acks.push(ack);
+        } else {
+            let sent = self.publisher.send_unacked(&wire.client, &msg, 0).await;
+            if run.sent_unacked(slot, sent, report) {
+                wire.suspect = true;
+                wire.held.push_front(slot);
+            }
+        }
+        Ok(())
+    }
+
     /// Subscribes to one agency's receipts and makes sure the server has the subscription
-    /// before anything is published for it.
+    /// before anything is published for it. `None` when the connection did not take the
+    /// subscription, or did not confirm it, within [`SEND_TIMEOUT`] (a subscription it took
+    /// stays: the connection re-subscribes when it reconnects).
     async fn subscribe(
         &self,
-        client: &async_nats::Client,
+        wire: &mut Wire,
         agency: &str,
-    ) -> Result<async_nats::Subscriber, ReceiptsError> {
+    ) -> Result<Option<async_nats::Subscriber>, ReceiptsError> {
         let subject = receipts_subject(agency);
+        let client = &wire.client;
         let subscriber =
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| ReceiptsError::Subscribe {
+            match tokio::time::timeout(SEND_TIMEOUT, client.subscribe(subject.clone())).await {
+                Ok(subscribed) => subscribed.map_err(|source| ReceiptsError::Subscribe {
                     subject: subject.clone(),
                     source,
-                })?;
-        client
-            .flush()
-            .await
-            .map_err(|source| ReceiptsError::Flush {
+                })?,
+                Err(_) => return Ok(None),
+            };
+        match tokio::time::timeout(SEND_TIMEOUT, client.flush()).await {
+            Ok(flushed) => flushed.map_err(|source| ReceiptsError::Flush {
                 subject: subject.clone(),
                 source,
-            })?;
+            })?,
+            Err(_) => {
+                // Kept, so this agency is not subscribed twice; its first event waits until
+                // a flush goes through.
+                wire.subscribed.insert(agency_token(agency));
+                wire.receipts.push(subscriber);
+                return Ok(None);
+            }
+        }
         // The server answers a refused subscription with an error before the flush's PONG; the
         // connection's event handler may record it a moment later: then the check every second
         // in `publish_all` finds it.
         let token = agency_token(agency);
-        if let Some((subject, server_error)) = self.refused(&HashSet::from([token])) {
+        if let Some((subject, server_error)) = self.refused(&HashSet::from([token]), wire.run_mark)
+        {
             return Err(ReceiptsError::SubscriptionRefused {
                 subject,
                 server_error,
             });
         }
         tracing::debug!(%subject, "subscribed to receipts");
-        Ok(subscriber)
+        Ok(Some(subscriber))
     }
 
-    /// A server error refusing the subscription to one of these agencies' receipts.
-    fn refused(&self, tokens: &HashSet<String>) -> Option<(String, String)> {
-        let errors = self.publisher.server_errors().subscriptions_refused();
+    /// A server error since `mark` refusing the subscription to one of these agencies' receipts.
+    fn refused(&self, tokens: &HashSet<String>, mark: u64) -> Option<(String, String)> {
+        let errors = self
+            .publisher
+            .server_errors()
+            .subscriptions_refused_since(mark);
         tokens.iter().find_map(|token| {
             let subject = format!("{RECEIPTS_PREFIX}.{token}");
             let needle = format!("Subscription to \"{subject}\"");
@@ -622,24 +740,78 @@ impl ReceiptPublisher {
     /// [`Publisher`] does; `round` 0 is the first publish, each re-publish after no receipt came
     /// has the next (a msg-id of its own, see [`Publisher::send`]). `send` numbers this send in
     /// the run, for pacing.
-    async fn send(&self, slot: u64, send: u64, msg: Outgoing, round: u32) -> AckFuture {
+    async fn send(
+        &self,
+        slot: u64,
+        send: u64,
+        msg: Outgoing,
+        round: u32,
+    ) -> (AckFuture, AbortHandle) {
+        let mark = self.publisher.server_errors().count();
         let sent = self.publisher.send(&msg, round).await;
         let publisher = self.publisher.clone();
-        Box::pin(async move {
+        let settled = async move {
             let first = match sent {
                 Ok(ack) => ack.into_future().await,
                 Err(error) => Err(error),
             };
-            (slot, send, publisher.settle(msg, first, round).await)
-        })
+            publisher.settle(msg, first, round, mark).await
+        };
+        let (abort, registration) = AbortHandle::new_pair();
+        let ack =
+            Box::pin(async move { (slot, send, Abortable::new(settled, registration).await.ok()) });
+        (ack, abort)
     }
 }
 
 /// How often a run looks whether a lost connection is back.
 const RECONNECT_CHECK: Duration = Duration::from_millis(100);
 
-const NOT_CONNECTED: &str =
-    "not sent: the connection to nats-server was down (is nats-server up and reachable?)";
+/// The longest one pass of [`ReceiptPublisher::publish_all`]'s loop sends before it looks at
+/// receipts, PubAcks, give-ups and refusals again.
+const PASS_LIMIT: Duration = Duration::from_secs(1);
+
+const NOT_SENT: &str = "not sent: the connection to nats-server was down or did not take it (is nats-server up and reachable?)";
+
+/// What a run of [`ReceiptPublisher::publish_all`] sends with: the connection, the receipt
+/// subscriptions, the PubAcks awaited, pacing, and the events held back.
+struct Wire {
+    client: async_nats::Client,
+    /// The server's error count when the run began: older refusals are not this run's.
+    run_mark: u64,
+    receipts: SelectAll<async_nats::Subscriber>,
+    /// Agency tokens subscribed to.
+    subscribed: HashSet<String>,
+    acks: FuturesUnordered<AckFuture>,
+    sampler: AckSampler,
+    /// Sends so far (plain or awaiting a PubAck), and the send numbers of the PubAcks awaited.
+    sends: u64,
+    awaited: BTreeSet<u64>,
+    /// Slots read but not sent yet, in input order: the connection was down, or did not take
+    /// a send. Sent, in this order, before any new input.
+    held: VecDeque<u64>,
+    /// A send or subscription timed out while the connection claimed to be up (e.g. a peer
+    /// that stopped answering): nothing is sent until a flush (`probe`) goes through.
+    suspect: bool,
+    probe: Option<BoxFuture<'static, bool>>,
+    max_in_flight: usize,
+}
+
+impl Wire {
+    fn can_send(&self) -> bool {
+        !self.suspect && connected(&self.client)
+    }
+
+    /// Whether a first publish may go now: a PubAck slot is free, and plain publishes are at
+    /// most [`PACE`] sends past the oldest PubAck awaited.
+    fn window_open(&self) -> bool {
+        self.acks.len() < self.max_in_flight
+            && self
+                .awaited
+                .first()
+                .is_none_or(|&oldest| self.sends - oldest < PACE)
+    }
+}
 
 fn connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
@@ -692,9 +864,11 @@ impl<T> Run<T> {
                 give_up_at,
                 publishes: 1,
                 sent_at,
+                round: 0,
                 timeout: self.options.receipt_timeout,
                 republish_at: None,
                 awaiting_ack: true,
+                ack: None,
                 without_ack: false,
                 last_error: None,
             },
@@ -703,7 +877,11 @@ impl<T> Run<T> {
     }
 
     fn remove(&mut self, slot: u64) -> Option<Pending<T>> {
-        let p = self.slots.remove(&slot)?;
+        let mut p = self.slots.remove(&slot)?;
+        // Its PubAck (and the retries to get one) no longer matter.
+        if let Some(ack) = p.ack.take() {
+            ack.abort();
+        }
         if let Some((at, _)) = p.republish_at {
             self.republish.remove(&(at, slot));
         }
@@ -746,17 +924,18 @@ impl<T> Run<T> {
     }
 
     /// `slot` was sent as a plain publish awaiting no PubAck (or the client could not send it).
+    /// True when it was not sent and is to be held ([`Run::hold`]).
     fn sent_unacked(
         &mut self,
         slot: u64,
         sent: Result<(), Unsent>,
         report: &mut impl FnMut(Report<T>),
-    ) {
+    ) -> bool {
         match sent {
             Ok(()) => self.stream_answered(slot, Ok(()), report),
             Err(Unsent::Refused(reason)) => {
                 let Some(p) = self.slots.get(&slot) else {
-                    return;
+                    return false;
                 };
                 let error = PublishError::Refused {
                     id: p.msg.id.clone(),
@@ -767,24 +946,46 @@ impl<T> Run<T> {
             }
             Err(Unsent::NotSent(reason)) => {
                 self.hold(slot, reason);
-                return;
+                return true;
             }
         }
         if let Some(p) = self.slots.get_mut(&slot) {
             p.without_ack = true;
         }
+        false
     }
 
-    /// `slot` was not sent (`why`): it is sent as soon as the connection allows, awaiting its
-    /// PubAck, as its first publish.
+    /// `slot` is not sent now (`why`): the caller holds it, to send first when the connection
+    /// allows ([`Run::sending`]).
     fn hold(&mut self, slot: u64, why: String) {
         if let Some(p) = self.slots.get_mut(&slot) {
+            self.summary.held += 1;
             p.publishes = 0;
             p.awaiting_ack = false;
             p.without_ack = false;
             p.last_error = Some(why);
+            if let Some((at, _)) = p.republish_at.take() {
+                self.republish.remove(&(at, slot));
+            }
         }
-        self.republish_at(slot, Instant::now(), Again::NotSent);
+    }
+
+    /// `slot`'s PubAck is awaited; `abort` drops the wait should the event end first.
+    fn awaiting(&mut self, slot: u64, abort: AbortHandle) {
+        if let Some(p) = self.slots.get_mut(&slot) {
+            p.ack = Some(abort);
+        }
+    }
+
+    /// `slot` is being sent for the first time (its PubAck awaited until the stream answers).
+    fn sending(&mut self, slot: u64) {
+        if let Some(p) = self.slots.get_mut(&slot) {
+            p.publishes = 1;
+            p.sent_at = Instant::now();
+            p.awaiting_ack = true;
+            p.without_ack = false;
+            p.last_error = None;
+        }
     }
 
     /// Publishes again at once, awaiting its PubAck, every event whose last publish awaited none
@@ -821,6 +1022,7 @@ impl<T> Run<T> {
             return; // answered by a receipt already
         };
         p.awaiting_ack = false;
+        p.ack = None;
         let timeout = p.timeout;
         match result {
             Ok(()) => p.last_error = None,
@@ -1232,27 +1434,28 @@ mod tests {
         assert!(at >= before + run.options.receipt_timeout);
         assert_eq!(run.republish.first(), Some(&(at, sent)));
 
-        // Not handed to the connection (closed, or reconnecting past the send timeout): kept,
-        // sent as soon as the connection allows, awaiting its PubAck, the reason kept to report
-        // should it never be answered.
+        // Not handed to the connection (closed, or past the send timeout): kept and held (the
+        // caller sends it first when the connection allows), the reason kept to report should
+        // it never be answered; no re-publish timer runs for what was never sent.
         let lost = add(&mut run, H01, "b", 1);
-        let now = Instant::now();
-        run.sent_unacked(
+        assert!(run.sent_unacked(
             lost,
             Err(Unsent::NotSent("the connection is closed".into())),
             &mut |r| reports.push(r),
-        );
+        ));
         let p = &run.slots[&lost];
-        let (at, reason) = p.republish_at.expect("a re-publish time");
-        assert_eq!(reason, Again::NotSent);
+        assert_eq!(p.republish_at, None);
         assert_eq!(
             p.publishes, 0,
             "not sent: its first publish is still to come"
         );
         assert!(!p.without_ack && !p.awaiting_ack);
-        assert!(at >= now && at < now + run.options.receipt_timeout);
         assert_eq!(p.last_error.as_deref(), Some("the connection is closed"));
-        assert_eq!(run.republish.first(), Some(&(at, lost)));
+        assert!(run.republish.iter().all(|&(_, s)| s != lost));
+        // Sent at last: a first publish, nothing of the failure left to report.
+        run.sending(lost);
+        let p = &run.slots[&lost];
+        assert!(p.publishes == 1 && p.awaiting_ack && p.last_error.is_none());
 
         // What the client refuses to send can never be answered: ended at once.
         let big = add(&mut run, H01, "c", 2);
@@ -1376,6 +1579,22 @@ mod tests {
     }
 
     #[test]
+    fn an_event_that_ends_drops_the_wait_for_its_puback() {
+        use futures::FutureExt;
+        let mut run = run(None);
+        let slot = add(&mut run, H01, "a", 0);
+        let (abort, registration) = AbortHandle::new_pair();
+        let mut wait = Abortable::new(std::future::pending::<()>(), registration);
+        run.awaiting(slot, abort);
+        assert_eq!((&mut wait).now_or_never(), None, "still awaited");
+        run.remove(slot).expect("pending");
+        assert!(
+            matches!(wait.now_or_never(), Some(Err(_))),
+            "aborted once its event ended: it no longer holds a place in the window"
+        );
+    }
+
+    #[test]
     fn server_errors_keep_refusals_apart_from_a_flood_of_others() {
         use crate::publisher::{REFUSED_SUBJECTS_KEPT, SERVER_ERRORS_KEPT, ServerErrors};
         let errors = ServerErrors::default();
@@ -1387,9 +1606,13 @@ mod tests {
         }
         assert_eq!(errors.recent().len(), SERVER_ERRORS_KEPT);
         assert_eq!(
-            errors.subscriptions_refused(),
+            errors.subscriptions_refused_since(0),
             ["Permissions Violation for Subscription to \"dvc.receipts.h01\""],
             "the subscription refusal outlives the flood"
+        );
+        assert!(
+            errors.subscriptions_refused_since(1).is_empty(),
+            "one before the mark is not new"
         );
         let subjects = errors.publishes_refused_since(0);
         assert_eq!(subjects.len(), REFUSED_SUBJECTS_KEPT, "bounded");

@@ -565,6 +565,8 @@ struct Tally {
     receipts: u64,
     bad_receipts: u64,
     republished: u64,
+    /// Events held back while nats-server was unreachable.
+    held: u64,
     /// (line, id, code, path, reason) of the first rejections.
     rejections: Vec<(usize, String, String, String, String)>,
     receipts_write_error: Option<String>,
@@ -761,6 +763,7 @@ fn publish_receipted(
         tally.receipts = summary.receipts;
         tally.bad_receipts = summary.bad_receipts;
         tally.republished = summary.republished;
+        tally.held = summary.held;
         anyhow::Ok(())
     })?;
     if listed_no_receipt > NO_RECEIPT_LISTED {
@@ -836,6 +839,7 @@ impl Tally {
                 "receipts": self.receipts,
                 "bad_receipts": self.bad_receipts,
                 "republished": self.republished,
+                "held": self.held,
                 "verified": self.verified,
                 "receipts_file": args.receipts_out,
                 "rejections": rejections,
@@ -851,7 +855,7 @@ impl Tally {
                     String::new()
                 };
                 format!(
-                    "{synced}{} committed, {} already in the ledger (duplicate), {} rejected, {} with no receipt, {} not published, {} unroutable lines; {} receipts{}{}",
+                    "{synced}{} committed, {} already in the ledger (duplicate), {} rejected, {} with no receipt, {} not published, {} unroutable lines; {} receipts{}{}{}",
                     self.committed,
                     self.duplicates,
                     self.rejected,
@@ -866,6 +870,14 @@ impl Tally {
                     },
                     if self.republished > 0 {
                         format!(", {} re-publishes", self.republished)
+                    } else {
+                        String::new()
+                    },
+                    if self.held > 0 {
+                        format!(
+                            ", {} held back while nats-server was unreachable",
+                            self.held
+                        )
                     } else {
                         String::new()
                     }
