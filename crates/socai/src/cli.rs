@@ -227,7 +227,7 @@ pub enum Command {
         /// PubAcks awaited at once. With receipts most events await none (the receipt says
         /// more): each agency's first, one in 64 of each agency's (and the 64th plain publish in
         /// a row) and every re-publish do. 1 = every event awaits its PubAck in turn (strict
-        /// order across connection and PubAck failures)
+        /// order across connection and PubAck failures, not across a loss inside nats-server)
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
         /// Append every receipt received to FILE, one JSON per line (evidence of what the ledger

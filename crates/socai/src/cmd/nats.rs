@@ -565,7 +565,7 @@ struct Tally {
     receipts: u64,
     bad_receipts: u64,
     republished: u64,
-    /// Events held back while nats-server was unreachable.
+    /// Times an event was held back unsent (nats-server unreachable, or not taking messages).
     held: u64,
     /// (line, id, code, path, reason) of the first rejections.
     rejections: Vec<(usize, String, String, String, String)>,
@@ -875,7 +875,7 @@ impl Tally {
                     },
                     if self.held > 0 {
                         format!(
-                            ", {} held back while nats-server was unreachable",
+                            ", {} times an event was held back unsent (nats-server unreachable or not taking messages)",
                             self.held
                         )
                     } else {
