@@ -175,8 +175,8 @@ pub struct EventOutcome<T> {
     /// The agency of the subject it was published on.
     pub agency: String,
     pub id: String,
-    /// How many times it was published (1 = no re-publish; 0 = never sent: held until given up
-    /// on, or answered by a receipt to another publisher's copy).
+    /// How many times it was sent (1 = once; 0 = never: held until given up on, or answered by a
+    /// receipt to another publisher's copy).
     pub publishes: u32,
     pub outcome: Outcome,
 }
@@ -303,15 +303,22 @@ impl AckSampler {
     /// Whether the next first publish for agency `token` awaits its PubAck: its agency's 1st,
     /// then one in [`ACK_EVERY`] of its agency's, and the [`ACK_EVERY`]th in a row of any;
     /// `forced` when it awaits one anyway (`max_in_flight = 1`: strict order).
-    fn awaits_ack(&mut self, token: &str, forced: bool) -> bool {
-        let n = match self.sent.get_mut(token) {
-            Some(n) => n,
-            None => self.sent.entry(token.to_owned()).or_default(),
-        };
-        let sampled = forced || *n % ACK_EVERY == 0 || self.plain_in_a_row + 1 >= ACK_EVERY;
-        *n += 1;
+    /// Nothing is counted until [`AckSampler::sent`]: a send the connection did not take
+    /// leaves the sample as it was.
+    fn awaits_ack(&self, token: &str, forced: bool) -> bool {
+        let n = self.sent.get(token).copied().unwrap_or(0);
+        forced || n % ACK_EVERY == 0 || self.plain_in_a_row + 1 >= ACK_EVERY
+    }
+
+    /// A first publish for agency `token` went out (`sampled`: awaiting its PubAck).
+    fn sent(&mut self, token: &str, sampled: bool) {
+        match self.sent.get_mut(token) {
+            Some(n) => *n += 1,
+            None => {
+                self.sent.insert(token.to_owned(), 1);
+            }
+        }
         self.plain_in_a_row = if sampled { 0 } else { self.plain_in_a_row + 1 };
-        sampled
     }
 }
 
@@ -563,8 +570,11 @@ impl ReceiptPublisher {
                 let msg = p.msg.clone();
                 let (ack, abort) = match self.send(slot, wire.sends + 1, msg, round).await {
                     Ok(sent) => sent,
-                    Err(_) => {
+                    Err(why) => {
                         // Not taken: it stays due; nothing is sent until a flush goes through.
+                        if let Some(p) = run.slots.get_mut(&slot) {
+                            p.last_error = Some(why);
+                        }
                         wire.suspect = true;
                         break;
                     }
@@ -578,8 +588,9 @@ impl ReceiptPublisher {
                 p.republish_at = None;
                 p.awaiting_ack = true;
                 p.without_ack = false;
-                let after = now.saturating_duration_since(p.sent_at);
-                p.sent_at = now;
+                let sent_at = Instant::now();
+                let after = sent_at.saturating_duration_since(p.sent_at);
+                p.sent_at = sent_at;
                 p.publishes += 1;
                 p.round = round;
                 if reason == Again::NoReceipt {
@@ -620,7 +631,7 @@ impl ReceiptPublisher {
                     .map(|&(at, _)| at)
                     .filter(|_| !window_full)
             } else {
-                Some(now + RECONNECT_CHECK)
+                Some(Instant::now() + RECONNECT_CHECK)
             };
             let next_deadline = match (next_give_up, next_republish) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -640,8 +651,7 @@ impl ReceiptPublisher {
                         // Strict order: a first publish that got no PubAck goes again before
                         // anything after it (same msg-id: a stored copy is a duplicate).
                         if gave_up && wire.max_in_flight == 1 && run.first_publish(slot) {
-                            let why = run.slots[&slot].last_error.clone().unwrap_or_default();
-                            run.hold(slot, why);
+                            run.requeue(slot);
                             wire.held.push_front(slot);
                         }
                     }
@@ -702,6 +712,7 @@ impl ReceiptPublisher {
         if sampled {
             match self.send(slot, wire.sends + 1, msg, 0).await {
                 Ok((ack, abort)) => {
+                    wire.sampler.sent(&token, true);
                     wire.sends += 1;
                     wire.awaited.insert(wire.sends);
                     run.awaiting(slot, abort);
@@ -714,8 +725,11 @@ impl ReceiptPublisher {
                 }
             }
         } else {
-            wire.sends += 1;
             let sent = self.publisher.send_unacked(&wire.client, &msg, 0).await;
+            if sent.is_ok() {
+                wire.sampler.sent(&token, false);
+                wire.sends += 1;
+            }
             if run.sent_unacked(slot, sent, report) {
                 wire.suspect = true;
                 wire.held.push_front(slot);
@@ -921,7 +935,7 @@ impl<T> Run<T> {
                 token,
                 agency,
                 give_up_at,
-                publishes: 1,
+                publishes: 0,
                 sent_at,
                 round: 0,
                 timeout: self.options.receipt_timeout,
@@ -1017,11 +1031,10 @@ impl<T> Run<T> {
     }
 
     /// `slot` is not sent now (`why`): the caller holds it, to send first when the connection
-    /// allows ([`Run::sending`]).
+    /// allows ([`Run::sending`]). Its count of publishes stays as it is.
     fn hold(&mut self, slot: u64, why: String) {
         if let Some(p) = self.slots.get_mut(&slot) {
             self.summary.held += 1;
-            p.publishes = 0;
             p.awaiting_ack = false;
             p.without_ack = false;
             p.last_error = Some(why);
@@ -1031,11 +1044,21 @@ impl<T> Run<T> {
         }
     }
 
-    /// Whether `slot` is pending and was sent only once (round 0).
+    /// Whether `slot` is pending and has only been sent with its first msg-id (round 0).
     fn first_publish(&self, slot: u64) -> bool {
-        self.slots
-            .get(&slot)
-            .is_some_and(|p| p.round == 0 && p.publishes == 1)
+        self.slots.get(&slot).is_some_and(|p| p.round == 0)
+    }
+
+    /// Strict order: `slot`, a first publish whose PubAck never came, goes again (same msg-id)
+    /// before anything after it; the caller puts it at the front of the held events. Not
+    /// counted as held (it was sent), and its re-publish timer is dropped.
+    fn requeue(&mut self, slot: u64) {
+        if let Some(p) = self.slots.get_mut(&slot) {
+            p.awaiting_ack = false;
+            if let Some((at, _)) = p.republish_at.take() {
+                self.republish.remove(&(at, slot));
+            }
+        }
     }
 
     /// `slot`'s PubAck is awaited; `abort` drops the wait should the event end first.
@@ -1048,7 +1071,7 @@ impl<T> Run<T> {
     /// `slot` is being sent for the first time (its PubAck awaited until the stream answers).
     fn sending(&mut self, slot: u64) {
         if let Some(p) = self.slots.get_mut(&slot) {
-            p.publishes = 1;
+            p.publishes += 1;
             p.sent_at = Instant::now();
             p.awaiting_ack = true;
             p.without_ack = false;
@@ -1102,7 +1125,7 @@ impl<T> Run<T> {
             }) => {
                 let p = self.remove(slot).expect("present above");
                 if p.maybe_stored {
-                    reason.push_str("; an earlier copy, sent without a PubAck (or whose PubAck never came), may still have been stored had this user's permissions changed during the run: publishing it again is safe (the ledger answers a stored one as a duplicate)");
+                    reason.push_str("; an earlier copy, sent without a PubAck (or whose PubAck never came), may still have been stored (e.g. before this user's permissions changed): publishing it again is safe, the ledger answers a stored one as a duplicate");
                 }
                 let error = PublishError::Refused {
                     id,
@@ -1617,12 +1640,18 @@ mod tests {
 
     #[test]
     fn each_agency_awaits_the_pubacks_of_its_first_publish_and_one_in_ack_every() {
+        // Asks, then sends.
+        fn sample(sampler: &mut AckSampler, token: &str, forced: bool) -> bool {
+            let sampled = sampler.awaits_ack(token, forced);
+            sampler.sent(token, sampled);
+            sampled
+        }
         // Two agencies alternating: a run-wide count alone would sample only one of them.
         let mut sampler = AckSampler::default();
         let mut sampled: Vec<(usize, u64)> = Vec::new();
         for i in 0..4 * ACK_EVERY {
             let agency = (i % 2) as usize;
-            if sampler.awaits_ack(["h01", "h02"][agency], false) {
+            if sample(&mut sampler, ["h01", "h02"][agency], false) {
                 sampled.push((agency, i / 2));
             }
         }
@@ -1633,22 +1662,25 @@ mod tests {
         );
         // A new agency's first publish awaits its PubAck whatever came before; a forced one
         // counts as sampled.
-        assert!(sampler.awaits_ack("h03", false));
-        assert!(!sampler.awaits_ack("h03", false));
-        assert!(sampler.awaits_ack("h03", true));
+        assert!(sample(&mut sampler, "h03", false));
+        assert!(!sample(&mut sampler, "h03", false));
+        assert!(sample(&mut sampler, "h03", true));
+        // A send that did not go out counts for nothing: asked again, the same answer.
+        let h04 = sampler.awaits_ack("h04", false);
+        assert!(h04 && sampler.awaits_ack("h04", false));
 
         // Many agencies with a few events each: still never ACK_EVERY plain publishes in a row
         // (they pace the run), and one in ACK_EVERY overall once every agency was seen.
         let mut sampler = AckSampler::default();
         let agencies: Vec<String> = (0..500).map(|a| format!("a{a}")).collect();
         for a in &agencies {
-            assert!(sampler.awaits_ack(a, false), "first of {a}");
+            assert!(sample(&mut sampler, a, false), "first of {a}");
         }
         let (mut in_a_row, mut longest, mut acks) = (0, 0, 0);
         let rounds = 20;
         for _ in 0..rounds {
             for a in &agencies {
-                if sampler.awaits_ack(a, false) {
+                if sample(&mut sampler, a, false) {
                     acks += 1;
                     in_a_row = 0;
                 } else {
@@ -1659,6 +1691,39 @@ mod tests {
         }
         assert_eq!(longest, ACK_EVERY - 1);
         assert_eq!(acks, rounds * agencies.len() as u64 / ACK_EVERY);
+    }
+
+    #[test]
+    fn strict_order_sends_a_first_publish_without_a_puback_again_before_later_ones() {
+        let mut run = run(None);
+        let slot = add(&mut run, H01, "a", 0);
+        run.sending(slot);
+        let gave_up = PublishError::GaveUp {
+            id: "a".into(),
+            subject: "s".into(),
+            attempts: 9,
+            elapsed_s: 120,
+            last: "timed out".into(),
+        };
+        run.acked(slot, Err(gave_up), &mut |_| {});
+        assert!(
+            run.slots[&slot].republish_at.is_some(),
+            "by default, after the timeout"
+        );
+        assert!(run.first_publish(slot));
+        run.requeue(slot);
+        let p = &run.slots[&slot];
+        assert_eq!(p.republish_at, None);
+        assert!(run.republish.is_empty());
+        assert!(p.maybe_stored && !p.awaiting_ack && p.last_error.is_some());
+        assert_eq!(p.publishes, 1, "it was sent once");
+        assert_eq!(run.summary.held, 0, "sent, so not counted as held");
+        run.sending(slot);
+        assert_eq!(run.slots[&slot].publishes, 2);
+        assert_eq!(
+            run.slots[&slot].round, 0,
+            "the same msg-id: a stored copy is a duplicate"
+        );
     }
 
     #[test]
