@@ -92,6 +92,21 @@ async fn publish_shares_gated(
     }
 }
 
+/// Publishes `share` with `receipts` on a task of its own: (events, the run's summary).
+fn spawn_receipt_publisher(
+    receipts: socai_client::receipts::ReceiptPublisher,
+    share: Vec<Outgoing>,
+) -> tokio::task::JoinHandle<(u64, socai_client::receipts::Summary)> {
+    tokio::spawn(async move {
+        let n = share.len() as u64;
+        let summary = receipts
+            .publish_all(share.into_iter().map(|m| (m, ())), |_| {})
+            .await
+            .expect("receipts can be received");
+        (n, summary)
+    })
+}
+
 /// No pacing: everything in one go.
 const UNPACED: (usize, Duration) = (usize::MAX, Duration::ZERO);
 
@@ -235,14 +250,7 @@ async fn receipt_publishers_commit_every_event_exactly_once_in_subject_order() {
                 ..ReceiptOptions::default()
             },
         );
-        publishing.push(tokio::spawn(async move {
-            let n = share.len() as u64;
-            let summary = receipts
-                .publish_all(share.into_iter().map(|m| (m, ())), |_| {})
-                .await
-                .expect("receipts can be received");
-            (n, summary)
-        }));
+        publishing.push(spawn_receipt_publisher(receipts, share));
     }
     for task in publishing {
         let (n, s) = task.await.expect("publisher");
@@ -1611,14 +1619,7 @@ async fn nats_server_losing_unsynced_writes_loses_no_event_an_agency_waits_a_rec
                 verifier: Some(vkey.clone()),
             },
         );
-        publishing.push(tokio::spawn(async move {
-            let n = share.len() as u64;
-            let summary = receipts
-                .publish_all(share.into_iter().map(|m| (m, ())), |_| {})
-                .await
-                .expect("receipts can be received");
-            (n, summary)
-        }));
+        publishing.push(spawn_receipt_publisher(receipts, share));
     }
     wait_until(PATIENCE, "a third of the events committed", || async {
         committed_entries(&js).await >= 4000

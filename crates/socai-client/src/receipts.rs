@@ -700,14 +700,13 @@ impl ReceiptPublisher {
                     wire.receipts.push(subscriber);
                 }
                 None => {
-                    wire.suspect = true;
                     run.hold(slot, NOT_SENT.to_owned());
-                    wire.held.push_front(slot);
+                    wire.put_back(slot);
                     return Ok(());
                 }
             }
         }
-        run.sending(slot);
+        // Counted (sample, pacing, publishes) only once it went out.
         let sampled = wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
         if sampled {
             match self.send(slot, wire.sends + 1, msg, 0).await {
@@ -715,13 +714,13 @@ impl ReceiptPublisher {
                     wire.sampler.sent(&token, true);
                     wire.sends += 1;
                     wire.awaited.insert(wire.sends);
+                    run.sending(slot);
                     run.awaiting(slot, abort);
                     wire.acks.push(ack);
                 }
                 Err(why) => {
-                    wire.suspect = true;
                     run.hold(slot, why);
-                    wire.held.push_front(slot);
+                    wire.put_back(slot);
                 }
             }
         } else {
@@ -729,10 +728,10 @@ impl ReceiptPublisher {
             if sent.is_ok() {
                 wire.sampler.sent(&token, false);
                 wire.sends += 1;
+                run.sending(slot);
             }
             if run.sent_unacked(slot, sent, report) {
-                wire.suspect = true;
-                wire.held.push_front(slot);
+                wire.put_back(slot);
             }
         }
         Ok(())
@@ -871,6 +870,13 @@ struct Wire {
 }
 
 impl Wire {
+    /// `slot`, held because the connection did not take it, goes first again; nothing is sent
+    /// until a flush goes through.
+    fn put_back(&mut self, slot: u64) {
+        self.suspect = true;
+        self.held.push_front(slot);
+    }
+
     fn can_send(&self) -> bool {
         !self.suspect && connected(&self.client)
     }
