@@ -145,19 +145,7 @@ async fn rig(toml: Option<&str>, serve_as: Option<&str>) -> Rig {
 /// Every event exactly once in the ledger, and for every subject (agency, type) the ledger's
 /// order is the publish order.
 fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
-    let committed = ledger_events(ledger);
-    let mut seen = HashSet::new();
-    for (id, _, _) in &committed {
-        assert!(seen.insert(id.clone()), "event {id} is in the ledger twice");
-    }
-    let expected: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(committed.len(), expected.len(), "ledger size");
-    for (id, _, _) in &committed {
-        assert!(
-            expected.contains(id.as_str()),
-            "the ledger holds {id}, which was never published"
-        );
-    }
+    let committed = assert_exactly_once(ledger, events);
     let mut published: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
     for e in events {
         published
@@ -178,6 +166,25 @@ fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
             "subject {subject:?}: the ledger's order differs from the publish order"
         );
     }
+}
+
+/// Every event exactly once in the ledger, nothing else in it; returns the ledger's
+/// (id, agency, type) in seq order.
+fn assert_exactly_once(ledger: &Ledger, events: &[Event]) -> Vec<(String, String, String)> {
+    let committed = ledger_events(ledger);
+    let mut seen = HashSet::new();
+    for (id, _, _) in &committed {
+        assert!(seen.insert(id.clone()), "event {id} is in the ledger twice");
+    }
+    let expected: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(committed.len(), expected.len(), "ledger size");
+    for (id, _, _) in &committed {
+        assert!(
+            expected.contains(id.as_str()),
+            "the ledger holds {id}, which was never published"
+        );
+    }
+    committed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,8 +433,8 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
         assert!(status.success(), "kill {sig} {pid}");
     };
     signal("-STOP");
-    // Longer than a PubAck's timeout (5 s), far shorter than the client's ping timeout (it
-    // never sees the connection as lost).
+    // Longer than a PubAck's timeout (5 s), shorter than three heartbeats (`PING_INTERVAL`):
+    // the client never sees the connection as lost.
     tokio::time::sleep(Duration::from_secs(8)).await;
     signal("-CONT");
     let summary = tokio::time::timeout(PATIENCE, publishing)
@@ -443,6 +450,85 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
     wait_processed(&mut serve, &js, PATIENCE).await;
     serve.stop();
     assert_exactly_once_in_order(&ledger, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_past_the_heartbeat() {
+    use socai_client::publisher::PING_INTERVAL;
+    use socai_client::receipts::{ReceiptOptions, ReceiptPublisher};
+    // nats-server is frozen (SIGSTOP) for longer than three heartbeats: the sockets stay open,
+    // so only the PINGs nobody answers show the server is gone. Both the publisher's connection
+    // and the ledger's are dropped and made again once nats-server answers (async-nats's
+    // default heartbeat of 60 s would still count them connected after three minutes). Whatever
+    // the dropped connections still held unsent is lost with them and comes back when its
+    // receipt is overdue, so this asserts exactly once, not order.
+    let Rig {
+        ledger,
+        nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
+    let events = workload(20_000, 37);
+    let receipts = ReceiptPublisher::new(
+        publisher(&url, None).await,
+        ReceiptOptions {
+            receipt_timeout: Duration::from_secs(15),
+            ..ReceiptOptions::default()
+        },
+    );
+    let stats = receipts.publisher().client().statistics();
+    let messages: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
+    let publishing = tokio::spawn(async move {
+        receipts
+            .publish_all(messages.into_iter().map(|m| (m, ())), |_| {})
+            .await
+            .expect("receipts can be received")
+    });
+    wait_committed(&js, 2000, PATIENCE).await;
+    let connects =
+        |stats: &async_nats::Statistics| stats.connects.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(connects(&stats), 1, "the publisher connected once so far");
+    let pid = nats.pid().expect("nats-server runs").to_string();
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // Three unanswered ticks drop a connection; two more intervals of slack for the ticks'
+    // phase and a loaded machine.
+    tokio::time::sleep(PING_INTERVAL * 5).await;
+    signal("-CONT");
+    let summary = tokio::time::timeout(PATIENCE, publishing)
+        .await
+        .expect("every event answered")
+        .expect("the publisher task");
+    assert!(
+        connects(&stats) >= 2,
+        "the publisher's connection was never dropped and made again: {} connects",
+        connects(&stats)
+    );
+    assert_eq!(
+        summary.committed + summary.duplicates,
+        events.len() as u64,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.no_receipt + summary.not_published + summary.rejected,
+        0,
+        "{summary:?}"
+    );
+    wait_processed(&mut serve, &js, PATIENCE).await;
+    serve.stop();
+    let log = std::fs::read_to_string(&serve.log).expect("serve log");
+    assert!(
+        log.contains("disconnected from nats"),
+        "the ledger never saw its connection dropped; log:\n{log}"
+    );
+    assert_exactly_once(&ledger, &events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,14 @@ fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
+/// How often a connection with nothing from the server sends it a PING. async-nats drops the
+/// connection (and reconnects, to another seed of a cluster if one answers) when a third tick
+/// passes with nothing read: a server that stopped answering without closing the socket (frozen,
+/// or a network path that silently drops packets) is noticed within `3 × PING_INTERVAL`, where
+/// async-nats's default of 60 s left the ledger and publishers blind for three minutes. A busy
+/// connection sends no PINGs: anything read from the server restarts the clock.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
 pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), ConnectError> {
     let errors = ServerErrors::default();
@@ -178,6 +186,7 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
+        .ping_interval(PING_INTERVAL)
         .event_callback(move |event| {
             let sink = sink.clone();
             async move {

@@ -30,12 +30,15 @@
 //!   connection is down (a new agency's subscription waits too), and a first publish or
 //!   subscription the connection does not take within [`crate::publisher::SEND_TIMEOUT`] (then
 //!   nothing is sent until a flush goes through; in async-nats a flush only shows the client
-//!   writes to the socket again, not that the server answers). Held events are sent first, in
-//!   order, before any new input. What nats-server loses anyway (a crash before its sync, an
-//!   ingest-queue drop) is published again after `receipt_timeout`, behind later events:
-//!   per-subject order holds for what is not lost. `max_in_flight = 1` awaits every PubAck in
-//!   turn, and a first publish whose PubAck never came goes again before anything after it:
-//!   strict order across connection and PubAck failures, not across a loss inside nats-server;
+//!   writes to the socket again, not that the server answers: the connection's heartbeat,
+//!   [`crate::publisher::PING_INTERVAL`], drops a connection whose server stopped answering
+//!   within three intervals, and it counts as down until it is made again). Held events are
+//!   sent first, in order, before any new input. What nats-server loses anyway (a crash before
+//!   its sync, an ingest-queue drop) is published again after `receipt_timeout`, behind later
+//!   events: per-subject order holds for what is not lost. `max_in_flight = 1` awaits every
+//!   PubAck in turn, and a first publish whose PubAck never came goes again before anything
+//!   after it: strict order across connection and PubAck failures, not across a loss inside
+//!   nats-server;
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
 //! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (after it was
