@@ -394,7 +394,9 @@ async fn a_receipt_publisher_holds_what_it_reads_while_nats_server_is_down_and_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
+    use socai_client::publisher::{PING_INTERVAL, SEND_TIMEOUT};
     use socai_client::receipts::{ReceiptOptions, ReceiptPublisher};
+    use std::sync::atomic::Ordering::Relaxed;
     // nats-server is frozen (SIGSTOP) mid-run: the connection stays open and the client still
     // counts it connected, but nothing it sends is read and no PubAck comes (the sampled ones
     // time out and are retried). Pacing stops plain publishes within PACE sends of the oldest
@@ -416,6 +418,7 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
             ..ReceiptOptions::default()
         },
     );
+    let stats = receipts.publisher().client().statistics();
     let messages: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
     let publishing = tokio::spawn(async move {
         receipts
@@ -432,15 +435,25 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
             .expect("kill runs");
         assert!(status.success(), "kill {sig} {pid}");
     };
+    // Longer than a PubAck's timeout, and nats-server then has as long again to answer before
+    // three heartbeats pass: the client never sees the connection as lost.
+    let freeze = SEND_TIMEOUT + Duration::from_secs(3);
+    assert!(
+        freeze + SEND_TIMEOUT <= PING_INTERVAL * 3,
+        "the freeze fits the heartbeat"
+    );
     signal("-STOP");
-    // Longer than a PubAck's timeout (5 s), shorter than three heartbeats (`PING_INTERVAL`):
-    // the client never sees the connection as lost.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(freeze).await;
     signal("-CONT");
     let summary = tokio::time::timeout(PATIENCE, publishing)
         .await
         .expect("every event answered")
         .expect("the publisher task");
+    assert_eq!(
+        stats.connects.load(Relaxed),
+        1,
+        "the connection was dropped during the freeze"
+    );
     assert_eq!(summary.committed, events.len() as u64, "{summary:?}");
     assert_eq!(
         summary.republished + summary.no_receipt + summary.duplicates,
@@ -456,12 +469,13 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
 async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_past_the_heartbeat() {
     use socai_client::publisher::PING_INTERVAL;
     use socai_client::receipts::{ReceiptOptions, ReceiptPublisher};
+    use std::sync::atomic::Ordering::Relaxed;
     // nats-server is frozen (SIGSTOP) for longer than three heartbeats: the sockets stay open,
     // so only the PINGs nobody answers show the server is gone. Both the publisher's connection
     // and the ledger's are dropped and made again once nats-server answers (async-nats's
-    // default heartbeat of 60 s would still count them connected after three minutes). Whatever
-    // the dropped connections still held unsent is lost with them and comes back when its
-    // receipt is overdue, so this asserts exactly once, not order.
+    // default heartbeat of 60 s would still count them connected after three minutes). What
+    // async-nats had not yet written to a dropped socket is lost with it and comes back when
+    // its receipt is overdue, so this asserts exactly once, not order.
     let Rig {
         ledger,
         nats,
@@ -478,17 +492,32 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         },
     );
     let stats = receipts.publisher().client().statistics();
-    let messages: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
-    let publishing = tokio::spawn(async move {
-        receipts
-            .publish_all(messages.into_iter().map(|m| (m, ())), |_| {})
-            .await
+    let connects = || stats.connects.load(Relaxed);
+    // The input ends only once nats-server answers again, so the publisher (and its
+    // connection) is still there through the freeze however fast the machine.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Outgoing>(0);
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let input: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
+    let feeding = std::thread::spawn(move || {
+        for m in input {
+            tx.send(m).expect("the publisher reads");
+        }
+        let _ = released.recv();
+    });
+    // Its own thread: the input iterator blocks.
+    let publishing = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |_| {}))
             .expect("receipts can be received")
     });
-    wait_committed(&js, 2000, PATIENCE).await;
-    let connects =
-        |stats: &async_nats::Statistics| stats.connects.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(connects(&stats), 1, "the publisher connected once so far");
+    wait_until(PATIENCE, "2,000 events committed", || async {
+        committed_entries(&js).await >= 2000
+    })
+    .await;
+    assert_eq!(connects(), 1, "the publisher connected once so far");
     let pid = nats.pid().expect("nats-server runs").to_string();
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")
@@ -498,18 +527,22 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         assert!(status.success(), "kill {sig} {pid}");
     };
     signal("-STOP");
-    // Three unanswered ticks drop a connection; two more intervals of slack for the ticks'
-    // phase and a loaded machine.
+    // Three unanswered PINGs drop a connection within 3 × PING_INTERVAL of its last read; two
+    // more intervals of slack for a loaded machine.
     tokio::time::sleep(PING_INTERVAL * 5).await;
     signal("-CONT");
-    let summary = tokio::time::timeout(PATIENCE, publishing)
-        .await
-        .expect("every event answered")
-        .expect("the publisher task");
+    release.send(()).expect("the feeder waits");
+    let summary = tokio::task::spawn_blocking(move || {
+        feeding.join().expect("the feeder thread");
+        publishing.join()
+    })
+    .await
+    .expect("join")
+    .expect("the publisher thread");
     assert!(
-        connects(&stats) >= 2,
+        connects() >= 2,
         "the publisher's connection was never dropped and made again: {} connects",
-        connects(&stats)
+        connects()
     );
     assert_eq!(
         summary.committed + summary.duplicates,
@@ -525,8 +558,9 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     serve.stop();
     let log = std::fs::read_to_string(&serve.log).expect("serve log");
     assert!(
-        log.contains("disconnected from nats"),
-        "the ledger never saw its connection dropped; log:\n{log}"
+        log.lines().any(|l| l.contains("disconnected from nats")
+            && l.contains(r#""connection":"socai-ledger""#)),
+        "the ledger's writer never saw its connection dropped; log:\n{log}"
     );
     assert_exactly_once(&ledger, &events);
 }

@@ -171,33 +171,42 @@ fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
-/// How often a connection with nothing from the server sends it a PING. async-nats drops the
-/// connection (and reconnects, to another seed of a cluster if one answers) when a third tick
-/// passes with nothing read: a server that stopped answering without closing the socket (frozen,
-/// or a network path that silently drops packets) is noticed within `3 × PING_INTERVAL`, where
-/// async-nats's default of 60 s left the ledger and publishers blind for three minutes. A busy
-/// connection sends no PINGs: anything read from the server restarts the clock.
+/// How often a connection that has read nothing from the server sends it a PING. async-nats
+/// drops the connection (and reconnects, to another seed of a cluster if one answers) at the
+/// third PING without its PONG: a server that stopped answering without closing the socket
+/// (frozen, or a network path that silently drops packets) is noticed within
+/// `3 × PING_INTERVAL` of the last message read, where async-nats's default of 60 s left the
+/// ledger and publishers blind for three minutes. Each message read restarts the clock, so a
+/// connection receiving messages sends no PINGs; one that only sends gets a PONG every 5 s.
+/// Only whole messages count: a single message that takes over 10–15 s to arrive (1 MiB on a
+/// link under about 0.6 Mbit/s) would have its connection dropped and made again.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
 pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), ConnectError> {
     let errors = ServerErrors::default();
     let sink = errors.clone();
+    let name: Arc<str> = config.name.as_str().into();
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
         .ping_interval(PING_INTERVAL)
         .event_callback(move |event| {
             let sink = sink.clone();
+            let name = name.clone();
             async move {
                 match event {
                     NatsEvent::ServerError(err) => {
-                        tracing::warn!(error = %err, "nats server reported an error");
+                        tracing::warn!(connection = %name, error = %err, "nats server reported an error");
                         sink.push(err.to_string());
                     }
-                    NatsEvent::Disconnected => tracing::warn!("disconnected from nats"),
-                    NatsEvent::Connected => tracing::info!("connected to nats"),
-                    other => tracing::debug!(event = %other, "nats connection event"),
+                    NatsEvent::Disconnected => {
+                        tracing::warn!(connection = %name, "disconnected from nats")
+                    }
+                    NatsEvent::Connected => tracing::info!(connection = %name, "connected to nats"),
+                    other => {
+                        tracing::debug!(connection = %name, event = %other, "nats connection event")
+                    }
                 }
             }
         });

@@ -33,9 +33,10 @@
 //!   writes to the socket again, not that the server answers: the connection's heartbeat,
 //!   [`crate::publisher::PING_INTERVAL`], drops a connection whose server stopped answering
 //!   within three intervals, and it counts as down until it is made again). Held events are
-//!   sent first, in order, before any new input. What nats-server loses anyway (a crash before
-//!   its sync, an ingest-queue drop) is published again after `receipt_timeout`, behind later
-//!   events: per-subject order holds for what is not lost. `max_in_flight = 1` awaits every
+//!   sent first, in order, before any new input. What is lost anyway (nats-server crashing
+//!   before its sync, its ingest queue dropping, or what async-nats had not yet written when it
+//!   dropped a connection) is published again after `receipt_timeout`, behind later events:
+//!   per-subject order holds for what is not lost. `max_in_flight = 1` awaits every
 //!   PubAck in turn, and a first publish whose PubAck never came goes again before anything
 //!   after it: strict order across connection and PubAck failures, not across a loss inside
 //!   nats-server;
