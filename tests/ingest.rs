@@ -435,11 +435,12 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
             .expect("kill runs");
         assert!(status.success(), "kill {sig} {pid}");
     };
-    // Longer than a PubAck's timeout, and nats-server then has as long again to answer before
-    // three heartbeats pass: the client never sees the connection as lost.
-    let freeze = SEND_TIMEOUT + Duration::from_secs(3);
+    // Longer than a PubAck's timeout, and nats-server then has 9 s to answer before the
+    // heartbeat drops a connection (3 × PING_INTERVAL after its last read, which came before the
+    // freeze): the client never sees the connection as lost.
+    let freeze = SEND_TIMEOUT + Duration::from_secs(1);
     assert!(
-        freeze + SEND_TIMEOUT <= PING_INTERVAL * 3,
+        PING_INTERVAL * 3 >= freeze + Duration::from_secs(9),
         "the freeze fits the heartbeat"
     );
     signal("-STOP");
@@ -473,7 +474,7 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     // nats-server is frozen (SIGSTOP) for longer than three heartbeats: the sockets stay open,
     // so only the PINGs nobody answers show the server is gone. Both the publisher's connection
     // and the ledger's are dropped and made again once nats-server answers (async-nats's
-    // default heartbeat of 60 s would still count them connected after three minutes). What
+    // default heartbeat of 60 s would count them connected for up to three minutes). What
     // async-nats had not yet written to a dropped socket is lost with it and comes back when
     // its receipt is overdue, so this asserts exactly once, not order.
     let Rig {
@@ -488,6 +489,9 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         publisher(&url, None).await,
         ReceiptOptions {
             receipt_timeout: Duration::from_secs(15),
+            // Far below the input: the publisher is still reading and sending at the freeze,
+            // however fast the machine.
+            max_pending: 2_000,
             ..ReceiptOptions::default()
         },
     );
@@ -504,14 +508,18 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         }
         let _ = released.recv();
     });
-    // Its own thread: the input iterator blocks.
-    let publishing = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |_| {}))
-            .expect("receipts can be received")
+    // Its own thread: the input iterator blocks. Its summary comes back on a channel, so a
+    // publisher that never ends fails the test instead of hanging it.
+    let (done, summary) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |_| {}))
+                .expect("receipts can be received"),
+        );
     });
     wait_until(PATIENCE, "2,000 events committed", || async {
         committed_entries(&js).await >= 2000
@@ -527,18 +535,19 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         assert!(status.success(), "kill {sig} {pid}");
     };
     signal("-STOP");
-    // Three unanswered PINGs drop a connection within 3 × PING_INTERVAL of its last read; two
-    // more intervals of slack for a loaded machine.
+    // The heartbeat drops a connection within 3 × PING_INTERVAL of its last read (its third
+    // tick, two PINGs unanswered); two more intervals of slack for a loaded machine.
     tokio::time::sleep(PING_INTERVAL * 5).await;
     signal("-CONT");
     release.send(()).expect("the feeder waits");
-    let summary = tokio::task::spawn_blocking(move || {
-        feeding.join().expect("the feeder thread");
-        publishing.join()
-    })
-    .await
-    .expect("join")
-    .expect("the publisher thread");
+    let summary = tokio::time::timeout(PATIENCE, summary)
+        .await
+        .expect("every event answered")
+        .expect("the publisher thread ended with a summary");
+    tokio::task::spawn_blocking(move || feeding.join())
+        .await
+        .expect("join")
+        .expect("the feeder thread");
     assert!(
         connects() >= 2,
         "the publisher's connection was never dropped and made again: {} connects",

@@ -173,8 +173,8 @@ fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
 
 /// How often a connection that has read nothing from the server sends it a PING. async-nats
 /// drops the connection (and reconnects, to another seed of a cluster if one answers) at the
-/// third PING without its PONG: a server that stopped answering without closing the socket
-/// (frozen, or a network path that silently drops packets) is noticed within
+/// third tick with two PINGs unanswered: a server that stopped answering without closing the
+/// socket (frozen, or a network path that silently drops packets) is noticed within
 /// `3 × PING_INTERVAL` of the last message read, where async-nats's default of 60 s left the
 /// ledger and publishers blind for three minutes. Each message read restarts the clock, so a
 /// connection receiving messages sends no PINGs; one that only sends gets a PONG every 5 s.
