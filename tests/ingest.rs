@@ -142,6 +142,16 @@ async fn rig(toml: Option<&str>, serve_as: Option<&str>) -> Rig {
     }
 }
 
+/// Sends `sig` (e.g. "-STOP", "-CONT") to the running nats-server, as `kill` does.
+fn signal_nats(nats: &socai_testkit::LocalNats, sig: &str) {
+    let pid = nats.pid().expect("nats-server runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
 /// Every event exactly once in the ledger, and for every subject (agency, type) the ledger's
 /// order is the publish order.
 fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
@@ -427,14 +437,7 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
             .expect("receipts can be received")
     });
     wait_committed(&js, 2000, PATIENCE).await;
-    let pid = nats.pid().expect("nats-server runs").to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {sig} {pid}");
-    };
+    let signal = |sig: &str| signal_nats(&nats, sig);
     // Longer than a PubAck's timeout, and nats-server then has 9 s to answer before the
     // heartbeat drops a connection (3 × PING_INTERVAL after its last read, which came before the
     // freeze): the client never sees the connection as lost.
@@ -526,14 +529,7 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     })
     .await;
     assert_eq!(connects(), 1, "the publisher connected once so far");
-    let pid = nats.pid().expect("nats-server runs").to_string();
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {sig} {pid}");
-    };
+    let signal = |sig: &str| signal_nats(&nats, sig);
     signal("-STOP");
     // The heartbeat drops a connection within 3 × PING_INTERVAL of its last read (its third
     // tick, two PINGs unanswered); two more intervals of slack for a loaded machine.
