@@ -176,8 +176,8 @@ fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
 /// third tick with two PINGs unanswered: a server that stopped answering without closing the
 /// socket (frozen, or a network path that silently drops packets) is noticed within
 /// `3 × PING_INTERVAL` of the last message read, where async-nats's default of 60 s left the
-/// ledger and publishers blind for three minutes. Each message read restarts the clock, so a
-/// connection receiving messages sends no PINGs; one that only sends gets a PONG every 5 s.
+/// ledger and publishers blind for up to three minutes. Each message read restarts the clock,
+/// so a connection receiving messages sends no PINGs; one that only sends PINGs every 5 s.
 /// Only whole messages count: a single message that takes over 10–15 s to arrive (1 MiB on a
 /// link under about 0.6 Mbit/s) would have its connection dropped and made again.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
