@@ -472,14 +472,15 @@ async fn a_receipt_publisher_rides_out_a_nats_server_that_stops_answering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_past_the_heartbeat() {
     use socai_client::publisher::PING_INTERVAL;
-    use socai_client::receipts::{ReceiptOptions, ReceiptPublisher};
-    use std::sync::atomic::Ordering::Relaxed;
+    use socai_client::receipts::{Again, ReceiptOptions, ReceiptPublisher, Report};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     // nats-server is frozen (SIGSTOP) for longer than three heartbeats: the sockets stay open,
     // so only the PINGs nobody answers show the server is gone. Both the publisher's connection
     // and the ledger's are dropped and made again once nats-server answers (async-nats's
     // default heartbeat of 60 s would count them connected for up to three minutes). What
-    // async-nats had not yet written to a dropped socket is lost with it and comes back when
-    // its receipt is overdue, so this asserts exactly once, not order.
+    // async-nats had not yet written to a dropped socket is lost with it: every send nats-server
+    // had not confirmed goes again once the new connection is made, but sends still in
+    // async-nats's command queue go out on it first, so this asserts exactly once, not order.
     let Rig {
         ledger,
         nats,
@@ -514,13 +515,23 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     // Its own thread: the input iterator blocks. Its summary comes back on a channel, so a
     // publisher that never ends fails the test instead of hanging it.
     let (done, summary) = tokio::sync::oneshot::channel();
+    let resent = Arc::new(AtomicU64::new(0));
+    let counted = resent.clone();
     std::thread::spawn(move || {
         let _ = done.send(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime")
-                .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |_| {}))
+                .block_on(receipts.publish_all(rx.into_iter().map(|m| (m, ())), |r| {
+                    if let Report::Republished {
+                        reason: Again::Reconnected,
+                        ..
+                    } = r
+                    {
+                        counted.fetch_add(1, Relaxed);
+                    }
+                }))
                 .expect("receipts can be received"),
         );
     });
@@ -548,6 +559,13 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         connects() >= 2,
         "the publisher's connection was never dropped and made again: {} connects",
         connects()
+    );
+    // Mid-run at the freeze, it had sent events nats-server never confirmed (plain publishes
+    // without their receipt yet, PubAcks awaited): sent again once connected, not after the
+    // receipt timeout.
+    assert!(
+        resent.load(Relaxed) > 0,
+        "nothing was sent again after the reconnect: {summary:?}"
     );
     assert_eq!(
         summary.committed + summary.duplicates,

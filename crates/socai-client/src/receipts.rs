@@ -33,11 +33,17 @@
 //!   writes to the socket again, not that the server answers: the connection's heartbeat,
 //!   [`crate::publisher::PING_INTERVAL`], drops a connection whose server stopped answering
 //!   within three intervals, and it counts as down until it is made again). Held events are
-//!   sent first, in order, before any new input. What is lost anyway (nats-server crashing
-//!   before its sync, its ingest queue dropping, or what async-nats had not yet written when it
-//!   dropped a connection) is published again after `receipt_timeout`, behind later events:
-//!   per-subject order holds for what is not lost. `max_in_flight = 1` awaits every
-//!   PubAck in turn, and a first publish whose PubAck never came goes again before anything
+//!   sent first, in order, before any new input. When async-nats has dropped a connection and
+//!   made a new one, the first publishes nats-server may not have stored (plain ones sent after
+//!   the last PubAck that came at its first attempt, and those whose PubAck was still awaited)
+//!   may have been lost in the old one's buffer: they go first again, merged in input order
+//!   with the held events, with the same msg-id ([`Again::Reconnected`]; a stored copy is a
+//!   duplicate). What is lost anyway (nats-server crashing before its sync, its ingest queue
+//!   dropping) is published again after `receipt_timeout`, behind later events, and a
+//!   re-publish whose PubAck was awaited is retried by the publisher: per-subject order holds
+//!   for what is not lost; after a reconnect it can break for sends async-nats still held in
+//!   its command queue, which go out on the new connection first. `max_in_flight = 1` awaits
+//!   every PubAck in turn, and a first publish whose PubAck never came goes again before anything
 //!   after it: strict order across connection and PubAck failures, not across a loss inside
 //!   nats-server;
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
@@ -219,6 +225,11 @@ pub enum Again {
     /// subject: published again at once with the same msg-id, awaiting the PubAck that says
     /// whether it was stored (a duplicate if it was).
     Refused,
+    /// It went out on a connection that has since been dropped and made again, and no PubAck
+    /// said it was stored (a plain publish, or one whose PubAck was still awaited): it may have
+    /// been lost in the dropped connection's buffer. Sent again first, before anything held,
+    /// in input order, with the same msg-id (a duplicate if it was stored).
+    Reconnected,
 }
 
 impl std::fmt::Display for Again {
@@ -226,6 +237,9 @@ impl std::fmt::Display for Again {
         f.write_str(match self {
             Again::NoReceipt => "no receipt came in time",
             Again::Refused => "the server refused a publish to its subject: checking with a PubAck",
+            Again::Reconnected => {
+                "the connection it went out on was dropped before nats-server confirmed it"
+            }
         })
     }
 }
@@ -352,6 +366,13 @@ struct Pending<T> {
     /// A copy may be on EVENTS though nats-server never confirmed one: it was sent without a
     /// PubAck, or its PubAck never came.
     maybe_stored: bool,
+    /// The client's count of connections made when it was last sent, and that send's number:
+    /// a connection made since means the send may have been lost with the dropped one
+    /// ([`Again::Reconnected`]).
+    epoch: u64,
+    send: u64,
+    /// To be sent again for [`Again::Reconnected`] (reported once it is).
+    resend: bool,
     last_error: Option<String>,
 }
 
@@ -418,8 +439,14 @@ impl ReceiptPublisher {
         let errors = self.publisher.server_errors().clone();
         // Server errors up to this mark were dealt with (or predate the run).
         let mut errors_seen = errors.count();
+        let client = self.publisher.client();
+        let stats = client.statistics();
+        let epoch = stats.connects.load(std::sync::atomic::Ordering::Relaxed);
         let mut wire = Wire {
-            client: self.publisher.client(),
+            client,
+            stats,
+            epoch,
+            confirmed: 0,
             run_mark: errors_seen,
             receipts: SelectAll::new(),
             subscribed: HashSet::new(),
@@ -476,6 +503,20 @@ impl ReceiptPublisher {
             }
             if gave_up && !wire.held.is_empty() {
                 wire.held.retain(|slot| run.slots.contains_key(slot));
+            }
+            // A connection made since some sends went out: what nats-server did not confirm of
+            // them may have been lost in the dropped connection's buffer. They go first again,
+            // merged with the held events in input order (slots are numbered in input order).
+            let epoch = wire.connects();
+            if epoch > wire.epoch {
+                wire.epoch = epoch;
+                let again = run.unconfirmed_before(epoch, wire.confirmed);
+                if !again.is_empty() {
+                    let mut held: Vec<u64> = wire.held.drain(..).chain(again).collect();
+                    held.sort_unstable();
+                    held.dedup();
+                    wire.held = held.into();
+                }
             }
             // Held events first, in input order, as soon as the connection allows.
             while wire.can_send() && wire.window_open() && !wire.held.is_empty() {
@@ -566,12 +607,14 @@ impl ReceiptPublisher {
                 let round = match reason {
                     // Its own msg-id again: if the first copy was stored after all, JetStream
                     // answers it as a duplicate.
-                    Again::Refused => p.round,
+                    // (Reconnected is never scheduled: those go through the held events.)
+                    Again::Refused | Again::Reconnected => p.round,
                     // A msg-id of its own: stored again even inside the duplicate window (the
                     // receipt may be what was lost).
                     Again::NoReceipt => p.round + 1,
                 };
                 let msg = p.msg.clone();
+                let epoch = wire.connects();
                 let (ack, abort) = match self.send(slot, wire.sends + 1, msg, round).await {
                     Ok(sent) => sent,
                     Err(why) => {
@@ -592,6 +635,9 @@ impl ReceiptPublisher {
                 p.republish_at = None;
                 p.awaiting_ack = true;
                 p.without_ack = false;
+                p.epoch = epoch;
+                p.send = wire.sends;
+                p.resend = false;
                 let sent_at = Instant::now();
                 let after = sent_at.saturating_duration_since(p.sent_at);
                 p.sent_at = sent_at;
@@ -649,6 +695,9 @@ impl ReceiptPublisher {
                 }
                 Some((slot, send, result)) = wire.acks.next(), if awaiting_acks => {
                     wire.awaited.remove(&send);
+                    if let Some(Ok(Published { attempts: 1, .. })) = &result {
+                        wire.confirmed = wire.confirmed.max(send);
+                    }
                     if let Some(result) = result {
                         let gave_up = matches!(result, Err(PublishError::GaveUp { .. }));
                         run.acked(slot, result, &mut report);
@@ -712,13 +761,15 @@ impl ReceiptPublisher {
         }
         // Counted (sample, pacing, publishes) only once it went out.
         let sampled = wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
+        let epoch = wire.connects();
         if sampled {
             match self.send(slot, wire.sends + 1, msg, 0).await {
                 Ok((ack, abort)) => {
                     wire.sampler.sent(&token, true);
                     wire.sends += 1;
                     wire.awaited.insert(wire.sends);
-                    run.sending(slot);
+                    run.resent(slot, report);
+                    run.sending(slot, epoch, wire.sends);
                     run.awaiting(slot, abort);
                     wire.acks.push(ack);
                 }
@@ -732,7 +783,8 @@ impl ReceiptPublisher {
             if sent.is_ok() {
                 wire.sampler.sent(&token, false);
                 wire.sends += 1;
-                run.sending(slot);
+                run.resent(slot, report);
+                run.sending(slot, epoch, wire.sends);
             }
             if run.sent_unacked(slot, sent, report) {
                 wire.put_back(slot);
@@ -864,13 +916,20 @@ struct Wire {
     sends: u64,
     awaited: BTreeSet<u64>,
     /// Slots read but not sent yet, in input order: the connection was down, or did not take
-    /// a send. Sent, in this order, before any new input.
+    /// a send; and slots to send again after a reconnect ([`Again::Reconnected`]). Sent, in
+    /// this order, before any new input.
     held: VecDeque<u64>,
     /// A send or subscription timed out while the connection claimed to be up (e.g. a peer
     /// that stopped answering): nothing is sent until a flush (`probe`) goes through.
     suspect: bool,
     probe: Option<BoxFuture<'static, bool>>,
     max_in_flight: usize,
+    /// The client's statistics (its count of connections made), and that count when the run
+    /// last looked.
+    stats: Arc<async_nats::Statistics>,
+    epoch: u64,
+    /// The last send a PubAck answered at its first attempt.
+    confirmed: u64,
 }
 
 impl Wire {
@@ -883,6 +942,13 @@ impl Wire {
 
     fn can_send(&self) -> bool {
         !self.suspect && connected(&self.client)
+    }
+
+    /// Connections the client has made so far (the first one included).
+    fn connects(&self) -> u64 {
+        self.stats
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a first publish may go now: a PubAck slot is free, and plain publishes are at
@@ -954,6 +1020,9 @@ impl<T> Run<T> {
                 ack: None,
                 without_ack: false,
                 maybe_stored: false,
+                epoch: 0,
+                send: 0,
+                resend: false,
                 last_error: None,
             },
         );
@@ -1059,6 +1128,71 @@ impl<T> Run<T> {
         self.slots.get(&slot).is_some_and(|p| p.round == 0)
     }
 
+    /// First publishes that may have been lost with a dropped connection, in input order,
+    /// ready to be sent again with the same msg-id ([`Again::Reconnected`]): sent before
+    /// connection `epoch` was made, and not confirmed: plain publishes sent after `confirmed`
+    /// (the last send a PubAck answered at its first attempt: nats-server stores a
+    /// connection's messages in order, so everything sent before it reached the stream), or
+    /// awaiting their PubAck. Left alone: a re-publish (a msg-id of its own; the publisher
+    /// retries its PubAck), one whose re-publish is due (it goes with a new msg-id, which a
+    /// receipt lost in the outage needs), and one whose refusal is being checked.
+    fn unconfirmed_before(&mut self, epoch: u64, confirmed: u64) -> Vec<u64> {
+        let now = Instant::now();
+        let mut slots: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, p)| {
+                p.publishes > 0
+                    && p.epoch < epoch
+                    && p.round == 0
+                    && ((p.without_ack && p.send > confirmed) || p.awaiting_ack)
+                    && !p
+                        .republish_at
+                        .is_some_and(|(at, why)| at <= now || why == Again::Refused)
+            })
+            .map(|(&slot, _)| slot)
+            .collect();
+        slots.sort_unstable();
+        for &slot in &slots {
+            let p = self.slots.get_mut(&slot).expect("listed above");
+            // Its PubAck (and the retries to get one) no longer matter: it goes again.
+            if let Some(ack) = p.ack.take() {
+                ack.abort();
+            }
+            p.awaiting_ack = false;
+            p.without_ack = false;
+            p.maybe_stored = true;
+            p.resend = true;
+            p.last_error = Some(
+                "not sent again yet: the connection it went out on was dropped before nats-server confirmed it"
+                    .to_owned(),
+            );
+            if let Some((at, _)) = p.republish_at.take() {
+                self.republish.remove(&(at, slot));
+            }
+        }
+        slots
+    }
+
+    /// `slot` is going out again after a reconnect ([`Run::unconfirmed_before`]): reported and
+    /// counted now that it is sent (call before [`Run::sending`]).
+    fn resent(&mut self, slot: u64, report: &mut impl FnMut(Report<T>)) {
+        let Some(p) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        if !std::mem::take(&mut p.resend) {
+            return;
+        }
+        self.summary.republished += 1;
+        report(Report::Republished {
+            agency: p.agency.clone(),
+            id: p.msg.id.clone(),
+            publishes: p.publishes + 1,
+            after: Instant::now().saturating_duration_since(p.sent_at),
+            reason: Again::Reconnected,
+        });
+    }
+
     /// Strict order: `slot`, a first publish whose PubAck never came, goes again (same msg-id)
     /// before anything after it; the caller puts it at the front of the held events. Not
     /// counted as held (it was sent), and its re-publish timer is dropped.
@@ -1078,9 +1212,13 @@ impl<T> Run<T> {
         }
     }
 
-    /// `slot` is being sent for the first time (its PubAck awaited until the stream answers).
-    fn sending(&mut self, slot: u64) {
+    /// `slot` is being sent with its first msg-id (for the first time, or again after a
+    /// reconnect or a PubAck that never came), as send number `send` on connection `epoch`;
+    /// its PubAck is awaited until the stream answers.
+    fn sending(&mut self, slot: u64, epoch: u64, send: u64) {
         if let Some(p) = self.slots.get_mut(&slot) {
+            p.epoch = epoch;
+            p.send = send;
             p.publishes += 1;
             p.sent_at = Instant::now();
             p.awaiting_ack = true;
@@ -1569,7 +1707,7 @@ mod tests {
         assert_eq!(p.last_error.as_deref(), Some("the connection is closed"));
         assert!(run.republish.iter().all(|&(_, s)| s != lost));
         // Sent at last: a first publish, nothing of the failure left to report.
-        run.sending(lost);
+        run.sending(lost, 1, 1);
         let p = &run.slots[&lost];
         assert!(p.publishes == 1 && p.awaiting_ack && p.last_error.is_none());
 
@@ -1707,7 +1845,7 @@ mod tests {
     fn strict_order_sends_a_first_publish_without_a_puback_again_before_later_ones() {
         let mut run = run(None);
         let slot = add(&mut run, H01, "a", 0);
-        run.sending(slot);
+        run.sending(slot, 1, 1);
         let gave_up = PublishError::GaveUp {
             id: "a".into(),
             subject: "s".into(),
@@ -1728,12 +1866,117 @@ mod tests {
         assert!(p.maybe_stored && !p.awaiting_ack && p.last_error.is_some());
         assert_eq!(p.publishes, 1, "it was sent once");
         assert_eq!(run.summary.held, 0, "sent, so not counted as held");
-        run.sending(slot);
+        run.sending(slot, 1, 2);
         assert_eq!(run.slots[&slot].publishes, 2);
         assert_eq!(
             run.slots[&slot].round, 0,
             "the same msg-id: a stored copy is a duplicate"
         );
+    }
+
+    #[test]
+    fn after_a_reconnect_what_nats_server_did_not_confirm_goes_again_in_input_order() {
+        use futures::FutureExt;
+        let mut run = run(None);
+        // Sent plain on connection `epoch` as send number `send`.
+        let plain = |run: &mut Run<usize>, slot: u64, epoch: u64, send: u64| {
+            run.sending(slot, epoch, send);
+            run.sent_unacked(slot, Ok(()), &mut |_| {});
+        };
+        // Plain on connection 1 before the last send a PubAck confirmed (send 2): stored.
+        let early = add(&mut run, H01, "early", 0);
+        plain(&mut run, early, 1, 1);
+        // Stored (its PubAck came at the first attempt): send 2.
+        let stored = add(&mut run, H01, "d", 1);
+        run.sending(stored, 1, 2);
+        run.acked(
+            stored,
+            Ok(Published {
+                id: "d".into(),
+                stream_seq: 4,
+                duplicate: false,
+                attempts: 1,
+            }),
+            &mut |_| {},
+        );
+        // Plain on connection 1 after it (read in this order: b before a).
+        let b = add(&mut run, H01, "b", 2);
+        let a = add(&mut run, H01, "a", 3);
+        plain(&mut run, b, 1, 3);
+        plain(&mut run, a, 1, 4);
+        // Awaiting its PubAck, sent on connection 1.
+        let awaited = add(&mut run, H01, "c", 4);
+        run.sending(awaited, 1, 5);
+        let (abort, registration) = AbortHandle::new_pair();
+        let mut wait = Abortable::new(std::future::pending::<()>(), registration);
+        run.awaiting(awaited, abort);
+        // Refused meanwhile: its refusal is being checked, left alone.
+        let refused = add(&mut run, "000.00.12.H02", "r", 5);
+        plain(&mut run, refused, 1, 6);
+        let subject = run.slots[&refused].msg.subject.clone();
+        run.republish_refused(
+            &HashSet::from([subject]),
+            Instant::now() + Duration::from_secs(1),
+        );
+        // Its re-publish for no receipt is due: it goes with a new msg-id instead.
+        let due = add(&mut run, H01, "due", 6);
+        plain(&mut run, due, 1, 7);
+        run.republish_at(due, Instant::now(), Again::NoReceipt);
+        // Sent plain on connection 2, after the reconnect: not lost with connection 1.
+        let later = add(&mut run, H01, "e", 7);
+        plain(&mut run, later, 2, 8);
+        // Never sent (held).
+        let held = add(&mut run, H01, "f", 8);
+        run.hold(held, NOT_SENT.to_owned());
+
+        let again = run.unconfirmed_before(2, 2);
+        assert_eq!(again, vec![b, a, awaited], "input order");
+        assert!(
+            matches!((&mut wait).now_or_never(), Some(Err(_))),
+            "the PubAck wait of an event to send again is dropped"
+        );
+        for &slot in &again {
+            let p = &run.slots[&slot];
+            assert!(!p.awaiting_ack && !p.without_ack && p.maybe_stored && p.resend);
+            assert_eq!(
+                p.republish_at, None,
+                "sent again now, not after the timeout"
+            );
+            assert_eq!(p.round, 0, "the same msg-id: a stored copy is a duplicate");
+        }
+        assert!(run.slots[&later].republish_at.is_some(), "still waits");
+        assert!(run.slots[&early].republish_at.is_some(), "still waits");
+        assert_eq!(run.summary.republished, 0, "counted once sent");
+        assert!(
+            run.unconfirmed_before(2, 2).is_empty(),
+            "nothing twice for one reconnect"
+        );
+        // Reported and counted as each goes out, once.
+        let mut reports = Vec::new();
+        for &slot in &again {
+            run.resent(slot, &mut |r| {
+                if let Report::Republished {
+                    id,
+                    reason,
+                    publishes,
+                    ..
+                } = r
+                {
+                    reports.push((id, reason, publishes));
+                }
+            });
+            run.sending(slot, 2, 9);
+            run.resent(slot, &mut |_| panic!("reported twice"));
+        }
+        assert_eq!(
+            reports,
+            vec![
+                ("b".to_owned(), Again::Reconnected, 2),
+                ("a".to_owned(), Again::Reconnected, 2),
+                ("c".to_owned(), Again::Reconnected, 2)
+            ]
+        );
+        assert_eq!(run.summary.republished, 3);
     }
 
     #[test]
