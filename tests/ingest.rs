@@ -478,9 +478,10 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     // so only the PINGs nobody answers show the server is gone. Both the publisher's connection
     // and the ledger's are dropped and made again once nats-server answers (async-nats's
     // default heartbeat of 60 s would count them connected for up to three minutes). What
-    // async-nats had not yet written to a dropped socket is lost with it: every send nats-server
-    // had not confirmed goes again once the new connection is made, but sends still in
-    // async-nats's command queue go out on it first, so this asserts exactly once, not order.
+    // async-nats had not yet written to a dropped socket is lost with it: the sends nats-server
+    // had not confirmed (here, surely the PubAcks awaited through the freeze) go again once the
+    // new connection is made, but sends still in async-nats's command queue go out on it
+    // first, so this asserts exactly once, not order.
     let Rig {
         ledger,
         nats,

@@ -35,17 +35,17 @@
 //!   within three intervals, and it counts as down until it is made again). Held events are
 //!   sent first, in order, before any new input. When async-nats has dropped a connection and
 //!   made a new one, the first publishes nats-server may not have stored (plain ones sent after
-//!   the last PubAck that came at its first attempt, and those whose PubAck was still awaited)
-//!   may have been lost in the old one's buffer: they go first again, merged in input order
-//!   with the held events, with the same msg-id ([`Again::Reconnected`]; a stored copy is a
-//!   duplicate). What is lost anyway (nats-server crashing before its sync, its ingest queue
-//!   dropping) is published again after `receipt_timeout`, behind later events, and a
-//!   re-publish whose PubAck was awaited is retried by the publisher: per-subject order holds
-//!   for what is not lost; after a reconnect it can break for sends async-nats still held in
-//!   its command queue, which go out on the new connection first. `max_in_flight = 1` awaits
-//!   every PubAck in turn, and a first publish whose PubAck never came goes again before anything
-//!   after it: strict order across connection and PubAck failures, not across a loss inside
-//!   nats-server;
+//!   their connection's last send whose PubAck came at its first attempt, and those whose
+//!   PubAck was still awaited) may have been lost in the old one's buffer: they go first again,
+//!   merged in input order with the held events, with the same msg-id
+//!   ([`Again::Reconnected`]; a stored copy is a duplicate). What is lost anyway (nats-server
+//!   crashing before its sync, its ingest queue dropping) is published again after
+//!   `receipt_timeout`, behind later events, and a re-publish whose PubAck was awaited is
+//!   retried by the publisher: per-subject order holds for what is not lost; after a reconnect
+//!   it can break for sends async-nats still held in its command queue, which go out on the
+//!   new connection first. `max_in_flight = 1` awaits every PubAck in turn, and a first
+//!   publish whose PubAck never came goes again before anything after it: strict order across
+//!   connection and PubAck failures, not across a loss inside nats-server;
 //! - keeps every event until a receipt names it (by agency and id, under `events` or
 //!   `rejected`), at most `max_pending` at once (reading more input waits when full);
 //! - re-publishes an event that has no receipt `receipt_timeout` after its PubAck (after it was
@@ -227,7 +227,8 @@ pub enum Again {
     Refused,
     /// It went out on a connection that has since been dropped and made again, and no PubAck
     /// said it was stored (a plain publish, or one whose PubAck was still awaited): it may have
-    /// been lost in the dropped connection's buffer. Sent again first, before anything held,
+    /// been lost in the dropped connection's buffer. Sent again first, merged in input order
+    /// with the held events,
     /// in input order, with the same msg-id (a duplicate if it was stored).
     Reconnected,
 }
@@ -258,8 +259,8 @@ pub struct Summary {
     pub receipts: u64,
     pub bad_receipts: u64,
     pub republished: u64,
-    /// Times an event was held back, unsent, because the connection was down or did not take a
-    /// send (see the module docs).
+    /// Times an event was held back because the connection was down or did not take a send
+    /// (see the module docs); an event can be held more than once.
     pub held: u64,
 }
 
@@ -371,8 +372,10 @@ struct Pending<T> {
     /// ([`Again::Reconnected`]).
     epoch: u64,
     send: u64,
-    /// To be sent again for [`Again::Reconnected`] (reported once it is).
+    /// To be sent again for [`Again::Reconnected`] (reported once it is), awaiting its PubAck
+    /// again if its last send did.
     resend: bool,
+    resend_ack: bool,
     last_error: Option<String>,
 }
 
@@ -446,7 +449,7 @@ impl ReceiptPublisher {
             client,
             stats,
             epoch,
-            confirmed: 0,
+            confirmed: HashMap::new(),
             run_mark: errors_seen,
             receipts: SelectAll::new(),
             subscribed: HashSet::new(),
@@ -510,7 +513,7 @@ impl ReceiptPublisher {
             let epoch = wire.connects();
             if epoch > wire.epoch {
                 wire.epoch = epoch;
-                let again = run.unconfirmed_before(epoch, wire.confirmed);
+                let again = run.unconfirmed_before(epoch, &wire.confirmed);
                 if !again.is_empty() {
                     let mut held: Vec<u64> = wire.held.drain(..).chain(again).collect();
                     held.sort_unstable();
@@ -695,8 +698,15 @@ impl ReceiptPublisher {
                 }
                 Some((slot, send, result)) = wire.acks.next(), if awaiting_acks => {
                     wire.awaited.remove(&send);
-                    if let Some(Ok(Published { attempts: 1, .. })) = &result {
-                        wire.confirmed = wire.confirmed.max(send);
+                    // Only while no newer connection exists: a send still in async-nats's queue
+                    // at a drop goes out on the next one, and proves nothing of the old one.
+                    if let Some(Ok(Published { attempts: 1, .. })) = &result
+                        && let Some(p) = run.slots.get(&slot)
+                        && p.send == send
+                        && wire.connects() == p.epoch
+                    {
+                        let last = wire.confirmed.entry(p.epoch).or_default();
+                        *last = (*last).max(send);
                     }
                     if let Some(result) = result {
                         let gave_up = matches!(result, Err(PublishError::GaveUp { .. }));
@@ -744,7 +754,7 @@ impl ReceiptPublisher {
         let Some(p) = run.slots.get_mut(&slot) else {
             return Ok(());
         };
-        let (msg, token) = (p.msg.clone(), p.token.clone());
+        let (msg, token, resend_ack) = (p.msg.clone(), p.token.clone(), p.resend_ack);
         if !wire.subscribed.contains(&token) {
             let agency = p.agency.clone();
             match self.subscribe(wire, &agency).await? {
@@ -760,7 +770,7 @@ impl ReceiptPublisher {
             }
         }
         // Counted (sample, pacing, publishes) only once it went out.
-        let sampled = wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
+        let sampled = resend_ack || wire.sampler.awaits_ack(&token, wire.max_in_flight == 1);
         let epoch = wire.connects();
         if sampled {
             match self.send(slot, wire.sends + 1, msg, 0).await {
@@ -924,12 +934,13 @@ struct Wire {
     suspect: bool,
     probe: Option<BoxFuture<'static, bool>>,
     max_in_flight: usize,
-    /// The client's statistics (its count of connections made), and that count when the run
-    /// last looked.
+    /// The client's statistics (its count of connections made).
     stats: Arc<async_nats::Statistics>,
+    /// That count when the run last looked.
     epoch: u64,
-    /// The last send a PubAck answered at its first attempt.
-    confirmed: u64,
+    /// By connection (the client's count of connects when sent), the last send a PubAck
+    /// answered at its first attempt.
+    confirmed: HashMap<u64, u64>,
 }
 
 impl Wire {
@@ -1023,6 +1034,7 @@ impl<T> Run<T> {
                 epoch: 0,
                 send: 0,
                 resend: false,
+                resend_ack: false,
                 last_error: None,
             },
         );
@@ -1130,13 +1142,14 @@ impl<T> Run<T> {
 
     /// First publishes that may have been lost with a dropped connection, in input order,
     /// ready to be sent again with the same msg-id ([`Again::Reconnected`]): sent before
-    /// connection `epoch` was made, and not confirmed: plain publishes sent after `confirmed`
-    /// (the last send a PubAck answered at its first attempt: nats-server stores a
-    /// connection's messages in order, so everything sent before it reached the stream), or
-    /// awaiting their PubAck. Left alone: a re-publish (a msg-id of its own; the publisher
-    /// retries its PubAck), one whose re-publish is due (it goes with a new msg-id, which a
-    /// receipt lost in the outage needs), and one whose refusal is being checked.
-    fn unconfirmed_before(&mut self, epoch: u64, confirmed: u64) -> Vec<u64> {
+    /// connection `epoch` was made, and not confirmed: plain publishes sent after the last send
+    /// of their connection a PubAck answered at its first attempt (`confirmed`: nats-server
+    /// stores a connection's messages in order, so everything sent before it reached the
+    /// stream), or awaiting their PubAck. Left alone: a re-publish (a msg-id of its own; the
+    /// publisher retries its PubAck), one whose re-publish is due (it goes with a new msg-id,
+    /// which a receipt lost in the outage needs), and one whose refusal is about to be checked.
+    /// One whose PubAck was awaited (a sample, or a refusal check) awaits it again.
+    fn unconfirmed_before(&mut self, epoch: u64, confirmed: &HashMap<u64, u64>) -> Vec<u64> {
         let now = Instant::now();
         let mut slots: Vec<u64> = self
             .slots
@@ -1145,7 +1158,8 @@ impl<T> Run<T> {
                 p.publishes > 0
                     && p.epoch < epoch
                     && p.round == 0
-                    && ((p.without_ack && p.send > confirmed) || p.awaiting_ack)
+                    && ((p.without_ack && confirmed.get(&p.epoch).is_none_or(|&c| p.send > c))
+                        || p.awaiting_ack)
                     && !p
                         .republish_at
                         .is_some_and(|(at, why)| at <= now || why == Again::Refused)
@@ -1159,6 +1173,7 @@ impl<T> Run<T> {
             if let Some(ack) = p.ack.take() {
                 ack.abort();
             }
+            p.resend_ack = p.awaiting_ack;
             p.awaiting_ack = false;
             p.without_ack = false;
             p.maybe_stored = true;
@@ -1219,6 +1234,7 @@ impl<T> Run<T> {
         if let Some(p) = self.slots.get_mut(&slot) {
             p.epoch = epoch;
             p.send = send;
+            p.resend_ack = false;
             p.publishes += 1;
             p.sent_at = Instant::now();
             p.awaiting_ack = true;
@@ -1929,7 +1945,10 @@ mod tests {
         let held = add(&mut run, H01, "f", 8);
         run.hold(held, NOT_SENT.to_owned());
 
-        let again = run.unconfirmed_before(2, 2);
+        // Connection 1's last send confirmed at the first attempt: send 2; connection 2's: 9
+        // (it says nothing of connection 1's sends).
+        let confirmed = HashMap::from([(1, 2), (2, 9)]);
+        let again = run.unconfirmed_before(2, &confirmed);
         assert_eq!(again, vec![b, a, awaited], "input order");
         assert!(
             matches!((&mut wait).now_or_never(), Some(Err(_))),
@@ -1944,11 +1963,16 @@ mod tests {
             );
             assert_eq!(p.round, 0, "the same msg-id: a stored copy is a duplicate");
         }
+        assert!(
+            run.slots[&awaited].resend_ack,
+            "a sample awaits its PubAck again"
+        );
+        assert!(!run.slots[&a].resend_ack && !run.slots[&b].resend_ack);
         assert!(run.slots[&later].republish_at.is_some(), "still waits");
         assert!(run.slots[&early].republish_at.is_some(), "still waits");
         assert_eq!(run.summary.republished, 0, "counted once sent");
         assert!(
-            run.unconfirmed_before(2, 2).is_empty(),
+            run.unconfirmed_before(2, &confirmed).is_empty(),
             "nothing twice for one reconnect"
         );
         // Reported and counted as each goes out, once.
@@ -1966,6 +1990,7 @@ mod tests {
                 }
             });
             run.sending(slot, 2, 9);
+            assert!(!run.slots[&slot].resend_ack);
             run.resent(slot, &mut |_| panic!("reported twice"));
         }
         assert_eq!(
