@@ -479,9 +479,10 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     // and the ledger's are dropped and made again once nats-server answers (async-nats's
     // default heartbeat of 60 s would count them connected for up to three minutes). What
     // async-nats had not yet written to a dropped socket is lost with it: the sends nats-server
-    // had not confirmed (here, surely the PubAcks awaited through the freeze) go again once the
-    // new connection is made, but sends still in async-nats's command queue go out on it
-    // first, so this asserts exactly once, not order.
+    // had not confirmed go again once the new connection is made (here surely the samples
+    // sent into the frozen connection, whose PubAcks are awaited through the freeze), but
+    // sends still in async-nats's command queue go out on it first, so this asserts exactly
+    // once, not order.
     let Rig {
         ledger,
         nats,
@@ -490,13 +491,13 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
         js,
     } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
     let events = workload(20_000, 37);
+    // The first part is committed before the freeze; the rest is fed once nats-server is
+    // frozen, so the publisher sends into the frozen connection (it still counts it up).
+    const BEFORE: usize = 5_000;
     let receipts = ReceiptPublisher::new(
         publisher(&url, None).await,
         ReceiptOptions {
             receipt_timeout: Duration::from_secs(15),
-            // Far below the input: the publisher is still reading and sending at the freeze,
-            // however fast the machine.
-            max_pending: 2_000,
             ..ReceiptOptions::default()
         },
     );
@@ -505,9 +506,17 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     // The input ends only once nats-server answers again, so the publisher (and its
     // connection) is still there through the freeze however fast the machine.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Outgoing>(0);
+    let (go, gone) = std::sync::mpsc::channel::<()>();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let input: Vec<Outgoing> = events.iter().map(Outgoing::event).collect();
     let feeding = std::thread::spawn(move || {
+        let mut input = input.into_iter();
+        for m in input.by_ref().take(BEFORE) {
+            tx.send(m).expect("the publisher reads");
+        }
+        if gone.recv().is_err() {
+            return;
+        }
         for m in input {
             tx.send(m).expect("the publisher reads");
         }
@@ -536,13 +545,14 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
                 .expect("receipts can be received"),
         );
     });
-    wait_until(PATIENCE, "2,000 events committed", || async {
-        committed_entries(&js).await >= 2000
+    wait_until(PATIENCE, "the first part committed", || async {
+        committed_entries(&js).await >= BEFORE as u64
     })
     .await;
     assert_eq!(connects(), 1, "the publisher connected once so far");
     let signal = |sig: &str| signal_nats(&nats, sig);
     signal("-STOP");
+    go.send(()).expect("the feeder waits");
     // The heartbeat drops a connection within 3 × PING_INTERVAL of its last read (its third
     // tick, two PINGs unanswered); two more intervals of slack for a loaded machine.
     tokio::time::sleep(PING_INTERVAL * 5).await;

@@ -228,8 +228,7 @@ pub enum Again {
     /// It went out on a connection that has since been dropped and made again, and no PubAck
     /// said it was stored (a plain publish, or one whose PubAck was still awaited): it may have
     /// been lost in the dropped connection's buffer. Sent again first, merged in input order
-    /// with the held events,
-    /// in input order, with the same msg-id (a duplicate if it was stored).
+    /// with the held events, with the same msg-id (a duplicate if it was stored).
     Reconnected,
 }
 
