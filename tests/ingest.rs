@@ -600,6 +600,83 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_ping_interval_sets_how_soon_a_frozen_nats_server_is_noticed() {
+    use socai_client::publisher::{NatsConfig, PING_INTERVAL};
+    use socai_client::receipts::{Outcome, ReceiptOptions, ReceiptPublisher};
+    // With a heartbeat of 1 s (SOCAI_NATS_PING_INTERVAL for `socai serve`, `ping_interval` for
+    // the client library) a frozen nats-server is noticed within 3 s of the last message read.
+    // The default of 5 s takes at least 10 s after the freeze (two PINGs sent 5 s apart, the
+    // third tick drops), so the deadline below fails if the setting is not applied.
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let deadline = PING_INTERVAL * 2 - Duration::from_secs(2);
+    assert!(INTERVAL * 3 + Duration::from_secs(3) <= deadline);
+    let ledger = Ledger::new();
+    let nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let mut serve = ledger.serve_env(&url, None, &[("SOCAI_NATS_PING_INTERVAL", "1")]);
+    let (client, _) = connect(&url, None).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+    let (watched, _) = socai_client::publisher::connect(&NatsConfig {
+        name: "watched".into(),
+        ping_interval: INTERVAL,
+        ..NatsConfig::new(&url)
+    })
+    .await
+    .expect("connects");
+    let connected =
+        |c: &async_nats::Client| c.connection_state() == async_nats::connection::State::Connected;
+    assert!(connected(&watched));
+    let ledger_dropped = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("disconnected from nats") && l.contains(r#""connection":"socai-ledger""#)
+        })
+    };
+    let log = || std::fs::read_to_string(&serve.log).expect("serve log");
+    assert!(
+        !ledger_dropped(&log()),
+        "dropped before the freeze:\n{}",
+        log()
+    );
+    signal_nats(&nats, "-STOP");
+    let frozen = std::time::Instant::now();
+    let (mut client_after, mut ledger_after) = (None, None);
+    while frozen.elapsed() < deadline && (client_after.is_none() || ledger_after.is_none()) {
+        if client_after.is_none() && !connected(&watched) {
+            client_after = Some(frozen.elapsed());
+        }
+        if ledger_after.is_none() && ledger_dropped(&log()) {
+            ledger_after = Some(frozen.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal_nats(&nats, "-CONT");
+    eprintln!("noticed the freeze after: client {client_after:?}, ledger {ledger_after:?}");
+    assert!(
+        client_after.is_some(),
+        "a client with a heartbeat of {INTERVAL:?} still counted a frozen nats-server connected after {deadline:?}"
+    );
+    assert!(
+        ledger_after.is_some(),
+        "`socai serve` with SOCAI_NATS_PING_INTERVAL=1 did not drop its connection to a frozen nats-server within {deadline:?}; log:\n{}",
+        log()
+    );
+    // Both connect again, and the ledger commits what comes next.
+    wait_until(PATIENCE, "the client connected again", || async {
+        connected(&watched)
+    })
+    .await;
+    let event = workload(1, 41).remove(0);
+    let receipts = ReceiptPublisher::new(publisher(&url, None).await, ReceiptOptions::default());
+    let outcome = receipts.publish(&event).await.expect("receipts").outcome;
+    assert!(
+        matches!(outcome, Outcome::Committed { seq: 0, .. }),
+        "{outcome:?}"
+    );
+    serve.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothing() {
     let Rig {
         ledger,

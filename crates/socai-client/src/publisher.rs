@@ -33,6 +33,10 @@ pub struct NatsConfig {
     pub name: String,
     /// Keep trying to connect when the server is not up yet (services), instead of failing.
     pub retry_initial_connect: bool,
+    /// The heartbeat: see [`PING_INTERVAL`], the default (`--nats-ping-interval`). Longer for a
+    /// link so slow that one message can take over `2 ×` this to arrive; shorter to notice a dead
+    /// server sooner. At least [`MIN_PING_INTERVAL`].
+    pub ping_interval: Duration,
 }
 
 impl NatsConfig {
@@ -43,6 +47,7 @@ impl NatsConfig {
             password: None,
             name: "socai".into(),
             retry_initial_connect: false,
+            ping_interval: PING_INTERVAL,
         }
     }
 }
@@ -179,8 +184,13 @@ fn quoted_after<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
 /// ledger and publishers blind for up to three minutes. Each message read restarts the clock,
 /// so a connection receiving messages sends no PINGs; one that only sends PINGs every 5 s.
 /// Only whole messages count: a single message that takes over 10–15 s to arrive (1 MiB on a
-/// link under about 0.6 Mbit/s) would have its connection dropped and made again.
+/// link under about 0.6 Mbit/s) would have its connection dropped and made again. The default of
+/// [`NatsConfig::ping_interval`] (`--nats-ping-interval`, `SOCAI_NATS_PING_INTERVAL`).
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The shortest heartbeat [`connect`] uses (a shorter [`NatsConfig::ping_interval`] counts as
+/// this): PINGs more often than once a second would only add load.
+pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
 pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), ConnectError> {
@@ -190,7 +200,7 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
-        .ping_interval(PING_INTERVAL)
+        .ping_interval(config.ping_interval.max(MIN_PING_INTERVAL))
         .event_callback(move |event| {
             let sink = sink.clone();
             let name = name.clone();

@@ -31,13 +31,13 @@
 //!   subscription the connection does not take within [`crate::publisher::SEND_TIMEOUT`] (then
 //!   nothing is sent until a flush goes through; in async-nats a flush only shows the client
 //!   writes to the socket again, not that the server answers: the connection's heartbeat,
-//!   [`crate::publisher::PING_INTERVAL`], drops a connection whose server stopped answering
-//!   within three intervals, and it counts as down until it is made again). Held events are
-//!   sent first, in order, before any new input. When async-nats has dropped a connection and
-//!   made a new one, the first publishes nats-server may not have stored (plain ones sent after
-//!   their connection's last send whose PubAck came at its first attempt, and those whose
-//!   PubAck was still awaited) may have been lost in the old one's buffer: they go first again,
-//!   merged in input order with the held events, with the same msg-id
+//!   [`crate::publisher::NatsConfig::ping_interval`], drops a connection whose server stopped
+//!   answering within three intervals, and it counts as down until it is made again). Held
+//!   events are sent first, in order, before any new input. When async-nats has dropped a
+//!   connection and made a new one, the first publishes nats-server may not have stored (plain
+//!   ones sent after their connection's last send whose PubAck came at its first attempt, and
+//!   those whose PubAck was still awaited) may have been lost in the old one's buffer: they go
+//!   first again, merged in input order with the held events, with the same msg-id
 //!   ([`Again::Reconnected`]; a stored copy is a duplicate). What is lost anyway (nats-server
 //!   crashing before its sync, its ingest queue dropping) is published again after
 //!   `receipt_timeout`, behind later events, and a re-publish whose PubAck was awaited is

@@ -40,6 +40,13 @@ pub struct Global {
         hide_env_values = true
     )]
     pub nats_password: Option<String>,
+    /// Seconds between the PINGs a NATS connection sends a server it has read nothing from; the
+    /// connection is dropped and made again (to another seed if one answers) after two go
+    /// unanswered, so a frozen server or a dead network path is noticed within three times this.
+    /// Raise it on a link so slow that one message can take longer than twice this to arrive
+    #[arg(long, global = true, env = "SOCAI_NATS_PING_INTERVAL", default_value_t = socai_client::publisher::PING_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECONDS")]
+    pub nats_ping_interval: u64,
     /// A running ledger's HTTP API (e.g. http://127.0.0.1:8080): proof, history, show, export,
     /// checkpoint --list, redact and verify then work against it instead of --data-dir
     #[arg(long, global = true, env = "SOCAI_API_URL")]

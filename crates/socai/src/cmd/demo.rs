@@ -235,6 +235,7 @@ fn over_nats(g: &Global, work: &std::path::Path, lines: &[&str], cut: usize) -> 
         user: Some(user.to_string()),
         password: password(user),
         name: format!("socai-demo-{user}"),
+        ping_interval: std::time::Duration::from_secs(g.nats_ping_interval),
         ..NatsConfig::new(server.url())
     };
     let messages = |part: &[&str]| -> Vec<Outgoing> {

@@ -21,6 +21,7 @@ pub fn nats_config(g: &Global, name: &str) -> NatsConfig {
         password: g.nats_password.clone(),
         name: name.into(),
         retry_initial_connect: false,
+        ping_interval: Duration::from_secs(g.nats_ping_interval),
     }
 }
 

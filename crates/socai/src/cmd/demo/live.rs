@@ -555,6 +555,7 @@ async fn live(
         user: Some("gateway".into()),
         password: Some(password("gateway")),
         name: "socai-demo-gateway".into(),
+        ping_interval: std::time::Duration::from_secs(g.nats_ping_interval),
         ..NatsConfig::new(url.clone())
     })
     .await?;
