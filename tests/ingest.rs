@@ -668,7 +668,11 @@ async fn the_nats_ping_interval_sets_how_soon_a_frozen_nats_server_is_noticed() 
     .await;
     let event = workload(1, 41).remove(0);
     let receipts = ReceiptPublisher::new(publisher(&url, None).await, ReceiptOptions::default());
-    let outcome = receipts.publish(&event).await.expect("receipts").outcome;
+    let outcome = tokio::time::timeout(Duration::from_secs(120), receipts.publish(&event))
+        .await
+        .expect("the ledger answers within 2 minutes of the server's return")
+        .expect("receipts")
+        .outcome;
     assert!(
         matches!(outcome, Outcome::Committed { seq: 0, .. }),
         "{outcome:?}"

@@ -235,6 +235,8 @@ impl Ledger {
             .args(["--nats", url])
             .env_remove("SOCAI_NATS_USER")
             .env_remove("SOCAI_NATS_PASSWORD")
+            // The tests size their freezes on the default heartbeat.
+            .env_remove("SOCAI_NATS_PING_INTERVAL")
             .env("SOCAI_LOG", "info")
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(file);

@@ -35,7 +35,7 @@ pub struct NatsConfig {
     pub retry_initial_connect: bool,
     /// The heartbeat: see [`PING_INTERVAL`], the default (`--nats-ping-interval`). Longer for a
     /// link so slow that one message can take over `2 ×` this to arrive; shorter to notice a dead
-    /// server sooner. At least [`MIN_PING_INTERVAL`].
+    /// server sooner. Taken between [`MIN_PING_INTERVAL`] and [`MAX_PING_INTERVAL`].
     pub ping_interval: Duration,
 }
 
@@ -191,6 +191,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// The shortest heartbeat [`connect`] uses (a shorter [`NatsConfig::ping_interval`] counts as
 /// this): PINGs more often than once a second would only add load.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest heartbeat [`connect`] uses (a longer one counts as this): an hour. async-nats
+/// adds the interval to the current instant at every message read, which panics, killing the
+/// connection, for a huge one such as `Duration::MAX`.
+pub const MAX_PING_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Connects with the config's credentials and inbox prefix; server errors are logged and kept.
 pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), ConnectError> {
@@ -200,7 +204,11 @@ pub async fn connect(config: &NatsConfig) -> Result<(Client, ServerErrors), Conn
     let mut options = ConnectOptions::new()
         .name(&config.name)
         .connection_timeout(Duration::from_secs(5))
-        .ping_interval(config.ping_interval.max(MIN_PING_INTERVAL))
+        .ping_interval(
+            config
+                .ping_interval
+                .clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL),
+        )
         .event_callback(move |event| {
             let sink = sink.clone();
             let name = name.clone();

@@ -393,8 +393,7 @@ type ById = FastMap<String, SmallVec<[u64; 1]>>;
 /// wait, with its retries, was dropped).
 type AckFuture = BoxFuture<'static, (u64, u64, Option<Result<Published, PublishError>>)>;
 
-/// The run's state: pending events by slot, by (agency token, id), by re-publish time and by
-/// give-up time.
+/// The run's state: pending events by slot, by id, by re-publish time and by give-up time.
 struct Run<T> {
     options: ReceiptOptions,
     /// Checks receipts, each commit's signatures once.
@@ -1050,6 +1049,18 @@ impl<T> Run<T> {
     }
 
     fn remove(&mut self, slot: u64) -> Option<Pending<T>> {
+        let p = self.detach(slot)?;
+        if let Some(slots) = self.by_id.get_mut(p.msg.id.as_str()) {
+            slots.retain(|s| *s != slot);
+            if slots.is_empty() {
+                self.by_id.remove(p.msg.id.as_str());
+            }
+        }
+        Some(p)
+    }
+
+    /// [`Run::remove`] but for `by_id`, which the caller has dealt with.
+    fn detach(&mut self, slot: u64) -> Option<Pending<T>> {
         let mut p = self.slots.remove(&slot)?;
         // Its PubAck (and the retries to get one) no longer matter.
         if let Some(ack) = p.ack.take() {
@@ -1059,12 +1070,6 @@ impl<T> Run<T> {
             self.republish.remove(&(at, slot));
         }
         self.give_ups.remove(&(p.give_up_at, slot));
-        if let Some(slots) = self.by_id.get_mut(p.msg.id.as_str()) {
-            slots.retain(|s| *s != slot);
-            if slots.is_empty() {
-                self.by_id.remove(p.msg.id.as_str());
-            }
-        }
         Some(p)
     }
 
@@ -1442,17 +1447,20 @@ impl<T> Run<T> {
         let Some(waiting) = self.by_id.get_mut(id) else {
             return SmallVec::new();
         };
-        let mine: SmallVec<[u64; 1]> = waiting
-            .iter()
-            .copied()
-            .filter(|s| self.slots.get(s).is_some_and(|p| p.token == token))
-            .collect();
-        waiting.retain(|s| !mine.contains(s));
+        // Other agencies' events with the same id stay.
+        let slots = &self.slots;
+        let mut mine = SmallVec::<[u64; 1]>::new();
+        waiting.retain(|s| {
+            let own = slots.get(s).is_some_and(|p| p.token == token);
+            if own {
+                mine.push(*s);
+            }
+            !own
+        });
         if waiting.is_empty() {
             self.by_id.remove(id);
         }
-        // Their by_id entries are gone already; `remove` finds nothing more to drop there.
-        mine.into_iter().filter_map(|s| self.remove(s)).collect()
+        mine.into_iter().filter_map(|s| self.detach(s)).collect()
     }
 }
 
@@ -1605,6 +1613,38 @@ mod tests {
             ),
             (1, 2, 1, 1)
         );
+    }
+
+    #[test]
+    fn an_id_two_agencies_use_answers_each_agency_alone_whatever_the_order() {
+        let (signer, _, vkey) = CheckpointSigner::generate("test.socai/ledger").unwrap();
+        let mut run = run(Some(CheckpointVerifier::from_vkey(&vkey).unwrap()));
+        const H02: &str = "000.00.12.H02";
+        let h02_first = add(&mut run, H02, "a", 0);
+        let h01_first = add(&mut run, H01, "a", 1);
+        let h02_again = add(&mut run, H02, "a", 2);
+        let h01_again = add(&mut run, H01, "a", 3);
+        // H01's first copy ends (given up): the others with its id still wait.
+        assert_eq!(run.remove(h01_first).map(|p| p.tag), Some(1));
+        assert_eq!(
+            run.by_id["a"].as_slice(),
+            &[h02_first, h02_again, h01_again]
+        );
+        let r = signed(&signer, H01, &[("a", 5, false)], &[]);
+        let reports = deliver(&mut run, message(H01, r.to_json()));
+        assert_eq!(events(&reports), vec![(3, "committed 5".into())]);
+        assert_eq!(run.by_id["a"].as_slice(), &[h02_first, h02_again]);
+        // H02's answer ends both its copies, the first one first.
+        let r = signed(&signer, H02, &[], &["a"]);
+        let reports = deliver(&mut run, message(H02, r.to_json()));
+        assert_eq!(
+            events(&reports),
+            vec![
+                (0, "rejected schema_violation".into()),
+                (2, "rejected schema_violation".into())
+            ]
+        );
+        assert!(run.slots.is_empty() && run.by_id.is_empty() && run.give_ups.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command line (clap derive). Global flags are accepted by every subcommand.
 
 use clap::{Args, Parser, Subcommand};
+use socai_client::publisher::{MAX_PING_INTERVAL, MIN_PING_INTERVAL, PING_INTERVAL};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -44,8 +45,15 @@ pub struct Global {
     /// connection is dropped and made again (to another seed if one answers) after two go
     /// unanswered, so a frozen server or a dead network path is noticed within three times this.
     /// Raise it on a link so slow that one message can take longer than twice this to arrive
-    #[arg(long, global = true, env = "SOCAI_NATS_PING_INTERVAL", default_value_t = socai_client::publisher::PING_INTERVAL.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        env = "SOCAI_NATS_PING_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = PING_INTERVAL.as_secs(),
+        value_parser = clap::value_parser!(u64)
+            .range(MIN_PING_INTERVAL.as_secs()..=MAX_PING_INTERVAL.as_secs())
+    )]
     pub nats_ping_interval: u64,
     /// A running ledger's HTTP API (e.g. http://127.0.0.1:8080): proof, history, show, export,
     /// checkpoint --list, redact and verify then work against it instead of --data-dir
