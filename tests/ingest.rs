@@ -668,9 +668,9 @@ async fn the_nats_ping_interval_sets_how_soon_a_frozen_nats_server_is_noticed() 
     .await;
     let event = workload(1, 41).remove(0);
     let receipts = ReceiptPublisher::new(publisher(&url, None).await, ReceiptOptions::default());
-    let outcome = tokio::time::timeout(Duration::from_secs(120), receipts.publish(&event))
+    let outcome = tokio::time::timeout(PATIENCE, receipts.publish(&event))
         .await
-        .expect("the ledger answers within 2 minutes of the server's return")
+        .expect("the ledger answers once nats-server is back")
         .expect("receipts")
         .outcome;
     assert!(

@@ -106,7 +106,9 @@ impl Ledger {
         c.arg("--data-dir")
             .arg(self.dir())
             .args(args)
-            .env_remove("SOCAI_DATA_DIR");
+            .env_remove("SOCAI_DATA_DIR")
+            // The tests size their freezes on the default heartbeat.
+            .env_remove("SOCAI_NATS_PING_INTERVAL");
         c
     }
 

@@ -1623,16 +1623,21 @@ mod tests {
         let h02_first = add(&mut run, H02, "a", 0);
         let h01_first = add(&mut run, H01, "a", 1);
         let h02_again = add(&mut run, H02, "a", 2);
-        let h01_again = add(&mut run, H01, "a", 3);
-        // H01's first copy ends (given up): the others with its id still wait.
-        assert_eq!(run.remove(h01_first).map(|p| p.tag), Some(1));
+        let h01_given_up = add(&mut run, H01, "a", 3);
+        let h01_last = add(&mut run, H01, "a", 4);
+        // One of H01's copies ends (given up): the others with its id still wait.
+        assert_eq!(run.remove(h01_given_up).map(|p| p.tag), Some(3));
         assert_eq!(
             run.by_id["a"].as_slice(),
-            &[h02_first, h02_again, h01_again]
+            &[h02_first, h01_first, h02_again, h01_last]
         );
+        // H01's answer ends its own copies only: the first committed, the other a duplicate.
         let r = signed(&signer, H01, &[("a", 5, false)], &[]);
         let reports = deliver(&mut run, message(H01, r.to_json()));
-        assert_eq!(events(&reports), vec![(3, "committed 5".into())]);
+        assert_eq!(
+            events(&reports),
+            vec![(1, "committed 5".into()), (4, "duplicate 5".into())]
+        );
         assert_eq!(run.by_id["a"].as_slice(), &[h02_first, h02_again]);
         // H02's answer ends both its copies, the first one first.
         let r = signed(&signer, H02, &[], &["a"]);

@@ -183,6 +183,7 @@ impl Proc {
             "SOCAI_NATS_URL",
             "SOCAI_NATS_USER",
             "SOCAI_NATS_PASSWORD",
+            "SOCAI_NATS_PING_INTERVAL",
             "SOCAI_API_URL",
             "SOCAI_API_TOKEN",
             "SOCAI_LOG",
