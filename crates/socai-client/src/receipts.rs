@@ -381,8 +381,8 @@ struct Pending<T> {
 }
 
 /// The maps touched for every event (by slot, by id, by agency token): foldhash, seeded at random
-/// per process, instead of SipHash (a fifth of the publisher's bookkeeping in `socai bench
-/// ingest`'s profile).
+/// per process, instead of SipHash (about 1 % of the socai process in `socai bench ingest`'s
+/// profile).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// The slots waiting for one event id, of any agency (each slot's `token` says which): one flat
