@@ -450,6 +450,9 @@ async fn routed_to(port: u16) -> BTreeSet<String> {
 /// the right password joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_the_wrong_route_password_is_refused() {
+    // Not the other tests' route password: were a node of theirs ever to dial one of these
+    // nodes' ports, it is refused rather than joined to this cluster.
+    const PASSWORD: &str = "pw-route-refused";
     let ledger = Ledger::new();
     let socai_testkit::ShippedCluster {
         nodes,
@@ -458,7 +461,7 @@ async fn a_node_with_the_wrong_route_password_is_refused() {
     } = socai_testkit::shipped_cluster_in(
         &repo_root().join("deploy/nats"),
         &ledger.path("cluster"),
-        ROUTE_PASSWORD,
+        PASSWORD,
     )
     .expect("copy the shipped cluster configs");
     let users = || {
@@ -480,7 +483,7 @@ async fn a_node_with_the_wrong_route_password_is_refused() {
     // Node 2 holds another password: it dials with it and accepts only it.
     let wrong: Vec<(String, String)> = routes
         .iter()
-        .map(|(k, v)| (k.clone(), v.replace(ROUTE_PASSWORD, "not-the-password")))
+        .map(|(k, v)| (k.clone(), v.replace(PASSWORD, "not-the-password")))
         .collect();
     let _two = start(1, users().chain(wrong).collect());
     let _three = start(2, users().chain(routes.clone()).collect());

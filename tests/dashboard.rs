@@ -53,10 +53,7 @@ impl Browser {
     async fn start() -> Browser {
         let chromedriver = find_program(&["chromedriver"]);
         let chromium = find_program(&["chromium", "chromium-browser"]);
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().unwrap().port()
-        };
+        let port = socai_testkit::free_port().expect("a free port");
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

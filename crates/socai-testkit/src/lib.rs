@@ -1,5 +1,5 @@
 //! A nats-server process on this machine, for the demo, the benchmarks and the tests: loopback,
-//! an ephemeral port, a store dir of its own, killed when dropped.
+//! a port and a store dir of its own, killed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,11 +108,12 @@ impl LocalNats {
                     .arg(self.options.dir.join("jetstream"));
             }
         }
-        let port = if self.port == 0 {
-            "-1".to_string()
-        } else {
-            self.port.to_string()
-        };
+        if self.port == 0 {
+            // Chosen here rather than by nats-server (`-p -1`): a restart binds it again, and
+            // no one else may take it while the server is down.
+            self.port = free_port()?;
+        }
+        let port = self.port.to_string();
         let stderr = std::fs::File::create(self.options.dir.join("nats-server.stderr"))?;
         // A random monitoring port: several servers (tests in parallel) must not clash on 8222.
         cmd.args(["-a", "127.0.0.1", "-p", &port, "-m", "-1"])
@@ -345,8 +346,40 @@ pub fn shipped_cluster_in(
     })
 }
 
-/// A port free on 127.0.0.1 now (bound, then released).
+/// A port free on 127.0.0.1 now, for a server that binds it later and may bind it again after a
+/// restart.
+///
+/// It comes from below the kernel's ephemeral range (`ip_local_port_range`), where nothing that
+/// binds port 0 (nats-server's `-1` ports, other tests' listeners) or connects out is ever given
+/// a port, and this process never hands out the same one twice. A port taken from the ephemeral
+/// range (bind port 0, release) could be given to anyone else in the meantime: two clusters of
+/// parallel tests once both got one route port, one node died at start and the other cluster's
+/// nodes dialled into the survivor. Falls back to the kernel's pick where no such range exists.
 pub fn free_port() -> Result<u16, LocalNatsError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .min(u32::from(u16::MAX));
+    let span = ephemeral_low.saturating_sub(LOWEST);
+    if span >= 1_000 {
+        // Start where another process (a second test run on this machine) is unlikely to.
+        let seed = std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let _ = NEXT.compare_exchange(0, seed % span + 1, Ordering::Relaxed, Ordering::Relaxed);
+        for _ in 0..span {
+            let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+            let port = u16::try_from(LOWEST + offset).expect("below the ephemeral range");
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -364,6 +397,33 @@ pub fn user_of_password_var(var: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn free_ports_are_bindable_never_repeat_and_stay_out_of_the_kernels_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("Linux says which ports it hands out")
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port range");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let port = super::free_port().unwrap();
+            assert!(port < low, "{port} is in the kernel's range, from {low}");
+            assert!(seen.insert(port), "{port} handed out twice");
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .unwrap_or_else(|e| panic!("{port} is not free: {e}"));
+        }
+        // And what the kernel gives to port-0 binds never lands on them.
+        for _ in 0..500 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            assert!(!seen.contains(&port), "the kernel gave out {port}");
+        }
+    }
+
     #[test]
     fn reads_the_port_from_the_log() {
         let log = "[1] 2026/11/22 [INF] Starting nats-server\n[1] 2026/11/22 06:00:00.1 [INF] Listening for client connections on 127.0.0.1:41234\n";
