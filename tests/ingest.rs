@@ -152,6 +152,13 @@ fn signal_nats(nats: &socai_testkit::LocalNats, sig: &str) {
     assert!(status.success(), "kill {sig} {pid}");
 }
 
+/// Whether `socai serve`'s log shows its writer's NATS connection (`socai-ledger`) dropped.
+fn ledger_dropped_its_connection(log: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("disconnected from nats") && l.contains(r#""connection":"socai-ledger""#)
+    })
+}
+
 /// Every event exactly once in the ledger, and for every subject (agency, type) the ledger's
 /// order is the publish order.
 fn assert_exactly_once_in_order(ledger: &Ledger, events: &[Event]) {
@@ -592,8 +599,7 @@ async fn a_receipt_publisher_and_the_ledger_reconnect_to_a_nats_server_frozen_pa
     serve.stop();
     let log = std::fs::read_to_string(&serve.log).expect("serve log");
     assert!(
-        log.lines().any(|l| l.contains("disconnected from nats")
-            && l.contains(r#""connection":"socai-ledger""#)),
+        ledger_dropped_its_connection(&log),
         "the ledger's writer never saw its connection dropped; log:\n{log}"
     );
     assert_exactly_once(&ledger, &events);
@@ -627,14 +633,9 @@ async fn the_nats_ping_interval_sets_how_soon_a_frozen_nats_server_is_noticed() 
     let connected =
         |c: &async_nats::Client| c.connection_state() == async_nats::connection::State::Connected;
     assert!(connected(&watched));
-    let ledger_dropped = |log: &str| {
-        log.lines().any(|l| {
-            l.contains("disconnected from nats") && l.contains(r#""connection":"socai-ledger""#)
-        })
-    };
     let log = || std::fs::read_to_string(&serve.log).expect("serve log");
     assert!(
-        !ledger_dropped(&log()),
+        !ledger_dropped_its_connection(&log()),
         "dropped before the freeze:\n{}",
         log()
     );
@@ -645,7 +646,7 @@ async fn the_nats_ping_interval_sets_how_soon_a_frozen_nats_server_is_noticed() 
         if client_after.is_none() && !connected(&watched) {
             client_after = Some(frozen.elapsed());
         }
-        if ledger_after.is_none() && ledger_dropped(&log()) {
+        if ledger_after.is_none() && ledger_dropped_its_connection(&log()) {
             ledger_after = Some(frozen.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
