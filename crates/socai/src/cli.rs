@@ -44,7 +44,8 @@ pub struct Global {
     /// Seconds between the PINGs a NATS connection sends a server it has read nothing from; the
     /// connection is dropped and made again (to another seed if one answers) after two go
     /// unanswered, so a frozen server or a dead network path is noticed within three times this.
-    /// Raise it on a link so slow that one message can take longer than twice this to arrive
+    /// Raise it on a link so slow that one message can take longer than twice this to arrive.
+    /// `socai bench` keeps the default: it runs its own nats-server on this machine
     #[arg(
         long,
         global = true,
