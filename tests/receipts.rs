@@ -737,11 +737,8 @@ async fn socai_publish_fails_unless_every_event_is_in_the_ledger() {
 async fn every_command_takes_a_list_of_seed_servers() {
     let ledger = Ledger::new();
     let nats = start_nats(&ledger.path("nats"), true);
-    // A port nothing listens on: bound, then released.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // A port nothing listens on.
+    let dead = socai_testkit::free_port().expect("a free port");
     let seeds = format!("nats://127.0.0.1:{dead}, {}", nats.url());
     let _serve = ledger.serve(&seeds, Some("ledger"));
     let (client, _) = connect(&seeds, Some("ledger")).await;

@@ -45,7 +45,7 @@ pub fn password(user: &str) -> String {
     format!("pw-{}", user.replace('.', "-"))
 }
 
-/// A nats-server on an ephemeral port with its own store dir under `dir`; with
+/// A nats-server on a port of its own with its own store dir under `dir`; with
 /// `deploy/nats/single.conf` (auth, sync_interval: always) when `secured`.
 pub fn start_nats(dir: &Path, secured: bool) -> LocalNats {
     start_nats_with(dir, secured, |users| users)

@@ -41,7 +41,8 @@ impl WitnessProcess {
         vkey
     }
 
-    /// Starts the witness following the log whose key is `log_vkey`, on `addr` (port 0: any).
+    /// Starts the witness following the log whose key is `log_vkey`, on `addr` (port 0: a port
+    /// of [`socai_testkit::free_port`], which a restart can bind again).
     pub fn start(dir: &Path, log_vkey: &Path, addr: &str) -> WitnessProcess {
         WitnessProcess::start_with(dir, log_vkey, addr, &[])
     }
@@ -52,8 +53,17 @@ impl WitnessProcess {
         static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dir.with_extension(format!("{n}.log"));
+        // Not the kernel's pick: kill_and_restart binds the same port again, and a port the
+        // kernel handed out could be given to another test's server in between.
+        let addr = match addr.strip_suffix(":0") {
+            Some(host) => format!(
+                "{host}:{}",
+                socai_testkit::free_port().expect("a port for the witness")
+            ),
+            None => addr.to_owned(),
+        };
         let child = Command::new(socai_bin())
-            .args(["witness", "serve", "--listen", addr, "--dir"])
+            .args(["witness", "serve", "--listen", &addr, "--dir"])
             .arg(dir)
             .arg("--log")
             .arg(log_vkey)

@@ -128,21 +128,34 @@ impl LocalNats {
             source,
         })?;
         self.child = Some(child);
+        // A cluster node listens for routes only after "Server is ready", and exits if it
+        // cannot: ready means that line too, and the process still running.
+        let clustered = self
+            .options
+            .config
+            .as_ref()
+            .and_then(|config| std::fs::read_to_string(config).ok())
+            .is_some_and(|text| {
+                text.lines()
+                    .any(|line| line.trim_start().starts_with("cluster {"))
+            });
         let started = Instant::now();
         let wait = Duration::from_secs(15);
         loop {
             let mut text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(port) = listening_port(&text)
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if !exited
+                && let Some(port) = listening_port(&text)
                 && text.contains("Server is ready")
+                && (!clustered || text.contains("Listening for route connections on"))
             {
                 self.port = port;
                 self.monitor_port = monitor_port(&text);
                 return Ok(());
             }
-            let exited = self
-                .child
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
             if exited || started.elapsed() > wait {
                 text.push_str(
                     &std::fs::read_to_string(self.options.dir.join("nats-server.stderr"))
@@ -354,7 +367,10 @@ pub fn shipped_cluster_in(
 /// a port, and this process never hands out the same one twice. A port taken from the ephemeral
 /// range (bind port 0, release) could be given to anyone else in the meantime: two clusters of
 /// parallel tests once both got one route port, one node died at start and the other cluster's
-/// nodes dialled into the survivor. Falls back to the kernel's pick where no such range exists.
+/// nodes dialled into the survivor. Where the range cannot be read it is taken to start at
+/// 32768 (Linux's default; macOS and Windows start at 49152). Where it starts too low to leave
+/// room (below 11000, e.g. tuned to 1024-65535) it falls back, with a warning, to the kernel's
+/// pick, as it does if every port below is taken.
 pub fn free_port() -> Result<u16, LocalNatsError> {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOWEST: u32 = 10_000;
@@ -380,6 +396,13 @@ pub fn free_port() -> Result<u16, LocalNatsError> {
             }
         }
     }
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "warning: no free port between {LOWEST} and the kernel's ephemeral range (from {ephemeral_low}): \
+             test servers take ports the kernel may give to others while they restart"
+        )
+    });
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -398,6 +421,7 @@ pub fn user_of_password_var(var: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    #[cfg(target_os = "linux")]
     fn free_ports_are_bindable_never_repeat_and_stay_out_of_the_kernels_range() {
         let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
             .expect("Linux says which ports it hands out")
