@@ -913,3 +913,106 @@ async fn a_publisher_whose_nats_server_dies_ends_every_event_instead_of_hanging(
         "events read after the kill are held, never sent: {s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_no_one_can_publish_ends_not_published_and_the_run_goes_on() {
+    // Subjects async-nats or nats-server refuse, or whose receipts subject would be a wildcard:
+    // a space in the agency once ended the whole run (its receipts subscription was refused),
+    // and a space in the type, sent awaiting its PubAck, was retried as a passing fault.
+    let ledger = Ledger::new();
+    ledger.configure("[ingest]\ncheckpoint_interval_s = 1\n");
+    let nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, None);
+    let (client, _) = connect(&url, None).await;
+    wait_for_streams(&async_nats::jetstream::new(client)).await;
+
+    let good = |i: usize| Outgoing::event(&event_of(H01, &format!("fine-{i}")));
+    let unpublishable = |subject: &str, id: &str| Outgoing {
+        subject: subject.to_owned(),
+        id: id.into(),
+        payload: serde_json::to_vec(&event_json(H01, id, "online"))
+            .expect("json")
+            .into(),
+    };
+    let bad = [
+        (
+            "dvc.events.000-00-12-H 01.dossier.submitted",
+            "space-agency",
+        ),
+        ("dvc.events.*.dossier.submitted", "wildcard-agency"),
+        ("dvc.events.000-00-12-H01.dossier submitted", "space-type"),
+        ("dvc.events.000-00-12-H01.dossier..submitted", "empty-token"),
+    ];
+    // Between good ones; every publish awaits its PubAck (max_in_flight 1), where one bad
+    // subject once held up the whole run.
+    let mut messages = Vec::new();
+    for (i, (subject, id)) in bad.iter().enumerate() {
+        messages.push(unpublishable(subject, id));
+        messages.push(good(i));
+    }
+    let options = ReceiptOptions {
+        receipt_timeout: 4 * PATIENCE,
+        max_receipt_timeout: 4 * PATIENCE,
+        give_up_after: 8 * PATIENCE,
+        verifier: Some(ledger.verifier()),
+        max_in_flight: 1,
+        ..ReceiptOptions::default()
+    };
+    let done = tokio::time::timeout(
+        PATIENCE,
+        run(
+            receipt_publisher(&url, H01, options).await,
+            messages,
+            Arc::new(AtomicU64::new(0)),
+        ),
+    )
+    .await
+    .expect("the bad subjects end at once, long before any receipt timeout");
+    assert_eq!(done.bad, Vec::<String>::new());
+    assert_eq!(done.outcomes.len(), 8, "{:?}", done.outcomes);
+    for o in &done.outcomes {
+        match &o.outcome {
+            Outcome::Committed { .. } => assert!(o.id.starts_with("fine-"), "{}", o.id),
+            Outcome::NotPublished(e) => {
+                let why = e.to_string();
+                let expected = match o.id.as_str() {
+                    "space-agency" | "space-type" => "' '",
+                    "wildcard-agency" => "wildcard token \"*\"",
+                    "empty-token" => "empty token",
+                    other => panic!("{other} not published: {why}"),
+                };
+                assert!(why.contains(expected), "{}: {why}", o.id);
+                assert_eq!(o.publishes, 0, "{}", o.id);
+            }
+            other => panic!("{}: {other:?}", o.id),
+        }
+    }
+    assert_eq!(done.summary.committed, 4, "{:?}", done.summary);
+    assert_eq!(done.summary.not_published, 4, "{:?}", done.summary);
+
+    // The publisher without receipts (`socai publish --no-receipts`) refuses it at once too,
+    // rather than retrying it for two minutes as if the server were away.
+    let plain = publisher(&url, None).await;
+    let mut results = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        plain.publish_all(
+            [unpublishable(bad[2].0, "space-type-plain"), good(9)],
+            1,
+            |r| results.push(r),
+        ),
+    )
+    .await
+    .expect("an invalid subject is refused at once");
+    serve.stop();
+    assert!(matches!(&results[..], [Err(_), Ok(_)]), "{results:?}");
+    // The good ones only (the last one may not be committed yet).
+    let ids: HashSet<String> = ledger_events(&ledger)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .filter(|id| id != "fine-9")
+        .collect();
+    let fine: HashSet<String> = (0..4).map(|i| format!("fine-{i}")).collect();
+    assert_eq!(ids, fine);
+}

@@ -581,10 +581,14 @@ impl Publisher {
             PublishErrorKind::MaxPayloadExceeded
             | PublishErrorKind::WrongLastMessageId
             | PublishErrorKind::WrongLastSequence => Some(error.to_string()),
-            // An error answered by JetStream itself (e.g. the stream's size limits).
+            // An error answered by JetStream itself (e.g. the stream's size limits), or a
+            // subject the client refuses to send (whitespace in it): the same each time.
             PublishErrorKind::Other
-                if std::error::Error::source(error)
-                    .is_some_and(|s| s.downcast_ref::<jetstream::Error>().is_some()) =>
+                if std::error::Error::source(error).is_some_and(|s| {
+                    s.downcast_ref::<jetstream::Error>().is_some()
+                        || s.downcast_ref::<async_nats::subject::SubjectError>()
+                            .is_some()
+                }) =>
             {
                 Some(error.to_string())
             }

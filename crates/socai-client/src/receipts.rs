@@ -82,7 +82,13 @@ use socai_model::Event;
 use tokio::time::Instant;
 
 use crate::publisher::{Outgoing, PublishError, Published, Publisher, SEND_TIMEOUT, Unsent};
-use crate::subject::{RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_subject};
+use crate::subject::{
+    RECEIPTS_PREFIX, agency_of_subject, agency_token, receipts_subject, unpublishable,
+};
+
+/// The longest [`ReceiptOptions`]' waits are taken to be (a year): a longer one, up to
+/// `Duration::MAX`, means "never" just the same.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How long to wait for receipts, and how much to keep waiting for at once.
 #[derive(Debug, Clone)]
@@ -90,7 +96,8 @@ pub struct ReceiptOptions {
     /// Re-publish an event that has no receipt this long after its PubAck, or after it was sent
     /// when it awaited none (default 30 s).
     pub receipt_timeout: Duration,
-    /// The timeout doubles at each re-publish, up to this (default 5 min).
+    /// The timeout doubles at each re-publish, up to this (default 5 min; taken to be
+    /// `receipt_timeout` if that is longer). Every wait here counts as at most [`LONGEST_WAIT`].
     pub max_receipt_timeout: Duration,
     /// An event with no receipt this long after it was read (its first publish unless it was
     /// held) is reported as [`Outcome::NoReceipt`] (default 10 min).
@@ -530,7 +537,7 @@ impl ReceiptPublisher {
             }
             // Held events first, in input order, as soon as the connection allows.
             while wire.can_send() && wire.window_open() && !wire.held.is_empty() {
-                if pass.elapsed() >= PASS_LIMIT {
+                if pass.elapsed() >= PASS_LIMIT || wire.reconnected() {
                     cut_short = true;
                     break;
                 }
@@ -548,7 +555,7 @@ impl ReceiptPublisher {
                 if !holding && !wire.window_open() {
                     break;
                 }
-                if pass.elapsed() >= PASS_LIMIT {
+                if pass.elapsed() >= PASS_LIMIT || wire.reconnected() {
                     cut_short = true;
                     break;
                 }
@@ -556,21 +563,32 @@ impl ReceiptPublisher {
                     input_done = true;
                     break;
                 };
-                let Some(agency) = agency_of_subject(&msg.subject) else {
-                    let error = PublishError::Refused {
-                        id: msg.id.clone(),
-                        subject: msg.subject.clone(),
-                        reason: "not an event subject (dvc.events.<agency>.<type>) or a sync subject (dvc.sync.<agency>): no receipt could name it".into(),
-                    };
-                    run.summary.not_published += 1;
-                    report(Report::Event(EventOutcome {
-                        tag,
-                        agency: String::new(),
-                        id: msg.id,
-                        publishes: 0,
-                        outcome: Outcome::NotPublished(error),
-                    }));
-                    continue;
+                // A subject no one can publish to (nor subscribe to its agency's receipts) ends
+                // its event here, not the run.
+                let agency = match unpublishable(&msg.subject) {
+                    Some(reason) => Err(reason),
+                    None => agency_of_subject(&msg.subject).ok_or_else(|| {
+                        "not an event subject (dvc.events.<agency>.<type>) or a sync subject (dvc.sync.<agency>): no receipt could name it".to_owned()
+                    }),
+                };
+                let agency = match agency {
+                    Ok(agency) => agency,
+                    Err(reason) => {
+                        let error = PublishError::Refused {
+                            id: msg.id.clone(),
+                            subject: msg.subject.clone(),
+                            reason,
+                        };
+                        run.summary.not_published += 1;
+                        report(Report::Event(EventOutcome {
+                            tag,
+                            agency: String::new(),
+                            id: msg.id,
+                            publishes: 0,
+                            outcome: Outcome::NotPublished(error),
+                        }));
+                        continue;
+                    }
                 };
                 let token = agency_token(&agency);
                 let slot = run.add(tag, msg, token, agency);
@@ -596,7 +614,7 @@ impl ReceiptPublisher {
             // Re-publish what is due while the window allows.
             let now = Instant::now();
             while wire.acks.len() < wire.max_in_flight && wire.can_send() {
-                if pass.elapsed() >= PASS_LIMIT {
+                if pass.elapsed() >= PASS_LIMIT || wire.reconnected() {
                     cut_short = true;
                     break;
                 }
@@ -966,6 +984,12 @@ impl Wire {
         !self.suspect && connected(&self.client)
     }
 
+    /// Whether a connection was made since this pass began: what the dropped one may have
+    /// lost goes before anything more is sent (the pass ends; the next begins with it).
+    fn reconnected(&self) -> bool {
+        self.connects() != self.epoch
+    }
+
     /// Connections the client has made so far (the first one included).
     fn connects(&self) -> u64 {
         self.stats
@@ -996,7 +1020,16 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl<T> Run<T> {
-    fn new(options: ReceiptOptions) -> Run<T> {
+    fn new(mut options: ReceiptOptions) -> Run<T> {
+        // "Never", in effect, without overflowing the clock; and waits never shrink.
+        for wait in [
+            &mut options.receipt_timeout,
+            &mut options.max_receipt_timeout,
+            &mut options.give_up_after,
+        ] {
+            *wait = (*wait).min(LONGEST_WAIT);
+        }
+        options.max_receipt_timeout = options.max_receipt_timeout.max(options.receipt_timeout);
         Run {
             verifier: options.verifier.clone().map(ReceiptVerifier::new),
             options,
@@ -1737,6 +1770,42 @@ mod tests {
                 ..
             })]
         ));
+    }
+
+    #[test]
+    fn waits_of_any_length_are_taken_whole_and_never_shrink() {
+        // "Never" as Duration::MAX (or the CLI's largest number of seconds) once panicked
+        // adding it to the clock.
+        let mut run: Run<usize> = Run::new(ReceiptOptions {
+            receipt_timeout: Duration::MAX,
+            max_receipt_timeout: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(u64::MAX),
+            ..ReceiptOptions::default()
+        });
+        assert_eq!(run.options.receipt_timeout, LONGEST_WAIT);
+        assert_eq!(run.options.give_up_after, LONGEST_WAIT);
+        assert_eq!(
+            run.options.max_receipt_timeout, LONGEST_WAIT,
+            "the doubled timeout is never below the first"
+        );
+        let before = Instant::now();
+        let slot = add(&mut run, H01, "a", 0);
+        assert!(!run.sent_unacked(slot, Ok(()), &mut |_| {}));
+        let p = &run.slots[&slot];
+        assert!(p.give_up_at >= before + LONGEST_WAIT);
+        assert_eq!(
+            p.republish_at, None,
+            "a re-publish would not come before the give-up"
+        );
+
+        let run: Run<usize> = Run::new(ReceiptOptions {
+            receipt_timeout: Duration::from_secs(600),
+            ..ReceiptOptions::default()
+        });
+        assert_eq!(run.options.receipt_timeout, Duration::from_secs(600));
+        assert_eq!(run.options.max_receipt_timeout, Duration::from_secs(600));
+        let run: Run<usize> = Run::new(ReceiptOptions::default());
+        assert_eq!(run.options.max_receipt_timeout, Duration::from_secs(300));
     }
 
     #[test]

@@ -66,6 +66,37 @@ pub fn parse_metrics_subject(subject: &str) -> Option<(&str, &str)> {
     (!metric.is_empty() && !scope.is_empty()).then_some((metric, scope))
 }
 
+/// Why `subject` cannot be published to as one NATS subject, or `None` if it can: it is empty,
+/// holds whitespace or a control character (async-nats refuses these: they would break the
+/// protocol line), has an empty token (a leading, trailing or doubled `.`), or a wildcard token
+/// (`*`, `>`: a subscription to its receipts would take other agencies' too).
+pub fn unpublishable(subject: &str) -> Option<String> {
+    if subject.is_empty() {
+        return Some("the subject is empty".into());
+    }
+    if let Some(c) = subject
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Some(format!(
+            "the subject {subject:?} holds {c:?}: a NATS subject has no whitespace or control characters (check the agency and the event type)"
+        ));
+    }
+    for token in subject.split('.') {
+        if token.is_empty() {
+            return Some(format!(
+                "the subject {subject:?} has an empty token (a leading, trailing or doubled '.')"
+            ));
+        }
+        if token == "*" || token == ">" {
+            return Some(format!(
+                "the subject {subject:?} has the wildcard token {token:?}: only subscriptions take wildcards"
+            ));
+        }
+    }
+    None
+}
+
 /// `G09.20` → `G09-20`.
 pub fn agency_token(agency: &str) -> String {
     agency.replace('.', "-")
@@ -140,6 +171,31 @@ pub fn rejected_subject(subject: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpublishable_subjects_say_why() {
+        assert_eq!(
+            unpublishable(&event_subject("000.00.12.H56", "dossier.submitted")),
+            None
+        );
+        assert_eq!(unpublishable(&sync_subject("G09.20")), None);
+        for (subject, why) in [
+            ("", "empty"),
+            ("dvc.events.H 01.dossier.submitted", "' '"),
+            ("dvc.events.H01.dossier\tsubmitted", "'\\t'"),
+            ("dvc.events.H01.dossier.submitted\r\n", "'\\r'"),
+            ("dvc.events.H01.dossier\u{7f}", "'\\u{7f}'"),
+            ("dvc.events..dossier.submitted", "empty token"),
+            ("dvc.events.H01.dossier.", "empty token"),
+            ("dvc.events.*.dossier.submitted", "wildcard token \"*\""),
+            ("dvc.sync.>", "wildcard token \">\""),
+        ] {
+            let problem = unpublishable(subject).unwrap_or_else(|| panic!("{subject:?} passed"));
+            assert!(problem.contains(why), "{subject:?}: {problem}");
+        }
+        // A '*' or '>' inside a token is an ordinary character to NATS.
+        assert_eq!(unpublishable("dvc.events.H*1.a>b.c"), None);
+    }
 
     #[test]
     fn subjects_round_trip() {
