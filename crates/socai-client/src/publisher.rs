@@ -510,6 +510,14 @@ impl Publisher {
         msg: &Outgoing,
         round: u32,
     ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+        // Never sent: async-nats lets an empty token or a wildcard through, which no stream
+        // stores, and the PubAck's absence would look like a server away (see `permanent`).
+        if crate::subject::unpublishable(&msg.subject).is_some() {
+            return Err(jetstream::context::PublishError::with_source(
+                jetstream::context::PublishErrorKind::Other,
+                async_nats::subject::SubjectError::InvalidFormat,
+            ));
+        }
         let publish = jetstream::message::PublishMessage::build()
             .payload(msg.payload.clone())
             .message_id(self.msg_id(msg, round).as_str());
@@ -581,16 +589,25 @@ impl Publisher {
             PublishErrorKind::MaxPayloadExceeded
             | PublishErrorKind::WrongLastMessageId
             | PublishErrorKind::WrongLastSequence => Some(error.to_string()),
-            // An error answered by JetStream itself (e.g. the stream's size limits), or a
-            // subject the client refuses to send (whitespace in it): the same each time.
+            // An error answered by JetStream itself (e.g. the stream's size limits): the same
+            // each time.
             PublishErrorKind::Other
-                if std::error::Error::source(error).is_some_and(|s| {
-                    s.downcast_ref::<jetstream::Error>().is_some()
-                        || s.downcast_ref::<async_nats::subject::SubjectError>()
-                            .is_some()
-                }) =>
+                if std::error::Error::source(error)
+                    .is_some_and(|s| s.downcast_ref::<jetstream::Error>().is_some()) =>
             {
                 Some(error.to_string())
+            }
+            // A subject no one can publish to (refused by `send` or async-nats).
+            PublishErrorKind::Other
+                if std::error::Error::source(error).is_some_and(|s| {
+                    s.downcast_ref::<async_nats::subject::SubjectError>()
+                        .is_some()
+                }) =>
+            {
+                Some(
+                    crate::subject::unpublishable(&msg.subject)
+                        .unwrap_or_else(|| error.to_string()),
+                )
             }
             // A timeout after the server refused the subject for this user (since this message
             // was first sent: permissions can change on a reload): say so, now.

@@ -26,6 +26,9 @@
 //!   the same msg-id: one that was stored is answered as a duplicate, and one refused again ends
 //!   as [`Outcome::NotPublished`] (which says so when an earlier copy might have been stored
 //!   after all, had permissions changed during the run);
+//! - ends an event whose subject no one can publish to ([`crate::subject::unpublishable`]: a
+//!   space in its agency or type, an empty or a wildcard token) at once as
+//!   [`Outcome::NotPublished`], never sent, and goes on with the others;
 //! - holds what the connection cannot take, unsent, in input order: every event read while the
 //!   connection is down (a new agency's subscription waits too), and a first publish or
 //!   subscription the connection does not take within [`crate::publisher::SEND_TIMEOUT`] (then
@@ -170,7 +173,8 @@ pub enum Outcome {
         /// confirmed storing it.
         last_error: Option<String>,
     },
-    /// The stream refused it (permissions, size, ...): it cannot be in the ledger.
+    /// The stream refused it (permissions, size, ...), or its subject is one no one can
+    /// publish to ([`crate::subject::unpublishable`]: never sent): it cannot be in the ledger.
     NotPublished(PublishError),
 }
 
@@ -191,11 +195,11 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct EventOutcome<T> {
     pub tag: T,
-    /// The agency of the subject it was published on.
+    /// The agency of the subject it was published on (empty if the subject names none).
     pub agency: String,
     pub id: String,
-    /// How many times it was sent (1 = once; 0 = never: held until given up on, or answered by a
-    /// receipt to another publisher's copy).
+    /// How many times it was sent (1 = once; 0 = never: held until given up on, answered by a
+    /// receipt to another publisher's copy, or its subject one no one can publish to).
     pub publishes: u32,
     pub outcome: Outcome,
 }
@@ -582,7 +586,7 @@ impl ReceiptPublisher {
                         run.summary.not_published += 1;
                         report(Report::Event(EventOutcome {
                             tag,
-                            agency: String::new(),
+                            agency: agency_of_subject(&msg.subject).unwrap_or_default(),
                             id: msg.id,
                             publishes: 0,
                             outcome: Outcome::NotPublished(error),

@@ -66,10 +66,11 @@ pub fn parse_metrics_subject(subject: &str) -> Option<(&str, &str)> {
     (!metric.is_empty() && !scope.is_empty()).then_some((metric, scope))
 }
 
-/// Why `subject` cannot be published to as one NATS subject, or `None` if it can: it is empty,
-/// holds whitespace or a control character (async-nats refuses these: they would break the
-/// protocol line), has an empty token (a leading, trailing or doubled `.`), or a wildcard token
-/// (`*`, `>`: a subscription to its receipts would take other agencies' too).
+/// Why socai publishes nothing to `subject`, or `None` if it does: it is empty, holds
+/// whitespace or a control character (async-nats refuses spaces, tabs and line breaks, which
+/// would break the protocol line; the schemas allow none in an agency or a type), has an empty
+/// token (a leading, trailing or doubled `.`: no stream stores it), or a wildcard token (`*`,
+/// `>`: a subscription to its receipts would take other agencies' too).
 pub fn unpublishable(subject: &str) -> Option<String> {
     if subject.is_empty() {
         return Some("the subject is empty".into());
@@ -79,7 +80,7 @@ pub fn unpublishable(subject: &str) -> Option<String> {
         .find(|c| c.is_whitespace() || c.is_control())
     {
         return Some(format!(
-            "the subject {subject:?} holds {c:?}: a NATS subject has no whitespace or control characters (check the agency and the event type)"
+            "the subject {subject:?} holds {c:?}: socai publishes to no subject with whitespace or control characters (check the agency and the event type)"
         ));
     }
     for token in subject.split('.') {

@@ -255,7 +255,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "no_receipts")]
         vkey: Option<PathBuf>,
         /// Publish an event again when it has no receipt this long after its PubAck, or after
-        /// it was sent when it awaited none (doubling at each re-publish, up to 300 s)
+        /// it was sent when it awaited none (doubling at each re-publish, up to 300 s or this
+        /// if longer)
         #[arg(long, value_name = "SECS", default_value_t = 30,
               value_parser = clap::value_parser!(u64).range(1..))]
         receipt_timeout: u64,
