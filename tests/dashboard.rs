@@ -1,6 +1,6 @@
 //! The operations-centre page in a real browser: headless Chromium driven through WebDriver
 //! (Debian's `chromium` and `chromium-driver`; tests/run.sh installs them) against a real
-//! `socai serve`, a projection worker and nats-server, all on ephemeral ports.
+//! `socai serve`, a projection worker and nats-server, each on a port of its own.
 //!
 //! Screenshots of the national view, a province and the wall mode are written to
 //! `target/dashboard/` on every run (the README shows them).
@@ -43,7 +43,7 @@ fn find_program(names: &[&str]) -> PathBuf {
     );
 }
 
-/// chromedriver on an ephemeral port and one headless Chromium session; both end on drop.
+/// chromedriver on a free port and one headless Chromium session; both end on drop.
 struct Browser {
     driver: Child,
     client: Option<Client>,

@@ -1,4 +1,4 @@
-//! Ingestion end to end: real nats-server processes (ephemeral ports, temp store dirs), the real
+//! Ingestion end to end: real nats-server processes (ports of their own, temp store dirs), the real
 //! `socai serve` binary, real publishers; kill -9 of the ledger and of nats-server.
 
 use rand::SeedableRng;

@@ -5,8 +5,9 @@
 //! turns into an inclusion proof (locally and over HTTP) that `socai proof verify` and an
 //! independent RFC 9162 check accept; a publisher that gets no receipt publishes again and is
 //! answered with the original seq; `socai publish` reports every event and fails unless all are
-//! in the ledger; events sent without a PubAck to a subject the server refuses end at once, and a
-//! publisher whose nats-server dies ends every event rather than hang.
+//! in the ledger; events sent without a PubAck to a subject the server refuses end at once, as do
+//! events on a subject no one can publish to (never sent, the run going on), and a publisher
+//! whose nats-server dies ends every event rather than hang.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use socai_chain::Receipt;
-use socai_client::publisher::Outgoing;
+use socai_client::publisher::{Outgoing, PublishError};
 use socai_client::receipts::{
     EventOutcome, Outcome, ReceiptOptions, ReceiptPublisher, Report, Summary,
 };
@@ -998,7 +999,11 @@ async fn an_event_no_one_can_publish_ends_not_published_and_the_run_goes_on() {
     tokio::time::timeout(
         Duration::from_secs(30),
         plain.publish_all(
-            [unpublishable(bad[2].0, "space-type-plain"), good(9)],
+            [
+                unpublishable(bad[2].0, "space-type-plain"),
+                unpublishable(bad[3].0, "empty-token-plain"),
+                good(9),
+            ],
             1,
             |r| results.push(r),
         ),
@@ -1006,7 +1011,17 @@ async fn an_event_no_one_can_publish_ends_not_published_and_the_run_goes_on() {
     .await
     .expect("an invalid subject is refused at once");
     serve.stop();
-    assert!(matches!(&results[..], [Err(_), Ok(_)]), "{results:?}");
+    match &results[..] {
+        [
+            Err(space @ PublishError::Refused { .. }),
+            Err(empty @ PublishError::Refused { .. }),
+            Ok(_),
+        ] => {
+            assert!(space.to_string().contains("' '"), "{space}");
+            assert!(empty.to_string().contains("empty token"), "{empty}");
+        }
+        other => panic!("{other:?}"),
+    }
     // The good ones only (the last one may not be committed yet).
     let ids: HashSet<String> = ledger_events(&ledger)
         .into_iter()

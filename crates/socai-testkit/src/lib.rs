@@ -86,8 +86,22 @@ impl LocalNats {
             child: None,
             monitor_port: None,
         };
-        server.spawn()?;
-        Ok(server)
+        // A port free when chosen can be taken by another process before nats-server binds
+        // it (this process never hands it out twice): then another one, a few times.
+        let mut tries = 0;
+        loop {
+            match server.spawn() {
+                Err(LocalNatsError::NotListening { tail, .. })
+                    if server.options.port == 0
+                        && tries < 3
+                        && tail.contains("address already in use") =>
+                {
+                    tries += 1;
+                    server.port = 0;
+                }
+                result => return result.map(|()| server),
+            }
+        }
     }
 
     fn log_path(&self) -> PathBuf {
@@ -110,7 +124,8 @@ impl LocalNats {
         }
         if self.port == 0 {
             // Chosen here rather than by nats-server (`-p -1`): a restart binds it again, and
-            // no one else may take it while the server is down.
+            // nothing that binds port 0 or connects out (nor this process) takes it while the
+            // server is down.
             self.port = free_port()?;
         }
         let port = self.port.to_string();
@@ -135,10 +150,7 @@ impl LocalNats {
             .config
             .as_ref()
             .and_then(|config| std::fs::read_to_string(config).ok())
-            .is_some_and(|text| {
-                text.lines()
-                    .any(|line| line.trim_start().starts_with("cluster {"))
-            });
+            .is_some_and(|text| configures_a_cluster(&text));
         let started = Instant::now();
         let wait = Duration::from_secs(15);
         loop {
@@ -359,6 +371,16 @@ pub fn shipped_cluster_in(
     })
 }
 
+/// Whether a nats-server config has a `cluster { ... }` block (`cluster {`, `cluster: {`, ...).
+fn configures_a_cluster(config: &str) -> bool {
+    config.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix("cluster")
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':', '=']))
+            .is_some_and(|rest| rest.starts_with('{'))
+    })
+}
+
 /// A port free on 127.0.0.1 now, for a server that binds it later and may bind it again after a
 /// restart.
 ///
@@ -429,6 +451,10 @@ mod tests {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port range");
+        if low < 11_000 {
+            eprintln!("the kernel's ports start at {low}: free_port falls back to its pick here");
+            return;
+        }
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..500 {
             let port = super::free_port().unwrap();
@@ -437,15 +463,32 @@ mod tests {
             std::net::TcpListener::bind(("127.0.0.1", port))
                 .unwrap_or_else(|e| panic!("{port} is not free: {e}"));
         }
-        // And what the kernel gives to port-0 binds never lands on them.
-        for _ in 0..500 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            assert!(!seen.contains(&port), "the kernel gave out {port}");
+    }
+
+    #[test]
+    fn knows_a_clustered_config() {
+        for config in [
+            "cluster {",
+            "  cluster: {",
+            "cluster={",
+            "cluster\t{\n  name: x\n}",
+        ] {
+            assert!(super::configures_a_cluster(config), "{config:?}");
         }
+        for config in [
+            "# add mutual TLS in cluster {}",
+            "clusters {",
+            "jetstream {",
+        ] {
+            assert!(!super::configures_a_cluster(config), "{config:?}");
+        }
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/nats");
+        for n in 1..=3 {
+            let text = std::fs::read_to_string(format!("{shipped}/cluster/node-{n}.conf")).unwrap();
+            assert!(super::configures_a_cluster(&text), "node-{n}.conf");
+        }
+        let single = std::fs::read_to_string(format!("{shipped}/single.conf")).unwrap();
+        assert!(!super::configures_a_cluster(&single));
     }
 
     #[test]
