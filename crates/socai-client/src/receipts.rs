@@ -569,15 +569,12 @@ impl ReceiptPublisher {
                 };
                 // A subject no one can publish to (nor subscribe to its agency's receipts) ends
                 // its event here, not the run.
-                let agency = match unpublishable(&msg.subject) {
-                    Some(reason) => Err(reason),
-                    None => agency_of_subject(&msg.subject).ok_or_else(|| {
-                        "not an event subject (dvc.events.<agency>.<type>) or a sync subject (dvc.sync.<agency>): no receipt could name it".to_owned()
-                    }),
-                };
-                let agency = match agency {
-                    Ok(agency) => agency,
-                    Err(reason) => {
+                let agency = match (agency_of_subject(&msg.subject), unpublishable(&msg.subject)) {
+                    (Some(agency), None) => agency,
+                    (agency, problem) => {
+                        let reason = problem.unwrap_or_else(|| {
+                            "not an event subject (dvc.events.<agency>.<type>) or a sync subject (dvc.sync.<agency>): no receipt could name it".to_owned()
+                        });
                         let error = PublishError::Refused {
                             id: msg.id.clone(),
                             subject: msg.subject.clone(),
@@ -586,7 +583,7 @@ impl ReceiptPublisher {
                         run.summary.not_published += 1;
                         report(Report::Event(EventOutcome {
                             tag,
-                            agency: agency_of_subject(&msg.subject).unwrap_or_default(),
+                            agency: agency.unwrap_or_default(),
                             id: msg.id,
                             publishes: 0,
                             outcome: Outcome::NotPublished(error),
