@@ -205,6 +205,19 @@ async fn events_seq_of(js: &async_nats::jetstream::Context, id: &str) -> Option<
     None
 }
 
+/// The id of the first event in a JSON-lines file that carries personal data.
+fn first_with_personal_data(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .expect("events file")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
+        .find(|e| e.get("personal").is_some())
+        .expect("an event with personal data")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 /// A primary `socai serve` on the shipped accounts, with a replica data dir made beside it.
 struct World {
     ledger: Ledger,
@@ -273,15 +286,7 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
     let second = ledger.simulate("second.jsonl", 800, 42);
     let (code, err) = publish(&ledger, &url, &second);
     assert_eq!(code, Some(0), "{err}");
-    let victim = std::fs::read_to_string(&second)
-        .expect("second batch")
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event"))
-        .find(|e| e.get("personal").is_some())
-        .expect("an event with personal data")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let victim = first_with_personal_data(&second);
     let victim_copy = events_seq_of(&js, &victim)
         .await
         .expect("EVENTS holds the victim");
@@ -480,6 +485,82 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
     phase(&format!(
         "promoted: {head} entries, COMMITTED continued, verify ok"
     ));
+}
+
+/// A redaction request the primary fails to apply for a failed read of its store (a test-only
+/// fault point) stops its writer before its cursor passes the request: restarted, the primary
+/// applies it where the replica did, and the two agree. Passed over as if refused, it would
+/// leave the primary without the entry the replica wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redaction_the_primary_cannot_read_for_stops_it_and_is_applied_once_it_restarts() {
+    let World {
+        ledger,
+        replica_dir,
+        _nats,
+        url,
+        js: _,
+        mut primary,
+        p_api: _,
+    } = world().await;
+    // The primary again, its first redaction armed to fail as a failed read of the store would.
+    primary.stop();
+    let mut primary = ledger.serve_env(
+        &url,
+        Some("ledger"),
+        &[("SOCAI_FAULT", "redaction-read-error")],
+    );
+    let p_api = primary.http_url();
+    let mut replica = serve_replica(&ledger, &replica_dir, &url, &[]);
+    let r_api = replica.http_url();
+    let events = ledger.simulate("events.jsonl", 200, 46);
+    let (code, err) = publish(&ledger, &url, &events);
+    assert_eq!(code, Some(0), "{err}");
+    let size = wait_in_step(&p_api, &r_api).await;
+    let victim = first_with_personal_data(&events);
+
+    let (status, answer) = redact(&p_api, &victim).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer.to_string().contains("restarted"),
+        "the answer says the request is applied once the ledger is restarted: {answer}"
+    );
+    let started = std::time::Instant::now();
+    while primary.running() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the primary's writer went on past a redaction it could not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&primary.log).expect("primary log");
+    assert!(
+        log.contains("redaction-read-error") && log.contains("restart `socai serve`"),
+        "the primary says why it stopped and what to do:\n{log}"
+    );
+    // The replica read the same request and applied it.
+    wait_until(PATIENCE, "the replica to apply the redaction", || async {
+        get(&format!("{r_api}/readyz")).await.1["size"].as_u64() == Some(size + 1)
+    })
+    .await;
+
+    // Restarted without the fault, the primary reads the request again and applies it.
+    let mut primary = ledger.serve(&url, Some("ledger"));
+    let p_api = primary.http_url();
+    assert_eq!(wait_in_step(&p_api, &r_api).await, size + 1);
+    let (status, entry) = get(&format!("{p_api}/v1/events/redaction:{victim}")).await;
+    assert_eq!(status, 200, "{entry}");
+    assert_eq!(entry["seq"], size, "{entry}");
+    assert_eq!(entry["event"]["type"], "ledger.redacted", "{entry}");
+    let (_, ready) = get(&format!("{r_api}/readyz")).await;
+    assert!(ready.get("replica_diverged").is_none(), "{ready}");
+    primary.stop();
+    replica.stop();
+    let (p_entries, r_entries) = (entries_in(&ledger.dir()), entries_in(&replica_dir));
+    assert_eq!(p_entries.len() as u64, size + 1);
+    assert!(
+        p_entries == r_entries,
+        "the primary's entries differ from the replica's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -485,6 +485,19 @@ fn validate(
     Ok(v)
 }
 
+/// Whether `e` refuses a redaction request for what it asks and what the ledger holds (no such
+/// event, nothing left to redact, an invalid request), so that every ledger holding the same
+/// entries refuses it alike.
+fn refused_by_content(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::UnknownId(_)
+            | LedgerError::AmbiguousId { .. }
+            | LedgerError::InvalidRedaction(_)
+            | LedgerError::NothingToRedact { .. }
+    )
+}
+
 fn cursor_of(input: &Input) -> SourceCursor {
     SourceCursor {
         seq: input.2,
@@ -907,7 +920,9 @@ impl Writer {
     /// entry), signs a checkpoint covering it and, on a primary, erases NATS's copies of the
     /// event; then answers the request if this writer made it. A request the ledger cannot
     /// apply (read again after a crash: already redacted) leaves no entry, on every ledger
-    /// alike. A failed commit poisons the ledger and stops the writer.
+    /// alike. A failed commit poisons the ledger and stops the writer; any other failure (a read
+    /// of the store failed) stops it too, before the cursor passes the request, so the restarted
+    /// writer applies it where every replica does.
     async fn apply_redaction(&mut self, input: Input) -> Result<(), IngestError> {
         let (_, payload, stream_seq, published) = &input;
         let stream_seq = *stream_seq;
@@ -944,6 +959,23 @@ impl Writer {
                 result
             }
         };
+        // Only a refusal that follows from the request and the entries finishes the request
+        // unapplied: every ledger holding the same entries refuses it alike. Passing it over for
+        // a failed read would leave this ledger without the entry its replicas write.
+        if let Err(e) = &result
+            && !poisoned
+            && !refused_by_content(e)
+        {
+            tracing::error!(stream_seq, error = %e, "a redaction request in EVENTS could not be applied: the writer stops; restart `socai serve` (it reads the request again)");
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(LedgerError::Unavailable(format!(
+                    "the ledger could not apply the redaction ({e}) and stopped; the request stays in EVENTS and is applied once `socai serve` is restarted: look for the event's redaction entry then"
+                ))));
+            }
+            return Err(IngestError::Ledger(format!(
+                "applying the redaction request at EVENTS seq {stream_seq} failed: {e}"
+            )));
+        }
         // The message is finished: the cursor may pass it once what comes before is settled.
         self.last_input = Some(cursor_of(&input));
         self.counters.events_cursor.store(stream_seq, Relaxed);

@@ -728,6 +728,7 @@ impl<S: Storage> Ledger<S> {
         redacted_by: &str,
         at: &str,
     ) -> Result<(u64, u64)> {
+        crate::storage::redaction_read_fault()?;
         let (seq, key, redaction) = self.prepare_redaction(target, reason, redacted_by, at)?;
         self.pending_erasure = Some(key);
         let outcome = self.append_inner(

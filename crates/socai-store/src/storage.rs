@@ -581,6 +581,28 @@ fn abort_before_fsync_fault() -> Option<Arc<AtomicU64>> {
     Some(Arc::new(AtomicU64::new(n)))
 }
 
+/// `SOCAI_FAULT=redaction-read-error`: the first redaction this process applies
+/// ([`crate::Ledger::redact`], not [`crate::Ledger::check_redaction`]) fails as a failed read of
+/// the store would, before it reads or writes anything (a test-only fault point: the writer must
+/// stop rather than pass over the request).
+pub(crate) fn redaction_read_fault() -> Result<()> {
+    static ARMED: std::sync::OnceLock<std::sync::atomic::AtomicBool> = std::sync::OnceLock::new();
+    let armed = ARMED.get_or_init(|| {
+        std::sync::atomic::AtomicBool::new(
+            std::env::var(FAULT_ENV).is_ok_and(|v| v == "redaction-read-error"),
+        )
+    });
+    if armed.swap(false, Ordering::SeqCst) {
+        return Err(StorageError::Engine {
+            path: PathBuf::from("(test-only fault point)"),
+            source: sled::Error::Io(std::io::Error::other(format!(
+                "{FAULT_ENV}=redaction-read-error: a read failed"
+            ))),
+        });
+    }
+    Ok(())
+}
+
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
 const LAYOUT_KEY: &[u8] = b"mlayout";
