@@ -521,7 +521,7 @@ async fn a_redaction_the_primary_cannot_read_for_stops_it_and_is_applied_once_it
     let (status, answer) = redact(&p_api, &victim).await;
     assert_eq!(status, 503, "{answer}");
     assert!(
-        answer.to_string().contains("restarted"),
+        answer.to_string().contains("restart `socai serve`"),
         "the answer says the request is applied once the ledger is restarted: {answer}"
     );
     let started = std::time::Instant::now();

@@ -619,6 +619,12 @@ impl Writer {
     /// signed for what it committed) or the ledger fails.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
         let pumped = self.pump(shutdown).await;
+        // Requests put into EVENTS but not read back yet are applied by the next start.
+        for (_, reply) in std::mem::take(&mut self.redactions) {
+            let _ = reply.send(Err(LedgerError::Unavailable(
+                "the ledger stopped before it read this redaction request back from EVENTS; the request is stored there and is applied once `socai serve` runs again: look for the event's redaction entry then, rather than asking again".into(),
+            )));
+        }
         // Bounded: NATS may be down. What is not settled is not past the stored cursor, so the
         // next start reads it again.
         if tokio::time::timeout(SHUTDOWN_SETTLE_MAX, self.settled())
@@ -929,16 +935,20 @@ impl Writer {
         let reply = self.redactions.remove(&stream_seq);
         let at = format!("{published:.3}");
         let mut poisoned = false;
+        // The redaction entry's seq, once committed (its checkpoint may still fail).
+        let mut applied = None;
         let mut result = match serde_json::from_slice::<RedactionRequest>(payload) {
             Err(e) => Err(LedgerError::InvalidRedaction(format!(
                 "the redaction request at EVENTS seq {stream_seq} does not parse: {e}"
             ))),
             Ok(request) => {
                 let mut ledger = self.ledger()?;
-                let (ledger, result) = tokio::task::spawn_blocking(move || {
+                let (ledger, result, entry) = tokio::task::spawn_blocking(move || {
+                    let mut entry = None;
                     let result = ledger
                         .redact(&request.id, &request.reason, &request.by, &at)
                         .and_then(|(target_seq, redaction_seq)| {
+                            entry = Some(redaction_seq);
                             let signed = ledger.checkpoint()?;
                             Ok(Redacted {
                                 id: request.id,
@@ -949,10 +959,11 @@ impl Writer {
                                 copies_pending: true,
                             })
                         });
-                    (ledger, result)
+                    (ledger, result, entry)
                 })
                 .await
                 .map_err(|e| IngestError::Ledger(format!("redaction task failed: {e}")))?;
+                applied = entry;
                 poisoned = ledger.is_poisoned();
                 self.after_commit(&ledger);
                 self.ledger = Some(ledger);
@@ -966,11 +977,17 @@ impl Writer {
             && !poisoned
             && !refused_by_content(e)
         {
-            tracing::error!(stream_seq, error = %e, "a redaction request in EVENTS could not be applied: the writer stops; restart `socai serve` (it reads the request again)");
+            let answer = match applied {
+                Some(seq) => format!(
+                    "the redaction was applied (entry {seq}) but no checkpoint covering it was signed ({e}); the ledger stopped: restart `socai serve` (it signs one)"
+                ),
+                None => format!(
+                    "the ledger could not apply the redaction ({e}) and stopped: restart `socai serve` once it can read its store; it reads the request again from EVENTS and applies it (if it stops here again, run `socai verify` or restore the data dir from a backup); look for the event's redaction entry then"
+                ),
+            };
+            tracing::error!(stream_seq, error = %e, "a redaction request in EVENTS: {answer}");
             if let Some(reply) = reply {
-                let _ = reply.send(Err(LedgerError::Unavailable(format!(
-                    "the ledger could not apply the redaction ({e}) and stopped; the request stays in EVENTS and is applied once `socai serve` is restarted: look for the event's redaction entry then"
-                ))));
+                let _ = reply.send(Err(LedgerError::Unavailable(answer)));
             }
             return Err(IngestError::Ledger(format!(
                 "applying the redaction request at EVENTS seq {stream_seq} failed: {e}"

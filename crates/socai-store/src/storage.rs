@@ -584,12 +584,13 @@ fn abort_before_fsync_fault() -> Option<Arc<AtomicU64>> {
 /// `SOCAI_FAULT=redaction-read-error`: the first redaction this process applies
 /// ([`crate::Ledger::redact`], not [`crate::Ledger::check_redaction`]) fails as a failed read of
 /// the store would, before it reads or writes anything (a test-only fault point: the writer must
-/// stop rather than pass over the request).
+/// stop rather than pass over the request). Debug builds (the tests') only.
 pub(crate) fn redaction_read_fault() -> Result<()> {
     static ARMED: std::sync::OnceLock<std::sync::atomic::AtomicBool> = std::sync::OnceLock::new();
     let armed = ARMED.get_or_init(|| {
         std::sync::atomic::AtomicBool::new(
-            std::env::var(FAULT_ENV).is_ok_and(|v| v == "redaction-read-error"),
+            cfg!(debug_assertions)
+                && std::env::var(FAULT_ENV).is_ok_and(|v| v == "redaction-read-error"),
         )
     });
     if armed.swap(false, Ordering::SeqCst) {
