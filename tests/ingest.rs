@@ -1373,6 +1373,95 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
 }
 
 /// A valid event of agency `agency`.
+/// `GET url`: status and JSON body (text when it is not JSON).
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("GET");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// A rejection REJECTED does not take within `[ingest] rejected_retry_s` (here REJECTED is gone)
+/// is left for the next start: the ledger goes on committing, `/readyz` (still ready) and the
+/// Prometheus counter say so, and the next start, which makes REJECTED again, rejects the
+/// message again onto it. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_stores_it() {
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\nrejected_retry_s = 1\n"), None).await;
+    let api = serve.http_url();
+    js.delete_stream(socai_wire::stream::REJECTED)
+        .await
+        .expect("delete REJECTED");
+    for payload in [
+        b"not an event".to_vec(),
+        to_bytes(&submitted("after-the-bad-one")),
+    ] {
+        js.publish(SUBMITTED, payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("EVENTS stores it");
+    }
+    // REJECTED is tried for a second: a minute is plenty.
+    wait_until(
+        Duration::from_secs(60),
+        "/readyz to report the unstored rejection",
+        || async { get_json(&format!("{api}/readyz")).await.1["rejections_unstored"].is_string() },
+    )
+    .await;
+    let (status, ready) = get_json(&format!("{api}/readyz")).await;
+    assert_eq!(
+        (status, &ready["ready"]),
+        (200, &serde_json::json!(true)),
+        "{ready}"
+    );
+    socai_e2e::openapi::OpenApi::load().check_schema("Readiness", &ready);
+    let says = ready["rejections_unstored"].as_str().unwrap_or_default();
+    assert!(
+        says.starts_with("1 rejections") && says.contains("restart `socai serve`"),
+        "{ready}"
+    );
+    let metrics = reqwest::get(format!("{api}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("socai_rejections_unstored_total 1"),
+        "{metrics}"
+    );
+    // The good event behind it is committed all the same.
+    wait_until(PATIENCE, "the good event to be committed", || async {
+        get_json(&format!("{api}/readyz")).await.1["size"] == 1
+    })
+    .await;
+    serve.stop();
+
+    // The next start makes REJECTED again and rejects the message again onto it.
+    let mut serve = ledger.serve(&url, None);
+    wait_until(PATIENCE, "REJECTED to hold the rejection", || async {
+        stream_messages(&js, socai_wire::stream::REJECTED).await == 1
+    })
+    .await;
+    let api = serve.http_url();
+    let (_, ready) = get_json(&format!("{api}/readyz")).await;
+    assert!(ready.get("rejections_unstored").is_none(), "{ready}");
+    serve.stop();
+    let held = ledger_events(&ledger);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].0, "after-the-bad-one");
+}
+
 fn event_of(agency: &str, id: &str) -> Event {
     let mut v = submitted(id);
     v["agency"] = serde_json::json!(agency);

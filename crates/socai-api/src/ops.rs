@@ -245,6 +245,17 @@ async fn readyz(
             "{alarm} (this alarm stays until `socai serve` restarts)"
         ));
     }
+    // Not lost (the next start rejects them again), so the ledger stays ready; but REJECTED
+    // lacks them until then, and the stored cursor cannot pass them.
+    let unstored = state.inner.counters.as_ref().map_or(0, |c| {
+        c.rejections_unstored
+            .load(std::sync::atomic::Ordering::Relaxed)
+    });
+    if unstored > 0 {
+        body["rejections_unstored"] = serde_json::Value::String(format!(
+            "{unstored} rejections could not be stored on REJECTED within [ingest] rejected_retry_s this run: check REJECTED (its limits, whether it exists) and nats-server, then restart `socai serve`; the next start reads and rejects them again"
+        ));
+    }
     let status = if ready {
         StatusCode::OK
     } else {

@@ -70,6 +70,9 @@ pub struct Counters {
     pub receipts: AtomicU64,
     /// Rejections REJECTED did not take at the first try (retried until it does).
     pub rejection_retries: AtomicU64,
+    /// Rejections REJECTED did not take within `[ingest] rejected_retry_s`, left for the next
+    /// start (the stored EVENTS cursor stays before them); shown by `/readyz` until then.
+    pub rejections_unstored: AtomicU64,
     /// EVENTS messages gone from the stream before the ledger read them (the data-loss alarm).
     pub events_lost: AtomicU64,
     /// Times EVENTS was found rewound (nats-server lost acknowledged messages).

@@ -207,6 +207,12 @@ impl Collector for CountersCollector {
         )?;
         counter(
             &mut e,
+            "socai_rejections_unstored",
+            "Rejections REJECTED did not take within [ingest] rejected_retry_s, left for the next start (any value above 0 needs an operator: check REJECTED and nats-server, then restart socai serve)",
+            c.rejections_unstored.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
             "socai_events_lost",
             "EVENTS messages gone from the stream before the ledger read them (data-loss alarm: any value above 0 needs an operator)",
             c.events_lost.load(Relaxed),

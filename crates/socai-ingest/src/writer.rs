@@ -58,6 +58,9 @@ pub struct WriterConfig {
     pub max_future_skew: jiff::SignedDuration,
     /// Sign a checkpoint at least this often while new entries arrive.
     pub checkpoint_interval: Duration,
+    /// How long a rejection's copy to REJECTED is tried before it is left for the next start
+    /// (counted in [`crate::Counters::rejections_unstored`], shown by `/readyz`).
+    pub rejected_retry: Duration,
     /// Run as a replica of another ledger (see [`crate::replica`]): send nothing.
     pub replica: Option<crate::ReplicaConfig>,
     /// On a primary: the replicas (by name) that must have read an EVENTS message before the
@@ -81,6 +84,7 @@ impl Default for WriterConfig {
             limits: Limits::default(),
             max_future_skew: jiff::SignedDuration::from_hours(24),
             checkpoint_interval: Duration::from_secs(10),
+            rejected_retry: Duration::from_secs(60),
             replica: None,
             replicas: Vec::new(),
             catch_up: false,
@@ -104,9 +108,6 @@ const SYNC_ANSWER_MAX_BYTES: usize = 128 * 1024;
 
 /// Longest wait at shutdown for the rejections and receipts of committed batches.
 const SHUTDOWN_SETTLE_MAX: Duration = Duration::from_secs(30);
-
-/// How long a REJECTED copy is tried before it is left for the next start.
-const REJECT_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// Longest pause between two tries of a REJECTED copy.
 const REJECT_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -1406,6 +1407,7 @@ impl Writer {
                 .as_ref()
                 .map(Ledger::signer)
                 .ok_or_else(|| IngestError::Ledger("the ledger was lost".into()))?,
+            retry_for: self.config.rejected_retry,
         };
         let answer = Answer {
             inputs,
@@ -1439,6 +1441,8 @@ struct Settler {
     counters: Arc<Counters>,
     unsettled: Unsettled,
     signer: Arc<CheckpointSigner>,
+    /// How long a REJECTED copy is tried before it is left for the next start.
+    retry_for: Duration,
 }
 
 impl Settler {
@@ -1529,7 +1533,7 @@ impl Settler {
         // A replica keeps no REJECTED copies (the primary does).
         if !self.replica {
             let mut pause = Duration::from_millis(100);
-            let give_up = tokio::time::Instant::now() + REJECT_RETRY_FOR;
+            let give_up = tokio::time::Instant::now() + self.retry_for;
             loop {
                 let copy = PublishMessage::build()
                     .payload(payload.clone())
@@ -1547,7 +1551,8 @@ impl Settler {
                     Err(e) if tokio::time::Instant::now() >= give_up => {
                         // Left unsettled: the stored cursor stays before this message, so the next
                         // start reads and rejects it again.
-                        tracing::error!(error = %e, stream_seq, "cannot store a rejection on REJECTED; giving up for this run (the EVENTS cursor stays before it, so the next start rejects it again): check REJECTED's limits and nats-server");
+                        self.counters.rejections_unstored.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, stream_seq, "cannot store a rejection on REJECTED; giving up for this run (the EVENTS cursor stays before it, so the next start rejects it again): check REJECTED's limits and nats-server, then restart `socai serve`");
                         return;
                     }
                     Err(e) => {

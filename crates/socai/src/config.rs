@@ -9,6 +9,8 @@
 //! batch_max_events = 1000          # events per commit
 //! linger_ms = 5                    # a short batch waits up to this for more while a commit runs
 //! checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive
+//! rejected_retry_s = 60            # a rejection's copy to REJECTED is tried this long, then left
+//!                                  # for the next start (/readyz says so)
 //! max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected
 //! stream_replicas = 1              # 3 on a JetStream cluster (R3)
 //! duplicate_window_s = 120         # JetStream's msg-id dedup window
@@ -195,6 +197,8 @@ pub struct Ingest {
     /// while the writer is still committing earlier ones (never while it is idle).
     pub linger_ms: u64,
     pub checkpoint_interval_s: u64,
+    /// How long a rejection's copy to REJECTED is tried before it is left for the next start.
+    pub rejected_retry_s: u64,
     pub max_future_skew_s: i64,
     pub stream_replicas: usize,
     pub duplicate_window_s: u64,
@@ -214,6 +218,7 @@ impl Default for Ingest {
             batch_max_events: writer.batch_max_events,
             linger_ms: writer.linger.as_millis() as u64,
             checkpoint_interval_s: writer.checkpoint_interval.as_secs(),
+            rejected_retry_s: writer.rejected_retry.as_secs(),
             max_future_skew_s: writer.max_future_skew.as_secs(),
             stream_replicas: writer.streams.replicas,
             duplicate_window_s: writer.streams.duplicate_window.as_secs(),
@@ -255,8 +260,10 @@ impl Config {
                     );
                 }
                 anyhow::ensure!(
-                    i.batch_max_events >= 1 && i.checkpoint_interval_s >= 1,
-                    "{}: [ingest] needs batch_max_events >= 1, checkpoint_interval_s >= 1",
+                    i.batch_max_events >= 1
+                        && i.checkpoint_interval_s >= 1
+                        && i.rejected_retry_s >= 1,
+                    "{}: [ingest] needs batch_max_events >= 1, checkpoint_interval_s >= 1, rejected_retry_s >= 1",
                     path.display()
                 );
                 anyhow::ensure!(
@@ -309,6 +316,7 @@ impl Config {
          batch_max_events = 1000          # events per commit\n\
          linger_ms = 5                    # a short batch waits up to this for more while a commit runs\n\
          checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive\n\
+         rejected_retry_s = 60            # a rejection's copy to REJECTED is tried this long, then left for the next start\n\
          max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected\n\
          stream_replicas = 1              # 3 on a JetStream cluster (R3)\n\
          duplicate_window_s = 120         # JetStream's msg-id dedup window\n\
@@ -416,6 +424,7 @@ impl Config {
             limits: self.limits(),
             max_future_skew: jiff::SignedDuration::from_secs(i.max_future_skew_s),
             checkpoint_interval: Duration::from_secs(i.checkpoint_interval_s),
+            rejected_retry: Duration::from_secs(i.rejected_retry_s),
             ..Default::default()
         };
         writer.streams.replicas = i.stream_replicas;
