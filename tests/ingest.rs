@@ -1372,7 +1372,6 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
     assert_eq!(ids, ["good-1", "good-2"]);
 }
 
-/// A valid event of agency `agency`.
 /// `GET url`: status and JSON body (text when it is not JSON).
 async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let r = reqwest::get(url).await.expect("GET");
@@ -1398,6 +1397,11 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
         js,
     } = rig(Some("[ingest]\nrejected_retry_s = 1\n"), None).await;
     let api = serve.http_url();
+    // Ready once the writer runs, which is after it made every stream: REJECTED stays deleted.
+    wait_until(PATIENCE, "the ledger to be ready", || async {
+        get_json(&format!("{api}/readyz")).await.0 == 200
+    })
+    .await;
     js.delete_stream(socai_wire::stream::REJECTED)
         .await
         .expect("delete REJECTED");
@@ -1427,7 +1431,7 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
     socai_e2e::openapi::OpenApi::load().check_schema("Readiness", &ready);
     let says = ready["rejections_unstored"].as_str().unwrap_or_default();
     assert!(
-        says.starts_with("1 rejections") && says.contains("restart `socai serve`"),
+        says.starts_with("1 rejection could not") && says.contains("restart `socai serve`"),
         "{ready}"
     );
     let metrics = reqwest::get(format!("{api}/metrics"))
@@ -1462,6 +1466,7 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
     assert_eq!(held[0].0, "after-the-bad-one");
 }
 
+/// A valid event of agency `agency`.
 fn event_of(agency: &str, id: &str) -> Event {
     let mut v = submitted(id);
     v["agency"] = serde_json::json!(agency);

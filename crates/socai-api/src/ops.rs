@@ -253,7 +253,12 @@ async fn readyz(
     });
     if unstored > 0 {
         body["rejections_unstored"] = serde_json::Value::String(format!(
-            "{unstored} rejections could not be stored on REJECTED within [ingest] rejected_retry_s this run: check REJECTED (its limits, whether it exists) and nats-server, then restart `socai serve`; the next start reads and rejects them again"
+            "{unstored} {} could not be stored on REJECTED within [ingest] rejected_retry_s this run: check REJECTED (its limits, whether it exists) and nats-server, then restart `socai serve` soon; the next start reads and rejects them again from EVENTS, as long as EVENTS still holds them (max_age, 30 days). Until then the stored EVENTS cursor stays before them, and NATS copies of redacted events after them wait to be erased",
+            if unstored == 1 {
+                "rejection"
+            } else {
+                "rejections"
+            }
         ));
     }
     let status = if ready {

@@ -68,7 +68,7 @@ pub struct Counters {
     pub commit_us: AtomicU64,
     /// Receipts sent to agencies (one per agency per commit).
     pub receipts: AtomicU64,
-    /// Rejections REJECTED did not take at the first try (retried until it does).
+    /// Rejections REJECTED did not take at the first try (retried for `rejected_retry`).
     pub rejection_retries: AtomicU64,
     /// Rejections REJECTED did not take within `[ingest] rejected_retry_s`, left for the next
     /// start (the stored EVENTS cursor stays before them); shown by `/readyz` until then.

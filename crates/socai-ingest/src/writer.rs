@@ -1446,8 +1446,8 @@ struct Settler {
 }
 
 impl Settler {
-    /// Copies what is rejected to REJECTED (trying until REJECTED has it), then sends each
-    /// publishing agency its receipt.
+    /// Copies what is rejected to REJECTED (trying until REJECTED has it, for at most
+    /// `retry_for`), then sends each publishing agency its receipt.
     async fn settle(self, answer: Answer) {
         let rejections = answer
             .inputs
@@ -1504,8 +1504,8 @@ impl Settler {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Stores the rejection on REJECTED, trying again until it is there; then the cursor may
-    /// pass the message.
+    /// Stores the rejection on REJECTED, trying again until it is there (for at most
+    /// `retry_for`, then it is left for the next start); then the cursor may pass the message.
     async fn reject(
         &self,
         (subject, payload, stream_seq, published): &Input,

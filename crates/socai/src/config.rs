@@ -9,8 +9,9 @@
 //! batch_max_events = 1000          # events per commit
 //! linger_ms = 5                    # a short batch waits up to this for more while a commit runs
 //! checkpoint_interval_s = 10       # sign a checkpoint at least this often while events arrive
-//! rejected_retry_s = 60            # a rejection's copy to REJECTED is tried this long, then left
-//!                                  # for the next start (/readyz says so)
+//! rejected_retry_s = 60            # a rejection's copy to REJECTED is tried this long (1..3600),
+//!                                  # then left for the next start (/readyz says so); receipts of
+//!                                  # its commit wait meanwhile, and the writer once 4 commits do
 //! max_future_skew_s = 86400        # occurred_at later than publish time + this is rejected
 //! stream_replicas = 1              # 3 on a JetStream cluster (R3)
 //! duplicate_window_s = 120         # JetStream's msg-id dedup window
@@ -262,8 +263,8 @@ impl Config {
                 anyhow::ensure!(
                     i.batch_max_events >= 1
                         && i.checkpoint_interval_s >= 1
-                        && i.rejected_retry_s >= 1,
-                    "{}: [ingest] needs batch_max_events >= 1, checkpoint_interval_s >= 1, rejected_retry_s >= 1",
+                        && (1..=3600).contains(&i.rejected_retry_s),
+                    "{}: [ingest] needs batch_max_events >= 1, checkpoint_interval_s >= 1, rejected_retry_s from 1 to 3600",
                     path.display()
                 );
                 anyhow::ensure!(
@@ -505,5 +506,29 @@ mod tests {
             let err = format!("{:#}", Config::load(dir.path()).unwrap_err());
             assert!(err.contains(says), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_rejected_retry_out_of_range_is_refused_and_one_in_range_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["0", "3601", "18446744073709551615"] {
+            std::fs::write(
+                dir.path().join(FILE_NAME),
+                format!("[ingest]\nrejected_retry_s = {bad}\n"),
+            )
+            .unwrap();
+            let err = format!("{:#}", Config::load(dir.path()).unwrap_err());
+            assert!(
+                err.contains("rejected_retry_s from 1 to 3600"),
+                "{bad}: {err}"
+            );
+        }
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[ingest]\nrejected_retry_s = 3600\n",
+        )
+        .unwrap();
+        let config = Config::load(dir.path()).unwrap();
+        assert_eq!(config.writer().rejected_retry, Duration::from_secs(3600));
     }
 }
