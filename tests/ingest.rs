@@ -1372,17 +1372,6 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
     assert_eq!(ids, ["good-1", "good-2"]);
 }
 
-/// `GET url`: status and JSON body (text when it is not JSON).
-async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.expect("GET");
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 /// A rejection REJECTED does not take within `[ingest] rejected_retry_s` (here REJECTED is gone)
 /// is left for the next start: the ledger goes on committing, `/readyz` (still ready) and the
 /// Prometheus counter say so, and the next start, which makes REJECTED again, rejects the

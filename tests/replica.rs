@@ -94,16 +94,6 @@ fn publish(ledger: &Ledger, url: &str, file: &Path) -> (Option<i32>, String) {
     (out.status.code(), stderr(&out))
 }
 
-async fn get(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.expect("GET");
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
 async fn text(url: &str) -> String {
     reqwest::get(url)
         .await
@@ -139,7 +129,7 @@ async fn checkpoints(api: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut from = 0;
     loop {
-        let (status, page) = get(&format!("{api}/v1/checkpoints?from={from}&limit=50")).await;
+        let (status, page) = get_json(&format!("{api}/v1/checkpoints?from={from}&limit=50")).await;
         assert_eq!(status, 200, "{page}");
         for c in page["checkpoints"].as_array().expect("checkpoints") {
             out.push((
@@ -156,13 +146,13 @@ async fn checkpoints(api: &str) -> Vec<(u64, String)> {
 
 /// The latest checkpoint size a ledger's API serves.
 async fn latest_size(api: &str) -> u64 {
-    let (_, latest) = get(&format!("{api}/v1/checkpoints/latest")).await;
+    let (_, latest) = get_json(&format!("{api}/v1/checkpoints/latest")).await;
     latest["size"].as_u64().unwrap_or(0)
 }
 
 /// What a replica's /readyz says of it.
 async fn replica_state(api: &str) -> serde_json::Value {
-    get(&format!("{api}/readyz")).await.1["replica"].clone()
+    get_json(&format!("{api}/readyz")).await.1["replica"].clone()
 }
 
 /// Waits until the replica has reached and agreed with the primary's latest checkpoint, and
@@ -171,7 +161,7 @@ async fn wait_in_step(primary: &str, replica: &str) -> u64 {
     let started = std::time::Instant::now();
     loop {
         let size = latest_size(primary).await;
-        let (_, head) = get(&format!("{primary}/readyz")).await;
+        let (_, head) = get_json(&format!("{primary}/readyz")).await;
         let state = replica_state(replica).await;
         if size > 0
             && head["size"].as_u64() == Some(size)
@@ -275,11 +265,11 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
     let size = wait_in_step(&p_api, &r_api).await;
     phase(&format!("replica in step at {size}"));
     let openapi = socai_e2e::openapi::OpenApi::load();
-    let (_, ready) = get(&format!("{p_api}/readyz")).await;
+    let (_, ready) = get_json(&format!("{p_api}/readyz")).await;
     assert_eq!(ready["replicas"][0]["replica"], "r1", "{ready}");
     assert!(ready.get("replicas_silent").is_none(), "{ready}");
     openapi.check_schema("Readiness", &ready);
-    openapi.check_schema("Readiness", &get(&format!("{r_api}/readyz")).await.1);
+    openapi.check_schema("Readiness", &get_json(&format!("{r_api}/readyz")).await.1);
 
     // The replica dies (kill -9); events and a redaction of one of them arrive meanwhile.
     replica.kill();
@@ -325,7 +315,7 @@ async fn a_replica_holds_the_primarys_entries_through_kill_9_and_a_redaction_and
         refused.to_string().contains("replica"),
         "the refusal says why: {refused}"
     );
-    let (status, ready) = get(&format!("{r_api}/readyz")).await;
+    let (status, ready) = get_json(&format!("{r_api}/readyz")).await;
     assert_eq!(status, 200, "{ready}");
     assert!(ready.get("replica_diverged").is_none(), "{ready}");
     assert!(
@@ -539,7 +529,7 @@ async fn a_redaction_the_primary_cannot_read_for_stops_it_and_is_applied_once_it
     );
     // The replica read the same request and applied it.
     wait_until(PATIENCE, "the replica to apply the redaction", || async {
-        get(&format!("{r_api}/readyz")).await.1["size"].as_u64() == Some(size + 1)
+        get_json(&format!("{r_api}/readyz")).await.1["size"].as_u64() == Some(size + 1)
     })
     .await;
 
@@ -547,11 +537,11 @@ async fn a_redaction_the_primary_cannot_read_for_stops_it_and_is_applied_once_it
     let mut primary = ledger.serve(&url, Some("ledger"));
     let p_api = primary.http_url();
     assert_eq!(wait_in_step(&p_api, &r_api).await, size + 1);
-    let (status, entry) = get(&format!("{p_api}/v1/events/redaction:{victim}")).await;
+    let (status, entry) = get_json(&format!("{p_api}/v1/events/redaction:{victim}")).await;
     assert_eq!(status, 200, "{entry}");
     assert_eq!(entry["seq"], size, "{entry}");
     assert_eq!(entry["event"]["type"], "ledger.redacted", "{entry}");
-    let (_, ready) = get(&format!("{r_api}/readyz")).await;
+    let (_, ready) = get_json(&format!("{r_api}/readyz")).await;
     assert!(ready.get("replica_diverged").is_none(), "{ready}");
     primary.stop();
     replica.stop();
@@ -599,14 +589,14 @@ async fn a_replica_that_forges_an_event_names_the_first_differing_size() {
         .as_str()
         .expect("id")
         .to_owned();
-    let (_, event) = get(&format!("{p_api}/v1/events/{id}")).await;
+    let (_, event) = get_json(&format!("{p_api}/v1/events/{id}")).await;
     let expected = event["seq"].as_u64().expect("seq") + 1;
 
     wait_until(PATIENCE, "the replica's divergence alarm", || async {
         replica_state(&r_api).await["diverged_at"].is_u64()
     })
     .await;
-    let (status, ready) = get(&format!("{r_api}/readyz")).await;
+    let (status, ready) = get_json(&format!("{r_api}/readyz")).await;
     assert_eq!(status, 503, "a diverged replica is not ready: {ready}");
     socai_e2e::openapi::OpenApi::load().check_schema("Readiness", &ready);
     assert_eq!(ready["replica"]["diverged_at"], expected, "{ready}");
@@ -633,7 +623,7 @@ async fn a_replica_that_forges_an_event_names_the_first_differing_size() {
         PATIENCE,
         "the primary to hear of the divergence",
         || async {
-            let (_, ready) = get(&format!("{p_api}/readyz")).await;
+            let (_, ready) = get_json(&format!("{p_api}/readyz")).await;
             ready["replicas"][0]["diverged_at"] == expected
         },
     )
@@ -660,7 +650,7 @@ async fn a_replica_that_forges_an_event_names_the_first_differing_size() {
     let mut replica = serve_replica(&ledger, &replica_dir, &url, &[]);
     let r_api = replica.http_url();
     wait_until(PATIENCE, "the alarm after a restart", || async {
-        get(&format!("{r_api}/readyz")).await.0 == 503
+        get_json(&format!("{r_api}/readyz")).await.0 == 503
             && replica_state(&r_api).await["diverged_at"] == expected
     })
     .await;

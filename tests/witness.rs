@@ -20,12 +20,6 @@ fn grow(l: &Ledger, file: &str, n: u64, seed: u64) {
     l.ok(&["checkpoint"]);
 }
 
-async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.expect("the API answers");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
-}
-
 /// The ledger's latest signed checkpoint size and root (hex), from its API.
 async fn latest(api: &str) -> (u64, String) {
     let (status, v) = get_json(&format!("{api}/v1/checkpoints/latest")).await;

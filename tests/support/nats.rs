@@ -350,6 +350,17 @@ pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
     }
 }
 
+/// `GET url`: status and JSON body (text when it is not JSON).
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("GET");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
 /// Waits (at most `limit`; a hang guard, not a timing assertion) until `cond` holds.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut cond: F)
 where
