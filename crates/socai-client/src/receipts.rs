@@ -117,6 +117,22 @@ pub struct ReceiptOptions {
     pub verifier: Option<CheckpointVerifier>,
 }
 
+impl ReceiptOptions {
+    /// The waits as a run takes them: each at most [`LONGEST_WAIT`] ("never", in effect,
+    /// without overflowing the clock), and the doubled receipt timeout never below the first.
+    pub fn clamped(mut self) -> ReceiptOptions {
+        for wait in [
+            &mut self.receipt_timeout,
+            &mut self.max_receipt_timeout,
+            &mut self.give_up_after,
+        ] {
+            *wait = (*wait).min(LONGEST_WAIT);
+        }
+        self.max_receipt_timeout = self.max_receipt_timeout.max(self.receipt_timeout);
+        self
+    }
+}
+
 impl Default for ReceiptOptions {
     fn default() -> Self {
         ReceiptOptions {
@@ -418,8 +434,12 @@ struct Run<T> {
 }
 
 impl ReceiptPublisher {
+    /// Waits longer than [`LONGEST_WAIT`] count as that (see [`ReceiptOptions::clamped`]).
     pub fn new(publisher: Publisher, options: ReceiptOptions) -> ReceiptPublisher {
-        ReceiptPublisher { publisher, options }
+        ReceiptPublisher {
+            publisher,
+            options: options.clamped(),
+        }
     }
 
     pub fn publisher(&self) -> &Publisher {
@@ -1021,16 +1041,8 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl<T> Run<T> {
-    fn new(mut options: ReceiptOptions) -> Run<T> {
-        // "Never", in effect, without overflowing the clock; and waits never shrink.
-        for wait in [
-            &mut options.receipt_timeout,
-            &mut options.max_receipt_timeout,
-            &mut options.give_up_after,
-        ] {
-            *wait = (*wait).min(LONGEST_WAIT);
-        }
-        options.max_receipt_timeout = options.max_receipt_timeout.max(options.receipt_timeout);
+    fn new(options: ReceiptOptions) -> Run<T> {
+        let options = options.clamped();
         Run {
             verifier: options.verifier.clone().map(ReceiptVerifier::new),
             options,
@@ -1777,12 +1789,23 @@ mod tests {
     fn waits_of_any_length_are_taken_whole_and_never_shrink() {
         // "Never" as Duration::MAX (or the CLI's largest number of seconds) once panicked
         // adding it to the clock.
-        let mut run: Run<usize> = Run::new(ReceiptOptions {
+        let huge = ReceiptOptions {
             receipt_timeout: Duration::MAX,
             max_receipt_timeout: Duration::from_secs(300),
             give_up_after: Duration::from_secs(u64::MAX),
             ..ReceiptOptions::default()
-        });
+        };
+        // What ReceiptPublisher::new keeps, and options() shows, is what a run takes.
+        let clamped = huge.clone().clamped();
+        assert_eq!(
+            (
+                clamped.receipt_timeout,
+                clamped.max_receipt_timeout,
+                clamped.give_up_after
+            ),
+            (LONGEST_WAIT, LONGEST_WAIT, LONGEST_WAIT)
+        );
+        let mut run: Run<usize> = Run::new(huge);
         assert_eq!(run.options.receipt_timeout, LONGEST_WAIT);
         assert_eq!(run.options.give_up_after, LONGEST_WAIT);
         assert_eq!(

@@ -634,7 +634,8 @@ fn publish_receipted(
         verifier,
         ..ReceiptOptions::default()
     };
-    let give_up_s = args.give_up_after.as_secs();
+    // As the run takes it (a wait past a year counts as a year).
+    let give_up_s = options.clone().clamped().give_up_after.as_secs();
     // Once the file is read, what is left is waiting for receipts.
     let messages = messages.chain(std::iter::from_fn(|| {
         bar.set_message("receipts");
@@ -898,7 +899,9 @@ impl Tally {
             problems.push(format!(
                 "{} of {total} events got no receipt within {} s, so the ledger may not hold them: is `socai serve` running and connected to this nats-server? Publishing the same file again is safe (same ids): the ledger answers what it already holds as duplicates",
                 self.no_receipt,
-                args.give_up_after.as_secs()
+                args.give_up_after
+                    .min(socai_client::receipts::LONGEST_WAIT)
+                    .as_secs()
             ));
         }
         if self.bad_receipts > 0 {
