@@ -1455,6 +1455,64 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
     assert_eq!(held[0].0, "after-the-bad-one");
 }
 
+/// Checkpoints stored before `socai serve` started (an import that signed one every 2 entries:
+/// more than the publisher reads from the store at a time) all go out on CHECKPOINTS, in order,
+/// with nothing new committed to prompt them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stored_checkpoint_reaches_checkpoints_however_many_there_are() {
+    let ledger = Ledger::new();
+    ledger.configure("checkpoint_every_events = 2\nimport_batch_events = 2\n");
+    let file = ledger.simulate("events.jsonl", 700, 8);
+    ledger.ok(&["import", file.to_str().expect("path")]);
+    let stored: Vec<u64> = {
+        use socai_store::Storage;
+        let storage = socai_store::DataDir::new(ledger.dir())
+            .open_storage()
+            .expect("open the ledger store");
+        storage
+            .checkpoints()
+            .expect("checkpoints")
+            .into_iter()
+            .map(|(size, _)| size)
+            .collect()
+    };
+    assert!(stored.len() > 300, "{} checkpoints stored", stored.len());
+    let nats = start_nats(&ledger.path("nats"), false);
+    let url = nats.url();
+    let mut serve = ledger.serve(&url, None);
+    let (client, _) = connect(&url, None).await;
+    let js = async_nats::jetstream::new(client);
+    wait_for_streams(&js).await;
+    let total = stored.len() as u64;
+    wait_until(
+        Duration::from_secs(120),
+        &format!("CHECKPOINTS to hold all {total} checkpoints"),
+        || async { stream_messages(&js, socai_wire::stream::CHECKPOINTS).await == total },
+    )
+    .await;
+    serve.stop();
+    let stream = js
+        .get_stream(socai_wire::stream::CHECKPOINTS)
+        .await
+        .expect("CHECKPOINTS");
+    let mut sizes = Vec::new();
+    for seq in 1..=total {
+        let m = stream.get_raw_message(seq).await.expect("a checkpoint");
+        let size = m
+            .headers
+            .get(socai_wire::header::TREE_SIZE)
+            .expect("a tree size header")
+            .as_str()
+            .parse::<u64>()
+            .expect("a number");
+        sizes.push(size);
+    }
+    assert_eq!(
+        sizes, stored,
+        "CHECKPOINTS holds every stored checkpoint, in order"
+    );
+}
+
 /// A valid event of agency `agency`.
 fn event_of(agency: &str, id: &str) -> Event {
     let mut v = submitted(id);

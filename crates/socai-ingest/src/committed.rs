@@ -1,8 +1,8 @@
 //! Follows the ledger head and publishes the committed entries to COMMITTED, one message per
 //! commit (a backlog is merged, up to [`MESSAGE_MAX_BYTES`] a message): an entry bundle (each
 //! entry with a 2-byte length, as C2SP tlog-tiles entry bundles) of `Socai-Count` entries from
-//! seq `Socai-Seq` (msg-id = that seq), then the latest signed checkpoints to
-//! `dvc.ledger.checkpoint`.
+//! seq `Socai-Seq` (msg-id = that seq); after each round, the signed checkpoints those entries
+//! complete to `dvc.ledger.checkpoint` (also while it is still behind the head).
 //!
 //! The cursor is the stream itself: at start and after any failure the publisher reads
 //! COMMITTED's last message and goes on after its last entry, so a crash between commit and
@@ -27,6 +27,9 @@ use crate::{Counters, IngestError};
 
 /// Entries read per round.
 const ROUND_MAX_ENTRIES: u64 = 4096;
+
+/// Checkpoints read from the store at a time.
+const CHECKPOINTS_PER_READ: usize = 256;
 
 /// Largest COMMITTED message (payload): well under nats-server's default max_payload (1 MiB).
 pub const MESSAGE_MAX_BYTES: usize = 512 * 1024;
@@ -174,17 +177,20 @@ impl CommittedPublisher {
             if at.next < head {
                 let to = head.min(at.next + ROUND_MAX_ENTRIES);
                 match self.publish_entries(at, to).await {
-                    Ok(published) => cursor = Some(published),
+                    // Kept as the cursor by the checkpoint step below.
+                    Ok(published) => at = published,
                     Err(e) => {
                         tracing::warn!(error = %e, from = at.next, to, "publishing committed entries failed; retrying");
                         cursor = None;
                         if pause(give_up_at).await {
                             return Ok(());
                         }
+                        continue;
                     }
                 }
-                continue;
             }
+            // After every round, not only once caught up: a writer that commits faster than
+            // COMMITTED answers would otherwise keep every checkpoint off CHECKPOINTS.
             match self.publish_checkpoint(at.next, at.checkpoint).await {
                 Ok(size) => {
                     at.checkpoint = size;
@@ -198,6 +204,9 @@ impl CommittedPublisher {
                     }
                     continue;
                 }
+            }
+            if at.next < head {
+                continue;
             }
             if writer_gone {
                 return Ok(());
@@ -345,39 +354,44 @@ impl CommittedPublisher {
     }
 
     /// Publishes, in order, every signed checkpoint newer than `published` that COMMITTED covers
-    /// (`size <= next`); returns the size of the last one now published.
+    /// (`size <= next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the size of the
+    /// last one published.
     async fn publish_checkpoint(&self, next: u64, published: u64) -> Result<u64, IngestError> {
-        let storage = self.storage.clone();
-        let due = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, String)>, String> {
-            let newer = |c: &(u64, String)| c.0 > published && c.0 <= next;
-            match storage.latest_checkpoint().map_err(|e| e.to_string())? {
-                Some(latest) if newer(&latest) => Ok(storage
-                    .checkpoints()
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .filter(newer)
-                    .collect()),
-                _ => Ok(Vec::new()),
-            }
-        })
-        .await
-        .map_err(|e| IngestError::Ledger(format!("reading checkpoints failed: {e}")))?
-        .map_err(IngestError::Ledger)?;
         let mut done = published;
-        for (size, note) in due {
-            let msg = PublishMessage::build()
-                .payload(Bytes::from(note))
-                .message_id(format!("checkpoint-{size}"))
-                .header(H_TREE_SIZE, size.to_string().as_str());
-            self.js
-                .send_publish(CHECKPOINT_SUBJECT, msg)
-                .await
-                .map_err(|e| IngestError::Nats(format!("publishing checkpoint {size}: {e}")))?
-                .into_future()
-                .await
-                .map_err(|e| IngestError::Nats(format!("CHECKPOINTS did not store {size}: {e}")))?;
-            self.counters.checkpoints.store(size, Relaxed);
-            done = size;
+        while done < next {
+            let storage = self.storage.clone();
+            // Only the newer ones are read: a year of checkpoints is millions of notes.
+            let (due, more) = tokio::task::spawn_blocking(move || {
+                let page = storage.checkpoints_from(done + 1, CHECKPOINTS_PER_READ)?;
+                let more = page.len() == CHECKPOINTS_PER_READ;
+                let due: Vec<_> = page.into_iter().filter(|c| c.0 <= next).collect();
+                Ok::<_, socai_store::StorageError>((due, more))
+            })
+            .await
+            .map_err(|e| IngestError::Ledger(format!("reading checkpoints failed: {e}")))?
+            .map_err(|e| IngestError::Ledger(format!("reading checkpoints: {e}")))?;
+            let whole = more && due.len() == CHECKPOINTS_PER_READ;
+            for (size, note) in due {
+                let msg = PublishMessage::build()
+                    .payload(Bytes::from(note))
+                    .message_id(format!("checkpoint-{size}"))
+                    .header(H_TREE_SIZE, size.to_string().as_str());
+                self.js
+                    .send_publish(CHECKPOINT_SUBJECT, msg)
+                    .await
+                    .map_err(|e| IngestError::Nats(format!("publishing checkpoint {size}: {e}")))?
+                    .into_future()
+                    .await
+                    .map_err(|e| {
+                        IngestError::Nats(format!("CHECKPOINTS did not store {size}: {e}"))
+                    })?;
+                self.counters.checkpoints.store(size, Relaxed);
+                done = size;
+            }
+            // A page cut short (by its end, or by `next`) was the last.
+            if !whole {
+                break;
+            }
         }
         Ok(done)
     }
