@@ -174,6 +174,7 @@ impl CommittedPublisher {
                     }
                 },
             };
+            let round_from = at.next;
             if at.next < head {
                 let to = head.min(at.next + ROUND_MAX_ENTRIES);
                 match self.publish_entries(at, to).await {
@@ -197,8 +198,14 @@ impl CommittedPublisher {
                     cursor = Some(at);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "publishing a checkpoint failed; retrying");
                     cursor = None;
+                    // Entries keep going out at full speed while CHECKPOINTS refuses: the warning,
+                    // the pause and the drain's deadline only once a round moved none.
+                    if at.next > round_from {
+                        tracing::debug!(error = %e, "publishing a checkpoint failed; entries go on");
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "publishing a checkpoint failed; retrying");
                     if pause(give_up_at).await {
                         return Ok(());
                     }
