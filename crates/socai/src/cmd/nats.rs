@@ -635,7 +635,10 @@ fn publish_receipted(
         ..ReceiptOptions::default()
     };
     // As the run takes it (a wait past a year counts as a year).
-    let give_up_s = options.clone().clamped().give_up_after.as_secs();
+    let give_up_s = args
+        .give_up_after
+        .min(socai_client::receipts::LONGEST_WAIT)
+        .as_secs();
     // Once the file is read, what is left is waiting for receipts.
     let messages = messages.chain(std::iter::from_fn(|| {
         bar.set_message("receipts");
