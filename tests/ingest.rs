@@ -1455,6 +1455,71 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
     assert_eq!(held[0].0, "after-the-bad-one");
 }
 
+/// A backlog of near-1 MiB messages (EVENTS takes them; the ledger rejects them as `oversized`)
+/// is read a few MiB at a time: the ledger's memory grows by far less than the backlog. Before,
+/// it pulled and held up to `batch_max_events` messages whatever their size (here all 200, about
+/// 180 MiB, several copies of which were alive at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_large_messages_is_read_a_few_mib_at_a_time() {
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 900 << 10;
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(None, None).await;
+    let api = serve.http_url();
+    wait_until(PATIENCE, "the ledger to be ready", || async {
+        get_json(&format!("{api}/readyz")).await.0 == 200
+    })
+    .await;
+    // What the same ledger holds at most when it has nothing to read.
+    let idle_kib = serve.peak_rss_kib();
+    serve.stop();
+    let payload = bytes::Bytes::from(vec![b'x'; SIZE]);
+    for _ in 0..MESSAGES {
+        js.publish(SUBMITTED, payload.clone())
+            .await
+            .expect("publish")
+            .await
+            .expect("EVENTS stores it");
+    }
+    let mut serve = ledger.serve(&url, None);
+    // Minutes at most (seconds here); a hang is a failure, not a reason to wait ten minutes.
+    let limit = Duration::from_secs(180);
+    wait_processed(&mut serve, &js, limit).await;
+    let peak_kib = serve.peak_rss_kib();
+    let grew_mib = peak_kib.saturating_sub(idle_kib) / 1024;
+    let backlog_mib = (MESSAGES * SIZE) >> 20;
+    eprintln!(
+        "a {backlog_mib} MiB backlog: peak {} MiB, {} MiB idle",
+        peak_kib / 1024,
+        idle_kib / 1024
+    );
+    assert!(
+        grew_mib < 120,
+        "reading a {backlog_mib} MiB backlog took the ledger from {} to {} MiB",
+        idle_kib / 1024,
+        peak_kib / 1024
+    );
+    // Held a few at a time, their REJECTED copies go out (a whole backlog's at once timed out
+    // and was tried again until the retries gave up).
+    wait_until(limit, "REJECTED to hold every message", || async {
+        stream_messages(&js, socai_wire::stream::REJECTED).await == MESSAGES as u64
+    })
+    .await;
+    let kept = stream_contents(&js, socai_wire::stream::REJECTED).await;
+    assert!(
+        kept.iter()
+            .all(|k| k.header("Socai-Error-Code").as_deref() == Some("oversized")),
+        "every message is rejected as oversized"
+    );
+    serve.stop();
+    assert!(ledger_events(&ledger).is_empty());
+}
+
 /// Checkpoints stored before `socai serve` started (an import that signed one every 2 entries:
 /// more than the publisher reads from the store at a time) all go out on CHECKPOINTS, in order,
 /// with nothing new committed to prompt them.

@@ -329,6 +329,17 @@ impl Serve {
         assert!(status.success(), "kill -{signal} {pid}");
     }
 
+    /// The most memory the process has held so far (its `VmHWM`, peak resident set), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     pub fn running(&mut self) -> bool {
         self.child
             .as_mut()

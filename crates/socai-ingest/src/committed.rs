@@ -28,6 +28,10 @@ use crate::{Counters, IngestError};
 /// Entries read per round.
 const ROUND_MAX_ENTRIES: u64 = 4096;
 
+/// A round ends early once the entries it read reach this many bytes (entries of large events
+/// would otherwise make a round of 4096 hundreds of MiB).
+const ROUND_MAX_BYTES: usize = 8 << 20;
+
 /// Checkpoints read from the store at a time.
 const CHECKPOINTS_PER_READ: usize = 256;
 
@@ -298,13 +302,24 @@ impl CommittedPublisher {
         })
     }
 
-    /// Publishes entries `at.next..to` as entry bundles of at most [`MESSAGE_MAX_BYTES`] (one
-    /// message for a commit of ordinary size), each only right after its predecessor.
+    /// Publishes entries `at.next..to` (or fewer: those of the first [`ROUND_MAX_BYTES`]) as
+    /// entry bundles of at most [`MESSAGE_MAX_BYTES`] (one message for a commit of ordinary
+    /// size), each only right after its predecessor.
     async fn publish_entries(&self, at: Cursor, to: u64) -> Result<Cursor, IngestError> {
         let from = at.next;
         let storage = self.storage.clone();
         let entries = tokio::task::spawn_blocking(move || {
-            storage.entries(from, to).collect::<Result<Vec<_>, _>>()
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            for entry in storage.entries(from, to) {
+                let entry = entry?;
+                bytes += entry.1.len();
+                entries.push(entry);
+                if bytes >= ROUND_MAX_BYTES {
+                    break;
+                }
+            }
+            Ok::<_, socai_store::StorageError>(entries)
         })
         .await
         .map_err(|e| IngestError::Ledger(format!("reading entries failed: {e}")))?

@@ -67,6 +67,28 @@ const REWIND_MARGIN: Duration = Duration::from_secs(60);
 /// How long to wait before reopening after a failure.
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
+/// A chunk ends once its messages' subjects and payloads reach this many bytes (it may hold one
+/// message more than that): what the reader, the validator and the writer hold at a time is
+/// bounded by bytes, not only by `batch_max_events` (EVENTS takes messages of up to ~1 MiB, a
+/// thousand of which would be a gigabyte).
+const CHUNK_MAX_BYTES: usize = 4 << 20;
+
+/// What a pull asks nats-server for at most, beyond the largest message EVENTS may hold: room for
+/// its subject and headers (a pull's byte limit below one message's size would never deliver it).
+const PULL_HEADROOM_BYTES: usize = 64 << 10;
+
+/// The byte limit of each pull from EVENTS: a chunk's worth, and never less than the largest
+/// message EVENTS may hold (`max_msg_size`, or the server's `max_payload` when the stream sets
+/// none) plus its subject and headers. async-nats keeps at most about one and a half pulls'
+/// worth of messages buffered.
+fn pull_max_bytes(stream_max_msg_size: i32, server_max_payload: usize) -> usize {
+    let largest = usize::try_from(stream_max_msg_size)
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or(server_max_payload);
+    CHUNK_MAX_BYTES.max(largest.saturating_add(PULL_HEADROOM_BYTES))
+}
+
 /// The pull stream of the current consumer, and its last consumer sequence.
 struct Open {
     messages: consumer::pull::Stream,
@@ -201,12 +223,15 @@ impl EventsSource {
             .await
             .map_err(|_| asked("cannot open stream EVENTS"))?
             .map_err(|e| nats("cannot open stream EVENTS", &e))?;
-        let state = tokio::time::timeout(ask, stream.info())
+        let info = tokio::time::timeout(ask, stream.info())
             .await
             .map_err(|_| asked("cannot read stream EVENTS"))?
-            .map_err(|e| nats("cannot read stream EVENTS", &e))?
-            .state
-            .clone();
+            .map_err(|e| nats("cannot read stream EVENTS", &e))?;
+        let state = info.state.clone();
+        let pull_bytes = pull_max_bytes(
+            info.config.max_message_size,
+            self.js.client().server_info().max_payload,
+        );
         let Position { seq, time_ns } = self.position;
         self.accept_any = false;
         let rewound = if seq == 0 {
@@ -327,6 +352,7 @@ impl EventsSource {
         let messages = consumer
             .stream()
             .max_messages_per_batch(self.batch_max)
+            .max_bytes_per_batch(pull_bytes)
             .heartbeat(CONSUMER_HEARTBEAT)
             .messages()
             .await
@@ -350,7 +376,8 @@ impl EventsSource {
         self.open = None;
     }
 
-    /// The next messages in stream order (at least one, at most `batch_max`), waiting for them.
+    /// The next messages in stream order (at least one, at most `batch_max`, and no more once
+    /// they reach [`CHUNK_MAX_BYTES`]), waiting for them.
     /// Reopens the consumer by itself after any failure or anomaly; returns an error only when
     /// reopening failed (the caller waits and calls again).
     pub async fn next_chunk(&mut self) -> Result<Vec<Input>, IngestError> {
@@ -360,6 +387,7 @@ impl EventsSource {
             }
             let open = self.open.as_mut().expect("opened above");
             let mut chunk = Vec::new();
+            let mut chunk_bytes = 0usize;
             let mut broken = false;
             let mut lingered = self.linger.is_zero();
             // Everything already delivered, without waiting once something is in hand; then,
@@ -438,17 +466,19 @@ impl EventsSource {
                         time_ns: Some(nanos(published)),
                     };
                     self.accept_any = false;
+                    chunk_bytes += msg.subject.len() + msg.payload.len();
                     chunk.push((
                         msg.subject.to_string(),
                         msg.payload.clone(),
                         stream_seq,
                         published,
                     ));
-                    if chunk.len() >= self.batch_max {
+                    if chunk.len() >= self.batch_max || chunk_bytes >= CHUNK_MAX_BYTES {
                         break;
                     }
                 }
-                if broken || lingered || chunk.len() >= self.batch_max {
+                let full = chunk.len() >= self.batch_max || chunk_bytes >= CHUNK_MAX_BYTES;
+                if broken || lingered || full {
                     break 'drain;
                 }
                 lingered = true;
@@ -474,6 +504,29 @@ impl EventsSource {
             if !chunk.is_empty() {
                 return Ok(chunk);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pull_asks_for_a_chunk_and_never_for_less_than_the_largest_message() {
+        // Ordinary limits: a chunk's worth.
+        assert_eq!(pull_max_bytes(64 << 10, 1 << 20), CHUNK_MAX_BYTES);
+        // The stream's own limit when it sets one, with room for subject and headers.
+        assert_eq!(
+            pull_max_bytes(8 << 20, 1 << 20),
+            (8 << 20) + PULL_HEADROOM_BYTES
+        );
+        // None set (-1 or 0): the server's max_payload bounds every message.
+        for unset in [-1, 0] {
+            assert_eq!(
+                pull_max_bytes(unset, 16 << 20),
+                (16 << 20) + PULL_HEADROOM_BYTES
+            );
         }
     }
 }
