@@ -1261,6 +1261,145 @@ async fn reopening_events_is_misled_neither_by_forged_nats_headers_nor_by_an_era
     assert_eq!(ledger_events(&ledger).len(), 2);
 }
 
+/// A figure from the Prometheus text of `socai serve`'s `/metrics`.
+async fn metric(api: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{api}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
+}
+
+/// How many times the ledger behind `serve` has (re)opened its EVENTS consumer.
+fn opens(serve: &Serve) -> usize {
+    std::fs::read_to_string(&serve.log)
+        .unwrap_or_default()
+        .matches("reading EVENTS after the ledger's position")
+        .count()
+}
+
+/// Messages gone from EVENTS before the ledger read them are never skipped silently: they raise
+/// the data-loss alarm (an error in the log, `/readyz` unready and naming the seqs,
+/// `socai_events_lost`, `socai_data_loss_alarm`), whether found while reading (one deleted
+/// between two others) or when EVENTS is (re)opened (the stream's first seq past the ledger's
+/// cursor). A reopen that finds the same gap again (nats-server restarted) neither alarms nor
+/// counts it twice, and once an event after the gap is committed the next start is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_gone_before_the_ledger_read_them_raise_the_data_loss_alarm_once() {
+    let Rig {
+        ledger,
+        mut nats,
+        url,
+        mut serve,
+        js,
+    } = rig(None, None).await;
+    serve.stop();
+    let publish = |id: &'static str| {
+        let js = js.clone();
+        async move {
+            js.publish(SUBMITTED, to_bytes(&submitted(id)).into())
+                .await
+                .expect("publish")
+                .await
+                .expect("EVENTS stores it")
+                .sequence
+        }
+    };
+    let events = js
+        .get_stream(socai_wire::stream::EVENTS)
+        .await
+        .expect("EVENTS");
+    for id in ["kept-1", "deleted-2", "kept-3", "deleted-4", "kept-5"] {
+        publish(id).await;
+    }
+    for seq in [2, 4] {
+        assert!(
+            events
+                .delete_message(seq)
+                .await
+                .expect("delete from EVENTS")
+        );
+    }
+
+    // Found while reading: seq 3 follows seq 1, seq 5 follows seq 3. The first alarm is shown,
+    // the second counted beside it.
+    let mut serve = ledger.serve(&url, None);
+    wait_processed(&mut serve, &js, PATIENCE).await;
+    let api = serve.http_url();
+    let (status, ready) = get_json(&format!("{api}/readyz")).await;
+    assert_eq!(status, 503, "{ready}");
+    socai_e2e::openapi::OpenApi::load().check_schema("Readiness", &ready);
+    let alarm = ready["data_loss"].as_str().unwrap_or_default();
+    assert!(
+        alarm.starts_with("EVENTS seqs 2..2 (1 message) are gone")
+            && alarm.ends_with("until `socai serve` restarts; one later alarm is in the log)"),
+        "{ready}"
+    );
+    assert_eq!(metric(&api, "socai_events_lost_total").await, 2.0);
+    assert_eq!(metric(&api, "socai_data_loss_alarm").await, 1.0);
+    serve.stop();
+    assert!(
+        std::fs::read_to_string(&serve.log)
+            .unwrap_or_default()
+            .contains("\"level\":\"ERROR\",\"fields\":{\"message\":\"EVENTS seqs 4..4"),
+        "each alarm is logged as an error"
+    );
+
+    // Found when opening EVENTS: everything after the cursor was removed while it was stopped.
+    for id in ["purged-6", "purged-7"] {
+        publish(id).await;
+    }
+    events
+        .purge()
+        .sequence(8)
+        .await
+        .expect("purge EVENTS below 8");
+    let mut serve = ledger.serve(&url, None);
+    let api = serve.http_url();
+    wait_until(PATIENCE, "the alarm for seqs 6..7", || async {
+        get_json(&format!("{api}/readyz")).await.1["data_loss"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("EVENTS seqs 6..7 (2 messages) are gone"))
+    })
+    .await;
+    assert_eq!(metric(&api, "socai_events_lost_total").await, 2.0);
+    // A reopen finds the same gap: nothing is reported twice.
+    let opened = opens(&serve);
+    nats.kill();
+    nats.restart().expect("nats-server restarts");
+    wait_until(PATIENCE, "the ledger to reopen EVENTS", || async {
+        opens(&serve) > opened && get_json(&format!("{api}/readyz")).await.1["writer"] == "running"
+    })
+    .await;
+    assert_eq!(metric(&api, "socai_events_lost_total").await, 2.0);
+    let (_, ready) = get_json(&format!("{api}/readyz")).await;
+    let alarm = ready["data_loss"].as_str().unwrap_or_default();
+    assert!(
+        alarm.starts_with("EVENTS seqs 6..7") && !alarm.contains("later alarm"),
+        "{ready}"
+    );
+
+    // An event after the gap moves the cursor past it: the next start raises no alarm.
+    assert_eq!(publish("after-the-gap").await, 8);
+    wait_processed(&mut serve, &js, PATIENCE).await;
+    serve.stop();
+    let mut serve = ledger.serve(&url, None);
+    let api = serve.http_url();
+    wait_until(PATIENCE, "the ledger to be ready", || async {
+        get_json(&format!("{api}/readyz")).await.0 == 200
+    })
+    .await;
+    assert_eq!(metric(&api, "socai_events_lost_total").await, 0.0);
+    serve.stop();
+    let held: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    assert_eq!(held, ["kept-1", "kept-3", "kept-5", "after-the-gap"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() {
     use async_nats::jetstream::message::PublishMessage;

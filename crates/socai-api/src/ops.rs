@@ -241,8 +241,17 @@ async fn readyz(
         ));
     }
     if let Some(alarm) = data_loss {
+        let alarms = state.inner.counters.as_ref().map_or(1, |c| {
+            c.data_loss_alarms
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
+        let later = match alarms {
+            0 | 1 => String::new(),
+            2 => "; one later alarm is in the log".into(),
+            n => format!("; {} later alarms are in the log", n - 1),
+        };
         body["data_loss"] = serde_json::Value::String(format!(
-            "{alarm} (this alarm stays until `socai serve` restarts)"
+            "{alarm} (this alarm stays until `socai serve` restarts{later})"
         ));
     }
     // Not lost (the next start rejects them again), so the ledger stays ready; but REJECTED

@@ -77,8 +77,10 @@ pub struct Counters {
     pub events_lost: AtomicU64,
     /// Times EVENTS was found rewound (nats-server lost acknowledged messages).
     pub events_rewinds: AtomicU64,
-    /// The last data-loss alarm, kept for `/readyz` until the ledger restarts.
+    /// The first data-loss alarm of this run, kept for `/readyz` until the ledger restarts.
     pub data_loss: std::sync::Mutex<Option<String>>,
+    /// Data-loss alarms raised this run (each names a loss not named before; all are logged).
+    pub data_loss_alarms: AtomicU64,
     /// COMMITTED holds every entry below this seq.
     pub published: AtomicU64,
     /// Tree size of the last checkpoint published.

@@ -109,6 +109,12 @@ pub(crate) struct EventsSource {
     accept_any: bool,
     /// Reopens in a row that got no answer from EVENTS in time (see [`REOPEN_ASK`]).
     unanswered: u32,
+    /// The highest seq already reported lost: a reopen (or a skip) that finds the same gap
+    /// again, while no message after it has been read, neither alarms nor counts it twice.
+    lost_through: u64,
+    /// The rewind last reported (the position's seq, the stream's last seq then): found again
+    /// by a reopen before any message came, it is not reported again.
+    rewind_reported: Option<(u64, u64)>,
     /// How long a chunk short of `batch_max` waits for more (see [`EventsSource::linger`]).
     linger: std::time::Duration,
     /// The writer this source feeds, if it said so: then a chunk lingers only while it is busy.
@@ -124,14 +130,18 @@ pub struct WriterProgress {
     pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Raises the data-loss alarm: logged, counted, and kept for `/readyz` until restart.
-fn data_loss(counters: &Counters, lost: u64, what: String) {
-    tracing::error!(lost, "{what}");
-    counters.events_lost.fetch_add(lost, Relaxed);
+/// Raises the data-loss alarm: logged, and kept for `/readyz` until restart. The first alarm's
+/// reason stays there (later ones are counted beside it: the first is usually the cause).
+fn raise_alarm(counters: &Counters, what: String) {
+    tracing::error!("{what}");
+    counters.data_loss_alarms.fetch_add(1, Relaxed);
     if let Ok(mut alarm) = counters.data_loss.lock() {
-        *alarm = Some(what);
+        alarm.get_or_insert(what);
     }
 }
+
+/// Why EVENTS no longer holds messages the ledger has not read.
+const GONE_WHY: &str = "aged out past the stream's max_age while the ledger was behind, or deleted outside the ledger (the ledger's own erasure deletes only what it committed)";
 
 fn nanos(ts: jiff::Timestamp) -> i64 {
     ts.as_nanosecond().clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -167,6 +177,8 @@ impl EventsSource {
             serial: 0,
             accept_any: false,
             unanswered: 0,
+            lost_through: 0,
+            rewind_reported: None,
             linger: std::time::Duration::ZERO,
             writer: None,
         }
@@ -292,11 +304,20 @@ impl EventsSource {
                 "EVENTS no longer holds the message at seq {seq} that the ledger read last (the stream's last seq is {}): nats-server lost messages it had acknowledged (a crash under its default sync?). Reading again from that message's time, so everything stored since is read; events whose receipt never came are re-published by their agencies' clients. Check nats-server's logs and disk",
                 state.last_sequence
             );
-            tracing::error!("{what}");
-            if let Ok(mut alarm) = self.counters.data_loss.lock() {
-                *alarm = Some(what);
+            // Found again by a reopen before any message came: reported once.
+            let found = (seq, state.last_sequence);
+            if self.rewind_reported != Some(found) {
+                self.rewind_reported = Some(found);
+                raise_alarm(&self.counters, what);
+                self.counters.events_rewinds.fetch_add(1, Relaxed);
+                // Seqs are reused from here on: a gap among them is a new loss.
+                self.lost_through = 0;
+            } else {
+                tracing::info!(
+                    position = seq,
+                    "EVENTS is still rewound as reported; reading again from the position's time"
+                );
             }
-            self.counters.events_rewinds.fetch_add(1, Relaxed);
             self.accept_any = true;
             // A margin before that time: nats-server's clock may have stepped back (another
             // node's, after a leader change). What is read twice comes back as duplicates.
@@ -316,14 +337,12 @@ impl EventsSource {
         } else {
             let next = seq + 1;
             if next < state.first_sequence {
-                data_loss(
+                Self::lost(
                     &self.counters,
-                    state.first_sequence - next,
-                    format!(
-                        "EVENTS seqs {next}..{} are gone from the stream before the ledger committed them (aged out past the stream's max_age, or deleted outside the ledger): those events are lost to the ledger unless their agencies re-publish them (clients waiting for receipts do). Reading on from seq {}; find out who or what removed them",
-                        state.first_sequence - 1,
-                        state.first_sequence
-                    ),
+                    &mut self.lost_through,
+                    next,
+                    state.first_sequence - 1,
+                    &format!("reading on from seq {}", state.first_sequence),
                 );
                 self.accept_any = true;
             }
@@ -369,6 +388,25 @@ impl EventsSource {
             messages,
             consumer_seq: 0,
         })
+    }
+
+    /// Reports EVENTS seqs `from..=to` as lost (the data-loss alarm, `events_lost`), except
+    /// those reported before (up to `lost_through`, which it moves on).
+    fn lost(counters: &Counters, lost_through: &mut u64, from: u64, to: u64, then: &str) {
+        let from = from.max(*lost_through + 1);
+        if from > to {
+            return;
+        }
+        *lost_through = to;
+        let lost = to - from + 1;
+        counters.events_lost.fetch_add(lost, Relaxed);
+        raise_alarm(
+            counters,
+            format!(
+                "EVENTS seqs {from}..{to} ({lost} {}) are gone from the stream before the ledger committed them ({GONE_WHY}): those events are lost to the ledger unless their agencies re-publish them (clients waiting for receipts do); {then}. Find out who or what removed them",
+                if lost == 1 { "message" } else { "messages" }
+            ),
+        );
     }
 
     /// Forgets the current consumer (the server removes it after its inactivity threshold).
@@ -451,14 +489,12 @@ impl EventsSource {
                         break;
                     }
                     if stream_seq > last + 1 && !self.accept_any {
-                        data_loss(
+                        Self::lost(
                             &self.counters,
-                            stream_seq - last - 1,
-                            format!(
-                                "EVENTS seqs {}..{} are gone from the stream before the ledger committed them (deleted outside the ledger): those events are lost to the ledger unless their agencies re-publish them (clients waiting for receipts do); find out who or what deleted them",
-                                last + 1,
-                                stream_seq - 1
-                            ),
+                            &mut self.lost_through,
+                            last + 1,
+                            stream_seq - 1,
+                            &format!("EVENTS delivered seq {stream_seq} next"),
                         );
                     }
                     self.position = Position {
