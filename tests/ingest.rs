@@ -1400,6 +1400,93 @@ async fn messages_gone_before_the_ledger_read_them_raise_the_data_loss_alarm_onc
     assert_eq!(held, ["kept-1", "kept-3", "kept-5", "after-the-gap"]);
 }
 
+/// A stored cursor held back before a rejection REJECTED never took (it stays there while the
+/// ledger commits what follows) does not make a later start take the messages after it for lost
+/// once EVENTS no longer holds them (aged out past `max_age`: a purge here): the ledger recorded
+/// how far it had read, so there is no data-loss alarm, only a warning that the rejection's copy
+/// is gone with them; and nothing committed is committed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\nrejected_retry_s = 1\n"), None).await;
+    let api = serve.http_url();
+    wait_until(PATIENCE, "the ledger to be ready", || async {
+        get_json(&format!("{api}/readyz")).await.0 == 200
+    })
+    .await;
+    let publish = |payload: Vec<u8>| {
+        let js = js.clone();
+        async move {
+            js.publish(SUBMITTED, payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("EVENTS stores it")
+                .sequence
+        }
+    };
+    // Seq 1 committed: the stored cursor is there.
+    publish(to_bytes(&submitted("before"))).await;
+    wait_until(PATIENCE, "the first event committed", || async {
+        get_json(&format!("{api}/readyz")).await.1["size"] == 1
+    })
+    .await;
+    js.delete_stream(socai_wire::stream::REJECTED)
+        .await
+        .expect("delete REJECTED");
+    // Seq 2 rejected with nowhere to go; seqs 3 and 4 committed after it.
+    publish(b"not an event".to_vec()).await;
+    publish(to_bytes(&submitted("after-1"))).await;
+    let last = publish(to_bytes(&submitted("after-2"))).await;
+    wait_until(PATIENCE, "both later events committed", || async {
+        get_json(&format!("{api}/readyz")).await.1["size"] == 3
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(60),
+        "/readyz to report the unstored rejection",
+        || async { get_json(&format!("{api}/readyz")).await.1["rejections_unstored"].is_string() },
+    )
+    .await;
+    serve.stop();
+
+    // EVENTS loses seqs 2..4 before the next start, as if they aged out.
+    let events = js
+        .get_stream(socai_wire::stream::EVENTS)
+        .await
+        .expect("EVENTS");
+    events
+        .purge()
+        .sequence(last + 1)
+        .await
+        .expect("purge EVENTS");
+    let mut serve = ledger.serve(&url, None);
+    let api = serve.http_url();
+    publish(to_bytes(&submitted("next"))).await;
+    let limit = Duration::from_secs(120);
+    wait_until(limit, "the next event committed", || async {
+        get_json(&format!("{api}/readyz")).await.1["size"] == 4
+    })
+    .await;
+    let (status, ready) = get_json(&format!("{api}/readyz")).await;
+    assert_eq!(status, 200, "no data-loss alarm: {ready}");
+    assert_eq!(metric(&api, "socai_events_lost_total").await, 0.0);
+    serve.stop();
+    let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    assert!(
+        log.contains("EVENTS seqs 2..4 are gone from the stream")
+            && log.contains("after the ledger had dealt with them"),
+        "the lost rejection's copy is warned of:\n{log}"
+    );
+    let held: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    assert_eq!(held, ["before", "after-1", "after-2", "next"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() {
     use async_nats::jetstream::message::PublishMessage;

@@ -112,6 +112,9 @@ pub(crate) struct EventsSource {
     /// The highest seq already reported lost: a reopen (or a skip) that finds the same gap
     /// again, while no message after it has been read, neither alarms nor counts it twice.
     lost_through: u64,
+    /// The highest seq the ledger recorded as dealt with before this start (see
+    /// [`EventsSource::read_through`]): gone from EVENTS, those were read, not lost.
+    read_through: u64,
     /// The rewind last reported (the position's seq, the stream's last seq then): found again
     /// by a reopen before any message came, it is not reported again.
     rewind_reported: Option<(u64, u64)>,
@@ -141,7 +144,7 @@ fn raise_alarm(counters: &Counters, what: String) {
 }
 
 /// Why EVENTS no longer holds messages the ledger has not read.
-const GONE_WHY: &str = "aged out past the stream's max_age while the ledger was behind, or deleted outside the ledger (the ledger's own erasure deletes only what it committed)";
+const GONE_WHY: &str = "aged out past the stream's max_age while the ledger was behind, or deleted outside the ledger, whose own erasure deletes only what it committed";
 
 fn nanos(ts: jiff::Timestamp) -> i64 {
     ts.as_nanosecond().clamp(i64::MIN as i128, i64::MAX as i128) as i64
@@ -178,6 +181,7 @@ impl EventsSource {
             accept_any: false,
             unanswered: 0,
             lost_through: 0,
+            read_through: 0,
             rewind_reported: None,
             linger: std::time::Duration::ZERO,
             writer: None,
@@ -194,6 +198,15 @@ impl EventsSource {
     /// commit, ~0.8 ms per 200 events).
     pub fn linger(mut self, linger: std::time::Duration) -> EventsSource {
         self.linger = linger;
+        self
+    }
+
+    /// The highest seq the ledger recorded as dealt with (committed, or answered as a duplicate
+    /// or a rejection). The stored cursor can lag it, held before a rejection REJECTED never
+    /// took; messages between the two that aged out of EVENTS since were read, not lost, and
+    /// raise no data-loss alarm (only a warning: such a rejection's copy is lost with them).
+    pub fn read_through(mut self, seq: u64) -> EventsSource {
+        self.read_through = seq;
         self
     }
 
@@ -312,6 +325,7 @@ impl EventsSource {
                 self.counters.events_rewinds.fetch_add(1, Relaxed);
                 // Seqs are reused from here on: a gap among them is a new loss.
                 self.lost_through = 0;
+                self.read_through = 0;
             } else {
                 tracing::info!(
                     position = seq,
@@ -340,6 +354,7 @@ impl EventsSource {
                 Self::lost(
                     &self.counters,
                     &mut self.lost_through,
+                    self.read_through,
                     next,
                     state.first_sequence - 1,
                     &format!("reading on from seq {}", state.first_sequence),
@@ -391,13 +406,31 @@ impl EventsSource {
     }
 
     /// Reports EVENTS seqs `from..=to` as lost (the data-loss alarm, `events_lost`), except
-    /// those reported before (up to `lost_through`, which it moves on).
-    fn lost(counters: &Counters, lost_through: &mut u64, from: u64, to: u64, then: &str) {
+    /// those reported before (up to `lost_through`, which it moves on) and those the ledger had
+    /// dealt with (up to `read_through`: a warning only).
+    fn lost(
+        counters: &Counters,
+        lost_through: &mut u64,
+        read_through: u64,
+        from: u64,
+        to: u64,
+        then: &str,
+    ) {
         let from = from.max(*lost_through + 1);
         if from > to {
             return;
         }
         *lost_through = to;
+        if from <= read_through {
+            let read = to.min(read_through);
+            tracing::warn!(
+                "EVENTS seqs {from}..{read} are gone from the stream ({GONE_WHY}) after the ledger had dealt with them: not lost to the ledger, but the stored cursor was held before them, so a rejection among them that REJECTED never took (a run whose /readyz reported rejections_unstored) is lost with them; the rest were committed or answered"
+            );
+            if read == to {
+                return;
+            }
+        }
+        let from = from.max(read_through + 1);
         let lost = to - from + 1;
         counters.events_lost.fetch_add(lost, Relaxed);
         raise_alarm(
@@ -492,6 +525,7 @@ impl EventsSource {
                         Self::lost(
                             &self.counters,
                             &mut self.lost_through,
+                            self.read_through,
                             last + 1,
                             stream_seq - 1,
                             &format!("EVENTS delivered seq {stream_seq} next"),

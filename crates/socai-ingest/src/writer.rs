@@ -647,8 +647,9 @@ impl Writer {
         while self.settling.join_next().await.is_some() {}
     }
 
-    /// Where the source starts: right after the cursor the ledger stored.
-    fn start_position(&self) -> Result<Position, IngestError> {
+    /// Where the source starts: right after the cursor the ledger stored; and the highest seq
+    /// the ledger recorded as dealt with (the cursor may lag it).
+    fn start_position(&self) -> Result<(Position, u64), IngestError> {
         let ledger = self
             .ledger
             .as_ref()
@@ -656,12 +657,15 @@ impl Writer {
         let position = ledger
             .source_position()
             .map_err(|e| IngestError::Ledger(e.to_string()))?;
-        Ok(
-            position.map_or(Position::default(), |(seq, time_ns)| Position {
-                seq,
-                time_ns,
-            }),
-        )
+        let read_through = ledger
+            .source_read_through()
+            .map_err(|e| IngestError::Ledger(e.to_string()))?
+            .unwrap_or(0);
+        let position = position.map_or(Position::default(), |(seq, time_ns)| Position {
+            seq,
+            time_ns,
+        });
+        Ok((position, read_through))
     }
 
     /// Reads and validates EVENTS ahead of the writer (one validated batch waits at most). A
@@ -670,7 +674,7 @@ impl Writer {
     /// a crash or a rewind, answered from the mark its commit recorded).
     fn spawn_source(
         &self,
-        position: Position,
+        (position, read_through): (Position, u64),
     ) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<Work>) {
         let (tx, rx) = mpsc::channel::<Work>(1);
         let mut finished = self.finished.subscribe();
@@ -683,6 +687,7 @@ impl Writer {
             self.counters.clone(),
             position,
         )
+        .read_through(read_through)
         .linger(self.config.linger)
         .writer_progress(WriterProgress {
             finished: finished.clone(),
@@ -1270,6 +1275,7 @@ impl Writer {
             }
             unsettled.first_key_value().map(|(_, (before, _))| *before)
         };
+        let read_through = last.map(|c| c.seq);
         let cursor = move |outcomes: &[AppendOutcome]| {
             let mut cursor = match upper {
                 Some(before) => before,
@@ -1294,6 +1300,9 @@ impl Writer {
         let (ledger, events, outcomes) = tokio::task::spawn_blocking(move || {
             ledger.note_copies(copies);
             ledger.note_sync_marks(marks);
+            if let Some(seq) = read_through {
+                ledger.note_read_through(seq);
+            }
             let outcomes = ledger
                 .append_batch_sourced(&events, &recorded, &sources, cursor)
                 .and_then(|outcomes| {

@@ -169,6 +169,9 @@ pub struct Ledger<S: Storage> {
     cursor: Option<u64>,
     /// Its source timestamp (see [`SourceCursor`]).
     cursor_time: Option<i64>,
+    /// The highest source seq dealt with, stored by the next commit (see
+    /// [`Ledger::note_read_through`]).
+    read_through: Option<u64>,
     /// Computes the source cursor from the batch's outcomes (see
     /// [`Ledger::append_batch_sourced`]).
     cursor_of: Option<CursorOf>,
@@ -308,6 +311,7 @@ impl<S: Storage> Ledger<S> {
             poisoned: false,
             cursor: None,
             cursor_time: None,
+            read_through: None,
             cursor_of: None,
             sources: Vec::new(),
             more_copies: Vec::new(),
@@ -440,6 +444,20 @@ impl<S: Storage> Ledger<S> {
     /// rewind) a body is answered from its mark, never compared with entries that came after it.
     pub fn note_sync_marks(&mut self, marks: Vec<(u64, i64, Vec<u8>)>) {
         self.sync_marks.extend(marks);
+    }
+
+    /// Records, with the next commit, that every source message up to `seq` was dealt with
+    /// (committed, or answered as a duplicate or a rejection): a source cursor held back before
+    /// an unconfirmed rejection then does not make a later start take what lies between for lost
+    /// ([`Ledger::source_read_through`]).
+    pub fn note_read_through(&mut self, seq: u64) {
+        self.read_through = Some(self.read_through.map_or(seq, |r| r.max(seq)));
+    }
+
+    /// The highest source seq a commit recorded as dealt with (see
+    /// [`Ledger::note_read_through`]).
+    pub fn source_read_through(&self) -> Result<Option<u64>> {
+        Ok(self.storage().source_read_through()?)
     }
 
     fn append_inner(
@@ -612,10 +630,11 @@ impl<S: Storage> Ledger<S> {
     }
 
     /// The one place the writer commits: a failure poisons the writer (see `poisoned`).
-    fn commit(&mut self, batch: CommitBatch) -> Result<()> {
+    fn commit(&mut self, mut batch: CommitBatch) -> Result<()> {
         if self.poisoned {
             return Err(LedgerError::Poisoned);
         }
+        batch.source_read_through = self.read_through.take();
         self.reader.storage().commit(batch).map_err(|e| {
             self.poisoned = true;
             LedgerError::from(e)

@@ -172,6 +172,10 @@ pub struct CommitBatch {
     /// The source's timestamp of the message at `source_cursor` (ns since the epoch), stored
     /// with it: lets the consumer tell the same message from another one that took its place.
     pub source_cursor_time: Option<i64>,
+    /// The highest source seq the ledger has dealt with (committed, or answered as a duplicate
+    /// or a rejection); `None` leaves the stored value. The cursor may lag it (held before a
+    /// rejection whose copy is not confirmed yet): what lies between was read, not lost.
+    pub source_read_through: Option<u64>,
     pub new_head: Head,
 }
 
@@ -265,6 +269,10 @@ pub trait Storage: Send + Sync {
     fn source_cursor(&self) -> Result<Option<u64>>;
     /// The `CommitBatch::source_cursor_time` committed with the last source cursor, if any.
     fn source_cursor_time(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+    /// The last `CommitBatch::source_read_through` committed, if any.
+    fn source_read_through(&self) -> Result<Option<u64>> {
         Ok(None)
     }
 }
@@ -606,6 +614,8 @@ pub(crate) fn redaction_read_fault() -> Result<()> {
 
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
+/// The highest source seq dealt with (`CommitBatch::source_read_through`), 8 bytes.
+const READ_THROUGH_KEY: &[u8] = b"msourceread";
 const LAYOUT_KEY: &[u8] = b"mlayout";
 const SLOTS_KEY: &[u8] = b"mslots";
 /// The key layout this code writes. Layout 1 (before per-agency ids and sealed personal
@@ -1654,6 +1664,9 @@ impl SledStorage {
             }
             b.insert(CURSOR_KEY, value);
         }
+        if let Some(seq) = batch.source_read_through {
+            b.insert(READ_THROUGH_KEY, &seq.to_be_bytes()[..]);
+        }
         let mut head = [0u8; 40];
         head[..8].copy_from_slice(&batch.new_head.size.to_be_bytes());
         head[8..].copy_from_slice(&batch.new_head.leaf.0);
@@ -2179,6 +2192,15 @@ impl Storage for SledStorage {
             Some(v) => be_u64(&v)
                 .map(Some)
                 .ok_or_else(|| StorageError::Corrupt("source cursor is truncated".into())),
+        }
+    }
+
+    fn source_read_through(&self) -> Result<Option<u64>> {
+        match self.get(READ_THROUGH_KEY)? {
+            None => Ok(None),
+            Some(v) => be_u64(&v)
+                .map(Some)
+                .ok_or_else(|| StorageError::Corrupt("source read-through is truncated".into())),
         }
     }
 

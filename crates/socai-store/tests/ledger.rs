@@ -909,6 +909,37 @@ proptest! {
     }
 }
 
+/// How far the source was read is stored with the next commit, apart from the cursor (which may
+/// lag it): noted before a batch of duplicates only (no commit), it waits for the next one; not
+/// noted, the stored value stays; and it outlives a reopen.
+#[test]
+fn the_source_read_through_is_stored_with_the_next_commit() {
+    let evs = events(6, 3);
+    let f = Fixture::new();
+    let mut l = f.open(LedgerConfig::default());
+    assert_eq!(l.source_read_through().unwrap(), None);
+    l.note_read_through(4);
+    l.append_batch_recorded(&evs[..2], &[String::new(), String::new()], Some(1))
+        .unwrap();
+    assert_eq!(l.source_read_through().unwrap(), Some(4));
+    assert_eq!(l.source_cursor().unwrap(), Some(1));
+    // Duplicates only: nothing is committed, so neither is the note, until the next commit.
+    l.note_read_through(9);
+    l.append_batch_recorded(&evs[..2], &[String::new(), String::new()], None)
+        .unwrap();
+    assert_eq!(l.source_read_through().unwrap(), Some(4));
+    l.append_batch_recorded(&evs[2..4], &[String::new(), String::new()], None)
+        .unwrap();
+    assert_eq!(l.source_read_through().unwrap(), Some(9));
+    // Not noted: the stored value stays.
+    l.append_batch_recorded(&evs[4..], &[String::new(), String::new()], Some(2))
+        .unwrap();
+    drop(l);
+    let l = f.open(LedgerConfig::default());
+    assert_eq!(l.source_read_through().unwrap(), Some(9));
+    assert_eq!(l.source_cursor().unwrap(), Some(2));
+}
+
 /// Delegates to sled, but can be told to fail the next commit after applying it (as a failed
 /// fsync after a successful write would).
 struct FlakyCommit {
