@@ -71,21 +71,22 @@ const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 /// message more than that): what the reader, the validator and the writer hold at a time is
 /// bounded by bytes, not only by `batch_max_events` (EVENTS takes messages of up to ~1 MiB, a
 /// thousand of which would be a gigabyte).
-const CHUNK_MAX_BYTES: usize = 4 << 20;
+const CHUNK_MAX_BYTES: usize = 2 << 20;
 
 /// What a pull asks nats-server for at most, beyond the largest message EVENTS may hold: room for
 /// its subject and headers (a pull's byte limit below one message's size would never deliver it).
 const PULL_HEADROOM_BYTES: usize = 64 << 10;
 
 /// The byte limit of each pull from EVENTS: a chunk's worth, and never less than the largest
-/// message EVENTS may hold (`max_msg_size`, or the server's `max_payload` when the stream sets
-/// none) plus its subject and headers. async-nats keeps at most about one and a half pulls'
-/// worth of messages buffered.
+/// message EVENTS may hold plus its subject and headers: the larger of the stream's
+/// `max_msg_size` and the server's `max_payload` (a message stored before the stream's limit was
+/// lowered may exceed the limit, never what the server takes). A smaller limit would never
+/// deliver such a message: nats-server answers 409 and async-nats pulls again, forever.
+/// async-nats keeps at most about one and a half pulls' worth of messages buffered.
 fn pull_max_bytes(stream_max_msg_size: i32, server_max_payload: usize) -> usize {
     let largest = usize::try_from(stream_max_msg_size)
-        .ok()
-        .filter(|&n| n > 0)
-        .unwrap_or(server_max_payload);
+        .unwrap_or(0)
+        .max(server_max_payload);
     CHUNK_MAX_BYTES.max(largest.saturating_add(PULL_HEADROOM_BYTES))
 }
 
@@ -115,9 +116,9 @@ pub(crate) struct EventsSource {
     /// The highest seq the ledger recorded as dealt with before this start (see
     /// [`EventsSource::read_through`]): gone from EVENTS, those were read, not lost.
     read_through: u64,
-    /// The rewind last reported (the position's seq, the stream's last seq then): found again
-    /// by a reopen before any message came, it is not reported again.
-    rewind_reported: Option<(u64, u64)>,
+    /// The position whose rewind was reported: found again by a reopen before any message moved
+    /// the position, it is not reported again (cleared by the next message read).
+    rewind_reported: Option<Position>,
     /// How long a chunk short of `batch_max` waits for more (see [`EventsSource::linger`]).
     linger: std::time::Duration,
     /// The writer this source feeds, if it said so: then a chunk lingers only while it is busy.
@@ -259,6 +260,11 @@ impl EventsSource {
         );
         let Position { seq, time_ns } = self.position;
         self.accept_any = false;
+        if self.read_through > state.last_sequence {
+            // The stream rewound below what the ledger had read: those seqs are reused now, and
+            // a gap among them is a loss like any other.
+            self.read_through = 0;
+        }
         let rewound = if seq == 0 {
             false
         } else if seq > state.last_sequence {
@@ -318,9 +324,8 @@ impl EventsSource {
                 state.last_sequence
             );
             // Found again by a reopen before any message came: reported once.
-            let found = (seq, state.last_sequence);
-            if self.rewind_reported != Some(found) {
-                self.rewind_reported = Some(found);
+            if self.rewind_reported != Some(self.position) {
+                self.rewind_reported = Some(self.position);
                 raise_alarm(&self.counters, what);
                 self.counters.events_rewinds.fetch_add(1, Relaxed);
                 // Seqs are reused from here on: a gap among them is a new loss.
@@ -418,13 +423,14 @@ impl EventsSource {
     ) {
         let from = from.max(*lost_through + 1);
         if from > to {
+            tracing::info!("EVENTS seqs up to {to} are still gone, as reported");
             return;
         }
         *lost_through = to;
         if from <= read_through {
             let read = to.min(read_through);
             tracing::warn!(
-                "EVENTS seqs {from}..{read} are gone from the stream ({GONE_WHY}) after the ledger had dealt with them: not lost to the ledger, but the stored cursor was held before them, so a rejection among them that REJECTED never took (a run whose /readyz reported rejections_unstored) is lost with them; the rest were committed or answered"
+                "EVENTS seqs {from}..{read} are gone from the stream ({GONE_WHY}) after the ledger had read past them (its stored cursor was held before them, by a rejection REJECTED did not take: a run whose /readyz reported rejections_unstored): it committed or answered what it read of them, and any gap among them was alarmed in the run that read it; that rejection's copy is lost with them"
             );
             if read == to {
                 return;
@@ -535,6 +541,7 @@ impl EventsSource {
                         seq: stream_seq,
                         time_ns: Some(nanos(published)),
                     };
+                    self.rewind_reported = None;
                     self.accept_any = false;
                     chunk_bytes += msg.subject.len() + msg.payload.len();
                     chunk.push((
@@ -586,10 +593,15 @@ mod tests {
     fn a_pull_asks_for_a_chunk_and_never_for_less_than_the_largest_message() {
         // Ordinary limits: a chunk's worth.
         assert_eq!(pull_max_bytes(64 << 10, 1 << 20), CHUNK_MAX_BYTES);
-        // The stream's own limit when it sets one, with room for subject and headers.
+        // The stream's own limit when it is the larger, with room for subject and headers.
         assert_eq!(
             pull_max_bytes(8 << 20, 1 << 20),
             (8 << 20) + PULL_HEADROOM_BYTES
+        );
+        // The server's when it is: a message stored before the stream's limit was lowered.
+        assert_eq!(
+            pull_max_bytes(1 << 20, 16 << 20),
+            (16 << 20) + PULL_HEADROOM_BYTES
         );
         // None set (-1 or 0): the server's max_payload bounds every message.
         for unset in [-1, 0] {

@@ -951,6 +951,7 @@ impl Writer {
                 let mut ledger = self.ledger()?;
                 let (ledger, result, entry) = tokio::task::spawn_blocking(move || {
                     let mut entry = None;
+                    ledger.note_read_through(stream_seq);
                     let result = ledger
                         .redact(&request.id, &request.reason, &request.by, &at)
                         .and_then(|(target_seq, redaction_seq)| {

@@ -451,7 +451,9 @@ impl<S: Storage> Ledger<S> {
     /// an unconfirmed rejection then does not make a later start take what lies between for lost
     /// ([`Ledger::source_read_through`]).
     pub fn note_read_through(&mut self, seq: u64) {
-        self.read_through = Some(self.read_through.map_or(seq, |r| r.max(seq)));
+        // The last note wins: the source is read in order, except after a rewind that reuses
+        // seqs, when the lower seq is the truth.
+        self.read_through = Some(seq);
     }
 
     /// The highest source seq a commit recorded as dealt with (see
