@@ -79,9 +79,12 @@ const PULL_HEADROOM_BYTES: usize = 64 << 10;
 
 /// The byte limit of each pull from EVENTS: a chunk's worth, and never less than the largest
 /// message EVENTS may hold plus its subject and headers: the larger of the stream's
-/// `max_msg_size` and the server's `max_payload` (a message stored before the stream's limit was
-/// lowered may exceed the limit, never what the server takes). A smaller limit would never
-/// deliver such a message: nats-server answers 409 and async-nats pulls again, forever.
+/// `max_msg_size` and the connected server's `max_payload` (a message stored before the stream's
+/// limit was lowered may exceed that limit). A smaller limit would never deliver such a message:
+/// nats-server answers 409 and async-nats pulls again, forever, with no error and no missed
+/// heartbeat, so reading would stop there without an alarm. Not covered: a message stored before
+/// the server's own `max_payload` was lowered below its size, or a cluster whose servers set
+/// different ones.
 /// async-nats keeps at most about one and a half pulls' worth of messages buffered.
 fn pull_max_bytes(stream_max_msg_size: i32, server_max_payload: usize) -> usize {
     let largest = usize::try_from(stream_max_msg_size)
@@ -113,7 +116,7 @@ pub(crate) struct EventsSource {
     /// The highest seq already reported lost: a reopen (or a skip) that finds the same gap
     /// again, while no message after it has been read, neither alarms nor counts it twice.
     lost_through: u64,
-    /// The highest seq the ledger recorded as dealt with before this start (see
+    /// The last seq the ledger recorded as dealt with before this start (see
     /// [`EventsSource::read_through`]): gone from EVENTS, those were read, not lost.
     read_through: u64,
     /// The position whose rewind was reported: found again by a reopen before any message moved
@@ -202,7 +205,7 @@ impl EventsSource {
         self
     }
 
-    /// The highest seq the ledger recorded as dealt with (committed, or answered as a duplicate
+    /// The last seq the ledger recorded as dealt with (committed, or answered as a duplicate
     /// or a rejection). The stored cursor can lag it, held before a rejection REJECTED never
     /// took; messages between the two that aged out of EVENTS since were read, not lost, and
     /// raise no data-loss alarm (only a warning: such a rejection's copy is lost with them).
@@ -430,7 +433,7 @@ impl EventsSource {
         if from <= read_through {
             let read = to.min(read_through);
             tracing::warn!(
-                "EVENTS seqs {from}..{read} are gone from the stream ({GONE_WHY}) after the ledger had read past them (its stored cursor was held before them, by a rejection REJECTED did not take: a run whose /readyz reported rejections_unstored): it committed or answered what it read of them, and any gap among them was alarmed in the run that read it; that rejection's copy is lost with them"
+                "EVENTS seqs {from}..{read} are gone from the stream ({GONE_WHY}) after the ledger had read past them (its stored cursor was held before them, most likely by a rejection REJECTED did not take: a run whose /readyz reported rejections_unstored): it committed or answered what it read of them, and any gap among them was alarmed in the run that read it; such a rejection's copy is lost with them"
             );
             if read == to {
                 return;

@@ -943,6 +943,10 @@ impl Writer {
         let mut poisoned = false;
         // The redaction entry's seq, once committed (its checkpoint may still fail).
         let mut applied = None;
+        // Dealt with, whatever comes of it (stored by its commit, or by the next one).
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.note_read_through(stream_seq);
+        }
         let mut result = match serde_json::from_slice::<RedactionRequest>(payload) {
             Err(e) => Err(LedgerError::InvalidRedaction(format!(
                 "the redaction request at EVENTS seq {stream_seq} does not parse: {e}"
@@ -951,7 +955,6 @@ impl Writer {
                 let mut ledger = self.ledger()?;
                 let (ledger, result, entry) = tokio::task::spawn_blocking(move || {
                     let mut entry = None;
-                    ledger.note_read_through(stream_seq);
                     let result = ledger
                         .redact(&request.id, &request.reason, &request.by, &at)
                         .and_then(|(target_seq, redaction_seq)| {

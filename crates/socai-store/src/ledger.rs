@@ -169,7 +169,7 @@ pub struct Ledger<S: Storage> {
     cursor: Option<u64>,
     /// Its source timestamp (see [`SourceCursor`]).
     cursor_time: Option<i64>,
-    /// The highest source seq dealt with, stored by the next commit (see
+    /// The last source seq noted as dealt with, stored by the next commit (see
     /// [`Ledger::note_read_through`]).
     read_through: Option<u64>,
     /// Computes the source cursor from the batch's outcomes (see
@@ -456,7 +456,7 @@ impl<S: Storage> Ledger<S> {
         self.read_through = Some(seq);
     }
 
-    /// The highest source seq a commit recorded as dealt with (see
+    /// The last source seq a commit recorded as dealt with (see
     /// [`Ledger::note_read_through`]).
     pub fn source_read_through(&self) -> Result<Option<u64>> {
         Ok(self.storage().source_read_through()?)

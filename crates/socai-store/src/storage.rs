@@ -172,7 +172,7 @@ pub struct CommitBatch {
     /// The source's timestamp of the message at `source_cursor` (ns since the epoch), stored
     /// with it: lets the consumer tell the same message from another one that took its place.
     pub source_cursor_time: Option<i64>,
-    /// The highest source seq the ledger has dealt with (committed, or answered as a duplicate
+    /// The last source seq the ledger has dealt with (committed, or answered as a duplicate
     /// or a rejection); `None` leaves the stored value. The cursor may lag it (held before a
     /// rejection whose copy is not confirmed yet): what lies between was read, not lost.
     pub source_read_through: Option<u64>,
@@ -614,7 +614,7 @@ pub(crate) fn redaction_read_fault() -> Result<()> {
 
 const HEAD_KEY: &[u8] = b"mhead";
 const CURSOR_KEY: &[u8] = b"msource";
-/// The highest source seq dealt with (`CommitBatch::source_read_through`), 8 bytes.
+/// The last source seq dealt with (`CommitBatch::source_read_through`), 8 bytes.
 const READ_THROUGH_KEY: &[u8] = b"msourceread";
 const LAYOUT_KEY: &[u8] = b"mlayout";
 const SLOTS_KEY: &[u8] = b"mslots";

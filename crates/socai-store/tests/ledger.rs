@@ -935,9 +935,15 @@ fn the_source_read_through_is_stored_with_the_next_commit() {
     l.append_batch_recorded(&evs[4..], &[String::new(), String::new()], Some(2))
         .unwrap();
     drop(l);
-    let l = f.open(LedgerConfig::default());
+    let mut l = f.open(LedgerConfig::default());
     assert_eq!(l.source_read_through().unwrap(), Some(9));
     assert_eq!(l.source_cursor().unwrap(), Some(2));
+    // The last note wins, lower or not (a source that rewound reuses its seqs).
+    l.note_read_through(12);
+    l.note_read_through(5);
+    l.append_batch_recorded(&events(2, 4), &[String::new(), String::new()], None)
+        .unwrap();
+    assert_eq!(l.source_read_through().unwrap(), Some(5));
 }
 
 /// Delegates to sled, but can be told to fail the next commit after applying it (as a failed
