@@ -1275,6 +1275,19 @@ async fn metric(api: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
 }
 
+/// Publishes `payload` on [`SUBMITTED`] and waits until EVENTS stores it; returns its seq there.
+async fn store_on_events(
+    js: &async_nats::jetstream::Context,
+    payload: impl Into<bytes::Bytes>,
+) -> u64 {
+    js.publish(SUBMITTED, payload.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("EVENTS stores it")
+        .sequence
+}
+
 /// Messages gone from EVENTS before the ledger read them are never skipped silently: they raise
 /// the data-loss alarm (an error in the log, `/readyz` unready and naming the seqs,
 /// `socai_events_lost`, `socai_data_loss_alarm`), whether found while reading (one deleted
@@ -1291,17 +1304,7 @@ async fn messages_gone_before_the_ledger_read_them_raise_the_data_loss_alarm_onc
         js,
     } = rig(None, None).await;
     serve.stop();
-    let publish = |id: &'static str| {
-        let js = js.clone();
-        async move {
-            js.publish(SUBMITTED, to_bytes(&submitted(id)).into())
-                .await
-                .expect("publish")
-                .await
-                .expect("EVENTS stores it")
-                .sequence
-        }
-    };
+    let publish = |id: &'static str| store_on_events(&js, to_bytes(&submitted(id)));
     let events = js
         .get_stream(socai_wire::stream::EVENTS)
         .await
@@ -1423,17 +1426,7 @@ async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
         get_json(&format!("{api}/readyz")).await.0 == 200
     })
     .await;
-    let publish = |payload: Vec<u8>| {
-        let js = js.clone();
-        async move {
-            js.publish(SUBMITTED, payload.into())
-                .await
-                .expect("publish")
-                .await
-                .expect("EVENTS stores it")
-                .sequence
-        }
-    };
+    let publish = |payload: Vec<u8>| store_on_events(&js, payload);
     // Seq 1 committed: the stored cursor is there.
     publish(to_bytes(&submitted("before"))).await;
     wait_until(PATIENCE, "the first event committed", || async {
@@ -1628,11 +1621,7 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
         b"not an event".to_vec(),
         to_bytes(&submitted("after-the-bad-one")),
     ] {
-        js.publish(SUBMITTED, payload.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("EVENTS stores it");
+        store_on_events(&js, payload).await;
     }
     // REJECTED is tried for a second: a minute is plenty.
     wait_until(
@@ -1710,11 +1699,7 @@ async fn a_backlog_of_large_messages_is_read_a_few_mib_at_a_time() {
     serve.stop();
     let payload = bytes::Bytes::from(vec![b'x'; SIZE]);
     for _ in 0..MESSAGES {
-        js.publish(SUBMITTED, payload.clone())
-            .await
-            .expect("publish")
-            .await
-            .expect("EVENTS stores it");
+        store_on_events(&js, payload.clone()).await;
     }
     let mut serve = ledger.serve(&url, None);
     // Minutes at most (seconds here); a hang is a failure, not a reason to wait ten minutes.
