@@ -943,10 +943,6 @@ impl Writer {
         let mut poisoned = false;
         // The redaction entry's seq, once committed (its checkpoint may still fail).
         let mut applied = None;
-        // Dealt with, whatever comes of it (stored by its commit, or by the next one).
-        if let Some(ledger) = self.ledger.as_mut() {
-            ledger.note_read_through(stream_seq);
-        }
         let mut result = match serde_json::from_slice::<RedactionRequest>(payload) {
             Err(e) => Err(LedgerError::InvalidRedaction(format!(
                 "the redaction request at EVENTS seq {stream_seq} does not parse: {e}"
@@ -1006,6 +1002,10 @@ impl Writer {
         // The message is finished: the cursor may pass it once what comes before is settled.
         self.last_input = Some(cursor_of(&input));
         self.counters.events_cursor.store(stream_seq, Relaxed);
+        // Dealt with (applied, or refused for what it asks): stored by the next commit.
+        if let Some(ledger) = self.ledger.as_mut() {
+            ledger.note_read_through(stream_seq);
+        }
         self.finished.send_modify(|n| *n += 1);
         if poisoned {
             if let Some(reply) = reply {
