@@ -1288,6 +1288,27 @@ async fn store_on_events(
         .sequence
 }
 
+/// Waits until the ledger's `/readyz` (at `api`) answers 200.
+async fn wait_ready(api: &str) {
+    wait_until(PATIENCE, "the ledger to be ready", || async {
+        get_json(&format!("{api}/readyz")).await.0 == 200
+    })
+    .await;
+}
+
+/// Waits (up to `limit`) until the ledger's `/readyz` (at `api`) says it holds `size` entries.
+async fn wait_size(api: &str, size: u64, limit: Duration) {
+    wait_until(limit, &format!("{size} entries in the ledger"), || async {
+        get_json(&format!("{api}/readyz")).await.1["size"] == size
+    })
+    .await;
+}
+
+/// The ids of the events `ledger` holds, in seq order.
+fn held_ids(ledger: &Ledger) -> Vec<String> {
+    ledger_events(ledger).into_iter().map(|e| e.0).collect()
+}
+
 /// Messages gone from EVENTS before the ledger read them are never skipped silently: they raise
 /// the data-loss alarm (an error in the log, `/readyz` unready and naming the seqs,
 /// `socai_events_lost`, `socai_data_loss_alarm`), whether found while reading (one deleted
@@ -1397,13 +1418,10 @@ async fn messages_gone_before_the_ledger_read_them_raise_the_data_loss_alarm_onc
     serve.stop();
     let mut serve = ledger.serve(&url, None);
     let api = serve.http_url();
-    wait_until(PATIENCE, "the ledger to be ready", || async {
-        get_json(&format!("{api}/readyz")).await.0 == 200
-    })
-    .await;
+    wait_ready(&api).await;
     assert_eq!(metric(&api, "socai_events_lost_total").await, 0.0);
     serve.stop();
-    let held: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    let held = held_ids(&ledger);
     assert_eq!(held, ["kept-1", "kept-3", "kept-5", "after-the-gap"]);
 }
 
@@ -1422,17 +1440,11 @@ async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
         js,
     } = rig(Some("[ingest]\nrejected_retry_s = 1\n"), None).await;
     let api = serve.http_url();
-    wait_until(PATIENCE, "the ledger to be ready", || async {
-        get_json(&format!("{api}/readyz")).await.0 == 200
-    })
-    .await;
+    wait_ready(&api).await;
     let publish = |payload: Vec<u8>| store_on_events(&js, payload);
     // Seq 1 committed: the stored cursor is there.
     publish(to_bytes(&submitted("before"))).await;
-    wait_until(PATIENCE, "the first event committed", || async {
-        get_json(&format!("{api}/readyz")).await.1["size"] == 1
-    })
-    .await;
+    wait_size(&api, 1, PATIENCE).await;
     js.delete_stream(socai_wire::stream::REJECTED)
         .await
         .expect("delete REJECTED");
@@ -1440,10 +1452,7 @@ async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
     publish(b"not an event".to_vec()).await;
     publish(to_bytes(&submitted("after-1"))).await;
     let last = publish(to_bytes(&submitted("after-2"))).await;
-    wait_until(PATIENCE, "both later events committed", || async {
-        get_json(&format!("{api}/readyz")).await.1["size"] == 3
-    })
-    .await;
+    wait_size(&api, 3, PATIENCE).await;
     wait_until(
         Duration::from_secs(60),
         "/readyz to report the unstored rejection",
@@ -1466,10 +1475,7 @@ async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
     let api = serve.http_url();
     publish(to_bytes(&submitted("next"))).await;
     let limit = Duration::from_secs(120);
-    wait_until(limit, "the next event committed", || async {
-        get_json(&format!("{api}/readyz")).await.1["size"] == 4
-    })
-    .await;
+    wait_size(&api, 4, limit).await;
     let (status, ready) = get_json(&format!("{api}/readyz")).await;
     assert_eq!(status, 200, "no data-loss alarm: {ready}");
     assert_eq!(metric(&api, "socai_events_lost_total").await, 0.0);
@@ -1480,7 +1486,7 @@ async fn messages_the_ledger_read_past_a_held_cursor_are_not_taken_for_lost() {
             && log.contains("after the ledger had read past them"),
         "the lost rejection's copy is warned of:\n{log}"
     );
-    let held: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    let held = held_ids(&ledger);
     assert_eq!(held, ["before", "after-1", "after-2", "next"]);
 }
 
@@ -1591,7 +1597,7 @@ async fn every_bad_input_ends_on_rejected_with_its_code_and_nothing_else_does() 
     assert_eq!(summary["committed"], 2, "{summary}");
     assert_eq!(summary["duplicates"], 1, "{summary}");
     assert_eq!(summary["rejected"], corpus.len(), "{summary}");
-    let ids: Vec<String> = ledger_events(&ledger).into_iter().map(|e| e.0).collect();
+    let ids = held_ids(&ledger);
     assert_eq!(ids, ["good-1", "good-2"]);
 }
 
@@ -1610,10 +1616,7 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
     } = rig(Some("[ingest]\nrejected_retry_s = 1\n"), None).await;
     let api = serve.http_url();
     // Ready once the writer runs, which is after it made every stream: REJECTED stays deleted.
-    wait_until(PATIENCE, "the ledger to be ready", || async {
-        get_json(&format!("{api}/readyz")).await.0 == 200
-    })
-    .await;
+    wait_ready(&api).await;
     js.delete_stream(socai_wire::stream::REJECTED)
         .await
         .expect("delete REJECTED");
@@ -1653,10 +1656,7 @@ async fn a_rejection_rejected_does_not_take_is_reported_and_the_next_start_store
         "{metrics}"
     );
     // The good event behind it is committed all the same.
-    wait_until(PATIENCE, "the good event to be committed", || async {
-        get_json(&format!("{api}/readyz")).await.1["size"] == 1
-    })
-    .await;
+    wait_size(&api, 1, PATIENCE).await;
     serve.stop();
 
     // The next start makes REJECTED again and rejects the message again onto it.
@@ -1690,10 +1690,7 @@ async fn a_backlog_of_large_messages_is_read_a_few_mib_at_a_time() {
         js,
     } = rig(None, None).await;
     let api = serve.http_url();
-    wait_until(PATIENCE, "the ledger to be ready", || async {
-        get_json(&format!("{api}/readyz")).await.0 == 200
-    })
-    .await;
+    wait_ready(&api).await;
     // What the same ledger holds at most when it has nothing to read.
     let idle_kib = serve.peak_rss_kib();
     serve.stop();

@@ -517,6 +517,15 @@ impl Lines<'_> {
 /// `socai publish FILE`: streams the file's events to EVENTS and, unless `--no-receipts`, keeps
 /// each until the ledger's receipt names it (re-publishing what has none in time), then reports
 /// what the ledger did with every event.
+impl PublishArgs {
+    /// `give_up_after` in seconds, as a run takes it (a wait past a year counts as a year).
+    fn give_up_secs(&self) -> u64 {
+        self.give_up_after
+            .min(socai_client::receipts::LONGEST_WAIT)
+            .as_secs()
+    }
+}
+
 pub fn publish(g: &Global, args: &PublishArgs) -> anyhow::Result<()> {
     let file = args.file.as_path();
     let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
@@ -634,11 +643,7 @@ fn publish_receipted(
         verifier,
         ..ReceiptOptions::default()
     };
-    // As the run takes it (a wait past a year counts as a year).
-    let give_up_s = args
-        .give_up_after
-        .min(socai_client::receipts::LONGEST_WAIT)
-        .as_secs();
+    let give_up_s = args.give_up_secs();
     // Once the file is read, what is left is waiting for receipts.
     let messages = messages.chain(std::iter::from_fn(|| {
         bar.set_message("receipts");
@@ -902,9 +907,7 @@ impl Tally {
             problems.push(format!(
                 "{} of {total} events got no receipt within {} s, so the ledger may not hold them: is `socai serve` running and connected to this nats-server? Publishing the same file again is safe (same ids): the ledger answers what it already holds as duplicates",
                 self.no_receipt,
-                args.give_up_after
-                    .min(socai_client::receipts::LONGEST_WAIT)
-                    .as_secs()
+                args.give_up_secs()
             ));
         }
         if self.bad_receipts > 0 {
