@@ -795,23 +795,7 @@ async fn ledger_killed_twenty_times_while_publishing_loses_and_duplicates_nothin
     let entry: serde_json::Value =
         serde_json::from_slice(entries.last().expect("entries")).expect("entry json");
     assert_eq!(entry["seq"], 29_999);
-    // Every message of COMMITTED continues the one before it: no gap, no repeat.
-    let mut next = 0;
-    for kept in stream_contents(&js, socai_wire::stream::COMMITTED).await {
-        let seq: u64 = kept
-            .header("Socai-Seq")
-            .expect("Socai-Seq")
-            .parse()
-            .unwrap();
-        let count: u64 = kept
-            .header("Socai-Count")
-            .expect("Socai-Count")
-            .parse()
-            .unwrap();
-        assert_eq!(seq, next, "COMMITTED continues at entry {next}");
-        next = seq + count;
-    }
-    assert_eq!(next, 30_000);
+    assert_committed_whole(&js, 30_000).await;
     assert_exactly_once_in_order(&ledger, &events);
     assert_eq!(ledger.verified_size(), 30_000);
 }
@@ -1789,6 +1773,133 @@ async fn every_stored_checkpoint_reaches_checkpoints_however_many_there_are() {
         sizes, stored,
         "CHECKPOINTS holds every stored checkpoint, in order"
     );
+}
+
+/// Every message of COMMITTED continues the one before it, from entry 0 to entry `size - 1`:
+/// no gap, no repeat, and none of its stream seqs missing.
+async fn assert_committed_whole(js: &async_nats::jetstream::Context, size: u64) {
+    let mut stream = js
+        .get_stream(socai_wire::stream::COMMITTED)
+        .await
+        .expect("COMMITTED");
+    let state = stream.info().await.expect("COMMITTED's info").state.clone();
+    assert_eq!(
+        state.messages,
+        (state.last_sequence + 1).saturating_sub(state.first_sequence),
+        "no stream seq missing inside COMMITTED: {state:?}"
+    );
+    let mut next = 0;
+    for kept in stream_contents(js, socai_wire::stream::COMMITTED).await {
+        let seq: u64 = kept
+            .header("Socai-Seq")
+            .expect("Socai-Seq")
+            .parse()
+            .unwrap();
+        let count: u64 = kept
+            .header("Socai-Count")
+            .expect("Socai-Count")
+            .parse()
+            .unwrap();
+        assert_eq!(seq, next, "COMMITTED continues at entry {next}");
+        next = seq + count;
+    }
+    assert_eq!(next, size, "COMMITTED ends with the ledger's last entry");
+}
+
+/// A message deleted by hand from COMMITTED (here its last one, while the ledger was stopped)
+/// is never buried under new ones, which would leave a hole where projection workers stop: the
+/// ledger holds COMMITTED where it is and says what to do (an error logged once, `/readyz`
+/// naming the missing messages while staying ready, `socai_committed_stalled`), ingest goes on,
+/// and once the operator purges COMMITTED the ledger publishes every entry again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() {
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(None, None).await;
+    let api = serve.http_url();
+    for (n, id) in ["c-1", "c-2", "c-3"].into_iter().enumerate() {
+        store_on_events(&js, to_bytes(&submitted(id))).await;
+        wait_size(&api, n as u64 + 1, PATIENCE).await;
+    }
+    wait_until(PATIENCE, "entries 0..2 on COMMITTED", || async {
+        metric(&api, "socai_committed_published_entries").await == 3.0
+    })
+    .await;
+    serve.stop();
+    let mut committed = js
+        .get_stream(socai_wire::stream::COMMITTED)
+        .await
+        .expect("COMMITTED");
+    let last_seq = committed
+        .info()
+        .await
+        .expect("COMMITTED's info")
+        .state
+        .last_sequence;
+    assert!(last_seq >= 2, "one message per commit: {last_seq}");
+    assert!(
+        committed
+            .delete_message(last_seq)
+            .await
+            .expect("delete COMMITTED's last message")
+    );
+
+    let mut serve = ledger.serve(&url, None);
+    let api = serve.http_url();
+    wait_until(PATIENCE, "/readyz to say COMMITTED is stalled", || async {
+        get_json(&format!("{api}/readyz")).await.1["committed_stalled"].is_string()
+    })
+    .await;
+    // Ingest goes on, so the ledger stays ready.
+    wait_ready(&api).await;
+    let (_, ready) = get_json(&format!("{api}/readyz")).await;
+    socai_e2e::openapi::OpenApi::load().check_schema("Readiness", &ready);
+    let why = ready["committed_stalled"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with(&format!(
+            "COMMITTED's stream seqs run from 1 to {last_seq} but 1 of those messages are gone, among them its last 1"
+        )) && why.contains("nats stream purge COMMITTED"),
+        "{ready}"
+    );
+    assert_eq!(metric(&api, "socai_committed_stalled").await, 1.0);
+    // Ingest and receipts go on; COMMITTED stays as it was.
+    store_on_events(&js, to_bytes(&submitted("c-4"))).await;
+    wait_size(&api, 4, PATIENCE).await;
+    // Long enough for a few tries (one a second): the error is logged once, not on each.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("COMMITTED's stream seqs run"))
+        .count();
+    assert_eq!(errors, 1, "the stall is logged once:\n{log}");
+    assert_eq!(
+        stream_messages(&js, socai_wire::stream::COMMITTED).await,
+        last_seq - 1
+    );
+
+    // The operator purges COMMITTED: every entry goes out again, with no hole.
+    committed.purge().await.expect("purge COMMITTED");
+    wait_until(PATIENCE, "every entry on COMMITTED again", || async {
+        metric(&api, "socai_committed_published_entries").await == 4.0
+            && stream_messages(&js, socai_wire::stream::COMMITTED).await > 0
+    })
+    .await;
+    let (status, ready) = get_json(&format!("{api}/readyz")).await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.get("committed_stalled").is_none(), "{ready}");
+    assert_eq!(metric(&api, "socai_committed_stalled").await, 0.0);
+    serve.stop();
+    assert!(
+        std::fs::read_to_string(&serve.log)
+            .unwrap_or_default()
+            .contains("COMMITTED has no hole any more: publishing committed entries resumes")
+    );
+    assert_committed_whole(&js, 4).await;
 }
 
 /// A valid event of agency `agency`.

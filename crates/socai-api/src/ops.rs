@@ -270,6 +270,16 @@ async fn readyz(
             }
         ));
     }
+    // Ingest and receipts go on, so the ledger stays ready; but the projection workers get
+    // nothing new until the operator has done what this says.
+    let stalled = state
+        .inner
+        .counters
+        .as_ref()
+        .and_then(|c| c.committed_stalled.lock().ok().and_then(|s| s.clone()));
+    if let Some(why) = stalled {
+        body["committed_stalled"] = serde_json::Value::String(why);
+    }
     let status = if ready {
         StatusCode::OK
     } else {

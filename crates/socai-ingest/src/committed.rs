@@ -1,7 +1,7 @@
 //! Follows the ledger head and publishes the committed entries to COMMITTED, one message per
 //! commit (a backlog is merged, up to [`MESSAGE_MAX_BYTES`] a message): an entry bundle (each
 //! entry with a 2-byte length, as C2SP tlog-tiles entry bundles) of `Socai-Count` entries from
-//! seq `Socai-Seq` (msg-id = that seq); after each round, the signed checkpoints those entries
+//! seq `Socai-Seq` (msg-id `<that seq>@<the stream's last seq before it>`); after each round, the signed checkpoints those entries
 //! complete to `dvc.ledger.checkpoint` (also while it is still behind the head).
 //!
 //! The cursor is the stream itself: at start and after any failure the publisher reads
@@ -101,8 +101,12 @@ async fn last_message(
     }
 }
 
-/// The last seq a stream ever stored (it stays after a purge).
-async fn stream_last_seq(js: &jetstream::Context, name: &str) -> Result<u64, IngestError> {
+/// A stream's state: its first and last seq (the last stays after a purge) and how many
+/// messages it holds.
+async fn stream_state(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<jetstream::stream::State, IngestError> {
     let mut stream = js
         .get_stream(name)
         .await
@@ -112,7 +116,35 @@ async fn stream_last_seq(js: &jetstream::Context, name: &str) -> Result<u64, Ing
         .await
         .map_err(|e| IngestError::Nats(format!("cannot read stream {name}: {e}")))?
         .state
-        .last_sequence)
+        .clone())
+}
+
+/// Why COMMITTED cannot be continued, if messages were deleted from it: inside it, or at its
+/// end (`last_message_seq`, the stream seq of its last message, is then below its last seq).
+/// Only the ledger publishes there and nothing else may delete; a hole stops every projection
+/// worker that reaches it, and publishing after it would only bury it.
+fn holes(state: &jetstream::stream::State, last_message_seq: u64) -> Option<String> {
+    if state.messages == 0 {
+        // Empty, or purged: the ledger publishes every entry again after the last seq.
+        return None;
+    }
+    let span = (state.last_sequence + 1).saturating_sub(state.first_sequence);
+    let missing = span.saturating_sub(state.messages);
+    if missing == 0 && last_message_seq >= state.last_sequence {
+        return None;
+    }
+    let tail = if last_message_seq < state.last_sequence {
+        format!(
+            ", among them its last {} (its last message left is stream seq {last_message_seq})",
+            state.last_sequence - last_message_seq
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "COMMITTED's stream seqs run from {} to {} but {missing} of those messages are gone{tail}: they were deleted outside the ledger, and publishing after them would leave a hole where projection workers stop. Purge COMMITTED (`nats stream purge {COMMITTED}`, as the NATS admin): the ledger then publishes every entry again by itself (receipts and ingest go on meanwhile), and workers find their place in it",
+        state.first_sequence, state.last_sequence
+    ))
 }
 
 /// Waits before a retry; `true` when it is time to give up (the writer is gone and the drain
@@ -152,6 +184,7 @@ impl CommittedPublisher {
                 Some(c) => c,
                 None => match self.resume(head).await {
                     Ok(c) => {
+                        self.stalled(None);
                         if let Some(marker) = self.promoting_marker.take() {
                             // `promoting` becomes `promoted`: this data dir is a primary now
                             // and refuses to run as a replica again.
@@ -169,6 +202,13 @@ impl CommittedPublisher {
                         c
                     }
                     Err(e @ IngestError::Diverged(_)) => return Err(e),
+                    Err(IngestError::CommittedHoles(why)) => {
+                        self.stalled(Some(why));
+                        if pause(give_up_at).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");
                         if pause(give_up_at).await {
@@ -230,13 +270,34 @@ impl CommittedPublisher {
         }
     }
 
+    /// Keeps why publishing waits for the operator (`None`: it does not), logging each change.
+    fn stalled(&self, why: Option<String>) {
+        let Ok(mut stalled) = self.counters.committed_stalled.lock() else {
+            return;
+        };
+        if *stalled == why {
+            return;
+        }
+        match &why {
+            Some(why) => tracing::error!("{why}"),
+            None => tracing::info!(
+                "COMMITTED has no hole any more: publishing committed entries resumes"
+            ),
+        }
+        *stalled = why;
+    }
+
     /// Where COMMITTED and CHECKPOINTS stand. COMMITTED's last entry must be this ledger's entry
     /// at that seq.
     async fn resume(&self, head: u64) -> Result<Cursor, IngestError> {
         let last = last_message(&self.js, COMMITTED, COMMITTED_SUBJECT, H_SEQ).await?;
+        let state = stream_state(&self.js, COMMITTED).await?;
+        if let Some(why) = holes(&state, last.as_ref().map_or(0, |l| l.stream_seq)) {
+            return Err(IngestError::CommittedHoles(why));
+        }
         let (next, stream_seq) = match last {
             // Empty, or purged: the next message goes after the stream's last seq.
-            None => (0, stream_last_seq(&self.js, COMMITTED).await?),
+            None => (0, state.last_sequence),
             Some(Last {
                 value: first,
                 count,
@@ -342,7 +403,9 @@ impl CommittedPublisher {
             rest = &rest[count..];
             let msg = PublishMessage::build()
                 .payload(Bytes::from(bundle))
-                .message_id(first.to_string())
+                // A retry of this very publish is a duplicate; the same entries published again
+                // after a purge of COMMITTED (a later last seq) are not, even inside the window.
+                .message_id(format!("{first}@{}", at.stream_seq))
                 .header(H_SEQ, first.to_string().as_str())
                 .header(H_COUNT, count.to_string().as_str())
                 // The server stores it only right after the message this publisher saw last:
@@ -416,5 +479,46 @@ impl CommittedPublisher {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// COMMITTED's state as nats-server reports it.
+    fn state(first: u64, last: u64, messages: u64) -> jetstream::stream::State {
+        serde_json::from_value(serde_json::json!({
+            "messages": messages,
+            "bytes": messages * 100,
+            "first_seq": first,
+            "first_ts": "2026-12-06T00:00:00Z",
+            "last_seq": last,
+            "last_ts": "2026-12-06T00:00:00Z",
+            "consumer_count": 0,
+        }))
+        .expect("a stream state")
+    }
+
+    #[test]
+    fn only_messages_deleted_inside_committed_or_at_its_end_stop_the_publisher() {
+        // Whole: from the start, or after a purge (first seq past the old ones).
+        assert_eq!(holes(&state(1, 7, 7), 7), None);
+        assert_eq!(holes(&state(41, 47, 7), 47), None);
+        // Empty, or purged: every entry goes out again after the last seq.
+        assert_eq!(holes(&state(48, 47, 0), 0), None);
+        // One deleted inside.
+        let why = holes(&state(1, 7, 6), 7).expect("a hole");
+        assert!(
+            why.starts_with("COMMITTED's stream seqs run from 1 to 7 but 1 of those messages are gone: they were deleted outside the ledger")
+                && why.contains("nats stream purge COMMITTED"),
+            "{why}"
+        );
+        // The last two deleted: the last message left is below the last seq.
+        let why = holes(&state(1, 7, 5), 5).expect("a hole");
+        assert!(
+            why.starts_with("COMMITTED's stream seqs run from 1 to 7 but 2 of those messages are gone, among them its last 2 (its last message left is stream seq 5)"),
+            "{why}"
+        );
     }
 }

@@ -51,6 +51,11 @@ pub enum IngestError {
     /// COMMITTED does not continue this ledger; the message says what to do.
     #[error("{0}")]
     Diverged(String),
+    /// Messages were deleted from COMMITTED outside the ledger: it cannot go on without
+    /// leaving a hole the projection workers stop at; the message says what to do. Publishing
+    /// waits (and resumes by itself once the operator has purged the stream).
+    #[error("{0}")]
+    CommittedHoles(String),
 }
 
 /// Running totals since start, readable while the writer runs.
@@ -83,6 +88,9 @@ pub struct Counters {
     pub data_loss_alarms: AtomicU64,
     /// COMMITTED holds every entry below this seq.
     pub published: AtomicU64,
+    /// Why publishing to COMMITTED waits for the operator (messages deleted from it by hand),
+    /// while it does; for `/readyz`.
+    pub committed_stalled: std::sync::Mutex<Option<String>>,
     /// Tree size of the last checkpoint published.
     pub checkpoints: AtomicU64,
     /// Entries in the ledger (durable).

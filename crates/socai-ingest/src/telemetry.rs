@@ -251,6 +251,17 @@ impl Collector for CountersCollector {
         )?;
         gauge(
             &mut e,
+            "socai_committed_stalled",
+            "1 while publishing to COMMITTED waits for an operator (messages were deleted from it: see /readyz and the log), else 0",
+            f64::from(u8::from(
+                c.committed_stalled
+                    .lock()
+                    .map(|a| a.is_some())
+                    .unwrap_or(true),
+            )),
+        )?;
+        gauge(
+            &mut e,
             "socai_checkpoint_size",
             "Tree size of the latest signed checkpoint",
             c.checkpoint_size.load(Relaxed) as f64,
