@@ -1861,7 +1861,8 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     let why = ready["committed_stalled"].as_str().unwrap_or_default();
     assert!(
         why.starts_with(&format!(
-            "COMMITTED's stream seqs run from 1 to {last_seq} but 1 of those messages are gone, among them its last 1"
+            "messages were deleted from COMMITTED outside the ledger (1 of its stream seqs 1..{last_seq} hold no message; its last message is stream seq {}, below its last seq {last_seq})",
+            last_seq - 1
         )) && why.contains("nats stream purge COMMITTED"),
         "{ready}"
     );
@@ -1874,7 +1875,9 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
     let errors = log
         .lines()
-        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("COMMITTED's stream seqs run"))
+        .filter(|l| {
+            l.contains("\"level\":\"ERROR\"") && l.contains("messages were deleted from COMMITTED")
+        })
         .count();
     assert_eq!(errors, 1, "the stall is logged once:\n{log}");
     assert_eq!(
@@ -1893,13 +1896,43 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     assert_eq!(status, 200, "{ready}");
     assert!(ready.get("committed_stalled").is_none(), "{ready}");
     assert_eq!(metric(&api, "socai_committed_stalled").await, 0.0);
-    serve.stop();
     assert!(
         std::fs::read_to_string(&serve.log)
             .unwrap_or_default()
             .contains("COMMITTED has no hole any more: publishing committed entries resumes")
     );
     assert_committed_whole(&js, 4).await;
+
+    // Deleted while the ledger runs (here the one message the purge left): found within
+    // seconds, even if a new message went out after it (it still met the expected last seq).
+    let last_seq = committed
+        .info()
+        .await
+        .expect("COMMITTED's info")
+        .state
+        .last_sequence;
+    assert!(
+        committed
+            .delete_message(last_seq)
+            .await
+            .expect("delete COMMITTED's last message")
+    );
+    store_on_events(&js, to_bytes(&submitted("c-5"))).await;
+    wait_size(&api, 5, PATIENCE).await;
+    wait_until(
+        PATIENCE,
+        "/readyz to say COMMITTED is stalled again",
+        || async {
+            get_json(&format!("{api}/readyz")).await.1["committed_stalled"]
+                .as_str()
+                .is_some_and(|why| {
+                    why.starts_with("messages were deleted from COMMITTED outside the ledger (its first message (stream seq ")
+                        && why.contains(") begins at entry 4, not 0")
+                })
+        },
+    )
+    .await;
+    serve.stop();
 }
 
 /// A valid event of agency `agency`.

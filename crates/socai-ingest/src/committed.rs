@@ -15,7 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::{
+    self,
+    message::PublishMessage,
+    stream::{LastRawMessageErrorKind, RawMessageErrorKind},
+};
 use bytes::Bytes;
 use socai_store::{SledStorage, Storage};
 use socai_wire::header::{COUNT as H_COUNT, SEQ as H_SEQ, TREE_SIZE as H_TREE_SIZE};
@@ -31,6 +35,10 @@ const ROUND_MAX_ENTRIES: u64 = 4096;
 /// A round ends early once the entries it read reach this many bytes (entries of large events
 /// would otherwise make a round of 4096 hundreds of MiB).
 const ROUND_MAX_BYTES: usize = 8 << 20;
+
+/// How often a running publisher reads where COMMITTED stands again (and looks for messages
+/// deleted from it).
+const HOLES_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// Checkpoints read from the store at a time.
 const CHECKPOINTS_PER_READ: usize = 256;
@@ -119,31 +127,80 @@ async fn stream_state(
         .clone())
 }
 
-/// Why COMMITTED cannot be continued, if messages were deleted from it: inside it, or at its
-/// end (`last_message_seq`, the stream seq of its last message, is then below its last seq).
-/// Only the ledger publishes there and nothing else may delete; a hole stops every projection
-/// worker that reaches it, and publishing after it would only bury it.
-fn holes(state: &jetstream::stream::State, last_message_seq: u64) -> Option<String> {
+/// The first message of COMMITTED: its stream seq and the first entry it holds (`Socai-Seq`);
+/// `None` if the stream holds none. Asked of the stream leader.
+async fn first_message(js: &jetstream::Context) -> Result<Option<(u64, u64)>, IngestError> {
+    let stream = js
+        .get_stream_no_info(COMMITTED)
+        .await
+        .map_err(|e| IngestError::Nats(format!("cannot open stream {COMMITTED}: {e}")))?;
+    match stream
+        .get_first_raw_message_by_subject(COMMITTED_SUBJECT, 1)
+        .await
+    {
+        Ok(msg) => {
+            let first = msg
+                .headers
+                .get(H_SEQ)
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    IngestError::Diverged(format!(
+                        "the first message on {COMMITTED_SUBJECT} (stream seq {}) has no {H_SEQ} header: something other than socai publishes there; only the ledger user may publish to dvc.ledger.>",
+                        msg.sequence
+                    ))
+                })?;
+            Ok(Some((msg.sequence, first)))
+        }
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(IngestError::Nats(format!(
+            "cannot read the first message on {COMMITTED_SUBJECT}: {e}"
+        ))),
+    }
+}
+
+/// Why COMMITTED cannot be continued, if messages were deleted from it: at its start (`first`,
+/// its first message's stream seq and first entry, does not hold entry 0), inside it (its
+/// stream seqs span more than its messages), or at its end (`last_message_seq`, the stream seq
+/// of its last message, is below its last seq). Only the ledger publishes there and nothing
+/// else may delete; a hole stops every projection worker that reaches it, and publishing after
+/// it would only bury it. An empty COMMITTED (never used, or purged) has none: the ledger
+/// publishes every entry again after its last seq.
+fn holes(
+    state: &jetstream::stream::State,
+    first: Option<(u64, u64)>,
+    last_message_seq: u64,
+) -> Option<String> {
     if state.messages == 0 {
-        // Empty, or purged: the ledger publishes every entry again after the last seq.
         return None;
+    }
+    let mut found = Vec::new();
+    if let Some((stream_seq, entry)) = first
+        && entry > 0
+    {
+        found.push(format!(
+            "its first message (stream seq {stream_seq}) begins at entry {entry}, not 0"
+        ));
     }
     let span = (state.last_sequence + 1).saturating_sub(state.first_sequence);
     let missing = span.saturating_sub(state.messages);
-    if missing == 0 && last_message_seq >= state.last_sequence {
+    if missing > 0 {
+        found.push(format!(
+            "{missing} of its stream seqs {}..{} hold no message",
+            state.first_sequence, state.last_sequence
+        ));
+    }
+    if last_message_seq < state.last_sequence {
+        found.push(format!(
+            "its last message is stream seq {last_message_seq}, below its last seq {}",
+            state.last_sequence
+        ));
+    }
+    if found.is_empty() {
         return None;
     }
-    let tail = if last_message_seq < state.last_sequence {
-        format!(
-            ", among them its last {} (its last message left is stream seq {last_message_seq})",
-            state.last_sequence - last_message_seq
-        )
-    } else {
-        String::new()
-    };
     Some(format!(
-        "COMMITTED's stream seqs run from {} to {} but {missing} of those messages are gone{tail}: they were deleted outside the ledger, and publishing after them would leave a hole where projection workers stop. Purge COMMITTED (`nats stream purge {COMMITTED}`, as the NATS admin): the ledger then publishes every entry again by itself (receipts and ingest go on meanwhile), and workers find their place in it",
-        state.first_sequence, state.last_sequence
+        "messages were deleted from COMMITTED outside the ledger ({}): publishing after them would leave a hole where projection workers stop. Purge COMMITTED (`nats stream purge {COMMITTED}`, as the NATS admin): the ledger then publishes every entry again by itself (receipts and ingest go on meanwhile), and workers find their place in it",
+        found.join("; ")
     ))
 }
 
@@ -178,12 +235,24 @@ impl CommittedPublisher {
         let mut writer_gone = false;
         let mut give_up_at: Option<tokio::time::Instant> = None;
         let mut cursor: Option<Cursor> = None;
+        let mut resumed_at = tokio::time::Instant::now();
         loop {
+            // Also noticed while failing, not only when idle: the drain's deadline must start.
+            if !writer_gone && self.head.has_changed().is_err() {
+                writer_gone = true;
+                give_up_at = Some(tokio::time::Instant::now() + drain_timeout);
+            }
             let head = *self.head.borrow_and_update();
+            // Messages deleted while it runs: found within this long, before they are buried
+            // deeper (a publish after a deleted last message still meets the expected last seq).
+            if resumed_at.elapsed() >= HOLES_CHECK_EVERY {
+                cursor = None;
+            }
             let mut at = match cursor {
                 Some(c) => c,
                 None => match self.resume(head).await {
                     Ok(c) => {
+                        resumed_at = tokio::time::Instant::now();
                         self.stalled(None);
                         if let Some(marker) = self.promoting_marker.take() {
                             // `promoting` becomes `promoted`: this data dir is a primary now
@@ -204,6 +273,13 @@ impl CommittedPublisher {
                     Err(e @ IngestError::Diverged(_)) => return Err(e),
                     Err(IngestError::CommittedHoles(why)) => {
                         self.stalled(Some(why));
+                        if writer_gone {
+                            // Nothing to drain: only the operator can make COMMITTED go on.
+                            tracing::warn!(
+                                "stopping with COMMITTED held where it is; the next start publishes once it is purged"
+                            );
+                            return Ok(());
+                        }
                         if pause(give_up_at).await {
                             return Ok(());
                         }
@@ -262,7 +338,9 @@ impl CommittedPublisher {
             if writer_gone {
                 return Ok(());
             }
-            if self.head.changed().await.is_err() {
+            // Idle, it still looks at COMMITTED now and then (the check above).
+            let until_check = HOLES_CHECK_EVERY.saturating_sub(resumed_at.elapsed());
+            if let Ok(Err(_)) = tokio::time::timeout(until_check, self.head.changed()).await {
                 // The writer stopped: publish what is left, then stop.
                 writer_gone = true;
                 give_up_at = Some(tokio::time::Instant::now() + drain_timeout);
@@ -292,7 +370,11 @@ impl CommittedPublisher {
     async fn resume(&self, head: u64) -> Result<Cursor, IngestError> {
         let last = last_message(&self.js, COMMITTED, COMMITTED_SUBJECT, H_SEQ).await?;
         let state = stream_state(&self.js, COMMITTED).await?;
-        if let Some(why) = holes(&state, last.as_ref().map_or(0, |l| l.stream_seq)) {
+        let first = match state.messages {
+            0 => None,
+            _ => first_message(&self.js).await?,
+        };
+        if let Some(why) = holes(&state, first, last.as_ref().map_or(0, |l| l.stream_seq)) {
             return Err(IngestError::CommittedHoles(why));
         }
         let (next, stream_seq) = match last {
@@ -501,23 +583,30 @@ mod tests {
     }
 
     #[test]
-    fn only_messages_deleted_inside_committed_or_at_its_end_stop_the_publisher() {
+    fn only_messages_deleted_from_committed_stop_the_publisher() {
         // Whole: from the start, or after a purge (first seq past the old ones).
-        assert_eq!(holes(&state(1, 7, 7), 7), None);
-        assert_eq!(holes(&state(41, 47, 7), 47), None);
+        assert_eq!(holes(&state(1, 7, 7), Some((1, 0)), 7), None);
+        assert_eq!(holes(&state(41, 47, 7), Some((41, 0)), 47), None);
         // Empty, or purged: every entry goes out again after the last seq.
-        assert_eq!(holes(&state(48, 47, 0), 0), None);
+        assert_eq!(holes(&state(48, 47, 0), None, 0), None);
+        let holes = |s, first, last| holes(&s, first, last).expect("a hole");
         // One deleted inside.
-        let why = holes(&state(1, 7, 6), 7).expect("a hole");
+        let why = holes(state(1, 7, 6), Some((1, 0)), 7);
         assert!(
-            why.starts_with("COMMITTED's stream seqs run from 1 to 7 but 1 of those messages are gone: they were deleted outside the ledger")
+            why.starts_with("messages were deleted from COMMITTED outside the ledger (1 of its stream seqs 1..7 hold no message): publishing after them would leave a hole")
                 && why.contains("nats stream purge COMMITTED"),
             "{why}"
         );
-        // The last two deleted: the last message left is below the last seq.
-        let why = holes(&state(1, 7, 5), 5).expect("a hole");
+        // The last two deleted.
+        let why = holes(state(1, 7, 5), Some((1, 0)), 5);
         assert!(
-            why.starts_with("COMMITTED's stream seqs run from 1 to 7 but 2 of those messages are gone, among them its last 2 (its last message left is stream seq 5)"),
+            why.starts_with("messages were deleted from COMMITTED outside the ledger (2 of its stream seqs 1..7 hold no message; its last message is stream seq 5, below its last seq 7)"),
+            "{why}"
+        );
+        // The first one deleted: its seqs start after it, as after a purge, but not at entry 0.
+        let why = holes(state(2, 7, 6), Some((2, 3)), 7);
+        assert!(
+            why.starts_with("messages were deleted from COMMITTED outside the ledger (its first message (stream seq 2) begins at entry 3, not 0)"),
             "{why}"
         );
     }

@@ -115,7 +115,9 @@ impl StreamSettings {
     pub fn committed(&self) -> stream::Config {
         stream::Config {
             name: COMMITTED.into(),
-            description: Some("committed ledger entries in seq order, msg-id = seq".into()),
+            description: Some(
+                "committed ledger entries in seq order: one entry bundle per commit (Socai-Seq, Socai-Count)".into(),
+            ),
             subjects: vec![COMMITTED_SUBJECT.into()],
             storage: stream::StorageType::File,
             duplicate_window: self.duplicate_window,
