@@ -1,15 +1,17 @@
 //! Follows the ledger head and publishes the committed entries to COMMITTED, one message per
 //! commit (a backlog is merged, up to [`MESSAGE_MAX_BYTES`] a message): an entry bundle (each
 //! entry with a 2-byte length, as C2SP tlog-tiles entry bundles) of `Socai-Count` entries from
-//! seq `Socai-Seq` (msg-id `<that seq>@<the stream's last seq before it>`); after each round, the signed checkpoints those entries
-//! complete to `dvc.ledger.checkpoint` (also while it is still behind the head).
+//! seq `Socai-Seq` (msg-id `<that seq>@<the stream's last seq before it>`); after each round,
+//! the signed checkpoints those entries complete to `dvc.ledger.checkpoint` (also while it is
+//! still behind the head).
 //!
-//! The cursor is the stream itself: at start and after any failure the publisher reads
-//! COMMITTED's last message and goes on after its last entry, so a crash between commit and
-//! publish loses nothing and publishes nothing twice. Each message is published with the
-//! stream's expected last sequence, so the server stores it only right after its predecessor:
-//! COMMITTED never has a gap or a repeat. A checkpoint is published only once every entry it
-//! covers is on COMMITTED.
+//! The cursor is the stream itself: at start, after any failure and at least every
+//! [`HOLES_CHECK_EVERY`] the publisher reads COMMITTED's last message and goes on after its last
+//! entry, so a crash between commit and publish loses nothing and publishes nothing twice. Each
+//! message is published with the stream's expected last sequence, so the server stores it only
+//! right after its predecessor: COMMITTED never has a gap or a repeat. Messages deleted from it
+//! by hand hold the publisher until the operator purges it (see [`holes`]). A checkpoint is
+//! published only once every entry it covers is on COMMITTED.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -199,7 +201,7 @@ fn holes(
         return None;
     }
     Some(format!(
-        "messages were deleted from COMMITTED outside the ledger ({}): publishing after them would leave a hole where projection workers stop. Purge COMMITTED (`nats stream purge {COMMITTED}`, as the NATS admin): the ledger then publishes every entry again by itself (receipts and ingest go on meanwhile), and workers find their place in it",
+        "messages were deleted from COMMITTED outside the ledger, or lost by nats-server ({}): publishing after them would leave a hole where projection workers stop, so COMMITTED and CHECKPOINTS wait. Purge COMMITTED (`nats stream purge {COMMITTED}`, as the NATS admin) while this is shown: the ledger then publishes every entry again by itself (receipts and ingest go on meanwhile), and workers find their place in it once restarted",
         found.join("; ")
     ))
 }
@@ -253,6 +255,7 @@ impl CommittedPublisher {
                 None => match self.resume(head).await {
                     Ok(c) => {
                         resumed_at = tokio::time::Instant::now();
+                        self.counters.published.store(c.next, Relaxed);
                         self.stalled(None);
                         if let Some(marker) = self.promoting_marker.take() {
                             // `promoting` becomes `promoted`: this data dir is a primary now
@@ -286,7 +289,12 @@ impl CommittedPublisher {
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");
+                        // An idle publisher looks every 10 s: quiet while nothing waits for it.
+                        if head > self.counters.published.load(Relaxed) {
+                            tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");
+                        } else {
+                            tracing::debug!(error = %e, "cannot read where COMMITTED stands; retrying");
+                        }
                         if pause(give_up_at).await {
                             return Ok(());
                         }
@@ -368,14 +376,23 @@ impl CommittedPublisher {
     /// Where COMMITTED and CHECKPOINTS stand. COMMITTED's last entry must be this ledger's entry
     /// at that seq.
     async fn resume(&self, head: u64) -> Result<Cursor, IngestError> {
-        let last = last_message(&self.js, COMMITTED, COMMITTED_SUBJECT, H_SEQ).await?;
+        // The state first, then the messages: a publish of ours whose PubAck was lost (the
+        // only writer here) or a purge landing in between shows as a mismatch, read again.
         let state = stream_state(&self.js, COMMITTED).await?;
+        let last = last_message(&self.js, COMMITTED, COMMITTED_SUBJECT, H_SEQ).await?;
         let first = match state.messages {
             0 => None,
             _ => first_message(&self.js).await?,
         };
-        if let Some(why) = holes(&state, first, last.as_ref().map_or(0, |l| l.stream_seq)) {
-            return Err(IngestError::CommittedHoles(why));
+        let last_seq = last.as_ref().map(|l| l.stream_seq);
+        if last_seq.is_some_and(|seq| seq > state.last_sequence)
+            || (state.messages > 0) != last.is_some()
+            || (state.messages > 0) != first.is_some()
+        {
+            return Err(IngestError::Nats(format!(
+                "COMMITTED changed while it was read (its state: {} messages up to stream seq {}; its last message now at {last_seq:?}); reading it again",
+                state.messages, state.last_sequence
+            )));
         }
         let (next, stream_seq) = match last {
             // Empty, or purged: the next message goes after the stream's last seq.
@@ -435,6 +452,12 @@ impl CommittedPublisher {
                 }
             }
         };
+        // Only once COMMITTED's last entry is known to be this ledger's: to another ledger's
+        // stream, or one ahead of a data dir restored from an older backup, a purge would be
+        // the wrong advice.
+        if let Some(why) = holes(&state, first, last_seq.unwrap_or(0)) {
+            return Err(IngestError::CommittedHoles(why));
+        }
         let checkpoint = last_message(&self.js, CHECKPOINTS, CHECKPOINT_SUBJECT, H_TREE_SIZE)
             .await?
             .map_or(0, |last| last.value);
@@ -593,20 +616,20 @@ mod tests {
         // One deleted inside.
         let why = holes(state(1, 7, 6), Some((1, 0)), 7);
         assert!(
-            why.starts_with("messages were deleted from COMMITTED outside the ledger (1 of its stream seqs 1..7 hold no message): publishing after them would leave a hole")
+            why.starts_with("messages were deleted from COMMITTED outside the ledger, or lost by nats-server (1 of its stream seqs 1..7 hold no message): publishing after them would leave a hole")
                 && why.contains("nats stream purge COMMITTED"),
             "{why}"
         );
         // The last two deleted.
         let why = holes(state(1, 7, 5), Some((1, 0)), 5);
         assert!(
-            why.starts_with("messages were deleted from COMMITTED outside the ledger (2 of its stream seqs 1..7 hold no message; its last message is stream seq 5, below its last seq 7)"),
+            why.starts_with("messages were deleted from COMMITTED outside the ledger, or lost by nats-server (2 of its stream seqs 1..7 hold no message; its last message is stream seq 5, below its last seq 7)"),
             "{why}"
         );
         // The first one deleted: its seqs start after it, as after a purge, but not at entry 0.
         let why = holes(state(2, 7, 6), Some((2, 3)), 7);
         assert!(
-            why.starts_with("messages were deleted from COMMITTED outside the ledger (its first message (stream seq 2) begins at entry 3, not 0)"),
+            why.starts_with("messages were deleted from COMMITTED outside the ledger, or lost by nats-server (its first message (stream seq 2) begins at entry 3, not 0)"),
             "{why}"
         );
     }

@@ -6,7 +6,8 @@
 //! dvc.events.<agency token>.<type>    agencies → stream EVENTS          (Nats-Msg-Id = event id)
 //! dvc.rejected.<agency token>.<type>  ledger → stream REJECTED          (H_CODE, H_PATH, H_REASON, ...)
 //! dvc.ledger.committed                ledger → stream COMMITTED         (one message per commit: an
-//!                                     entry bundle of H_COUNT entries from H_SEQ; msg-id = H_SEQ)
+//!                                     entry bundle of H_COUNT entries from H_SEQ;
+//!                                     msg-id = H_SEQ@<the last seq before it>)
 //! dvc.receipts.<agency token>         ledger → each agency, after the fsync (signed receipts)
 //! dvc.ledger.checkpoint               ledger → stream CHECKPOINTS       (H_TREE_SIZE)
 //! dvc.metrics.<metric>.<scope token>  projection workers → live subscribers
