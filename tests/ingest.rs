@@ -1806,6 +1806,21 @@ async fn assert_committed_whole(js: &async_nats::jetstream::Context, size: u64) 
     assert_eq!(next, size, "COMMITTED ends with the ledger's last entry");
 }
 
+/// Deletes the message at `stream`'s last seq, by hand; returns that seq.
+async fn delete_last_message(stream: &mut async_nats::jetstream::stream::Stream) -> u64 {
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    assert!(
+        stream.delete_message(last).await.expect("delete a message"),
+        "message {last} deleted"
+    );
+    last
+}
+
 /// A message deleted by hand from COMMITTED (here its last one, while the ledger was stopped)
 /// is never buried under new ones, which would leave a hole where projection workers stop: the
 /// ledger holds COMMITTED where it is and says what to do (an error logged once, `/readyz`
@@ -1821,32 +1836,21 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         js,
     } = rig(None, None).await;
     let api = serve.http_url();
+    // One commit, and one COMMITTED message, each.
     for (n, id) in ["c-1", "c-2", "c-3"].into_iter().enumerate() {
         store_on_events(&js, to_bytes(&submitted(id))).await;
-        wait_size(&api, n as u64 + 1, PATIENCE).await;
+        wait_until(PATIENCE, &format!("entry {n} on COMMITTED"), || async {
+            metric(&api, "socai_committed_published_entries").await == n as f64 + 1.0
+        })
+        .await;
     }
-    wait_until(PATIENCE, "entries 0..2 on COMMITTED", || async {
-        metric(&api, "socai_committed_published_entries").await == 3.0
-    })
-    .await;
     serve.stop();
     let mut committed = js
         .get_stream(socai_wire::stream::COMMITTED)
         .await
         .expect("COMMITTED");
-    let last_seq = committed
-        .info()
-        .await
-        .expect("COMMITTED's info")
-        .state
-        .last_sequence;
-    assert!(last_seq >= 2, "one message per commit: {last_seq}");
-    assert!(
-        committed
-            .delete_message(last_seq)
-            .await
-            .expect("delete COMMITTED's last message")
-    );
+    let last_seq = delete_last_message(&mut committed).await;
+    assert_eq!(last_seq, 3, "one message per commit");
 
     let mut serve = ledger.serve(&url, None);
     let api = serve.http_url();
@@ -1910,18 +1914,7 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         metric(&api, "socai_committed_published_entries").await == 5.0
     })
     .await;
-    let last_seq = committed
-        .info()
-        .await
-        .expect("COMMITTED's info")
-        .state
-        .last_sequence;
-    assert!(
-        committed
-            .delete_message(last_seq)
-            .await
-            .expect("delete COMMITTED's last message")
-    );
+    delete_last_message(&mut committed).await;
     store_on_events(&js, to_bytes(&submitted("c-6"))).await;
     wait_size(&api, 6, PATIENCE).await;
     wait_until(

@@ -9,8 +9,9 @@
 //! [`HOLES_CHECK_EVERY`] the publisher reads COMMITTED's last message and goes on after its last
 //! entry, so a crash between commit and publish loses nothing and publishes nothing twice. Each
 //! message is published with the stream's expected last sequence, so the server stores it only
-//! right after its predecessor: COMMITTED never has a gap or a repeat. Messages deleted from it
-//! by hand hold the publisher until the operator purges it (see [`holes`]). A checkpoint is
+//! right after its predecessor: COMMITTED never has a gap or a repeat of its own making.
+//! Messages deleted from it by hand hold the publisher until the operator purges it (see
+//! [`holes`]). A checkpoint is
 //! published only once every entry it covers is on COMMITTED.
 
 use std::sync::Arc;
@@ -256,6 +257,7 @@ impl CommittedPublisher {
                     Ok(c) => {
                         resumed_at = tokio::time::Instant::now();
                         self.counters.published.store(c.next, Relaxed);
+                        self.counters.checkpoints.store(c.checkpoint, Relaxed);
                         self.stalled(None);
                         if let Some(marker) = self.promoting_marker.take() {
                             // `promoting` becomes `promoted`: this data dir is a primary now
@@ -289,11 +291,18 @@ impl CommittedPublisher {
                         continue;
                     }
                     Err(e) => {
-                        // An idle publisher looks every 10 s: quiet while nothing waits for it.
-                        if head > self.counters.published.load(Relaxed) {
-                            tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");
-                        } else {
+                        // An idle publisher looks every 10 s: quiet while nothing waits for it
+                        // (entries, or a checkpoint the writer signed on its tick).
+                        let waiting = head > self.counters.published.load(Relaxed)
+                            || self.counters.checkpoint_size.load(Relaxed)
+                                > self.counters.checkpoints.load(Relaxed);
+                        if !waiting {
+                            if writer_gone {
+                                return Ok(());
+                            }
                             tracing::debug!(error = %e, "cannot read where COMMITTED stands; retrying");
+                        } else {
+                            tracing::warn!(error = %e, "cannot resume publishing committed entries; retrying");
                         }
                         if pause(give_up_at).await {
                             return Ok(());

@@ -136,11 +136,11 @@ async fn span_at(
     match batch.messages.first() {
         Some(msg) if msg.seq == seq => message_span(msg),
         Some(msg) => Err(ProjectorError::Diverged(format!(
-            "COMMITTED has no message at stream seq {seq} (the next is {}), although its messages run from {} to {}: messages were deleted from the stream; restore COMMITTED from the ledger (purge it: `nats stream purge COMMITTED`, as the NATS admin; the running ledger publishes every entry again), then restart the worker",
+            "COMMITTED has no message at stream seq {seq} (the next is {}), although its messages run from {} to {}: messages were deleted from the stream; restore COMMITTED from the ledger (purge it, `nats stream purge COMMITTED` as the NATS admin, once the ledger's /readyz shows committed_stalled: the ledger then publishes every entry again), then restart the worker",
             msg.seq, bounds.0, bounds.1
         ))),
         None => Err(ProjectorError::Nats(format!(
-            "the replica of COMMITTED that answered does not hold message {seq} yet (its leader's messages run from {} to {}): it is catching up after a restart or a partition; if this goes on for minutes, the message was deleted: restore COMMITTED from the ledger (purge it: `nats stream purge COMMITTED`, as the NATS admin; the running ledger publishes every entry again)",
+            "the replica of COMMITTED that answered does not hold message {seq} yet (its leader's messages run from {} to {}): it is catching up after a restart or a partition; if this goes on for minutes, the message was deleted: restore COMMITTED from the ledger (purge it, `nats stream purge COMMITTED` as the NATS admin, once the ledger's /readyz shows committed_stalled: the ledger then publishes every entry again)",
             bounds.0, bounds.1
         ))),
     }

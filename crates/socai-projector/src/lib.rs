@@ -961,7 +961,7 @@ pub fn apply_committed(
     let (span, entries) = committed::message_entries(msg)?;
     if span.first > state.tree_size() {
         return Err(ProjectorError::Diverged(format!(
-            "COMMITTED jumps from entry {} to entry {} (stream seq {}): entries are missing from the stream (deleted, or purged while the ledger was publishing?); restore COMMITTED from the ledger (purge it: `nats stream purge COMMITTED`, as the NATS admin; the running ledger publishes every entry again), then restart the worker",
+            "COMMITTED jumps from entry {} to entry {} (stream seq {}): entries are missing from the stream (deleted, or purged while the ledger was publishing?); restore COMMITTED from the ledger (purge it, `nats stream purge COMMITTED` as the NATS admin, once the ledger's /readyz shows committed_stalled: the ledger then publishes every entry again), then restart the worker",
             state.tree_size() as i64 - 1,
             span.first,
             msg.seq
