@@ -11,8 +11,7 @@
 //! message is published with the stream's expected last sequence, so the server stores it only
 //! right after its predecessor: COMMITTED never has a gap or a repeat of its own making.
 //! Messages deleted from it by hand hold the publisher until the operator purges it (see
-//! [`holes`]). A checkpoint is
-//! published only once every entry it covers is on COMMITTED.
+//! [`holes`]). A checkpoint is published only once every entry it covers is on COMMITTED.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
