@@ -69,6 +69,25 @@ struct Last {
     payload: Bytes,
 }
 
+/// Header `name` of the `which` ("first", "last") message on `subject`, a number: a message
+/// without it was not published by socai.
+fn number_header(
+    msg: &jetstream::message::StreamMessage,
+    name: &str,
+    which: &str,
+    subject: &str,
+) -> Result<u64, IngestError> {
+    msg.headers
+        .get(name)
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+        .ok_or_else(|| {
+            IngestError::Diverged(format!(
+                "the {which} message on {subject} (stream seq {}) has no {name} header: something other than socai publishes there; only the ledger user may publish to dvc.ledger.>",
+                msg.sequence
+            ))
+        })
+}
+
 /// The last message on `subject` of `stream`, with its header `name` parsed; `None` if the
 /// stream has no message there.
 async fn last_message(
@@ -83,16 +102,7 @@ async fn last_message(
         .map_err(|e| IngestError::Nats(format!("cannot open stream {stream}: {e}")))?;
     match stream.get_last_raw_message_by_subject(subject).await {
         Ok(msg) => {
-            let value = msg
-                .headers
-                .get(name)
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    IngestError::Diverged(format!(
-                        "the last message on {subject} (stream seq {}) has no {name} header: something other than socai publishes there; only the ledger user may publish to dvc.ledger.>",
-                        msg.sequence
-                    ))
-                })?;
+            let value = number_header(&msg, name, "last", subject)?;
             let count = msg
                 .headers
                 .get(H_COUNT)
@@ -117,16 +127,12 @@ async fn stream_state(
     js: &jetstream::Context,
     name: &str,
 ) -> Result<jetstream::stream::State, IngestError> {
-    let mut stream = js
+    // Opening the stream reads its info: one request.
+    let stream = js
         .get_stream(name)
         .await
-        .map_err(|e| IngestError::Nats(format!("cannot open stream {name}: {e}")))?;
-    Ok(stream
-        .info()
-        .await
-        .map_err(|e| IngestError::Nats(format!("cannot read stream {name}: {e}")))?
-        .state
-        .clone())
+        .map_err(|e| IngestError::Nats(format!("cannot read stream {name}: {e}")))?;
+    Ok(stream.cached_info().state.clone())
 }
 
 /// The first message of COMMITTED: its stream seq and the first entry it holds (`Socai-Seq`);
@@ -141,16 +147,7 @@ async fn first_message(js: &jetstream::Context) -> Result<Option<(u64, u64)>, In
         .await
     {
         Ok(msg) => {
-            let first = msg
-                .headers
-                .get(H_SEQ)
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    IngestError::Diverged(format!(
-                        "the first message on {COMMITTED_SUBJECT} (stream seq {}) has no {H_SEQ} header: something other than socai publishes there; only the ledger user may publish to dvc.ledger.>",
-                        msg.sequence
-                    ))
-                })?;
+            let first = number_header(&msg, H_SEQ, "first", COMMITTED_SUBJECT)?;
             Ok(Some((msg.sequence, first)))
         }
         Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
