@@ -545,17 +545,27 @@ fn write_jcs(out: &mut Vec<u8>, value: &Value) {
         }
         Value::Object(map) => {
             // Map iterates in code point order; JCS sorts by UTF-16 code units, which differs
-            // only between U+E000..U+FFFF and supplementary characters.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
+            // only between U+E000..U+FFFF and supplementary characters: keys below U+E000 (no
+            // UTF-8 byte from 0xEE up) are in JCS order as they are, without a sorted copy.
+            let member = |out: &mut Vec<u8>, i: usize, key: &str, item: &Value| {
                 if i > 0 {
                     out.push(b',');
                 }
                 write_string(out, key);
                 out.push(b':');
                 write_jcs(out, item);
+            };
+            out.push(b'{');
+            if map.keys().all(|k| k.bytes().all(|b| b < 0xEE)) {
+                for (i, (key, item)) in map.iter().enumerate() {
+                    member(out, i, key, item);
+                }
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    member(out, i, key, item);
+                }
             }
             out.push(b'}');
         }
@@ -563,16 +573,32 @@ fn write_jcs(out: &mut Vec<u8>, value: &Value) {
 }
 
 pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
+    // Most strings need no escape: copied as they are. The others go through serde_json, whose
+    // escapes are RFC 8785's (`\b \f \n \r \t \" \\`, other controls as `\u00xx`).
+    if plain_run(s.as_bytes()) == s.len() {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// ECMAScript `Number.prototype.toString` of a (always finite) JSON number.
 pub(crate) fn write_number(out: &mut Vec<u8>, n: f64) {
+    // An integer below 2^53 in magnitude prints as its digits (-0 as `0`); the cast is exact.
+    const EXACT: f64 = (1u64 << 53) as f64;
+    if n.fract() == 0.0 && n.abs() < EXACT {
+        out.extend_from_slice(itoa::Buffer::new().format(n as i64).as_bytes());
+        return;
+    }
     out.extend_from_slice(ryu_js::Buffer::new().format(n).as_bytes());
 }
 
-fn write_hash(out: &mut Vec<u8>, hash: &Hash) {
+/// A hash as the JSON string of its lowercase hex.
+pub(crate) fn write_hash(out: &mut Vec<u8>, hash: &Hash) {
     let mut hex = [0u8; 66];
     hex[0] = b'"';
     hex[65] = b'"';
@@ -1205,6 +1231,15 @@ mod tests {
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(Value::from),
+            // Integral doubles around the bounds of the integer fast path.
+            prop_oneof![
+                -(1i64 << 54)..1i64 << 54,
+                Just((1i64 << 53) - 1),
+                Just(1i64 << 53),
+                Just(-(1i64 << 53)),
+            ]
+            .prop_map(|i| Value::from(i as f64)),
+            Just(Value::from(-0.0)),
             any_string().prop_map(Value::from),
         ];
         leaf.prop_recursive(5, 40, 5, |inner| {

@@ -157,18 +157,25 @@ fn unhex(what: &str, s: &str) -> Result<Hash, ReceiptError> {
 impl Receipt {
     /// This receipt's leaf in its commit's tree (see the module docs).
     pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.leaf_bytes().0)
+    }
+
+    /// The bytes of this receipt's leaf ([`RECEIPT_LEAF_PREFIX`] and the signed content), with
+    /// where `batch` and `signature` go into the content to make the receipt's JSON.
+    fn leaf_bytes(&self) -> (Vec<u8>, Splice) {
         let mut bytes = Vec::with_capacity(512 + 160 * self.events.len());
         bytes.extend_from_slice(RECEIPT_LEAF_PREFIX);
-        self.write_signed_content(&mut bytes);
-        leaf_hash(&bytes)
+        let splice = self.write_signed_content(&mut bytes);
+        (bytes, splice)
     }
 
     /// The RFC 8785 canonical JSON of this receipt without `batch` and `signature`, written
     /// directly: members in JCS order (all keys are ASCII, so byte order is UTF-16 order), those
     /// serde skips skipped alike. The same bytes as `canonical_json` of its `serde_json::Value`
     /// (a test checks), without building that tree for every receipt a ledger signs or a
-    /// publisher checks.
-    fn write_signed_content(&self, out: &mut Vec<u8>) {
+    /// publisher checks. Returns where, in `out`, the members `batch` and `signature` go to
+    /// make the whole receipt's canonical JSON.
+    fn write_signed_content(&self, out: &mut Vec<u8>) -> Splice {
         use crate::entry::{write_number, write_string};
         fn key(out: &mut Vec<u8>, first: &mut bool, k: &str) {
             if !std::mem::take(first) {
@@ -205,6 +212,8 @@ impl Receipt {
         out.push(b'{');
         key(out, first, "agency");
         write_string(out, &self.agency);
+        // JCS order: `batch` after `agency`, `signature` after `rejected`, before `syncs`.
+        let batch = out.len();
         key(out, first, "checkpoint");
         write_string(out, &self.checkpoint);
         key(out, first, "events");
@@ -227,6 +236,7 @@ impl Receipt {
             key(out, first, "rejected");
             list(out, &self.rejected, rejection);
         }
+        let signature = out.len();
         if !self.syncs.is_empty() {
             key(out, first, "syncs");
             list(out, &self.syncs, |out, s| {
@@ -252,6 +262,59 @@ impl Receipt {
         key(out, first, "v");
         write_number(out, f64::from(self.v));
         out.push(b'}');
+        Splice { batch, signature }
+    }
+
+    /// The receipt's JSON from its signed content (`content[splice.batch..]` and so on, as
+    /// [`Receipt::write_signed_content`] wrote it): the content with `batch` and `signature`
+    /// put in their places, so the whole is RFC 8785 canonical too.
+    fn json_from_content(
+        content: &[u8],
+        splice: Splice,
+        batch: BatchJson<'_>,
+        signature: &str,
+    ) -> Vec<u8> {
+        use crate::entry::{write_hash, write_number, write_string};
+        let mut out = Vec::with_capacity(content.len() + 192 + 67 * batch.path.len());
+        out.extend_from_slice(&content[..splice.batch]);
+        out.extend_from_slice(b",\"batch\":{\"count\":");
+        write_number(&mut out, batch.count as f64);
+        out.extend_from_slice(b",\"index\":");
+        write_number(&mut out, batch.index as f64);
+        out.extend_from_slice(b",\"path\":[");
+        for (i, h) in batch.path.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match h {
+                Hex::Hash(h) => write_hash(&mut out, h),
+                Hex::Text(t) => write_string(&mut out, t),
+            }
+        }
+        out.extend_from_slice(b"],\"root\":");
+        match batch.root {
+            Hex::Hash(h) => write_hash(&mut out, &h),
+            Hex::Text(t) => write_string(&mut out, t),
+        }
+        out.push(b'}');
+        out.extend_from_slice(&content[splice.batch..splice.signature]);
+        out.extend_from_slice(b",\"signature\":");
+        write_string(&mut out, signature);
+        out.extend_from_slice(&content[splice.signature..]);
+        out
+    }
+
+    /// Whether every number of this receipt is an integer below 2^53, which RFC 8785 (numbers
+    /// as doubles) writes exactly: always, for seqs inside a real tree.
+    fn numbers_exact(&self) -> bool {
+        const EXACT: u64 = 1 << 53;
+        self.batch.index < EXACT
+            && self.batch.count < EXACT
+            && self.events.iter().all(|e| e.seq < EXACT)
+            && self
+                .syncs
+                .iter()
+                .all(|s| s.more < EXACT && s.more_rejected < EXACT)
     }
 
     /// The bytes the signature covers: the same for every receipt of a commit.
@@ -278,27 +341,74 @@ impl Receipt {
                 other.agency
             )));
         }
-        let tree = LeafTree::new(receipts.iter().map(Receipt::leaf_hash).collect());
-        let (count, root) = (tree.size(), tree.root());
-        let signature = STANDARD.encode(signer.sign_bytes(&Receipt::signed_bytes(
+        let leaves: Vec<_> = receipts.iter().map(Receipt::leaf_bytes).collect();
+        let signed = SignedBatch::new(
             &checkpoint,
-            count,
-            &root,
-        ))?);
-        let root = root.to_string();
+            leaves.iter().map(|(bytes, _)| leaf_hash(bytes)).collect(),
+            signer,
+        )?;
+        let root = signed.tree.root().to_string();
         for (i, r) in receipts.iter_mut().enumerate() {
-            let path = tree
-                .path(i as u64)
-                .map_err(|e| CheckpointError::Malformed(format!("receipts tree: {e}")))?;
             r.batch = ReceiptBatch {
                 index: i as u64,
-                count,
+                count: signed.tree.size(),
                 root: root.clone(),
-                path: path.iter().map(Hash::to_string).collect(),
+                path: signed.path(i)?.iter().map(Hash::to_string).collect(),
             };
-            r.signature = signature.clone();
+            r.signature = signed.signature.clone();
         }
         Ok(())
+    }
+
+    /// [`Receipt::sign_all`], returning each receipt's JSON (as [`Receipt::to_json`] would give
+    /// after `sign_all`) and leaving the receipts as they are: what a ledger sends. Each receipt
+    /// is serialized once, its leaf content made into its JSON in place.
+    pub fn sign_all_json(
+        receipts: &[Receipt],
+        signer: &CheckpointSigner,
+    ) -> Result<Vec<Vec<u8>>, CheckpointError> {
+        let Some(first) = receipts.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(other) = receipts.iter().find(|r| r.checkpoint != first.checkpoint) {
+            return Err(CheckpointError::Malformed(format!(
+                "receipts of one batch name different checkpoints ({})",
+                other.agency
+            )));
+        }
+        let leaves: Vec<_> = receipts.iter().map(Receipt::leaf_bytes).collect();
+        let signed = SignedBatch::new(
+            &first.checkpoint,
+            leaves.iter().map(|(bytes, _)| leaf_hash(bytes)).collect(),
+            signer,
+        )?;
+        let root = signed.tree.root();
+        let mut out = Vec::with_capacity(receipts.len());
+        for (i, (r, (bytes, splice))) in receipts.iter().zip(leaves).enumerate() {
+            let path = signed.path(i)?;
+            let batch = BatchJson {
+                index: i as u64,
+                count: signed.tree.size(),
+                root: Hex::Hash(root),
+                path: path.into_iter().map(Hex::Hash).collect(),
+            };
+            if r.numbers_exact() && batch.count < 1 << 53 {
+                let content = &bytes[RECEIPT_LEAF_PREFIX.len()..];
+                let splice = splice.after(RECEIPT_LEAF_PREFIX.len());
+                out.push(Receipt::json_from_content(
+                    content,
+                    splice,
+                    batch,
+                    &signed.signature,
+                ));
+            } else {
+                let mut r = r.clone();
+                r.batch = batch.owned();
+                r.signature = signed.signature.clone();
+                out.push(serde_json::to_vec(&r).expect("a receipt always serializes"));
+            }
+        }
+        Ok(out)
     }
 
     /// Signs one receipt alone (a batch of one).
@@ -381,9 +491,93 @@ impl Receipt {
         serde_json::from_slice(bytes).map_err(|e| ReceiptError::Malformed(e.to_string()))
     }
 
-    /// The receipt's JSON (one line).
+    /// The receipt's JSON (one line): RFC 8785 canonical, unless a number is too large for that
+    /// to keep it exact (2^53 and up, never a seq of a real tree; then serde's plain JSON).
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a receipt always serializes")
+        if !self.numbers_exact() {
+            return serde_json::to_vec(self).expect("a receipt always serializes");
+        }
+        let mut content = Vec::with_capacity(512 + 160 * self.events.len());
+        let splice = self.write_signed_content(&mut content);
+        let batch = BatchJson {
+            index: self.batch.index,
+            count: self.batch.count,
+            root: Hex::Text(&self.batch.root),
+            path: self.batch.path.iter().map(|p| Hex::Text(p)).collect(),
+        };
+        Receipt::json_from_content(&content, splice, batch, &self.signature)
+    }
+}
+
+/// Where `batch` and `signature` go into a receipt's signed content (byte offsets: each member
+/// goes in before the `,` found there).
+#[derive(Debug, Clone, Copy)]
+struct Splice {
+    batch: usize,
+    signature: usize,
+}
+
+impl Splice {
+    /// The same places in the content once `prefix` bytes before it are cut off.
+    fn after(self, prefix: usize) -> Splice {
+        Splice {
+            batch: self.batch - prefix,
+            signature: self.signature - prefix,
+        }
+    }
+}
+
+/// A hash as the JSON string of its hex: from a [`Hash`], or a receipt's text as it is.
+enum Hex<'a> {
+    Hash(Hash),
+    Text(&'a str),
+}
+
+/// A receipt's `batch` to write as JSON.
+struct BatchJson<'a> {
+    index: u64,
+    count: u64,
+    root: Hex<'a>,
+    path: Vec<Hex<'a>>,
+}
+
+impl BatchJson<'_> {
+    fn owned(&self) -> ReceiptBatch {
+        let text = |h: &Hex<'_>| match h {
+            Hex::Hash(h) => h.to_string(),
+            Hex::Text(t) => (*t).to_owned(),
+        };
+        ReceiptBatch {
+            index: self.index,
+            count: self.count,
+            root: text(&self.root),
+            path: self.path.iter().map(text).collect(),
+        }
+    }
+}
+
+/// A commit's receipts, signed: their tree and the one signature.
+struct SignedBatch {
+    tree: LeafTree,
+    signature: String,
+}
+
+impl SignedBatch {
+    fn new(
+        checkpoint: &str,
+        leaves: Vec<Hash>,
+        signer: &CheckpointSigner,
+    ) -> Result<SignedBatch, CheckpointError> {
+        let tree = LeafTree::new(leaves);
+        let signed = Receipt::signed_bytes(checkpoint, tree.size(), &tree.root());
+        let signature = STANDARD.encode(signer.sign_bytes(&signed)?);
+        Ok(SignedBatch { tree, signature })
+    }
+
+    fn path(&self, index: usize) -> Result<Vec<Hash>, CheckpointError> {
+        self.tree
+            .path(index as u64)
+            .map_err(|e| CheckpointError::Malformed(format!("receipts tree: {e}")))
     }
 }
 
@@ -554,8 +748,17 @@ mod tests {
         })
     }
 
+    /// Any u64, mostly below 2^53 (a seq of a real tree), around 2^53 often.
+    fn arb_number() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            4 => 0u64..1 << 53,
+            1 => (1u64 << 53) - 2..(1u64 << 53) + 2,
+            1 => any::<u64>(),
+        ]
+    }
+
     fn arb_receipt() -> impl Strategy<Value = Receipt> {
-        let event = (arb_text(), any::<u64>(), arb_text(), any::<bool>()).prop_map(
+        let event = (arb_text(), arb_number(), arb_text(), any::<bool>()).prop_map(
             |(id, seq, leaf_hash, duplicate)| ReceiptEvent {
                 id,
                 seq,
@@ -567,8 +770,8 @@ mod tests {
             arb_text(),
             prop::collection::vec(arb_text(), 0..3),
             prop::collection::vec(arb_rejection(), 0..2),
-            prop_oneof![Just(0u64), any::<u64>()],
-            prop_oneof![Just(0u64), any::<u64>()],
+            prop_oneof![Just(0u64), arb_number()],
+            prop_oneof![Just(0u64), arb_number()],
         )
             .prop_map(|(id, events, rejected, more, more_rejected)| ReceiptSync {
                 id,
@@ -596,7 +799,7 @@ mod tests {
                     index: 1,
                     count: 2,
                     root: "r".into(),
-                    path: vec!["p".into()],
+                    path: vec!["p\"".into(), hex::encode([3u8; 32])],
                 },
                 signature: "s".into(),
             })
@@ -614,6 +817,49 @@ mod tests {
                 String::from_utf8(signed_content_via_value(&r)).unwrap()
             );
         }
+
+        #[test]
+        fn a_receipts_json_reads_back_the_same_and_is_canonical_when_its_numbers_allow(
+            r in arb_receipt()
+        ) {
+            let json = r.to_json();
+            prop_assert_eq!(&Receipt::from_json(&json).unwrap(), &r);
+            if r.numbers_exact() {
+                let value = serde_json::to_value(&r).unwrap();
+                prop_assert_eq!(
+                    String::from_utf8(json).unwrap(),
+                    String::from_utf8(crate::entry::canonical_json(&value)).unwrap()
+                );
+            }
+        }
+
+        #[test]
+        fn sign_all_json_gives_what_sign_all_then_to_json_gives(
+            receipts in prop::collection::vec(arb_receipt(), 1..6)
+        ) {
+            let signer = signer();
+            let mut receipts = receipts;
+            for r in &mut receipts {
+                r.checkpoint = receipts_checkpoint();
+            }
+            let json = Receipt::sign_all_json(&receipts, &signer).unwrap();
+            Receipt::sign_all(&mut receipts, &signer).unwrap();
+            prop_assert_eq!(json.len(), receipts.len());
+            for (r, json) in receipts.iter().zip(json) {
+                prop_assert_eq!(String::from_utf8(json).unwrap(), String::from_utf8(r.to_json()).unwrap());
+            }
+        }
+    }
+
+    /// One key for the property tests (generating one per case would dominate their time).
+    fn signer() -> CheckpointSigner {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let skey = KEY.get_or_init(|| CheckpointSigner::generate("test.example/log").unwrap().1);
+        CheckpointSigner::from_skey(skey).unwrap()
+    }
+
+    fn receipts_checkpoint() -> String {
+        "test.example/log\n3\nAAAA\n".to_owned()
     }
 
     fn tampered(e: Result<SignedCheckpoint, ReceiptError>) -> bool {

@@ -1484,7 +1484,7 @@ impl Settler {
         if self.replica || self.counters.promotion_pending.load(Relaxed) {
             return Ok(());
         }
-        let mut receipts = receipts_of(answer, || {
+        let receipts = receipts_of(answer, || {
             self.signer
                 .sign(&Checkpoint {
                     origin: self.signer.name().to_owned(),
@@ -1495,17 +1495,14 @@ impl Settler {
                 .map_err(|e| e.to_string())
         })?;
         // One signature for the commit's receipts (each carries its place in their tree).
-        Receipt::sign_all(&mut receipts, &self.signer).map_err(|e| e.to_string())?;
+        let json = Receipt::sign_all_json(&receipts, &self.signer).map_err(|e| e.to_string())?;
         let client = self.js.client();
         let mut failed = None;
-        for receipt in receipts {
+        for (receipt, json) in receipts.iter().zip(json) {
             let agency = &receipt.agency;
             // Core NATS, fire and forget: a receipt lost in transit is asked for again by the
             // client's re-publish. One agency's failure must not hold back the others'.
-            match client
-                .publish(receipts_subject(agency), receipt.to_json().into())
-                .await
-            {
+            match client.publish(receipts_subject(agency), json.into()).await {
                 Ok(()) => {
                     self.counters.receipts.fetch_add(1, Relaxed);
                 }
