@@ -1834,7 +1834,7 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         url,
         mut serve,
         js,
-    } = rig(None, None).await;
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
     let api = serve.http_url();
     // One commit, and one COMMITTED message, each.
     for (n, id) in ["c-1", "c-2", "c-3"].into_iter().enumerate() {
@@ -1844,6 +1844,10 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         })
         .await;
     }
+    wait_until(PATIENCE, "checkpoint 3 on CHECKPOINTS", || async {
+        checkpoint_sizes(&js).await.last() == Some(&3)
+    })
+    .await;
     serve.stop();
     let mut committed = js
         .get_stream(socai_wire::stream::COMMITTED)
@@ -1889,13 +1893,34 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         last_seq - 1
     );
 
-    // The operator purges COMMITTED: every entry goes out again, with no hole.
+    // The operator purges COMMITTED: every entry goes out again, with no hole. CHECKPOINTS
+    // too, purged at the same time (nothing asks for that; nothing is lost by it either): every
+    // checkpoint goes out again at once, not dropped as a duplicate of its purged copy.
+    let before = checkpoint_sizes(&js).await;
+    assert_eq!(before.last(), Some(&3), "nothing went out while held");
+    js.get_stream(socai_wire::stream::CHECKPOINTS)
+        .await
+        .expect("CHECKPOINTS")
+        .purge()
+        .await
+        .expect("purge CHECKPOINTS");
     committed.purge().await.expect("purge COMMITTED");
     wait_until(PATIENCE, "every entry on COMMITTED again", || async {
         metric(&api, "socai_committed_published_entries").await == 4.0
             && stream_messages(&js, socai_wire::stream::COMMITTED).await > 0
     })
     .await;
+    wait_until(
+        PATIENCE,
+        "every checkpoint on CHECKPOINTS again",
+        || async { checkpoint_sizes(&js).await.last() == Some(&4) },
+    )
+    .await;
+    let after = checkpoint_sizes(&js).await;
+    assert!(
+        before.iter().all(|size| after.contains(size)) && after.is_sorted(),
+        "CHECKPOINTS holds again, in order, every checkpoint it held (before {before:?}, after {after:?})"
+    );
     let (status, ready) = get_json(&format!("{api}/readyz")).await;
     assert_eq!(status, 200, "{ready}");
     assert!(ready.get("committed_stalled").is_none(), "{ready}");
@@ -1928,6 +1953,19 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     )
     .await;
     serve.stop();
+}
+
+/// The tree sizes of the checkpoints on CHECKPOINTS, in stream order.
+async fn checkpoint_sizes(js: &async_nats::jetstream::Context) -> Vec<u64> {
+    stream_contents(js, socai_wire::stream::CHECKPOINTS)
+        .await
+        .iter()
+        .map(|kept| {
+            kept.header(socai_wire::header::TREE_SIZE)
+                .and_then(|size| size.parse().ok())
+                .expect("a checkpoint's tree size")
+        })
+        .collect()
 }
 
 /// A valid event of agency `agency`.

@@ -223,6 +223,10 @@ struct Cursor {
     next: u64,
     checkpoint: u64,
     stream_seq: u64,
+    /// CHECKPOINTS' last stream seq as last seen (read at resume, then each PubAck's): part of
+    /// a checkpoint's msg-id, so the same checkpoint published again after CHECKPOINTS was
+    /// purged is stored, not dropped as a duplicate of the purged one.
+    checkpoint_seq: u64,
 }
 
 impl CommittedPublisher {
@@ -325,9 +329,9 @@ impl CommittedPublisher {
             }
             // After every round, not only once caught up: a writer that commits faster than
             // COMMITTED answers would otherwise keep every checkpoint off CHECKPOINTS.
-            match self.publish_checkpoint(at.next, at.checkpoint).await {
-                Ok(size) => {
-                    at.checkpoint = size;
+            match self.publish_checkpoint(at).await {
+                Ok(published) => {
+                    at = published;
                     cursor = Some(at);
                 }
                 Err(e) => {
@@ -463,6 +467,9 @@ impl CommittedPublisher {
         if let Some(why) = holes(&state, first, last_seq.unwrap_or(0)) {
             return Err(IngestError::CommittedHoles(why));
         }
+        // The state first: a late publish of ours landing between the two reads only makes the
+        // seq older than the last message, which keeps the msg-ids apart all the same.
+        let checkpoint_seq = stream_state(&self.js, CHECKPOINTS).await?.last_sequence;
         let checkpoint = last_message(&self.js, CHECKPOINTS, CHECKPOINT_SUBJECT, H_TREE_SIZE)
             .await?
             .map_or(0, |last| last.value);
@@ -470,6 +477,7 @@ impl CommittedPublisher {
             next,
             checkpoint,
             stream_seq,
+            checkpoint_seq,
         })
     }
 
@@ -548,11 +556,12 @@ impl CommittedPublisher {
         Ok(at)
     }
 
-    /// Publishes, in order, every signed checkpoint newer than `published` that COMMITTED covers
-    /// (`size <= next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the size of the
-    /// last one published.
-    async fn publish_checkpoint(&self, next: u64, published: u64) -> Result<u64, IngestError> {
-        let mut done = published;
+    /// Publishes, in order, every signed checkpoint newer than `at.checkpoint` that COMMITTED
+    /// covers (`size <= at.next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the
+    /// cursor past the last one published.
+    async fn publish_checkpoint(&self, mut at: Cursor) -> Result<Cursor, IngestError> {
+        let next = at.next;
+        let mut done = at.checkpoint;
         while done < next {
             let storage = self.storage.clone();
             // Only the newer ones are read: a year of checkpoints is millions of notes.
@@ -567,11 +576,14 @@ impl CommittedPublisher {
             .map_err(|e| IngestError::Ledger(format!("reading checkpoints: {e}")))?;
             let whole = more && due.len() == CHECKPOINTS_PER_READ;
             for (size, note) in due {
+                // A retry of this publish (same size, same seq) is a duplicate; the same
+                // checkpoint after a purge is not (the seq only grows).
                 let msg = PublishMessage::build()
                     .payload(Bytes::from(note))
-                    .message_id(format!("checkpoint-{size}"))
+                    .message_id(format!("checkpoint-{size}@{}", at.checkpoint_seq))
                     .header(H_TREE_SIZE, size.to_string().as_str());
-                self.js
+                let ack = self
+                    .js
                     .send_publish(CHECKPOINT_SUBJECT, msg)
                     .await
                     .map_err(|e| IngestError::Nats(format!("publishing checkpoint {size}: {e}")))?
@@ -582,13 +594,15 @@ impl CommittedPublisher {
                     })?;
                 self.counters.checkpoints.store(size, Relaxed);
                 done = size;
+                at.checkpoint = size;
+                at.checkpoint_seq = at.checkpoint_seq.max(ack.sequence);
             }
             // A page cut short (by its end, or by `next`) was the last.
             if !whole {
                 break;
             }
         }
-        Ok(done)
+        Ok(at)
     }
 }
 
