@@ -1894,8 +1894,8 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     );
 
     // The operator purges COMMITTED: every entry goes out again, with no hole. CHECKPOINTS
-    // too, purged at the same time (nothing asks for that; nothing is lost by it either): every
-    // checkpoint goes out again at once, not dropped as a duplicate of its purged copy.
+    // too, purged while the publisher is held (nothing asks for that; nothing is lost by it
+    // either): every checkpoint goes out again, not dropped as a duplicate of its purged copy.
     let before = checkpoint_sizes(&js).await;
     assert_eq!(before.last(), Some(&3), "nothing went out while held");
     js.get_stream(socai_wire::stream::CHECKPOINTS)

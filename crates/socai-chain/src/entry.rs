@@ -1478,6 +1478,19 @@ mod tests {
     }
 
     #[test]
+    fn json_objects_iterate_in_key_order() {
+        // `write_jcs` writes an object's members in the map's order when no key needs UTF-16
+        // ordering: serde_json's `preserve_order` (insertion order) must stay off.
+        let map: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"b":1,"a":2,"c":3}"#).unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            canonical_json(&Value::Object(map)),
+            br#"{"a":2,"b":1,"c":3}"#
+        );
+    }
+
+    #[test]
     fn scanner_reads_typical_entries() {
         let entry = Entry {
             seq: 12,

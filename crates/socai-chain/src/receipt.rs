@@ -25,7 +25,9 @@
 //! two kinds of signed bytes apart (a checkpoint note's text starts with the origin line, never
 //! with `socai-receipts/`). Every seq a receipt names is below its checkpoint's tree size.
 //! `duplicate` marks an event the ledger already held (a re-publish): its seq is the original
-//! one.
+//! one. The ledger sends each receipt as its RFC 8785 canonical JSON (its members sorted:
+//! `agency`, `batch`, `checkpoint`, …), made from the signed content it already wrote; a reader
+//! takes any JSON with these members.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -304,13 +306,15 @@ impl Receipt {
         out
     }
 
-    /// Whether every number of this receipt is an integer below 2^53, which RFC 8785 (numbers
-    /// as doubles) writes exactly: always, for seqs inside a real tree.
+    /// Whether every number of this receipt is below 2^53, which RFC 8785 (numbers as doubles)
+    /// writes exactly: always, for seqs inside a real tree.
     fn numbers_exact(&self) -> bool {
-        const EXACT: u64 = 1 << 53;
-        self.batch.index < EXACT
-            && self.batch.count < EXACT
-            && self.events.iter().all(|e| e.seq < EXACT)
+        self.content_numbers_exact() && self.batch.index < EXACT && self.batch.count < EXACT
+    }
+
+    /// [`Receipt::numbers_exact`] of the signed content alone (all but `batch`).
+    fn content_numbers_exact(&self) -> bool {
+        self.events.iter().all(|e| e.seq < EXACT)
             && self
                 .syncs
                 .iter()
@@ -392,7 +396,8 @@ impl Receipt {
                 root: Hex::Hash(root),
                 path: path.into_iter().map(Hex::Hash).collect(),
             };
-            if r.numbers_exact() && batch.count < 1 << 53 {
+            // Its own batch is the new one, not what `r.batch` held.
+            if r.content_numbers_exact() && batch.count < EXACT {
                 let content = &bytes[RECEIPT_LEAF_PREFIX.len()..];
                 let splice = splice.after(RECEIPT_LEAF_PREFIX.len());
                 out.push(Receipt::json_from_content(
@@ -508,6 +513,9 @@ impl Receipt {
         Receipt::json_from_content(&content, splice, batch, &self.signature)
     }
 }
+
+/// Integers from this one up are not all exact as doubles (RFC 8785's numbers).
+const EXACT: u64 = 1 << 53;
 
 /// Where `batch` and `signature` go into a receipt's signed content (byte offsets: each member
 /// goes in before the `,` found there).
@@ -787,22 +795,25 @@ mod tests {
             prop::collection::vec(event, 0..4),
             prop::collection::vec(arb_rejection(), 0..3),
             prop::collection::vec(sync, 0..3),
+            (arb_number(), arb_number()),
         )
-            .prop_map(|(v, agency, checkpoint, events, rejected, syncs)| Receipt {
-                v,
-                agency,
-                checkpoint,
-                events,
-                rejected,
-                syncs,
-                batch: ReceiptBatch {
-                    index: 1,
-                    count: 2,
-                    root: "r".into(),
-                    path: vec!["p\"".into(), hex::encode([3u8; 32])],
+            .prop_map(
+                |(v, agency, checkpoint, events, rejected, syncs, (index, count))| Receipt {
+                    v,
+                    agency,
+                    checkpoint,
+                    events,
+                    rejected,
+                    syncs,
+                    batch: ReceiptBatch {
+                        index,
+                        count,
+                        root: "r".into(),
+                        path: vec!["p\"".into(), hex::encode([3u8; 32])],
+                    },
+                    signature: "s".into(),
                 },
-                signature: "s".into(),
-            })
+            )
     }
 
     proptest! {
@@ -828,7 +839,7 @@ mod tests {
                 let value = serde_json::to_value(&r).unwrap();
                 prop_assert_eq!(
                     String::from_utf8(json).unwrap(),
-                    String::from_utf8(crate::entry::canonical_json(&value)).unwrap()
+                    String::from_utf8(serde_json_canonicalizer::to_vec(&value).unwrap()).unwrap()
                 );
             }
         }
