@@ -164,7 +164,7 @@ impl Receipt {
 
     /// The bytes of this receipt's leaf ([`RECEIPT_LEAF_PREFIX`] and the signed content), with
     /// where `batch` and `signature` go into the content to make the receipt's JSON.
-    fn leaf_bytes(&self) -> (Vec<u8>, Splice) {
+    fn leaf_bytes(&self) -> LeafBytes {
         let mut bytes = Vec::with_capacity(512 + 160 * self.events.len());
         bytes.extend_from_slice(RECEIPT_LEAF_PREFIX);
         let splice = self.write_signed_content(&mut bytes);
@@ -335,22 +335,9 @@ impl Receipt {
         receipts: &mut [Receipt],
         signer: &CheckpointSigner,
     ) -> Result<(), CheckpointError> {
-        let Some(first) = receipts.first() else {
+        let Some((_, signed)) = SignedBatch::new(receipts, signer)? else {
             return Ok(());
         };
-        let checkpoint = first.checkpoint.clone();
-        if let Some(other) = receipts.iter().find(|r| r.checkpoint != checkpoint) {
-            return Err(CheckpointError::Malformed(format!(
-                "receipts of one batch name different checkpoints ({})",
-                other.agency
-            )));
-        }
-        let leaves: Vec<_> = receipts.iter().map(Receipt::leaf_bytes).collect();
-        let signed = SignedBatch::new(
-            &checkpoint,
-            leaves.iter().map(|(bytes, _)| leaf_hash(bytes)).collect(),
-            signer,
-        )?;
         let root = signed.tree.root().to_string();
         for (i, r) in receipts.iter_mut().enumerate() {
             r.batch = ReceiptBatch {
@@ -371,21 +358,9 @@ impl Receipt {
         receipts: &[Receipt],
         signer: &CheckpointSigner,
     ) -> Result<Vec<Vec<u8>>, CheckpointError> {
-        let Some(first) = receipts.first() else {
+        let Some((leaves, signed)) = SignedBatch::new(receipts, signer)? else {
             return Ok(Vec::new());
         };
-        if let Some(other) = receipts.iter().find(|r| r.checkpoint != first.checkpoint) {
-            return Err(CheckpointError::Malformed(format!(
-                "receipts of one batch name different checkpoints ({})",
-                other.agency
-            )));
-        }
-        let leaves: Vec<_> = receipts.iter().map(Receipt::leaf_bytes).collect();
-        let signed = SignedBatch::new(
-            &first.checkpoint,
-            leaves.iter().map(|(bytes, _)| leaf_hash(bytes)).collect(),
-            signer,
-        )?;
         let root = signed.tree.root();
         let mut out = Vec::with_capacity(receipts.len());
         for (i, (r, (bytes, splice))) in receipts.iter().zip(leaves).enumerate() {
@@ -570,16 +545,30 @@ struct SignedBatch {
     signature: String,
 }
 
+/// A receipt's leaf bytes, and where `batch` and `signature` go into them.
+type LeafBytes = (Vec<u8>, Splice);
+
 impl SignedBatch {
+    /// Signs a commit's receipts, which must all name the same checkpoint; with each one's leaf
+    /// bytes. `None` if there are none.
     fn new(
-        checkpoint: &str,
-        leaves: Vec<Hash>,
+        receipts: &[Receipt],
         signer: &CheckpointSigner,
-    ) -> Result<SignedBatch, CheckpointError> {
-        let tree = LeafTree::new(leaves);
-        let signed = Receipt::signed_bytes(checkpoint, tree.size(), &tree.root());
+    ) -> Result<Option<(Vec<LeafBytes>, SignedBatch)>, CheckpointError> {
+        let Some(first) = receipts.first() else {
+            return Ok(None);
+        };
+        if let Some(other) = receipts.iter().find(|r| r.checkpoint != first.checkpoint) {
+            return Err(CheckpointError::Malformed(format!(
+                "receipts of one batch name different checkpoints ({})",
+                other.agency
+            )));
+        }
+        let leaves: Vec<LeafBytes> = receipts.iter().map(Receipt::leaf_bytes).collect();
+        let tree = LeafTree::new(leaves.iter().map(|(bytes, _)| leaf_hash(bytes)).collect());
+        let signed = Receipt::signed_bytes(&first.checkpoint, tree.size(), &tree.root());
         let signature = STANDARD.encode(signer.sign_bytes(&signed)?);
-        Ok(SignedBatch { tree, signature })
+        Ok(Some((leaves, SignedBatch { tree, signature })))
     }
 
     fn path(&self, index: usize) -> Result<Vec<Hash>, CheckpointError> {
