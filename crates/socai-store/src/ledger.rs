@@ -126,6 +126,16 @@ pub fn entry_too_large(event: &Event) -> bool {
 /// An upper bound of the entry size of an event with this public canonical JSON and personal
 /// commitment: the entry's own fields at their longest.
 fn entry_size_bound(public: &[u8], commitment: Option<&Hash>) -> usize {
+    // An entry holds the event's bytes as they are: the bound is their length and the rest at
+    // its longest, measured once (without, and with, a commitment).
+    static AROUND: std::sync::OnceLock<[usize; 2]> = std::sync::OnceLock::new();
+    let around = AROUND.get_or_init(|| [None, Some(&Hash::ZERO)].map(|c| longest_entry(b"", c)));
+    public.len() + around[usize::from(commitment.is_some())]
+}
+
+/// The entry of an event with this public canonical JSON and personal commitment, its own
+/// fields at their longest: its length.
+fn longest_entry(public: &[u8], commitment: Option<&Hash>) -> usize {
     Entry::encode(
         u64::MAX >> 11, // 2^53: the largest seq a JSON number holds exactly
         &Hash::ZERO,
@@ -202,11 +212,13 @@ type CursorOf = Box<dyn FnOnce(&[AppendOutcome]) -> Option<SourceCursor> + Send 
 /// Content digest for the id index: SHA-256(JCS(public event) ‖ personal commitment if any).
 /// `verify` recomputes it from each entry's event bytes.
 pub fn content_digest(public_canonical: &[u8], commitment: Option<&Hash>) -> Hash {
-    let mut bytes = public_canonical.to_vec();
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(public_canonical);
     if let Some(c) = commitment {
-        bytes.extend_from_slice(&c.0);
+        digest.update(c.0);
     }
-    socai_chain::hash::sha256(&bytes)
+    Hash(digest.finalize().into())
 }
 
 /// `canonical_json(&event.public_json())`, written straight from the event (the append hot path).
@@ -480,7 +492,8 @@ impl<S: Storage> Ledger<S> {
             batch.copies.push((key, stream_seq));
         }
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut in_batch: HashMap<(&str, &str), IdRecord> = HashMap::new();
+        let mut in_batch: HashMap<(&str, &str), IdRecord, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(events.len(), Default::default());
         let mut range = self.range.clone();
         let mut head = self.head;
         for (i, event) in events.iter().enumerate() {
@@ -851,5 +864,43 @@ impl<S: Storage> std::ops::Deref for Ledger<S> {
     type Target = LedgerReader<S>;
     fn deref(&self) -> &LedgerReader<S> {
         &self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_size_bound_is_the_length_of_the_events_longest_entry() {
+        let long = vec![b'x'; 5000];
+        for public in [
+            &b"{}"[..],
+            "{\"agency\":\"a\",\"data\":{\"x\":\"é\\n\"},\"id\":\"e\"}".as_bytes(),
+            &long,
+        ] {
+            for commitment in [None, Some(&Hash([7; 32]))] {
+                assert_eq!(
+                    entry_size_bound(public, commitment),
+                    longest_entry(public, commitment)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_content_digest_is_sha256_of_the_public_json_then_the_commitment() {
+        let public = br#"{"id":"e"}"#;
+        let commitment = Hash([9; 32]);
+        let mut both = public.to_vec();
+        both.extend_from_slice(&commitment.0);
+        assert_eq!(
+            content_digest(public, Some(&commitment)),
+            socai_chain::hash::sha256(&both)
+        );
+        assert_eq!(
+            content_digest(public, None),
+            socai_chain::hash::sha256(public)
+        );
     }
 }
