@@ -561,12 +561,11 @@ impl CommittedPublisher {
     /// cursor past the last one published.
     async fn publish_checkpoint(&self, mut at: Cursor) -> Result<Cursor, IngestError> {
         let next = at.next;
-        let mut done = at.checkpoint;
-        while done < next {
-            let storage = self.storage.clone();
+        while at.checkpoint < next {
+            let (storage, from) = (self.storage.clone(), at.checkpoint + 1);
             // Only the newer ones are read: a year of checkpoints is millions of notes.
             let (due, more) = tokio::task::spawn_blocking(move || {
-                let page = storage.checkpoints_from(done + 1, CHECKPOINTS_PER_READ)?;
+                let page = storage.checkpoints_from(from, CHECKPOINTS_PER_READ)?;
                 let more = page.len() == CHECKPOINTS_PER_READ;
                 let due: Vec<_> = page.into_iter().filter(|c| c.0 <= next).collect();
                 Ok::<_, socai_store::StorageError>((due, more))
@@ -593,7 +592,6 @@ impl CommittedPublisher {
                         IngestError::Nats(format!("CHECKPOINTS did not store {size}: {e}"))
                     })?;
                 self.counters.checkpoints.store(size, Relaxed);
-                done = size;
                 at.checkpoint = size;
                 at.checkpoint_seq = at.checkpoint_seq.max(ack.sequence);
             }
