@@ -401,9 +401,10 @@ const STALL: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Sending {
     /// Notes that the publisher takes an event now; returns now.
-    fn take(cell: &std::cell::Cell<Sending>) -> Instant {
+    fn take(cell: &std::sync::Mutex<Sending>) -> Instant {
         let now = Instant::now();
-        let mut s = cell.get();
+        let mut cell = cell.lock().expect("never poisoned");
+        let mut s = *cell;
         if let Some(last) = s.last {
             let gap = now.duration_since(last);
             if gap > STALL {
@@ -412,7 +413,7 @@ impl Sending {
             }
         }
         s.last = Some(now);
-        cell.set(s);
+        *cell = s;
         now
     }
 }
@@ -887,6 +888,9 @@ fn socai_run(
         let publisher = Publisher::connect(&nats).await?;
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let bar = crate::output::progress(n, name);
+        // The publisher runs as a task of its own on the runtime's workers, as the bare
+        // pipeline's does, not on the thread that waits for the run.
+        let owned: Vec<_> = messages.to_vec();
         let started = Instant::now();
         // For `bench all`'s chart: the commit rate every 250 ms.
         let sampler = crate::bench_report::recording().then(|| {
@@ -928,7 +932,7 @@ fn socai_run(
         };
         let mut latency = None;
         let mut summary = None;
-        let sending = std::cell::Cell::new(Sending::default());
+        let sending = Arc::new(std::sync::Mutex::new(Sending::default()));
         match wait {
             Wait::Receipts => {
                 let publisher = publisher.with_receipts(ReceiptOptions {
@@ -936,25 +940,29 @@ fn socai_run(
                     verifier: Some(verifier),
                     ..ReceiptOptions::default()
                 });
-                let mut hist = Histogram::<u64>::new(3).context("histogram")?;
-                let mut bad = 0u64;
-                // Each event's tag is the moment the publisher took it (just before sending).
-                let run = publisher.publish_all(
-                    messages
-                        .iter()
-                        .map(|m| (m.clone(), Sending::take(&sending))),
-                    |report| {
-                        if let Report::Event(e) = report {
-                            hist.record(e.tag.elapsed().as_micros() as u64).ok();
-                            if !matches!(e.outcome, Outcome::Committed { .. }) {
-                                bad += 1;
-                            }
-                            bar.inc(1);
-                        }
-                    },
-                );
-                let s = tokio::select! {
-                    s = run => s?,
+                let (bar, sending) = (bar.clone(), sending.clone());
+                let run = tokio::spawn(async move {
+                    let mut hist = Histogram::<u64>::new(3).context("histogram")?;
+                    let mut bad = 0u64;
+                    // Each event's tag is the moment the publisher took it (just before sending).
+                    let s = publisher
+                        .publish_all(
+                            owned.into_iter().map(|m| (m, Sending::take(&sending))),
+                            |report| {
+                                if let Report::Event(e) = report {
+                                    hist.record(e.tag.elapsed().as_micros() as u64).ok();
+                                    if !matches!(e.outcome, Outcome::Committed { .. }) {
+                                        bad += 1;
+                                    }
+                                    bar.inc(1);
+                                }
+                            },
+                        )
+                        .await?;
+                    anyhow::Ok((s, hist, bad))
+                });
+                let (s, hist, bad) = tokio::select! {
+                    s = run => s??,
                     r = &mut writer => return Err(stopped(r)),
                 };
                 anyhow::ensure!(
@@ -970,16 +978,20 @@ fn socai_run(
                 summary = Some(s);
             }
             Wait::PubAcks => {
-                let run = publisher.publish_all(
-                    messages.iter().map(|m| {
-                        Sending::take(&sending);
-                        m.clone()
-                    }),
-                    IN_FLIGHT,
-                    |_| {},
-                );
+                let sending = sending.clone();
+                let run = tokio::spawn(async move {
+                    publisher
+                        .publish_all(
+                            owned.into_iter().inspect(|_| {
+                                Sending::take(&sending);
+                            }),
+                            IN_FLIGHT,
+                            |_| {},
+                        )
+                        .await
+                });
                 let failed = tokio::select! {
-                    f = run => f,
+                    f = run => f?,
                     r = &mut writer => return Err(stopped(r)),
                 };
                 anyhow::ensure!(failed == 0, "{name}: {failed} publishes failed");
@@ -1004,7 +1016,7 @@ fn socai_run(
         bar.finish_and_clear();
         let _ = stop_tx.send(true);
         writer.await??;
-        let sending = sending.get();
+        let sending = *sending.lock().expect("never poisoned");
         let sent_secs = sending
             .last
             .map(|l| l.duration_since(started).as_secs_f64())
@@ -1127,7 +1139,13 @@ async fn bare_pipeline(
             .publish_all(bare_messages, IN_FLIGHT, |_| {})
             .await
     });
-    let (_, batches) = bare_consume(&bare, "bare", total, batch, path, &bar).await?;
+    // The consumer runs as a task of its own on the runtime's workers, as the ledger does in
+    // the socai runs.
+    let consume = {
+        let (bare, path, bar) = (bare.clone(), path.to_owned(), bar.clone());
+        tokio::spawn(async move { bare_consume(&bare, "bare", total, batch, &path, &bar).await })
+    };
+    let (_, batches) = consume.await??;
     let secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     anyhow::ensure!(publish.await? == 0, "bare publishes failed");
