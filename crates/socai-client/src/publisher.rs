@@ -314,6 +314,19 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The wait after one of `backoff`: twice it, at most `max_backoff`. Saturating, as is
+    /// [`RetryPolicy::gives_up`]: a policy may set waits near `Duration::MAX`.
+    fn next_backoff(&self, backoff: Duration) -> Duration {
+        backoff.saturating_mul(2).min(self.max_backoff)
+    }
+
+    /// Whether waiting `backoff` more, `elapsed` after the first attempt, passes `give_up_after`.
+    fn gives_up(&self, elapsed: Duration, backoff: Duration) -> bool {
+        elapsed.saturating_add(backoff) > self.give_up_after
+    }
+}
+
 /// One message the stream has stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -484,7 +497,7 @@ impl Publisher {
                     reason,
                 });
             }
-            if started.elapsed() + backoff > self.retry.give_up_after {
+            if self.retry.gives_up(started.elapsed(), backoff) {
                 return Err(PublishError::GaveUp {
                     id: msg.id,
                     subject: msg.subject,
@@ -495,7 +508,7 @@ impl Publisher {
             }
             tracing::debug!(id = %msg.id, attempts, error = %error, "publish failed, retrying");
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.retry.max_backoff);
+            backoff = self.retry.next_backoff(backoff);
             attempts += 1;
             result = self.attempt(&msg, round).await;
         }
@@ -678,7 +691,33 @@ impl Publisher {
 
 #[cfg(test)]
 mod tests {
-    use super::seed_servers;
+    use super::*;
+
+    #[test]
+    fn waits_as_long_as_a_duration_can_hold_end_in_giving_up_not_in_an_overflow() {
+        let huge = RetryPolicy {
+            first_backoff: Duration::MAX / 2 + Duration::from_secs(1),
+            max_backoff: Duration::MAX,
+            give_up_after: Duration::MAX - Duration::from_secs(1),
+        };
+        // Doubled, the wait is past what a `Duration` holds: it stays at the longest.
+        assert_eq!(huge.next_backoff(huge.first_backoff), Duration::MAX);
+        // Waited time plus the next wait past what one holds: given up.
+        assert!(!huge.gives_up(Duration::ZERO, huge.first_backoff));
+        assert!(huge.gives_up(Duration::from_secs(5), Duration::MAX));
+        // The usual policy: doubling up to its longest wait; giving up past its time.
+        let usual = RetryPolicy::default();
+        assert_eq!(
+            usual.next_backoff(Duration::from_millis(50)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            usual.next_backoff(Duration::from_millis(1500)),
+            Duration::from_secs(2)
+        );
+        assert!(!usual.gives_up(Duration::from_secs(118), Duration::from_secs(2)));
+        assert!(usual.gives_up(Duration::from_secs(119), Duration::from_secs(2)));
+    }
 
     #[test]
     fn a_comma_separated_list_gives_every_seed_in_order() {
