@@ -941,7 +941,7 @@ fn socai_run(
                     ..ReceiptOptions::default()
                 });
                 let (bar, sending) = (bar.clone(), sending.clone());
-                let run = tokio::spawn(async move {
+                let mut run = tokio::spawn(async move {
                     let mut hist = Histogram::<u64>::new(3).context("histogram")?;
                     let mut bad = 0u64;
                     // Each event's tag is the moment the publisher took it (just before sending).
@@ -962,8 +962,11 @@ fn socai_run(
                     anyhow::Ok((s, hist, bad))
                 });
                 let (s, hist, bad) = tokio::select! {
-                    s = run => s??,
-                    r = &mut writer => return Err(stopped(r)),
+                    s = &mut run => s??,
+                    r = &mut writer => {
+                        run.abort();
+                        return Err(stopped(r));
+                    }
                 };
                 anyhow::ensure!(
                     bad == 0 && s.committed == n,
@@ -979,7 +982,7 @@ fn socai_run(
             }
             Wait::PubAcks => {
                 let sending = sending.clone();
-                let run = tokio::spawn(async move {
+                let mut run = tokio::spawn(async move {
                     publisher
                         .publish_all(
                             owned.into_iter().inspect(|_| {
@@ -991,8 +994,11 @@ fn socai_run(
                         .await
                 });
                 let failed = tokio::select! {
-                    f = run => f?,
-                    r = &mut writer => return Err(stopped(r)),
+                    f = &mut run => f?,
+                    r = &mut writer => {
+                        run.abort();
+                        return Err(stopped(r));
+                    }
                 };
                 anyhow::ensure!(failed == 0, "{name}: {failed} publishes failed");
                 bar.set_message(format!("{name} (commits)"));
