@@ -401,10 +401,9 @@ const STALL: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Sending {
     /// Notes that the publisher takes an event now; returns now.
-    fn take(cell: &std::sync::Mutex<Sending>) -> Instant {
+    fn take(sending: &std::sync::Mutex<Sending>) -> Instant {
         let now = Instant::now();
-        let mut cell = cell.lock().expect("never poisoned");
-        let mut s = *cell;
+        let mut s = sending.lock().expect("never poisoned");
         if let Some(last) = s.last {
             let gap = now.duration_since(last);
             if gap > STALL {
@@ -413,7 +412,6 @@ impl Sending {
             }
         }
         s.last = Some(now);
-        *cell = s;
         now
     }
 }
