@@ -1149,7 +1149,11 @@ async fn bare_pipeline(
         let (bare, path, bar) = (bare.clone(), path.to_owned(), bar.clone());
         tokio::spawn(async move { bare_consume(&bare, "bare", total, batch, &path, &bar).await })
     };
-    let (_, batches) = consume.await??;
+    let consumed = consume.await.map_err(anyhow::Error::from).and_then(|r| r);
+    if consumed.is_err() {
+        publish.abort();
+    }
+    let (_, batches) = consumed?;
     let secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     anyhow::ensure!(publish.await? == 0, "bare publishes failed");
