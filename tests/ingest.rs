@@ -1955,6 +1955,73 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
     serve.stop();
 }
 
+/// A checkpoint's publish answered as a duplicate of a copy that CHECKPOINTS no longer holds
+/// (stored, then purged, inside the duplicate window) is published again under a new msg-id.
+/// The copy here is planted by the test under the msg-id the ledger will use; in the field it
+/// is the ledger's own first publish, whose PubAck was lost, before a purge and the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_answered_as_a_duplicate_of_a_purged_copy_goes_out_again() {
+    use async_nats::jetstream::message::PublishMessage;
+    let Rig {
+        ledger,
+        nats: _nats,
+        url,
+        mut serve,
+        js,
+    } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
+    store_on_events(&js, to_bytes(&submitted("d-1"))).await;
+    wait_until(PATIENCE, "checkpoint 1 on CHECKPOINTS", || async {
+        checkpoint_sizes(&js).await.last() == Some(&1)
+    })
+    .await;
+    serve.stop();
+    let mut checkpoints = js
+        .get_stream(socai_wire::stream::CHECKPOINTS)
+        .await
+        .expect("CHECKPOINTS");
+    let state = checkpoints
+        .info()
+        .await
+        .expect("CHECKPOINTS' info")
+        .state
+        .clone();
+    let (held, last) = (state.messages, state.last_sequence);
+    // Restarted on a purged CHECKPOINTS, the ledger publishes the `held` checkpoints it stored
+    // again, one after the planted copy (seq `last + 1`), then checkpoint 2 under the msg-id
+    // made of the seq before it: `last + 1 + held`.
+    let planted = format!("checkpoint-2@{}", last + 1 + held);
+    let ack = js
+        .send_publish(
+            socai_wire::subject::CHECKPOINT_SUBJECT,
+            PublishMessage::build()
+                .payload("planted".into())
+                .message_id(planted.as_str())
+                .header(socai_wire::header::TREE_SIZE, "2"),
+        )
+        .await
+        .expect("publish the copy")
+        .await
+        .expect("CHECKPOINTS stores the copy");
+    assert_eq!(ack.sequence, last + 1);
+    checkpoints.purge().await.expect("purge CHECKPOINTS");
+    store_on_events(&js, to_bytes(&submitted("d-2"))).await;
+    let mut serve = ledger.serve(&url, None);
+    wait_size(&serve.http_url(), 2, PATIENCE).await;
+    // Well inside the duplicate window (120 s): not only once the planted copy's msg-id expired.
+    wait_until(
+        Duration::from_secs(45),
+        "checkpoint 2 on CHECKPOINTS",
+        || async { checkpoint_sizes(&js).await.last() == Some(&2) },
+    )
+    .await;
+    let sizes = checkpoint_sizes(&js).await;
+    assert!(
+        sizes.contains(&1) && sizes.is_sorted(),
+        "every checkpoint, in order: {sizes:?}"
+    );
+    serve.stop();
+}
+
 /// The tree sizes of the checkpoints on CHECKPOINTS, in stream order.
 async fn checkpoint_sizes(js: &async_nats::jetstream::Context) -> Vec<u64> {
     stream_contents(js, socai_wire::stream::CHECKPOINTS)

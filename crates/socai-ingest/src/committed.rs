@@ -559,6 +559,22 @@ impl CommittedPublisher {
     /// Publishes, in order, every signed checkpoint newer than `at.checkpoint` that COMMITTED
     /// covers (`size <= at.next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the
     /// cursor past the last one published.
+    /// Whether CHECKPOINTS still holds a message at stream seq `seq`.
+    async fn checkpoints_hold(&self, seq: u64) -> Result<bool, IngestError> {
+        let stream = self
+            .js
+            .get_stream_no_info(CHECKPOINTS)
+            .await
+            .map_err(|e| IngestError::Nats(format!("cannot open stream {CHECKPOINTS}: {e}")))?;
+        match stream.get_raw_message(seq).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+            Err(e) => Err(IngestError::Nats(format!(
+                "cannot read {CHECKPOINTS}'s message at seq {seq}: {e}"
+            ))),
+        }
+    }
+
     async fn publish_checkpoint(&self, mut at: Cursor) -> Result<Cursor, IngestError> {
         let next = at.next;
         while at.checkpoint < next {
@@ -577,20 +593,37 @@ impl CommittedPublisher {
             for (size, note) in due {
                 // A retry of this publish (same size, same seq) is a duplicate; the same
                 // checkpoint after a purge is not (the seq only grows).
-                let msg = PublishMessage::build()
-                    .payload(Bytes::from(note))
-                    .message_id(format!("checkpoint-{size}@{}", at.checkpoint_seq))
-                    .header(H_TREE_SIZE, size.to_string().as_str());
-                let ack = self
-                    .js
-                    .send_publish(CHECKPOINT_SUBJECT, msg)
-                    .await
-                    .map_err(|e| IngestError::Nats(format!("publishing checkpoint {size}: {e}")))?
-                    .into_future()
-                    .await
-                    .map_err(|e| {
-                        IngestError::Nats(format!("CHECKPOINTS did not store {size}: {e}"))
-                    })?;
+                let note = Bytes::from(note);
+                let mut id = format!("checkpoint-{size}@{}", at.checkpoint_seq);
+                let mut tries = 0;
+                let ack = loop {
+                    let msg = PublishMessage::build()
+                        .payload(note.clone())
+                        .message_id(id.as_str())
+                        .header(H_TREE_SIZE, size.to_string().as_str());
+                    let ack = self
+                        .js
+                        .send_publish(CHECKPOINT_SUBJECT, msg)
+                        .await
+                        .map_err(|e| {
+                            IngestError::Nats(format!("publishing checkpoint {size}: {e}"))
+                        })?
+                        .into_future()
+                        .await
+                        .map_err(|e| {
+                            IngestError::Nats(format!("CHECKPOINTS did not store {size}: {e}"))
+                        })?;
+                    tries += 1;
+                    // A duplicate stands for the copy stored first under this msg-id. If
+                    // CHECKPOINTS no longer holds it (that publish's PubAck was lost, then the
+                    // stream was purged), publish again under a msg-id no publish used before
+                    // (the same for a retry of this one); else nothing would store it before
+                    // the duplicate window ran out.
+                    if !ack.duplicate || tries == 3 || self.checkpoints_hold(ack.sequence).await? {
+                        break ack;
+                    }
+                    id = format!("checkpoint-{size}@{}-{}", at.checkpoint_seq, ack.sequence);
+                };
                 self.counters.checkpoints.store(size, Relaxed);
                 at.checkpoint = size;
                 at.checkpoint_seq = at.checkpoint_seq.max(ack.sequence);

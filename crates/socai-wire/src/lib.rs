@@ -10,7 +10,8 @@
 //!                                     msg-id = H_SEQ@<the last seq before it>)
 //! dvc.receipts.<agency token>         ledger → each agency, after the fsync (signed receipts)
 //! dvc.ledger.checkpoint               ledger → stream CHECKPOINTS       (H_TREE_SIZE; msg-id =
-//!                                     checkpoint-<H_TREE_SIZE>@<the last seq seen>)
+//!                                     checkpoint-<H_TREE_SIZE>@<the last seq seen>, then
+//!                                     -<seq of its purged first copy> if one was answered)
 //! dvc.metrics.<metric>.<scope token>  projection workers → live subscribers
 //! dvc.workers.<name>                   each projection worker's heartbeat (every 5 s)
 //! $KV.METRICS.<metric>.<scope token>.<window>   KV bucket METRICS (stream KV_METRICS)
