@@ -1844,10 +1844,7 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
         })
         .await;
     }
-    wait_until(PATIENCE, "checkpoint 3 on CHECKPOINTS", || async {
-        checkpoint_sizes(&js).await.last() == Some(&3)
-    })
-    .await;
+    wait_last_checkpoint(&js, 3, PATIENCE).await;
     serve.stop();
     let mut committed = js
         .get_stream(socai_wire::stream::COMMITTED)
@@ -1910,12 +1907,7 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
             && stream_messages(&js, socai_wire::stream::COMMITTED).await > 0
     })
     .await;
-    wait_until(
-        PATIENCE,
-        "every checkpoint on CHECKPOINTS again",
-        || async { checkpoint_sizes(&js).await.last() == Some(&4) },
-    )
-    .await;
+    wait_last_checkpoint(&js, 4, PATIENCE).await;
     let after = checkpoint_sizes(&js).await;
     assert!(
         before.iter().all(|size| after.contains(size)) && after.is_sorted(),
@@ -1970,10 +1962,7 @@ async fn a_checkpoint_answered_as_a_duplicate_of_a_purged_copy_goes_out_again() 
         js,
     } = rig(Some("[ingest]\ncheckpoint_interval_s = 1\n"), None).await;
     store_on_events(&js, to_bytes(&submitted("d-1"))).await;
-    wait_until(PATIENCE, "checkpoint 1 on CHECKPOINTS", || async {
-        checkpoint_sizes(&js).await.last() == Some(&1)
-    })
-    .await;
+    wait_last_checkpoint(&js, 1, PATIENCE).await;
     serve.stop();
     let mut checkpoints = js
         .get_stream(socai_wire::stream::CHECKPOINTS)
@@ -2008,18 +1997,28 @@ async fn a_checkpoint_answered_as_a_duplicate_of_a_purged_copy_goes_out_again() 
     let mut serve = ledger.serve(&url, None);
     wait_size(&serve.http_url(), 2, PATIENCE).await;
     // Well inside the duplicate window (120 s): not only once the planted copy's msg-id expired.
-    wait_until(
-        Duration::from_secs(45),
-        "checkpoint 2 on CHECKPOINTS",
-        || async { checkpoint_sizes(&js).await.last() == Some(&2) },
-    )
-    .await;
+    wait_last_checkpoint(&js, 2, Duration::from_secs(45)).await;
     let sizes = checkpoint_sizes(&js).await;
     assert!(
         sizes.contains(&1) && sizes.is_sorted(),
         "every checkpoint, in order: {sizes:?}"
     );
+    // Stored by the path under test: answered as a duplicate of the planted copy (seq
+    // `last + 1`), then published under a msg-id of its own.
+    let stored = stream_contents(&js, socai_wire::stream::CHECKPOINTS).await;
+    let id = stored.last().and_then(|kept| kept.header("Nats-Msg-Id"));
+    assert_eq!(id, Some(format!("{planted}-{}", last + 1)));
     serve.stop();
+}
+
+/// Waits up to `limit` for CHECKPOINTS' last checkpoint to be of tree size `size`.
+async fn wait_last_checkpoint(js: &async_nats::jetstream::Context, size: u64, limit: Duration) {
+    wait_until(
+        limit,
+        &format!("checkpoint {size} last on CHECKPOINTS"),
+        || async { checkpoint_sizes(js).await.last() == Some(&size) },
+    )
+    .await;
 }
 
 /// The tree sizes of the checkpoints on CHECKPOINTS, in stream order.

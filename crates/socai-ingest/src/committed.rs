@@ -556,9 +556,6 @@ impl CommittedPublisher {
         Ok(at)
     }
 
-    /// Publishes, in order, every signed checkpoint newer than `at.checkpoint` that COMMITTED
-    /// covers (`size <= at.next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the
-    /// cursor past the last one published.
     /// Whether CHECKPOINTS still holds a message at stream seq `seq`.
     async fn checkpoints_hold(&self, seq: u64) -> Result<bool, IngestError> {
         let stream = self
@@ -575,6 +572,9 @@ impl CommittedPublisher {
         }
     }
 
+    /// Publishes, in order, every signed checkpoint newer than `at.checkpoint` that COMMITTED
+    /// covers (`size <= at.next`), reading them [`CHECKPOINTS_PER_READ`] at a time; returns the
+    /// cursor past the last one published.
     async fn publish_checkpoint(&self, mut at: Cursor) -> Result<Cursor, IngestError> {
         let next = at.next;
         while at.checkpoint < next {
@@ -615,12 +615,20 @@ impl CommittedPublisher {
                         })?;
                     tries += 1;
                     // A duplicate stands for the copy stored first under this msg-id. If
-                    // CHECKPOINTS no longer holds it (that publish's PubAck was lost, then the
-                    // stream was purged), publish again under a msg-id no publish used before
-                    // (the same for a retry of this one); else nothing would store it before
-                    // the duplicate window ran out.
-                    if !ack.duplicate || tries == 3 || self.checkpoints_hold(ack.sequence).await? {
+                    // CHECKPOINTS no longer holds it (a publish stored after this cursor read
+                    // CHECKPOINTS' last seq, its PubAck lost, then a purge; or a copy someone
+                    // else published under this msg-id), publish again under a msg-id no
+                    // publish used before; else nothing would store it before the duplicate
+                    // window ran out.
+                    if !ack.duplicate || self.checkpoints_hold(ack.sequence).await? {
                         break ack;
+                    }
+                    if tries == 3 {
+                        // The caller starts again from where CHECKPOINTS stands (new msg-ids).
+                        return Err(IngestError::Nats(format!(
+                            "CHECKPOINTS answered checkpoint {size} {tries} times as a duplicate of a copy it no longer holds (stream seq {}): is something else publishing on {CHECKPOINT_SUBJECT} under the ledger's msg-ids?",
+                            ack.sequence
+                        )));
                     }
                     id = format!("checkpoint-{size}@{}-{}", at.checkpoint_seq, ack.sequence);
                 };
