@@ -624,7 +624,7 @@ impl CommittedPublisher {
                         break ack;
                     }
                     if tries == 3 {
-                        // The caller starts again from where CHECKPOINTS stands (new msg-ids).
+                        // The caller logs it and starts again from where CHECKPOINTS stands.
                         return Err(IngestError::Nats(format!(
                             "CHECKPOINTS answered checkpoint {size} {tries} times as a duplicate of a copy it no longer holds (stream seq {}): is something else publishing on {CHECKPOINT_SUBJECT} under the ledger's msg-ids?",
                             ack.sequence
