@@ -1950,7 +1950,8 @@ async fn messages_deleted_from_committed_hold_it_until_the_operator_purges_it() 
 /// A checkpoint's publish answered as a duplicate of a copy that CHECKPOINTS no longer holds
 /// (stored, then purged, inside the duplicate window) is published again under a new msg-id.
 /// The copy here is planted by the test under the msg-id the ledger will use; in the field it
-/// is the ledger's own first publish, whose PubAck was lost, before a purge and the retry.
+/// is a copy someone else published under that msg-id, or the ledger's own publish stored after
+/// it last read CHECKPOINTS' last seq, whose PubAck was lost, with a purge before the retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_answered_as_a_duplicate_of_a_purged_copy_goes_out_again() {
     use async_nats::jetstream::message::PublishMessage;
