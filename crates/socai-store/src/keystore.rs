@@ -11,7 +11,8 @@
 //! - Slot `n` is at byte `32 n`. A slot is written once (when its record is committed) and then
 //!   only zeroed; an all-zero slot is a destroyed key.
 //! - Keys are fsynced before the sled commit that refers to them. Slots past the count the store
-//!   last committed are orphans of a crashed commit: they are zeroed and cut off at open.
+//!   last committed are orphans: keys drawn ahead of the commits ([`KeyReserve`]), or those of a
+//!   commit that did not complete. They are zeroed and cut off at open, never used again.
 //! - Only the single writer appends or destroys; readers only read (`pread`).
 
 use rand_core::{OsRng, RngCore};
@@ -188,6 +189,24 @@ impl KeyStore {
         self.file.sync_data().map_err(self.io())
     }
 
+    /// Draws `n` new random keys, writes them at slots `first..` and fsyncs.
+    fn append_random(&self, first: u64, n: usize) -> Result<Vec<RecordKey>, KeyStoreError> {
+        let mut bytes = zeroize::Zeroizing::new(vec![0u8; n * SLOT as usize]);
+        OsRng.fill_bytes(&mut bytes);
+        self.file
+            .write_all_at(&bytes, first * SLOT)
+            .map_err(self.io())?;
+        self.file.sync_data().map_err(self.io())?;
+        Ok(bytes
+            .chunks_exact(SLOT as usize)
+            .map(|c| {
+                let mut k = RecordKey([0u8; 32]);
+                k.0.copy_from_slice(c);
+                k
+            })
+            .collect())
+    }
+
     /// The key in `slot`.
     pub fn read(&self, slot: u64) -> Result<RecordKey, KeyStoreError> {
         let missing = || -> Result<RecordKey, KeyStoreError> {
@@ -291,6 +310,65 @@ impl KeyStore {
         self.file.set_len(keep * SLOT).map_err(self.io())?;
         self.file.sync_all().map_err(self.io())?;
         Ok(len - keep)
+    }
+}
+
+/// Keys drawn ahead of the commits that will use them, already durable in the key file, so a
+/// commit with personal records does not wait for an fsync of its own: the file grows by
+/// [`KeyReserve::AHEAD`] keys (or more, for a larger commit) with one fsync, and the commits
+/// take them in slot order. Dropped, it zeroes and cuts off what it still holds, so a store
+/// closed cleanly keeps exactly the keys its records use; what a crash leaves unused is an
+/// orphan, discarded at the next open.
+pub struct KeyReserve {
+    store: std::sync::Arc<KeyStore>,
+    /// The slot of `keys[0]`.
+    first: u64,
+    keys: std::collections::VecDeque<RecordKey>,
+}
+
+impl KeyReserve {
+    /// Keys drawn at once: 128 KiB of the key file, one fsync for as many personal records.
+    pub const AHEAD: usize = 4096;
+
+    pub fn new(store: std::sync::Arc<KeyStore>) -> KeyReserve {
+        KeyReserve {
+            store,
+            first: 0,
+            keys: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The durable keys of slots `first..first + n`, drawing more (and fsyncing the file) when
+    /// the reserve holds too few. A reserve that does not start at `first` (a commit that took
+    /// keys failed, or slots were written another way) is dropped: its slots get new keys.
+    pub fn take(&mut self, first: u64, n: usize) -> Result<Vec<RecordKey>, KeyStoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.first != first {
+            self.keys.clear();
+            self.first = first;
+        }
+        if self.keys.len() < n {
+            let more = (n - self.keys.len()).max(Self::AHEAD);
+            let at = self.first + self.keys.len() as u64;
+            let drawn = self.store.append_random(at, more)?;
+            self.keys.extend(drawn);
+        }
+        self.first += n as u64;
+        Ok(self.keys.drain(..n).collect())
+    }
+}
+
+impl Drop for KeyReserve {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        self.keys.clear();
+        if let Err(e) = self.store.discard_from(self.first) {
+            tracing::warn!(error = %e, "cannot discard the personal-data keys drawn ahead; the next open discards them");
+        }
     }
 }
 
@@ -435,6 +513,43 @@ mod tests {
         ));
         assert_eq!(ks.discard_from(1).unwrap(), 1);
         assert_eq!(ks.slots().unwrap(), 1);
+    }
+
+    #[test]
+    fn reserved_keys_are_durable_before_they_are_taken_and_taken_in_slot_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = std::sync::Arc::new(KeyStore::open(&dir.path().join("ledger.keys")).unwrap());
+        let mut reserve = KeyReserve::new(ks.clone());
+        assert!(reserve.take(0, 0).unwrap().is_empty());
+        assert_eq!(ks.slots().unwrap(), 0, "nothing drawn for no records");
+        let first = reserve.take(0, 3).unwrap();
+        assert_eq!(ks.slots().unwrap(), KeyReserve::AHEAD as u64, "drawn ahead");
+        for (i, k) in first.iter().enumerate() {
+            assert_eq!(ks.read(i as u64).unwrap().0, k.0);
+        }
+        let next = reserve.take(3, 2).unwrap();
+        assert_eq!(ks.read(3).unwrap().0, next[0].0);
+        assert_eq!(ks.read(4).unwrap().0, next[1].0);
+        assert_eq!(ks.slots().unwrap(), KeyReserve::AHEAD as u64, "no new draw");
+        // More than the reserve holds: one draw covers the rest of the commit.
+        let big = reserve.take(5, KeyReserve::AHEAD).unwrap();
+        assert_eq!(big.len(), KeyReserve::AHEAD);
+        let last = 5 + KeyReserve::AHEAD as u64 - 1;
+        assert_eq!(ks.read(last).unwrap().0, big[KeyReserve::AHEAD - 1].0);
+        assert_eq!(ks.slots().unwrap(), 2 * KeyReserve::AHEAD as u64);
+        // A commit that took keys and failed: slots 9000.. were never used; the next commit
+        // at the same slot gets new keys, not the ones the failed commit may have sealed with.
+        let failed = reserve.take(9000, 2).unwrap();
+        let again = reserve.take(9000, 2).unwrap();
+        assert_ne!(failed[0].0, again[0].0);
+        assert_eq!(ks.read(9000).unwrap().0, again[0].0);
+        assert_eq!(ks.read(9001).unwrap().0, again[1].0);
+        // Dropped, it zeroes and cuts off what it still held.
+        let held = ks.slots().unwrap();
+        assert!(held > 9002);
+        drop(reserve);
+        assert_eq!(ks.slots().unwrap(), 9002);
+        assert_eq!(ks.read(9001).unwrap().0, again[1].0);
     }
 
     #[test]

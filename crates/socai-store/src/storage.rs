@@ -8,7 +8,7 @@
 //!   is disabled, so no concurrent `flush_async` can deadlock (sled #1308, #1412).
 
 use crate::idfilter::IdFilter;
-use crate::keystore::{KeyStore, KeyStoreError, RecordKey};
+use crate::keystore::{KeyReserve, KeyStore, KeyStoreError, RecordKey};
 use crate::runs::{Prefixes, Runs};
 use socai_chain::Hash;
 use socai_chain::merkle::MerkleError;
@@ -323,6 +323,8 @@ pub struct SledStorage {
     keys: Arc<KeyStore>,
     /// Key slots committed so far (the next record's slot); only the writer advances it.
     next_slot: Arc<AtomicU64>,
+    /// Keys already durable past `next_slot`, for the next commits' personal records.
+    reserve: Arc<Mutex<KeyReserve>>,
     /// Test-only fault point (`SOCAI_FAULT=abort-before-fsync[:N]`): at the N-th commit with
     /// entries (default 1), the process stalls a second after sled took the batch and before the
     /// fsync (so anything sent too early would reach its reader), then aborts, as a crash there
@@ -848,8 +850,9 @@ impl SledStorage {
         let storage = SledStorage {
             handles: Arc::new(RwLock::new(Some(Arc::new(handles)))),
             path: path.to_path_buf(),
-            keys,
+            keys: keys.clone(),
             next_slot: Arc::new(AtomicU64::new(0)),
+            reserve: Arc::new(Mutex::new(KeyReserve::new(keys.clone()))),
             abort_before_fsync: abort_before_fsync_fault(),
             ids: Arc::new(IdFilter::with_hash_bits(
                 entries,
@@ -891,7 +894,7 @@ impl SledStorage {
         if orphans > 0 {
             tracing::info!(
                 orphans,
-                "discarded personal-data keys of a commit that did not complete"
+                "discarded personal-data keys nothing refers to (drawn ahead and not used, or of a commit that did not complete)"
             );
         }
         storage.next_slot.store(slots, Ordering::SeqCst);
@@ -1302,8 +1305,9 @@ impl SledStorage {
                 return Ok(done);
             }
             let mut b = sled::Batch::default();
-            let keys = self.seal_into(&mut b, slot, &plain)?;
+            let keys: Vec<RecordKey> = plain.iter().map(|_| RecordKey::random()).collect();
             self.keys.write(slot, &keys.iter().collect::<Vec<_>>())?;
+            self.seal_into(&mut b, slot, &plain, &keys)?;
             slot += keys.len() as u64;
             b.insert(SLOTS_KEY, &slot.to_be_bytes()[..]);
             h.tree.apply_batch(b).map_err(|e| self.err(e))?;
@@ -1312,18 +1316,16 @@ impl SledStorage {
         }
     }
 
-    /// Seals each record under a new key at slots `first..` into `b`; returns the keys (to be
-    /// made durable before `b` is applied).
+    /// Seals each record under its key (`keys[i]`, at slot `first + i`) into `b`.
     fn seal_into(
         &self,
         b: &mut sled::Batch,
         first: u64,
         records: &[(u64, PersonalRecord)],
-    ) -> Result<Vec<RecordKey>> {
-        let mut keys = Vec::with_capacity(records.len());
-        for (i, (seq, rec)) in records.iter().enumerate() {
+        keys: &[RecordKey],
+    ) -> Result<()> {
+        for (i, ((seq, rec), k)) in records.iter().zip(keys).enumerate() {
             let slot = first + i as u64;
-            let k = RecordKey::random();
             let plain = record_json(rec)
                 .map_err(|e| StorageError::Corrupt(format!("personal record: {e}")))?;
             let sealed = k.seal(&seq.to_be_bytes(), &plain);
@@ -1332,9 +1334,8 @@ impl SledStorage {
             v.extend_from_slice(&slot.to_be_bytes());
             v.extend_from_slice(&sealed);
             b.insert(&key(b'p', *seq), v);
-            keys.push(k);
         }
-        Ok(keys)
+        Ok(())
     }
 
     /// Opens a stored personal record of `seq`.
@@ -1637,13 +1638,17 @@ impl SledStorage {
             rest = &rest[take..];
             idx += take as u64;
         }
-        // Keys first, durable before the commit that refers to them (see crate::keystore).
+        // Keys first, durable before the commit that refers to them (see crate::keystore): drawn
+        // ahead, so most commits find theirs already fsynced.
         let first_slot = self.next_slot.load(Ordering::SeqCst);
         let new_slots = batch.personal.len() as u64;
         if new_slots > 0 {
-            let keys = self.seal_into(&mut b, first_slot, &batch.personal)?;
-            self.keys
-                .write(first_slot, &keys.iter().collect::<Vec<_>>())?;
+            let keys = self
+                .reserve
+                .lock()
+                .expect("key reserve")
+                .take(first_slot, batch.personal.len())?;
+            self.seal_into(&mut b, first_slot, &batch.personal, &keys)?;
             b.insert(SLOTS_KEY, &(first_slot + new_slots).to_be_bytes()[..]);
         }
         let mut destroy = Vec::with_capacity(batch.erase_personal.len());
