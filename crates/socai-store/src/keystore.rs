@@ -8,12 +8,17 @@
 //! (sled's log, backups of the store) can no longer be read by anyone.
 //!
 //! Invariants:
-//! - Slot `n` is at byte `32 n`. A slot is written once (when its record is committed) and then
-//!   only zeroed; an all-zero slot is a destroyed key.
+//! - Slot `n` is at byte `32 n`; an all-zero slot is a destroyed key. A slot gets a new random
+//!   key when it is drawn ([`KeyReserve`]: ahead of the commits that will use it), and again if a
+//!   commit that took it failed; once a commit that refers to it is durable, it is only zeroed.
 //! - Keys are fsynced before the sled commit that refers to them. Slots past the count the store
-//!   last committed are orphans: keys drawn ahead of the commits ([`KeyReserve`]), or those of a
-//!   commit that did not complete. They are zeroed and cut off at open, never used again.
-//! - Only the single writer appends or destroys; readers only read (`pread`).
+//!   committed hold keys no durable record uses: the reserve of the open store, or orphans of a
+//!   store that was not closed (a crash), which the next open zeroes and cuts off. A key never
+//!   seals two records: a commit that took keys and failed leaves the reserve out of step, and
+//!   the next commit draws new keys over those slots.
+//! - One open store at a time holds the file (an exclusive `flock` for as long as it is open,
+//!   since another open would take the reserve for orphans); its writer draws, appends and
+//!   destroys, readers only read (`pread`).
 
 use rand_core::{OsRng, RngCore};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
@@ -123,6 +128,8 @@ pub enum KeyStoreError {
     },
     #[error("personal-data key {slot} was destroyed (its record was redacted)")]
     Destroyed { slot: u64 },
+    #[error("personal-data key file {path} is held by another open store")]
+    Locked { path: PathBuf },
 }
 
 /// Where `slot` starts in the file; `None` past any offset `pread` takes (a slot number from a
@@ -138,8 +145,9 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// Opens (or creates, mode 0600) the key file at `path`.
-    pub fn open(path: &Path) -> Result<KeyStore, KeyStoreError> {
+    /// Opens (or creates, mode 0600) the key file at `path` and locks it for as long as this
+    /// `KeyStore` lives, waiting up to `wait` for a lock held by a store being closed.
+    pub fn open(path: &Path, wait: std::time::Duration) -> Result<KeyStore, KeyStoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
@@ -152,6 +160,26 @@ impl KeyStore {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(KeyStoreError::Locked {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(KeyStoreError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
         Ok(KeyStore {
             file,
             path: path.to_path_buf(),
@@ -189,22 +217,19 @@ impl KeyStore {
         self.file.sync_data().map_err(self.io())
     }
 
-    /// Draws `n` new random keys, writes them at slots `first..` and fsyncs.
-    fn append_random(&self, first: u64, n: usize) -> Result<Vec<RecordKey>, KeyStoreError> {
+    /// Draws `n` new random keys, writes them at slots `first..` and fsyncs; returns their bytes.
+    fn append_random(
+        &self,
+        first: u64,
+        n: usize,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyStoreError> {
         let mut bytes = zeroize::Zeroizing::new(vec![0u8; n * SLOT as usize]);
         OsRng.fill_bytes(&mut bytes);
         self.file
             .write_all_at(&bytes, first * SLOT)
             .map_err(self.io())?;
         self.file.sync_data().map_err(self.io())?;
-        Ok(bytes
-            .chunks_exact(SLOT as usize)
-            .map(|c| {
-                let mut k = RecordKey([0u8; 32]);
-                k.0.copy_from_slice(c);
-                k
-            })
-            .collect())
+        Ok(bytes)
     }
 
     /// The key in `slot`.
@@ -316,14 +341,16 @@ impl KeyStore {
 /// Keys drawn ahead of the commits that will use them, already durable in the key file, so a
 /// commit with personal records does not wait for an fsync of its own: the file grows by
 /// [`KeyReserve::AHEAD`] keys (or more, for a larger commit) with one fsync, and the commits
-/// take them in slot order. Dropped, it zeroes and cuts off what it still holds, so a store
-/// closed cleanly keeps exactly the keys its records use; what a crash leaves unused is an
-/// orphan, discarded at the next open.
+/// take them in slot order. Dropped, it zeroes and cuts off the slots it still holds, so a store
+/// closed cleanly keeps exactly the keys its records use. The keys are held in one buffer, each
+/// wiped as it is taken, and every buffer is wiped when replaced or dropped.
 pub struct KeyReserve {
     store: std::sync::Arc<KeyStore>,
-    /// The slot of `keys[0]`.
+    /// The slot of the first key held.
     first: u64,
-    keys: std::collections::VecDeque<RecordKey>,
+    /// The keys, from byte `at` on.
+    bytes: zeroize::Zeroizing<Vec<u8>>,
+    at: usize,
 }
 
 impl KeyReserve {
@@ -334,8 +361,13 @@ impl KeyReserve {
         KeyReserve {
             store,
             first: 0,
-            keys: std::collections::VecDeque::new(),
+            bytes: zeroize::Zeroizing::new(Vec::new()),
+            at: 0,
         }
+    }
+
+    fn held(&self) -> usize {
+        (self.bytes.len() - self.at) / SLOT as usize
     }
 
     /// The durable keys of slots `first..first + n`, drawing more (and fsyncing the file) when
@@ -346,26 +378,41 @@ impl KeyReserve {
             return Ok(Vec::new());
         }
         if self.first != first {
-            self.keys.clear();
+            self.bytes.zeroize();
+            self.bytes.clear();
+            self.at = 0;
             self.first = first;
         }
-        if self.keys.len() < n {
-            let more = (n - self.keys.len()).max(Self::AHEAD);
-            let at = self.first + self.keys.len() as u64;
-            let drawn = self.store.append_random(at, more)?;
-            self.keys.extend(drawn);
+        let held = self.held();
+        if held < n {
+            let more = (n - held).max(Self::AHEAD);
+            let drawn = self.store.append_random(first + held as u64, more)?;
+            let mut bytes =
+                zeroize::Zeroizing::new(Vec::with_capacity((held + more) * SLOT as usize));
+            bytes.extend_from_slice(&self.bytes[self.at..]);
+            bytes.extend_from_slice(&drawn);
+            self.bytes = bytes;
+            self.at = 0;
+        }
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let slot = &mut self.bytes[self.at..self.at + SLOT as usize];
+            let mut k = RecordKey([0u8; 32]);
+            k.0.copy_from_slice(slot);
+            slot.zeroize();
+            keys.push(k);
+            self.at += SLOT as usize;
         }
         self.first += n as u64;
-        Ok(self.keys.drain(..n).collect())
+        Ok(keys)
     }
 }
 
 impl Drop for KeyReserve {
     fn drop(&mut self) {
-        if self.keys.is_empty() {
+        if self.held() == 0 {
             return;
         }
-        self.keys.clear();
         if let Err(e) = self.store.discard_from(self.first) {
             tracing::warn!(error = %e, "cannot discard the personal-data keys drawn ahead; the next open discards them");
         }
@@ -375,6 +422,8 @@ impl Drop for KeyReserve {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
     #[test]
     fn sealed_records_open_only_with_their_key_and_seq() {
@@ -490,7 +539,7 @@ mod tests {
     fn destroyed_keys_are_zeros_on_disk_and_unreadable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.keys");
-        let ks = KeyStore::open(&path).unwrap();
+        let ks = KeyStore::open(&path, WAIT).unwrap();
         let (a, b) = (RecordKey::random(), RecordKey::random());
         let a_bytes = a.0;
         ks.write(0, &[&a, &b]).unwrap();
@@ -518,7 +567,8 @@ mod tests {
     #[test]
     fn reserved_keys_are_durable_before_they_are_taken_and_taken_in_slot_order() {
         let dir = tempfile::tempdir().unwrap();
-        let ks = std::sync::Arc::new(KeyStore::open(&dir.path().join("ledger.keys")).unwrap());
+        let ks =
+            std::sync::Arc::new(KeyStore::open(&dir.path().join("ledger.keys"), WAIT).unwrap());
         let mut reserve = KeyReserve::new(ks.clone());
         assert!(reserve.take(0, 0).unwrap().is_empty());
         assert_eq!(ks.slots().unwrap(), 0, "nothing drawn for no records");
@@ -553,10 +603,25 @@ mod tests {
     }
 
     #[test]
+    fn one_open_key_store_at_a_time_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.keys");
+        let first = KeyStore::open(&path, WAIT).unwrap();
+        let started = std::time::Instant::now();
+        let err = KeyStore::open(&path, WAIT)
+            .err()
+            .expect("the second open is refused");
+        assert!(matches!(err, KeyStoreError::Locked { .. }), "{err}");
+        assert!(started.elapsed() >= WAIT, "it waited for the lock first");
+        drop(first);
+        KeyStore::open(&path, WAIT).expect("free once the first is closed");
+    }
+
+    #[test]
     fn reading_many_slots_at_once_answers_each_as_reading_it_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.keys");
-        let ks = KeyStore::open(&path).unwrap();
+        let ks = KeyStore::open(&path, WAIT).unwrap();
         let keys: Vec<RecordKey> = (0..5000).map(|_| RecordKey::random()).collect();
         ks.write(0, &keys.iter().collect::<Vec<_>>()).unwrap();
         ks.destroy(&[7, 4999]).unwrap();

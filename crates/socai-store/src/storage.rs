@@ -837,7 +837,18 @@ impl SledStorage {
         let started = std::time::Instant::now();
         let handles = Handles::open(path)?;
         let recovered = started.elapsed();
-        let keys = Arc::new(KeyStore::open(&Self::keys_path(path))?);
+        // Held for as long as this store is open (across sled's reopens): another open would
+        // take the keys drawn ahead for orphans and discard them.
+        let wait = std::time::Duration::from_millis(LOCK_WAIT_MS);
+        let keys = match KeyStore::open(&Self::keys_path(path), wait) {
+            Ok(keys) => Arc::new(keys),
+            Err(KeyStoreError::Locked { .. }) => {
+                return Err(StorageError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Sized for the log as it is: the filter doubles as it grows.
         let entries = handles
             .tree
