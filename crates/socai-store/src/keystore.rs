@@ -342,7 +342,8 @@ impl KeyStore {
 /// commit with personal records does not wait for an fsync of its own: the file grows by
 /// [`KeyReserve::AHEAD`] keys (or more, for a larger commit) with one fsync, and the commits
 /// take them in slot order. Dropped, it zeroes and cuts off the slots it still holds, so a store
-/// closed cleanly keeps exactly the keys its records use. The keys are held in one buffer, each
+/// closed cleanly keeps only the keys its records use (and, after a commit that took keys and
+/// failed, those slots, which the next open discards: it alone knows what became durable). The keys are held in one buffer, each
 /// wiped as it is taken, and every buffer is wiped when replaced or dropped.
 pub struct KeyReserve {
     store: std::sync::Arc<KeyStore>,
@@ -397,10 +398,12 @@ impl KeyReserve {
         let mut keys = Vec::with_capacity(n);
         for _ in 0..n {
             let slot = &mut self.bytes[self.at..self.at + SLOT as usize];
-            let mut k = RecordKey([0u8; 32]);
-            k.0.copy_from_slice(slot);
+            // Copied in place, never through a key on the stack.
+            keys.push(RecordKey([0u8; 32]));
+            if let Some(k) = keys.last_mut() {
+                k.0.copy_from_slice(slot);
+            }
             slot.zeroize();
-            keys.push(k);
             self.at += SLOT as usize;
         }
         self.first += n as u64;
@@ -565,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_keys_are_durable_before_they_are_taken_and_taken_in_slot_order() {
+    fn reserved_keys_are_in_the_file_before_they_are_taken_and_taken_in_slot_order() {
         let dir = tempfile::tempdir().unwrap();
         let ks =
             std::sync::Arc::new(KeyStore::open(&dir.path().join("ledger.keys"), WAIT).unwrap());

@@ -835,11 +835,17 @@ impl SledStorage {
     #[doc(hidden)]
     pub fn open_with_id_filter(path: &Path, testing: IdFilterTesting) -> Result<SledStorage> {
         let started = std::time::Instant::now();
-        let handles = Handles::open(path)?;
-        let recovered = started.elapsed();
         // Held for as long as this store is open (across sled's reopens): another open would
-        // take the keys drawn ahead for orphans and discard them.
+        // take the keys drawn ahead for orphans and discard them. Taken before sled's lock, so
+        // another opener is refused here without holding sled while this store reopens it.
         let wait = std::time::Duration::from_millis(LOCK_WAIT_MS);
+        // The key file sits beside the store: its directory is made as sled makes the store's.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| KeyStoreError::Io {
+                path: Self::keys_path(path),
+                source,
+            })?;
+        }
         let keys = match KeyStore::open(&Self::keys_path(path), wait) {
             Ok(keys) => Arc::new(keys),
             Err(KeyStoreError::Locked { .. }) => {
@@ -849,6 +855,8 @@ impl SledStorage {
             }
             Err(e) => return Err(e.into()),
         };
+        let handles = Handles::open(path)?;
+        let recovered = started.elapsed();
         // Sized for the log as it is: the filter doubles as it grows.
         let entries = handles
             .tree
