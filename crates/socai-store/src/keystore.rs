@@ -343,8 +343,9 @@ impl KeyStore {
 /// [`KeyReserve::AHEAD`] keys (or more, for a larger commit) with one fsync, and the commits
 /// take them in slot order. Dropped, it zeroes and cuts off the slots it still holds, so a store
 /// closed cleanly keeps only the keys its records use (and, after a commit that took keys and
-/// failed, those slots, which the next open discards: it alone knows what became durable). The keys are held in one buffer, each
-/// wiped as it is taken, and every buffer is wiped when replaced or dropped.
+/// failed, those slots, which the next open discards: it alone knows what became durable). The
+/// keys are held in one buffer, each wiped as it is taken, and every buffer is wiped when
+/// replaced or dropped.
 pub struct KeyReserve {
     store: std::sync::Arc<KeyStore>,
     /// The slot of the first key held.

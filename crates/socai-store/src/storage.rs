@@ -1343,6 +1343,7 @@ impl SledStorage {
         records: &[(u64, PersonalRecord)],
         keys: &[RecordKey],
     ) -> Result<()> {
+        assert_eq!(records.len(), keys.len(), "one key per record");
         for (i, ((seq, rec), k)) in records.iter().zip(keys).enumerate() {
             let slot = first + i as u64;
             let plain = record_json(rec)
