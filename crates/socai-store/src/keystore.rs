@@ -207,13 +207,18 @@ impl KeyStore {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut bytes = Vec::with_capacity(keys.len() * SLOT as usize);
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(keys.len() * SLOT as usize));
         for k in keys {
             bytes.extend_from_slice(&k.0);
         }
-        let written = self.file.write_all_at(&bytes, first * SLOT);
-        bytes.zeroize();
-        written.map_err(self.io())?;
+        self.write_slots(first, &bytes)
+    }
+
+    /// Writes whole slots of key bytes at slot `first` and fsyncs.
+    fn write_slots(&self, first: u64, bytes: &[u8]) -> Result<(), KeyStoreError> {
+        self.file
+            .write_all_at(bytes, first * SLOT)
+            .map_err(self.io())?;
         self.file.sync_data().map_err(self.io())
     }
 
@@ -225,10 +230,7 @@ impl KeyStore {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyStoreError> {
         let mut bytes = zeroize::Zeroizing::new(vec![0u8; n * SLOT as usize]);
         OsRng.fill_bytes(&mut bytes);
-        self.file
-            .write_all_at(&bytes, first * SLOT)
-            .map_err(self.io())?;
-        self.file.sync_data().map_err(self.io())?;
+        self.write_slots(first, &bytes)?;
         Ok(bytes)
     }
 
