@@ -507,6 +507,8 @@ pub(crate) fn commit_quantiles(
 /// 1. bare: the same bytes, publisher → JetStream → one consumer → sled, one fsync and one ack
 ///    per batch (AckPolicy::All, the batch's last message acked); default sync;
 /// 2. socai with receipts (every event waits for its receipt), default sync;
+///    1 and 2 run as `rounds` pairs, alternating which goes first; the pair of the median ratio
+///    is the one reported;
 /// 3. socai with PubAcks only, until the ledger committed everything, default sync;
 /// 4. socai with receipts on `sync_interval: always`.
 pub fn ingest(
@@ -514,6 +516,7 @@ pub fn ingest(
     events: u64,
     nats_server: Option<&Path>,
     dir: Option<&Path>,
+    rounds: usize,
 ) -> anyhow::Result<()> {
     use socai_client::publisher::Outgoing;
     let _ = g;
@@ -540,77 +543,137 @@ pub fn ingest(
     let ack_every = socai_client::receipts::ACK_EVERY;
     let pace = socai_client::receipts::PACE;
     println!(
-        "socai bench ingest: {n} events from {agencies} agencies, {:.0} bytes/event; 1 publisher, {IN_FLIGHT} PubAcks in flight (with receipts: up to {receipt_pending} events awaiting theirs, receipts verified, a PubAck awaited only for each agency's first event, one in {ack_every} of each agency's and the {ack_every}th plain publish in a row, at most {pace} sends past the oldest PubAck awaited); batches of up to {batch}, fsync per batch; a fresh {} and a fresh store per run",
+        "socai bench ingest: {n} events from {agencies} agencies, {:.0} bytes/event; 1 publisher, {IN_FLIGHT} PubAcks in flight (with receipts: up to {receipt_pending} events awaiting theirs, receipts verified, a PubAck awaited only for each agency's first event, one in {ack_every} of each agency's and the {ack_every}th plain publish in a row, at most {pace} sends past the oldest PubAck awaited); batches of up to {batch}, fsync per batch; a fresh {} and a fresh store per run; {rounds} rounds of bare and receipts",
         bytes as f64 / n as f64,
         binary.display(),
     );
     let rt = crate::cmd::nats::runtime()?;
 
-    // 1. bare, then (outside the measured window) its backlog catch-up on the same server.
-    eprintln!("1/4 bare pipeline...");
-    let (bare, (backlog_bare_secs, backlog_bare_batches)) = {
-        let server = start_nats(&binary, &tmp.path().join("nats-bare"), false)?;
-        let url = server.url();
-        reset_peak_rss();
-        let cpu0 = cpu_now(&server);
-        let (secs, batches) = rt.block_on(bare_pipeline(
-            &url,
-            &messages,
-            batch,
-            &tmp.path().join("bare"),
-        ))?;
-        let cpu1 = cpu_now(&server);
-        let rss = peak_rss_mib();
-        let backlog = rt.block_on(async {
-            let (client, _) =
-                socai_client::publisher::connect(&socai_client::publisher::NatsConfig::new(&url))
-                    .await?;
-            let js = async_nats::jetstream::new(client);
-            let stream = js.get_stream("BARE").await?;
-            let bar = crate::output::progress(n as u64, "bare backlog");
-            let backlog = bare_consume(
-                &stream,
-                "bare-backlog",
-                n,
-                batch,
-                &tmp.path().join("bare-backlog"),
-                &bar,
-            )
-            .await?;
-            bar.finish_and_clear();
-            anyhow::Ok(backlog)
-        })?;
-        let measured = Measured {
-            secs,
-            cpu_self: cpu1.0 - cpu0.0,
-            cpu_nats: cpu1.1 - cpu0.1,
-            rss,
-            batches,
-            receipt_latency: None,
-            summary: None,
-            counters: None,
-            sent_secs: 0.0,
-            sending: Sending::default(),
+    // 1 and 2, `rounds` times, alternating which goes first: the bare pipeline and socai with
+    // receipts, each on a fresh nats-server and store. This machine's speed drifts by a fifth
+    // within minutes, so one pair of ~5 s runs says little; the pair of the median ratio is
+    // the one reported, every pair is printed.
+    let rounds = rounds.max(1);
+    let mut backlog_bare = None;
+    let mut pairs: Vec<(Measured, Measured)> = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let suffix = if round == 0 {
+            String::new()
+        } else {
+            format!("-{}", round + 1)
         };
-        (measured, backlog)
+        let bare_run = |backlog: bool| -> anyhow::Result<(Measured, Option<(f64, u64)>)> {
+            eprintln!("1/4 bare pipeline (round {} of {rounds})...", round + 1);
+            let server = start_nats(
+                &binary,
+                &tmp.path().join(format!("nats-bare{suffix}")),
+                false,
+            )?;
+            let url = server.url();
+            reset_peak_rss();
+            let cpu0 = cpu_now(&server);
+            let (secs, batches) = rt.block_on(bare_pipeline(
+                &url,
+                &messages,
+                batch,
+                &tmp.path().join(format!("bare{suffix}")),
+            ))?;
+            let cpu1 = cpu_now(&server);
+            let rss = peak_rss_mib();
+            // Its backlog catch-up, outside the measured window, on the same server.
+            let caught_up = if backlog {
+                Some(rt.block_on(async {
+                    let (client, _) = socai_client::publisher::connect(
+                        &socai_client::publisher::NatsConfig::new(&url),
+                    )
+                    .await?;
+                    let js = async_nats::jetstream::new(client);
+                    let stream = js.get_stream("BARE").await?;
+                    let bar = crate::output::progress(n as u64, "bare backlog");
+                    let backlog = bare_consume(
+                        &stream,
+                        "bare-backlog",
+                        n,
+                        batch,
+                        &tmp.path().join("bare-backlog"),
+                        &bar,
+                    )
+                    .await?;
+                    bar.finish_and_clear();
+                    anyhow::Ok(backlog)
+                })?)
+            } else {
+                None
+            };
+            let measured = Measured {
+                secs,
+                cpu_self: cpu1.0 - cpu0.0,
+                cpu_nats: cpu1.1 - cpu0.1,
+                rss,
+                batches,
+                receipt_latency: None,
+                summary: None,
+                counters: None,
+                sent_secs: 0.0,
+                sending: Sending::default(),
+            };
+            Ok((measured, caught_up))
+        };
+        let socai_receipts = || -> anyhow::Result<Measured> {
+            eprintln!(
+                "2/4 socai, receipts, default sync (round {} of {rounds})...",
+                round + 1
+            );
+            let (receipts, server) = socai_run(
+                &rt,
+                &binary,
+                tmp.path(),
+                &format!("receipts{suffix}"),
+                &messages,
+                Wait::Receipts,
+                RunOpts {
+                    sync_always: false,
+                    chart: round == 0,
+                },
+            )?;
+            drop(server);
+            Ok(receipts)
+        };
+        let (bare, receipts) = if round % 2 == 0 {
+            let (bare, caught_up) = bare_run(round == 0)?;
+            backlog_bare = caught_up.or(backlog_bare);
+            (bare, socai_receipts()?)
+        } else {
+            let receipts = socai_receipts()?;
+            (bare_run(false)?.0, receipts)
+        };
+        pairs.push((bare, receipts));
+        // The round's stores are done with (the figures are kept): free the disk now.
+        for dir in [
+            "nats-bare",
+            "bare",
+            "bare-backlog",
+            "nats-receipts",
+            "ledger-receipts",
+        ] {
+            let _ = std::fs::remove_dir_all(tmp.path().join(format!("{dir}{suffix}")));
+        }
+    }
+    let (backlog_bare_secs, backlog_bare_batches) =
+        backlog_bare.expect("the first round measures the bare backlog");
+    let ratio_of = |(bare, receipts): &(Measured, Measured)| bare.secs / receipts.secs;
+    let round_ratios: Vec<f64> = pairs.iter().map(ratio_of).collect();
+    let median = {
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by(|&a, &b| round_ratios[a].total_cmp(&round_ratios[b]));
+        order[order.len() / 2]
     };
+    let (bare, receipts) = pairs.swap_remove(median);
 
     let bare_rate = rate(n as u64, bare.secs);
     for x in [0.0, bare.secs] {
         crate::bench_report::record_point("ingest rate: bare pipeline (its average)", x, bare_rate);
     }
-
-    eprintln!("2/4 socai, receipts, default sync...");
-    let (receipts, server) = socai_run(
-        &rt,
-        &binary,
-        tmp.path(),
-        "receipts",
-        &messages,
-        Wait::Receipts,
-        false,
-    )?;
-    drop(server);
 
     eprintln!("3/4 socai, PubAcks only, default sync...");
     let (pubacks, server) = socai_run(
@@ -620,7 +683,10 @@ pub fn ingest(
         "pubacks",
         &messages,
         Wait::PubAcks,
-        false,
+        RunOpts {
+            sync_always: false,
+            chart: true,
+        },
     )?;
     // Backlog: EVENTS holds the N events; a new ledger (new store, COMMITTED and CHECKPOINTS
     // from scratch, as a new deployment) catches up with no publisher running.
@@ -639,7 +705,10 @@ pub fn ingest(
         "always",
         &messages,
         Wait::Receipts,
-        true,
+        RunOpts {
+            sync_always: true,
+            chart: true,
+        },
     )?;
     drop(server);
 
@@ -653,6 +722,19 @@ pub fn ingest(
         Some(r(&receipts) / r(&bare)),
         ">= 0.8x bare",
     );
+    if round_ratios.len() > 1 {
+        let each: Vec<String> = round_ratios.iter().map(|x| format!("{x:.2}")).collect();
+        row(
+            &format!("  the {} rounds' ratios", round_ratios.len()),
+            each.join(", "),
+            "",
+            None,
+            &format!(
+                "in run order, the 1st, 3rd, ... with the bare pipeline first; the median ({:.2}) is the pair all figures here are of",
+                round_ratios[median]
+            ),
+        );
+    }
     row(
         "receipts vs PubAck only (default sync)",
         per_s(r(&receipts)),
@@ -854,6 +936,15 @@ pub fn ingest(
 /// One socai run on a nats-server of its own: the real ledger (`socai_ingest::serve`) on a fresh
 /// store and one publisher, waiting as `wait` says. Returns the figures and the server (still
 /// running, with its streams).
+/// How a socai run is set up beside its publisher's wait.
+#[derive(Debug, Clone, Copy)]
+struct RunOpts {
+    /// nats-server on `sync_interval: always` (an fsync per message), not its default.
+    sync_always: bool,
+    /// Its commit rate goes into `bench all`'s chart.
+    chart: bool,
+}
+
 fn socai_run(
     rt: &tokio::runtime::Runtime,
     binary: &Path,
@@ -861,7 +952,7 @@ fn socai_run(
     name: &str,
     messages: &[socai_client::publisher::Outgoing],
     wait: Wait,
-    sync_always: bool,
+    RunOpts { sync_always, chart }: RunOpts,
 ) -> anyhow::Result<(Measured, socai_testkit::LocalNats)> {
     use socai_client::publisher::{NatsConfig, Publisher};
     use socai_client::receipts::{Outcome, ReceiptOptions, Report};
@@ -891,7 +982,7 @@ fn socai_run(
         let owned: Vec<_> = messages.to_vec();
         let started = Instant::now();
         // For `bench all`'s chart: the commit rate every 250 ms.
-        let sampler = crate::bench_report::recording().then(|| {
+        let sampler = (chart && crate::bench_report::recording()).then(|| {
             let (counters, series) = (counters.clone(), format!("ingest rate: socai, {name}"));
             tokio::spawn(async move {
                 let mut last = (0.0f64, 0u64);

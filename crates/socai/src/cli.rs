@@ -502,6 +502,10 @@ pub enum BenchKind {
         /// Where to put the bench stores (default: a temp dir)
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Pairs of runs (bare pipeline, socai with receipts), alternating which goes first;
+        /// the pair of the median ratio is reported, every pair printed
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=99))]
+        rounds: u64,
     },
     /// JetStream replication and failover: ingest with receipts on one node (R1) beside the
     /// shipped 3-node cluster (R3), then EVENTS' leader killed --kills times under a trickle

@@ -216,8 +216,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     events,
                     nats_server,
                     dir,
+                    rounds,
                 },
-        } => crate::bench::ingest(g, events, nats_server.as_deref(), dir.as_deref()),
+        } => crate::bench::ingest(
+            g,
+            events,
+            nats_server.as_deref(),
+            dir.as_deref(),
+            rounds as usize,
+        ),
         Command::Bench {
             kind:
                 BenchKind::Cluster {
