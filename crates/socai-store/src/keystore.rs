@@ -160,26 +160,20 @@ impl KeyStore {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let deadline = std::time::Instant::now() + wait;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(KeyStoreError::Locked {
-                        path: path.to_path_buf(),
-                    });
-                }
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(KeyStoreError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    });
-                }
-            }
-        }
+        crate::retry_while(
+            wait,
+            |e| matches!(e, std::fs::TryLockError::WouldBlock),
+            || file.try_lock(),
+        )
+        .map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => KeyStoreError::Locked {
+                path: path.to_path_buf(),
+            },
+            std::fs::TryLockError::Error(source) => KeyStoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
         Ok(KeyStore {
             file,
             path: path.to_path_buf(),

@@ -28,3 +28,21 @@ pub use ledger::{AppendOutcome, Ledger, LedgerConfig, LedgerError, SourceCursor}
 pub use reader::{LedgerReader, View};
 pub use storage::{EventKey, Head, SledStorage, Storage, StorageError};
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify_ledger};
+
+/// Tries `attempt` until it succeeds, fails otherwise than `busy` says, or `wait` has passed
+/// (every 20 ms): how the store and its key file wait for a lock a closing store still holds.
+pub(crate) fn retry_while<T, E>(
+    wait: std::time::Duration,
+    busy: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match attempt() {
+            Err(e) if busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}

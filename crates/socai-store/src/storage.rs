@@ -373,21 +373,18 @@ impl Handles {
     /// [`LOCK_WAIT_MS`]: sled releases it from a background thread after a `Db` is dropped) and
     /// the index runs; the mergers are not started.
     fn open(path: &Path) -> Result<Handles> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(path)
-                .flush_every_ms(None)
-                .cache_capacity(256 * 1024 * 1024)
-                .open()
-                .map_err(|e| StorageError::engine(path, e));
-            match opened {
-                Err(StorageError::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
+        let db = crate::retry_while(
+            std::time::Duration::from_millis(LOCK_WAIT_MS),
+            |e| matches!(e, StorageError::Locked { .. }),
+            || {
+                sled::Config::new()
+                    .path(path)
+                    .flush_every_ms(None)
+                    .cache_capacity(256 * 1024 * 1024)
+                    .open()
+                    .map_err(|e| StorageError::engine(path, e))
+            },
+        )?;
         let tree = db
             .open_tree("ledger")
             .map_err(|e| StorageError::engine(path, e))?;
