@@ -82,8 +82,9 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
     let live_values = tokio::spawn(async move {
         let mut last: BTreeMap<String, MetricValue> = BTreeMap::new();
         loop {
+            // Messages first: what arrived before the stop is all taken in.
             tokio::select! {
-                _ = &mut live_stopped => break,
+                biased;
                 Some(msg) = live.next() => {
                     let update: projector::LiveUpdate =
                         serde_json::from_slice(&msg.payload).expect("a live update");
@@ -94,6 +95,7 @@ async fn shards_killed_and_restarted_publish_exactly_what_the_ledger_recomputes(
                         last.insert(v.key(), v);
                     }
                 }
+                _ = &mut live_stopped => break,
             }
         }
         last

@@ -674,6 +674,7 @@ fn reopening_sled_to_bound_its_recovery_loses_nothing_and_waits_for_readers() {
 
     // Readers on another thread while the writer commits and reopens after every commit.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (reading, has_read) = std::sync::mpsc::channel();
     let reader = {
         let (s, stop, first) = (storage.clone(), stop.clone(), evs[0].clone());
         std::thread::spawn(move || {
@@ -685,11 +686,14 @@ fn reopening_sled_to_bound_its_recovery_loses_nothing_and_waits_for_readers() {
                 assert_eq!(s.id(&first.agency, &first.id).unwrap().unwrap().seq, 0);
                 assert!(s.dossier(&first.dossier).unwrap().contains(&0));
                 reads += 1;
+                let _ = reading.send(());
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             reads
         })
     };
+    // The writer starts once the reader has read (else a slow start could see no commit).
+    has_read.recv().unwrap();
     for (i, chunk) in evs[1000..].chunks(250).enumerate() {
         let out = l.append_batch(chunk, AT).unwrap();
         assert!(matches!(out[0], AppendOutcome::Committed { seq } if seq == 1000 + 250 * i as u64));
